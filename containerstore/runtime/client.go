@@ -1,0 +1,415 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/image-spec/identity"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/executor"
+)
+
+const (
+	labelOwner     = "cellagent.owner"
+	labelGUID      = "cellagent.guid"
+	labelLogPath   = "cellagent.log-path"
+	labelLogMax    = "cellagent.log-max-bytes"
+	labelPreloaded = "cellagent.preloaded"
+	// PreloadedPrefix marks an image that is a configured rootfs directory.
+	PreloadedPrefix = "preloaded:"
+	// LoggerArg is the argument that makes the cellagent binary run as the
+	// shim's logging binary (see logdriver).
+	LoggerArg = "cellagent-logger"
+)
+
+// Config says how to reach containerd and what this agent owns there.
+type Config struct {
+	Socket    string
+	Namespace string
+	// CellID labels every container, so recovery only touches its own.
+	CellID      string
+	Snapshotter string
+	// Preloaded maps NAME of "preloaded:NAME" to a rootfs directory.
+	Preloaded map[string]string
+	// LoggerBinary is the executable the shim runs to write app output.
+	LoggerBinary string
+}
+
+// Client is the containerd adapter.
+type Client struct {
+	client      *containerd.Client
+	ns          string
+	cellID      string
+	snapshotter string
+	rootfs      map[string]string
+	logger      string
+
+	preloadMu sync.Mutex        // guards preloaded
+	preloaded map[string]string // name -> committed snapshot key
+}
+
+var (
+	_ containerstore.ContainerRuntime = (*Client)(nil)
+	_ containerstore.TaskRunner       = (*Client)(nil)
+)
+
+// New connects to containerd. It does not wait for containerd to answer:
+// Ping tells whether it does.
+func New(cfg Config) (*Client, error) {
+	if cfg.Snapshotter == "" {
+		cfg.Snapshotter = "overlayfs"
+	}
+	cl, err := containerd.New(cfg.Socket, containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Socket, err)
+	}
+	return &Client{client: cl, ns: cfg.Namespace, cellID: cfg.CellID, snapshotter: cfg.Snapshotter,
+		rootfs: cfg.Preloaded, logger: cfg.LoggerBinary, preloaded: map[string]string{}}, nil
+}
+
+// Close closes the connection; containers keep running.
+func (c *Client) Close() error { return c.client.Close() }
+
+func (c *Client) nsCtx(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, c.ns)
+}
+
+func snapshotKey(guid string) string { return "cellagent-" + guid }
+
+func (c *Client) Ping(ctx context.Context) error {
+	ok, err := c.client.IsServing(c.nsCtx(ctx))
+	if err != nil || !ok {
+		return fmt.Errorf("containerd not serving: %w", errors.Join(err, executor.ErrUnavailable))
+	}
+	return nil
+}
+
+// Validate checks, without making anything, that image exists and, for
+// preloaded images, that user exists in it.
+func (c *Client) Validate(ctx context.Context, image, user string) error {
+	if name, ok := strings.CutPrefix(image, PreloadedPrefix); ok {
+		dir, ok := c.rootfs[name]
+		if !ok {
+			return executor.NewError(executor.ErrInvalidRequest, "image %q: no preloaded rootfs named %q (configured: %s)", image, name, c.preloadedNames())
+		}
+		if _, err := c.userInDir(dir, user); err != nil {
+			return executor.NewError(executor.ErrInvalidRequest, "image %q: %v", image, err)
+		}
+		return nil
+	}
+	if _, err := c.client.GetImage(c.nsCtx(ctx), image); err != nil {
+		if errdefs.IsNotFound(err) {
+			return executor.NewError(executor.ErrInvalidRequest, "image %q is not in containerd's content store (namespace %s); import it first or use preloaded:NAME", image, c.ns)
+		}
+		return fmt.Errorf("look up image %q: %w", image, err)
+	}
+	return nil
+}
+
+func (c *Client) preloadedNames() string {
+	names := make([]string, 0, len(c.rootfs))
+	for n := range c.rootfs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+func (c *Client) userInDir(dir, user string) (containerstore.User, error) {
+	f, err := os.Open(filepath.Join(dir, "etc", "passwd"))
+	if err != nil {
+		if !os.IsNotExist(err) {
+			return containerstore.User{}, err
+		}
+		return lookupUser(nil, user)
+	}
+	defer f.Close()
+	return lookupUser(f, user)
+}
+
+func (c *Client) snapshotLabels(guid string) snapshots.Opt {
+	return snapshots.WithLabels(map[string]string{gcRootLabel: time.Now().UTC().Format(time.RFC3339),
+		labelOwner: c.cellID, labelGUID: guid})
+}
+
+func (c *Client) Prepare(ctx context.Context, logger lager.Logger, guid, image, user string) (containerstore.User, error) {
+	ctx = c.nsCtx(ctx)
+	sn := c.client.SnapshotService(c.snapshotter)
+	if name, ok := strings.CutPrefix(image, PreloadedPrefix); ok {
+		dir, ok := c.rootfs[name]
+		if !ok {
+			return containerstore.User{}, executor.NewError(executor.ErrInvalidRequest, "no preloaded rootfs named %q", name)
+		}
+		u, err := c.userInDir(dir, user)
+		if err != nil {
+			return containerstore.User{}, executor.NewError(executor.ErrInvalidRequest, "image %q: %v", image, err)
+		}
+		parent, err := c.preloadedSnapshot(ctx, name, dir)
+		if err != nil {
+			return containerstore.User{}, err
+		}
+		if _, err := sn.Prepare(ctx, snapshotKey(guid), parent, c.snapshotLabels(guid)); err != nil {
+			return containerstore.User{}, fmt.Errorf("prepare snapshot for %s: %w", guid, err)
+		}
+		return u, nil
+	}
+	img, err := c.client.GetImage(ctx, image)
+	if err != nil {
+		return containerstore.User{}, fmt.Errorf("get image %q: %w", image, err)
+	}
+	if ok, _ := img.IsUnpacked(ctx, c.snapshotter); !ok {
+		if err := img.Unpack(ctx, c.snapshotter); err != nil {
+			return containerstore.User{}, fmt.Errorf("unpack image %q: %w", image, err)
+		}
+	}
+	diffIDs, err := img.RootFS(ctx)
+	if err != nil {
+		return containerstore.User{}, fmt.Errorf("image %q rootfs: %w", image, err)
+	}
+	mounts, err := sn.Prepare(ctx, snapshotKey(guid), identity.ChainID(diffIDs).String(), c.snapshotLabels(guid))
+	if err != nil {
+		return containerstore.User{}, fmt.Errorf("prepare snapshot for %s: %w", guid, err)
+	}
+	var u containerstore.User
+	err = mount.WithReadonlyTempMount(ctx, mounts, func(root string) error {
+		var lerr error
+		u, lerr = c.userInDir(root, user)
+		return lerr
+	})
+	if err != nil {
+		_ = sn.Remove(ctx, snapshotKey(guid))
+		return containerstore.User{}, executor.NewError(executor.ErrInvalidRequest, "image %q: %v", image, err)
+	}
+	return u, nil
+}
+
+func (c *Client) Create(ctx context.Context, logger lager.Logger, spec containerstore.ContainerSpec) error {
+	ctx = c.nsCtx(ctx)
+	mounts := make([]specs.Mount, 0, len(spec.Mounts))
+	for _, m := range spec.Mounts {
+		opts := []string{"rbind", "nosuid", "nodev"}
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		mounts = append(mounts, specs.Mount{Source: m.Source, Destination: m.Destination, Type: "bind", Options: opts})
+	}
+	dir := spec.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	opts := []oci.SpecOpts{
+		oci.WithProcessArgs(append([]string{spec.Path}, spec.Args...)...),
+		oci.WithDefaultPathEnv,
+		oci.WithEnv(spec.Env),
+		oci.WithProcessCwd(dir),
+		oci.WithUIDGID(spec.User.UID, spec.User.GID),
+		oci.WithHostname(spec.Hostname),
+		oci.WithMounts(mounts),
+		seccomp.WithDefaultProfile(),
+		oci.WithNoNewPrivileges,
+		oci.WithDroppedCapabilities([]string{"CAP_NET_RAW"}),
+	}
+	if spec.MemoryLimitBytes > 0 {
+		opts = append(opts, oci.WithMemoryLimit(spec.MemoryLimitBytes))
+	}
+	if spec.MaxPids > 0 {
+		opts = append(opts, oci.WithPidsLimit(spec.MaxPids))
+	}
+	if spec.CPUShares > 0 {
+		opts = append(opts, oci.WithCPUShares(spec.CPUShares))
+	}
+	if spec.NetNSPath == "" {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostHostsFile, oci.WithHostResolvconf)
+	} else {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetNSPath}))
+	}
+	labels := map[string]string{labelOwner: c.cellID, labelGUID: spec.GUID,
+		labelLogPath: spec.LogPath, labelLogMax: strconv.FormatInt(spec.LogMaxBytes, 10)}
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	_, err := c.client.NewContainer(ctx, spec.GUID,
+		containerd.WithSnapshotter(c.snapshotter),
+		containerd.WithSnapshot(snapshotKey(spec.GUID)),
+		containerd.WithRuntime("io.containerd.runc.v2", nil),
+		containerd.WithContainerLabels(labels),
+		containerd.WithNewSpec(opts...))
+	if err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return fmt.Errorf("create container %s: %w", spec.GUID, executor.ErrContainerExists)
+		}
+		return fmt.Errorf("create container %s: %w", spec.GUID, err)
+	}
+	return nil
+}
+
+func (c *Client) Start(ctx context.Context, logger lager.Logger, guid string) (<-chan containerstore.Exit, error) {
+	ctx = c.nsCtx(ctx)
+	ctr, err := c.client.LoadContainer(ctx, guid)
+	if err != nil {
+		return nil, notFound(guid, err)
+	}
+	labels, err := ctr.Labels(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("labels of %s: %w", guid, err)
+	}
+	var creator cio.Creator = cio.NullIO
+	if c.logger != "" && labels[labelLogPath] != "" {
+		creator = cio.BinaryIO(c.logger, map[string]string{LoggerArg: labels[labelLogPath], "max-bytes": labels[labelLogMax]})
+	}
+	task, err := ctr.NewTask(ctx, creator)
+	if err != nil {
+		return nil, fmt.Errorf("create task %s: %w", guid, err)
+	}
+	exits, err := waitExit(ctx, task)
+	if err != nil {
+		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		return nil, err
+	}
+	if err := task.Start(ctx); err != nil {
+		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		return nil, fmt.Errorf("start task %s: %w", guid, err)
+	}
+	return exits, nil
+}
+
+func (c *Client) Attach(ctx context.Context, logger lager.Logger, guid string) (<-chan containerstore.Exit, error) {
+	ctx = c.nsCtx(ctx)
+	ctr, err := c.client.LoadContainer(ctx, guid)
+	if err != nil {
+		return nil, notFound(guid, err)
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		return nil, notFound(guid, err)
+	}
+	return waitExit(ctx, task)
+}
+
+// waitExit turns containerd's exit channel into ours. The goroutine ends
+// when the task exits or ctx ends (containerd then sends an error).
+func waitExit(ctx context.Context, task containerd.Task) (<-chan containerstore.Exit, error) {
+	statusC, err := task.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wait for task %s: %w", task.ID(), err)
+	}
+	out := make(chan containerstore.Exit, 1)
+	go func() {
+		st := <-statusC
+		code, _, err := st.Result()
+		out <- containerstore.Exit{Status: code, Err: err}
+	}()
+	return out, nil
+}
+
+func (c *Client) Signal(ctx context.Context, guid string, sig syscall.Signal) error {
+	ctx = c.nsCtx(ctx)
+	ctr, err := c.client.LoadContainer(ctx, guid)
+	if err != nil {
+		return notFound(guid, err)
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		return notFound(guid, err)
+	}
+	if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("signal %s with %s: %w", guid, sig, err)
+	}
+	return nil
+}
+
+func (c *Client) Delete(ctx context.Context, logger lager.Logger, guid string) error {
+	ctx = c.nsCtx(ctx)
+	var errs []error
+	ctr, err := c.client.LoadContainer(ctx, guid)
+	switch {
+	case err == nil:
+		if task, err := ctr.Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete task: %w", err))
+			}
+		} else if !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("load task: %w", err))
+		}
+		if err := ctr.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete container: %w", err))
+		}
+	case !errdefs.IsNotFound(err):
+		errs = append(errs, fmt.Errorf("load container: %w", err))
+	}
+	if err := c.client.SnapshotService(c.snapshotter).Remove(ctx, snapshotKey(guid)); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("remove snapshot: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete %s: %w", guid, err)
+	}
+	return nil
+}
+
+func (c *Client) List(ctx context.Context) ([]containerstore.RuntimeContainer, error) {
+	ctx = c.nsCtx(ctx)
+	ctrs, err := c.client.Containers(ctx, fmt.Sprintf("labels.%q==%s", labelOwner, c.cellID))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []containerstore.RuntimeContainer
+	for _, ctr := range ctrs {
+		labels, err := ctr.Labels(ctx)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		rc := containerstore.RuntimeContainer{GUID: ctr.ID(), Labels: labels, Status: containerstore.TaskNone}
+		if task, err := ctr.Task(ctx, nil); err == nil {
+			if st, err := task.Status(ctx); err == nil {
+				rc.Status = containerstore.TaskStatus(st.Status)
+				rc.ExitStatus = st.ExitStatus
+			} else {
+				rc.Status = containerstore.TaskUnknown
+			}
+		}
+		seen[rc.GUID] = true
+		out = append(out, rc)
+	}
+	// Snapshots whose container was never made (crash between Prepare and Create).
+	err = c.client.SnapshotService(c.snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Labels[labelOwner] == c.cellID && info.Labels[labelGUID] != "" && !seen[info.Labels[labelGUID]] {
+			out = append(out, containerstore.RuntimeContainer{GUID: info.Labels[labelGUID], Status: containerstore.TaskNone})
+		}
+		return nil
+	}, fmt.Sprintf("labels.%q==%s", labelOwner, c.cellID))
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	return out, nil
+}
+
+func notFound(guid string, err error) error {
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("%s: %w", guid, executor.ErrContainerNotFound)
+	}
+	return fmt.Errorf("load %s: %w", guid, err)
+}

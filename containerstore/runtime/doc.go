@@ -1,0 +1,16 @@
+// Package runtime is cellagent's containerd adapter, the only package that
+// imports containerd. It turns a containerstore.ContainerSpec into an OCI
+// runtime spec (non-root user, limits, default seccomp profile, no NET_RAW,
+// no_new_privs, read-only bind mounts, a network namespace path) and runs
+// the container's task through containerd's v2 Go client.
+//
+// Preloaded rootfs directories ("preloaded:NAME") are imported once into a
+// committed overlayfs snapshot; each container gets its own writable
+// snapshot on top, removed with the container.
+//
+// App output goes to a logging binary (cellagent itself, see logdriver)
+// that the containerd shim starts, so logs keep flowing while the agent is
+// down and no FIFO fills up behind a restarting agent.
+//
+// All methods are safe for concurrent use; containerd serialises what it must.
+package runtime

@@ -1,0 +1,41 @@
+package runtime
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/cellagent/cellagent/containerstore"
+)
+
+// lookupUser finds name (a user name or a numeric uid) in an /etc/passwd.
+// A numeric uid that is not listed is accepted with gid = uid, as runc does.
+func lookupUser(passwd io.Reader, name string) (containerstore.User, error) {
+	if name == "" {
+		return containerstore.User{}, fmt.Errorf("empty user")
+	}
+	uid, numErr := strconv.ParseUint(name, 10, 32)
+	if passwd != nil {
+		sc := bufio.NewScanner(passwd)
+		for sc.Scan() {
+			f := strings.Split(sc.Text(), ":")
+			if len(f) < 4 {
+				continue
+			}
+			if f[0] == name || (numErr == nil && f[2] == name) {
+				u, err1 := strconv.ParseUint(f[2], 10, 32)
+				g, err2 := strconv.ParseUint(f[3], 10, 32)
+				if err1 != nil || err2 != nil {
+					return containerstore.User{}, fmt.Errorf("bad passwd entry for %q", name)
+				}
+				return containerstore.User{UID: uint32(u), GID: uint32(g)}, nil
+			}
+		}
+	}
+	if numErr == nil {
+		return containerstore.User{UID: uint32(uid), GID: uint32(uid)}, nil
+	}
+	return containerstore.User{}, fmt.Errorf("user %q does not exist in the rootfs's /etc/passwd", name)
+}

@@ -1,0 +1,89 @@
+package containerstore
+
+import (
+	"context"
+	"syscall"
+
+	"code.cloudfoundry.org/lager/v3"
+)
+
+// Mount is a bind mount into a container.
+type Mount struct {
+	Source      string
+	Destination string
+	ReadOnly    bool
+}
+
+// User is a resolved process user.
+type User struct {
+	UID, GID uint32
+}
+
+// ContainerSpec is what the store asks the runtime to create. The rootfs
+// snapshot was made by Prepare under the same GUID.
+type ContainerSpec struct {
+	GUID             string
+	Path             string
+	Args             []string
+	Env              []string
+	Dir              string
+	User             User
+	MemoryLimitBytes uint64
+	MaxPids          int64
+	CPUShares        uint64
+	// NetNSPath is the container's network namespace; empty = the host's.
+	NetNSPath   string
+	Hostname    string
+	Mounts      []Mount
+	LogPath     string
+	LogMaxBytes int64
+	Labels      map[string]string
+}
+
+// TaskStatus is what containerd reports of a container's task.
+type TaskStatus string
+
+const (
+	TaskNone    TaskStatus = "none"
+	TaskCreated TaskStatus = "created"
+	TaskRunning TaskStatus = "running"
+	TaskStopped TaskStatus = "stopped"
+	TaskPaused  TaskStatus = "paused"
+	TaskUnknown TaskStatus = "unknown"
+)
+
+// RuntimeContainer is one container this agent owns, as containerd sees it.
+type RuntimeContainer struct {
+	GUID       string
+	Labels     map[string]string
+	Status     TaskStatus
+	ExitStatus uint32
+}
+
+// Exit is how a task ended.
+type Exit struct {
+	Status uint32
+	Err    error
+}
+
+// ContainerRuntime makes and removes containers (containerd adapter).
+type ContainerRuntime interface {
+	// Prepare resolves the image, makes the container's rootfs snapshot and
+	// resolves the process user inside it.
+	Prepare(ctx context.Context, logger lager.Logger, guid, image, user string) (User, error)
+	Create(ctx context.Context, logger lager.Logger, spec ContainerSpec) error
+	// Delete removes task, container and snapshot; missing parts are fine.
+	Delete(ctx context.Context, logger lager.Logger, guid string) error
+	// List answers the containers this agent owns.
+	List(ctx context.Context) ([]RuntimeContainer, error)
+}
+
+// TaskRunner runs and signals a container's main task.
+type TaskRunner interface {
+	// Start starts the task; the channel gets its exit.
+	Start(ctx context.Context, logger lager.Logger, guid string) (<-chan Exit, error)
+	// Attach re-attaches to a running task after an agent restart.
+	Attach(ctx context.Context, logger lager.Logger, guid string) (<-chan Exit, error)
+	Signal(ctx context.Context, guid string, sig syscall.Signal) error
+	Ping(ctx context.Context) error
+}

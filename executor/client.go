@@ -1,0 +1,35 @@
+package executor
+
+import (
+	"context"
+	"io"
+)
+
+// EventGap is the type of the synthetic event sent first when a subscriber
+// asks for events older than the buffer still holds.
+const EventGap = "events_dropped"
+
+//go:generate go tool counterfeiter -o ../fakes/fake_client.go . Client
+
+// Client is everything an orchestrator or operator can ask of a cell.
+// The container store implements it in-process; HTTPClient implements it
+// over the agent's HTTP API.
+type Client interface {
+	Ping(ctx context.Context) error
+	State(ctx context.Context) (CellState, error)
+	// Allocate reserves many containers; the answer lists the ones that failed.
+	Allocate(ctx context.Context, reqs []AllocationRequest) ([]AllocationFailure, error)
+	// Run starts a reserved container.
+	Run(ctx context.Context, guid string, req RunRequest) error
+	// AllocateAndRun reserves and runs in one call.
+	AllocateAndRun(ctx context.Context, guid string, req RunRequest) (Container, error)
+	List(ctx context.Context) ([]Container, error)
+	Get(ctx context.Context, guid string) (Container, error)
+	Stop(ctx context.Context, guid string) error
+	Delete(ctx context.Context, guid string) error
+	// Events streams events with Seq > since until ctx ends. When since is
+	// older than the buffer, the first event has Type EventGap.
+	Events(ctx context.Context, since uint64) (<-chan Event, error)
+	// Logs returns the container's output; with follow it stays open.
+	Logs(ctx context.Context, guid string, follow bool) (io.ReadCloser, error)
+}

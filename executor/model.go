@@ -1,0 +1,188 @@
+package executor
+
+import "time"
+
+// Resources are what a container reserves on the cell.
+type Resources struct {
+	MemoryMB int `json:"memory_mb"`
+	DiskMB   int `json:"disk_mb"`
+	MaxPids  int `json:"max_pids,omitempty"`
+}
+
+// Process is the app's main process inside the container.
+type Process struct {
+	Path string   `json:"path"`
+	Args []string `json:"args,omitempty"`
+	Env  []string `json:"env,omitempty"`
+	Dir  string   `json:"dir,omitempty"`
+	// User is a user name or numeric uid present in the rootfs; default "vcap".
+	User string `json:"user,omitempty"`
+}
+
+// Route is a set of hostnames served by one container port.
+type Route struct {
+	Hostnames []string `json:"hostnames"`
+	Port      uint16   `json:"port"`
+}
+
+// Check is the readiness check: exactly one of TCP or HTTP.
+type Check struct {
+	TCP  *TCPCheck  `json:"tcp,omitempty"`
+	HTTP *HTTPCheck `json:"http,omitempty"`
+}
+
+type TCPCheck struct {
+	Port uint16 `json:"port"`
+}
+
+type HTTPCheck struct {
+	Port uint16 `json:"port"`
+	Path string `json:"path,omitempty"`
+}
+
+// CertificateProperties go into the instance identity certificate.
+type CertificateProperties struct {
+	OrganizationalUnit []string `json:"organizational_unit,omitempty"`
+}
+
+// Duration is a time.Duration that reads and writes Go duration strings ("60s").
+type Duration time.Duration
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// RunRequest is the body of PUT /v1/containers/{guid} and (without
+// Resources) of POST /v1/containers/{guid}/run.
+type RunRequest struct {
+	Tags                  map[string]string      `json:"tags,omitempty"`
+	LogGUID               string                 `json:"log_guid,omitempty"`
+	Index                 int                    `json:"index"`
+	Resources             *Resources             `json:"resources,omitempty"`
+	Image                 string                 `json:"image"`
+	Process               Process                `json:"process"`
+	Ports                 []uint16               `json:"ports,omitempty"`
+	Routes                []Route                `json:"routes,omitempty"`
+	Check                 *Check                 `json:"check,omitempty"`
+	CertificateProperties *CertificateProperties `json:"certificate_properties,omitempty"`
+	CPUWeight             int                    `json:"cpu_weight,omitempty"`
+	StartTimeout          Duration               `json:"start_timeout,omitempty"`
+	StopGrace             Duration               `json:"stop_grace,omitempty"`
+}
+
+// AllocationRequest reserves one container.
+type AllocationRequest struct {
+	GUID      string            `json:"guid"`
+	Resources Resources         `json:"resources"`
+	Tags      map[string]string `json:"tags,omitempty"`
+}
+
+// AllocationFailure says why one allocation of a batch failed.
+type AllocationFailure struct {
+	GUID  string `json:"guid"`
+	Error *Error `json:"error"`
+}
+
+// PortMapping maps a container port to the cell. The TLS proxy fields are
+// set when the proxy is enabled.
+type PortMapping struct {
+	ContainerPort         uint16 `json:"container_port"`
+	HostPort              uint16 `json:"host_port"`
+	ContainerTLSProxyPort uint16 `json:"container_tls_proxy_port,omitempty"`
+	HostTLSProxyPort      uint16 `json:"host_tls_proxy_port,omitempty"`
+}
+
+// CredentialInfo describes the instance identity certificate now served.
+type CredentialInfo struct {
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	Rotations int       `json:"rotations"`
+}
+
+// RunResult says how a completed container ended.
+type RunResult struct {
+	Failed        bool   `json:"failed"`
+	FailureReason string `json:"failure_reason"`
+	Retryable     bool   `json:"retryable"`
+	Stopped       bool   `json:"stopped"`
+	ExitStatus    *int   `json:"exit_status,omitempty"`
+}
+
+// MemoryUsage is memory in use, app and proxy apart.
+type MemoryUsage struct {
+	AppBytes   uint64 `json:"app_bytes"`
+	ProxyBytes uint64 `json:"proxy_bytes"`
+}
+
+// Container is what the agent knows of one container.
+type Container struct {
+	GUID             string            `json:"guid"`
+	State            State             `json:"state"`
+	Routable         bool              `json:"routable"`
+	Tags             map[string]string `json:"tags,omitempty"`
+	LogGUID          string            `json:"log_guid,omitempty"`
+	Index            int               `json:"index"`
+	Image            string            `json:"image,omitempty"`
+	Resources        Resources         `json:"resources"`
+	MemoryLimitBytes uint64            `json:"memory_limit_bytes"`
+	ExternalIP       string            `json:"external_ip,omitempty"`
+	InternalIP       string            `json:"internal_ip,omitempty"`
+	Ports            []PortMapping     `json:"ports"`
+	Routes           []Route           `json:"routes,omitempty"`
+	Credentials      *CredentialInfo   `json:"credentials,omitempty"`
+	Memory           *MemoryUsage      `json:"memory,omitempty"`
+	RunResult        RunResult         `json:"run_result"`
+	CreatedAt        time.Time         `json:"created_at"`
+	UpdatedAt        time.Time         `json:"updated_at"`
+}
+
+// ResourceTotals are cell-wide amounts.
+type ResourceTotals struct {
+	MemoryMB   int `json:"memory_mb"`
+	DiskMB     int `json:"disk_mb"`
+	Containers int `json:"containers"`
+}
+
+// CellState is the answer of GET /v1/state.
+type CellState struct {
+	CellID                string         `json:"cell_id"`
+	Zone                  string         `json:"zone"`
+	Evacuating            bool           `json:"evacuating"`
+	Total                 ResourceTotals `json:"total"`
+	Available             ResourceTotals `json:"available"`
+	ProxyMemoryOverheadMB int            `json:"proxy_memory_overhead_mb"`
+	Containers            map[string]int `json:"containers"`
+	NATS                  string         `json:"nats"`
+}
+
+// Event types on the event stream.
+const (
+	EventContainerReserved   = "container_reserved"
+	EventContainerState      = "container_state_changed"
+	EventContainerRoutable   = "container_routable_changed"
+	EventContainerDeleted    = "container_deleted"
+	EventCredentialsRotated  = "credentials_rotated"
+	EventCredentialsFailed   = "credentials_rotation_failed"
+	EventProxyRestarted      = "proxy_restarted"
+	EventReservationExpired  = "reservation_expired"
+	EventContainerAdopted    = "container_adopted"
+	EventContainerOrphanGone = "orphan_removed"
+)
+
+// Event is one entry of GET /v1/events. Seq grows by one per event.
+type Event struct {
+	Seq       uint64     `json:"seq"`
+	Type      string     `json:"type"`
+	Time      time.Time  `json:"time"`
+	GUID      string     `json:"guid,omitempty"`
+	Message   string     `json:"message,omitempty"`
+	Container *Container `json:"container,omitempty"`
+}

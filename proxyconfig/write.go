@@ -1,0 +1,155 @@
+package proxyconfig
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"sigs.k8s.io/yaml"
+)
+
+// FileMode is the mode of every generated file: the cert file holds the
+// private key, and the proxy runs as root in the container.
+const FileMode os.FileMode = 0o600
+
+// Write writes every file a container's proxy needs, SDS files first (Envoy
+// refuses a bootstrap whose SDS paths do not exist yet) and the bootstrap last.
+func Write(hostDir string, cfg Config, mappings []Mapping, adminPort uint16, certPEM, keyPEM []byte, version string) error {
+	if err := WriteCertAndKey(hostDir, certPEM, keyPEM, version); err != nil {
+		return err
+	}
+	if cfg.RequireClientCerts {
+		if err := WriteValidationContext(hostDir, cfg); err != nil {
+			return err
+		}
+	}
+	return WriteBootstrap(hostDir, cfg, mappings, adminPort)
+}
+
+// WriteBootstrap writes envoy.yaml into hostDir.
+func WriteBootstrap(hostDir string, cfg Config, mappings []Mapping, adminPort uint16) error {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("write %s: %w", BootstrapFile, err)
+	}
+	if err := checkMappings(mappings, adminPort); err != nil {
+		return fmt.Errorf("write %s: %w", BootstrapFile, err)
+	}
+	return writeYAML(hostDir, BootstrapFile, buildBootstrap(cfg, mappings, adminPort))
+}
+
+// WriteCertAndKey writes sds-id-cert-and-key.yaml: the chain (leaf first) and
+// its key in one file, so one rename swaps both. The pair is checked first:
+// a mismatched pair would take every listener down at the next reload.
+func WriteCertAndKey(hostDir string, certPEM, keyPEM []byte, version string) error {
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return fmt.Errorf("write %s: %w", CertAndKeyFile, err)
+	}
+	if version == "" {
+		return fmt.Errorf("write %s: empty version", CertAndKeyFile)
+	}
+	return writeYAML(hostDir, CertAndKeyFile, buildCertAndKey(certPEM, keyPEM, version))
+}
+
+// WriteValidationContext writes sds-id-validation-context.yaml: the trusted
+// CA and the SAN matchers. Its version_info is a hash of the content.
+func WriteValidationContext(hostDir string, cfg Config) error {
+	cfg = cfg.withDefaults()
+	if err := checkCAPEM(cfg.TrustedCAPEM); err != nil {
+		return fmt.Errorf("write %s: trusted ca: %w", ValidationContextFile, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("write %s: %w", ValidationContextFile, err)
+	}
+	h := sha256.New()
+	h.Write(cfg.TrustedCAPEM)
+	for _, san := range cfg.VerifySAN {
+		h.Write([]byte{0})
+		h.Write([]byte(san))
+	}
+	version := hex.EncodeToString(h.Sum(nil))[:16]
+	return writeYAML(hostDir, ValidationContextFile, buildValidationContext(cfg, version))
+}
+
+func checkMappings(mappings []Mapping, adminPort uint16) error {
+	var errs []error
+	used := map[uint16]string{}
+	claim := func(p uint16, what string) {
+		if p == 0 {
+			errs = append(errs, fmt.Errorf("%s: port 0", what))
+			return
+		}
+		if prev, ok := used[p]; ok {
+			errs = append(errs, fmt.Errorf("%s: port %d already used by %s", what, p, prev))
+			return
+		}
+		used[p] = what
+	}
+	claim(adminPort, "admin")
+	for _, m := range mappings {
+		claim(m.ProxyPort, fmt.Sprintf("proxy port for %d", m.AppPort))
+		if m.AppPort == 0 {
+			errs = append(errs, errors.New("app port 0"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func writeYAML(dir, name string, v any) error {
+	data, err := yaml.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := writeFileAtomic(dir, name, append([]byte(generatedHeader), data...)); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces dir/name so that a reader sees the old or the new
+// content, never a mix, and the new content survives a crash once it returns.
+func writeFileAtomic(dir, name string, data []byte) (retErr error) {
+	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if retErr != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(FileMode); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,201 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"code.cloudfoundry.org/clock"
+)
+
+// Modes of Config.Mode.
+const (
+	ModeBridge = "bridge"
+	ModeHost   = "host"
+)
+
+// Config configures a Manager. Start from DefaultConfig and override.
+type Config struct {
+	// Mode is ModeBridge (own netns, IP via CNI) or ModeHost (no isolation).
+	Mode string
+	// Subnet is the IPv4 subnet the containers' addresses come from (bridge mode).
+	Subnet string
+	// HostPortRange is "FIRST-LAST", inclusive.
+	HostPortRange string
+	// ExternalIP is the address routes point at; empty means DefaultExternalIP().
+	ExternalIP string
+	// PortQuarantine is how long a released host port is not handed out
+	// again; 0 disables the quarantine.
+	PortQuarantine time.Duration
+	// DataDir is the agent's data dir; this package uses DataDir/network.
+	DataDir string
+	// PluginDirs are searched for the CNI plugin binaries.
+	PluginDirs []string
+	// BridgeName is the Linux bridge the containers' veths are attached to.
+	BridgeName string
+	// NetworkName names the CNI network and prefixes the netns names
+	// (<NetworkName>-<guid>) and the iptables comments. It has no '-', so
+	// no network's netns names are a prefix of another's. Two agents on one
+	// machine must use different names, bridges and subnets.
+	NetworkName string
+	// Clock drives the quarantine; nil means the real clock.
+	Clock clock.Clock
+}
+
+// DefaultConfig returns the configuration used when the agent's config file
+// says nothing about the network.
+func DefaultConfig() Config {
+	return Config{
+		Mode:           ModeBridge,
+		Subnet:         "10.255.0.0/22",
+		HostPortRange:  "40000-59999",
+		PortQuarantine: 3 * time.Minute,
+		DataDir:        "/var/lib/cellagent",
+		PluginDirs:     []string{"/usr/lib/cni", "/opt/cni/bin"},
+		BridgeName:     "cellagent0",
+		NetworkName:    "cellagent",
+	}
+}
+
+var (
+	guidPattern        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+	networkNamePattern = regexp.MustCompile(`^[a-z][a-z0-9]{0,31}$`)
+)
+
+// ErrInvalidGUID is returned for a guid that cannot be used in a file or
+// namespace name.
+var ErrInvalidGUID = errors.New("invalid container guid")
+
+// ValidateGUID checks a container guid before it is used in a path, a netns
+// name or a CNI container ID: [A-Za-z0-9][A-Za-z0-9_-]{0,127}. That is a
+// subset of what CNI accepts as a container ID, and <network>-<guid> stays
+// well under the 255 bytes of a netns (file) name. The guid never becomes an
+// interface name (the bridge plugin names the host veth itself, the
+// container side is always eth0), so the 15-byte IFNAMSIZ limit does not
+// apply to it.
+func ValidateGUID(guid string) error {
+	if !guidPattern.MatchString(guid) {
+		return fmt.Errorf("%w: %q (want [A-Za-z0-9][A-Za-z0-9_-]{0,127})", ErrInvalidGUID, guid)
+	}
+	return nil
+}
+
+// Validate returns every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	switch c.Mode {
+	case ModeBridge, ModeHost:
+	default:
+		add("network mode %q: must be %q or %q", c.Mode, ModeBridge, ModeHost)
+	}
+	if _, err := parseSubnet(c.Subnet); err != nil {
+		add("network subnet: %w", err)
+	}
+	if _, _, err := ParsePortRange(c.HostPortRange); err != nil {
+		add("network host_port_range: %w", err)
+	}
+	if c.ExternalIP != "" && net.ParseIP(c.ExternalIP) == nil {
+		add("network external_ip %q: not an IP address", c.ExternalIP)
+	}
+	if c.PortQuarantine < 0 {
+		add("network port_quarantine %s: must not be negative", c.PortQuarantine)
+	}
+	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
+		add("network data dir %q: must be an absolute path", c.DataDir)
+	}
+	if !networkNamePattern.MatchString(c.NetworkName) {
+		add("network name %q: want [a-z][a-z0-9]{0,31}", c.NetworkName)
+	}
+	if c.Mode == ModeBridge {
+		if len(c.PluginDirs) == 0 {
+			add("network plugin dirs: none given")
+		}
+		if err := validateIfName(c.BridgeName); err != nil {
+			add("network bridge name %q: %w", c.BridgeName, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validateIfName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return errors.New("empty or a dot name")
+	case len(name) > 15:
+		return errors.New("longer than 15 bytes")
+	case strings.ContainsAny(name, "/: \t\n"):
+		return errors.New("contains '/', ':' or whitespace")
+	}
+	return nil
+}
+
+func parseSubnet(s string) (*net.IPNet, error) {
+	ip, ipnet, err := net.ParseCIDR(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q: not a CIDR", s)
+	}
+	if ip.To4() == nil {
+		return nil, fmt.Errorf("%q: not IPv4", s)
+	}
+	if !ip.Equal(ipnet.IP) {
+		return nil, fmt.Errorf("%q: host bits set (did you mean %s?)", s, ipnet)
+	}
+	if ones, _ := ipnet.Mask.Size(); ones > 29 {
+		return nil, fmt.Errorf("%q: too small, need at least a /29", s)
+	}
+	return ipnet, nil
+}
+
+// ParsePortRange parses "FIRST-LAST" (inclusive, 1 <= FIRST <= LAST <= 65535).
+func ParsePortRange(s string) (first, last uint16, err error) {
+	lo, hi, ok := strings.Cut(strings.TrimSpace(s), "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: want FIRST-LAST", s)
+	}
+	a, errA := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	b, errB := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	if errA != nil || errB != nil {
+		return 0, 0, fmt.Errorf("%q: ports must be numbers in 1-65535", s)
+	}
+	if a == 0 || a > b {
+		return 0, 0, fmt.Errorf("%q: want 1 <= FIRST <= LAST <= 65535", s)
+	}
+	return uint16(a), uint16(b), nil
+}
+
+// withDefaults fills the fields a caller may leave empty.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Mode == "" {
+		c.Mode = d.Mode
+	}
+	if c.Subnet == "" {
+		c.Subnet = d.Subnet
+	}
+	if c.HostPortRange == "" {
+		c.HostPortRange = d.HostPortRange
+	}
+	if c.DataDir == "" {
+		c.DataDir = d.DataDir
+	}
+	if len(c.PluginDirs) == 0 {
+		c.PluginDirs = d.PluginDirs
+	}
+	if c.BridgeName == "" {
+		c.BridgeName = d.BridgeName
+	}
+	if c.NetworkName == "" {
+		c.NetworkName = d.NetworkName
+	}
+	if c.Clock == nil {
+		c.Clock = clock.NewClock()
+	}
+	return c
+}

@@ -1,0 +1,53 @@
+// Package network gives each cellagent container its network: in bridge mode
+// (the default) an own network namespace, an IPv4 address from a private
+// subnet through CNI (loopback, bridge, host-local, portmap), and host ports
+// mapped to the container's ports; in host mode no isolation at all.
+//
+// It owns, under <data_dir>/network/:
+//
+//	ports.json                  host ports in use (by guid) and in quarantine
+//	containers/<guid>.json      per-container state: netns, IPs, port mappings
+//	ipam/<network>/             host-local IPAM files (one file per leased IP)
+//
+// and on the host the namespaces /var/run/netns/<network>-<guid>, the bridge
+// (cellagent0 by default), the veth pairs and the iptables rules the CNI
+// plugins make (masquerade chain per container, portmap DNAT chains).
+//
+// # Host ports and quarantine
+//
+// Host ports come from a range (40000-59999 by default) in round-robin
+// order, so a port just released is the last one to be handed out again.
+// A released port also stays in quarantine (3m by default) before it can be
+// reused at all: a router still holding a stale route to host:port must not
+// land on a different instance. Allocations and quarantine are persisted in
+// ports.json so an agent restart keeps both.
+//
+// # Lifecycle of one container's network
+//
+//	Setup:    allocate ports -> write state -> create netns -> CNI ADD -> write state (IPs)
+//	Teardown: CNI DEL (same port mappings) -> masquerade sweep -> delete netns
+//	          -> ports to quarantine -> remove state
+//
+// The state file is written before anything is created on the host, so that
+// after a crash (agent kill -9) CleanupOrphans finds everything to undo. A
+// failed Setup rolls back whatever it made. Teardown keeps the state file
+// when a step fails so that calling it again finishes the job; a second
+// Teardown after a successful one is a no-op.
+//
+// # Host mode
+//
+// mode "host" is for machines without CNI plugins: no namespace (empty
+// NetNSPath), the internal IP is 127.0.0.1, and each host port equals the
+// container port, so the app binds directly on the host. Its limits: no
+// isolation between containers or from the host, two instances asking for
+// the same port conflict (the second Setup fails with ErrPortInUse), and
+// there is no quarantine benefit since the port is fixed by the app.
+//
+// # Concurrency
+//
+// Setup, Teardown, Restore and CleanupOrphans may be called from many
+// goroutines at once. Operations on one guid are serialised by a per-guid
+// lock; CNI calls for different guids run in parallel. The port allocator is
+// guarded by its own mutex. The package starts no goroutine of its own (the
+// go-cni library starts and waits for short-lived ones inside Setup).
+package network

@@ -1,0 +1,448 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"code.cloudfoundry.org/lager/v3"
+	gocni "github.com/containerd/go-cni"
+)
+
+const logKeyGUID = "container-guid"
+
+var (
+	// ErrNotFound is wrapped when a container has no (complete) network.
+	ErrNotFound = errors.New("container network not found")
+	// ErrExists is wrapped when Setup is called for a container that has a network.
+	ErrExists = errors.New("container network already exists")
+)
+
+// PortMapping maps a host port (on the external IP and on loopback) to a
+// container port.
+type PortMapping struct {
+	ContainerPort uint16 `json:"container_port"`
+	HostPort      uint16 `json:"host_port"`
+}
+
+// Result is a container's network as the runtime, the credentials and the
+// readiness checks need it.
+type Result struct {
+	// NetNSPath goes into the OCI spec's network namespace; empty in host mode.
+	NetNSPath string
+	// IPv4 is the container's address, dialled by readiness checks
+	// (127.0.0.1 in host mode); IPv6 is set when the subnet gives one.
+	IPv4, IPv6 net.IP
+	// ExternalIP is the cell's address that routes point at.
+	ExternalIP net.IP
+	// Ports are in the order of the requested container ports.
+	Ports []PortMapping
+}
+
+// Deps are the Manager's collaborators; nil ones get the real thing.
+type Deps struct {
+	Namespaces Namespaces
+	CNI        CNI
+	Masquerade MasqueradeCleaner
+}
+
+// Manager sets up and tears down the containers' networks.
+type Manager struct {
+	cfg        Config
+	externalIP net.IP
+	ipamDir    string // host-local's files for our network
+	states     stateStore
+	ports      *PortAllocator
+	namespaces Namespaces
+	cni        CNI
+	masq       MasqueradeCleaner
+	locks      keyedMutex
+}
+
+// New makes a Manager with the real iproute2, go-cni and iptables.
+func New(logger lager.Logger, cfg Config) (*Manager, error) {
+	return NewWithDeps(logger, cfg, Deps{})
+}
+
+// NewWithDeps makes a Manager; empty config fields get DefaultConfig's
+// values (except PortQuarantine, where 0 means no quarantine), an empty
+// ExternalIP gets DefaultExternalIP().
+func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
+	logger = logger.Session("network.new")
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("network config: %w", err)
+	}
+	root := filepath.Join(cfg.DataDir, "network")
+	m := &Manager{
+		cfg:        cfg,
+		ipamDir:    filepath.Join(root, "ipam", cfg.NetworkName),
+		states:     stateStore{dir: filepath.Join(root, "containers")},
+		namespaces: deps.Namespaces,
+		cni:        deps.CNI,
+		masq:       deps.Masquerade,
+	}
+	if cfg.ExternalIP != "" {
+		m.externalIP = net.ParseIP(cfg.ExternalIP)
+	} else {
+		m.externalIP = DefaultExternalIP()
+	}
+	if ip4 := m.externalIP.To4(); ip4 != nil {
+		m.externalIP = ip4
+	}
+
+	pcfg := PortAllocatorConfig{Quarantine: cfg.PortQuarantine, Clock: cfg.Clock, Path: filepath.Join(root, "ports.json")}
+	if cfg.Mode == ModeHost {
+		// The app picks its port; the allocator only detects conflicts.
+		pcfg.First, pcfg.Last, pcfg.Quarantine = 1, 65535, 0
+	} else {
+		pcfg.First, pcfg.Last, _ = ParsePortRange(cfg.HostPortRange)
+	}
+	ports, err := NewPortAllocator(pcfg)
+	if err != nil {
+		return nil, err
+	}
+	m.ports = ports
+
+	if cfg.Mode == ModeBridge {
+		if m.namespaces == nil {
+			m.namespaces = &IPNetNS{}
+		}
+		if m.masq == nil {
+			m.masq = IPTablesMasquerade{}
+		}
+		if m.cni == nil {
+			conf, err := ConfList(cfg, filepath.Join(root, "ipam"))
+			if err != nil {
+				return nil, err
+			}
+			if m.cni, err = NewGoCNI(cfg.PluginDirs, conf); err != nil {
+				return nil, err
+			}
+		}
+	}
+	logger.Info("ready", lager.Data{"mode": cfg.Mode, "external-ip": m.externalIP.String(),
+		"subnet": cfg.Subnet, "host-port-range": cfg.HostPortRange, "port-quarantine": cfg.PortQuarantine.String()})
+	return m, nil
+}
+
+// ExternalIP is the address routes point at.
+func (m *Manager) ExternalIP() net.IP { return m.externalIP }
+
+// PortAllocator exposes the allocator, e.g. for metrics.
+func (m *Manager) PortAllocator() *PortAllocator { return m.ports }
+
+// NetNSName is the name of guid's namespace in `ip netns list`.
+func (m *Manager) NetNSName(guid string) string { return m.cfg.NetworkName + "-" + guid }
+
+// Setup gives guid its network and maps a host port to each container port.
+// On error it undoes everything it made.
+func (m *Manager) Setup(ctx context.Context, logger lager.Logger, guid string, containerPorts []uint16) (_ Result, retErr error) {
+	logger = logger.Session("network.setup", lager.Data{logKeyGUID: guid})
+	if err := ValidateGUID(guid); err != nil {
+		return Result{}, err
+	}
+	if err := validateContainerPorts(containerPorts); err != nil {
+		return Result{}, fmt.Errorf("set up network of %s: %w", guid, err)
+	}
+	defer m.locks.lock(guid)()
+
+	if _, ok, err := m.states.load(guid); err != nil {
+		return Result{}, err
+	} else if ok {
+		return Result{}, fmt.Errorf("%w: %s", ErrExists, guid)
+	}
+	if m.cfg.Mode == ModeHost {
+		return m.setupHost(logger, guid, containerPorts)
+	}
+
+	// Rollback runs even when ctx was cancelled.
+	cleanupCtx := context.WithoutCancel(ctx)
+	hostPorts, err := m.ports.Allocate(guid, len(containerPorts))
+	if err != nil {
+		return Result{}, fmt.Errorf("set up network of %s: %w", guid, err)
+	}
+	defer func() {
+		if retErr != nil {
+			if err := m.ports.Forget(guid); err != nil {
+				logger.Error("failed-to-forget-ports", err)
+			}
+		}
+	}()
+
+	st := containerState{GUID: guid, Mode: ModeBridge, NetNSName: m.NetNSName(guid), ExternalIP: m.externalIP}
+	for i, cp := range containerPorts {
+		st.Ports = append(st.Ports, PortMapping{ContainerPort: cp, HostPort: hostPorts[i]})
+	}
+	if err := m.states.save(st); err != nil {
+		return Result{}, err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := m.states.remove(guid); err != nil {
+				logger.Error("failed-to-remove-state", err)
+			}
+		}
+	}()
+
+	path, err := m.namespaces.Create(ctx, st.NetNSName)
+	if err != nil {
+		return Result{}, err
+	}
+	st.NetNSPath = path
+	defer func() {
+		if retErr != nil {
+			if err := m.namespaces.Delete(cleanupCtx, st.NetNSName); err != nil {
+				logger.Error("failed-to-delete-netns", err)
+			}
+		}
+	}()
+
+	res, err := m.cni.Setup(ctx, guid, path, cniPortMaps(st.Ports))
+	if err != nil {
+		retErr = fmt.Errorf("cni add %s: %w", guid, err)
+	}
+	if retErr == nil {
+		st.IPv4, st.IPv6, retErr = addressesOf(res)
+	}
+	if retErr != nil {
+		// CNI ADD may have got half way (bridge done, portmap failed).
+		if err := m.cniRemove(cleanupCtx, st, path, nil); err != nil {
+			logger.Error("failed-to-roll-back-cni", err)
+		}
+		return Result{}, retErr
+	}
+
+	st.Complete = true
+	if err := m.states.save(st); err != nil {
+		if err := m.cniRemove(cleanupCtx, st, path, nil); err != nil {
+			logger.Error("failed-to-roll-back-cni", err)
+		}
+		return Result{}, err
+	}
+	logger.Info("set-up", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports, "netns": path})
+	return st.result(), nil
+}
+
+func (m *Manager) setupHost(logger lager.Logger, guid string, containerPorts []uint16) (_ Result, retErr error) {
+	if err := m.ports.MarkInUse(guid, containerPorts); err != nil {
+		return Result{}, fmt.Errorf("set up host network of %s: %w", guid, err)
+	}
+	defer func() {
+		if retErr != nil {
+			if err := m.ports.Forget(guid); err != nil {
+				logger.Error("failed-to-forget-ports", err)
+			}
+		}
+	}()
+	st := containerState{GUID: guid, Mode: ModeHost, IPv4: net.IPv4(127, 0, 0, 1).To4(), ExternalIP: m.externalIP, Complete: true}
+	for _, p := range containerPorts {
+		st.Ports = append(st.Ports, PortMapping{ContainerPort: p, HostPort: p})
+	}
+	if err := m.states.save(st); err != nil {
+		return Result{}, err
+	}
+	logger.Info("set-up", lager.Data{"mode": ModeHost, "ports": st.Ports})
+	return st.result(), nil
+}
+
+// Teardown removes guid's network: CNI DEL with the same port mappings
+// (veth, IP lease, iptables rules), the masquerade rules, the namespace; then
+// the host ports go into quarantine and the state file goes. When a step
+// fails the state file stays so that another call can finish; a call for a
+// guid that has no network is a no-op.
+func (m *Manager) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
+	logger = logger.Session("network.teardown", lager.Data{logKeyGUID: guid})
+	if err := ValidateGUID(guid); err != nil {
+		return err
+	}
+	defer m.locks.lock(guid)()
+	leases, err := ipamLeases(m.ipamDir)
+	if err != nil {
+		logger.Error("failed-to-read-ipam-leases", err)
+	}
+	return m.teardownLocked(ctx, logger, guid, leases[guid])
+}
+
+// teardownLocked removes what is left of guid's network; leased are the
+// addresses host-local still holds for it.
+func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid string, leased []net.IP) error {
+	st, found, err := m.states.load(guid)
+	if err != nil {
+		// Unreadable state: still remove what the names lead to.
+		logger.Error("failed-to-load-state", err)
+	}
+	if !found {
+		st = containerState{GUID: guid, Mode: m.cfg.Mode, NetNSName: m.NetNSName(guid)}
+	}
+
+	if st.Mode == ModeBridge && m.cni != nil {
+		_, nsExists := m.namespaces.Path(st.NetNSName)
+		if !found && !nsExists && len(leased) == 0 {
+			// Nothing on the host; at most stray ports in the allocator.
+			_, err := m.ports.Release(guid)
+			return err
+		}
+		var errs []error
+		path, _ := m.namespaces.Path(st.NetNSName)
+		if !nsExists {
+			path = "" // the plugins then skip the netns and still free IPAM and portmap
+		}
+		if err := m.cniRemove(ctx, st, path, leased); err != nil {
+			errs = append(errs, err)
+		}
+		if err := m.namespaces.Delete(ctx, st.NetNSName); err != nil {
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("tear down network of %s: %w", guid, err)
+		}
+	}
+
+	released, err := m.ports.Release(guid)
+	if err != nil {
+		return fmt.Errorf("tear down network of %s: %w", guid, err)
+	}
+	if err := m.states.remove(guid); err != nil {
+		return err
+	}
+	logger.Info("torn-down", lager.Data{"netns-name": st.NetNSName, "quarantined-ports": released, "had-state": found})
+	return nil
+}
+
+// cniRemove is CNI DEL with st's port mappings, then the masquerade sweep
+// over st's addresses and extra ones.
+func (m *Manager) cniRemove(ctx context.Context, st containerState, path string, extra []net.IP) error {
+	var errs []error
+	if err := m.cni.Remove(ctx, st.GUID, path, cniPortMaps(st.Ports)); err != nil {
+		errs = append(errs, fmt.Errorf("cni del %s: %w", st.GUID, err))
+	}
+	var ips []net.IP
+	for _, ip := range append([]net.IP{st.IPv4, st.IPv6}, extra...) {
+		if ip != nil && !slices.ContainsFunc(ips, ip.Equal) {
+			ips = append(ips, ip)
+		}
+	}
+	if len(ips) > 0 {
+		if err := m.masq.RemoveMasquerade(ctx, m.cfg.NetworkName, st.GUID, ips); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Restore gives back the network of a container that survived an agent
+// restart and marks its host ports in use.
+func (m *Manager) Restore(logger lager.Logger, guid string) (Result, error) {
+	logger = logger.Session("network.restore", lager.Data{logKeyGUID: guid})
+	if err := ValidateGUID(guid); err != nil {
+		return Result{}, err
+	}
+	defer m.locks.lock(guid)()
+	st, found, err := m.states.load(guid)
+	if err != nil {
+		return Result{}, err
+	}
+	if !found {
+		return Result{}, fmt.Errorf("%w: %s has no network state", ErrNotFound, guid)
+	}
+	if !st.Complete {
+		return Result{}, fmt.Errorf("%w: setup of %s never finished", ErrNotFound, guid)
+	}
+	if st.Mode == ModeBridge {
+		if m.namespaces == nil {
+			return Result{}, fmt.Errorf("%w: %s was set up in bridge mode, agent runs in %s mode", ErrNotFound, guid, m.cfg.Mode)
+		}
+		if _, ok := m.namespaces.Path(st.NetNSName); !ok {
+			return Result{}, fmt.Errorf("%w: netns %s of %s is gone", ErrNotFound, st.NetNSName, guid)
+		}
+	}
+	if err := m.ports.MarkInUse(guid, st.hostPorts()); err != nil {
+		return Result{}, fmt.Errorf("restore network of %s: %w", guid, err)
+	}
+	logger.Info("restored", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports})
+	return st.result(), nil
+}
+
+func validateContainerPorts(ports []uint16) error {
+	var errs []error
+	for i, p := range ports {
+		if p == 0 {
+			errs = append(errs, errors.New("container port 0"))
+		}
+		if slices.Contains(ports[:i], p) {
+			errs = append(errs, fmt.Errorf("container port %d given twice", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func cniPortMaps(ports []PortMapping) gocni.NamespaceOpts {
+	maps := make([]gocni.PortMapping, 0, len(ports))
+	for _, p := range ports {
+		// An empty HostIP maps every local address: external IP and loopback.
+		maps = append(maps, gocni.PortMapping{HostPort: int32(p.HostPort), ContainerPort: int32(p.ContainerPort), Protocol: "tcp"})
+	}
+	return gocni.WithCapabilityPortMap(maps)
+}
+
+// addressesOf picks the container interface's addresses from a CNI result.
+func addressesOf(res *gocni.Result) (ipv4, ipv6 net.IP, err error) {
+	if res != nil {
+		if iface, ok := res.Interfaces[containerIfName]; ok && iface != nil {
+			for _, c := range iface.IPConfigs {
+				switch {
+				case c.IP.To4() != nil && ipv4 == nil:
+					ipv4 = c.IP.To4()
+				case c.IP.To4() == nil && ipv6 == nil:
+					ipv6 = c.IP
+				}
+			}
+		}
+	}
+	if ipv4 == nil {
+		return nil, nil, fmt.Errorf("cni result has no IPv4 address on %s", containerIfName)
+	}
+	return ipv4, ipv6, nil
+}
+
+// keyedMutex serialises operations per key (container guid).
+type keyedMutex struct {
+	mu    sync.Mutex // guards locks
+	locks map[string]*refMutex
+}
+
+type refMutex struct {
+	sync.Mutex
+	refs int // guarded by keyedMutex.mu
+}
+
+// lock locks key and returns the unlock function.
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*refMutex{}
+	}
+	l, ok := k.locks[key]
+	if !ok {
+		l = &refMutex{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

@@ -1,0 +1,139 @@
+package network
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// containerState is what is persisted per container in
+// <data_dir>/network/containers/<guid>.json. It is written before anything
+// is made on the host, so that a crash leaves enough to clean up.
+type containerState struct {
+	GUID       string        `json:"guid"`
+	Mode       string        `json:"mode"`
+	NetNSName  string        `json:"netns_name,omitempty"`
+	NetNSPath  string        `json:"netns_path,omitempty"`
+	IPv4       net.IP        `json:"ipv4,omitempty"`
+	IPv6       net.IP        `json:"ipv6,omitempty"`
+	ExternalIP net.IP        `json:"external_ip"`
+	Ports      []PortMapping `json:"ports"`
+	// Complete is false while Setup is still making things.
+	Complete bool `json:"complete"`
+}
+
+func (s containerState) result() Result {
+	return Result{
+		NetNSPath:  s.NetNSPath,
+		IPv4:       s.IPv4,
+		IPv6:       s.IPv6,
+		ExternalIP: s.ExternalIP,
+		Ports:      append([]PortMapping(nil), s.Ports...),
+	}
+}
+
+func (s containerState) hostPorts() []uint16 {
+	ports := make([]uint16, 0, len(s.Ports))
+	for _, p := range s.Ports {
+		ports = append(ports, p.HostPort)
+	}
+	return ports
+}
+
+// stateStore keeps one JSON file per container in dir.
+type stateStore struct {
+	dir string
+}
+
+func (s stateStore) path(guid string) string { return filepath.Join(s.dir, guid+".json") }
+
+func (s stateStore) save(st containerState) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode network state of %s: %w", st.GUID, err)
+	}
+	if err := writeFileAtomic(s.path(st.GUID), data, 0o600); err != nil {
+		return fmt.Errorf("save network state of %s: %w", st.GUID, err)
+	}
+	return nil
+}
+
+// load returns the state of guid; ok is false when there is none.
+func (s stateStore) load(guid string) (st containerState, ok bool, err error) {
+	data, err := os.ReadFile(s.path(guid))
+	if errors.Is(err, os.ErrNotExist) {
+		return containerState{}, false, nil
+	}
+	if err != nil {
+		return containerState{}, false, fmt.Errorf("read network state of %s: %w", guid, err)
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return containerState{}, false, fmt.Errorf("parse network state %s: %w", s.path(guid), err)
+	}
+	if st.GUID != guid {
+		return containerState{}, false, fmt.Errorf("network state %s names guid %q", s.path(guid), st.GUID)
+	}
+	return st, true, nil
+}
+
+func (s stateStore) remove(guid string) error {
+	if err := os.Remove(s.path(guid)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove network state of %s: %w", guid, err)
+	}
+	return nil
+}
+
+// guids lists the containers that have a state file.
+func (s stateStore) guids() ([]string, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list network states: %w", err)
+	}
+	var guids []string
+	for _, e := range entries {
+		guid, ok := strings.CutSuffix(e.Name(), ".json")
+		if ok && ValidateGUID(guid) == nil {
+			guids = append(guids, guid)
+		}
+	}
+	return guids, nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path, syncs it and
+// renames it over path, so a reader (or a restart) never sees half a file.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) (retErr error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -1,0 +1,46 @@
+// Package routeemitter announces the cell's routable instances to Gorouter
+// over NATS and publishes the cell's presence for orchestrators.
+//
+// It owns:
+//   - the NATS connection (nats.go, reconnecting forever) and, when no NATS URL
+//     is configured, an embedded nats-server with JetStream ([EmbeddedNATS]);
+//   - Gorouter's protocol: router.greet on connect (retried every second, up to
+//     30 tries), router.start, and router.register / router.unregister bodies
+//     ([RegistryMessage], built by the pure [BuildMessages]);
+//   - the route table of this cell: what is registered, re-sent every
+//     minimumRegisterIntervalInSeconds; tombstones of what was unregistered,
+//     repeated at +5s, +15s, +30s and +60s because a lost unregister leaves a
+//     TLS endpoint in Gorouter forever;
+//   - the route journal (<data_dir>/routeemitter/routes.json), so that after an
+//     agent restart the routes of containers that are gone can be unregistered
+//     ([Emitter.Recover]);
+//   - cell presence: a JSON document per cell in the JetStream key-value bucket
+//     "cellagent-cells", expiring by bucket TTL when the cell stops publishing;
+//   - [RouteTable] and [WatchRoutes], a Gorouter-like view of router.register
+//     and router.unregister traffic for `cellctl routes --watch`.
+//
+// The container side (which instance is routable, with which IPs and ports) is
+// decided by the agent and handed in through [Emitter.Register] and
+// [Emitter.Unregister]; this package never looks at containers.
+//
+// Shutdown of the [Emitter] leaves routes registered: the agent restarts and
+// adopts running containers, and unregistering on every agent restart would
+// cause the 502s it is meant to avoid. Only the presence key is deleted.
+//
+// Concurrency: the Emitter's route state is guarded by one mutex (Emitter.mu).
+// One goroutine, the Run loop, owns every timer: it re-emits registrations,
+// repeats tombstones, retries router.greet and reacts to router.start and to
+// reconnects. NATS callbacks only record what happened and wake the loop.
+// Presence runs in a second goroutine started and awaited by Run. Register and
+// Unregister may be called from any goroutine, before or during Run. All time
+// comes from the configured clock.Clock, except timeouts inside nats.go and
+// nats-server (connection, flush and JetStream request timeouts).
+//
+// Timeline of one instance:
+//
+//	Register ──► registered ──(every interval, jittered)──► router.register
+//	    ▲             │
+//	    │         Unregister: router.unregister now (flushed), then tombstone
+//	    │             ▼
+//	    └──────── tombstone ──(+5s, +15s, +30s, +60s)──► router.unregister ──► gone
+package routeemitter

@@ -1,0 +1,162 @@
+package routeemitter
+
+import (
+	"net"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Subjects of Gorouter's NATS protocol.
+const (
+	SubjectRegister   = "router.register"
+	SubjectUnregister = "router.unregister"
+	SubjectGreet      = "router.greet"
+	SubjectStart      = "router.start"
+)
+
+// Component is the value of the "component" tag of every registration.
+const Component = "cellagent"
+
+// Endpoint is one instance as the agent sees it: who it is, where it listens
+// and which routes point at it.
+type Endpoint struct {
+	GUID    string
+	LogGUID string
+	Index   int
+	// ExternalIP is the cell's address (host ports); InternalIP the
+	// container's (container ports, InstanceAddress mode).
+	ExternalIP string
+	InternalIP string
+	Mappings   []Mapping
+	Routes     []Route
+}
+
+// Mapping is one app port of the instance. The TLS ports are those of the
+// instance's proxy; zero when the instance has no proxy.
+type Mapping struct {
+	ContainerPort    uint16
+	HostPort         uint16
+	ContainerTLSPort uint16
+	HostTLSPort      uint16
+}
+
+// Route is a set of hostnames (optionally with a path) served on one
+// container port.
+type Route struct {
+	Hostnames []string `json:"hostnames"`
+	Port      uint16   `json:"port"`
+}
+
+// RegistryMessage is the body of router.register and router.unregister.
+// The JSON types must match Gorouter's (mbus/subscriber.go): a type error
+// makes it drop the whole message. PrivateInstanceIndex is a string there.
+type RegistryMessage struct {
+	Host                 string            `json:"host"`
+	Port                 uint16            `json:"port"`
+	TLSPort              uint16            `json:"tls_port,omitempty"`
+	URIs                 []string          `json:"uris"`
+	App                  string            `json:"app"`
+	PrivateInstanceID    string            `json:"private_instance_id"`
+	PrivateInstanceIndex string            `json:"private_instance_index"`
+	ServerCertDomainSAN  string            `json:"server_cert_domain_san"`
+	AvailabilityZone     string            `json:"availability_zone"`
+	Tags                 map[string]string `json:"tags"`
+	EndpointUpdatedAtNs  int64             `json:"endpoint_updated_at_ns"`
+}
+
+// Address is the endpoint key Gorouter uses: host:(tls_port or port).
+func (m RegistryMessage) Address() string {
+	port := m.Port
+	if m.TLSPort != 0 {
+		port = m.TLSPort
+	}
+	return net.JoinHostPort(m.Host, strconv.Itoa(int(port)))
+}
+
+// TLS reports whether Gorouter treats the endpoint as a TLS endpoint.
+func (m RegistryMessage) TLS() bool { return m.TLSPort != 0 }
+
+// sameEndpoint reports whether a and b address the same Gorouter endpoint
+// with the same ports, i.e. an unregister built from one removes the other.
+func sameEndpoint(a, b RegistryMessage) bool {
+	return a.Host == b.Host && a.Port == b.Port && a.TLSPort == b.TLSPort
+}
+
+// BuildMessages answers one registration per route and matching port mapping
+// of ep: host and ports are the cell's external IP and host ports, or with
+// instanceAddress the container IP and container ports. tls_port is the
+// proxy's port and is left out when the instance has no proxy. Routes whose
+// port has no mapping, and mappings without a usable port, give no message;
+// ValidateRoutes reports the former. now stamps endpoint_updated_at_ns.
+func BuildMessages(ep Endpoint, az string, instanceAddress bool, now time.Time) []RegistryMessage {
+	var msgs []RegistryMessage
+	for _, r := range ep.Routes {
+		if len(r.Hostnames) == 0 {
+			continue
+		}
+		for _, m := range ep.Mappings {
+			if m.ContainerPort != r.Port {
+				continue
+			}
+			host, port, tlsPort := ep.ExternalIP, m.HostPort, m.HostTLSPort
+			if instanceAddress {
+				host, port, tlsPort = ep.InternalIP, m.ContainerPort, m.ContainerTLSPort
+			}
+			if host == "" || port == 0 {
+				continue
+			}
+			msgs = append(msgs, RegistryMessage{
+				Host:                 host,
+				Port:                 port,
+				TLSPort:              tlsPort,
+				URIs:                 slices.Clone(r.Hostnames),
+				App:                  ep.LogGUID,
+				PrivateInstanceID:    ep.GUID,
+				PrivateInstanceIndex: strconv.Itoa(ep.Index),
+				ServerCertDomainSAN:  ep.GUID,
+				AvailabilityZone:     az,
+				Tags:                 map[string]string{"component": Component},
+				EndpointUpdatedAtNs:  now.UnixNano(),
+			})
+		}
+	}
+	return msgs
+}
+
+// sameRegistrations reports whether a and b register the same routes,
+// ignoring endpoint_updated_at_ns.
+func sameRegistrations(a, b []RegistryMessage) bool {
+	return slices.EqualFunc(a, b, func(x, y RegistryMessage) bool {
+		return x.Host == y.Host && x.Port == y.Port && x.TLSPort == y.TLSPort &&
+			slices.Equal(x.URIs, y.URIs) && x.App == y.App &&
+			x.PrivateInstanceID == y.PrivateInstanceID &&
+			x.PrivateInstanceIndex == y.PrivateInstanceIndex &&
+			x.ServerCertDomainSAN == y.ServerCertDomainSAN &&
+			x.AvailabilityZone == y.AvailabilityZone
+	})
+}
+
+// subtractRoutes answers the parts of old that are not registered by cur:
+// per endpoint, the uris cur no longer carries. Unregistering the result
+// removes exactly what was dropped and nothing cur still registers.
+func subtractRoutes(old, cur []RegistryMessage) []RegistryMessage {
+	var out []RegistryMessage
+	for _, o := range old {
+		var gone []string
+		for _, uri := range o.URIs {
+			kept := slices.ContainsFunc(cur, func(c RegistryMessage) bool {
+				return sameEndpoint(o, c) && slices.Contains(c.URIs, uri)
+			})
+			if !kept {
+				gone = append(gone, uri)
+			}
+		}
+		if len(gone) > 0 {
+			m := o
+			m.URIs = gone
+			out = append(out, m)
+		}
+	}
+	return out
+}

@@ -1,0 +1,252 @@
+package routeemitter
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+)
+
+// tombstoneSchedule: an unregistration is sent at once and repeated at these
+// offsets, because a lost unregister leaves a TLS endpoint in Gorouter for
+// ever (routing-release#285).
+var tombstoneSchedule = []time.Duration{0, 5 * time.Second, 15 * time.Second, 30 * time.Second, 60 * time.Second}
+
+// tombstone is an unregistration being repeated.
+type tombstone struct {
+	msgs  []RegistryMessage
+	start time.Time
+	sent  int // sends done; the next is due at start + tombstoneSchedule[sent]
+}
+
+func (t *tombstone) due() time.Time { return t.start.Add(tombstoneSchedule[t.sent]) }
+
+// RouteRegistrar is what a container lifecycle needs of the emitter.
+//
+//go:generate go tool counterfeiter -o routeemitterfakes/fake_route_registrar.go . RouteRegistrar
+type RouteRegistrar interface {
+	Register(logger lager.Logger, ep Endpoint) error
+	Unregister(logger lager.Logger, guid string) error
+}
+
+var _ RouteRegistrar = (*Emitter)(nil)
+
+// Register makes ep's routes registered: they are sent at once (when
+// connected), re-sent every interval and journaled. Routes ep no longer has
+// are unregistered; pending unregister repeats of routes it has again are
+// cancelled. Calling it again with the same routes is cheap. Errors wrap
+// ErrInvalidRoute.
+func (e *Emitter) Register(logger lager.Logger, ep Endpoint) error {
+	logger = logger.Session("routeemitter.register", lager.Data{logKeyGUID: ep.GUID})
+	if ep.GUID == "" {
+		return fmt.Errorf("%w: instance guid is required", ErrInvalidRoute)
+	}
+	ports := make([]uint16, 0, len(ep.Mappings))
+	for _, m := range ep.Mappings {
+		ports = append(ports, m.ContainerPort)
+	}
+	if err := ValidateRoutes(ep.Routes, ports); err != nil {
+		return fmt.Errorf("register %s: %w", ep.GUID, err)
+	}
+	now := e.clock.Now()
+	msgs := BuildMessages(ep, e.cfg.Zone, e.cfg.InstanceAddress, now)
+
+	e.mu.Lock()
+	prev, ok := e.registered[ep.GUID]
+	if !ok {
+		prev = e.journaled[ep.GUID]
+	}
+	delete(e.journaled, ep.GUID)
+	changed := !sameRegistrations(prev, msgs)
+	if !changed {
+		msgs = prev // keep endpoint_updated_at_ns: the endpoint did not change
+	}
+	if len(msgs) > 0 {
+		e.registered[ep.GUID] = msgs
+	} else {
+		delete(e.registered, ep.GUID)
+	}
+	if ts := e.tombstones[ep.GUID]; ts != nil {
+		ts.msgs = subtractRoutes(ts.msgs, msgs)
+		if len(ts.msgs) == 0 {
+			delete(e.tombstones, ep.GUID)
+		}
+		changed = true
+	}
+	if removed := subtractRoutes(prev, msgs); len(removed) > 0 {
+		e.addTombstoneLocked(ep.GUID, removed, now)
+		if e.nc != nil {
+			e.publishLocked(logger, SubjectUnregister, removed)
+			e.tombstones[ep.GUID].sent = 1
+		}
+	}
+	e.publishLocked(logger, SubjectRegister, msgs)
+	e.mu.Unlock()
+
+	if changed {
+		logger.Info("registered", lager.Data{"messages": len(msgs)})
+		e.saveJournal(logger)
+		e.poke()
+	}
+	return nil
+}
+
+// Unregister sends router.unregister for every route of guid and returns
+// once the NATS server has confirmed it (flush), so the caller may stop the
+// app afterwards. The unregistration is repeated at +5s, +15s, +30s and +60s
+// unless guid registers again. Unknown guids are a no-op. When the server
+// cannot confirm, the error wraps ErrNotConnected and the message goes out on
+// reconnect.
+func (e *Emitter) Unregister(logger lager.Logger, guid string) error {
+	logger = logger.Session("routeemitter.unregister", lager.Data{logKeyGUID: guid})
+	now := e.clock.Now()
+
+	e.mu.Lock()
+	msgs, ok := e.registered[guid]
+	if !ok {
+		msgs, ok = e.journaled[guid]
+	}
+	if !ok {
+		e.mu.Unlock()
+		return nil
+	}
+	delete(e.registered, guid)
+	delete(e.journaled, guid)
+	e.addTombstoneLocked(guid, msgs, now)
+	nc := e.nc
+	if nc != nil {
+		e.publishLocked(logger, SubjectUnregister, msgs)
+		e.tombstones[guid].sent = 1
+	}
+	e.mu.Unlock()
+
+	logger.Info("unregistered", lager.Data{"messages": len(msgs)})
+	e.saveJournal(logger)
+	e.poke()
+
+	if nc == nil || !nc.IsConnected() {
+		return fmt.Errorf("unregister %s: %w", guid, ErrNotConnected)
+	}
+	if err := nc.FlushTimeout(e.cfg.FlushTimeout); err != nil {
+		return fmt.Errorf("unregister %s: flush: %w: %w", guid, ErrNotConnected, err)
+	}
+	return nil
+}
+
+// Recover settles the routes found in the journal after an agent restart:
+// those of guids keep rejects (containers that are gone) are unregistered
+// and repeated like any unregistration; the others stay journaled and are
+// re-registered when the agent calls Register for them (or unregistered by
+// Unregister). keep is called without locks held.
+func (e *Emitter) Recover(logger lager.Logger, keep func(guid string) bool) error {
+	logger = logger.Session("routeemitter.recover")
+	e.mu.Lock()
+	guids := slices.Sorted(maps.Keys(e.journaled))
+	e.mu.Unlock()
+
+	var gone []string
+	for _, guid := range guids {
+		if !keep(guid) {
+			gone = append(gone, guid)
+		}
+	}
+	now := e.clock.Now()
+	e.mu.Lock()
+	for _, guid := range gone {
+		if msgs, ok := e.journaled[guid]; ok {
+			delete(e.journaled, guid)
+			e.addTombstoneLocked(guid, msgs, now)
+		}
+	}
+	e.mu.Unlock()
+
+	logger.Info("recovered", lager.Data{"journaled": len(guids), "unregistering": gone})
+	if len(gone) > 0 {
+		e.saveJournal(logger)
+		e.poke()
+	}
+	return nil
+}
+
+// Registered answers the registrations currently re-emitted for guid.
+func (e *Emitter) Registered(guid string) []RegistryMessage {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.registered[guid])
+}
+
+// addTombstoneLocked starts (or restarts) the unregister schedule of guid
+// with msgs added; the first send is due at once.
+func (e *Emitter) addTombstoneLocked(guid string, msgs []RegistryMessage, now time.Time) {
+	ts := e.tombstones[guid]
+	if ts == nil {
+		ts = &tombstone{}
+		e.tombstones[guid] = ts
+	}
+	ts.msgs = append(subtractRoutes(ts.msgs, msgs), msgs...)
+	ts.start, ts.sent = now, 0
+}
+
+// tombstonesDueLocked sends the unregistrations due at now and answers
+// whether any tombstone finished (the journal must be written).
+func (e *Emitter) tombstonesDueLocked(logger lager.Logger, now time.Time) bool {
+	finished := false
+	for guid, ts := range e.tombstones {
+		if now.Before(ts.due()) {
+			continue
+		}
+		e.publishLocked(logger, SubjectUnregister, ts.msgs)
+		// Several repeats may be due at once after a long pause; one
+		// send stands for all of them.
+		for ts.sent < len(tombstoneSchedule) && !now.Before(ts.due()) {
+			ts.sent++
+		}
+		if ts.sent == len(tombstoneSchedule) {
+			delete(e.tombstones, guid)
+			finished = true
+			logger.Info("unregister-repeats-done", lager.Data{logKeyGUID: guid})
+		}
+	}
+	return finished
+}
+
+// nextTombstoneLocked answers when the next unregistration is due (zero:
+// none).
+func (e *Emitter) nextTombstoneLocked() time.Time {
+	var next time.Time
+	for _, ts := range e.tombstones {
+		if d := ts.due(); next.IsZero() || d.Before(next) {
+			next = d
+		}
+	}
+	return next
+}
+
+// saveJournal writes the current routes and tombstones. A failure is logged
+// and retried by the loop: routes stay registered either way, the journal
+// only matters for the next restart.
+func (e *Emitter) saveJournal(logger lager.Logger) {
+	e.journalMu.Lock()
+	defer e.journalMu.Unlock()
+	e.mu.Lock()
+	st := journalState{
+		Registered: make(map[string][]RegistryMessage, len(e.registered)+len(e.journaled)),
+		Tombstones: make(map[string][]RegistryMessage, len(e.tombstones)),
+	}
+	maps.Copy(st.Registered, e.journaled)
+	maps.Copy(st.Registered, e.registered)
+	for guid, ts := range e.tombstones {
+		st.Tombstones[guid] = ts.msgs
+	}
+	e.journalDirty = false
+	e.mu.Unlock()
+
+	if err := e.journal.save(st); err != nil {
+		logger.Error("failed-to-write-route-journal", err)
+		e.mu.Lock()
+		e.journalDirty = true
+		e.mu.Unlock()
+	}
+}

@@ -29,9 +29,9 @@ type containerState struct {
 func (s containerState) result() Result {
 	return Result{
 		NetNSPath:  s.NetNSPath,
-		IPv4:       s.IPv4,
+		IPv4:       compactIP(s.IPv4),
 		IPv6:       s.IPv6,
-		ExternalIP: s.ExternalIP,
+		ExternalIP: compactIP(s.ExternalIP),
 		Ports:      append([]PortMapping(nil), s.Ports...),
 	}
 }
@@ -136,4 +136,12 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) (retErr error) 
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// compactIP gives IPv4 addresses their 4-byte form, which JSON decoding loses.
+func compactIP(ip net.IP) net.IP {
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4
+	}
+	return ip
 }

@@ -1,0 +1,7 @@
+package network
+
+// Exported for tests only.
+var (
+	ExternalIPFrom = externalIPFrom
+	MasqChainName  = masqChainName
+)

@@ -1,0 +1,168 @@
+package network_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+// The suite's own network, apart from the agent's default one so that it
+// can run beside other tests on the machine.
+const (
+	netName    = "cellagentit"
+	bridgeName = "cellagentit0"
+	subnet     = "10.254.200.0/24"
+	cniCache   = "/var/lib/cni/results"
+)
+
+// hostState is what a test compares before and after: everything a
+// container's network may leave behind on the host.
+type hostState struct {
+	Rules    []string // nat and filter rules, sorted
+	NetNS    []string // our namespaces
+	Leases   []string // host-local lease files
+	CNICache []string // libcni's cached results for our network
+	Links    []string // veths on our bridge
+}
+
+func snapshot(dataDir string) hostState {
+	var s hostState
+	for _, table := range []string{"nat", "filter"} {
+		out := mustRun("iptables-save", "-t", table)
+		for _, line := range strings.Split(out, "\n") {
+			// Rules and chains; not counters or comments.
+			if strings.HasPrefix(line, "-A ") || (strings.HasPrefix(line, ":") && !strings.HasPrefix(line, ":INPUT") &&
+				!strings.HasPrefix(line, ":OUTPUT") && !strings.HasPrefix(line, ":FORWARD") &&
+				!strings.HasPrefix(line, ":PREROUTING") && !strings.HasPrefix(line, ":POSTROUTING")) {
+				s.Rules = append(s.Rules, table+" "+strings.Fields(line)[0]+" "+strings.Join(strings.Fields(line)[1:], " "))
+			}
+		}
+	}
+	slices.Sort(s.Rules)
+	for _, n := range listDir("/var/run/netns") {
+		if strings.HasPrefix(n, netName+"-") {
+			s.NetNS = append(s.NetNS, n)
+		}
+	}
+	for _, f := range listDir(filepath.Join(dataDir, "network", "ipam", netName)) {
+		if net.ParseIP(f) != nil {
+			s.Leases = append(s.Leases, f)
+		}
+	}
+	for _, f := range listDir(cniCache) {
+		if strings.Contains(f, netName) || strings.HasPrefix(f, "cni-loopback-") {
+			s.CNICache = append(s.CNICache, f)
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/" + bridgeName); err == nil {
+		s.Links = listDir("/sys/class/net/" + bridgeName + "/brif")
+	}
+	return s
+}
+
+// iptablesLineCount is `iptables-save | wc -l` over nat and filter.
+func iptablesLineCount() int {
+	n := 0
+	for _, table := range []string{"nat", "filter"} {
+		n += strings.Count(mustRun("iptables-save", "-t", table), "\n")
+	}
+	return n
+}
+
+func listDir(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func mustRun(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "%s %v: %s", name, args, out)
+	return string(out)
+}
+
+// startHTTPD serves body on port inside the namespace nsName until the
+// test ends.
+func startHTTPD(nsName string, port uint16, body string) {
+	dir := GinkgoT().TempDir()
+	Expect(os.WriteFile(filepath.Join(dir, "index.html"), []byte(body), 0o644)).To(Succeed())
+	args := []string{"busybox", "httpd", "-f", "-p", fmt.Sprint(port), "-h", dir}
+	if nsName != "" {
+		args = append([]string{"ip", "netns", "exec", nsName}, args...)
+	}
+	startProcess(args...)
+}
+
+// startProcess runs a command until the test ends.
+func startProcess(args ...string) {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = GinkgoWriter, GinkgoWriter
+	Expect(cmd.Start()).To(Succeed())
+	stop := func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	}
+	DeferCleanup(stop)
+}
+
+// stopProcesses kills what runs in a namespace, as the runtime does before
+// the network is torn down.
+func stopProcesses(nsName string) {
+	out, _ := exec.Command("ip", "netns", "pids", nsName).Output()
+	for _, f := range strings.Fields(string(out)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	Eventually(func() string {
+		out, _ := exec.Command("ip", "netns", "pids", nsName).Output()
+		return strings.TrimSpace(string(out))
+	}).WithTimeout(5 * time.Second).Should(BeEmpty())
+}
+
+var httpClient = &http.Client{Timeout: 2 * time.Second}
+
+// get fetches http://addr/ and returns the body.
+func get(addr string) (string, error) {
+	resp, err := httpClient.Get("http://" + addr + "/")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func hostPort(ip net.IP, port uint16) string {
+	return net.JoinHostPort(ip.String(), fmt.Sprint(port))
+}
+
+// sweep removes whatever a failed test left: namespaces of our network.
+// Manager.CleanupOrphans does the rest in the tests' cleanups.
+func sweepNetNS(ctx context.Context) {
+	for _, n := range listDir("/var/run/netns") {
+		if strings.HasPrefix(n, netName+"-") {
+			_ = exec.CommandContext(ctx, "ip", "netns", "delete", n).Run()
+		}
+	}
+}

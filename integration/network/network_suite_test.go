@@ -1,0 +1,127 @@
+// Package network_test drives containerstore/network against the real CNI
+// plugins, iproute2 and iptables. It needs root and runs only with
+// CELLAGENT_INTEGRATION=1.
+package network_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/containerstore/network"
+)
+
+func TestNetworkIntegration(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Network Integration Suite")
+}
+
+var (
+	hadBridge      bool
+	hadPortmapNAT  bool
+	integrationRun bool
+)
+
+func integrationEnabled() bool { return os.Getenv("CELLAGENT_INTEGRATION") == "1" }
+
+// hostReady says why this machine cannot run the suite, or "".
+func hostReady() string {
+	if os.Geteuid() != 0 {
+		return "needs root"
+	}
+	for _, bin := range []string{"ip", "iptables", "iptables-save", "busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return bin + " not installed"
+		}
+	}
+	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
+		return "containernetworking-plugins not installed"
+	}
+	return ""
+}
+
+var _ = BeforeSuite(func() {
+	if !integrationEnabled() {
+		Skip("set CELLAGENT_INTEGRATION=1 (as root) to run the network integration tests")
+	}
+	if why := hostReady(); why != "" {
+		Fail("CELLAGENT_INTEGRATION=1 but " + why)
+	}
+	integrationRun = true
+	_, err := os.Stat("/sys/class/net/" + bridgeName)
+	hadBridge = err == nil
+	hadPortmapNAT = exec.Command("iptables", "-w", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").Run() == nil
+
+	// Warm up: the first container makes the bridge and portmap's shared
+	// chains, which stay; tests then compare the host before and after.
+	logger := lagertest.NewTestLogger("warm-up")
+	m, err := network.New(logger, testConfig(GinkgoT().TempDir(), 0))
+	Expect(err).NotTo(HaveOccurred())
+	_, err = m.Setup(context.Background(), logger, "warm-up", []uint16{8080})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(m.Teardown(context.Background(), logger, "warm-up")).To(Succeed())
+})
+
+var _ = AfterSuite(func() {
+	if !integrationRun {
+		return
+	}
+	sweepNetNS(context.Background())
+	if !hadBridge {
+		_ = exec.Command("ip", "link", "delete", bridgeName).Run()
+	}
+	if !hadPortmapNAT && portmapChainsUnused() {
+		removePortmapChains()
+	}
+})
+
+// testConfig is the suite's network: its own name, bridge and subnet.
+func testConfig(dataDir string, quarantine time.Duration) network.Config {
+	cfg := network.DefaultConfig()
+	cfg.DataDir = dataDir
+	cfg.NetworkName = netName
+	cfg.BridgeName = bridgeName
+	cfg.Subnet = subnet
+	cfg.HostPortRange = "45000-45099"
+	cfg.PortQuarantine = quarantine
+	return cfg
+}
+
+// portmapChainsUnused says no container of anyone has a DNAT rule left.
+func portmapChainsUnused() bool {
+	out, err := exec.Command("iptables", "-w", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").Output()
+	return err == nil && strings.Count(string(out), "\n") <= 1
+}
+
+// removePortmapChains removes the chains portmap shares between containers
+// and the jumps to them, which it never removes itself.
+func removePortmapChains() {
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		return
+	}
+	var chains []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, ":CNI-HOSTPORT-") {
+			chains = append(chains, strings.Fields(line)[0][1:])
+		}
+		if strings.HasPrefix(line, "-A ") && strings.Contains(line, "-j CNI-HOSTPORT-") &&
+			!strings.HasPrefix(line, "-A CNI-HOSTPORT-") {
+			// iptables-save quotes like a shell does.
+			_ = exec.Command("sh", "-c", "iptables -w -t nat -D "+strings.TrimPrefix(line, "-A ")).Run()
+		}
+	}
+	for _, c := range chains {
+		_ = exec.Command("iptables", "-w", "-t", "nat", "-F", c).Run()
+	}
+	for _, c := range chains {
+		_ = exec.Command("iptables", "-w", "-t", "nat", "-X", c).Run()
+	}
+}

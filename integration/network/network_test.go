@@ -1,0 +1,280 @@
+package network_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/containerstore/network"
+)
+
+var _ = Describe("bridge mode", func() {
+	var (
+		ctx        context.Context
+		logger     *lagertest.TestLogger
+		dataDir    string
+		quarantine time.Duration
+		cfg        network.Config
+		manager    *network.Manager
+		before     hostState
+		beforeN    int
+		externalIP net.IP
+	)
+
+	newManager := func() *network.Manager {
+		m, err := network.New(logger, cfg)
+		Expect(err).NotTo(HaveOccurred())
+		return m
+	}
+
+	// expectHostClean checks that nothing of the test's containers is left.
+	expectHostClean := func() {
+		GinkgoHelper()
+		Expect(snapshot(dataDir)).To(Equal(before))
+		Expect(iptablesLineCount()).To(Equal(beforeN))
+	}
+
+	answers := func(addr, body string) {
+		GinkgoHelper()
+		Eventually(func() (string, error) { return get(addr) }).
+			WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(body))
+	}
+
+	BeforeEach(func() {
+		ctx = context.Background()
+		logger = lagertest.NewTestLogger("network")
+		dataDir = GinkgoT().TempDir()
+		quarantine = 0
+		externalIP = network.DefaultExternalIP()
+	})
+
+	JustBeforeEach(func() {
+		cfg = testConfig(dataDir, quarantine)
+		before = snapshot(dataDir)
+		beforeN = iptablesLineCount()
+		manager = newManager()
+		DeferCleanup(func() {
+			// Whatever a failing test left, removed through the package itself.
+			m, err := network.New(logger, cfg)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(m.CleanupOrphans(ctx, logger, func(string) bool { return false })).To(Succeed())
+			sweepNetNS(ctx)
+		})
+	})
+
+	It("gives two containers their own IPs, reachable on the external IP and loopback, and leaves nothing on teardown", func() {
+		a, err := manager.Setup(ctx, logger, "app-a", []uint16{8080})
+		Expect(err).NotTo(HaveOccurred())
+		b, err := manager.Setup(ctx, logger, "app-b", []uint16{8080})
+		Expect(err).NotTo(HaveOccurred())
+
+		_, ipnet, _ := net.ParseCIDR(subnet)
+		Expect(ipnet.Contains(a.IPv4)).To(BeTrue(), "%s in %s", a.IPv4, subnet)
+		Expect(ipnet.Contains(b.IPv4)).To(BeTrue())
+		Expect(a.IPv4.Equal(b.IPv4)).To(BeFalse())
+		Expect(a.Ports[0].HostPort).NotTo(Equal(b.Ports[0].HostPort))
+		Expect(a.NetNSPath).To(Equal("/var/run/netns/cellagentit-app-a"))
+		Expect(mustRun("ip", "netns", "list")).To(And(ContainSubstring("cellagentit-app-a"), ContainSubstring("cellagentit-app-b")))
+		Expect(a.ExternalIP.Equal(externalIP)).To(BeTrue())
+
+		startHTTPD("cellagentit-app-a", 8080, "I am a")
+		startHTTPD("cellagentit-app-b", 8080, "I am b")
+		for _, c := range []struct {
+			res  network.Result
+			body string
+		}{{a, "I am a"}, {b, "I am b"}} {
+			answers(hostPort(c.res.IPv4, 8080), c.body) // what a readiness check dials
+			answers(hostPort(externalIP, c.res.Ports[0].HostPort), c.body)
+			answers(hostPort(net.IPv4(127, 0, 0, 1), c.res.Ports[0].HostPort), c.body)
+		}
+
+		stopProcesses("cellagentit-app-a")
+		stopProcesses("cellagentit-app-b")
+		Expect(manager.Teardown(ctx, logger, "app-a")).To(Succeed())
+		Expect(manager.Teardown(ctx, logger, "app-b")).To(Succeed())
+		expectHostClean()
+		Expect(mustRun("ip", "netns", "list")).NotTo(ContainSubstring("cellagentit-app-"))
+
+		By("tearing down again")
+		Expect(manager.Teardown(ctx, logger, "app-a")).To(Succeed())
+		expectHostClean()
+	})
+
+	It("masquerades the containers' outbound traffic", func() {
+		// An "outside" host in a namespace of its own, reached through the
+		// host's routing: it sees the host's address, not the container's.
+		const outside = "cellagentitout"
+		mustRun("ip", "netns", "add", outside)
+		DeferCleanup(func() { _ = exec.Command("ip", "netns", "delete", outside).Run() })
+		mustRun("ip", "link", "add", "cait-h", "type", "veth", "peer", "name", "cait-o", "netns", outside)
+		mustRun("ip", "addr", "add", "10.254.201.1/30", "dev", "cait-h")
+		mustRun("ip", "link", "set", "cait-h", "up")
+		mustRun("ip", "-n", outside, "addr", "add", "10.254.201.2/30", "dev", "cait-o")
+		mustRun("ip", "-n", outside, "link", "set", "cait-o", "up")
+		cgi := GinkgoT().TempDir()
+		Expect(os.MkdirAll(filepath.Join(cgi, "cgi-bin"), 0o755)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(cgi, "cgi-bin", "addr"),
+			[]byte("#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n"), 0o755)).To(Succeed())
+		startProcess("ip", "netns", "exec", outside, "busybox", "httpd", "-f", "-p", "8000", "-h", cgi)
+
+		res, err := manager.Setup(ctx, logger, "app-out", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() (string, error) {
+			// busybox-static's wget crashes on Debian 12; nc does not.
+			out, err := exec.Command("ip", "netns", "exec", "cellagentit-app-out", "busybox", "sh", "-c",
+				`printf 'GET /cgi-bin/addr HTTP/1.0\r\n\r\n' | busybox nc -w 2 10.254.201.2 8000`).CombinedOutput()
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			return strings.TrimSpace(lines[len(lines)-1]), err
+		}).WithTimeout(10 * time.Second).WithPolling(200 * time.Millisecond).Should(Or(Equal("10.254.201.1"), Equal("[::ffff:10.254.201.1]")), "busybox httpd may give the v4-mapped form")
+		Expect(res.IPv4.String()).NotTo(Equal("10.254.201.1"))
+
+		Expect(manager.Teardown(ctx, logger, "app-out")).To(Succeed())
+		expectHostClean()
+	})
+
+	It("frees IPAM and every iptables rule when the netns is already gone", func() {
+		_, err := manager.Setup(ctx, logger, "app-gone", []uint16{8080, 9090})
+		Expect(err).NotTo(HaveOccurred())
+		mustRun("ip", "netns", "delete", "cellagentit-app-gone")
+		Expect(manager.Teardown(ctx, logger, "app-gone")).To(Succeed())
+		expectHostClean()
+	})
+
+	It("sets up 10 containers at once", func() {
+		var wg sync.WaitGroup
+		results := make([]network.Result, 10)
+		errs := make([]error, 10)
+		for i := range 10 {
+			wg.Go(func() {
+				results[i], errs[i] = manager.Setup(ctx, logger, fmt.Sprintf("par-%d", i), []uint16{8080})
+			})
+		}
+		wg.Wait()
+		ips := map[string]bool{}
+		for i := range 10 {
+			Expect(errs[i]).NotTo(HaveOccurred())
+			ips[results[i].IPv4.String()] = true
+		}
+		Expect(ips).To(HaveLen(10))
+		for i := range 10 {
+			wg.Go(func() { errs[i] = manager.Teardown(ctx, logger, fmt.Sprintf("par-%d", i)) })
+		}
+		wg.Wait()
+		for i := range 10 {
+			Expect(errs[i]).NotTo(HaveOccurred())
+		}
+		expectHostClean()
+	})
+
+	Context("with a one-port range", func() {
+		JustBeforeEach(func() {
+			cfg.HostPortRange = "45100-45100"
+			manager = newManager()
+		})
+
+		Context("and a 2s quarantine", func() {
+			BeforeEach(func() { quarantine = 2 * time.Second })
+
+			It("does not hand a released port out again until the quarantine is over", func() {
+				first, err := manager.Setup(ctx, logger, "q-1", []uint16{8080})
+				Expect(err).NotTo(HaveOccurred())
+				Expect(manager.Teardown(ctx, logger, "q-1")).To(Succeed())
+
+				_, err = manager.Setup(ctx, logger, "q-2", []uint16{8080})
+				Expect(err).To(MatchError(network.ErrInsufficientPorts))
+				Expect(err).To(MatchError(ContainSubstring("no free host ports in 45100-45100 for 1 more (0 in use, 1 in quarantine)")))
+
+				var second network.Result
+				Eventually(func() error {
+					second, err = manager.Setup(ctx, logger, "q-2", []uint16{8080})
+					return err
+				}).WithTimeout(10 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
+				Expect(second.Ports[0].HostPort).To(Equal(first.Ports[0].HostPort))
+				Expect(manager.Teardown(ctx, logger, "q-2")).To(Succeed())
+				expectHostClean()
+			})
+		})
+
+		It("fails when the range is exhausted and reuses at once without quarantine", func() {
+			_, err := manager.Setup(ctx, logger, "x-1", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			_, err = manager.Setup(ctx, logger, "x-2", []uint16{8080})
+			Expect(err).To(MatchError(network.ErrInsufficientPorts))
+			Expect(err).To(MatchError(ContainSubstring("(1 in use, 0 in quarantine)")))
+			Expect(snapshot(dataDir).NetNS).To(Equal([]string{"cellagentit-x-1"}), "the failed Setup made nothing")
+
+			Expect(manager.Teardown(ctx, logger, "x-1")).To(Succeed())
+			res, err := manager.Setup(ctx, logger, "x-2", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(res.Ports[0].HostPort).To(Equal(uint16(45100)))
+			Expect(manager.Teardown(ctx, logger, "x-2")).To(Succeed())
+			expectHostClean()
+		})
+	})
+
+	Describe("agent restart", func() {
+		It("restores running containers and cleans up the orphans", func() {
+			kept, err := manager.Setup(ctx, logger, "keep-me", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			orphan, err := manager.Setup(ctx, logger, "orphan", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			startHTTPD("cellagentit-keep-me", 8080, "still here")
+			answers(hostPort(net.IPv4(127, 0, 0, 1), kept.Ports[0].HostPort), "still here")
+
+			By("starting a new manager on the same data dir, as after kill -9")
+			restarted := newManager()
+			res, err := restarted.Restore(logger, "keep-me")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(res).To(Equal(kept))
+			answers(hostPort(net.IPv4(127, 0, 0, 1), res.Ports[0].HostPort), "still here")
+			answers(hostPort(externalIP, res.Ports[0].HostPort), "still here")
+
+			Expect(restarted.CleanupOrphans(ctx, logger, func(guid string) bool { return guid == "keep-me" })).To(Succeed())
+			s := snapshot(dataDir)
+			Expect(s.NetNS).To(Equal([]string{"cellagentit-keep-me"}))
+			Expect(s.Leases).To(Equal([]string{kept.IPv4.String()}))
+			Expect(filepath.Join(dataDir, "network", "containers", "orphan.json")).NotTo(BeAnExistingFile())
+			Expect(strings.Join(s.Rules, "\n")).NotTo(ContainSubstring(fmt.Sprint(orphan.Ports[0].HostPort)))
+			Expect(strings.Join(s.Rules, "\n")).NotTo(ContainSubstring(orphan.IPv4.String() + "/"))
+			answers(hostPort(net.IPv4(127, 0, 0, 1), res.Ports[0].HostPort), "still here")
+
+			By("not handing out the kept container's port")
+			fresh, err := restarted.Setup(ctx, logger, "fresh", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(fresh.Ports[0].HostPort).NotTo(Equal(kept.Ports[0].HostPort))
+			Expect(fresh.Ports[0].HostPort).NotTo(Equal(orphan.Ports[0].HostPort))
+
+			stopProcesses("cellagentit-keep-me")
+			Expect(restarted.Teardown(ctx, logger, "keep-me")).To(Succeed())
+			Expect(restarted.Teardown(ctx, logger, "fresh")).To(Succeed())
+			expectHostClean()
+		})
+	})
+})
+
+var _ = Describe("host mode", func() {
+	It("uses the container port on the host, with no namespace", func() {
+		logger := lagertest.NewTestLogger("network")
+		cfg := testConfig(GinkgoT().TempDir(), 0)
+		cfg.Mode = network.ModeHost
+		m, err := network.New(logger, cfg)
+		Expect(err).NotTo(HaveOccurred())
+		res, err := m.Setup(context.Background(), logger, "host-app", []uint16{45200})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.NetNSPath).To(BeEmpty())
+		startHTTPD("", 45200, "on the host")
+		Eventually(func() (string, error) { return get(hostPort(res.IPv4, res.Ports[0].HostPort)) }).
+			WithTimeout(10 * time.Second).Should(Equal("on the host"))
+		Expect(m.Teardown(context.Background(), logger, "host-app")).To(Succeed())
+	})
+})

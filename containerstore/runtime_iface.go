@@ -68,6 +68,9 @@ type Exit struct {
 
 // ContainerRuntime makes and removes containers (containerd adapter).
 type ContainerRuntime interface {
+	// Validate checks, without making anything, that the image exists and
+	// (where that is cheap) that the user exists in it.
+	Validate(ctx context.Context, image, user string) error
 	// Prepare resolves the image, makes the container's rootfs snapshot and
 	// resolves the process user inside it.
 	Prepare(ctx context.Context, logger lager.Logger, guid, image, user string) (User, error)

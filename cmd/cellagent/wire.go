@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"code.cloudfoundry.org/clock"
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/tedsuo/ifrit"
+	"github.com/tedsuo/ifrit/grouper"
+	"github.com/tedsuo/ifrit/http_server"
+	"github.com/tedsuo/ifrit/sigmon"
+
+	"github.com/cellagent/cellagent/config"
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/containerstore/runtime"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/executor/httpapi"
+)
+
+func loadConfig(path string) (config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func newLogger(level string) lager.Logger {
+	logger := lager.NewLogger("cellagent")
+	lvl := map[string]lager.LogLevel{"debug": lager.DEBUG, "info": lager.INFO, "error": lager.ERROR, "fatal": lager.FATAL}[level]
+	logger.RegisterSink(lager.NewPrettySink(os.Stdout, lvl))
+	return logger
+}
+
+func run(cfg config.Config) error {
+	logger := newLogger(cfg.LogLevel)
+	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
+		return fmt.Errorf("make data_dir: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	clk := clock.NewClock()
+	total := detectCapacity(logger, cfg)
+	externalIP := cfg.Network.ExternalIP
+	if externalIP == "" {
+		externalIP = "127.0.0.1"
+	}
+
+	rt, err := runtime.New(runtime.Config{Socket: cfg.Containerd.Socket, Namespace: cfg.Containerd.Namespace,
+		CellID: cfg.CellID, Preloaded: cfg.PreloadedRootfs, LoggerBinary: self})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	store, err := containerstore.New(logger, containerstore.Config{
+		CellID: cfg.CellID, Zone: cfg.Zone, DataDir: cfg.DataDir, Capacity: total,
+		ReservedExpiration:  time.Duration(cfg.ReservedExpiration),
+		DefaultStartTimeout: time.Duration(cfg.StartTimeout),
+		DefaultStopGrace:    time.Duration(cfg.StopGrace),
+		// The proxy's overhead is added where the proxy is wired in.
+		ProxyMemoryOverheadMB: 0,
+		LogMaxBytes:           cfg.LogMaxBytes, DefaultUser: cfg.DefaultUser, ExternalIP: externalIP,
+	}, containerstore.Deps{Runtime: rt, Tasks: rt, Clock: clk})
+	if err != nil {
+		return err
+	}
+
+	api := httpapi.New(logger, httpapi.Config{Client: store})
+	members := grouper.Members{
+		{Name: "containerstore", Runner: store.Runner()},
+		{Name: "api", Runner: http_server.New(cfg.Listen.Admin, api)},
+	}
+	group := grouper.NewOrdered(os.Interrupt, members)
+	logger.Info("starting", lager.Data{"cell-id": cfg.CellID, "admin": cfg.Listen.Admin, "data-dir": cfg.DataDir,
+		"containerd": cfg.Containerd.Socket, "capacity": total})
+	monitor := ifrit.Invoke(sigmon.New(group, syscall.SIGTERM, os.Interrupt))
+	err = <-monitor.Wait()
+	if err != nil {
+		logger.Error("exited-with-failure", err)
+		return err
+	}
+	logger.Info("exited")
+	return nil
+}
+
+// detectCapacity fills the zero capacity values from the machine.
+func detectCapacity(logger lager.Logger, cfg config.Config) executor.ResourceTotals {
+	t := executor.ResourceTotals{MemoryMB: cfg.Capacity.MemoryMB, DiskMB: cfg.Capacity.DiskMB, Containers: cfg.Capacity.MaxContainers}
+	if t.MemoryMB == 0 {
+		t.MemoryMB = memTotalMB()
+	}
+	if t.DiskMB == 0 {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(cfg.DataDir, &st); err == nil {
+			t.DiskMB = int(st.Blocks * uint64(st.Bsize) >> 20)
+		}
+	}
+	logger.Info("capacity", lager.Data{"memory-mb": t.MemoryMB, "disk-mb": t.DiskMB, "containers": t.Containers})
+	return t
+}
+
+func memTotalMB() int {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 1024
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return kb / 1024
+		}
+	}
+	return 1024
+}

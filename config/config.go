@@ -1,0 +1,315 @@
+// Package config is cellagent's configuration file: defaults, strict
+// decoding (unknown keys rejected) and validation that reports every
+// problem at once.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cellagent/cellagent/executor"
+)
+
+type Duration = executor.Duration
+
+type Containerd struct {
+	Socket    string `json:"socket"`
+	Namespace string `json:"namespace"`
+}
+
+type TLS struct {
+	Cert     string `json:"cert"`
+	Key      string `json:"key"`
+	ClientCA string `json:"client_ca"`
+}
+
+type Listen struct {
+	Admin  string `json:"admin"`
+	Secure string `json:"secure"`
+	TLS    TLS    `json:"tls"`
+}
+
+type Capacity struct {
+	MemoryMB      int `json:"memory_mb"`
+	DiskMB        int `json:"disk_mb"`
+	MaxContainers int `json:"max_containers"`
+}
+
+type Identity struct {
+	CACert   string   `json:"ca_cert"`
+	CAKey    string   `json:"ca_key"`
+	KeyType  string   `json:"key_type"`
+	Validity Duration `json:"validity"`
+}
+
+type Proxy struct {
+	Enabled            bool     `json:"enabled"`
+	Kind               string   `json:"kind"`
+	Binary             string   `json:"binary"`
+	MemoryOverheadMB   int      `json:"memory_overhead_mb"`
+	RequireClientCerts bool     `json:"require_client_certs"`
+	TrustedCA          string   `json:"trusted_ca"`
+	VerifySAN          []string `json:"verify_san"`
+}
+
+type Network struct {
+	Mode           string   `json:"mode"`
+	Subnet         string   `json:"subnet"`
+	HostPortRange  string   `json:"host_port_range"`
+	ExternalIP     string   `json:"external_ip"`
+	PortQuarantine Duration `json:"port_quarantine"`
+}
+
+type NATS struct {
+	URLs           []string `json:"urls"`
+	EmbeddedListen string   `json:"embedded_listen"`
+}
+
+// Config is the whole file. Every key has a default (DefaultConfig).
+type Config struct {
+	CellID             string            `json:"cell_id"`
+	Zone               string            `json:"zone"`
+	DataDir            string            `json:"data_dir"`
+	Containerd         Containerd        `json:"containerd"`
+	Listen             Listen            `json:"listen"`
+	Capacity           Capacity          `json:"capacity"`
+	PreloadedRootfs    map[string]string `json:"preloaded_rootfs"`
+	Identity           Identity          `json:"identity"`
+	Proxy              Proxy             `json:"proxy"`
+	Network            Network           `json:"network"`
+	NATS               NATS              `json:"nats"`
+	BindMountAllowlist []string          `json:"bind_mount_allowlist"`
+
+	ReservedExpiration Duration `json:"reserved_expiration"`
+	StartTimeout       Duration `json:"start_timeout"`
+	StopGrace          Duration `json:"stop_grace"`
+	EvacuationTimeout  Duration `json:"evacuation_timeout"`
+	DefaultUser        string   `json:"default_user"`
+	LogMaxBytes        int64    `json:"log_max_bytes"`
+	LogLevel           string   `json:"log_level"`
+}
+
+// DefaultConfig is what an empty file means.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "cell-1"
+	}
+	return Config{
+		CellID:     sanitizeID(host),
+		Zone:       "z1",
+		DataDir:    "/var/lib/cellagent",
+		Containerd: Containerd{Socket: "/run/containerd/containerd.sock", Namespace: "cellagent"},
+		Listen:     Listen{Admin: "127.0.0.1:1800"},
+		Capacity:   Capacity{MaxContainers: 250},
+		PreloadedRootfs: map[string]string{
+			"busybox": "/var/lib/cellagent/rootfs/busybox",
+		},
+		Identity: Identity{KeyType: "ecdsa-p256", Validity: Duration(24 * time.Hour)},
+		Proxy:    Proxy{Enabled: true, Kind: "cellproxy", MemoryOverheadMB: 32},
+		Network: Network{Mode: "bridge", Subnet: "10.255.0.0/22", HostPortRange: "40000-59999",
+			PortQuarantine: Duration(3 * time.Minute)},
+		NATS:               NATS{EmbeddedListen: "127.0.0.1:4222"},
+		ReservedExpiration: Duration(time.Minute),
+		StartTimeout:       Duration(time.Minute),
+		StopGrace:          Duration(10 * time.Second),
+		EvacuationTimeout:  Duration(10 * time.Minute),
+		DefaultUser:        "vcap",
+		LogMaxBytes:        4 << 20,
+		LogLevel:           "info",
+	}
+}
+
+func sanitizeID(s string) string {
+	s = regexp.MustCompile(`[^A-Za-z0-9_-]`).ReplaceAllString(s, "-")
+	if len(s) > 63 {
+		s = s[:63]
+	}
+	return s
+}
+
+// Load reads path over the defaults. An empty path means the defaults.
+func Load(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := Decode(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Decode decodes JSON over cfg, rejecting unknown keys.
+func Decode(b []byte, cfg *Config) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("more than one JSON value")
+	}
+	return nil
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !idPattern.MatchString(c.CellID) {
+		bad("cell_id %q: must match [A-Za-z0-9][A-Za-z0-9_-]{0,62}", c.CellID)
+	}
+	if c.Zone == "" {
+		bad("zone must not be empty")
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		bad("data_dir %q must be an absolute path", c.DataDir)
+	}
+	if c.Containerd.Socket == "" {
+		bad("containerd.socket must not be empty")
+	}
+	if !idPattern.MatchString(c.Containerd.Namespace) {
+		bad("containerd.namespace %q is not a valid namespace", c.Containerd.Namespace)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen.Admin); err != nil {
+		bad("listen.admin %q: %v", c.Listen.Admin, err)
+	} else if !isLoopback(c.Listen.Admin) && (c.Listen.TLS.Cert == "" || c.Listen.TLS.Key == "") {
+		bad("listen.admin %q is not a loopback address; set listen.tls.cert and listen.tls.key or bind 127.0.0.1", c.Listen.Admin)
+	}
+	if c.Listen.Secure != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.Secure); err != nil {
+			bad("listen.secure %q: %v", c.Listen.Secure, err)
+		}
+		if c.Listen.TLS.Cert == "" || c.Listen.TLS.Key == "" || c.Listen.TLS.ClientCA == "" {
+			bad("listen.secure needs listen.tls.cert, listen.tls.key and listen.tls.client_ca")
+		}
+	}
+	if c.Capacity.MemoryMB < 0 || c.Capacity.DiskMB < 0 {
+		bad("capacity.memory_mb and capacity.disk_mb must be >= 0 (0 = detect)")
+	}
+	if c.Capacity.MaxContainers <= 0 {
+		bad("capacity.max_containers must be positive")
+	}
+	for name, dir := range c.PreloadedRootfs {
+		if !idPattern.MatchString(name) {
+			bad("preloaded_rootfs name %q is not a valid name", name)
+		}
+		if !filepath.IsAbs(dir) {
+			bad("preloaded_rootfs %s: %q must be an absolute path", name, dir)
+		}
+	}
+	switch c.Identity.KeyType {
+	case "ecdsa-p256", "rsa-2048", "rsa-3072":
+	default:
+		bad("identity.key_type %q: must be ecdsa-p256, rsa-2048 or rsa-3072", c.Identity.KeyType)
+	}
+	if (c.Identity.CACert == "") != (c.Identity.CAKey == "") {
+		bad("identity.ca_cert and identity.ca_key must be set together")
+	}
+	if time.Duration(c.Identity.Validity) < 10*time.Second {
+		bad("identity.validity %s is too short (at least 10s)", c.Identity.Validity)
+	}
+	switch c.Proxy.Kind {
+	case "cellproxy", "envoy":
+	default:
+		bad("proxy.kind %q: must be cellproxy or envoy", c.Proxy.Kind)
+	}
+	if c.Proxy.Kind == "envoy" && c.Proxy.Binary == "" {
+		bad("proxy.kind envoy needs proxy.binary (the path of an Envoy build)")
+	}
+	if c.Proxy.MemoryOverheadMB < 0 {
+		bad("proxy.memory_overhead_mb must be >= 0")
+	}
+	if c.Proxy.RequireClientCerts && c.Proxy.TrustedCA == "" {
+		bad("proxy.require_client_certs needs proxy.trusted_ca")
+	}
+	switch c.Network.Mode {
+	case "bridge", "host":
+	default:
+		bad("network.mode %q: must be bridge or host", c.Network.Mode)
+	}
+	if _, _, err := net.ParseCIDR(c.Network.Subnet); err != nil {
+		bad("network.subnet %q: %v", c.Network.Subnet, err)
+	}
+	if _, _, err := ParsePortRange(c.Network.HostPortRange); err != nil {
+		bad("network.host_port_range: %v", err)
+	}
+	if c.Network.ExternalIP != "" && net.ParseIP(c.Network.ExternalIP) == nil {
+		bad("network.external_ip %q is not an IP address", c.Network.ExternalIP)
+	}
+	if c.Network.PortQuarantine < 0 {
+		bad("network.port_quarantine must not be negative")
+	}
+	for _, u := range c.NATS.URLs {
+		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+			bad("nats.urls: %q must start with nats:// or tls://", u)
+		}
+	}
+	if len(c.NATS.URLs) == 0 {
+		if _, _, err := net.SplitHostPort(c.NATS.EmbeddedListen); err != nil {
+			bad("nats.embedded_listen %q: %v", c.NATS.EmbeddedListen, err)
+		}
+	}
+	for _, p := range c.BindMountAllowlist {
+		if !filepath.IsAbs(p) {
+			bad("bind_mount_allowlist: %q must be an absolute path", p)
+		}
+	}
+	for name, d := range map[string]Duration{"reserved_expiration": c.ReservedExpiration, "start_timeout": c.StartTimeout,
+		"stop_grace": c.StopGrace, "evacuation_timeout": c.EvacuationTimeout} {
+		if d <= 0 {
+			bad("%s must be positive", name)
+		}
+	}
+	if c.DefaultUser == "" {
+		bad("default_user must not be empty")
+	}
+	if c.LogMaxBytes < 4096 {
+		bad("log_max_bytes must be at least 4096")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "error", "fatal":
+	default:
+		bad("log_level %q: must be debug, info, error or fatal", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ParsePortRange reads "LOW-HIGH".
+func ParsePortRange(s string) (uint16, uint16, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: want LOW-HIGH", s)
+	}
+	l, err1 := strconv.ParseUint(lo, 10, 16)
+	h, err2 := strconv.ParseUint(hi, 10, 16)
+	if err1 != nil || err2 != nil || l == 0 || l > h {
+		return 0, 0, fmt.Errorf("%q: want LOW-HIGH with 1 <= LOW <= HIGH <= 65535", s)
+	}
+	return uint16(l), uint16(h), nil
+}

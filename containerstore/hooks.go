@@ -1,0 +1,73 @@
+package containerstore
+
+import (
+	"context"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/executor"
+)
+
+// Instance is the working set of one container's start. The store fills
+// GUID, Request and User; hooks add to the rest in order (network first:
+// credentials need the IPs; proxy files need the credentials).
+type Instance struct {
+	GUID    string
+	Request executor.RunRequest
+	User    User
+
+	// Set by the network hook; in host mode the store fills them.
+	NetNSPath    string
+	InternalIP   string
+	InternalIPv6 string
+	ExternalIP   string
+	Ports        []executor.PortMapping
+
+	// Added to the container spec.
+	Mounts []Mount
+	Env    []string
+
+	Credentials *executor.CredentialInfo
+	// MemoryOverheadMB is added to the container's memory limit (the proxy's).
+	MemoryOverheadMB int
+}
+
+// SetupHook is one per-container concern: Setup runs during initialize, in
+// the order the hooks were given; Teardown runs at delete and at recovery
+// clean-up, in reverse order, and must be safe to repeat.
+type SetupHook interface {
+	Name() string
+	Setup(ctx context.Context, logger lager.Logger, inst *Instance) error
+	Teardown(ctx context.Context, logger lager.Logger, guid string) error
+}
+
+// Restorer is a SetupHook that can reload its part of an instance adopted
+// after an agent restart.
+type Restorer interface {
+	Restore(ctx context.Context, logger lager.Logger, inst *Instance) error
+}
+
+// OrphanCleaner is a SetupHook that can remove leftovers of containers the
+// store no longer knows.
+type OrphanCleaner interface {
+	CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(guid string) bool) error
+}
+
+// RequestValidator is a SetupHook with checks of its own on run requests
+// (e.g. reserved proxy ports); its errors are InvalidRequest.
+type RequestValidator interface {
+	ValidateRequest(req *executor.RunRequest) error
+}
+
+// Readiness is what must be ready, beyond the app's own check, before a
+// container is running (the proxy). Ready blocks until then or ctx ends.
+type Readiness interface {
+	Ready(ctx context.Context, logger lager.Logger, inst *Instance) error
+}
+
+// RouteHook learns when an instance becomes routable and must unregister
+// before the app is signalled.
+type RouteHook interface {
+	Routable(logger lager.Logger, inst *Instance) error
+	Unroutable(logger lager.Logger, guid string) error
+}

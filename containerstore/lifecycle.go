@@ -1,0 +1,379 @@
+package containerstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/executor"
+)
+
+// exitError is a start that ended because the app exited.
+type exitError struct{ exit Exit }
+
+func (e *exitError) Error() string {
+	if e.exit.Err != nil {
+		return fmt.Sprintf("task wait failed: %v", e.exit.Err)
+	}
+	return fmt.Sprintf("app exited with status %d before it was ready", e.exit.Status)
+}
+
+// lifecycle starts a container and supervises it until its task exits or
+// the agent stops supervising. It owns c.exited and c.done.
+func (s *Store) lifecycle(ctx context.Context, c *container) {
+	defer s.wg.Done()
+	defer close(c.done)
+	logger := s.logger.Session("lifecycle", lager.Data{guidKey: c.info.GUID})
+	exits, err := s.start(ctx, logger, c)
+	if err != nil {
+		if s.rootCtx.Err() != nil {
+			return // agent shutting down; recovery decides on restart
+		}
+		var ee *exitError
+		if exits != nil && !errors.As(err, &ee) {
+			// The task runs but never got ready: kill it and wait for it.
+			_ = s.deps.Tasks.Signal(context.Background(), c.info.GUID, syscall.SIGKILL)
+			select {
+			case <-exits:
+			case <-s.deps.Clock.After(10 * time.Second):
+			}
+		}
+		close(c.exited)
+		s.mu.Lock()
+		stopping := c.stopping
+		s.mu.Unlock()
+		result := executor.RunResult{Failed: true, FailureReason: err.Error()}
+		if stopping {
+			result = executor.RunResult{Stopped: true}
+		}
+		if ee != nil {
+			status := int(ee.exit.Status)
+			result.ExitStatus = &status
+		}
+		logger.Info("start-failed", lager.Data{errorKey: err.Error(), "stopping": stopping})
+		s.complete(logger, c, result)
+		return
+	}
+	s.supervise(logger, c, exits)
+}
+
+// supervise waits for the task's exit, unregisters routes and completes.
+func (s *Store) supervise(logger lager.Logger, c *container, exits <-chan Exit) {
+	var ex Exit
+	select {
+	case ex = <-exits:
+	case <-s.rootCtx.Done():
+		return
+	}
+	if s.rootCtx.Err() != nil {
+		return // the wait was cut by our own shutdown, not by an exit
+	}
+	close(c.exited)
+	s.unroute(logger, c)
+	s.mu.Lock()
+	stopping := c.stopping
+	s.mu.Unlock()
+	status := int(ex.Status)
+	result := executor.RunResult{ExitStatus: &status}
+	switch {
+	case stopping:
+		result.Stopped = true
+	case ex.Err != nil:
+		result.Failed, result.FailureReason = true, "task wait failed: "+ex.Err.Error()
+	default:
+		result.Failed, result.FailureReason = true, fmt.Sprintf("app exited with status %d", ex.Status)
+	}
+	logger.Info("task-exited", lager.Data{"status": ex.Status, "stopping": stopping})
+	s.complete(logger, c, result)
+}
+
+func (s *Store) complete(logger lager.Logger, c *container, result executor.RunResult) {
+	s.mu.Lock()
+	if c.info.State == executor.StateCompleted {
+		s.mu.Unlock()
+		return
+	}
+	if err := s.transitionLocked(c, executor.StateCompleted); err != nil {
+		s.mu.Unlock()
+		logger.Error("complete", err)
+		return
+	}
+	c.info.RunResult = result
+	c.info.Routable = false
+	snap, rec := s.viewLocked(c), s.recordLocked(c)
+	s.mu.Unlock()
+	s.persist(rec)
+	s.publish(executor.EventContainerState, c.info.GUID, result.FailureReason, &snap)
+}
+
+// start runs initialize -> created -> running. A non-nil exits means the
+// task was started.
+func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<-chan Exit, error) {
+	s.mu.Lock()
+	guid, req, res := c.info.GUID, c.request, c.info.Resources
+	s.mu.Unlock()
+
+	user, err := s.deps.Runtime.Prepare(ctx, logger, guid, req.Image, req.Process.User)
+	if err != nil {
+		return nil, fmt.Errorf("prepare rootfs: %w", err)
+	}
+	inst := &Instance{GUID: guid, Request: req, User: user}
+	s.mu.Lock()
+	c.user, c.inst = user, inst
+	s.mu.Unlock()
+	for _, h := range s.deps.Hooks {
+		if err := h.Setup(ctx, logger, inst); err != nil {
+			return nil, fmt.Errorf("%s: %w", h.Name(), err)
+		}
+	}
+	s.defaultHostNetwork(inst)
+
+	s.mu.Lock()
+	c.info.InternalIP, c.info.ExternalIP, c.info.Ports = inst.InternalIP, inst.ExternalIP, inst.Ports
+	c.info.Credentials = inst.Credentials
+	c.info.MemoryLimitBytes = uint64(res.MemoryMB+inst.MemoryOverheadMB) << 20
+	limit := c.info.MemoryLimitBytes
+	s.mu.Unlock()
+
+	spec := ContainerSpec{
+		GUID: guid, Path: req.Process.Path, Args: req.Process.Args,
+		Env: append(append(instanceEnv(inst), req.Process.Env...), inst.Env...),
+		Dir: req.Process.Dir, User: user,
+		MemoryLimitBytes: limit, MaxPids: int64(res.MaxPids), CPUShares: cpuShares(req.CPUWeight),
+		NetNSPath: inst.NetNSPath, Hostname: hostname(guid), Mounts: inst.Mounts,
+		LogPath: s.logPath(guid), LogMaxBytes: s.cfg.LogMaxBytes,
+	}
+	if err := s.deps.Runtime.Create(ctx, logger, spec); err != nil {
+		return nil, err
+	}
+	if err := s.advance(c, executor.StateCreated); err != nil {
+		return nil, err
+	}
+	// The task's wait lives as long as the agent supervises, not the start.
+	exits, err := s.deps.Tasks.Start(s.rootCtx, logger, guid)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitReady(ctx, logger, inst, exits, time.Duration(req.StartTimeout)); err != nil {
+		return exits, err
+	}
+	if err := s.advance(c, executor.StateRunning); err != nil {
+		return exits, err
+	}
+	s.route(logger, c)
+	return exits, nil
+}
+
+// advance moves c to state, persists and publishes.
+func (s *Store) advance(c *container, state executor.State) error {
+	s.mu.Lock()
+	if err := s.transitionLocked(c, state); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	snap, rec := s.viewLocked(c), s.recordLocked(c)
+	s.mu.Unlock()
+	s.persist(rec)
+	s.publish(executor.EventContainerState, c.info.GUID, "", &snap)
+	return nil
+}
+
+// route makes a running instance routable through the route hook.
+func (s *Store) route(logger lager.Logger, c *container) {
+	s.mu.Lock()
+	inst, stopping := c.inst, c.stopping
+	s.mu.Unlock()
+	if stopping || inst == nil {
+		return
+	}
+	if s.deps.Routes != nil {
+		if err := s.deps.Routes.Routable(logger, inst); err != nil {
+			logger.Error("not-routable", err)
+			s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable: "+err.Error(), nil)
+			return
+		}
+	}
+	s.mu.Lock()
+	if c.stopping || c.info.State != executor.StateRunning {
+		s.mu.Unlock()
+		return
+	}
+	c.info.Routable = true
+	snap := s.viewLocked(c)
+	s.mu.Unlock()
+	s.publish(executor.EventContainerRoutable, c.info.GUID, "routable", &snap)
+}
+
+// unroute withdraws routes; it runs before the app is signalled.
+func (s *Store) unroute(logger lager.Logger, c *container) {
+	s.mu.Lock()
+	was := c.info.Routable
+	c.info.Routable = false
+	s.mu.Unlock()
+	if s.deps.Routes != nil {
+		if err := s.deps.Routes.Unroutable(logger, c.info.GUID); err != nil {
+			logger.Error("unroute", err)
+		}
+	}
+	if was {
+		s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable", nil)
+	}
+}
+
+func (s *Store) defaultHostNetwork(inst *Instance) {
+	if inst.InternalIP == "" {
+		inst.InternalIP = "127.0.0.1"
+	}
+	if inst.ExternalIP == "" {
+		inst.ExternalIP = s.cfg.ExternalIP
+	}
+	if inst.Ports == nil {
+		inst.Ports = []executor.PortMapping{}
+		for _, p := range inst.Request.Ports {
+			inst.Ports = append(inst.Ports, executor.PortMapping{ContainerPort: p, HostPort: p})
+		}
+	}
+}
+
+// waitReady polls the readiness hooks and the app's check until they pass,
+// the task exits, ctx ends or timeout passes.
+func (s *Store) waitReady(ctx context.Context, logger lager.Logger, inst *Instance, exits <-chan Exit, timeout time.Duration) error {
+	timer := s.deps.Clock.NewTimer(timeout)
+	defer timer.Stop()
+	readyCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan error, 1)
+	go func() { results <- s.pollReady(readyCtx, inst) }()
+	select {
+	case err := <-results:
+		return err
+	case ex := <-exits:
+		return &exitError{exit: ex}
+	case <-timer.C():
+		cancel()
+		last := <-results
+		return fmt.Errorf("start timeout: not ready within %s (%v)", timeout, last)
+	case <-ctx.Done():
+		cancel()
+		<-results
+		return fmt.Errorf("start cancelled: %w", ctx.Err())
+	}
+}
+
+// pollReady returns nil once everything is ready, or the last failure
+// when ctx ends.
+func (s *Store) pollReady(ctx context.Context, inst *Instance) error {
+	for {
+		err := s.readyOnce(ctx, inst)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-s.deps.Clock.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) readyOnce(ctx context.Context, inst *Instance) error {
+	for _, r := range s.deps.Readiness {
+		if err := r.Ready(ctx, s.logger, inst); err != nil {
+			return err
+		}
+	}
+	return runCheck(ctx, inst.InternalIP, inst.Request.Check)
+}
+
+func runCheck(ctx context.Context, ip string, check *executor.Check) error {
+	if check == nil {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if check.TCP != nil {
+		addr := net.JoinHostPort(ip, strconv.Itoa(int(check.TCP.Port)))
+		conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("tcp check on %s: %w", addr, err)
+		}
+		return conn.Close()
+	}
+	url := fmt.Sprintf("http://%s%s", net.JoinHostPort(ip, strconv.Itoa(int(check.HTTP.Port))), check.HTTP.Path)
+	req, err := http.NewRequestWithContext(dctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := checkClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("http check on %s: %w", url, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("http check on %s: status %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
+var checkClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+
+// instanceEnv is the CF_INSTANCE_* environment of an instance.
+func instanceEnv(inst *Instance) []string {
+	env := []string{
+		"CF_INSTANCE_GUID=" + inst.GUID,
+		"CF_INSTANCE_INDEX=" + strconv.Itoa(inst.Request.Index),
+		"CF_INSTANCE_IP=" + inst.ExternalIP,
+		"CF_INSTANCE_INTERNAL_IP=" + inst.InternalIP,
+	}
+	type port struct {
+		External         uint16 `json:"external"`
+		Internal         uint16 `json:"internal"`
+		ExternalTLSProxy uint16 `json:"external_tls_proxy,omitempty"`
+		InternalTLSProxy uint16 `json:"internal_tls_proxy,omitempty"`
+	}
+	ports := make([]port, 0, len(inst.Ports))
+	for _, p := range inst.Ports {
+		ports = append(ports, port{p.HostPort, p.ContainerPort, p.HostTLSProxyPort, p.ContainerTLSProxyPort})
+	}
+	b, _ := json.Marshal(ports)
+	env = append(env, "CF_INSTANCE_PORTS="+string(b))
+	if len(inst.Ports) > 0 {
+		env = append(env, "CF_INSTANCE_PORT="+strconv.Itoa(int(inst.Ports[0].HostPort)),
+			"PORT="+strconv.Itoa(int(inst.Ports[0].ContainerPort)))
+	}
+	return env
+}
+
+// cpuShares maps cpu_weight (1-100, Diego's scale) to cgroup v1 shares.
+func cpuShares(weight int) uint64 {
+	if weight <= 0 {
+		return 0
+	}
+	shares := uint64(weight) * 1024 / 100
+	if shares < 2 {
+		shares = 2
+	}
+	return shares
+}
+
+func hostname(guid string) string {
+	if len(guid) > 63 {
+		return guid[:63]
+	}
+	return guid
+}
+
+// removeLogs removes the container's log directory.
+func (s *Store) removeLogs(guid string) error {
+	return os.RemoveAll(filepath.Dir(s.logPath(guid)))
+}

@@ -1,0 +1,213 @@
+package containerstore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/executor"
+)
+
+// Recover rebuilds the store after an agent restart: running containers
+// are adopted, containers whose task is gone are completed with a reason,
+// and everything this agent owns but has no record of is removed. No
+// running task is signalled.
+func (s *Store) Recover(logger lager.Logger) error {
+	logger = logger.Session("recover")
+	ctx := s.rootCtx
+	var runtimeList []RuntimeContainer
+	var err error
+	for attempt := 0; ; attempt++ {
+		if runtimeList, err = s.deps.Runtime.List(ctx); err == nil {
+			break
+		}
+		if attempt >= 30 {
+			return fmt.Errorf("list containers in containerd: %w", err)
+		}
+		logger.Info("waiting-for-containerd", lager.Data{errorKey: err.Error()})
+		select {
+		case <-s.deps.Clock.After(time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	inRuntime := map[string]RuntimeContainer{}
+	for _, rc := range runtimeList {
+		inRuntime[rc.GUID] = rc
+	}
+	records, bad, err := s.readRecords()
+	if err != nil {
+		return fmt.Errorf("read records: %w", err)
+	}
+	for _, name := range bad {
+		logger.Info("removing-unreadable-record", lager.Data{"file": name})
+		_ = os.Remove(filepath.Join(s.cfg.DataDir, "containers", name))
+	}
+
+	adopted, completed := 0, 0
+	for guid, rec := range records {
+		rc, inRT := inRuntime[guid]
+		if rec.Container.State == executor.StateReserved {
+			_ = s.removeRecord(guid)
+			continue
+		}
+		c := s.restoreContainer(rec)
+		switch {
+		case rec.Container.State == executor.StateCompleted:
+			completed++
+		case inRT && rc.Status == TaskRunning && (rec.Container.State == executor.StateRunning || rec.Container.State == executor.StateCreated):
+			if err := s.adopt(ctx, logger, c, rec); err != nil {
+				logger.Error("adopt-failed", err, lager.Data{guidKey: guid})
+				s.markCompleted(c, executor.RunResult{Failed: true, FailureReason: "could not adopt after agent restart: " + err.Error()})
+				completed++
+				continue
+			}
+			adopted++
+			continue
+		case inRT && rc.Status == TaskStopped:
+			status := int(rc.ExitStatus)
+			s.markCompleted(c, executor.RunResult{Failed: true, ExitStatus: &status,
+				FailureReason: fmt.Sprintf("app exited with status %d while the agent was down", rc.ExitStatus)})
+			completed++
+		case inRT:
+			s.markCompleted(c, executor.RunResult{Failed: true, Retryable: true,
+				FailureReason: fmt.Sprintf("agent restarted while the container was %s (task %s)", rec.Container.State, rc.Status)})
+			completed++
+		default:
+			s.markCompleted(c, executor.RunResult{Failed: true, Retryable: true,
+				FailureReason: "missing runtime container after agent restart"})
+			completed++
+		}
+		close(c.exited)
+		close(c.done)
+	}
+
+	orphans := 0
+	for guid := range inRuntime {
+		if _, ok := records[guid]; ok && s.known(guid) {
+			continue
+		}
+		orphans++
+		logger.Info("removing-orphan", lager.Data{guidKey: guid})
+		if err := s.teardown(ctx, logger, guid); err != nil {
+			logger.Error("orphan-teardown", err, lager.Data{guidKey: guid})
+		}
+		s.publish(executor.EventContainerOrphanGone, guid, "owned by this cell but unknown: removed", nil)
+	}
+	for _, h := range s.deps.Hooks {
+		if oc, ok := h.(OrphanCleaner); ok {
+			if err := oc.CleanupOrphans(ctx, logger, s.known); err != nil {
+				logger.Error("cleanup-orphans", err, lager.Data{"hook": h.Name()})
+			}
+		}
+	}
+	s.removeUnknownLogs(logger)
+	logger.Info("done", lager.Data{"adopted": adopted, "completed": completed, "orphans-removed": orphans})
+	return nil
+}
+
+func (s *Store) known(guid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.containers[guid]
+	return ok
+}
+
+// restoreContainer puts a recorded container back, holding its resources
+// (even beyond capacity: it exists whether or not it fits).
+func (s *Store) restoreContainer(rec record) *container {
+	res := rec.Container.Resources
+	need := executor.ResourceTotals{MemoryMB: res.MemoryMB + rec.Overhead, DiskMB: res.DiskMB, Containers: 1}
+	c := &container{info: rec.Container, request: rec.Request, user: rec.User, need: need,
+		exited: make(chan struct{}), done: make(chan struct{})}
+	c.info.Routable = false
+	s.mu.Lock()
+	s.containers[c.info.GUID] = c
+	s.cap.used.MemoryMB += need.MemoryMB
+	s.cap.used.DiskMB += need.DiskMB
+	s.cap.used.Containers++
+	s.mu.Unlock()
+	return c
+}
+
+func (s *Store) markCompleted(c *container, result executor.RunResult) {
+	s.mu.Lock()
+	if c.info.State != executor.StateCompleted {
+		_ = s.transitionLocked(c, executor.StateCompleted)
+		c.info.RunResult = result
+	}
+	snap, rec := s.viewLocked(c), s.recordLocked(c)
+	s.mu.Unlock()
+	s.persist(rec)
+	s.publish(executor.EventContainerState, c.info.GUID, result.FailureReason, &snap)
+}
+
+// adopt re-attaches to a running task and restores the hooks' state.
+func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, rec record) error {
+	inst := &Instance{GUID: c.info.GUID, Request: rec.Request, User: rec.User, NetNSPath: rec.NetNSPath,
+		InternalIP: rec.Container.InternalIP, ExternalIP: rec.Container.ExternalIP, Ports: rec.Container.Ports,
+		Credentials: rec.Container.Credentials}
+	for _, h := range s.deps.Hooks {
+		if r, ok := h.(Restorer); ok {
+			if err := r.Restore(ctx, logger, inst); err != nil {
+				return fmt.Errorf("restore %s: %w", h.Name(), err)
+			}
+		}
+	}
+	exits, err := s.deps.Tasks.Attach(s.rootCtx, logger, c.info.GUID)
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithCancel(s.rootCtx)
+	s.mu.Lock()
+	c.inst = inst
+	c.cancelStart = cancel
+	c.info.Credentials = inst.Credentials
+	wasRunning := c.info.State == executor.StateRunning
+	snap := s.viewLocked(c)
+	s.mu.Unlock()
+	s.publish(executor.EventContainerAdopted, c.info.GUID, "adopted after agent restart", &snap)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(c.done)
+		l := s.logger.Session("adopted", lager.Data{guidKey: c.info.GUID})
+		if !wasRunning {
+			if err := s.waitReady(startCtx, l, inst, exits, time.Duration(rec.Request.StartTimeout)); err != nil {
+				if s.rootCtx.Err() != nil {
+					return
+				}
+				_ = s.deps.Tasks.Signal(context.Background(), c.info.GUID, syscall.SIGKILL)
+				close(c.exited)
+				s.complete(l, c, executor.RunResult{Failed: true, FailureReason: err.Error()})
+				return
+			}
+			if err := s.advance(c, executor.StateRunning); err != nil {
+				l.Error("advance", err)
+			}
+		}
+		s.route(l, c)
+		s.supervise(l, c, exits)
+	}()
+	return nil
+}
+
+// removeUnknownLogs removes log directories of containers the store does
+// not know.
+func (s *Store) removeUnknownLogs(logger lager.Logger) {
+	entries, err := os.ReadDir(filepath.Join(s.cfg.DataDir, "logs"))
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !s.known(e.Name()) {
+			logger.Info("removing-orphan-logs", lager.Data{guidKey: e.Name()})
+			_ = os.RemoveAll(filepath.Join(s.cfg.DataDir, "logs", e.Name()))
+		}
+	}
+}

@@ -1,0 +1,445 @@
+package containerstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/clock"
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/tedsuo/ifrit"
+
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/logfile"
+)
+
+const (
+	guidKey  = "container-guid"
+	errorKey = "error"
+)
+
+// Config is the store's part of the agent's configuration.
+type Config struct {
+	CellID, Zone          string
+	DataDir               string
+	Capacity              executor.ResourceTotals
+	ReservedExpiration    time.Duration
+	DefaultStartTimeout   time.Duration
+	DefaultStopGrace      time.Duration
+	ProxyMemoryOverheadMB int
+	LogMaxBytes           int64
+	DefaultUser           string
+	// ExternalIP is the cell's address, used in host network mode.
+	ExternalIP  string
+	EventBuffer int
+}
+
+// Deps are the parts the store drives.
+type Deps struct {
+	Runtime   ContainerRuntime
+	Tasks     TaskRunner
+	Hooks     []SetupHook
+	Readiness []Readiness
+	Routes    RouteHook
+	Clock     clock.Clock
+	// NATSState answers the route emitter's connection state for /v1/state.
+	NATSState func() string
+}
+
+// container is one container's in-memory state. Store.mu guards every
+// field but opMu and the channels, which are set once.
+type container struct {
+	opMu sync.Mutex // serialises stop and delete
+
+	info     executor.Container
+	request  executor.RunRequest
+	user     User
+	inst     *Instance
+	need     executor.ResourceTotals
+	reserved time.Time
+
+	stopping    bool
+	deleted     bool
+	cancelStart context.CancelFunc
+	exited      chan struct{} // closed when the task's exit was seen
+	done        chan struct{} // closed when the lifecycle goroutine ends
+}
+
+// Store is the container store; it implements executor.Client.
+type Store struct {
+	cfg    Config
+	deps   Deps
+	logger lager.Logger
+	events *eventHub
+
+	rootCtx    context.Context
+	rootCancel context.CancelFunc
+	wg         sync.WaitGroup // lifecycle goroutines
+
+	mu         sync.Mutex // guards containers, cap, evacuating and every container's fields
+	containers map[string]*container
+	cap        capacity
+	evacuating bool
+}
+
+var _ executor.Client = (*Store)(nil)
+
+// New makes a store. Call Run (ifrit) to recover and supervise.
+func New(logger lager.Logger, cfg Config, deps Deps) (*Store, error) {
+	if deps.Clock == nil {
+		deps.Clock = clock.NewClock()
+	}
+	if cfg.EventBuffer <= 0 {
+		cfg.EventBuffer = 4096
+	}
+	if cfg.DefaultUser == "" {
+		cfg.DefaultUser = "vcap"
+	}
+	for _, d := range []string{"containers", "logs"} {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("make data dir: %w", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Store{
+		cfg: cfg, deps: deps, logger: logger.Session("containerstore"),
+		events:     newEventHub(cfg.EventBuffer, deps.Clock.Now()),
+		rootCtx:    ctx,
+		rootCancel: cancel,
+		containers: map[string]*container{},
+		cap:        capacity{total: cfg.Capacity},
+	}, nil
+}
+
+// Runner recovers containers from containerd and the records, then
+// expires reservations until signalled. On a signal it stops supervising
+// and returns; containers keep running.
+func (s *Store) Runner() ifrit.Runner { return ifrit.RunFunc(s.run) }
+
+func (s *Store) run(signals <-chan os.Signal, ready chan<- struct{}) error {
+	logger := s.logger.Session("run")
+	if err := s.Recover(logger); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	close(ready)
+	interval := s.cfg.ReservedExpiration / 4
+	if interval <= 0 || interval > time.Second {
+		interval = time.Second
+	}
+	ticker := s.deps.Clock.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-signals:
+			logger.Info("stop-supervising")
+			s.rootCancel()
+			s.wg.Wait()
+			return nil
+		case <-ticker.C():
+			s.expireReservations(logger)
+		}
+	}
+}
+
+func (s *Store) expireReservations(logger lager.Logger) {
+	if s.cfg.ReservedExpiration <= 0 {
+		return
+	}
+	now := s.deps.Clock.Now()
+	s.mu.Lock()
+	var expired []*container
+	for guid, c := range s.containers {
+		if c.info.State == executor.StateReserved && now.Sub(c.reserved) >= s.cfg.ReservedExpiration {
+			delete(s.containers, guid)
+			s.cap.release(c.need)
+			c.deleted = true
+			expired = append(expired, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range expired {
+		logger.Info("reservation-expired", lager.Data{guidKey: c.info.GUID})
+		s.publish(executor.EventReservationExpired, c.info.GUID, "reservation not run within "+s.cfg.ReservedExpiration.String(), nil)
+	}
+}
+
+func (s *Store) publish(typ, guid, msg string, ctr *executor.Container) {
+	s.events.publish(executor.Event{Type: typ, GUID: guid, Time: s.deps.Clock.Now(), Message: msg, Container: ctr})
+}
+
+func (s *Store) Ping(ctx context.Context) error { return s.deps.Tasks.Ping(ctx) }
+
+func (s *Store) State(ctx context.Context) (executor.CellState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := executor.CellState{
+		CellID: s.cfg.CellID, Zone: s.cfg.Zone, Evacuating: s.evacuating,
+		Total: s.cap.total, Available: s.cap.available(),
+		ProxyMemoryOverheadMB: s.cfg.ProxyMemoryOverheadMB,
+		Containers:            map[string]int{},
+		NATS:                  "disabled",
+	}
+	for _, state := range executor.States {
+		st.Containers[state.String()] = 0
+	}
+	for _, c := range s.containers {
+		st.Containers[c.info.State.String()]++
+	}
+	if s.deps.NATSState != nil {
+		st.NATS = s.deps.NATSState()
+	}
+	return st, nil
+}
+
+// SetEvacuating makes the store refuse new allocations.
+func (s *Store) SetEvacuating() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.evacuating = true
+}
+
+func (s *Store) Allocate(ctx context.Context, reqs []executor.AllocationRequest) ([]executor.AllocationFailure, error) {
+	var failures []executor.AllocationFailure
+	for _, r := range reqs {
+		if err := s.reserve(r.GUID, r.Resources, r.Tags); err != nil {
+			failures = append(failures, executor.AllocationFailure{GUID: r.GUID, Error: executor.ErrorFor(err)})
+		}
+	}
+	return failures, nil
+}
+
+func (s *Store) reserve(guid string, res executor.Resources, tags map[string]string) error {
+	if err := executor.ValidateGUID(guid); err != nil {
+		return err
+	}
+	if err := executor.ValidateResources(res); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.evacuating {
+		s.mu.Unlock()
+		return executor.NewError(executor.ErrEvacuating, "cell %s is evacuating and takes no new containers", s.cfg.CellID)
+	}
+	if _, ok := s.containers[guid]; ok {
+		s.mu.Unlock()
+		return executor.NewError(executor.ErrContainerExists, "container %s already exists", guid)
+	}
+	need := s.cap.need(res, s.cfg.ProxyMemoryOverheadMB)
+	if err := s.cap.reserve(need); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	now := s.deps.Clock.Now()
+	c := &container{
+		info: executor.Container{GUID: guid, State: executor.StateReserved, Tags: tags, Resources: res,
+			MemoryLimitBytes: uint64(res.MemoryMB+s.cfg.ProxyMemoryOverheadMB) << 20,
+			Ports:            []executor.PortMapping{}, CreatedAt: now, UpdatedAt: now},
+		need: need, reserved: now,
+		exited: make(chan struct{}), done: make(chan struct{}),
+	}
+	s.containers[guid] = c
+	snap := c.info
+	s.mu.Unlock()
+	s.publish(executor.EventContainerReserved, guid, "", &snap)
+	return nil
+}
+
+// validateRun checks a run request before anything changes.
+func (s *Store) validateRun(ctx context.Context, req *executor.RunRequest, requireResources bool) error {
+	if err := req.Validate(requireResources); err != nil {
+		return err
+	}
+	for _, h := range s.deps.Hooks {
+		if v, ok := h.(RequestValidator); ok {
+			if err := v.ValidateRequest(req); err != nil {
+				if errors.Is(err, executor.ErrInvalidRequest) {
+					return err
+				}
+				return executor.NewError(executor.ErrInvalidRequest, "%v", err)
+			}
+		}
+	}
+	user := req.Process.User
+	if user == "" {
+		user = s.cfg.DefaultUser
+	}
+	return s.deps.Runtime.Validate(ctx, req.Image, user)
+}
+
+func (s *Store) Run(ctx context.Context, guid string, req executor.RunRequest) error {
+	if err := executor.ValidateGUID(guid); err != nil {
+		return err
+	}
+	if req.Resources != nil {
+		return executor.NewError(executor.ErrInvalidRequest, "resources come with the allocation; leave them out of run")
+	}
+	if _, err := s.lookup(guid); err != nil {
+		return err
+	}
+	if err := s.validateRun(ctx, &req, false); err != nil {
+		return err
+	}
+	return s.startRun(guid, req)
+}
+
+func (s *Store) AllocateAndRun(ctx context.Context, guid string, req executor.RunRequest) (executor.Container, error) {
+	if err := executor.ValidateGUID(guid); err != nil {
+		return executor.Container{}, err
+	}
+	if err := s.validateRun(ctx, &req, true); err != nil {
+		return executor.Container{}, err
+	}
+	if err := s.reserve(guid, *req.Resources, req.Tags); err != nil {
+		return executor.Container{}, err
+	}
+	if err := s.startRun(guid, req); err != nil {
+		s.dropReservation(guid)
+		return executor.Container{}, err
+	}
+	return s.Get(ctx, guid)
+}
+
+func (s *Store) dropReservation(guid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.containers[guid]; ok && c.info.State == executor.StateReserved {
+		delete(s.containers, guid)
+		s.cap.release(c.need)
+		c.deleted = true
+	}
+}
+
+// startRun moves a reserved container to initializing and starts its
+// lifecycle goroutine.
+func (s *Store) startRun(guid string, req executor.RunRequest) error {
+	s.mu.Lock()
+	c, ok := s.containers[guid]
+	if !ok || c.deleted {
+		s.mu.Unlock()
+		return executor.NewError(executor.ErrContainerNotFound, "container %s not found", guid)
+	}
+	if req.Process.User == "" {
+		req.Process.User = s.cfg.DefaultUser
+	}
+	if req.StartTimeout == 0 {
+		req.StartTimeout = executor.Duration(s.cfg.DefaultStartTimeout)
+	}
+	if req.StopGrace == 0 {
+		req.StopGrace = executor.Duration(s.cfg.DefaultStopGrace)
+	}
+	if err := s.transitionLocked(c, executor.StateInitializing); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	c.request = req
+	c.info.LogGUID, c.info.Index, c.info.Image, c.info.Routes = req.LogGUID, req.Index, req.Image, req.Routes
+	if req.Tags != nil {
+		c.info.Tags = req.Tags
+	}
+	startCtx, cancel := context.WithCancel(s.rootCtx)
+	c.cancelStart = cancel
+	snap := c.info
+	rec := s.recordLocked(c)
+	s.mu.Unlock()
+	s.persist(rec)
+	s.publish(executor.EventContainerState, guid, "", &snap)
+	s.wg.Add(1)
+	go s.lifecycle(startCtx, c)
+	return nil
+}
+
+// transitionLocked is the only writer of a container's state.
+func (s *Store) transitionLocked(c *container, to executor.State) error {
+	if err := checkTransition(c.info.State, to); err != nil {
+		return fmt.Errorf("container %s: %w", c.info.GUID, err)
+	}
+	c.info.State = to
+	c.info.UpdatedAt = s.deps.Clock.Now()
+	return nil
+}
+
+func (s *Store) recordLocked(c *container) record {
+	r := record{Container: c.info, Request: c.request, User: c.user, Overhead: s.cfg.ProxyMemoryOverheadMB}
+	if c.inst != nil {
+		r.NetNSPath = c.inst.NetNSPath
+	}
+	return r
+}
+
+func (s *Store) persist(r record) {
+	if err := s.writeRecord(r); err != nil {
+		s.logger.Error("failed-to-persist-record", err, lager.Data{guidKey: r.Container.GUID})
+	}
+}
+
+func (s *Store) lookup(guid string) (*container, error) {
+	if err := executor.ValidateGUID(guid); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[guid]
+	if !ok || c.deleted {
+		return nil, executor.NewError(executor.ErrContainerNotFound, "container %s not found", guid)
+	}
+	return c, nil
+}
+
+func (s *Store) List(ctx context.Context) ([]executor.Container, error) {
+	s.mu.Lock()
+	out := make([]executor.Container, 0, len(s.containers))
+	for _, c := range s.containers {
+		out = append(out, s.viewLocked(c))
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].GUID < out[j].GUID })
+	return out, nil
+}
+
+func (s *Store) Get(ctx context.Context, guid string) (executor.Container, error) {
+	c, err := s.lookup(guid)
+	if err != nil {
+		return executor.Container{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.viewLocked(c), nil
+}
+
+func (s *Store) viewLocked(c *container) executor.Container {
+	v := c.info
+	v.Ports = append([]executor.PortMapping{}, c.info.Ports...)
+	return v
+}
+
+func (s *Store) logPath(guid string) string {
+	return filepath.Join(s.cfg.DataDir, "logs", guid, "app.log")
+}
+
+func (s *Store) Logs(ctx context.Context, guid string, follow bool) (io.ReadCloser, error) {
+	if _, err := s.lookup(guid); err != nil {
+		return nil, err
+	}
+	r, err := logfile.Open(ctx, s.logPath(guid), follow, 0)
+	if os.IsNotExist(err) {
+		return io.NopCloser(&emptyReader{}), nil
+	}
+	return r, err
+}
+
+type emptyReader struct{}
+
+func (*emptyReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+func (s *Store) Events(ctx context.Context, since uint64) (<-chan executor.Event, error) {
+	return s.events.subscribe(ctx, since), nil
+}
+
+// LastEventSeq is the newest event's sequence number.
+func (s *Store) LastEventSeq() uint64 { return s.events.lastSeq() }

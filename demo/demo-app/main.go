@@ -1,0 +1,92 @@
+// Command demo-app is the small static HTTP app cellagent's demo and
+// integration tests run in containers. It listens on $PORT (default 8080),
+// answers "/" with its instance guid, "/env" with its environment, "/cert"
+// with the serial of the identity certificate in $CF_INSTANCE_CERT, and
+// "/exit?code=N" by exiting. On SIGTERM it appends the time to
+// $SIGNAL_FILE (when set), waits $STOP_DELAY, and exits 0.
+package main
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	if len(os.Args) > 1 {
+		port = os.Args[1]
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s (index %s)\n", os.Getenv("CF_INSTANCE_GUID"), os.Getenv("CF_INSTANCE_INDEX"))
+	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		env := os.Environ()
+		sort.Strings(env)
+		fmt.Fprintln(w, strings.Join(env, "\n"))
+	})
+	mux.HandleFunc("/cert", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(os.Getenv("CF_INSTANCE_CERT"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		block, _ := pem.Decode(b)
+		if block == nil {
+			http.Error(w, "no PEM in certificate file", http.StatusInternalServerError)
+			return
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "%x\n", cert.SerialNumber)
+	})
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(r.URL.Query().Get("path"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		w.Write(b)
+	})
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		fmt.Fprintf(w, "exiting with %d\n", code)
+		go func() { time.Sleep(50 * time.Millisecond); os.Exit(code) }()
+	})
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		if f := os.Getenv("SIGNAL_FILE"); f != "" {
+			if fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+				fmt.Fprintf(fh, "%d\n", time.Now().UnixNano())
+				fh.Close()
+			}
+		}
+		fmt.Println("got SIGTERM, exiting")
+		if d, err := time.ParseDuration(os.Getenv("STOP_DELAY")); err == nil {
+			time.Sleep(d)
+		}
+		os.Exit(0)
+	}()
+	fmt.Printf("demo-app listening on :%s\n", port)
+	if err := http.ListenAndServe(":"+port, mux); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,334 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/executor"
+)
+
+// MaxBodyBytes is the largest request body accepted.
+const MaxBodyBytes = 1 << 20
+
+// Evacuator starts an evacuation (optional).
+type Evacuator interface {
+	Evacuate() error
+}
+
+// Config wires the handler.
+type Config struct {
+	Client    executor.Client
+	Evacuator Evacuator
+	// Extra routes (e.g. /metrics, pprof) mounted as they are.
+	Extra map[string]http.Handler
+	// Heartbeat is how often an idle event stream gets a comment line.
+	Heartbeat time.Duration
+}
+
+type handler struct {
+	logger lager.Logger
+	cfg    Config
+}
+
+// New returns the API's http.Handler.
+func New(logger lager.Logger, cfg Config) http.Handler {
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	h := &handler{logger: logger.Session("httpapi"), cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ping", h.ping)
+	mux.HandleFunc("GET /v1/state", h.state)
+	mux.HandleFunc("POST /v1/allocations", h.allocate)
+	mux.HandleFunc("GET /v1/containers", h.list)
+	mux.HandleFunc("GET /v1/containers/{guid}", h.get)
+	mux.HandleFunc("PUT /v1/containers/{guid}", h.allocateAndRun)
+	mux.HandleFunc("POST /v1/containers/{guid}/run", h.run)
+	mux.HandleFunc("POST /v1/containers/{guid}/stop", h.stop)
+	mux.HandleFunc("DELETE /v1/containers/{guid}", h.delete)
+	mux.HandleFunc("GET /v1/containers/{guid}/logs", h.logs)
+	mux.HandleFunc("GET /v1/events", h.events)
+	mux.HandleFunc("POST /v1/evacuate", h.evacuate)
+	for path, eh := range cfg.Extra {
+		mux.Handle(path, eh)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, executor.NewError(executor.ErrContainerNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	e := executor.ErrorFor(err)
+	writeJSON(w, e.Status, map[string]*executor.Error{"error": e})
+}
+
+// decode reads a JSON body strictly: at most MaxBodyBytes, no unknown
+// fields, nothing after the value.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return executor.NewError(executor.ErrRequestTooLarge, "request body is larger than %d bytes", MaxBodyBytes)
+		}
+		if errors.Is(err, io.EOF) {
+			return executor.NewError(executor.ErrInvalidRequest, "request body is empty; expected JSON")
+		}
+		return executor.NewError(executor.ErrInvalidRequest, "invalid JSON body: %v", err)
+	}
+	if dec.More() {
+		return executor.NewError(executor.ErrInvalidRequest, "invalid JSON body: more than one value")
+	}
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return executor.NewError(executor.ErrRequestTooLarge, "request body is larger than %d bytes", MaxBodyBytes)
+		}
+	}
+	return nil
+}
+
+func (h *handler) guid(w http.ResponseWriter, r *http.Request) (string, bool) {
+	guid := r.PathValue("guid")
+	if err := executor.ValidateGUID(guid); err != nil {
+		writeError(w, err)
+		return "", false
+	}
+	return guid, true
+}
+
+func (h *handler) ping(w http.ResponseWriter, r *http.Request) {
+	if err := h.cfg.Client.Ping(r.Context()); err != nil {
+		writeError(w, executor.NewError(executor.ErrUnavailable, "containerd unreachable: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *handler) state(w http.ResponseWriter, r *http.Request) {
+	st, err := h.cfg.Client.State(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+type allocationsRequest struct {
+	Allocations []executor.AllocationRequest `json:"allocations"`
+}
+
+func (h *handler) allocate(w http.ResponseWriter, r *http.Request) {
+	var req allocationsRequest
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(req.Allocations) == 0 {
+		writeError(w, executor.NewError(executor.ErrInvalidRequest, "allocations must not be empty"))
+		return
+	}
+	failures, err := h.cfg.Client.Allocate(r.Context(), req.Allocations)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if failures == nil {
+		failures = []executor.AllocationFailure{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"failures": failures})
+}
+
+func (h *handler) list(w http.ResponseWriter, r *http.Request) {
+	cs, err := h.cfg.Client.List(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"containers": cs})
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	guid, ok := h.guid(w, r)
+	if !ok {
+		return
+	}
+	c, err := h.cfg.Client.Get(r.Context(), guid)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (h *handler) allocateAndRun(w http.ResponseWriter, r *http.Request) {
+	guid, ok := h.guid(w, r)
+	if !ok {
+		return
+	}
+	var req executor.RunRequest
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	c, err := h.cfg.Client.AllocateAndRun(r.Context(), guid, req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, c)
+}
+
+func (h *handler) run(w http.ResponseWriter, r *http.Request) {
+	guid, ok := h.guid(w, r)
+	if !ok {
+		return
+	}
+	var req executor.RunRequest
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := h.cfg.Client.Run(r.Context(), guid, req); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (h *handler) stop(w http.ResponseWriter, r *http.Request) {
+	guid, ok := h.guid(w, r)
+	if !ok {
+		return
+	}
+	if err := h.cfg.Client.Stop(r.Context(), guid); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
+	guid, ok := h.guid(w, r)
+	if !ok {
+		return
+	}
+	if err := h.cfg.Client.Delete(r.Context(), guid); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) evacuate(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Evacuator == nil {
+		writeError(w, executor.NewError(executor.ErrUnavailable, "evacuation is not available on this agent"))
+		return
+	}
+	if err := h.cfg.Evacuator.Evacuate(); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (h *handler) logs(w http.ResponseWriter, r *http.Request) {
+	guid, ok := h.guid(w, r)
+	if !ok {
+		return
+	}
+	follow := r.URL.Query().Get("follow")
+	rc, err := h.cfg.Client.Logs(r.Context(), guid, follow == "1" || follow == "true")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := rc.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (h *handler) events(w http.ResponseWriter, r *http.Request) {
+	since := uint64(0)
+	s := r.URL.Query().Get("since")
+	if s == "" {
+		s = r.Header.Get("Last-Event-ID")
+	}
+	if s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			writeError(w, executor.NewError(executor.ErrInvalidRequest, "since must be a sequence number, got %q", s))
+			return
+		}
+		since = v
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, fmt.Errorf("streaming unsupported"))
+		return
+	}
+	evs, err := h.cfg.Client.Events(r.Context(), since)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	heartbeat := time.NewTicker(h.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				return
+			}
+			b, _ := json.Marshal(ev)
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, ev.Type, b); err != nil {
+				return
+			}
+			flusher.Flush()
+		case <-heartbeat.C:
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+		case <-r.Context().Done():
+			return
+		}
+	}
+}

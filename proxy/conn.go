@@ -1,0 +1,166 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+)
+
+// listener is one bound TLS listener.
+type listener struct {
+	spec ListenerSpec
+	cert *secretSource
+	val  *secretSource // nil without client certificate validation
+	ln   net.Listener
+	// conf is what GetConfigForClient hands to new handshakes; replaced
+	// whole when a secret changes.
+	conf  atomic.Pointer[tls.Config]
+	outer *tls.Config
+}
+
+func (p *Proxy) newListener(spec ListenerSpec) *listener {
+	l := &listener{spec: spec, cert: p.secrets[spec.Cert]}
+	if spec.Validation != nil {
+		l.val = p.secrets[*spec.Validation]
+	}
+	l.outer = &tls.Config{
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return l.conf.Load(), nil },
+	}
+	l.refresh(p.clock.Now)
+	return l
+}
+
+func (l *listener) refresh(now func() time.Time) {
+	l.conf.Store(tlsConfig(l.spec, l.cert, l.val, now))
+}
+
+// serve accepts until the listener is closed.
+func (p *Proxy) serve(logger lager.Logger, l *listener) {
+	defer p.loops.Done()
+	var delay time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			logger.Error("accept-failed", err, lager.Data{"listener": l.spec.Name, "retry-in": delay.String()})
+			select {
+			case <-p.clock.After(delay):
+			case <-p.stopAccepting:
+				return
+			}
+			continue
+		}
+		delay = 0
+		p.track(c)
+		p.handlers.Add(1)
+		go p.handle(logger, l, c)
+	}
+}
+
+// handle serves one client connection to its end.
+func (p *Proxy) handle(logger lager.Logger, l *listener, raw net.Conn) {
+	defer p.handlers.Done()
+	p.active.Add(1)
+	defer p.active.Add(-1)
+	defer p.untrack(raw)
+	defer raw.Close()
+
+	// The app is dialled before the handshake: when it is not listening, the
+	// client sees a failed handshake (Gorouter retries those on another
+	// instance) instead of a TLS session that closes without an answer.
+	up, err := net.DialTimeout("tcp", l.spec.Upstream, l.spec.ConnectTimeout)
+	if err != nil {
+		logger.Info("upstream-connect-failed", lager.Data{"listener": l.spec.Name, "upstream": l.spec.Upstream, "error": err.Error()})
+		return
+	}
+	p.track(up)
+	defer p.untrack(up)
+	defer up.Close()
+
+	tc := tls.Server(raw, l.outer)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.HandshakeTimeout)
+	err = tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		logger.Debug("handshake-failed", lager.Data{"listener": l.spec.Name, "remote": raw.RemoteAddr().String(), "error": err.Error()})
+		return
+	}
+	pipe(tc, raw, up)
+}
+
+// pipe copies both ways. EOF on one side is passed on as a write shutdown
+// of the other (close_notify and FIN towards the client), so protocols that
+// half-close work; an error on either side closes both.
+func pipe(client *tls.Conn, raw, up net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := copyHalf(up, client); err != nil {
+			raw.Close()
+			up.Close()
+			return
+		}
+		closeWrite(up)
+	}()
+	if err := copyHalf(client, up); err != nil {
+		raw.Close()
+		up.Close()
+	} else {
+		_ = client.CloseWrite()
+		closeWrite(raw)
+	}
+	<-done
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+// TLS records carry at most 16 KiB, so bigger buffers would sit half empty.
+const bufSize = 16 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// copyHalf copies with a pooled buffer. The wrappers hide ReadFrom/WriteTo:
+// *net.TCPConn has them and io.CopyBuffer would then allocate its own 32 KiB.
+func copyHalf(dst io.Writer, src io.Reader) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+	return err
+}
+
+// track records an open connection so a drain timeout can close it.
+func (p *Proxy) track(c net.Conn) {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	p.conns[c] = struct{}{}
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	delete(p.conns, c)
+}
+
+func (p *Proxy) closeAll() int {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+	return len(p.conns)
+}

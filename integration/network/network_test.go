@@ -135,7 +135,7 @@ var _ = Describe("bridge mode", func() {
 				`printf 'GET /cgi-bin/addr HTTP/1.0\r\n\r\n' | busybox nc -w 2 10.254.201.2 8000`).CombinedOutput()
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 			return strings.TrimSpace(lines[len(lines)-1]), err
-		}).WithTimeout(10 * time.Second).WithPolling(200 * time.Millisecond).Should(Or(Equal("10.254.201.1"), Equal("[::ffff:10.254.201.1]")), "busybox httpd may give the v4-mapped form")
+		}).WithTimeout(10*time.Second).WithPolling(200*time.Millisecond).Should(Or(Equal("10.254.201.1"), Equal("[::ffff:10.254.201.1]")), "busybox httpd may give the v4-mapped form")
 		Expect(res.IPv4.String()).NotTo(Equal("10.254.201.1"))
 
 		Expect(manager.Teardown(ctx, logger, "app-out")).To(Succeed())

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/clock/fakeclock"
+	"code.cloudfoundry.org/lager/v3"
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	"github.com/tedsuo/ifrit"
 
@@ -271,3 +272,5 @@ func certSerials(body string) []string {
 	}
 	return out
 }
+
+func lagerDiscard() lager.Logger { return lager.NewLogger("discard") }

@@ -71,6 +71,7 @@ func loadValidationSecret(ref SecretRef) (*validationSecret, error) {
 			sm := m.object("matcher", true)
 			var exact string
 			if sm != nil {
+				sm.only("exact", "ignore_case")
 				exact = sm.str("exact", true)
 				if sm.has("ignore_case") && sm.boolean("ignore_case") {
 					d.failf(sm.at("ignore_case"), "cellproxy matches SANs exactly")
@@ -141,8 +142,8 @@ func inlineString(o *object) string {
 	if o == nil {
 		return ""
 	}
+	o.only("inline_string")
 	s := o.str("inline_string", true)
-	o.done()
 	return s
 }
 

@@ -150,6 +150,16 @@ func (o *object) strings(key string) []string {
 	return out
 }
 
+// only declares the keys o may have and rejects any other before a missing
+// key is reported: "filename: not supported" says more than
+// "inline_string: missing".
+func (o *object) only(keys ...string) {
+	for _, k := range keys {
+		o.used[k] = true
+	}
+	o.done()
+}
+
 // done rejects keys nobody asked for: cellproxy would silently ignore them,
 // and a proxy that ignores config lies about what it does.
 func (o *object) done() {

@@ -176,6 +176,38 @@ var _ = Describe("bridge mode", func() {
 		expectHostClean()
 	})
 
+	Context("when CNI ADD fails half way (bridge made, no address left)", func() {
+		JustBeforeEach(func() {
+			// A /29 on a bridge of its own: host-local has 5 addresses.
+			cfg.Subnet = "10.254.202.0/29"
+			cfg.BridgeName = "cellagentit1"
+			DeferCleanup(func() { _ = exec.Command("ip", "link", "delete", "cellagentit1").Run() })
+			manager = newManager()
+		})
+
+		It("rolls back everything it made and frees the ports at once", func() {
+			for i := range 5 {
+				_, err := manager.Setup(ctx, logger, fmt.Sprintf("full-%d", i), []uint16{8080})
+				Expect(err).NotTo(HaveOccurred())
+			}
+			full := snapshot(dataDir)
+			inUse, _ := manager.PortAllocator().Stats()
+
+			_, err := manager.Setup(ctx, logger, "one-too-many", []uint16{8080})
+			Expect(err).To(MatchError(ContainSubstring("cni add one-too-many")))
+			Expect(snapshot(dataDir)).To(Equal(full))
+			Expect(filepath.Join(dataDir, "network", "containers", "one-too-many.json")).NotTo(BeAnExistingFile())
+			inUseAfter, quarantined := manager.PortAllocator().Stats()
+			Expect([]int{inUseAfter, quarantined}).To(Equal([]int{inUse, 0}))
+
+			for i := range 5 {
+				Expect(manager.Teardown(ctx, logger, fmt.Sprintf("full-%d", i))).To(Succeed())
+			}
+			Expect(snapshot(dataDir)).To(Equal(before))
+			Expect(listDir("/sys/class/net/cellagentit1/brif")).To(BeEmpty(), "no veth left on the bridge")
+		})
+	})
+
 	Context("with a one-port range", func() {
 		JustBeforeEach(func() {
 			cfg.HostPortRange = "45100-45100"

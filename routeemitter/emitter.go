@@ -27,9 +27,13 @@ const (
 	// all cells do not answer a restarting router at the same instant.
 	startJitterFraction = 0.2
 	// emitJitterFraction: periodic re-emission happens up to this fraction
-	// of the interval early (never late, so Gorouter's prune threshold is
-	// never approached), spreading cells apart.
+	// of the interval early (rather than late: Gorouter prunes what is not
+	// re-registered), spreading cells apart.
 	emitJitterFraction = 0.05
+
+	// loopResolution is how often the loop looks for due work; every
+	// schedule here is in whole seconds.
+	loopResolution = time.Second
 
 	logKeyGUID = "container-guid"
 )
@@ -76,6 +80,7 @@ type Emitter struct {
 	greetNext    time.Time // zero: not greeting
 	hellos       []routerHello
 	connected    bool // a (re)connect happened that the loop has not handled
+	online       bool // the loop handled the latest connect and no disconnect came since
 	journalDirty bool
 }
 
@@ -178,9 +183,10 @@ func (e *Emitter) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err != nil {
 		return err
 	}
+	// The connect handlers tell the loop when the connection is up (also
+	// when it came up inside nats.Connect).
 	e.mu.Lock()
 	e.nc = nc
-	e.connected = nc.IsConnected()
 	e.mu.Unlock()
 
 	ctx, stopPresence := context.WithCancel(context.Background())
@@ -190,9 +196,11 @@ func (e *Emitter) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 		e.runPresence(ctx, logger, nc)
 	}()
 
+	// Armed before ready, so a test's first clock increment reaches it.
+	ticker := e.clock.NewTicker(loopResolution)
 	close(ready)
 	logger.Info("started")
-	e.loop(logger, signals)
+	e.loop(logger, signals, ticker)
 
 	stopPresence()
 	<-presenceDone
@@ -224,6 +232,9 @@ func (e *Emitter) connect(logger lager.Logger) (*nats.Conn, error) {
 		nats.ReconnectHandler(onConnect),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			logger.Info("nats-disconnected", lager.Data{"error": fmt.Sprint(err)})
+			e.mu.Lock()
+			e.online = false
+			e.mu.Unlock()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			logger.Error("nats-async-error", err)
@@ -270,41 +281,44 @@ func (e *Emitter) poke() {
 	}
 }
 
-func (e *Emitter) loop(logger lager.Logger, signals <-chan os.Signal) {
+// loop does what is due on every tick of a coarse ticker, and at once when
+// poked. Deadlines are absolute times checked against the clock, so no timer
+// is re-armed on every change (and a fake clock needs no coordination).
+func (e *Emitter) loop(logger lager.Logger, signals <-chan os.Signal, ticker clock.Ticker) {
+	defer ticker.Stop()
 	for {
-		now := e.clock.Now()
-		wait, save := e.tick(logger, now)
-		if save {
+		if e.tick(logger, e.clock.Now()) {
 			e.saveJournal(logger)
 		}
-		t := e.clock.NewTimer(wait)
 		select {
 		case <-signals:
-			t.Stop()
 			return
-		case <-t.C():
+		case <-ticker.C():
 		case <-e.wake:
 		}
-		t.Stop()
 	}
 }
 
-// tick does everything due at now and answers how long to sleep and whether
-// the journal needs writing.
-func (e *Emitter) tick(logger lager.Logger, now time.Time) (time.Duration, bool) {
+// tick does everything due at now and answers whether the journal needs
+// writing.
+func (e *Emitter) tick(logger lager.Logger, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	nc := e.nc
 
 	if e.connected {
-		e.connected = false
+		// A router may have missed anything sent while we were away:
+		// greet, re-register everything, re-send every pending
+		// unregistration (counting as the repeats due by now).
+		e.connected, e.online = false, true
 		e.greetTries, e.greetNext = 0, now
 		e.emitAllLocked(logger, now)
 		for _, ts := range e.tombstones {
-			if ts.sent > 0 {
-				e.publishLocked(logger, SubjectUnregister, ts.msgs)
-			}
+			e.publishLocked(logger, SubjectUnregister, ts.msgs)
+			ts.catchUp(now)
 		}
+	}
+	if !e.online {
+		return e.journalDirty
 	}
 	for _, h := range e.hellos {
 		e.helloLocked(logger, h, now)
@@ -313,7 +327,7 @@ func (e *Emitter) tick(logger lager.Logger, now time.Time) (time.Duration, bool)
 
 	if !e.greetNext.IsZero() && !now.Before(e.greetNext) {
 		e.greetTries++
-		if err := nc.PublishRequest(SubjectGreet, e.greetInbox, nil); err != nil {
+		if err := e.nc.PublishRequest(SubjectGreet, e.greetInbox, nil); err != nil {
 			logger.Error("failed-to-greet", err)
 		}
 		e.greetNext = now.Add(greetRetryInterval)
@@ -328,15 +342,7 @@ func (e *Emitter) tick(logger lager.Logger, now time.Time) (time.Duration, bool)
 	if !now.Before(e.nextEmit) {
 		e.emitAllLocked(logger, now)
 	}
-	save := e.tombstonesDueLocked(logger, now) || e.journalDirty
-
-	next := e.nextEmit
-	for _, t := range []time.Time{e.promptEmit, e.greetNext, e.nextTombstoneLocked()} {
-		if !t.IsZero() && t.Before(next) {
-			next = t
-		}
-	}
-	return next.Sub(now), save
+	return e.tombstonesDueLocked(logger, now) || e.journalDirty
 }
 
 // helloLocked applies a router's announced interval. A router.start also
@@ -362,12 +368,18 @@ func (e *Emitter) helloLocked(logger lager.Logger, h routerHello, now time.Time)
 func (e *Emitter) emitAllLocked(logger lager.Logger, now time.Time) {
 	e.promptEmit = time.Time{}
 	e.nextEmit = now.Add(e.jittered(e.interval))
-	if e.nc == nil || !e.nc.IsConnected() {
+	if !e.sendableLocked() {
 		return
 	}
 	for _, msgs := range e.registered {
 		e.publishLocked(logger, SubjectRegister, msgs)
 	}
+}
+
+// sendableLocked reports whether messages would reach the server now rather
+// than sit in nats.go's reconnect buffer (the reconnect re-sends anyway).
+func (e *Emitter) sendableLocked() bool {
+	return e.nc != nil && e.nc.IsConnected()
 }
 
 // publishLocked hands msgs to nats.go's buffer; it does not wait.

@@ -23,6 +23,16 @@ type tombstone struct {
 
 func (t *tombstone) due() time.Time { return t.start.Add(tombstoneSchedule[t.sent]) }
 
+// catchUp counts one send at now as every repeat due by now: after a long
+// pause one message stands for all the missed ones.
+func (t *tombstone) catchUp(now time.Time) {
+	for t.sent < len(tombstoneSchedule) && !now.Before(t.due()) {
+		t.sent++
+	}
+}
+
+func (t *tombstone) done() bool { return t.sent >= len(tombstoneSchedule) }
+
 // RouteRegistrar is what a container lifecycle needs of the emitter.
 //
 //go:generate go tool counterfeiter -o routeemitterfakes/fake_route_registrar.go . RouteRegistrar
@@ -77,12 +87,14 @@ func (e *Emitter) Register(logger lager.Logger, ep Endpoint) error {
 	}
 	if removed := subtractRoutes(prev, msgs); len(removed) > 0 {
 		e.addTombstoneLocked(ep.GUID, removed, now)
-		if e.nc != nil {
+		if e.sendableLocked() {
 			e.publishLocked(logger, SubjectUnregister, removed)
 			e.tombstones[ep.GUID].sent = 1
 		}
 	}
-	e.publishLocked(logger, SubjectRegister, msgs)
+	if e.sendableLocked() {
+		e.publishLocked(logger, SubjectRegister, msgs)
+	}
 	e.mu.Unlock()
 
 	if changed {
@@ -116,7 +128,8 @@ func (e *Emitter) Unregister(logger lager.Logger, guid string) error {
 	delete(e.journaled, guid)
 	e.addTombstoneLocked(guid, msgs, now)
 	nc := e.nc
-	if nc != nil {
+	sent := e.sendableLocked()
+	if sent {
 		e.publishLocked(logger, SubjectUnregister, msgs)
 		e.tombstones[guid].sent = 1
 	}
@@ -126,7 +139,7 @@ func (e *Emitter) Unregister(logger lager.Logger, guid string) error {
 	e.saveJournal(logger)
 	e.poke()
 
-	if nc == nil || !nc.IsConnected() {
+	if !sent {
 		return fmt.Errorf("unregister %s: %w", guid, ErrNotConnected)
 	}
 	if err := nc.FlushTimeout(e.cfg.FlushTimeout); err != nil {
@@ -194,34 +207,20 @@ func (e *Emitter) addTombstoneLocked(guid string, msgs []RegistryMessage, now ti
 func (e *Emitter) tombstonesDueLocked(logger lager.Logger, now time.Time) bool {
 	finished := false
 	for guid, ts := range e.tombstones {
-		if now.Before(ts.due()) {
-			continue
+		if !ts.done() {
+			if now.Before(ts.due()) {
+				continue
+			}
+			e.publishLocked(logger, SubjectUnregister, ts.msgs)
+			ts.catchUp(now)
 		}
-		e.publishLocked(logger, SubjectUnregister, ts.msgs)
-		// Several repeats may be due at once after a long pause; one
-		// send stands for all of them.
-		for ts.sent < len(tombstoneSchedule) && !now.Before(ts.due()) {
-			ts.sent++
-		}
-		if ts.sent == len(tombstoneSchedule) {
+		if ts.done() {
 			delete(e.tombstones, guid)
 			finished = true
 			logger.Info("unregister-repeats-done", lager.Data{logKeyGUID: guid})
 		}
 	}
 	return finished
-}
-
-// nextTombstoneLocked answers when the next unregistration is due (zero:
-// none).
-func (e *Emitter) nextTombstoneLocked() time.Time {
-	var next time.Time
-	for _, ts := range e.tombstones {
-		if d := ts.due(); next.IsZero() || d.Before(next) {
-			next = d
-		}
-	}
-	return next
 }
 
 // saveJournal writes the current routes and tombstones. A failure is logged

@@ -90,6 +90,7 @@ type recorder struct {
 	registered   []routeemitter.RegistryMessage
 	unregistered []routeemitter.RegistryMessage
 	raw          []string
+	greets       int
 	sub          *nats.Subscription
 }
 
@@ -98,6 +99,11 @@ func record(nc *nats.Conn) *recorder {
 	sub, err := nc.Subscribe("router.*", func(m *nats.Msg) {
 		defer GinkgoRecover()
 		var msg routeemitter.RegistryMessage
+		if m.Subject == routeemitter.SubjectGreet {
+			r.mu.Lock()
+			r.greets++
+			r.mu.Unlock()
+		}
 		if m.Subject != routeemitter.SubjectRegister && m.Subject != routeemitter.SubjectUnregister {
 			return
 		}
@@ -121,6 +127,12 @@ func (r *recorder) registers() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.registered)
+}
+
+func (r *recorder) greeted() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.greets
 }
 
 func (r *recorder) unregisters() int {

@@ -1,0 +1,231 @@
+// Package testagent starts real cellagent daemons for integration tests:
+// own data dir, own containerd namespace, own admin port, a busybox rootfs
+// with the demo app, against the private containerd the test script
+// started. It is test support code; nothing in the agent imports it.
+package testagent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cellagent/cellagent/config"
+	"github.com/cellagent/cellagent/executor"
+)
+
+// Enabled reports whether integration tests should run.
+func Enabled() bool { return os.Getenv("CELLAGENT_INTEGRATION") == "1" && os.Geteuid() == 0 }
+
+// Socket is the private containerd's socket.
+func Socket() string {
+	if s := os.Getenv("CELLAGENT_CTRD_SOCK"); s != "" {
+		return s
+	}
+	return "/run/cellagent-containerd/containerd.sock"
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// BinDir answers where cellagent, cellctl, cellproxy and demo-app are,
+// building them once when CELLAGENT_BIN_DIR is not set.
+func BinDir() (string, error) {
+	buildOnce.Do(func() {
+		if d := os.Getenv("CELLAGENT_BIN_DIR"); d != "" {
+			binDir = d
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		binDir, buildErr = os.MkdirTemp("", "cellagent-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...", "./demo/...")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	return binDir, buildErr
+}
+
+// FreePort answers a free TCP port on 127.0.0.1.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Agent is one running (or stopped) cellagent.
+type Agent struct {
+	Dir    string
+	Config config.Config
+	API    string
+	Client *executor.HTTPClient
+	Log    string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// New prepares an agent in dir (rootfs, config) without starting it.
+// Defaults for tests: host network mode, proxy off, a namespace of its own.
+func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
+	bins, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := MakeRootfs(rootfs, filepath.Join(bins, "demo-app")); err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := config.DefaultConfig()
+	cfg.CellID = name
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Containerd.Socket = Socket()
+	cfg.Containerd.Namespace = "cellagent-it-" + name
+	cfg.Listen.Admin = "127.0.0.1:" + strconv.Itoa(port)
+	cfg.PreloadedRootfs = map[string]string{"busybox": rootfs}
+	cfg.Network.Mode = "host"
+	cfg.Proxy.Enabled = false
+	cfg.LogLevel = "debug"
+	if modify != nil {
+		modify(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "cellagent.json"), b, 0o600); err != nil {
+		return nil, err
+	}
+	api := "http://" + cfg.Listen.Admin
+	return &Agent{Dir: dir, Config: cfg, API: api, Client: executor.NewHTTPClient(api, nil),
+		Log: filepath.Join(dir, "cellagent.log")}, nil
+}
+
+// Start starts the daemon and waits until its API answers.
+func (a *Agent) Start() error {
+	bins, _ := BinDir()
+	logf, err := os.OpenFile(a.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	a.cmd = exec.Command(filepath.Join(bins, "cellagent"), "-config", filepath.Join(a.Dir, "cellagent.json"))
+	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := a.cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	a.done = make(chan struct{})
+	go func() { _ = a.cmd.Wait(); logf.Close(); close(a.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := a.Client.State(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-a.done:
+			b, _ := os.ReadFile(a.Log)
+			return fmt.Errorf("cellagent exited at start:\n%s", tail(b, 3000))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("cellagent API did not answer within 30s")
+}
+
+// Kill9 kills the daemon with SIGKILL, as a crash would.
+func (a *Agent) Kill9() {
+	if a.cmd != nil && a.cmd.Process != nil {
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	}
+}
+
+// Stop sends SIGTERM and waits for the exit.
+func (a *Agent) Stop() error {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return nil
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+		return nil
+	case <-time.After(20 * time.Second):
+		a.Kill9()
+		return fmt.Errorf("cellagent did not exit within 20s of SIGTERM")
+	}
+}
+
+// Exited is closed when the daemon process has exited.
+func (a *Agent) Exited() <-chan struct{} { return a.done }
+
+// Cleanup deletes every container through the API, then stops the agent.
+func (a *Agent) Cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if cs, err := a.Client.List(ctx); err == nil {
+		for _, c := range cs {
+			_ = a.Client.Delete(ctx, c.GUID)
+		}
+	}
+	_ = a.Stop()
+}
+
+// LogText is the daemon's log so far.
+func (a *Agent) LogText() string {
+	b, _ := os.ReadFile(a.Log)
+	return string(b)
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// WaitState polls guid until it reaches state or timeout.
+func (a *Agent) WaitState(guid string, state executor.State, timeout time.Duration) (executor.Container, error) {
+	deadline := time.Now().Add(timeout)
+	var last executor.Container
+	for time.Now().Before(deadline) {
+		c, err := a.Client.Get(context.Background(), guid)
+		if err == nil {
+			last = c
+			if c.State == state {
+				return c, nil
+			}
+			if c.State == executor.StateCompleted && state != executor.StateCompleted {
+				return c, fmt.Errorf("%s completed instead of reaching %s: %+v", guid, state, c.RunResult)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return last, fmt.Errorf("%s did not reach %s within %s (last state %s)", guid, state, timeout, last.State)
+}

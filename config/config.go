@@ -67,6 +67,10 @@ type Network struct {
 	HostPortRange  string   `json:"host_port_range"`
 	ExternalIP     string   `json:"external_ip"`
 	PortQuarantine Duration `json:"port_quarantine"`
+	// Bridge and Name must differ between agents sharing a machine.
+	Bridge     string   `json:"bridge"`
+	Name       string   `json:"name"`
+	PluginDirs []string `json:"cni_plugin_dirs"`
 }
 
 type NATS struct {
@@ -117,7 +121,8 @@ func DefaultConfig() Config {
 		Identity: Identity{KeyType: "ecdsa-p256", Validity: Duration(24 * time.Hour)},
 		Proxy:    Proxy{Enabled: true, Kind: "cellproxy", MemoryOverheadMB: 32},
 		Network: Network{Mode: "bridge", Subnet: "10.255.0.0/22", HostPortRange: "40000-59999",
-			PortQuarantine: Duration(3 * time.Minute)},
+			PortQuarantine: Duration(3 * time.Minute), Bridge: "cellagent0", Name: "cellagent",
+			PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"}},
 		NATS:               NATS{EmbeddedListen: "127.0.0.1:4222"},
 		ReservedExpiration: Duration(time.Minute),
 		StartTimeout:       Duration(time.Minute),
@@ -252,6 +257,12 @@ func (c Config) Validate() error {
 	}
 	if c.Network.ExternalIP != "" && net.ParseIP(c.Network.ExternalIP) == nil {
 		bad("network.external_ip %q is not an IP address", c.Network.ExternalIP)
+	}
+	if !regexp.MustCompile(`^[a-z][a-z0-9]{0,31}$`).MatchString(c.Network.Name) {
+		bad("network.name %q: must match [a-z][a-z0-9]{0,31}", c.Network.Name)
+	}
+	if c.Network.Bridge == "" || len(c.Network.Bridge) > 15 {
+		bad("network.bridge %q: must be 1-15 characters (a Linux interface name)", c.Network.Bridge)
 	}
 	if c.Network.PortQuarantine < 0 {
 		bad("network.port_quarantine must not be negative")

@@ -16,6 +16,11 @@ type Instance struct {
 	Request executor.RunRequest
 	User    User
 
+	// ProxyPorts maps each app port to its proxy port inside the container
+	// (set by the proxy hook before the network hook maps host ports).
+	ProxyPorts     map[uint16]uint16
+	ProxyAdminPort uint16
+
 	// Set by the network hook; in host mode the store fills them.
 	NetNSPath    string
 	InternalIP   string
@@ -30,6 +35,18 @@ type Instance struct {
 	Credentials *executor.CredentialInfo
 	// MemoryOverheadMB is added to the container's memory limit (the proxy's).
 	MemoryOverheadMB int
+}
+
+// ContainerPorts are the ports to map to the host: app ports, then the
+// proxy ports in the same order.
+func (inst *Instance) ContainerPorts() []uint16 {
+	ports := append([]uint16{}, inst.Request.Ports...)
+	for _, p := range inst.Request.Ports {
+		if pp, ok := inst.ProxyPorts[p]; ok {
+			ports = append(ports, pp)
+		}
+	}
+	return ports
 }
 
 // SetupHook is one per-container concern: Setup runs during initialize, in

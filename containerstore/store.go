@@ -258,7 +258,8 @@ func (s *Store) validateRun(ctx context.Context, req *executor.RunRequest, requi
 	for _, h := range s.deps.Hooks {
 		if v, ok := h.(RequestValidator); ok {
 			if err := v.ValidateRequest(req); err != nil {
-				if errors.Is(err, executor.ErrInvalidRequest) {
+				var apiErr *executor.Error
+				if errors.As(err, &apiErr) {
 					return err
 				}
 				return executor.NewError(executor.ErrInvalidRequest, "%v", err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/containerstore/network"
 	"github.com/cellagent/cellagent/containerstore/runtime"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/executor/httpapi"
@@ -51,8 +52,18 @@ func run(cfg config.Config) error {
 	total := detectCapacity(logger, cfg)
 	externalIP := cfg.Network.ExternalIP
 	if externalIP == "" {
-		externalIP = "127.0.0.1"
+		externalIP = network.DefaultExternalIP().String()
 	}
+	netMgr, err := network.New(logger, network.Config{
+		Mode: cfg.Network.Mode, Subnet: cfg.Network.Subnet, HostPortRange: cfg.Network.HostPortRange,
+		ExternalIP: externalIP, PortQuarantine: time.Duration(cfg.Network.PortQuarantine),
+		DataDir: cfg.DataDir, PluginDirs: cfg.Network.PluginDirs, BridgeName: cfg.Network.Bridge,
+		NetworkName: cfg.Network.Name, Clock: clk,
+	})
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}}
 
 	rt, err := runtime.New(runtime.Config{Socket: cfg.Containerd.Socket, Namespace: cfg.Containerd.Namespace,
 		CellID: cfg.CellID, Preloaded: cfg.PreloadedRootfs, LoggerBinary: self})
@@ -69,7 +80,7 @@ func run(cfg config.Config) error {
 		// The proxy's overhead is added where the proxy is wired in.
 		ProxyMemoryOverheadMB: 0,
 		LogMaxBytes:           cfg.LogMaxBytes, DefaultUser: cfg.DefaultUser, ExternalIP: externalIP,
-	}, containerstore.Deps{Runtime: rt, Tasks: rt, Clock: clk})
+	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Clock: clk})
 	if err != nil {
 		return err
 	}

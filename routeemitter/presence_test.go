@@ -1,0 +1,134 @@
+package routeemitter_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"code.cloudfoundry.org/clock/fakeclock"
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	"github.com/nats-io/nats.go/jetstream"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
+	"github.com/tedsuo/ifrit/ginkgomon_v2"
+
+	"github.com/cellagent/cellagent/routeemitter"
+)
+
+var _ = Describe("Presence", func() {
+	var (
+		logger    *lagertest.TestLogger
+		fakeClock *fakeclock.FakeClock
+		srv       *natsServer
+		js        jetstream.JetStream
+		cfg       routeemitter.Config
+		calls     atomic.Int32
+		presence  func() routeemitter.CellPresence
+	)
+
+	BeforeEach(func() {
+		leakCheck()
+		logger = lagertest.NewTestLogger("test")
+		fakeClock = fakeclock.NewFakeClock(time.Unix(1700000000, 0))
+		srv = startNATS(fmt.Sprintf("127.0.0.1:%d", freePort()))
+		var err error
+		js, err = jetstream.New(srv.connect())
+		Expect(err).NotTo(HaveOccurred())
+		cfg = routeemitter.Config{
+			URLs:             []string{srv.url()},
+			DataDir:          GinkgoT().TempDir(),
+			CellID:           "cell-1",
+			Zone:             "z1",
+			APIAddress:       "10.0.0.5:1801",
+			PresenceInterval: 5 * time.Second,
+			Clock:            fakeClock,
+		}
+		calls.Store(0)
+		presence = func() routeemitter.CellPresence {
+			n := calls.Add(1)
+			return routeemitter.CellPresence{
+				Total:      routeemitter.Resources{MemoryMB: 23000, DiskMB: 100000, Containers: 250},
+				Available:  routeemitter.Resources{MemoryMB: 22808 - int(n), DiskMB: 99744, Containers: 249},
+				Containers: 1,
+			}
+		}
+	})
+
+	start := func() ifrit.Process {
+		e, err := routeemitter.New(logger, cfg, presence)
+		Expect(err).NotTo(HaveOccurred())
+		p := ifrit.Invoke(e)
+		DeferCleanup(func() { ginkgomon_v2.Interrupt(p, 10*time.Second) })
+		return p
+	}
+
+	// get answers the cell's presence document, or the error of the lookup.
+	get := func() (routeemitter.CellPresence, error) {
+		var state routeemitter.CellPresence
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		kv, err := js.KeyValue(ctx, routeemitter.PresenceBucket)
+		if err != nil {
+			return state, err
+		}
+		entry, err := kv.Get(ctx, "cell-1")
+		if err != nil {
+			return state, err
+		}
+		return state, json.Unmarshal(entry.Value(), &state)
+	}
+
+	It("publishes the cell state under the cell id, refreshes it, and deletes it on clean shutdown", func() {
+		p := start()
+		Eventually(get).Should(Equal(routeemitter.CellPresence{
+			CellID:     "cell-1",
+			Zone:       "z1",
+			APIAddress: "10.0.0.5:1801",
+			Total:      routeemitter.Resources{MemoryMB: 23000, DiskMB: 100000, Containers: 250},
+			Available:  routeemitter.Resources{MemoryMB: 22807, DiskMB: 99744, Containers: 249},
+			Containers: 1,
+			UpdatedAt:  "2023-11-14T22:13:20.000Z",
+		}))
+
+		fakeClock.Increment(5 * time.Second)
+		Eventually(func() (int, error) {
+			state, err := get()
+			return state.Available.MemoryMB, err
+		}).Should(Equal(22806))
+
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		kv, err := js.KeyValue(ctx, routeemitter.PresenceBucket)
+		Expect(err).NotTo(HaveOccurred())
+		status, err := kv.Status(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(status.TTL()).To(Equal(15 * time.Second))
+
+		ginkgomon_v2.Interrupt(p, 10*time.Second)
+		_, err = get()
+		Expect(err).To(MatchError(jetstream.ErrKeyNotFound))
+	})
+
+	It("expires by the bucket TTL when the cell stops publishing without shutting down", func() {
+		cfg.PresenceInterval = 500 * time.Millisecond
+		cfg.PresenceTTL = time.Second
+		start()
+		Eventually(get).Should(HaveField("CellID", "cell-1"))
+		// The fake clock does not move: no more publishes, as if the agent
+		// hung or the machine vanished.
+		Eventually(func() error { _, err := get(); return err }).Should(MatchError(jetstream.ErrKeyNotFound))
+		Expect(calls.Load()).To(BeEquivalentTo(1))
+	})
+
+	It("uses an existing bucket", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: routeemitter.PresenceBucket, TTL: time.Minute})
+		Expect(err).NotTo(HaveOccurred())
+		start()
+		Eventually(get).Should(HaveField("CellID", "cell-1"))
+	})
+})

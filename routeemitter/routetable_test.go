@@ -1,0 +1,127 @@
+package routeemitter_test
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
+	"github.com/tedsuo/ifrit/ginkgomon_v2"
+
+	"github.com/cellagent/cellagent/routeemitter"
+)
+
+var _ = Describe("RouteTable", func() {
+	msg := func(host string, port, tlsPort uint16, guid string, uris ...string) routeemitter.RegistryMessage {
+		return routeemitter.RegistryMessage{Host: host, Port: port, TLSPort: tlsPort, URIs: uris,
+			App: "a1", PrivateInstanceID: guid, PrivateInstanceIndex: "0", ServerCertDomainSAN: guid}
+	}
+	type step struct {
+		msg        routeemitter.RegistryMessage
+		registered bool
+		changed    bool
+	}
+
+	DescribeTable("applies registers and unregisters like Gorouter",
+		func(steps []step, want []string) {
+			table := routeemitter.NewRouteTable()
+			for i, s := range steps {
+				Expect(table.Apply(s.msg, s.registered)).To(Equal(s.changed), "step %d", i)
+			}
+			var got []string
+			for _, e := range table.Snapshot() {
+				got = append(got, fmt.Sprintf("%s %s %s tls=%t", e.URI, e.Address, e.PrivateInstanceID, e.TLS))
+			}
+			Expect(got).To(Equal(want))
+			Expect(table.Len()).To(Equal(len(want)))
+		},
+		Entry("sorted by uri, then address", []step{
+			{msg("10.0.0.5", 40001, 0, "g2", "b.example.com", "a.example.com"), true, true},
+			{msg("10.0.0.4", 40001, 40002, "g1", "b.example.com"), true, true},
+		}, []string{
+			"a.example.com 10.0.0.5:40001 g2 tls=false",
+			"b.example.com 10.0.0.4:40002 g1 tls=true",
+			"b.example.com 10.0.0.5:40001 g2 tls=false",
+		}),
+		Entry("a re-emission changes nothing", []step{
+			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com"), true, true},
+			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com"), true, false},
+		}, []string{"a.example.com 10.0.0.5:40002 g1 tls=true"}),
+		Entry("same key replaces the endpoint (a reused host port)", []step{
+			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com"), true, true},
+			{msg("10.0.0.5", 40009, 40002, "g2", "a.example.com"), true, true},
+		}, []string{"a.example.com 10.0.0.5:40002 g2 tls=true"}),
+		Entry("unregister removes exactly the key", []step{
+			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com", "b.example.com"), true, true},
+			{msg("10.0.0.5", 40003, 40004, "g2", "a.example.com"), true, true},
+			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com"), false, true},
+		}, []string{
+			"a.example.com 10.0.0.5:40004 g2 tls=true",
+			"b.example.com 10.0.0.5:40002 g1 tls=true",
+		}),
+		Entry("unregister of an unknown key is a no-op", []step{
+			{msg("10.0.0.5", 40001, 0, "g1", "a.example.com"), true, true},
+			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com"), false, false},
+		}, []string{"a.example.com 10.0.0.5:40001 g1 tls=false"}),
+		Entry("uris compare case-insensitively without a trailing slash", []step{
+			{msg("10.0.0.5", 40001, 0, "g1", "App.Example.com/"), true, true},
+			{msg("10.0.0.5", 40001, 0, "g1", "app.example.com"), false, true},
+		}, nil),
+	)
+
+	It("is fed by WatchRoutes from an Emitter over real NATS", func() {
+		leakCheck()
+		logger := lagertest.NewTestLogger("test")
+		srv := startNATS(fmt.Sprintf("127.0.0.1:%d", freePort()))
+		table := routeemitter.NewRouteTable()
+		var (
+			mu     sync.Mutex
+			events []routeemitter.RouteEvent
+		)
+		sub, err := routeemitter.WatchRoutes(logger, srv.connect(), table, func(ev routeemitter.RouteEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, ev)
+		})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(sub.Unsubscribe)
+
+		// A bad message (index as a number) is skipped, like Gorouter does.
+		other := srv.connect()
+		Expect(other.Publish(routeemitter.SubjectRegister, []byte(`{"host":"10.0.0.9","port":1,"uris":["x.example.com"],"private_instance_index":0}`))).To(Succeed())
+
+		emitter, err := routeemitter.New(logger, routeemitter.Config{
+			URLs: []string{srv.url()}, DataDir: GinkgoT().TempDir(), CellID: "cell-1", Zone: "z1",
+		}, nil)
+		Expect(err).NotTo(HaveOccurred())
+		p := ifrit.Invoke(emitter)
+		DeferCleanup(func() { ginkgomon_v2.Interrupt(p, 10*time.Second) })
+		Eventually(emitter.ConnectionState).Should(Equal(routeemitter.StateConnected))
+		Expect(emitter.Register(logger, endpoint("g1"))).To(Succeed())
+		Expect(emitter.Register(logger, endpoint("g2"))).To(Succeed())
+		Eventually(table.Snapshot).Should(HaveLen(2))
+		Expect(table.Snapshot()[0]).To(And(
+			HaveField("URI", "g1.example.com"),
+			HaveField("Address", "10.0.0.5:40002"),
+			HaveField("TLS", true),
+			HaveField("AvailabilityZone", "z1"),
+		))
+
+		Expect(emitter.Unregister(logger, "g1")).To(Succeed())
+		Eventually(table.Snapshot).Should(HaveLen(1))
+		Expect(table.Snapshot()[0].URI).To(Equal("g2.example.com"))
+		mu.Lock()
+		defer mu.Unlock()
+		// Re-emissions (e.g. on connect) may repeat registers, unchanged.
+		var changes []string
+		for _, ev := range events {
+			if ev.Changed {
+				changes = append(changes, fmt.Sprintf("%t %s", ev.Registered, ev.Message.PrivateInstanceID))
+			}
+		}
+		Expect(changes).To(Equal([]string{"true g1", "true g2", "false g1"}))
+	})
+})

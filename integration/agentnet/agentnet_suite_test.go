@@ -1,0 +1,23 @@
+package agentnet_test
+
+import (
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/integration/testagent"
+)
+
+func TestAgentNet(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Agent bridge networking suite (real containerd + CNI)")
+}
+
+var _ = BeforeSuite(func() {
+	if !testagent.Enabled() {
+		Skip("integration tests need root and CELLAGENT_INTEGRATION=1 (run scripts/test)")
+	}
+	_, err := testagent.BinDir()
+	Expect(err).NotTo(HaveOccurred())
+})

@@ -21,6 +21,9 @@ const (
 	DefaultReconnectWait = 2 * time.Second
 	// DefaultFlushTimeout bounds the synchronous flush of Unregister.
 	DefaultFlushTimeout = 2 * time.Second
+	// DefaultAdoptionGrace is how long after Recover a kept guid may go
+	// without Register before its journaled routes are unregistered.
+	DefaultAdoptionGrace = 5 * time.Minute
 
 	// PresenceBucket is the JetStream key-value bucket holding cell presence.
 	PresenceBucket = "cellagent-cells"
@@ -60,6 +63,10 @@ type Config struct {
 	ReconnectWait time.Duration
 	// FlushTimeout bounds the flush in Unregister and the JetStream calls.
 	FlushTimeout time.Duration
+	// AdoptionGrace: journaled routes of a guid that Recover kept but that
+	// is neither registered nor unregistered within this time are
+	// unregistered (TLS endpoints are never pruned by Gorouter).
+	AdoptionGrace time.Duration
 
 	Clock clock.Clock
 }
@@ -72,6 +79,7 @@ func DefaultConfig() Config {
 		PresenceInterval:        DefaultPresenceInterval,
 		ReconnectWait:           DefaultReconnectWait,
 		FlushTimeout:            DefaultFlushTimeout,
+		AdoptionGrace:           DefaultAdoptionGrace,
 		Clock:                   clock.NewClock(),
 	}
 }
@@ -97,6 +105,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FlushTimeout == 0 {
 		c.FlushTimeout = d.FlushTimeout
+	}
+	if c.AdoptionGrace == 0 {
+		c.AdoptionGrace = d.AdoptionGrace
 	}
 	if c.Clock == nil {
 		c.Clock = d.Clock
@@ -130,6 +141,7 @@ func (c Config) Validate() error {
 		{"presence ttl", c.PresenceTTL},
 		{"reconnect wait", c.ReconnectWait},
 		{"flush timeout", c.FlushTimeout},
+		{"adoption grace", c.AdoptionGrace},
 	} {
 		if d.d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", d.name))

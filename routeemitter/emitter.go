@@ -71,6 +71,7 @@ type Emitter struct {
 	nc           *nats.Conn
 	registered   map[string][]RegistryMessage // guid -> what is registered and re-emitted
 	journaled    map[string][]RegistryMessage // guid -> found in the journal, awaiting Register or Recover
+	adoptBy      time.Time                    // set by Recover: journaled guids not claimed by then are unregistered
 	tombstones   map[string]*tombstone
 	interval     time.Duration
 	nextEmit     time.Time
@@ -342,7 +343,8 @@ func (e *Emitter) tick(logger lager.Logger, now time.Time) bool {
 	if !now.Before(e.nextEmit) {
 		e.emitAllLocked(logger, now)
 	}
-	return e.tombstonesDueLocked(logger, now) || e.journalDirty
+	abandoned := e.abandonUnadoptedLocked(logger, now)
+	return e.tombstonesDueLocked(logger, now) || abandoned || e.journalDirty
 }
 
 // helloLocked applies a router's announced interval. A router.start also

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -285,6 +286,49 @@ var _ = Describe("Emitter", func() {
 			Consistently(rec.registers).Should(Equal(2))
 			Expect(second.Register(logger, endpoint("kept"))).To(Succeed())
 			Eventually(rec.registers).Should(Equal(3))
+			fakeClock.Increment(routeemitter.DefaultAdoptionGrace)
+			Consistently(rec.lastUnregister).Should(HaveField("PrivateInstanceID", "gone"))
+		})
+
+		It("keeps the journal as JSON under the data dir, and moves an unreadable one aside", func() {
+			e := newEmitter()
+			run(e)
+			Expect(e.Register(logger, endpoint("g1"))).To(Succeed())
+			path := filepath.Join(cfg.DataDir, "routeemitter", "routes.json")
+			var journal struct {
+				Version    int                                       `json:"version"`
+				Registered map[string][]routeemitter.RegistryMessage `json:"registered"`
+			}
+			data, err := os.ReadFile(path)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(json.Unmarshal(data, &journal)).To(Succeed())
+			Expect(journal.Registered).To(HaveKey("g1"))
+			entries, err := os.ReadDir(filepath.Dir(path))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(entries).To(HaveLen(1), "no temp files left behind")
+
+			Expect(os.WriteFile(path, []byte("{not json"), 0o600)).To(Succeed())
+			again := newEmitter()
+			Expect(again.Recover(logger, func(string) bool { return false })).To(Succeed())
+			Expect(path + ".corrupt").To(BeAnExistingFile())
+		})
+
+		It("unregisters kept guids the agent never claims within the adoption grace", func() {
+			first := newEmitter()
+			p := run(first)
+			Expect(first.Register(logger, endpoint("g1"))).To(Succeed())
+			p.Signal(os.Kill)
+			Eventually(p.Wait()).Should(Receive())
+
+			cfg.AdoptionGrace = time.Minute
+			second := newEmitter()
+			run(second)
+			Expect(second.Recover(logger, func(string) bool { return true })).To(Succeed())
+			fakeClock.Increment(59 * time.Second)
+			Consistently(rec.unregisters).Should(BeZero())
+			fakeClock.Increment(time.Second)
+			Eventually(rec.unregisters).Should(Equal(1))
+			Expect(rec.lastUnregister().PrivateInstanceID).To(Equal("g1"))
 		})
 
 		It("resumes repeating unregistrations that were pending at the crash", func() {

@@ -150,9 +150,11 @@ func (e *Emitter) Unregister(logger lager.Logger, guid string) error {
 
 // Recover settles the routes found in the journal after an agent restart:
 // those of guids keep rejects (containers that are gone) are unregistered
-// and repeated like any unregistration; the others stay journaled and are
-// re-registered when the agent calls Register for them (or unregistered by
-// Unregister). keep is called without locks held.
+// and repeated like any unregistration; the others stay journaled (not
+// emitted) until the agent calls Register (re-registered) or Unregister for
+// them. Those still unclaimed after Config.AdoptionGrace are unregistered:
+// a forgotten TLS route would stay in Gorouter for ever. keep is called
+// without locks held.
 func (e *Emitter) Recover(logger lager.Logger, keep func(guid string) bool) error {
 	logger = logger.Session("routeemitter.recover")
 	e.mu.Lock()
@@ -167,6 +169,7 @@ func (e *Emitter) Recover(logger lager.Logger, keep func(guid string) bool) erro
 	}
 	now := e.clock.Now()
 	e.mu.Lock()
+	e.adoptBy = now.Add(e.cfg.AdoptionGrace)
 	for _, guid := range gone {
 		if msgs, ok := e.journaled[guid]; ok {
 			delete(e.journaled, guid)
@@ -188,6 +191,22 @@ func (e *Emitter) Registered(guid string) []RegistryMessage {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.registered[guid])
+}
+
+// abandonUnadoptedLocked unregisters the journaled routes nobody claimed
+// within the adoption grace, and answers whether it did.
+func (e *Emitter) abandonUnadoptedLocked(logger lager.Logger, now time.Time) bool {
+	if e.adoptBy.IsZero() || now.Before(e.adoptBy) {
+		return false
+	}
+	e.adoptBy = time.Time{}
+	for guid, msgs := range e.journaled {
+		logger.Info("unregistering-unclaimed-routes", lager.Data{logKeyGUID: guid})
+		e.addTombstoneLocked(guid, msgs, now)
+	}
+	abandoned := len(e.journaled) > 0
+	clear(e.journaled)
+	return abandoned
 }
 
 // addTombstoneLocked starts (or restarts) the unregister schedule of guid

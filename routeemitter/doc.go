@@ -13,7 +13,8 @@
 //     TLS endpoint in Gorouter forever;
 //   - the route journal (<data_dir>/routeemitter/routes.json), so that after an
 //     agent restart the routes of containers that are gone can be unregistered
-//     ([Emitter.Recover]);
+//     ([Emitter.Recover]; kept guids not registered again within
+//     Config.AdoptionGrace are unregistered too);
 //   - cell presence: a JSON document per cell in the JetStream key-value bucket
 //     "cellagent-cells", expiring by bucket TTL when the cell stops publishing;
 //   - [RouteTable] and [WatchRoutes], a Gorouter-like view of router.register
@@ -28,9 +29,12 @@
 // cause the 502s it is meant to avoid. Only the presence key is deleted.
 //
 // Concurrency: the Emitter's route state is guarded by one mutex (Emitter.mu).
-// One goroutine, the Run loop, owns every timer: it re-emits registrations,
-// repeats tombstones, retries router.greet and reacts to router.start and to
-// reconnects. NATS callbacks only record what happened and wake the loop.
+// One goroutine, the Run loop, does all scheduled work: woken by a one-second
+// clock ticker or by a poke, it compares absolute deadlines with the clock
+// and re-emits registrations, repeats tombstones, retries router.greet,
+// unregisters journaled routes nobody claimed within the adoption grace, and
+// reacts to router.start and to reconnects. NATS callbacks only record what
+// happened and wake the loop.
 // Presence runs in a second goroutine started and awaited by Run. Register and
 // Unregister may be called from any goroutine, before or during Run. All time
 // comes from the configured clock.Clock, except timeouts inside nats.go and

@@ -33,6 +33,9 @@ type Instance struct {
 	Env    []string
 
 	Credentials *executor.CredentialInfo
+	// CertPEM (leaf then chain) and KeyPEM are the credentials just
+	// issued, for the proxy's files. Never persisted.
+	CertPEM, KeyPEM []byte
 	// MemoryOverheadMB is added to the container's memory limit (the proxy's).
 	MemoryOverheadMB int
 }

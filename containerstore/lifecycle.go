@@ -50,10 +50,12 @@ func (s *Store) lifecycle(ctx context.Context, c *container) {
 		}
 		close(c.exited)
 		s.mu.Lock()
-		stopping := c.stopping
+		stopping, failReason := c.stopping, c.failReason
 		s.mu.Unlock()
 		result := executor.RunResult{Failed: true, FailureReason: err.Error()}
-		if stopping {
+		if failReason != "" {
+			result.FailureReason = failReason
+		} else if stopping {
 			result = executor.RunResult{Stopped: true}
 		}
 		if ee != nil {
@@ -81,11 +83,13 @@ func (s *Store) supervise(logger lager.Logger, c *container, exits <-chan Exit) 
 	close(c.exited)
 	s.unroute(logger, c)
 	s.mu.Lock()
-	stopping := c.stopping
+	stopping, failReason := c.stopping, c.failReason
 	s.mu.Unlock()
 	status := int(ex.Status)
 	result := executor.RunResult{ExitStatus: &status}
 	switch {
+	case failReason != "":
+		result.Failed, result.FailureReason = true, failReason
 	case stopping:
 		result.Stopped = true
 	case ex.Err != nil:

@@ -65,6 +65,7 @@ type container struct {
 	reserved time.Time
 
 	stopping    bool
+	failReason  string // set by Fail: the stop is a failure, not a request
 	deleted     bool
 	cancelStart context.CancelFunc
 	exited      chan struct{} // closed when the task's exit was seen

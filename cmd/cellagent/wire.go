@@ -18,6 +18,7 @@ import (
 
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/containerstore/network"
 	"github.com/cellagent/cellagent/containerstore/runtime"
 	"github.com/cellagent/cellagent/executor"
@@ -63,7 +64,14 @@ func run(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
-	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}}
+	creds, err := credmanager.New(logger, credmanager.Config{
+		DataDir: cfg.DataDir, CACertFile: cfg.Identity.CACert, CAKeyFile: cfg.Identity.CAKey,
+		KeyType: credmanager.KeyType(cfg.Identity.KeyType), Validity: time.Duration(cfg.Identity.Validity), Clock: clk,
+	})
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}, &credmanager.Hook{Manager: creds}}
 
 	rt, err := runtime.New(runtime.Config{Socket: cfg.Containerd.Socket, Namespace: cfg.Containerd.Namespace,
 		CellID: cfg.CellID, Preloaded: cfg.PreloadedRootfs, LoggerBinary: self})
@@ -85,8 +93,13 @@ func run(cfg config.Config) error {
 		return err
 	}
 
+	notifier := credmanager.Notifier{Sink: store}
+	creds.AddHandler(notifier)
+	creds.AddExpiryHandler(notifier)
+
 	api := httpapi.New(logger, httpapi.Config{Client: store})
 	members := grouper.Members{
+		{Name: "credmanager", Runner: creds},
 		{Name: "containerstore", Runner: store.Runner()},
 		{Name: "api", Runner: http_server.New(cfg.Listen.Admin, api)},
 	}

@@ -1,0 +1,53 @@
+package containerstore
+
+import (
+	"context"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/executor"
+)
+
+// UpdateCredentials records a rotated certificate and publishes an event.
+func (s *Store) UpdateCredentials(guid string, info executor.CredentialInfo) {
+	s.mu.Lock()
+	c, ok := s.containers[guid]
+	if !ok || c.deleted {
+		s.mu.Unlock()
+		return
+	}
+	c.info.Credentials = &info
+	c.info.UpdatedAt = s.deps.Clock.Now()
+	rec := s.recordLocked(c)
+	s.mu.Unlock()
+	s.persist(rec)
+	s.publish(executor.EventCredentialsRotated, guid, "serial "+info.Serial, nil)
+}
+
+// Publish puts an event about guid on the stream (for hooks).
+func (s *Store) Publish(typ, guid, msg string) { s.publish(typ, guid, msg, nil) }
+
+// Fail stops guid and completes it failed with reason. It returns at
+// once; the stop runs on a goroutine the store owns.
+func (s *Store) Fail(guid, reason string) {
+	c, err := s.lookup(guid)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if c.failReason == "" {
+		c.failReason = reason
+	}
+	s.mu.Unlock()
+	s.publish(executor.EventContainerState, guid, "failing: "+reason, nil)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		logger := s.logger.Session("fail", lager.Data{guidKey: guid})
+		c.opMu.Lock()
+		defer c.opMu.Unlock()
+		if err := s.stop(context.Background(), logger, c); err != nil {
+			logger.Error("stop", err)
+		}
+	}()
+}

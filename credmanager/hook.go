@@ -1,0 +1,137 @@
+package credmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/executor"
+)
+
+// Hook plugs the Manager into the container store: it issues each
+// instance's identity at initialize, mounts it, tracks its rotation, and
+// removes it at delete.
+type Hook struct {
+	Manager *Manager
+}
+
+var (
+	_ containerstore.SetupHook        = (*Hook)(nil)
+	_ containerstore.Restorer         = (*Hook)(nil)
+	_ containerstore.OrphanCleaner    = (*Hook)(nil)
+	_ containerstore.RequestValidator = (*Hook)(nil)
+)
+
+func (h *Hook) Name() string { return "credentials" }
+
+func (h *Hook) ValidateRequest(req *executor.RunRequest) error {
+	if req.CertificateProperties == nil {
+		return nil
+	}
+	if err := ValidateCertificateProperties(req.CertificateProperties.OrganizationalUnit); err != nil {
+		return executor.NewError(executor.ErrInvalidRequest, "certificate_properties: %v", err)
+	}
+	return nil
+}
+
+func identity(inst *containerstore.Instance) Identity {
+	id := Identity{GUID: inst.GUID, UID: int(inst.User.UID), GID: int(inst.User.GID)}
+	for _, s := range []string{inst.InternalIP, inst.InternalIPv6} {
+		if ip := net.ParseIP(s); ip != nil && !ip.IsLoopback() {
+			if v4 := ip.To4(); v4 != nil {
+				ip = v4
+			}
+			id.IPs = append(id.IPs, ip)
+		}
+	}
+	if cp := inst.Request.CertificateProperties; cp != nil {
+		id.OrganizationalUnits = cp.OrganizationalUnit
+	}
+	return id
+}
+
+// Info is the API's view of a credential.
+func Info(c Credential) *executor.CredentialInfo {
+	return &executor.CredentialInfo{Serial: c.Serial, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Rotations: c.Rotations}
+}
+
+func (h *Hook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	id := identity(inst)
+	cred, err := h.Manager.Issue(logger, id)
+	if err != nil {
+		if errors.Is(err, ErrInvalidCertificateProperties) {
+			return fmt.Errorf("%w: %v", executor.ErrInvalidRequest, err)
+		}
+		return err
+	}
+	if err := h.Manager.Track(logger, id, cred); err != nil {
+		return err
+	}
+	h.apply(inst, cred)
+	return nil
+}
+
+func (h *Hook) apply(inst *containerstore.Instance, cred Credential) {
+	dir, _ := h.Manager.HostDir(inst.GUID)
+	inst.Mounts = append(inst.Mounts, containerstore.Mount{Source: dir, Destination: ContainerPath, ReadOnly: true})
+	inst.Env = append(inst.Env,
+		"CF_INSTANCE_CERT="+path.Join(ContainerPath, CertFile),
+		"CF_INSTANCE_KEY="+path.Join(ContainerPath, KeyFile),
+		// One file holding key and chain: the only way to read a pair that
+		// is guaranteed to match across a rotation with two plain opens.
+		"CF_INSTANCE_CERT_BUNDLE="+path.Join(ContainerPath, BundleFile),
+	)
+	inst.Credentials = Info(cred)
+	inst.CertPEM, inst.KeyPEM = cred.CertPEM, cred.KeyPEM
+}
+
+func (h *Hook) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
+	h.Manager.Untrack(guid)
+	return h.Manager.Remove(logger, guid)
+}
+
+func (h *Hook) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	id := identity(inst)
+	cred, err := h.Manager.Adopt(logger, id)
+	if err != nil {
+		return err
+	}
+	inst.Credentials = Info(cred)
+	inst.CertPEM, inst.KeyPEM = cred.CertPEM, cred.KeyPEM
+	return nil
+}
+
+func (h *Hook) CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(string) bool) error {
+	return h.Manager.RemoveOrphans(logger, keep)
+}
+
+// CredentialSink is the store's side of rotations.
+type CredentialSink interface {
+	UpdateCredentials(guid string, info executor.CredentialInfo)
+	Fail(guid, reason string)
+}
+
+// Notifier tells the store about rotations (event + GET /v1/containers)
+// and fails an instance whose certificate expired.
+type Notifier struct {
+	Sink CredentialSink
+}
+
+var (
+	_ Handler       = Notifier{}
+	_ ExpiryHandler = Notifier{}
+)
+
+func (n Notifier) CredentialsRotated(logger lager.Logger, guid string, cred Credential) error {
+	n.Sink.UpdateCredentials(guid, *Info(cred))
+	return nil
+}
+
+func (n Notifier) CredentialsExpired(logger lager.Logger, guid string, cred Credential, err error) {
+	n.Sink.Fail(guid, fmt.Sprintf("instance identity certificate expired at %s: every rotation failed: %v", cred.NotAfter.Format("2006-01-02T15:04:05Z07:00"), err))
+}

@@ -18,9 +18,9 @@ import (
 
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/containerstore"
-	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/containerstore/network"
 	"github.com/cellagent/cellagent/containerstore/runtime"
+	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/executor/httpapi"
 )

@@ -26,9 +26,10 @@ const (
 	DefaultKeyType = KeyTypeECDSAP256
 	// DefaultValidity is used when Config.Validity is zero.
 	DefaultValidity = 24 * time.Hour
-	// MinValidity keeps the rotation window (50%-70% of the lifetime) longer
-	// than the retry backoff.
-	MinValidity = 2 * time.Minute
+	// MinValidity keeps the time between the rotation point (50%-70% of the
+	// lifetime) and expiry above a few first retries (1s, 2s, ...). Short
+	// lifetimes are for tests and demos (30s shows rotations quickly).
+	MinValidity = 10 * time.Second
 	// Backdate is how far NotBefore lies before the moment of issue, so that
 	// a verifier whose clock is a little behind accepts a fresh certificate.
 	Backdate = time.Minute

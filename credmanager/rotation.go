@@ -12,7 +12,10 @@ import (
 )
 
 // The rotation rule: a certificate is replaced at a uniformly random point
-// between RotateFrom and RotateTo of its lifetime (NotBefore to NotAfter),
+// between RotateFrom and RotateTo of its lifetime, counted from the moment
+// of issue (NotBefore + Backdate) to NotAfter: counting from the backdated
+// NotBefore would put the point in the past for short validities (30s) and
+// rotate without pause,
 // drawn anew for every certificate, as SPIRE, Istio and Consul do. Diego's
 // fixed "validity - 30m" made every instance started together rotate
 // together. The earliest point leaves half the lifetime for retries.
@@ -38,8 +41,12 @@ type instance struct {
 
 // rotationPoint is where in cred's lifetime a rotation is due, for u in [0,1).
 func rotationPoint(cred Credential, u float64) time.Time {
-	life := cred.NotAfter.Sub(cred.NotBefore)
-	return cred.NotBefore.Add(time.Duration(float64(life) * (RotateFrom + (RotateTo-RotateFrom)*u)))
+	issued := cred.NotBefore.Add(Backdate)
+	if !issued.Before(cred.NotAfter) {
+		issued = cred.NotBefore
+	}
+	life := cred.NotAfter.Sub(issued)
+	return issued.Add(time.Duration(float64(life) * (RotateFrom + (RotateTo-RotateFrom)*u)))
 }
 
 func nextBackoff(prev time.Duration) time.Duration {

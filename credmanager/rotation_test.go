@@ -71,11 +71,15 @@ var _ = Describe("rotation", func() {
 		return cred
 	}
 
-	It("places the rotation point between 50% and 70% of the lifetime", func() {
-		cred := credmanager.Credential{NotBefore: epoch, NotAfter: epoch.Add(100 * time.Hour)}
+	It("places the rotation point between 50% and 70% of the lifetime counted from issue", func() {
+		cred := credmanager.Credential{NotBefore: epoch.Add(-credmanager.Backdate), NotAfter: epoch.Add(100 * time.Hour)}
 		Expect(credmanager.RotationPoint(cred, 0)).To(Equal(epoch.Add(50 * time.Hour)))
 		Expect(credmanager.RotationPoint(cred, 0.5)).To(Equal(epoch.Add(60 * time.Hour)))
 		Expect(credmanager.RotationPoint(cred, 0.9999999)).To(BeTemporally("~", epoch.Add(70*time.Hour), time.Second))
+
+		By("a 30s certificate (backdated 1m) rotates in the future, not at once")
+		short := credmanager.Credential{NotBefore: epoch.Add(-credmanager.Backdate), NotAfter: epoch.Add(30 * time.Second)}
+		Expect(credmanager.RotationPoint(short, 0)).To(Equal(epoch.Add(15 * time.Second)))
 	})
 
 	It("backs off from 1s doubling to 1m", func() {
@@ -176,7 +180,7 @@ var _ = Describe("rotation", func() {
 
 	Describe("failures", func() {
 		BeforeEach(func() {
-			e.cfg.Validity = 10 * time.Minute // lifetime 11m, rotation at 5.5m with jitter 0
+			e.cfg.Validity = 10 * time.Minute // rotation 5m after issue with jitter 0
 		})
 		JustBeforeEach(func() {
 			credmanager.SetJitter(m, func() float64 { return 0 })
@@ -206,7 +210,7 @@ var _ = Describe("rotation", func() {
 			first := issueAndTrack("guid-1")
 			run(m)
 			armed(1)
-			Expect(credmanager.NextRotation(m, "guid-1")).To(Equal(first.NotBefore.Add(5*time.Minute + 30*time.Second)))
+			Expect(credmanager.NextRotation(m, "guid-1")).To(Equal(first.NotBefore.Add(credmanager.Backdate + 5*time.Minute)))
 
 			// Expected attempt times: the rotation point, then 1s doubling to
 			// 1m, the last one clipped to the first certificate's expiry.
@@ -224,7 +228,7 @@ var _ = Describe("rotation", func() {
 				got = append(got, step())
 			}
 			Expect(got).To(Equal(want))
-			Expect(len(want)).To(Equal(12), "4:30 after issue, +1,2,4,8,16,32,60,60,60,60 s, then the deadline")
+			Expect(len(want)).To(Equal(11), "5:00 after issue, +1,2,4,8,16,32,60,60,60 s, then the deadline")
 
 			// Every handler was called on every attempt, although the first fails.
 			Expect(second.CredentialsRotatedCallCount()).To(Equal(len(want)))

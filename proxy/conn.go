@@ -129,17 +129,70 @@ func closeWrite(c net.Conn) {
 	}
 }
 
-// TLS records carry at most 16 KiB, so bigger buffers would sit half empty.
-const bufSize = 16 << 10
+// Buffers. An idle connection waits in Read, and whatever buffer it waits
+// with is held for as long as the connection lives; most proxied connections
+// (kept-alive router connections) are idle most of the time. So a copy waits
+// with a small buffer and switches to a large pooled one only while reads
+// fill the small one, i.e. while data streams. TLS records carry at most
+// 16 KiB, so a larger buffer would sit half empty.
+const (
+	smallBufSize = 1 << 10
+	bigBufSize   = 16 << 10
+)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBufSize); return &b }}
+	bigPool   = sync.Pool{New: func() any { b := make([]byte, bigBufSize); return &b }}
+)
 
-// copyHalf copies with a pooled buffer. The wrappers hide ReadFrom/WriteTo:
-// *net.TCPConn has them and io.CopyBuffer would then allocate its own 32 KiB.
+// copyHalf copies src to dst until EOF (nil) or an error.
 func copyHalf(dst io.Writer, src io.Reader) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+	sp := smallPool.Get().(*[]byte)
+	defer smallPool.Put(sp)
+	small := *sp
+	for {
+		n, err := src.Read(small)
+		if n > 0 {
+			if _, werr := dst.Write(small[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return eofIsNil(err)
+		}
+		if n == len(small) {
+			if err := copyBurst(dst, src); err != nil {
+				return eofIsNil(err)
+			}
+		}
+	}
+}
+
+// copyBurst copies with a large buffer until a read comes back short.
+func copyBurst(dst io.Writer, src io.Reader) error {
+	bp := bigPool.Get().(*[]byte)
+	defer bigPool.Put(bp)
+	big := *bp
+	for {
+		n, err := src.Read(big)
+		if n > 0 {
+			if _, werr := dst.Write(big[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if n < len(big) {
+			return nil
+		}
+	}
+}
+
+func eofIsNil(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
 	return err
 }
 

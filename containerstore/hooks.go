@@ -91,3 +91,9 @@ type RouteHook interface {
 	Routable(logger lager.Logger, inst *Instance) error
 	Unroutable(logger lager.Logger, guid string) error
 }
+
+// RouteRecoverer is a RouteHook that, after recovery, withdraws routes of
+// containers that no longer exist (route tombstones).
+type RouteRecoverer interface {
+	RecoverRoutes(logger lager.Logger, keep func(guid string) bool) error
+}

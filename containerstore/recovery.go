@@ -107,8 +107,22 @@ func (s *Store) Recover(logger lager.Logger) error {
 		}
 	}
 	s.removeUnknownLogs(logger)
+	if rr, ok := s.deps.Routes.(RouteRecoverer); ok {
+		// Keep only containers that may still serve: adopted ones
+		// re-register themselves once verified.
+		if err := rr.RecoverRoutes(logger, s.running); err != nil {
+			logger.Error("recover-routes", err)
+		}
+	}
 	logger.Info("done", lager.Data{"adopted": adopted, "completed": completed, "orphans-removed": orphans})
 	return nil
+}
+
+func (s *Store) running(guid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[guid]
+	return ok && (c.info.State == executor.StateRunning || c.info.State == executor.StateCreated)
 }
 
 func (s *Store) known(guid string) bool {

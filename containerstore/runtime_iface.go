@@ -66,6 +66,12 @@ type Exit struct {
 	Err    error
 }
 
+//go:generate go tool counterfeiter -o containerstorefakes/fake_container_runtime.go . ContainerRuntime
+//go:generate go tool counterfeiter -o containerstorefakes/fake_task_runner.go . TaskRunner
+//go:generate go tool counterfeiter -o containerstorefakes/fake_setup_hook.go . SetupHook
+//go:generate go tool counterfeiter -o containerstorefakes/fake_readiness.go . Readiness
+//go:generate go tool counterfeiter -o containerstorefakes/fake_route_hook.go . RouteHook
+
 // ContainerRuntime makes and removes containers (containerd adapter).
 type ContainerRuntime interface {
 	// Validate checks, without making anything, that the image exists and

@@ -256,7 +256,12 @@ func (s *Store) validateRun(ctx context.Context, req *executor.RunRequest, requi
 	if err := req.Validate(requireResources); err != nil {
 		return err
 	}
+	validators := []any{}
 	for _, h := range s.deps.Hooks {
+		validators = append(validators, h)
+	}
+	validators = append(validators, s.deps.Routes)
+	for _, h := range validators {
 		if v, ok := h.(RequestValidator); ok {
 			if err := v.ValidateRequest(req); err != nil {
 				var apiErr *executor.Error

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +25,7 @@ import (
 	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/executor/httpapi"
+	"github.com/cellagent/cellagent/routeemitter"
 )
 
 func loadConfig(path string) (config.Config, error) {
@@ -71,6 +74,7 @@ func run(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
+	routeHook := &routeemitter.Hook{}
 	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}, &credmanager.Hook{Manager: creds}}
 
 	rt, err := runtime.New(runtime.Config{Socket: cfg.Containerd.Socket, Namespace: cfg.Containerd.Namespace,
@@ -88,21 +92,40 @@ func run(cfg config.Config) error {
 		// The proxy's overhead is added where the proxy is wired in.
 		ProxyMemoryOverheadMB: 0,
 		LogMaxBytes:           cfg.LogMaxBytes, DefaultUser: cfg.DefaultUser, ExternalIP: externalIP,
-	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Clock: clk})
+	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Routes: routeHook, Clock: clk,
+		NATSState: func() string { return routeHook.Emitter.ConnectionState() }})
 	if err != nil {
 		return err
 	}
+
+	emitter, err := routeemitter.New(logger, routeemitter.Config{
+		URLs: cfg.NATS.URLs, EmbeddedListen: cfg.NATS.EmbeddedListen, DataDir: cfg.DataDir,
+		CellID: cfg.CellID, Zone: cfg.Zone, APIAddress: cfg.Listen.Admin, Clock: clk,
+	}, presence(store))
+	if err != nil {
+		return fmt.Errorf("route emitter: %w", err)
+	}
+	routeHook.Emitter = emitter
 
 	notifier := credmanager.Notifier{Sink: store}
 	creds.AddHandler(notifier)
 	creds.AddExpiryHandler(notifier)
 
 	api := httpapi.New(logger, httpapi.Config{Client: store})
-	members := grouper.Members{
+	var members grouper.Members
+	if len(cfg.NATS.URLs) == 0 {
+		embedded, err := routeemitter.NewEmbeddedNATS(logger, cfg.NATS.EmbeddedListen, filepath.Join(cfg.DataDir, "nats"))
+		if err != nil {
+			return fmt.Errorf("embedded nats: %w", err)
+		}
+		members = append(members, grouper.Member{Name: "nats", Runner: embedded})
+	}
+	members = append(members, grouper.Members{
+		{Name: "route-emitter", Runner: emitter},
 		{Name: "credmanager", Runner: creds},
 		{Name: "containerstore", Runner: store.Runner()},
 		{Name: "api", Runner: http_server.New(cfg.Listen.Admin, api)},
-	}
+	}...)
 	group := grouper.NewOrdered(os.Interrupt, members)
 	logger.Info("starting", lager.Data{"cell-id": cfg.CellID, "admin": cfg.Listen.Admin, "data-dir": cfg.DataDir,
 		"containerd": cfg.Containerd.Socket, "capacity": total})
@@ -146,4 +169,20 @@ func memTotalMB() int {
 		}
 	}
 	return 1024
+}
+
+// presence is the cell state the route emitter publishes for discovery.
+func presence(store *containerstore.Store) func() routeemitter.CellPresence {
+	return func() routeemitter.CellPresence {
+		st, _ := store.State(context.Background())
+		n := 0
+		for _, c := range st.Containers {
+			n += c
+		}
+		return routeemitter.CellPresence{
+			Total:      routeemitter.Resources{MemoryMB: st.Total.MemoryMB, DiskMB: st.Total.DiskMB, Containers: st.Total.Containers},
+			Available:  routeemitter.Resources{MemoryMB: st.Available.MemoryMB, DiskMB: st.Available.DiskMB, Containers: st.Available.Containers},
+			Containers: n, Evacuating: st.Evacuating,
+		}
+	}
 }

@@ -31,6 +31,8 @@ Commands:
   events [--follow] [--since N]
                              the event stream
   logs [--follow] GUID       the container's output
+  routes [--watch] [--nats URL]
+                             the route table as a router sees it on NATS
 
 The API address comes from --api, else $CELLAGENT_API, else http://127.0.0.1:1800.
 `
@@ -80,6 +82,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = c.events(ctx, rest, stderr)
 	case "logs":
 		err = c.logs(ctx, rest, stderr)
+	case "routes":
+		err = c.routes(ctx, rest, stderr)
 	case "help", "-h", "--help":
 		fs.Usage()
 		return 0

@@ -173,7 +173,7 @@ func get(b *testing.B, c *http.Client, url string) {
 }
 
 func benchListen(b *testing.B) net.Listener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listenSafe()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -181,38 +181,11 @@ func benchListen(b *testing.B) net.Listener {
 }
 
 func benchFreePorts(b *testing.B, n int) []uint16 {
-	var lns []net.Listener
-	var ports []uint16
-	for i := 0; i < n; i++ {
-		ln := benchListen(b)
-		lns = append(lns, ln)
-		ports = append(ports, port(ln))
-	}
-	for _, ln := range lns {
-		ln.Close()
+	ports, err := safePorts(n)
+	if err != nil {
+		b.Fatal(err)
 	}
 	return ports
 }
 
 func port(ln net.Listener) uint16 { return uint16(ln.Addr().(*net.TCPAddr).Port) }
-
-// BenchmarkNewConnectionFirstByte: connect, handshake, one echoed byte, close:
-// what a client that does not keep connections alive pays per request.
-func BenchmarkNewConnectionFirstByte(b *testing.B) {
-	env := setupBench(b)
-	buf := make([]byte, 1)
-	for i := 0; i < b.N; i++ {
-		c, err := tls.Dial("tcp", env.echoAddr, env.client)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := c.Write([]byte("x")); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(c, buf); err != nil {
-			b.Fatal(err)
-		}
-		c.Close()
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
-}

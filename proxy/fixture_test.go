@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -188,7 +189,7 @@ type echoServer struct {
 }
 
 func startEcho(name string) *echoServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listenSafe()
 	Expect(err).NotTo(HaveOccurred())
 	e := &echoServer{name: name, ln: ln, conns: map[net.Conn]struct{}{}}
 	e.wg.Add(1)
@@ -247,18 +248,47 @@ func (e *echoServer) close() {
 }
 
 func freePorts(n int) []uint16 {
+	ports, err := safePorts(n)
+	Expect(err).NotTo(HaveOccurred())
+	return ports
+}
+
+// Test ports come from [20000, 32000): below the kernel's ephemeral range
+// (32768+) and outside the agent's host-port range (40000-59999), where
+// other tests on this machine install CNI port-forwarding (DNAT) rules that
+// also catch connections to 127.0.0.1.
+const testPortLow, testPortHigh = 20000, 32000
+
+func listenSafe() (net.Listener, error) {
+	var err error
+	for i := 0; i < 100; i++ {
+		port := testPortLow + rand.IntN(testPortHigh-testPortLow)
+		var ln net.Listener
+		ln, err = net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			return ln, nil
+		}
+	}
+	return nil, fmt.Errorf("no free test port: %w", err)
+}
+
+func safePorts(n int) ([]uint16, error) {
 	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
 	var ports []uint16
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
+	for len(ports) < n {
+		ln, err := listenSafe()
+		if err != nil {
+			return nil, err
+		}
 		lns = append(lns, ln)
 		ports = append(ports, uint16(ln.Addr().(*net.TCPAddr).Port))
 	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
+	return ports, nil
 }
 
 // certSerials lists the leaf serials /certs reports, one per listener.

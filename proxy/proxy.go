@@ -150,11 +150,8 @@ func New(logger lager.Logger, cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// Spec is the configuration as parsed.
-func (p *Proxy) Spec() *Spec { return p.spec }
-
 // Run binds the admin and TLS listeners, reports ready, serves until a
-// signal, then drains. It returns nil after a drain, an error when a
+// signal, then drains. Call it once per Proxy. It returns nil after a drain, an error when a
 // listener cannot be bound.
 func (p *Proxy) Run(signals <-chan os.Signal, ready chan<- struct{}) (retErr error) {
 	logger := p.logger.Session("run")

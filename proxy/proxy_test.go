@@ -191,6 +191,23 @@ var _ = Describe("Proxy", func() {
 			})
 		}
 
+		It("picks up a new trusted CA and SAN list for new handshakes", func() {
+			oldCert := clientCA.issue("gorouter", "gorouter.service.cf.internal")
+			Expect(try(&oldCert, tls.VersionTLS13)).To(Succeed())
+
+			nextCA := newCA("router-ca-2")
+			cfg := f.cfg
+			cfg.TrustedCAPEM = nextCA.pem
+			cfg.VerifySAN = []string{"gorouter-2"}
+			Expect(proxyconfig.WriteValidationContext(f.dir, cfg)).To(Succeed())
+			nextCert := nextCA.issue("gorouter", "gorouter-2")
+			Eventually(func() error {
+				f.clock.Increment(pollInterval)
+				return try(&nextCert, tls.VersionTLS13)
+			}, ioTimeout).Should(Succeed())
+			Expect(try(&oldCert, tls.VersionTLS13)).To(HaveOccurred())
+		})
+
 		It("lists the trusted CA in /certs", func() {
 			_, body := f.adminGet("/certs")
 			var report proxy.CertsReport

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -55,9 +56,7 @@ var _ = Describe("cellproxy", func() {
 
 	BeforeEach(func() {
 		dir = GinkgoT().TempDir()
-		var err error
-		backend, err = net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
+		backend = listenSafe()
 		go func() {
 			for {
 				c, err := backend.Accept()
@@ -164,12 +163,27 @@ func selfSigned(name string) (certPEM, keyPEM []byte, pool *x509.CertPool) {
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), pool
 }
 
+// Test ports come from [20000, 32000): below the kernel's ephemeral range
+// and outside the agent's host-port range (40000-59999), where other tests
+// on this machine install CNI DNAT rules that also catch 127.0.0.1.
+func listenSafe() net.Listener {
+	var err error
+	for i := 0; i < 100; i++ {
+		var ln net.Listener
+		ln, err = net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000)))
+		if err == nil {
+			return ln
+		}
+	}
+	Fail(fmt.Sprintf("no free test port: %v", err))
+	return nil
+}
+
 func freePorts(n int) []uint16 {
 	var ports []uint16
 	var lns []net.Listener
 	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
+		ln := listenSafe()
 		lns = append(lns, ln)
 		ports = append(ports, uint16(ln.Addr().(*net.TCPAddr).Port))
 	}

@@ -72,13 +72,14 @@ func main() {
 	signal.Notify(sigs, syscall.SIGTERM)
 	go func() {
 		<-sigs
+		got := time.Now().UnixNano()
 		if f := os.Getenv("SIGNAL_FILE"); f != "" {
 			if fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-				fmt.Fprintf(fh, "%d\n", time.Now().UnixNano())
+				fmt.Fprintf(fh, "%d\n", got)
 				fh.Close()
 			}
 		}
-		fmt.Println("got SIGTERM, exiting")
+		fmt.Printf("got SIGTERM at %d, exiting\n", got)
 		if d, err := time.ParseDuration(os.Getenv("STOP_DELAY")); err == nil {
 			time.Sleep(d)
 		}

@@ -106,6 +106,11 @@ func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
 	cfg.Containerd.Socket = Socket()
 	cfg.Containerd.Namespace = "cellagent-it-" + name
 	cfg.Listen.Admin = "127.0.0.1:" + strconv.Itoa(port)
+	natsPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg.NATS.EmbeddedListen = "127.0.0.1:" + strconv.Itoa(natsPort)
 	cfg.PreloadedRootfs = map[string]string{"busybox": rootfs}
 	cfg.Network.Mode = "host"
 	cfg.Proxy.Enabled = false
@@ -123,6 +128,15 @@ func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
 	api := "http://" + cfg.Listen.Admin
 	return &Agent{Dir: dir, Config: cfg, API: api, Client: executor.NewHTTPClient(api, nil),
 		Log: filepath.Join(dir, "cellagent.log")}, nil
+}
+
+// NATSURL is where the agent registers routes (its embedded NATS unless
+// nats.urls is set).
+func (a *Agent) NATSURL() string {
+	if len(a.Config.NATS.URLs) > 0 {
+		return a.Config.NATS.URLs[0]
+	}
+	return "nats://" + a.Config.NATS.EmbeddedListen
 }
 
 // Start starts the daemon and waits until its API answers.

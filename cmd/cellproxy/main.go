@@ -32,6 +32,7 @@ func run(args []string) int {
 	drainS := fs.Int("drain-time-s", 600, "seconds open connections may continue after SIGTERM")
 	fs.StringVar(&logLevel, "l", "info", "log level: trace, debug, info, warning, warn, error, critical, off")
 	fs.StringVar(&logLevel, "log-level", "info", "same as -l")
+	mode := fs.String("mode", "serve", "serve, or validate: check the bootstrap and SDS files and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -45,6 +46,10 @@ func run(args []string) int {
 	}
 	if *drainS < 0 {
 		fmt.Fprintln(os.Stderr, "cellproxy: --drain-time-s must not be negative")
+		return 2
+	}
+	if *mode != "serve" && *mode != "validate" {
+		fmt.Fprintf(os.Stderr, "cellproxy: unknown mode %q (serve, validate)\n", *mode)
 		return 2
 	}
 	level, ok := levels[logLevel]
@@ -64,6 +69,10 @@ func run(args []string) int {
 		logger.Error("invalid-config", err)
 		fmt.Fprintf(os.Stderr, "cellproxy: %v\n", err)
 		return 1
+	}
+	if *mode == "validate" {
+		fmt.Fprintf(os.Stderr, "cellproxy: configuration '%s' OK\n", configPath)
+		return 0
 	}
 	if err := <-ifrit.Invoke(sigmon.New(p)).Wait(); err != nil {
 		logger.Error("exited", err)

@@ -125,6 +125,13 @@ var _ = Describe("cellproxy", func() {
 		Expect(s.Err).To(gbytes.Say(`filters\[0\].name: unsupported filter "envoy.filters.network.redis_proxy"`))
 	})
 
+	It("checks a configuration with --mode validate", func() {
+		s := start("--mode", "validate", "-c", filepath.Join(dir, "envoy.yaml"))
+		Eventually(s, 10*time.Second).Should(gexec.Exit(0))
+		Expect(s.Err).To(gbytes.Say("OK"))
+		Expect(ready()).To(Equal(0), "validate must not bind the admin port")
+	})
+
 	It("needs -c", func() {
 		s := start()
 		Eventually(s, 10*time.Second).Should(gexec.Exit(2))

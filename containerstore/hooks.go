@@ -97,3 +97,18 @@ type RouteHook interface {
 type RouteRecoverer interface {
 	RecoverRoutes(logger lager.Logger, keep func(guid string) bool) error
 }
+
+// Starter is a SetupHook with processes of its own in the container (the
+// proxy): Start runs right after the app's task starts, Adopt after an
+// agent restart, Stopping before the app is signalled or once it exited.
+type Starter interface {
+	Start(ctx context.Context, logger lager.Logger, inst *Instance) error
+	Adopt(ctx context.Context, logger lager.Logger, inst *Instance) error
+	Stopping(logger lager.Logger, guid string)
+}
+
+// Verifier is a SetupHook that must confirm an instance before it becomes
+// routable (the proxy's verified handshake).
+type Verifier interface {
+	Verify(ctx context.Context, logger lager.Logger, inst *Instance) error
+}

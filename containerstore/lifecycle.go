@@ -49,6 +49,7 @@ func (s *Store) lifecycle(ctx context.Context, c *container) {
 			}
 		}
 		close(c.exited)
+		s.notifyStopping(logger, c.info.GUID)
 		s.mu.Lock()
 		stopping, failReason := c.stopping, c.failReason
 		s.mu.Unlock()
@@ -81,6 +82,7 @@ func (s *Store) supervise(logger lager.Logger, c *container, exits <-chan Exit) 
 		return // the wait was cut by our own shutdown, not by an exit
 	}
 	close(c.exited)
+	s.notifyStopping(logger, c.info.GUID)
 	s.unroute(logger, c)
 	s.mu.Lock()
 	stopping, failReason := c.stopping, c.failReason
@@ -168,6 +170,13 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	if err != nil {
 		return nil, err
 	}
+	for _, h := range s.deps.Hooks {
+		if st, ok := h.(Starter); ok {
+			if err := st.Start(ctx, logger, inst); err != nil {
+				return exits, fmt.Errorf("%s: %w", h.Name(), err)
+			}
+		}
+	}
 	if err := s.waitReady(ctx, logger, inst, exits, time.Duration(req.StartTimeout)); err != nil {
 		return exits, err
 	}
@@ -200,6 +209,15 @@ func (s *Store) route(logger lager.Logger, c *container) {
 	if stopping || inst == nil {
 		return
 	}
+	for _, h := range s.deps.Hooks {
+		if v, ok := h.(Verifier); ok {
+			if err := v.Verify(s.rootCtx, logger, inst); err != nil {
+				logger.Error("not-verified", err)
+				s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable: "+err.Error(), nil)
+				return
+			}
+		}
+	}
 	if s.deps.Routes != nil {
 		if err := s.deps.Routes.Routable(logger, inst); err != nil {
 			logger.Error("not-routable", err)
@@ -231,6 +249,14 @@ func (s *Store) unroute(logger lager.Logger, c *container) {
 	}
 	if was {
 		s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable", nil)
+	}
+}
+
+func (s *Store) notifyStopping(logger lager.Logger, guid string) {
+	for _, h := range s.deps.Hooks {
+		if st, ok := h.(Starter); ok {
+			st.Stopping(logger, guid)
+		}
 	}
 }
 

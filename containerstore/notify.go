@@ -51,3 +51,32 @@ func (s *Store) Fail(guid, reason string) {
 		}
 	}()
 }
+
+// Unroute withdraws guid's routes (e.g. its proxy died) without stopping it.
+func (s *Store) Unroute(guid, reason string) {
+	c, err := s.lookup(guid)
+	if err != nil {
+		return
+	}
+	logger := s.logger.Session("unroute", lager.Data{guidKey: guid, "reason": reason})
+	s.mu.Lock()
+	was := c.info.Routable
+	s.mu.Unlock()
+	if was {
+		s.unroute(logger, c)
+	}
+}
+
+// Reroute verifies guid again and makes it routable when it is running.
+func (s *Store) Reroute(guid string) {
+	c, err := s.lookup(guid)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	running := c.info.State == executor.StateRunning && !c.info.Routable && !c.stopping
+	s.mu.Unlock()
+	if running {
+		s.route(s.logger.Session("reroute", lager.Data{guidKey: guid}), c)
+	}
+}

@@ -177,6 +177,13 @@ func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, re
 	if err != nil {
 		return err
 	}
+	for _, h := range s.deps.Hooks {
+		if st, ok := h.(Starter); ok {
+			if err := st.Adopt(ctx, logger, inst); err != nil {
+				logger.Error("adopt-hook", err, lager.Data{"hook": h.Name(), guidKey: c.info.GUID})
+			}
+		}
+	}
 	startCtx, cancel := context.WithCancel(s.rootCtx)
 	s.mu.Lock()
 	c.inst = inst

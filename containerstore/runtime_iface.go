@@ -96,3 +96,23 @@ type TaskRunner interface {
 	Signal(ctx context.Context, guid string, sig syscall.Signal) error
 	Ping(ctx context.Context) error
 }
+
+// ProcessSpec is an extra process run inside a container (the proxy).
+type ProcessSpec struct {
+	Path        string
+	Args        []string
+	Env         []string
+	User        User
+	LogPath     string
+	LogMaxBytes int64
+}
+
+// ProcessRunner runs extra processes in a container's task.
+type ProcessRunner interface {
+	// Exec starts id in guid's task (replacing an exited process of the
+	// same id) and answers its host pid and exit.
+	Exec(ctx context.Context, logger lager.Logger, guid, id string, spec ProcessSpec) (uint32, <-chan Exit, error)
+	// AttachExec re-attaches to a running process after an agent restart.
+	AttachExec(ctx context.Context, logger lager.Logger, guid, id string) (uint32, <-chan Exit, error)
+	SignalExec(ctx context.Context, guid, id string, sig syscall.Signal) error
+}

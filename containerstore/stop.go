@@ -54,6 +54,7 @@ func (s *Store) stop(ctx context.Context, logger lager.Logger, c *container) err
 
 	logger.Info("starting", lager.Data{"state": state.String()})
 	s.unroute(logger, c)
+	s.notifyStopping(logger, c.info.GUID)
 	if state == executor.StateInitializing && cancel != nil {
 		cancel()
 	}

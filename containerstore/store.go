@@ -50,6 +50,8 @@ type Deps struct {
 	Clock     clock.Clock
 	// NATSState answers the route emitter's connection state for /v1/state.
 	NATSState func() string
+	// Usage answers a running container's memory use, app and proxy apart.
+	Usage func(guid string) *executor.MemoryUsage
 }
 
 // container is one container's in-memory state. Store.mu guards every
@@ -415,8 +417,12 @@ func (s *Store) Get(ctx context.Context, guid string) (executor.Container, error
 		return executor.Container{}, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.viewLocked(c), nil
+	v := s.viewLocked(c)
+	s.mu.Unlock()
+	if s.deps.Usage != nil && v.State == executor.StateRunning {
+		v.Memory = s.deps.Usage(guid)
+	}
+	return v, nil
 }
 
 func (s *Store) viewLocked(c *container) executor.Container {

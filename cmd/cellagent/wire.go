@@ -25,6 +25,8 @@ import (
 	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/executor/httpapi"
+	"github.com/cellagent/cellagent/proxyconfig"
+	"github.com/cellagent/cellagent/proxyhook"
 	"github.com/cellagent/cellagent/routeemitter"
 )
 
@@ -54,6 +56,13 @@ func run(cfg config.Config) error {
 	}
 	clk := clock.NewClock()
 	total := detectCapacity(logger, cfg)
+	rt, err := runtime.New(runtime.Config{Socket: cfg.Containerd.Socket, Namespace: cfg.Containerd.Namespace,
+		CellID: cfg.CellID, Preloaded: cfg.PreloadedRootfs, LoggerBinary: self})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
 	externalIP := cfg.Network.ExternalIP
 	if externalIP == "" {
 		externalIP = network.DefaultExternalIP().String()
@@ -75,24 +84,36 @@ func run(cfg config.Config) error {
 		return fmt.Errorf("identity: %w", err)
 	}
 	routeHook := &routeemitter.Hook{}
-	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}, &credmanager.Hook{Manager: creds}}
-
-	rt, err := runtime.New(runtime.Config{Socket: cfg.Containerd.Socket, Namespace: cfg.Containerd.Namespace,
-		CellID: cfg.CellID, Preloaded: cfg.PreloadedRootfs, LoggerBinary: self})
-	if err != nil {
-		return err
+	var proxy *proxyhook.Hook
+	if cfg.Proxy.Enabled {
+		if cfg.Network.Mode == "host" {
+			logger.Info("proxy-disabled-in-host-network-mode", lager.Data{"reason": "every proxy would bind the same ports on the host"})
+		} else if proxy, err = newProxyHook(logger, cfg, creds.CACertPEM(), rt, clk); err != nil {
+			return err
+		}
 	}
-	defer rt.Close()
+	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}, &credmanager.Hook{Manager: creds}}
+	var readiness []containerstore.Readiness
+	overhead := 0
+	var usage func(string) *executor.MemoryUsage
+	if proxy != nil {
+		hooks = []containerstore.SetupHook{proxy.PortsHook(), &network.Hook{Manager: netMgr, ProxyPortsPerAppPort: 1},
+			&credmanager.Hook{Manager: creds}, proxy.FilesHook()}
+		readiness = append(readiness, proxy.FilesHook().(containerstore.Readiness))
+		overhead = cfg.Proxy.MemoryOverheadMB
+		cgroupDir := filepath.Join("/sys/fs/cgroup/memory", cfg.Containerd.Namespace)
+		usage = func(guid string) *executor.MemoryUsage { return proxy.Usage(cgroupDir, guid) }
+	}
+
 
 	store, err := containerstore.New(logger, containerstore.Config{
 		CellID: cfg.CellID, Zone: cfg.Zone, DataDir: cfg.DataDir, Capacity: total,
 		ReservedExpiration:  time.Duration(cfg.ReservedExpiration),
 		DefaultStartTimeout: time.Duration(cfg.StartTimeout),
 		DefaultStopGrace:    time.Duration(cfg.StopGrace),
-		// The proxy's overhead is added where the proxy is wired in.
-		ProxyMemoryOverheadMB: 0,
+		ProxyMemoryOverheadMB: overhead,
 		LogMaxBytes:           cfg.LogMaxBytes, DefaultUser: cfg.DefaultUser, ExternalIP: externalIP,
-	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Routes: routeHook, Clock: clk,
+	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Readiness: readiness, Routes: routeHook, Clock: clk, Usage: usage,
 		NATSState: func() string { return routeHook.Emitter.ConnectionState() }})
 	if err != nil {
 		return err
@@ -109,6 +130,10 @@ func run(cfg config.Config) error {
 
 	notifier := credmanager.Notifier{Sink: store}
 	creds.AddHandler(notifier)
+	if proxy != nil {
+		proxy.SetSink(store)
+		creds.AddHandler(proxy)
+	}
 	creds.AddExpiryHandler(notifier)
 
 	api := httpapi.New(logger, httpapi.Config{Client: store})
@@ -185,4 +210,31 @@ func presence(store *containerstore.Store) func() routeemitter.CellPresence {
 			Containers: n, Evacuating: st.Evacuating,
 		}
 	}
+}
+
+func newProxyHook(logger lager.Logger, cfg config.Config, caPEM []byte, rt *runtime.Client, clk clock.Clock) (*proxyhook.Hook, error) {
+	binary := cfg.Proxy.Binary
+	if binary == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		binary = filepath.Join(filepath.Dir(self), "cellproxy")
+	}
+	pc := proxyconfig.DefaultConfig()
+	pc.RequireClientCerts = cfg.Proxy.RequireClientCerts
+	pc.VerifySAN = cfg.Proxy.VerifySAN
+	if cfg.Proxy.TrustedCA != "" {
+		b, err := os.ReadFile(cfg.Proxy.TrustedCA)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.trusted_ca: %w", err)
+		}
+		pc.TrustedCAPEM = b
+	}
+	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
+		CACertPEM: caPEM, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk}, rt)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	return h, nil
 }

@@ -1,0 +1,307 @@
+package proxyhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/clock"
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/proxyconfig"
+)
+
+const (
+	// BinaryPath is where the proxy binary is mounted in the container.
+	BinaryPath = "/etc/cf-assets/envoy"
+	execID     = "cellagent-proxy"
+	guidKey    = "container-guid"
+)
+
+// Sink is the store's side: routes off and on, failing an instance, events.
+type Sink interface {
+	Unroute(guid, reason string)
+	Reroute(guid string)
+	Fail(guid, reason string)
+	Publish(typ, guid, msg string)
+}
+
+// Config configures the hook.
+type Config struct {
+	// HostBinary is the proxy executable on the host (cellproxy or Envoy).
+	HostBinary string
+	Proxy      proxyconfig.Config
+	DataDir    string
+	// CACertPEM is the identity CA a router trusts.
+	CACertPEM        []byte
+	MemoryOverheadMB int
+	LogMaxBytes      int64
+	// MaxRestarts is how many quick proxy restarts in a row are tolerated
+	// before the instance fails with "instance proxy failed".
+	MaxRestarts int
+	// ConfirmTimeout bounds waiting for the proxy to serve a new serial.
+	ConfirmTimeout time.Duration
+	Clock          clock.Clock
+}
+
+// Hook is the proxy concern. PortsHook and FilesHook are its two places in
+// the store's hook order.
+type Hook struct {
+	cfg      Config
+	logger   lager.Logger
+	runner   containerstore.ProcessRunner
+	verifier *verifier
+
+	mu        sync.Mutex // guards instances and sink
+	instances map[string]*instance
+	sink      Sink
+}
+
+// instance is what the hook knows of one container's proxy.
+type instance struct {
+	inst   *containerstore.Instance
+	serial string // the serial the proxy must serve
+	pid    uint32
+	sup    *supervisor
+}
+
+// New makes the hook.
+func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (*Hook, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.NewClock()
+	}
+	if cfg.MaxRestarts <= 0 {
+		cfg.MaxRestarts = 5
+	}
+	if cfg.ConfirmTimeout <= 0 {
+		cfg.ConfirmTimeout = 10 * time.Second
+	}
+	if err := cfg.Proxy.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy config: %w", err)
+	}
+	if st, err := os.Stat(cfg.HostBinary); err != nil || st.IsDir() {
+		return nil, fmt.Errorf("proxy binary %q: not a file (build cellproxy next to cellagent or set proxy.binary): %v", cfg.HostBinary, err)
+	}
+	v, err := newVerifier(cfg.CACertPEM)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "proxy"), 0o700); err != nil {
+		return nil, err
+	}
+	return &Hook{cfg: cfg, logger: logger.Session("proxy"), runner: runner, verifier: v, instances: map[string]*instance{}}, nil
+}
+
+// SetSink connects the hook to the store (made after the hook).
+func (h *Hook) SetSink(s Sink) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sink = s
+}
+
+func (h *Hook) getSink() Sink {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sink
+}
+
+func (h *Hook) dir(guid string) string { return filepath.Join(h.cfg.DataDir, "proxy", guid) }
+
+// PortsHook allocates proxy ports; it must come before the network hook.
+func (h *Hook) PortsHook() containerstore.SetupHook { return portsHook{h} }
+
+// FilesHook writes the files and runs the proxy; it must come after the
+// credentials hook.
+func (h *Hook) FilesHook() containerstore.SetupHook { return filesHook{h} }
+
+type portsHook struct{ h *Hook }
+
+var (
+	_ containerstore.RequestValidator = portsHook{}
+	_ containerstore.Restorer         = portsHook{}
+)
+
+func (portsHook) Name() string { return "proxy-ports" }
+
+func (portsHook) ValidateRequest(req *executor.RunRequest) error {
+	if err := proxyconfig.ValidateAppPorts(req.Ports); err != nil {
+		return executor.NewError(executor.ErrInvalidRequest, "ports: %v", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return nil
+}
+
+func (p portsHook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	mappings, admin, err := proxyconfig.AllocatePorts(inst.Request.Ports)
+	if err != nil {
+		return err
+	}
+	inst.ProxyPorts = map[uint16]uint16{}
+	for _, m := range mappings {
+		inst.ProxyPorts[m.AppPort] = m.ProxyPort
+	}
+	inst.ProxyAdminPort = admin
+	inst.MemoryOverheadMB = p.h.cfg.MemoryOverheadMB
+	return nil
+}
+
+func (portsHook) Teardown(context.Context, lager.Logger, string) error { return nil }
+
+// Restore recomputes the ports: the allocation is deterministic.
+func (p portsHook) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	return p.Setup(ctx, logger, inst)
+}
+
+type filesHook struct{ h *Hook }
+
+var (
+	_ containerstore.Restorer      = filesHook{}
+	_ containerstore.OrphanCleaner = filesHook{}
+	_ containerstore.Starter       = filesHook{}
+	_ containerstore.Verifier      = filesHook{}
+	_ containerstore.Readiness     = filesHook{}
+)
+
+func (filesHook) Name() string { return "proxy" }
+
+func mappingsOf(inst *containerstore.Instance) []proxyconfig.Mapping {
+	var ms []proxyconfig.Mapping
+	for _, p := range inst.Request.Ports {
+		if pp, ok := inst.ProxyPorts[p]; ok {
+			ms = append(ms, proxyconfig.Mapping{AppPort: p, ProxyPort: pp})
+		}
+	}
+	return ms
+}
+
+func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	h := f.h
+	if len(inst.CertPEM) == 0 || inst.Credentials == nil {
+		return errors.New("no instance credentials to serve (the credentials hook must run first)")
+	}
+	dir := h.dir(inst.GUID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	cfg := h.cfg.Proxy
+	cfg.NodeID = inst.GUID
+	if err := proxyconfig.Write(dir, cfg, mappingsOf(inst), inst.ProxyAdminPort, inst.CertPEM, inst.KeyPEM, inst.Credentials.Serial); err != nil {
+		return fmt.Errorf("write proxy config: %w", err)
+	}
+	inst.Mounts = append(inst.Mounts,
+		containerstore.Mount{Source: dir, Destination: cfg.ConfigDir, ReadOnly: true},
+		containerstore.Mount{Source: h.cfg.HostBinary, Destination: BinaryPath, ReadOnly: true})
+	h.mu.Lock()
+	h.instances[inst.GUID] = &instance{inst: inst, serial: inst.Credentials.Serial}
+	h.mu.Unlock()
+	return nil
+}
+
+func (f filesHook) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
+	f.Stopping(logger, guid)
+	f.h.mu.Lock()
+	delete(f.h.instances, guid)
+	f.h.mu.Unlock()
+	return os.RemoveAll(f.h.dir(guid))
+}
+
+func (f filesHook) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	if _, err := os.Stat(filepath.Join(f.h.dir(inst.GUID), proxyconfig.BootstrapFile)); err != nil {
+		return fmt.Errorf("proxy files of %s: %w", inst.GUID, err)
+	}
+	serial := ""
+	if inst.Credentials != nil {
+		serial = inst.Credentials.Serial
+	}
+	f.h.mu.Lock()
+	f.h.instances[inst.GUID] = &instance{inst: inst, serial: serial}
+	f.h.mu.Unlock()
+	return nil
+}
+
+func (f filesHook) CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(string) bool) error {
+	entries, err := os.ReadDir(filepath.Join(f.h.cfg.DataDir, "proxy"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if !keep(e.Name()) {
+			logger.Info("removing-orphan-proxy-dir", lager.Data{guidKey: e.Name()})
+			errs = append(errs, os.RemoveAll(filepath.Join(f.h.cfg.DataDir, "proxy", e.Name())))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (f filesHook) instance(guid string) (*instance, bool) {
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	in, ok := f.h.instances[guid]
+	return in, ok
+}
+
+// Ready is one attempt: every proxy port completes a TLS handshake with
+// the instance's identity (any serial: the proxy is up).
+func (f filesHook) Ready(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	for _, m := range inst.Ports {
+		if m.ContainerTLSProxyPort == 0 {
+			continue
+		}
+		addr := fmt.Sprintf("%s:%d", inst.InternalIP, m.ContainerTLSProxyPort)
+		if _, err := f.h.verifier.handshake(ctx, addr, inst.GUID); err != nil {
+			return fmt.Errorf("proxy not ready: %w", err)
+		}
+	}
+	return nil
+}
+
+// Verify dials every host TLS port as the router would and checks the
+// serial is the one just issued; it retries briefly (SDS takes a second).
+func (f filesHook) Verify(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	in, ok := f.instance(inst.GUID)
+	if !ok {
+		return fmt.Errorf("no proxy for %s", inst.GUID)
+	}
+	deadline := f.h.cfg.Clock.Now().Add(f.h.cfg.ConfirmTimeout)
+	for {
+		err := f.verifyOnce(ctx, in)
+		if err == nil {
+			return nil
+		}
+		if f.h.cfg.Clock.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-f.h.cfg.Clock.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (f filesHook) verifyOnce(ctx context.Context, in *instance) error {
+	f.h.mu.Lock()
+	want, inst := in.serial, in.inst
+	f.h.mu.Unlock()
+	for _, m := range inst.Ports {
+		if m.HostTLSProxyPort == 0 {
+			continue
+		}
+		addr := fmt.Sprintf("%s:%d", inst.ExternalIP, m.HostTLSProxyPort)
+		got, err := f.h.verifier.handshake(ctx, addr, inst.GUID)
+		if err != nil {
+			return fmt.Errorf("verified handshake on %s failed: %w", addr, err)
+		}
+		if got != want {
+			return fmt.Errorf("served serial %s on %s differs from issued %s", got, addr, want)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,64 @@
+package proxyhook
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/credmanager"
+	"github.com/cellagent/cellagent/proxyconfig"
+)
+
+// EventRotationUnconfirmed is published when the proxy did not serve a
+// rotated certificate in time; the rotation is then retried.
+const EventRotationUnconfirmed = "rotation_unconfirmed"
+
+var _ credmanager.Handler = (*Hook)(nil)
+
+// CredentialsRotated rewrites the proxy's SDS file and, while the proxy
+// runs, confirms by a handshake that it serves the new serial. An error
+// makes credmanager retry the rotation.
+func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credmanager.Credential) error {
+	h.mu.Lock()
+	in, ok := h.instances[guid]
+	h.mu.Unlock()
+	if !ok {
+		return nil // no proxy (yet): its files are written at setup
+	}
+	dir := h.dir(guid)
+	if _, err := os.Stat(filepath.Join(dir, proxyconfig.BootstrapFile)); err != nil {
+		return nil
+	}
+	if err := proxyconfig.WriteCertAndKey(dir, cred.CertPEM, cred.KeyPEM, cred.Serial); err != nil {
+		return fmt.Errorf("write proxy certificate: %w", err)
+	}
+	h.mu.Lock()
+	in.serial = cred.Serial
+	running := in.sup != nil
+	h.mu.Unlock()
+	if !running {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ConfirmTimeout)
+	defer cancel()
+	f := filesHook{h}
+	var err error
+	for {
+		if err = f.verifyOnce(ctx, in); err == nil {
+			logger.Info("rotation-confirmed", lager.Data{guidKey: guid, "serial": cred.Serial})
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if sink := h.getSink(); sink != nil {
+				sink.Publish(EventRotationUnconfirmed, guid, err.Error())
+			}
+			return fmt.Errorf("rotation not confirmed by the proxy: %w", err)
+		case <-h.cfg.Clock.After(250 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package proxyhook
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/proxyconfig"
+)
+
+// supervisor restarts one container's proxy. stop is closed to end it;
+// done is closed when its goroutine returned.
+type supervisor struct {
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (f filesHook) spec(inst *containerstore.Instance) containerstore.ProcessSpec {
+	argv := proxyconfig.Command(BinaryPath, f.h.cfg.Proxy)
+	return containerstore.ProcessSpec{Path: argv[0], Args: argv[1:], User: containerstore.User{UID: 0, GID: 0},
+		LogPath: fmt.Sprintf("%s/logs/%s/proxy.log", f.h.cfg.DataDir, inst.GUID), LogMaxBytes: f.h.cfg.LogMaxBytes}
+}
+
+// Start launches the proxy beside the app that just started.
+func (f filesHook) Start(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	pid, exits, err := f.h.runner.Exec(ctx, logger, inst.GUID, execID, f.spec(inst))
+	if err != nil {
+		return fmt.Errorf("start proxy: %w", err)
+	}
+	f.supervise(inst.GUID, pid, exits)
+	return nil
+}
+
+// Adopt re-attaches to the proxy of an adopted container, or starts one.
+func (f filesHook) Adopt(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	pid, exits, err := f.h.runner.AttachExec(ctx, logger, inst.GUID, execID)
+	if err != nil {
+		logger.Info("proxy-not-running-starting-it", lager.Data{guidKey: inst.GUID, "error": err.Error()})
+		return f.Start(ctx, logger, inst)
+	}
+	f.supervise(inst.GUID, pid, exits)
+	return nil
+}
+
+// Stopping ends supervision: the app is about to be signalled or gone.
+func (f filesHook) Stopping(logger lager.Logger, guid string) {
+	f.h.mu.Lock()
+	in, ok := f.h.instances[guid]
+	var sup *supervisor
+	if ok {
+		sup, in.sup = in.sup, nil
+	}
+	f.h.mu.Unlock()
+	if sup != nil {
+		close(sup.stop)
+		<-sup.done
+	}
+}
+
+func (f filesHook) supervise(guid string, pid uint32, exits <-chan containerstore.Exit) {
+	sup := &supervisor{stop: make(chan struct{}), done: make(chan struct{})}
+	f.h.mu.Lock()
+	in, ok := f.h.instances[guid]
+	if !ok || in.sup != nil {
+		f.h.mu.Unlock()
+		close(sup.done)
+		return
+	}
+	in.sup, in.pid = sup, pid
+	f.h.mu.Unlock()
+	go f.restartLoop(guid, sup, exits)
+}
+
+// restartLoop waits for the proxy to exit and starts it again with
+// backoff; after MaxRestarts quick failures in a row the instance fails.
+func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan containerstore.Exit) {
+	defer close(sup.done)
+	h := f.h
+	logger := h.logger.Session("supervise", lager.Data{guidKey: guid})
+	clk := h.cfg.Clock
+	failures := 0
+	backoff := 500 * time.Millisecond
+	startedAt := clk.Now()
+	for {
+		var ex containerstore.Exit
+		select {
+		case ex = <-exits:
+		case <-sup.stop:
+			return
+		}
+		select {
+		case <-sup.stop:
+			return // the app is stopping: its proxy goes with it
+		default:
+		}
+		sink := h.getSink()
+		if clk.Since(startedAt) > time.Minute {
+			failures, backoff = 0, 500*time.Millisecond
+		}
+		failures++
+		logger.Info("proxy-exited", lager.Data{"status": ex.Status, "failures": failures})
+		if sink != nil {
+			sink.Unroute(guid, "proxy exited")
+		}
+		if failures > h.cfg.MaxRestarts {
+			if sink != nil {
+				sink.Fail(guid, fmt.Sprintf("instance proxy failed: exited %d times in a row (last status %d)", failures, ex.Status))
+			}
+			return
+		}
+		if sink != nil {
+			sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d in %s", ex.Status, failures, backoff))
+		}
+		for {
+			select {
+			case <-clk.After(backoff):
+			case <-sup.stop:
+				return
+			}
+			if backoff < 16*time.Second {
+				backoff *= 2
+			}
+			in, ok := f.instance(guid)
+			if !ok {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			pid, next, err := h.runner.Exec(ctx, logger, guid, execID, f.spec(in.inst))
+			cancel()
+			if err == nil {
+				h.mu.Lock()
+				in.pid = pid
+				h.mu.Unlock()
+				exits, startedAt = next, clk.Now()
+				break
+			}
+			logger.Error("restart-failed", err)
+			failures++
+			if failures > h.cfg.MaxRestarts {
+				if sink != nil {
+					sink.Fail(guid, "instance proxy failed: "+err.Error())
+				}
+				return
+			}
+		}
+		f.rerouteWhenReady(guid, sup)
+	}
+}
+
+// rerouteWhenReady waits until the restarted proxy answers, then asks the
+// store to verify and route the instance again. An exit meanwhile waits in
+// the exits channel (buffered) for the loop.
+func (f filesHook) rerouteWhenReady(guid string, sup *supervisor) {
+	in, ok := f.instance(guid)
+	if !ok {
+		return
+	}
+	deadline := f.h.cfg.Clock.Now().Add(30 * time.Second)
+	for f.h.cfg.Clock.Now().Before(deadline) {
+		select {
+		case <-sup.stop:
+			return
+		case <-f.h.cfg.Clock.After(200 * time.Millisecond):
+		}
+		if err := f.Ready(context.Background(), f.h.logger, in.inst); err == nil {
+			if sink := f.h.getSink(); sink != nil {
+				sink.Reroute(guid)
+			}
+			return
+		}
+	}
+}

@@ -25,9 +25,11 @@ func (f filesHook) spec(inst *containerstore.Instance) containerstore.ProcessSpe
 		LogPath: fmt.Sprintf("%s/logs/%s/proxy.log", f.h.cfg.DataDir, inst.GUID), LogMaxBytes: f.h.cfg.LogMaxBytes}
 }
 
-// Start launches the proxy beside the app that just started.
+// Start launches the proxy beside the app that just started. The exec's
+// wait must outlive the start: it uses a context of its own, and its
+// goroutine ends when the proxy (or the whole container) exits.
 func (f filesHook) Start(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
-	pid, exits, err := f.h.runner.Exec(ctx, logger, inst.GUID, execID, f.spec(inst))
+	pid, exits, err := f.h.runner.Exec(context.Background(), logger, inst.GUID, execID, f.spec(inst))
 	if err != nil {
 		return fmt.Errorf("start proxy: %w", err)
 	}
@@ -37,7 +39,7 @@ func (f filesHook) Start(ctx context.Context, logger lager.Logger, inst *contain
 
 // Adopt re-attaches to the proxy of an adopted container, or starts one.
 func (f filesHook) Adopt(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
-	pid, exits, err := f.h.runner.AttachExec(ctx, logger, inst.GUID, execID)
+	pid, exits, err := f.h.runner.AttachExec(context.Background(), logger, inst.GUID, execID)
 	if err != nil {
 		logger.Info("proxy-not-running-starting-it", lager.Data{guidKey: inst.GUID, "error": err.Error()})
 		return f.Start(ctx, logger, inst)
@@ -128,9 +130,7 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 			if !ok {
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			pid, next, err := h.runner.Exec(ctx, logger, guid, execID, f.spec(in.inst))
-			cancel()
+			pid, next, err := h.runner.Exec(context.Background(), logger, guid, execID, f.spec(in.inst))
 			if err == nil {
 				h.mu.Lock()
 				in.pid = pid

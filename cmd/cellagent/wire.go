@@ -67,6 +67,9 @@ func run(cfg config.Config) error {
 	if externalIP == "" {
 		externalIP = network.DefaultExternalIP().String()
 	}
+	if cfg.Network.Mode == "bridge" {
+		reserveHostPorts(logger, cfg.Network.HostPortRange)
+	}
 	netMgr, err := network.New(logger, network.Config{
 		Mode: cfg.Network.Mode, Subnet: cfg.Network.Subnet, HostPortRange: cfg.Network.HostPortRange,
 		ExternalIP: externalIP, PortQuarantine: time.Duration(cfg.Network.PortQuarantine),
@@ -105,12 +108,11 @@ func run(cfg config.Config) error {
 		usage = func(guid string) *executor.MemoryUsage { return proxy.Usage(cgroupDir, guid) }
 	}
 
-
 	store, err := containerstore.New(logger, containerstore.Config{
 		CellID: cfg.CellID, Zone: cfg.Zone, DataDir: cfg.DataDir, Capacity: total,
-		ReservedExpiration:  time.Duration(cfg.ReservedExpiration),
-		DefaultStartTimeout: time.Duration(cfg.StartTimeout),
-		DefaultStopGrace:    time.Duration(cfg.StopGrace),
+		ReservedExpiration:    time.Duration(cfg.ReservedExpiration),
+		DefaultStartTimeout:   time.Duration(cfg.StartTimeout),
+		DefaultStopGrace:      time.Duration(cfg.StopGrace),
 		ProxyMemoryOverheadMB: overhead,
 		LogMaxBytes:           cfg.LogMaxBytes, DefaultUser: cfg.DefaultUser, ExternalIP: externalIP,
 	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Readiness: readiness, Routes: routeHook, Clock: clk, Usage: usage,
@@ -237,4 +239,30 @@ func newProxyHook(logger lager.Logger, cfg config.Config, caPEM []byte, rt *runt
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	return h, nil
+}
+
+// reserveHostPorts keeps the kernel from handing out the host port range as
+// ephemeral source ports: CNI's portmap DNAT rules match any local
+// destination in the range, so a local client bound to such a port could
+// be answered by a container.
+func reserveHostPorts(logger lager.Logger, portRange string) {
+	const path = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		logger.Error("read-reserved-ports", err)
+		return
+	}
+	cur := strings.TrimSpace(string(b))
+	for _, r := range strings.Split(cur, ",") {
+		if r == portRange {
+			return
+		}
+	}
+	next := portRange
+	if cur != "" {
+		next = cur + "," + portRange
+	}
+	if err := os.WriteFile(path, []byte(next), 0o644); err != nil {
+		logger.Error("reserve-host-ports", err, lager.Data{"range": portRange})
+	}
 }

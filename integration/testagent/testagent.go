@@ -243,3 +243,25 @@ func (a *Agent) WaitState(guid string, state executor.State, timeout time.Durati
 	}
 	return last, fmt.Errorf("%s did not reach %s within %s (last state %s)", guid, state, timeout, last.State)
 }
+
+// LastSeq is the newest event sequence number (to subscribe from now on).
+func (a *Agent) LastSeq(ctx context.Context) uint64 {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	evs, err := a.Client.Events(ctx, 0)
+	if err != nil {
+		return 0
+	}
+	var last uint64
+	for {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				return last
+			}
+			last = ev.Seq
+		case <-time.After(300 * time.Millisecond):
+			return last
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package agentproxy_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/config"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/integration/testagent"
+)
+
+func request() executor.RunRequest {
+	return executor.RunRequest{
+		Image:     "preloaded:busybox",
+		Resources: &executor.Resources{MemoryMB: 64, DiskMB: 64},
+		Process:   executor.Process{Path: "/app/server"},
+		Ports:     []uint16{8080},
+		Check:     &executor.Check{HTTP: &executor.HTTPCheck{Port: 8080, Path: "/"}},
+		StopGrace: executor.Duration(3 * time.Second),
+	}
+}
+
+// routerTLS is what Gorouter would use towards guid.
+func routerTLS(agent *testagent.Agent, serverName string) *tls.Config {
+	ca, err := os.ReadFile(filepath.Join(agent.Config.DataDir, "identity", "ca.crt"))
+	Expect(err).NotTo(HaveOccurred())
+	pool := x509.NewCertPool()
+	Expect(pool.AppendCertsFromPEM(ca)).To(BeTrue())
+	return &tls.Config{RootCAs: pool, ServerName: serverName}
+}
+
+func tlsGet(addr string, cfg *tls.Config) (string, error) {
+	client := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+	resp, err := client.Get("https://" + addr + "/")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+type testCA struct {
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+	certPEM []byte
+}
+
+func newCA(name string) testCA {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	Expect(err).NotTo(HaveOccurred())
+	cert, _ := x509.ParseCertificate(der)
+	return testCA{cert, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+func (ca testCA) client(san string) tls.Certificate {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: san},
+		DNSNames: []string{san}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	Expect(err).NotTo(HaveOccurred())
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+var _ = Describe("the proxy beside the app", func() {
+	var (
+		agent *testagent.Agent
+		ctx   = context.Background()
+	)
+
+	start := func(modify func(*config.Config)) {
+		var err error
+		agent, err = testagent.New(GinkgoT().TempDir(), fmt.Sprintf("px%d", time.Now().UnixNano()%100000), func(c *config.Config) {
+			c.Network.Mode = "bridge"
+			c.Network.Name = "cellagentpx"
+			c.Network.Bridge = "cellagentpx0"
+			c.Network.Subnet = "10.254.103.0/24"
+			c.Network.HostPortRange = "46300-46399"
+			c.Proxy.Enabled = true
+			if modify != nil {
+				modify(c)
+			}
+		})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(agent.Start()).To(Succeed())
+		DeferCleanup(func() {
+			agent.Cleanup()
+			if CurrentSpecReport().Failed() {
+				GinkgoWriter.Println(agent.LogText())
+			}
+		})
+	}
+
+	It("serves the app over TLS with the instance identity; the wrong ServerName fails; the memory limit includes the proxy", func() {
+		start(nil)
+		_, err := agent.Client.AllocateAndRun(ctx, "px-1", request())
+		Expect(err).NotTo(HaveOccurred())
+		c, err := agent.WaitState("px-1", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() bool { c, _ = agent.Client.Get(ctx, "px-1"); return c.Routable }, 15*time.Second).Should(BeTrue())
+		Expect(c.Ports).To(HaveLen(1))
+		Expect(c.Ports[0].ContainerTLSProxyPort).To(Equal(uint16(61001)))
+		addr := fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort)
+		Expect(tlsGet(addr, routerTLS(agent, "px-1"))).To(ContainSubstring("hello from px-1"))
+		_, err = tlsGet(addr, routerTLS(agent, "px-other"))
+		Expect(err).To(MatchError(ContainSubstring("px-other")))
+
+		By("the cgroup limit is requested memory plus the proxy overhead")
+		Expect(c.MemoryLimitBytes).To(Equal(uint64(64+32) << 20))
+		limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", agent.Config.Containerd.Namespace, "px-1", "memory.limit_in_bytes"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.TrimSpace(string(limit))).To(Equal(strconv.Itoa((64 + 32) << 20)))
+		st, err := agent.Client.State(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.ProxyMemoryOverheadMB).To(Equal(32))
+		Expect(st.Total.MemoryMB - st.Available.MemoryMB).To(Equal(64 + 32))
+		Expect(c.Memory).NotTo(BeNil())
+		Expect(c.Memory.ProxyBytes).To(BeNumerically(">", 0))
+
+		By("port 61443 and proxy ports are refused in requests")
+		for _, p := range []uint16{61443, 61001} {
+			req := request()
+			req.Ports = []uint16{8080, p}
+			_, err := agent.Client.AllocateAndRun(ctx, "px-bad", req)
+			Expect(err).To(MatchError(executor.ErrInvalidRequest))
+		}
+	})
+
+	It("brings a killed proxy back and makes the instance routable again", func() {
+		start(nil)
+		_, err := agent.Client.AllocateAndRun(ctx, "px-kill", request())
+		Expect(err).NotTo(HaveOccurred())
+		_, err = agent.WaitState("px-kill", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() bool { c, _ := agent.Client.Get(ctx, "px-kill"); return c.Routable }, 15*time.Second).Should(BeTrue())
+		evCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		evs, err := agent.Client.Events(evCtx, agent.LastSeq(ctx))
+		Expect(err).NotTo(HaveOccurred())
+
+		pid := proxyPid(agent, "px-kill")
+		Expect(exec.Command("kill", "-9", pid).Run()).To(Succeed())
+		Eventually(evs, 10*time.Second).Should(Receive(HaveField("Type", executor.EventProxyRestarted)))
+		Eventually(func() string { return proxyPid(agent, "px-kill") }, 20*time.Second).ShouldNot(Or(Equal(pid), BeEmpty()))
+		Eventually(func() bool { c, _ := agent.Client.Get(ctx, "px-kill"); return c.Routable }, 20*time.Second).Should(BeTrue())
+		c, _ := agent.Client.Get(ctx, "px-kill")
+		Expect(tlsGet(fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort), routerTLS(agent, "px-kill"))).To(ContainSubstring("px-kill"))
+	})
+
+	It("requires client certificates from the trusted CA when configured", func() {
+		trusted, other := newCA("orchestrator"), newCA("stranger")
+		caFile := filepath.Join(GinkgoT().TempDir(), "trusted.pem")
+		Expect(os.WriteFile(caFile, trusted.certPEM, 0o644)).To(Succeed())
+		start(func(c *config.Config) {
+			c.Proxy.RequireClientCerts = true
+			c.Proxy.TrustedCA = caFile
+			c.Proxy.VerifySAN = []string{"gorouter.service.internal"}
+		})
+		_, err := agent.Client.AllocateAndRun(ctx, "px-mtls", request())
+		Expect(err).NotTo(HaveOccurred())
+		_, err = agent.WaitState("px-mtls", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		c, _ := agent.Client.Get(ctx, "px-mtls")
+		Eventually(func() bool { c, _ = agent.Client.Get(ctx, "px-mtls"); return c.Routable }, 15*time.Second).Should(BeTrue())
+		addr := fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort)
+
+		cfg := routerTLS(agent, "px-mtls")
+		_, err = tlsGet(addr, cfg)
+		Expect(err).To(HaveOccurred(), "no client certificate")
+		cfg.Certificates = []tls.Certificate{other.client("gorouter.service.internal")}
+		_, err = tlsGet(addr, cfg)
+		Expect(err).To(HaveOccurred(), "certificate from another CA")
+		cfg.Certificates = []tls.Certificate{trusted.client("someone.else")}
+		_, err = tlsGet(addr, cfg)
+		Expect(err).To(HaveOccurred(), "trusted CA, SAN not allowed")
+		cfg.Certificates = []tls.Certificate{trusted.client("gorouter.service.internal")}
+		Expect(tlsGet(addr, cfg)).To(ContainSubstring("hello from px-mtls"))
+	})
+
+	It("keeps every request and connection alive across three rotations", func() {
+		start(func(c *config.Config) { c.Identity.Validity = executor.Duration(20 * time.Second) })
+		_, err := agent.Client.AllocateAndRun(ctx, "px-rot", request())
+		Expect(err).NotTo(HaveOccurred())
+		_, err = agent.WaitState("px-rot", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		var c executor.Container
+		Eventually(func() bool { c, _ = agent.Client.Get(ctx, "px-rot"); return c.Routable }, 15*time.Second).Should(BeTrue())
+		addr := fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort)
+		first := c.Credentials.Serial
+
+		var requests, failures atomic.Int64
+		serials := sync.Map{}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		// New connection per request: sees each new serial.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer GinkgoRecover()
+			cfg := routerTLS(agent, "px-rot")
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				serials.Store(cs.PeerCertificates[0].SerialNumber.Text(16), true)
+				return nil
+			}
+			for i := 0; i < 100000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body, err := tlsGet(addr, cfg)
+				requests.Add(1)
+				if err != nil || !strings.Contains(body, "px-rot") {
+					failures.Add(1)
+					GinkgoWriter.Printf("request failed: %v %q\n", err, body)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		// One long-lived keep-alive connection: must never drop.
+		var keepAliveRequests, keepAliveFailures atomic.Int64
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer GinkgoRecover()
+			conn, err := tls.Dial("tcp", addr, routerTLS(agent, "px-rot"))
+			if err != nil {
+				keepAliveFailures.Add(1)
+				return
+			}
+			defer conn.Close()
+			rd := bufio.NewReader(conn)
+			for i := 0; i < 100000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: px-rot\r\n\r\n"); err != nil {
+					keepAliveFailures.Add(1)
+					return
+				}
+				resp, err := http.ReadResponse(rd, nil)
+				if err != nil {
+					keepAliveFailures.Add(1)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				keepAliveRequests.Add(1)
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+
+		Eventually(func() int {
+			c, _ := agent.Client.Get(ctx, "px-rot")
+			if c.Credentials == nil {
+				return 0
+			}
+			return c.Credentials.Rotations
+		}, 90*time.Second, time.Second).Should(BeNumerically(">=", 3))
+		time.Sleep(2 * time.Second) // let the last rotation be served
+		close(stop)
+		wg.Wait()
+		n := 0
+		serials.Range(func(k, v any) bool { n++; return true })
+		GinkgoWriter.Printf("requests %d (failed %d), keep-alive requests %d (failed %d), serials seen %d\n",
+			requests.Load(), failures.Load(), keepAliveRequests.Load(), keepAliveFailures.Load(), n)
+		Expect(failures.Load()).To(BeZero())
+		Expect(keepAliveFailures.Load()).To(BeZero())
+		Expect(requests.Load()).To(BeNumerically(">", 100))
+		Expect(n).To(BeNumerically(">=", 3), "new handshakes saw the rotated certificates")
+		_, sawFirst := serials.Load(first)
+		Expect(sawFirst).To(BeTrue())
+	})
+})
+
+// proxyPid answers the host pid of guid's proxy process ("" when none).
+func proxyPid(agent *testagent.Agent, guid string) string {
+	out, err := exec.Command("ctr", "--address", testagent.Socket(), "-n", agent.Config.Containerd.Namespace, "tasks", "ps", guid).CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "cellagent-proxy") {
+			return strings.Fields(line)[0]
+		}
+	}
+	return ""
+}

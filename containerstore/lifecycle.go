@@ -302,7 +302,10 @@ func (s *Store) waitReady(ctx context.Context, logger lager.Logger, inst *Instan
 
 // pollReady returns nil once everything is ready, or the last failure
 // when ctx ends.
+// The interval starts short (an app is often listening within a few
+// milliseconds of its start) and backs off to 100ms.
 func (s *Store) pollReady(ctx context.Context, inst *Instance) error {
+	interval := 5 * time.Millisecond
 	for {
 		err := s.readyOnce(ctx, inst)
 		if err == nil {
@@ -311,7 +314,10 @@ func (s *Store) pollReady(ctx context.Context, inst *Instance) error {
 		select {
 		case <-ctx.Done():
 			return err
-		case <-s.deps.Clock.After(100 * time.Millisecond):
+		case <-s.deps.Clock.After(interval):
+		}
+		if interval < 100*time.Millisecond {
+			interval *= 2
 		}
 	}
 }

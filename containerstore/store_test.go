@@ -1,0 +1,707 @@
+package containerstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"code.cloudfoundry.org/clock/fakeclock"
+	"code.cloudfoundry.org/lager/v3"
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
+	"go.uber.org/goleak"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/containerstore/containerstorefakes"
+	"github.com/cellagent/cellagent/executor"
+)
+
+// calls records, in order, what the fakes were asked to do.
+type calls struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (c *calls) add(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.log = append(c.log, fmt.Sprintf(format, args...))
+}
+
+func (c *calls) all() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string{}, c.log...)
+}
+
+// tasks models the running tasks behind the TaskRunner fake: each started
+// or attached task has an exit channel the spec (or a signal) feeds.
+type tasks struct {
+	mu         sync.Mutex
+	exits      map[string]chan containerstore.Exit
+	ignoreTerm bool // guarded by mu
+}
+
+func (t *tasks) setIgnoreTerm(v bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ignoreTerm = v
+}
+
+func (t *tasks) ignoresTerm() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ignoreTerm
+}
+
+// eventRecorder keeps what an event subscription delivered.
+type eventRecorder struct {
+	mu     sync.Mutex
+	events []executor.Event
+	done   chan struct{}
+}
+
+func recordEvents(evs <-chan executor.Event) *eventRecorder {
+	r := &eventRecorder{done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		for ev := range evs {
+			r.mu.Lock()
+			r.events = append(r.events, ev)
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+func (r *eventRecorder) all() []executor.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]executor.Event{}, r.events...)
+}
+
+func (t *tasks) channel(guid string) chan containerstore.Exit {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ch, ok := t.exits[guid]
+	if !ok {
+		ch = make(chan containerstore.Exit, 1)
+		t.exits[guid] = ch
+	}
+	return ch
+}
+
+func (t *tasks) exit(guid string, status uint32) {
+	select {
+	case t.channel(guid) <- containerstore.Exit{Status: status}:
+	default: // an exit is already pending
+	}
+}
+
+var _ = Describe("Store", func() {
+	var (
+		clk     *fakeclock.FakeClock
+		runtime *containerstorefakes.FakeContainerRuntime
+		runner  *containerstorefakes.FakeTaskRunner
+		routes  *containerstorefakes.FakeRouteHook
+		network *containerstorefakes.FakeSetupHook
+		creds   *containerstorefakes.FakeSetupHook
+		ready   *containerstorefakes.FakeReadiness
+		tk      *tasks
+		order   *calls
+		cfg     containerstore.Config
+		deps    containerstore.Deps
+		store   *containerstore.Store
+		process ifrit.Process
+		ctx     context.Context
+		rec     *eventRecorder
+		dataDir string
+	)
+
+	BeforeEach(func() {
+		// Registered first so it runs last: nothing of the store may outlive it.
+		leakOpts := []goleak.Option{goleak.IgnoreCurrent(), ignoreGinkgo}
+		DeferCleanup(func() { Expect(goleak.Find(leakOpts...)).To(Succeed()) })
+
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(context.Background())
+		DeferCleanup(cancel)
+
+		clk = fakeclock.NewFakeClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+		order = &calls{}
+		tk = &tasks{exits: map[string]chan containerstore.Exit{}}
+		dataDir = GinkgoT().TempDir()
+
+		runtime = &containerstorefakes.FakeContainerRuntime{}
+		runtime.PrepareReturns(containerstore.User{UID: 2000, GID: 2000}, nil)
+		runtime.CreateStub = func(_ context.Context, _ lager.Logger, spec containerstore.ContainerSpec) error {
+			order.add("runtime.Create %s", spec.GUID)
+			return nil
+		}
+		runtime.DeleteStub = func(_ context.Context, _ lager.Logger, guid string) error {
+			order.add("runtime.Delete %s", guid)
+			return nil
+		}
+
+		runner = &containerstorefakes.FakeTaskRunner{}
+		runner.StartStub = func(_ context.Context, _ lager.Logger, guid string) (<-chan containerstore.Exit, error) {
+			order.add("tasks.Start %s", guid)
+			return tk.channel(guid), nil
+		}
+		runner.AttachStub = func(_ context.Context, _ lager.Logger, guid string) (<-chan containerstore.Exit, error) {
+			order.add("tasks.Attach %s", guid)
+			return tk.channel(guid), nil
+		}
+		runner.SignalStub = func(_ context.Context, guid string, sig syscall.Signal) error {
+			order.add("tasks.Signal %s %s", guid, sig)
+			switch {
+			case sig == syscall.SIGKILL:
+				tk.exit(guid, 137)
+			case sig == syscall.SIGTERM && !tk.ignoresTerm():
+				tk.exit(guid, 143)
+			}
+			return nil
+		}
+
+		routes = &containerstorefakes.FakeRouteHook{}
+		routes.RoutableStub = func(_ lager.Logger, inst *containerstore.Instance) error {
+			order.add("routes.Routable %s", inst.GUID)
+			return nil
+		}
+		routes.UnroutableStub = func(_ lager.Logger, guid string) error {
+			order.add("routes.Unroutable %s", guid)
+			return nil
+		}
+
+		hook := func(name string) *containerstorefakes.FakeSetupHook {
+			h := &containerstorefakes.FakeSetupHook{}
+			h.NameReturns(name)
+			h.SetupStub = func(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
+				order.add("%s.Setup %s", name, inst.GUID)
+				return nil
+			}
+			h.TeardownStub = func(_ context.Context, _ lager.Logger, guid string) error {
+				order.add("%s.Teardown %s", name, guid)
+				return nil
+			}
+			return h
+		}
+		network, creds = hook("network"), hook("credentials")
+		ready = &containerstorefakes.FakeReadiness{}
+
+		cfg = containerstore.Config{
+			CellID: "cell-1", Zone: "z1", DataDir: dataDir,
+			Capacity:              executor.ResourceTotals{MemoryMB: 1024, DiskMB: 4096, Containers: 4},
+			ReservedExpiration:    4 * time.Second,
+			DefaultStartTimeout:   10 * time.Second,
+			DefaultStopGrace:      5 * time.Second,
+			ProxyMemoryOverheadMB: 32,
+			ExternalIP:            "10.0.0.5",
+		}
+		deps = containerstore.Deps{Runtime: runtime, Tasks: runner, Routes: routes, Clock: clk,
+			Hooks: []containerstore.SetupHook{network, creds}}
+	})
+
+	JustBeforeEach(func() {
+		var err error
+		store, err = containerstore.New(lagertest.NewTestLogger("store"), cfg, deps)
+		Expect(err).NotTo(HaveOccurred())
+
+		evs, err := store.Events(ctx, 0)
+		Expect(err).NotTo(HaveOccurred())
+		rec = recordEvents(evs)
+
+		process = ifrit.Background(store.Runner())
+		Eventually(process.Ready()).Should(BeClosed())
+		DeferCleanup(func() {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive(BeNil()))
+		})
+	})
+
+	// eventsOf answers the types of the events about guid so far, in order.
+	eventsOf := func(guid string) func() []string {
+		return func() []string {
+			var out []string
+			for _, e := range rec.all() {
+				if e.GUID == guid {
+					t := e.Type
+					if e.Type == executor.EventContainerState && e.Container != nil {
+						t += ":" + e.Container.State.String()
+					}
+					out = append(out, t)
+				}
+			}
+			return out
+		}
+	}
+
+	get := func(guid string) executor.Container {
+		GinkgoHelper()
+		c, err := store.Get(ctx, guid)
+		Expect(err).NotTo(HaveOccurred())
+		return c
+	}
+
+	stateOf := func(guid string) func() executor.State {
+		return func() executor.State {
+			c, err := store.Get(ctx, guid)
+			if err != nil {
+				return executor.StateInvalid
+			}
+			return c.State
+		}
+	}
+
+	available := func() executor.ResourceTotals {
+		st, err := store.State(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		return st.Available
+	}
+
+	runRequest := func() executor.RunRequest {
+		return executor.RunRequest{
+			Resources: &executor.Resources{MemoryMB: 128, DiskMB: 256},
+			Image:     "preloaded:busybox",
+			Process:   executor.Process{Path: "/app/server", Env: []string{"K=V"}},
+			Ports:     []uint16{8080},
+			Routes:    []executor.Route{{Hostnames: []string{"app.example.com"}, Port: 8080}},
+			CPUWeight: 50,
+			Tags:      map[string]string{"app": "a1"},
+		}
+	}
+
+	runToRunning := func(guid string) {
+		GinkgoHelper()
+		_, err := store.AllocateAndRun(ctx, guid, runRequest())
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(stateOf(guid)).Should(Equal(executor.StateRunning))
+		Eventually(func() bool { return get(guid).Routable }).Should(BeTrue())
+	}
+
+	Describe("Allocate", func() {
+		It("reserves what fits and reports each failure of the batch with its code", func() {
+			failures, err := store.Allocate(ctx, []executor.AllocationRequest{
+				{GUID: "g1", Resources: executor.Resources{MemoryMB: 256, DiskMB: 100}, Tags: map[string]string{"a": "b"}},
+				{GUID: "../x", Resources: executor.Resources{MemoryMB: 1}},
+				{GUID: "g1", Resources: executor.Resources{MemoryMB: 1}},
+				{GUID: "g3", Resources: executor.Resources{MemoryMB: 2048}},
+				{GUID: "g4", Resources: executor.Resources{MemoryMB: 0}},
+				{GUID: "g5", Resources: executor.Resources{MemoryMB: 64}},
+			})
+			Expect(err).NotTo(HaveOccurred())
+			codes := map[string]string{}
+			messages := map[string]string{}
+			for _, f := range failures {
+				codes[f.GUID] = f.Error.Code
+				messages[f.GUID] = f.Error.Message
+			}
+			Expect(codes).To(Equal(map[string]string{
+				"../x": executor.CodeInvalidRequest,
+				"g1":   executor.CodeContainerExists,
+				"g3":   executor.CodeInsufficientResources,
+				"g4":   executor.CodeInvalidRequest,
+			}))
+			Expect(messages["g3"]).To(Equal("insufficient resources: memory (need 2080 MB, 736 MB free of 1024 MB)"))
+
+			Expect(available()).To(Equal(executor.ResourceTotals{MemoryMB: 1024 - 288 - 96, DiskMB: 4096 - 100, Containers: 2}))
+			c := get("g1")
+			Expect(c.State).To(Equal(executor.StateReserved))
+			Expect(c.Tags).To(Equal(map[string]string{"a": "b"}))
+			Expect(c.MemoryLimitBytes).To(BeEquivalentTo(288 << 20))
+			Expect(get("g5").State).To(Equal(executor.StateReserved))
+			Eventually(eventsOf("g1")).Should(Equal([]string{executor.EventContainerReserved}))
+		})
+
+		It("runs out of container slots", func() {
+			var reqs []executor.AllocationRequest
+			for i := 0; i < 5; i++ {
+				reqs = append(reqs, executor.AllocationRequest{GUID: fmt.Sprintf("g%d", i), Resources: executor.Resources{MemoryMB: 1}})
+			}
+			failures, err := store.Allocate(ctx, reqs)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failures).To(HaveLen(1))
+			Expect(failures[0].GUID).To(Equal("g4"))
+			Expect(failures[0].Error.Message).To(Equal("insufficient resources: containers (all 4 slots taken)"))
+		})
+
+		It("refuses everything while evacuating", func() {
+			store.SetEvacuating()
+			failures, err := store.Allocate(ctx, []executor.AllocationRequest{{GUID: "g1", Resources: executor.Resources{MemoryMB: 1}}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failures).To(HaveLen(1))
+			Expect(errors.Is(failures[0].Error, executor.ErrEvacuating)).To(BeTrue())
+			st, _ := store.State(ctx)
+			Expect(st.Evacuating).To(BeTrue())
+			Expect(st.Available).To(Equal(st.Total))
+		})
+	})
+
+	Describe("reservation expiry", func() {
+		JustBeforeEach(func() {
+			failures, err := store.Allocate(ctx, []executor.AllocationRequest{{GUID: "g1", Resources: executor.Resources{MemoryMB: 128}}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failures).To(BeEmpty())
+		})
+
+		It("releases a reservation not run within reserved_expiration, not before", func() {
+			clk.Increment(4*time.Second - time.Millisecond)
+			Consistently(stateOf("g1"), "100ms").Should(Equal(executor.StateReserved))
+			Expect(available().MemoryMB).To(Equal(1024 - 160))
+
+			clk.Increment(time.Second)
+			Eventually(stateOf("g1")).Should(Equal(executor.StateInvalid))
+			_, err := store.Get(ctx, "g1")
+			Expect(errors.Is(err, executor.ErrContainerNotFound)).To(BeTrue())
+			Expect(available()).To(Equal(cfg.Capacity))
+			Eventually(eventsOf("g1")).Should(Equal([]string{executor.EventContainerReserved, executor.EventReservationExpired}))
+			all := rec.all()
+			Expect(all[len(all)-1].Message).To(Equal("reservation not run within 4s"))
+		})
+
+		It("keeps a reservation that was run in time", func() {
+			req := runRequest()
+			req.Resources = nil
+			Expect(store.Run(ctx, "g1", req)).To(Succeed())
+			Eventually(stateOf("g1")).Should(Equal(executor.StateRunning))
+			clk.Increment(10 * time.Second)
+			Consistently(stateOf("g1"), "100ms").Should(Equal(executor.StateRunning))
+		})
+	})
+
+	Describe("AllocateAndRun validation", func() {
+		It("happens before any reservation: a runtime refusal leaves capacity and events untouched", func() {
+			runtime.ValidateReturns(executor.NewError(executor.ErrInvalidRequest, "image preloaded:nope not found"))
+			seq := store.LastEventSeq()
+			req := runRequest()
+			req.Image = "preloaded:nope"
+			_, err := store.AllocateAndRun(ctx, "g1", req)
+			Expect(errors.Is(err, executor.ErrInvalidRequest)).To(BeTrue())
+			Expect(err).To(MatchError("image preloaded:nope not found"))
+			_, image, user := runtime.ValidateArgsForCall(0)
+			Expect(image).To(Equal("preloaded:nope"))
+			Expect(user).To(Equal("vcap"), "the default user")
+
+			Expect(available()).To(Equal(cfg.Capacity))
+			Expect(store.LastEventSeq()).To(Equal(seq))
+			_, err = store.Get(ctx, "g1")
+			Expect(errors.Is(err, executor.ErrContainerNotFound)).To(BeTrue())
+			Expect(runtime.PrepareCallCount()).To(BeZero())
+		})
+
+		It("checks the request itself before asking the runtime", func() {
+			req := runRequest()
+			req.Resources = nil
+			_, err := store.AllocateAndRun(ctx, "g1", req)
+			Expect(err).To(MatchError("resources are required"))
+			Expect(runtime.ValidateCallCount()).To(BeZero())
+			Expect(available()).To(Equal(cfg.Capacity))
+		})
+
+		It("refuses resources on a run of a reservation", func() {
+			_, err := store.Allocate(ctx, []executor.AllocationRequest{{GUID: "g1", Resources: executor.Resources{MemoryMB: 1}}})
+			Expect(err).NotTo(HaveOccurred())
+			err = store.Run(ctx, "g1", runRequest())
+			Expect(errors.Is(err, executor.ErrInvalidRequest)).To(BeTrue())
+			Expect(stateOf("g1")()).To(Equal(executor.StateReserved))
+		})
+
+		It("refuses to run what was never reserved", func() {
+			req := runRequest()
+			req.Resources = nil
+			Expect(errors.Is(store.Run(ctx, "nope", req), executor.ErrContainerNotFound)).To(BeTrue())
+		})
+
+		It("refuses a second container with the same guid, keeping the first", func() {
+			runToRunning("g1")
+			_, err := store.AllocateAndRun(ctx, "g1", runRequest())
+			Expect(errors.Is(err, executor.ErrContainerExists)).To(BeTrue())
+			Expect(get("g1").State).To(Equal(executor.StateRunning))
+			Expect(available().Containers).To(Equal(3))
+		})
+	})
+
+	Describe("lifecycle", func() {
+		BeforeEach(func() {
+			network.SetupStub = func(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
+				order.add("network.Setup %s", inst.GUID)
+				inst.MemoryOverheadMB = 32
+				return nil
+			}
+		})
+
+		It("goes reserved -> initializing -> created -> running, then routable", func() {
+			c, err := store.AllocateAndRun(ctx, "g1", runRequest())
+			Expect(err).NotTo(HaveOccurred())
+			Expect(c.GUID).To(Equal("g1"))
+			Expect(c.State).To(BeElementOf(executor.StateInitializing, executor.StateCreated, executor.StateRunning))
+
+			Eventually(stateOf("g1")).Should(Equal(executor.StateRunning))
+			Eventually(eventsOf("g1")).Should(Equal([]string{
+				executor.EventContainerReserved,
+				executor.EventContainerState + ":initializing",
+				executor.EventContainerState + ":created",
+				executor.EventContainerState + ":running",
+				executor.EventContainerRoutable,
+			}))
+			c = get("g1")
+			Expect(c.Routable).To(BeTrue())
+			Expect(c.InternalIP).To(Equal("127.0.0.1"))
+			Expect(c.ExternalIP).To(Equal("10.0.0.5"))
+			Expect(c.Ports).To(Equal([]executor.PortMapping{{ContainerPort: 8080, HostPort: 8080}}))
+			Expect(c.MemoryLimitBytes).To(BeEquivalentTo(160 << 20))
+			Expect(c.LogGUID).To(BeEmpty())
+			Expect(c.Tags).To(Equal(map[string]string{"app": "a1"}))
+
+			Expect(order.all()).To(Equal([]string{
+				"network.Setup g1", "credentials.Setup g1", "runtime.Create g1", "tasks.Start g1", "routes.Routable g1",
+			}))
+			_, _, guid, image, user := runtime.PrepareArgsForCall(0)
+			Expect([]string{guid, image, user}).To(Equal([]string{"g1", "preloaded:busybox", "vcap"}))
+			_, _, spec := runtime.CreateArgsForCall(0)
+			Expect(spec.GUID).To(Equal("g1"))
+			Expect(spec.Path).To(Equal("/app/server"))
+			Expect(spec.User).To(Equal(containerstore.User{UID: 2000, GID: 2000}))
+			Expect(spec.MemoryLimitBytes).To(BeEquivalentTo(160 << 20))
+			Expect(spec.CPUShares).To(BeEquivalentTo(512))
+			Expect(spec.Hostname).To(Equal("g1"))
+			Expect(spec.LogPath).To(Equal(filepath.Join(dataDir, "logs", "g1", "app.log")))
+			Expect(spec.Env).To(ContainElements("CF_INSTANCE_GUID=g1", "CF_INSTANCE_INDEX=0", "CF_INSTANCE_IP=10.0.0.5",
+				"CF_INSTANCE_INTERNAL_IP=127.0.0.1", "CF_INSTANCE_PORT=8080", "PORT=8080",
+				`CF_INSTANCE_PORTS=[{"external":8080,"internal":8080}]`))
+			Expect(spec.Env[len(spec.Env)-1]).To(Equal("K=V"), "the app's own env comes after the instance env")
+
+			Expect(filepath.Join(dataDir, "containers", "g1.json")).To(BeAnExistingFile())
+			Expect(runner.SignalCallCount()).To(BeZero())
+		})
+
+		It("completes failed with the exit status when the app exits by itself", func() {
+			runToRunning("g1")
+			tk.exit("g1", 3)
+			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+			c := get("g1")
+			Expect(c.RunResult.Failed).To(BeTrue())
+			Expect(c.RunResult.FailureReason).To(Equal("app exited with status 3"))
+			Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(3)))
+			Expect(c.RunResult.Stopped).To(BeFalse())
+			Expect(c.Routable).To(BeFalse())
+			Expect(order.all()).To(ContainElement("routes.Unroutable g1"))
+			Expect(runner.SignalCallCount()).To(BeZero())
+			Eventually(eventsOf("g1")).Should(ContainElement(executor.EventContainerState + ":completed"))
+			Expect(available().MemoryMB).To(Equal(1024-160), "capacity is held until delete")
+		})
+
+		Context("when the app exits before it is ready", func() {
+			BeforeEach(func() {
+				deps.Readiness = []containerstore.Readiness{ready}
+				ready.ReadyReturns(errors.New("not yet"))
+			})
+
+			It("completes failed with the exit status", func() {
+				_, err := store.AllocateAndRun(ctx, "g1", runRequest())
+				Expect(err).NotTo(HaveOccurred())
+				Eventually(ready.ReadyCallCount).ShouldNot(BeZero())
+				tk.exit("g1", 1)
+				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+				c := get("g1")
+				Expect(c.RunResult.FailureReason).To(Equal("app exited with status 1 before it was ready"))
+				Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(1)))
+				Expect(runner.SignalCallCount()).To(BeZero(), "nothing to kill")
+			})
+		})
+
+		Context("when the instance never gets ready", func() {
+			BeforeEach(func() {
+				deps.Readiness = []containerstore.Readiness{ready}
+				ready.ReadyReturns(errors.New("proxy not listening"))
+			})
+
+			It("kills it after start_timeout and completes failed, not before", func() {
+				req := runRequest()
+				req.StartTimeout = executor.Duration(10 * time.Second)
+				_, err := store.AllocateAndRun(ctx, "g1", req)
+				Expect(err).NotTo(HaveOccurred())
+				// The start timer exists once readiness is polled.
+				Eventually(ready.ReadyCallCount).ShouldNot(BeZero())
+				Expect(stateOf("g1")()).To(Equal(executor.StateCreated))
+
+				clk.Increment(10*time.Second - time.Millisecond)
+				Consistently(stateOf("g1"), "100ms").Should(Equal(executor.StateCreated))
+				Expect(runner.SignalCallCount()).To(BeZero())
+
+				clk.Increment(time.Millisecond)
+				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+				c := get("g1")
+				Expect(c.RunResult.Failed).To(BeTrue())
+				Expect(c.RunResult.FailureReason).To(Equal("start timeout: not ready within 10s (proxy not listening)"))
+				Expect(c.RunResult.Stopped).To(BeFalse())
+				Expect(runner.SignalCallCount()).To(Equal(1))
+				_, guid, sig := runner.SignalArgsForCall(0)
+				Expect(guid).To(Equal("g1"))
+				Expect(sig).To(Equal(syscall.SIGKILL))
+				Expect(routes.RoutableCallCount()).To(BeZero())
+			})
+		})
+
+		It("completes failed naming the hook whose Setup failed, before anything is created", func() {
+			creds.SetupReturns(errors.New("ca unavailable"))
+			_, err := store.AllocateAndRun(ctx, "g1", runRequest())
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+			c := get("g1")
+			Expect(c.RunResult.Failed).To(BeTrue())
+			Expect(c.RunResult.FailureReason).To(Equal("credentials: ca unavailable"))
+			Expect(network.SetupCallCount()).To(Equal(1))
+			Expect(runtime.CreateCallCount()).To(BeZero())
+			Expect(runner.StartCallCount()).To(BeZero())
+			Expect(routes.RoutableCallCount()).To(BeZero())
+		})
+
+		It("completes failed when the rootfs cannot be prepared", func() {
+			runtime.PrepareReturns(containerstore.User{}, errors.New("no such user vcap"))
+			_, err := store.AllocateAndRun(ctx, "g1", runRequest())
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+			Expect(get("g1").RunResult.FailureReason).To(Equal("prepare rootfs: no such user vcap"))
+			Expect(network.SetupCallCount()).To(BeZero())
+		})
+
+		It("refuses to run a container twice", func() {
+			runToRunning("g1")
+			req := runRequest()
+			req.Resources = nil
+			err := store.Run(ctx, "g1", req)
+			Expect(errors.Is(err, executor.ErrInvalidTransition)).To(BeTrue())
+			Expect(err).To(MatchError(ContainSubstring("running->initializing")))
+		})
+	})
+
+	Describe("Stop", func() {
+		It("withdraws routes, sends SIGTERM, then SIGKILL after stop_grace, and completes stopped", func() {
+			tk.setIgnoreTerm(true)
+			runToRunning("g1")
+			watchers := clk.WatcherCount()
+			stopped := make(chan error, 1)
+			go func() { stopped <- store.Stop(ctx, "g1") }()
+
+			Eventually(runner.SignalCallCount).Should(Equal(1))
+			Eventually(clk.WatcherCount).Should(Equal(watchers + 1)) // the grace timer
+			clk.Increment(5*time.Second - time.Millisecond)
+			Consistently(runner.SignalCallCount, "100ms").Should(Equal(1))
+			Expect(stopped).NotTo(Receive())
+
+			clk.Increment(time.Millisecond)
+			Eventually(stopped).Should(Receive(BeNil()))
+			Expect(order.all()).To(HaveExactElements(
+				"network.Setup g1", "credentials.Setup g1", "runtime.Create g1", "tasks.Start g1", "routes.Routable g1",
+				"routes.Unroutable g1", "tasks.Signal g1 terminated", "tasks.Signal g1 killed",
+				// and again once the exit is seen (unregistering repeats)
+				"routes.Unroutable g1"))
+			c := get("g1")
+			Expect(c.State).To(Equal(executor.StateCompleted))
+			Expect(c.RunResult).To(Equal(executor.RunResult{Stopped: true, ExitStatus: c.RunResult.ExitStatus}))
+			Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(137)))
+			Expect(c.Routable).To(BeFalse())
+		})
+
+		It("does not SIGKILL an app that ends on SIGTERM", func() {
+			runToRunning("g1")
+			Expect(store.Stop(ctx, "g1")).To(Succeed())
+			Expect(runner.SignalCallCount()).To(Equal(1))
+			_, _, sig := runner.SignalArgsForCall(0)
+			Expect(sig).To(Equal(syscall.SIGTERM))
+			c := get("g1")
+			Expect(c.RunResult.Stopped).To(BeTrue())
+			Expect(c.RunResult.Failed).To(BeFalse())
+			Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(143)))
+		})
+
+		It("completes a reservation stopped without signalling anything, and is repeatable", func() {
+			_, err := store.Allocate(ctx, []executor.AllocationRequest{{GUID: "g1", Resources: executor.Resources{MemoryMB: 1}}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(store.Stop(ctx, "g1")).To(Succeed())
+			Expect(store.Stop(ctx, "g1")).To(Succeed())
+			c := get("g1")
+			Expect(c.State).To(Equal(executor.StateCompleted))
+			Expect(c.RunResult.Stopped).To(BeTrue())
+			Expect(runner.SignalCallCount()).To(BeZero())
+		})
+
+		It("answers not found for an unknown container", func() {
+			Expect(errors.Is(store.Stop(ctx, "nope"), executor.ErrContainerNotFound)).To(BeTrue())
+		})
+	})
+
+	Describe("Delete", func() {
+		It("stops, removes the runtime container, tears the hooks down in reverse order, and releases everything", func() {
+			runToRunning("g1")
+			record := filepath.Join(dataDir, "containers", "g1.json")
+			Expect(record).To(BeAnExistingFile())
+			logDir := filepath.Join(dataDir, "logs", "g1")
+			Expect(os.MkdirAll(logDir, 0o700)).To(Succeed())
+			Expect(os.WriteFile(filepath.Join(logDir, "app.log"), []byte("hello\n"), 0o600)).To(Succeed())
+			Expect(available().MemoryMB).To(Equal(1024 - 160))
+
+			Expect(store.Delete(ctx, "g1")).To(Succeed())
+			Expect(order.all()[5:]).To(HaveExactElements(
+				"routes.Unroutable g1", "tasks.Signal g1 terminated", "routes.Unroutable g1",
+				"runtime.Delete g1", "credentials.Teardown g1", "network.Teardown g1"))
+			Expect(available()).To(Equal(cfg.Capacity))
+			Expect(record).NotTo(BeAnExistingFile())
+			Expect(logDir).NotTo(BeADirectory())
+			_, err := store.Get(ctx, "g1")
+			Expect(errors.Is(err, executor.ErrContainerNotFound)).To(BeTrue())
+			Eventually(eventsOf("g1")).Should(HaveExactElements(
+				executor.EventContainerReserved,
+				executor.EventContainerState+":initializing",
+				executor.EventContainerState+":created",
+				executor.EventContainerState+":running",
+				executor.EventContainerRoutable,
+				executor.EventContainerRoutable,
+				executor.EventContainerState+":completed",
+				executor.EventContainerDeleted))
+			Expect(errors.Is(store.Delete(ctx, "g1"), executor.ErrContainerNotFound)).To(BeTrue())
+		})
+
+		It("releases a reservation without touching the runtime", func() {
+			_, err := store.Allocate(ctx, []executor.AllocationRequest{{GUID: "g1", Resources: executor.Resources{MemoryMB: 100}}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(store.Delete(ctx, "g1")).To(Succeed())
+			Expect(available()).To(Equal(cfg.Capacity))
+			Expect(runtime.DeleteCallCount()).To(BeZero())
+			Eventually(eventsOf("g1")).Should(Equal([]string{executor.EventContainerReserved, executor.EventContainerDeleted}))
+		})
+
+		It("runs every teardown step, keeps the container and its capacity when one fails, and can be retried", func() {
+			runToRunning("g1")
+			network.TeardownReturnsOnCall(0, errors.New("netns busy"))
+			err := store.Delete(ctx, "g1")
+			Expect(err).To(MatchError(And(ContainSubstring("retry the delete"), ContainSubstring("network: netns busy"))))
+			Expect(runtime.DeleteCallCount()).To(Equal(1))
+			Expect(creds.TeardownCallCount()).To(Equal(1))
+			Expect(get("g1").State).To(Equal(executor.StateCompleted))
+			Expect(available().MemoryMB).To(Equal(1024 - 160))
+
+			Expect(store.Delete(ctx, "g1")).To(Succeed())
+			Expect(available()).To(Equal(cfg.Capacity))
+		})
+	})
+
+	Describe("shutdown", func() {
+		It("stops supervising and leaves running containers alone", func() {
+			runToRunning("g1")
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive(BeNil()))
+			Expect(runner.SignalCallCount()).To(BeZero())
+			Expect(runtime.DeleteCallCount()).To(BeZero())
+			Expect(get("g1").State).To(Equal(executor.StateRunning))
+		})
+	})
+})

@@ -73,6 +73,15 @@ type Network struct {
 	PluginDirs []string `json:"cni_plugin_dirs"`
 }
 
+// Routing says what routes point at.
+type Routing struct {
+	// InstanceAddress registers the container IP and container ports
+	// instead of the cell's external IP and host ports.
+	InstanceAddress bool `json:"instance_address"`
+	// RegisterInterval is used until a router announces its own.
+	RegisterInterval Duration `json:"register_interval"`
+}
+
 type NATS struct {
 	URLs           []string `json:"urls"`
 	EmbeddedListen string   `json:"embedded_listen"`
@@ -97,6 +106,9 @@ type Config struct {
 	StartTimeout       Duration `json:"start_timeout"`
 	StopGrace          Duration `json:"stop_grace"`
 	EvacuationTimeout  Duration `json:"evacuation_timeout"`
+	HealthInterval     Duration `json:"health_check_interval"`
+	DrainWindow        Duration `json:"drain_window"`
+	Routing            Routing  `json:"routing"`
 	DefaultUser        string   `json:"default_user"`
 	LogMaxBytes        int64    `json:"log_max_bytes"`
 	LogLevel           string   `json:"log_level"`
@@ -128,6 +140,8 @@ func DefaultConfig() Config {
 		StartTimeout:       Duration(time.Minute),
 		StopGrace:          Duration(10 * time.Second),
 		EvacuationTimeout:  Duration(10 * time.Minute),
+		HealthInterval:     Duration(5 * time.Second),
+		Routing:            Routing{RegisterInterval: Duration(20 * time.Second)},
 		DefaultUser:        "vcap",
 		LogMaxBytes:        4 << 20,
 		LogLevel:           "info",
@@ -287,6 +301,12 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			bad("%s must be positive", name)
 		}
+	}
+	if c.HealthInterval < 0 || c.DrainWindow < 0 {
+		bad("health_check_interval and drain_window must not be negative")
+	}
+	if c.Routing.RegisterInterval < Duration(time.Second) {
+		bad("routing.register_interval must be at least 1s")
 	}
 	if c.DefaultUser == "" {
 		bad("default_user must not be empty")

@@ -71,12 +71,27 @@ func (s *Store) lifecycle(ctx context.Context, c *container) {
 }
 
 // supervise waits for the task's exit, unregisters routes and completes.
+//
+// While it waits it re-checks readiness every HealthInterval: an instance
+// that stops being ready is unregistered until it is ready again.
 func (s *Store) supervise(logger lager.Logger, c *container, exits <-chan Exit) {
 	var ex Exit
-	select {
-	case ex = <-exits:
-	case <-s.rootCtx.Done():
-		return
+	var health <-chan time.Time
+	if s.cfg.HealthInterval > 0 {
+		t := s.deps.Clock.NewTicker(s.cfg.HealthInterval)
+		defer t.Stop()
+		health = t.C()
+	}
+wait:
+	for {
+		select {
+		case ex = <-exits:
+			break wait
+		case <-s.rootCtx.Done():
+			return
+		case <-health:
+			s.checkHealth(logger, c)
+		}
 	}
 	if s.rootCtx.Err() != nil {
 		return // the wait was cut by our own shutdown, not by an exit
@@ -101,6 +116,28 @@ func (s *Store) supervise(logger lager.Logger, c *container, exits <-chan Exit) 
 	}
 	logger.Info("task-exited", lager.Data{"status": ex.Status, "stopping": stopping})
 	s.complete(logger, c, result)
+}
+
+// checkHealth runs the readiness checks once on a running container and
+// routes or unroutes it by the answer.
+func (s *Store) checkHealth(logger lager.Logger, c *container) {
+	s.mu.Lock()
+	inst, state, routable, stopping := c.inst, c.info.State, c.info.Routable, c.stopping
+	s.mu.Unlock()
+	if inst == nil || state != executor.StateRunning || stopping {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.rootCtx, 5*time.Second)
+	err := s.readyOnce(ctx, inst)
+	cancel()
+	switch {
+	case err != nil && routable:
+		logger.Info("not-ready-unrouting", lager.Data{errorKey: err.Error()})
+		s.unroute(logger, c)
+		s.publish(executor.EventContainerRoutable, c.info.GUID, "not ready: "+err.Error(), nil)
+	case err == nil && !routable:
+		s.route(logger, c)
+	}
 }
 
 func (s *Store) complete(logger lager.Logger, c *container, result executor.RunResult) {

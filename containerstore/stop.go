@@ -54,6 +54,12 @@ func (s *Store) stop(ctx context.Context, logger lager.Logger, c *container) err
 
 	logger.Info("starting", lager.Data{"state": state.String()})
 	s.unroute(logger, c)
+	if s.cfg.DrainWindow > 0 && state == executor.StateRunning {
+		select {
+		case <-s.deps.Clock.After(s.cfg.DrainWindow):
+		case <-c.exited:
+		}
+	}
 	s.notifyStopping(logger, c.info.GUID)
 	if state == executor.StateInitializing && cancel != nil {
 		cancel()

@@ -38,6 +38,11 @@ type Config struct {
 	// ExternalIP is the cell's address, used in host network mode.
 	ExternalIP  string
 	EventBuffer int
+	// HealthInterval is how often a running container's readiness is
+	// checked again (0 = never).
+	HealthInterval time.Duration
+	// DrainWindow is waited between unregistering routes and SIGTERM.
+	DrainWindow time.Duration
 }
 
 // Deps are the parts the store drives.

@@ -115,6 +115,7 @@ func run(cfg config.Config) error {
 		DefaultStopGrace:      time.Duration(cfg.StopGrace),
 		ProxyMemoryOverheadMB: overhead,
 		LogMaxBytes:           cfg.LogMaxBytes, DefaultUser: cfg.DefaultUser, ExternalIP: externalIP,
+		HealthInterval: time.Duration(cfg.HealthInterval), DrainWindow: time.Duration(cfg.DrainWindow),
 	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Readiness: readiness, Routes: routeHook, Clock: clk, Usage: usage,
 		NATSState: func() string { return routeHook.Emitter.ConnectionState() }})
 	if err != nil {
@@ -124,6 +125,7 @@ func run(cfg config.Config) error {
 	emitter, err := routeemitter.New(logger, routeemitter.Config{
 		URLs: cfg.NATS.URLs, EmbeddedListen: cfg.NATS.EmbeddedListen, DataDir: cfg.DataDir,
 		CellID: cfg.CellID, Zone: cfg.Zone, APIAddress: cfg.Listen.Admin, Clock: clk,
+		InstanceAddress: cfg.Routing.InstanceAddress, DefaultRegisterInterval: time.Duration(cfg.Routing.RegisterInterval),
 	}, presence(store))
 	if err != nil {
 		return fmt.Errorf("route emitter: %w", err)

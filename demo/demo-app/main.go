@@ -1,6 +1,6 @@
 // Command demo-app is the small static HTTP app cellagent's demo and
 // integration tests run in containers. It listens on $PORT (default 8080),
-// answers "/" with its instance guid, "/env" with its environment, "/cert"
+// answers "/" with its instance guid (503 after "/sick" until "/well"), "/env" with its environment, "/cert"
 // with the serial of the identity certificate in $CF_INSTANCE_CERT, and
 // "/exit?code=N" by exiting. On SIGTERM it appends the time to
 // $SIGNAL_FILE (when set), waits $STOP_DELAY, and exits 0.
@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -28,8 +29,15 @@ func main() {
 	if len(os.Args) > 1 {
 		port = os.Args[1]
 	}
+	var sick atomic.Bool
 	mux := http.NewServeMux()
+	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) { sick.Store(true) })
+	mux.HandleFunc("/well", func(w http.ResponseWriter, r *http.Request) { sick.Store(false) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if sick.Load() {
+			http.Error(w, "sick", http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintf(w, "hello from %s (index %s)\n", os.Getenv("CF_INSTANCE_GUID"), os.Getenv("CF_INSTANCE_INDEX"))
 	})
 	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {

@@ -178,6 +178,27 @@ var _ = Describe("route registration through the agent", func() {
 		Expect(un.at.UnixNano()).To(BeNumerically("<", sigAt), "unregister received %s before SIGTERM", time.Duration(sigAt-un.at.UnixNano()))
 	})
 
+	It("unregisters an instance that stops being ready and registers it again when it recovers", func() {
+		_, err := agent.Client.AllocateAndRun(ctx, "rt-sick", request("sick.example.com"))
+		Expect(err).NotTo(HaveOccurred())
+		c, err := agent.WaitState("rt-sick", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() []received { return rec.of("router.register", "rt-sick") }, 10*time.Second).ShouldNot(BeEmpty())
+		resp, err := http.Get(fmt.Sprintf("http://%s:8080/sick", c.InternalIP))
+		Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		Eventually(func() []received { return rec.of("router.unregister", "rt-sick") }, 15*time.Second).ShouldNot(BeEmpty())
+		c, _ = agent.Client.Get(ctx, "rt-sick")
+		Expect(c.Routable).To(BeFalse())
+		Expect(c.State).To(Equal(executor.StateRunning))
+		registered := len(rec.of("router.register", "rt-sick"))
+		resp, err = http.Get(fmt.Sprintf("http://%s:8080/well", c.InternalIP))
+		Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		Eventually(func() bool { c, _ := agent.Client.Get(ctx, "rt-sick"); return c.Routable }, 15*time.Second).Should(BeTrue())
+		Eventually(func() int { return len(rec.of("router.register", "rt-sick")) }, 10*time.Second).Should(BeNumerically(">", registered))
+	})
+
 	It("unregisters an instance whose app crashes", func() {
 		_, err := agent.Client.AllocateAndRun(ctx, "rt-crash", request("crash.example.com"))
 		Expect(err).NotTo(HaveOccurred())

@@ -227,7 +227,9 @@ var _ = Describe("Logfile", func() {
 			Eventually(out.String).Should(Equal("aaaabbbbccccddddeeee"))
 
 			Expect(r.Close()).To(Succeed())
-			Eventually(out.done).Should(Receive(MatchError(io.ErrClosedPipe)))
+			// Close cancels the follower and closes the pipe: a read in
+			// flight ends with whichever lands first.
+			Eventually(out.done).Should(Receive(Or(Equal(io.EOF), MatchError(io.ErrClosedPipe))))
 		})
 
 		It("ends with EOF when ctx ends", func() {

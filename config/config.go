@@ -208,8 +208,8 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen.Admin); err != nil {
 		bad("listen.admin %q: %v", c.Listen.Admin, err)
-	} else if !isLoopback(c.Listen.Admin) && (c.Listen.TLS.Cert == "" || c.Listen.TLS.Key == "") {
-		bad("listen.admin %q is not a loopback address; set listen.tls.cert and listen.tls.key or bind 127.0.0.1", c.Listen.Admin)
+	} else if !isLoopback(c.Listen.Admin) && (c.Listen.TLS.Cert == "" || c.Listen.TLS.Key == "" || c.Listen.TLS.ClientCA == "") {
+		bad("listen.admin %q is not a loopback address; set listen.tls.cert, listen.tls.key and listen.tls.client_ca (mutual TLS) or bind 127.0.0.1", c.Listen.Admin)
 	}
 	if c.Listen.Secure != "" {
 		if _, _, err := net.SplitHostPort(c.Listen.Secure); err != nil {

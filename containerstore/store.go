@@ -38,6 +38,9 @@ type Config struct {
 	// ExternalIP is the cell's address, used in host network mode.
 	ExternalIP  string
 	EventBuffer int
+	// EvacuationTimeout is how long an evacuating cell waits for the
+	// orchestrator to delete its instances before stopping them itself.
+	EvacuationTimeout time.Duration
 	// HealthInterval is how often a running container's readiness is
 	// checked again (0 = never).
 	HealthInterval time.Duration
@@ -94,6 +97,8 @@ type Store struct {
 	containers map[string]*container
 	cap        capacity
 	evacuating bool
+
+	evacuateCh chan struct{} // closed by Evacuate
 }
 
 var _ executor.Client = (*Store)(nil)
@@ -109,6 +114,9 @@ func New(logger lager.Logger, cfg Config, deps Deps) (*Store, error) {
 	if cfg.DefaultUser == "" {
 		cfg.DefaultUser = "vcap"
 	}
+	if cfg.EvacuationTimeout <= 0 {
+		cfg.EvacuationTimeout = 10 * time.Minute
+	}
 	for _, d := range []string{"containers", "logs"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("make data dir: %w", err)
@@ -122,6 +130,7 @@ func New(logger lager.Logger, cfg Config, deps Deps) (*Store, error) {
 		rootCancel: cancel,
 		containers: map[string]*container{},
 		cap:        capacity{total: cfg.Capacity},
+		evacuateCh: make(chan struct{}),
 	}, nil
 }
 
@@ -142,6 +151,8 @@ func (s *Store) run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 	ticker := s.deps.Clock.NewTicker(interval)
 	defer ticker.Stop()
+	var evacDeadline <-chan time.Time
+	evacuate := s.evacuateCh
 	for {
 		select {
 		case <-signals:
@@ -151,8 +162,71 @@ func (s *Store) run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			return nil
 		case <-ticker.C():
 			s.expireReservations(logger)
+			if evacuate == nil && s.count() == 0 {
+				logger.Info("evacuated-exiting")
+				s.rootCancel()
+				s.wg.Wait()
+				return nil
+			}
+		case <-evacuate:
+			evacuate = nil
+			logger.Info("evacuating", lager.Data{"timeout": s.cfg.EvacuationTimeout.String()})
+			t := s.deps.Clock.NewTimer(s.cfg.EvacuationTimeout)
+			defer t.Stop()
+			evacDeadline = t.C()
+		case <-evacDeadline:
+			evacDeadline = nil
+			s.evacuateAll(logger)
 		}
 	}
+}
+
+func (s *Store) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.containers)
+}
+
+// Evacuate makes the cell refuse new work; running instances stay until
+// the orchestrator deletes them or EvacuationTimeout passes, when they are
+// stopped (routes first) and deleted. The store's runner then returns, and
+// with it the agent.
+func (s *Store) Evacuate() error {
+	s.mu.Lock()
+	if s.evacuating {
+		s.mu.Unlock()
+		return nil
+	}
+	s.evacuating = true
+	s.mu.Unlock()
+	s.publish(executor.EventCellEvacuating, "", "cell is evacuating: no new containers; instances stay until deleted or "+s.cfg.EvacuationTimeout.String(), nil)
+	close(s.evacuateCh)
+	return nil
+}
+
+// evacuateAll stops and deletes every container, a few at a time.
+func (s *Store) evacuateAll(logger lager.Logger) {
+	s.mu.Lock()
+	guids := make([]string, 0, len(s.containers))
+	for g := range s.containers {
+		guids = append(guids, g)
+	}
+	s.mu.Unlock()
+	logger.Info("evacuation-timeout-stopping", lager.Data{"containers": len(guids)})
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for _, g := range guids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(g string) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := s.Delete(s.rootCtx, g); err != nil {
+				logger.Error("evacuation-delete", err, lager.Data{guidKey: g})
+			}
+		}(g)
+	}
+	wg.Wait()
 }
 
 func (s *Store) expireReservations(logger lager.Logger) {
@@ -203,13 +277,6 @@ func (s *Store) State(ctx context.Context) (executor.CellState, error) {
 		st.NATS = s.deps.NATSState()
 	}
 	return st, nil
-}
-
-// SetEvacuating makes the store refuse new allocations.
-func (s *Store) SetEvacuating() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.evacuating = true
 }
 
 func (s *Store) Allocate(ctx context.Context, reqs []executor.AllocationRequest) ([]executor.AllocationFailure, error) {

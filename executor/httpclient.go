@@ -198,3 +198,8 @@ func ReadSSE(r io.Reader, fn func(Event) bool) error {
 	}
 	return sc.Err()
 }
+
+// Evacuate asks the cell to refuse new work and drain (POST /v1/evacuate).
+func (c *HTTPClient) Evacuate(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/evacuate", nil, nil)
+}

@@ -25,6 +25,14 @@ type Route struct {
 	Port      uint16   `json:"port"`
 }
 
+// BindMount mounts a host directory or file into the container. The host
+// path must lie under a directory of the agent's bind_mount_allowlist.
+type BindMount struct {
+	HostPath      string `json:"host_path"`
+	ContainerPath string `json:"container_path"`
+	ReadOnly      bool   `json:"read_only"`
+}
+
 // Check is the readiness check: exactly one of TCP or HTTP.
 type Check struct {
 	TCP  *TCPCheck  `json:"tcp,omitempty"`
@@ -72,6 +80,7 @@ type RunRequest struct {
 	Routes                []Route                `json:"routes,omitempty"`
 	Check                 *Check                 `json:"check,omitempty"`
 	CertificateProperties *CertificateProperties `json:"certificate_properties,omitempty"`
+	BindMounts            []BindMount            `json:"bind_mounts,omitempty"`
 	CPUWeight             int                    `json:"cpu_weight,omitempty"`
 	StartTimeout          Duration               `json:"start_timeout,omitempty"`
 	StopGrace             Duration               `json:"stop_grace,omitempty"`
@@ -175,6 +184,7 @@ const (
 	EventReservationExpired  = "reservation_expired"
 	EventContainerAdopted    = "container_adopted"
 	EventContainerOrphanGone = "orphan_removed"
+	EventCellEvacuating      = "cell_evacuating"
 )
 
 // Event is one entry of GET /v1/events. Seq grows by one per event.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,7 +16,6 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/grouper"
-	"github.com/tedsuo/ifrit/http_server"
 	"github.com/tedsuo/ifrit/sigmon"
 
 	"github.com/cellagent/cellagent/config"
@@ -96,12 +96,13 @@ func run(cfg config.Config) error {
 		}
 	}
 	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}, &credmanager.Hook{Manager: creds}}
+	hooks = append(hooks, &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist})
 	var readiness []containerstore.Readiness
 	overhead := 0
 	var usage func(string) *executor.MemoryUsage
 	if proxy != nil {
 		hooks = []containerstore.SetupHook{proxy.PortsHook(), &network.Hook{Manager: netMgr, ProxyPortsPerAppPort: 1},
-			&credmanager.Hook{Manager: creds}, proxy.FilesHook()}
+			&credmanager.Hook{Manager: creds}, proxy.FilesHook(), &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist}}
 		readiness = append(readiness, proxy.FilesHook().(containerstore.Readiness))
 		overhead = cfg.Proxy.MemoryOverheadMB
 		cgroupDir := filepath.Join("/sys/fs/cgroup/memory", cfg.Containerd.Namespace)
@@ -116,6 +117,7 @@ func run(cfg config.Config) error {
 		ProxyMemoryOverheadMB: overhead,
 		LogMaxBytes:           cfg.LogMaxBytes, DefaultUser: cfg.DefaultUser, ExternalIP: externalIP,
 		HealthInterval: time.Duration(cfg.HealthInterval), DrainWindow: time.Duration(cfg.DrainWindow),
+		EvacuationTimeout: time.Duration(cfg.EvacuationTimeout),
 	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Readiness: readiness, Routes: routeHook, Clock: clk, Usage: usage,
 		NATSState: func() string { return routeHook.Emitter.ConnectionState() }})
 	if err != nil {
@@ -140,7 +142,7 @@ func run(cfg config.Config) error {
 	}
 	creds.AddExpiryHandler(notifier)
 
-	api := httpapi.New(logger, httpapi.Config{Client: store})
+	api := httpapi.New(logger, httpapi.Config{Client: store, Evacuator: store})
 	var members grouper.Members
 	if len(cfg.NATS.URLs) == 0 {
 		embedded, err := routeemitter.NewEmbeddedNATS(logger, cfg.NATS.EmbeddedListen, filepath.Join(cfg.DataDir, "nats"))
@@ -153,8 +155,13 @@ func run(cfg config.Config) error {
 		{Name: "route-emitter", Runner: emitter},
 		{Name: "credmanager", Runner: creds},
 		{Name: "containerstore", Runner: store.Runner()},
-		{Name: "api", Runner: http_server.New(cfg.Listen.Admin, api)},
+		{Name: "evacuate-on-sigusr1", Runner: evacuateOnSignal(logger, store)},
 	}...)
+	apiMembers, err := listeners(cfg, api)
+	if err != nil {
+		return err
+	}
+	members = append(members, apiMembers...)
 	group := grouper.NewOrdered(os.Interrupt, members)
 	logger.Info("starting", lager.Data{"cell-id": cfg.CellID, "admin": cfg.Listen.Admin, "data-dir": cfg.DataDir,
 		"containerd": cfg.Containerd.Socket, "capacity": total})
@@ -267,4 +274,23 @@ func reserveHostPorts(logger lager.Logger, portRange string) {
 	if err := os.WriteFile(path, []byte(next), 0o644); err != nil {
 		logger.Error("reserve-host-ports", err, lager.Data{"range": portRange})
 	}
+}
+
+// evacuateOnSignal starts an evacuation when the agent gets SIGUSR1.
+func evacuateOnSignal(logger lager.Logger, store *containerstore.Store) ifrit.Runner {
+	return ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		defer signal.Stop(usr1)
+		close(ready)
+		for {
+			select {
+			case <-usr1:
+				logger.Info("sigusr1-evacuating")
+				_ = store.Evacuate()
+			case <-signals:
+				return nil
+			}
+		}
+	})
 }

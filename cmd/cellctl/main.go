@@ -31,6 +31,7 @@ Commands:
   events [--follow] [--since N]
                              the event stream
   logs [--follow] GUID       the container's output
+  evacuate [--wait]          refuse new work and drain the cell (progress with --wait)
   routes [--watch] [--nats URL]
                              the route table as a router sees it on NATS
 
@@ -82,6 +83,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = c.events(ctx, rest, stderr)
 	case "logs":
 		err = c.logs(ctx, rest, stderr)
+	case "evacuate":
+		err = c.evacuate(ctx, rest, stderr)
 	case "routes":
 		err = c.routes(ctx, rest, stderr)
 	case "help", "-h", "--help":

@@ -265,3 +265,12 @@ func (a *Agent) LastSeq(ctx context.Context) uint64 {
 		}
 	}
 }
+
+// Signal sends a signal by name ("USR1", "TERM") to the daemon.
+func (a *Agent) Signal(name string) error {
+	sig := map[string]syscall.Signal{"USR1": syscall.SIGUSR1, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT}[name]
+	if a.cmd == nil || a.cmd.Process == nil || sig == 0 {
+		return fmt.Errorf("cannot send %s", name)
+	}
+	return a.cmd.Process.Signal(sig)
+}

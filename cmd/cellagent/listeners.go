@@ -1,0 +1,80 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+
+	"github.com/tedsuo/ifrit"
+	"github.com/tedsuo/ifrit/grouper"
+	"github.com/tedsuo/ifrit/http_server"
+
+	"github.com/cellagent/cellagent/config"
+)
+
+// serverTLS loads the listeners' certificate and, when client_ca is set,
+// requires client certificates signed by it.
+func serverTLS(t config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("listen.tls.cert/key (%s, %s): %w", t.Cert, t.Key, err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCA != "" {
+		b, err := os.ReadFile(t.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("listen.tls.client_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("listen.tls.client_ca %s: no PEM certificate", t.ClientCA)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// listeners are the API servers: the admin listener (plain on loopback,
+// TLS elsewhere; the only one with pprof) and the optional secure
+// listener for an orchestrator (mutual TLS).
+func listeners(cfg config.Config, api http.Handler) (grouper.Members, error) {
+	admin := http.NewServeMux()
+	admin.Handle("/", api)
+	admin.HandleFunc("/debug/pprof/", pprof.Index)
+	admin.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
+
+	var members grouper.Members
+	var adminRunner ifrit.Runner
+	if isLoopback(cfg.Listen.Admin) {
+		adminRunner = http_server.New(cfg.Listen.Admin, admin)
+	} else {
+		tc, err := serverTLS(cfg.Listen.TLS)
+		if err != nil {
+			return nil, err
+		}
+		adminRunner = http_server.NewTLSServer(cfg.Listen.Admin, admin, tc)
+	}
+	members = append(members, grouper.Member{Name: "api", Runner: adminRunner})
+	if cfg.Listen.Secure != "" {
+		tc, err := serverTLS(cfg.Listen.TLS)
+		if err != nil {
+			return nil, err
+		}
+		members = append(members, grouper.Member{Name: "api-secure", Runner: http_server.NewTLSServer(cfg.Listen.Secure, api, tc)})
+	}
+	return members, nil
+}

@@ -63,6 +63,10 @@ var _ = Describe("Config", func() {
 			Entry("bad namespace", func(c *config.Config) { c.Containerd.Namespace = "-ns" }, "containerd.namespace"),
 			Entry("admin without a port", func(c *config.Config) { c.Listen.Admin = "127.0.0.1" }, "listen.admin"),
 			Entry("admin on a public address without TLS", func(c *config.Config) { c.Listen.Admin = "0.0.0.0:1800" }, "is not a loopback address"),
+			Entry("admin on a public address without client certificates", func(c *config.Config) {
+				c.Listen.Admin = "0.0.0.0:1800"
+				c.Listen.TLS = config.TLS{Cert: "/c", Key: "/k"}
+			}, "is not a loopback address"),
 			Entry("secure listener without a client CA", func(c *config.Config) {
 				c.Listen.Secure = "0.0.0.0:1801"
 				c.Listen.TLS = config.TLS{Cert: "/c", Key: "/k"}
@@ -100,9 +104,9 @@ var _ = Describe("Config", func() {
 			},
 			Entry("admin on localhost", func(c *config.Config) { c.Listen.Admin = "localhost:1800" }),
 			Entry("admin on IPv6 loopback", func(c *config.Config) { c.Listen.Admin = "[::1]:1800" }),
-			Entry("admin on a public address with TLS", func(c *config.Config) {
+			Entry("admin on a public address with mutual TLS", func(c *config.Config) {
 				c.Listen.Admin = "0.0.0.0:1800"
-				c.Listen.TLS = config.TLS{Cert: "/c", Key: "/k"}
+				c.Listen.TLS = config.TLS{Cert: "/c", Key: "/k", ClientCA: "/ca"}
 			}),
 			Entry("external NATS (the embedded listen is then unused)", func(c *config.Config) {
 				c.NATS.URLs = []string{"nats://10.0.0.1:4222", "tls://10.0.0.2:4222"}

@@ -12,7 +12,7 @@ import (
 
 var _ = Describe("transitions", func() {
 	allowedPairs := map[[2]executor.State]bool{
-		{executor.StateReserved, executor.StateInitializing}: true,
+		{executor.StateReserved, executor.StateInitializing}:  true,
 		{executor.StateReserved, executor.StateCompleted}:     true,
 		{executor.StateInitializing, executor.StateCreated}:   true,
 		{executor.StateInitializing, executor.StateCompleted}: true,

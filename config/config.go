@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -179,8 +180,8 @@ func Decode(b []byte, cfg *Config) error {
 	if err := dec.Decode(cfg); err != nil {
 		return err
 	}
-	if dec.More() {
-		return errors.New("more than one JSON value")
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		return errors.New("more than one JSON value (or trailing data after it)")
 	}
 	return nil
 }

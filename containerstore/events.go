@@ -77,14 +77,16 @@ func (h *eventHub) subscribe(ctx context.Context, since uint64) <-chan executor.
 		defer close(ch)
 		last := since
 		evs, gap, changed := h.after(last)
-		if gap {
-			select {
-			case ch <- executor.Event{Type: executor.EventGap, Seq: last, Time: time.Now(), Message: "some events were dropped from the buffer; resync with GET /v1/containers"}:
-			case <-ctx.Done():
-				return
-			}
-		}
 		for {
+			if gap {
+				// The subscriber fell behind the ring (or asked for too
+				// old a sequence): say so instead of skipping silently.
+				select {
+				case ch <- executor.Event{Type: executor.EventGap, Seq: last, Time: time.Now(), Message: "some events were dropped from the buffer; resync with GET /v1/containers"}:
+				case <-ctx.Done():
+					return
+				}
+			}
 			for _, ev := range evs {
 				select {
 				case ch <- ev:
@@ -98,8 +100,25 @@ func (h *eventHub) subscribe(ctx context.Context, since uint64) <-chan executor.
 			case <-ctx.Done():
 				return
 			}
-			evs, _, changed = h.after(last)
+			evs, gap, changed = h.after(last)
 		}
 	}()
 	return ch
+}
+
+// forGUID answers the buffered events about guid, oldest first, and whether
+// the buffer still holds its beginning.
+func (h *eventHub) forGUID(guid string) ([]executor.Event, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []executor.Event
+	for i := 0; i < h.n; i++ {
+		if ev := h.ring[(h.start+i)%len(h.ring)]; ev.GUID == guid {
+			ev.Container = nil
+			out = append(out, ev)
+		}
+	}
+	complete := h.n < len(h.ring) || (len(out) > 0 &&
+		(out[0].Type == executor.EventContainerReserved || out[0].Type == executor.EventContainerAdopted))
+	return out, complete
 }

@@ -156,7 +156,11 @@ func (s *Store) complete(logger lager.Logger, c *container, result executor.RunR
 	snap, rec := s.viewLocked(c), s.recordLocked(c)
 	s.mu.Unlock()
 	s.persist(rec)
-	s.publish(executor.EventContainerState, c.info.GUID, result.FailureReason, &snap)
+	msg := "state completed: " + result.FailureReason
+	if !result.Failed {
+		msg = "state completed: stopped"
+	}
+	s.publish(executor.EventContainerState, c.info.GUID, msg, &snap)
 }
 
 // start runs initialize -> created -> running. A non-nil exits means the
@@ -180,6 +184,9 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 		}
 	}
 	s.defaultHostNetwork(inst)
+	if cr := inst.Credentials; cr != nil {
+		s.publish(executor.EventCredentialsIssued, guid, fmt.Sprintf("credentials issued: serial %s, valid until %s", cr.Serial, cr.NotAfter.Format(time.RFC3339)), nil)
+	}
 
 	s.mu.Lock()
 	c.info.InternalIP, c.info.ExternalIP, c.info.Ports = inst.InternalIP, inst.ExternalIP, inst.Ports
@@ -217,6 +224,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	if err := s.waitReady(ctx, logger, inst, exits, time.Duration(req.StartTimeout)); err != nil {
 		return exits, err
 	}
+	s.publish(executor.EventContainerReady, guid, s.readyMessage(inst), nil)
 	if err := s.advance(c, executor.StateRunning); err != nil {
 		return exits, err
 	}
@@ -234,7 +242,7 @@ func (s *Store) advance(c *container, state executor.State) error {
 	snap, rec := s.viewLocked(c), s.recordLocked(c)
 	s.mu.Unlock()
 	s.persist(rec)
-	s.publish(executor.EventContainerState, c.info.GUID, "", &snap)
+	s.publish(executor.EventContainerState, c.info.GUID, "state "+state.String(), &snap)
 	return nil
 }
 
@@ -253,6 +261,7 @@ func (s *Store) route(logger lager.Logger, c *container) {
 				s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable: "+err.Error(), nil)
 				return
 			}
+			s.publish(executor.EventContainerReady, c.info.GUID, "verified handshake: the host TLS ports serve the issued identity", nil)
 		}
 	}
 	if s.deps.Routes != nil {
@@ -270,7 +279,7 @@ func (s *Store) route(logger lager.Logger, c *container) {
 	c.info.Routable = true
 	snap := s.viewLocked(c)
 	s.mu.Unlock()
-	s.publish(executor.EventContainerRoutable, c.info.GUID, "routable", &snap)
+	s.publish(executor.EventContainerRoutable, c.info.GUID, fmt.Sprintf("routable: %d route(s) registered", len(inst.Request.Routes)), &snap)
 }
 
 // unroute withdraws routes; it runs before the app is signalled.
@@ -287,6 +296,17 @@ func (s *Store) unroute(logger lager.Logger, c *container) {
 	if was {
 		s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable", nil)
 	}
+}
+
+func (s *Store) readyMessage(inst *Instance) string {
+	msg := "ready"
+	if len(s.deps.Readiness) > 0 {
+		msg += ": proxy answers TLS"
+	}
+	if inst.Request.Check != nil {
+		msg += ", app check passed"
+	}
+	return msg
 }
 
 func (s *Store) notifyStopping(logger lager.Logger, guid string) {

@@ -64,9 +64,11 @@ func (s *Store) stop(ctx context.Context, logger lager.Logger, c *container) err
 	if state == executor.StateInitializing && cancel != nil {
 		cancel()
 	}
+	s.publish(executor.EventStopStep, c.info.GUID, "stop: routes unregistered", nil)
 	if err := s.deps.Tasks.Signal(ctx, c.info.GUID, syscall.SIGTERM); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
 		logger.Error("sigterm", err)
 	}
+	s.publish(executor.EventStopStep, c.info.GUID, "stop: SIGTERM sent, grace "+grace.String(), nil)
 	timer := s.deps.Clock.NewTimer(grace)
 	defer timer.Stop()
 	select {
@@ -74,6 +76,7 @@ func (s *Store) stop(ctx context.Context, logger lager.Logger, c *container) err
 	case <-c.done:
 	case <-timer.C():
 		logger.Info("grace-expired-sending-sigkill", lager.Data{"stop-grace": grace.String()})
+		s.publish(executor.EventStopStep, c.info.GUID, "stop: grace expired, SIGKILL sent", nil)
 		if err := s.deps.Tasks.Signal(ctx, c.info.GUID, syscall.SIGKILL); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
 			logger.Error("sigkill", err)
 		}

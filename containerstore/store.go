@@ -321,7 +321,7 @@ func (s *Store) reserve(guid string, res executor.Resources, tags map[string]str
 	s.containers[guid] = c
 	snap := c.info
 	s.mu.Unlock()
-	s.publish(executor.EventContainerReserved, guid, "", &snap)
+	s.publish(executor.EventContainerReserved, guid, fmt.Sprintf("reserved %d MB memory, %d MB disk", need.MemoryMB, need.DiskMB), &snap)
 	return nil
 }
 
@@ -429,7 +429,7 @@ func (s *Store) startRun(guid string, req executor.RunRequest) error {
 	rec := s.recordLocked(c)
 	s.mu.Unlock()
 	s.persist(rec)
-	s.publish(executor.EventContainerState, guid, "", &snap)
+	s.publish(executor.EventContainerState, guid, "state initializing: image "+req.Image, &snap)
 	s.wg.Add(1)
 	go s.lifecycle(startCtx, c)
 	return nil

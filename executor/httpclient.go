@@ -203,3 +203,10 @@ func ReadSSE(r io.Reader, fn func(Event) bool) error {
 func (c *HTTPClient) Evacuate(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/evacuate", nil, nil)
 }
+
+// Explain answers an instance's timeline and what blocks it from being routable.
+func (c *HTTPClient) Explain(ctx context.Context, guid string) (Explanation, error) {
+	var e Explanation
+	err := c.do(ctx, http.MethodGet, containerPath(guid)+"/explain", nil, &e)
+	return e, err
+}

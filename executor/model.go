@@ -185,6 +185,9 @@ const (
 	EventContainerAdopted    = "container_adopted"
 	EventContainerOrphanGone = "orphan_removed"
 	EventCellEvacuating      = "cell_evacuating"
+	EventCredentialsIssued   = "credentials_issued"
+	EventContainerReady      = "container_ready"
+	EventStopStep            = "stop_step"
 )
 
 // Event is one entry of GET /v1/events. Seq grows by one per event.
@@ -195,4 +198,16 @@ type Event struct {
 	GUID      string     `json:"guid,omitempty"`
 	Message   string     `json:"message,omitempty"`
 	Container *Container `json:"container,omitempty"`
+}
+
+// Explanation is the answer of GET /v1/containers/{guid}/explain: what
+// happened to an instance and, when it is not routable, why.
+type Explanation struct {
+	GUID     string  `json:"guid"`
+	State    State   `json:"state"`
+	Routable bool    `json:"routable"`
+	Blocker  string  `json:"blocker,omitempty"`
+	Timeline []Event `json:"timeline"`
+	// TimelineComplete is false when older events left the buffer.
+	TimelineComplete bool `json:"timeline_complete"`
 }

@@ -142,7 +142,7 @@ func run(cfg config.Config) error {
 	}
 	creds.AddExpiryHandler(notifier)
 
-	api := httpapi.New(logger, httpapi.Config{Client: store, Evacuator: store})
+	api := httpapi.New(logger, httpapi.Config{Client: store, Evacuator: store, Explainer: store})
 	var members grouper.Members
 	if len(cfg.NATS.URLs) == 0 {
 		embedded, err := routeemitter.NewEmbeddedNATS(logger, cfg.NATS.EmbeddedListen, filepath.Join(cfg.DataDir, "nats"))

@@ -26,6 +26,7 @@ Commands:
   get GUID                   one container
   run GUID [flags] -- PATH [ARGS...]
                              reserve and run a container (see cellctl run -h)
+  explain GUID               the instance's timeline and why it is not routable
   stop GUID                  stop (routes first, SIGTERM, grace, SIGKILL)
   delete GUID                destroy and release
   events [--follow] [--since N]
@@ -83,6 +84,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = c.events(ctx, rest, stderr)
 	case "logs":
 		err = c.logs(ctx, rest, stderr)
+	case "explain":
+		err = c.explain(ctx, rest)
 	case "evacuate":
 		err = c.evacuate(ctx, rest, stderr)
 	case "routes":

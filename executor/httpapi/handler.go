@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,10 +23,16 @@ type Evacuator interface {
 	Evacuate() error
 }
 
+// Explainer tells why an instance is (not) routable (optional).
+type Explainer interface {
+	Explain(ctx context.Context, guid string) (executor.Explanation, error)
+}
+
 // Config wires the handler.
 type Config struct {
 	Client    executor.Client
 	Evacuator Evacuator
+	Explainer Explainer
 	// Extra routes (e.g. /metrics, pprof) mounted as they are.
 	Extra map[string]http.Handler
 	// Heartbeat is how often an idle event stream gets a comment line.
@@ -54,6 +61,7 @@ func New(logger lager.Logger, cfg Config) http.Handler {
 	mux.HandleFunc("POST /v1/containers/{guid}/stop", h.stop)
 	mux.HandleFunc("DELETE /v1/containers/{guid}", h.delete)
 	mux.HandleFunc("GET /v1/containers/{guid}/logs", h.logs)
+	mux.HandleFunc("GET /v1/containers/{guid}/explain", h.explain)
 	mux.HandleFunc("GET /v1/events", h.events)
 	mux.HandleFunc("POST /v1/evacuate", h.evacuate)
 	for path, eh := range cfg.Extra {
@@ -92,14 +100,14 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return executor.NewError(executor.ErrInvalidRequest, "invalid JSON body: %v", err)
 	}
-	if dec.More() {
-		return executor.NewError(executor.ErrInvalidRequest, "invalid JSON body: more than one value")
-	}
-	if _, err := io.Copy(io.Discard, body); err != nil {
+	// Only whitespace may follow the value (dec.More would accept a stray
+	// "}" or "]").
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return executor.NewError(executor.ErrRequestTooLarge, "request body is larger than %d bytes", MaxBodyBytes)
 		}
+		return executor.NewError(executor.ErrInvalidRequest, "invalid JSON body: more than one value (or trailing data after it)")
 	}
 	return nil
 }
@@ -236,6 +244,23 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+func (h *handler) explain(w http.ResponseWriter, r *http.Request) {
+	guid, ok := h.guid(w, r)
+	if !ok {
+		return
+	}
+	if h.cfg.Explainer == nil {
+		writeError(w, executor.NewError(executor.ErrUnavailable, "explain is not available on this agent"))
+		return
+	}
+	e, err := h.cfg.Explainer.Explain(r.Context(), guid)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
 func (h *handler) evacuate(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Evacuator == nil {
 		writeError(w, executor.NewError(executor.ErrUnavailable, "evacuation is not available on this agent"))
@@ -264,6 +289,9 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush() // a quiet container must not hold back the headers
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := rc.Read(buf)

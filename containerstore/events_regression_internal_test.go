@@ -22,7 +22,7 @@ var _ = Describe("eventHub subscriber that falls behind the ring", func() {
 			Eventually(func() int { return len(ch) }).Should(Equal(i))
 		}
 		hub.publish(executor.Event{Type: "t"}) // the subscriber blocks sending this one
-		for i := 0; i < 10; i++ {             // meanwhile the ring (4) overflows
+		for i := 0; i < 10; i++ {              // meanwhile the ring (4) overflows
 			hub.publish(executor.Event{Type: "t"})
 		}
 		var prev uint64

@@ -3,66 +3,53 @@ package testagent
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
 
 // NATSCluster is a cluster of nats-servers inside the test process, on
-// 127.0.0.1: random client ports, and cluster ports picked up front so that
-// every server lists every other as a route (a full mesh that survives the
-// loss of any one server, without relying on gossip from a seed).
+// 127.0.0.1 with random client and cluster ports. Each server routes
+// explicitly to every server started before it, so every pair has its own
+// route and the cluster stays meshed when any one server goes away.
 type NATSCluster struct {
 	Servers []*server.Server
 }
 
 // StartNATSCluster starts n servers and waits until each one is routed to
 // all the others.
-func StartNATSCluster(n int) (c *NATSCluster, retErr error) {
-	clusterPorts := make([]int, n)
-	for i := range clusterPorts {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		clusterPorts[i] = p
+func StartNATSCluster(n int) (*NATSCluster, error) {
+	c := &NATSCluster{}
+	if err := c.start(n); err != nil {
+		c.Shutdown()
+		return nil, err
 	}
-	c = &NATSCluster{}
-	defer func() {
-		if retErr != nil {
-			c.Shutdown()
-		}
-	}()
+	return c, nil
+}
+
+func (c *NATSCluster) start(n int) error {
 	for i := range n {
-		var routes []string
-		for j, p := range clusterPorts {
-			if j != i {
-				routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(p))
-			}
+		var routes []*url.URL
+		for _, prev := range c.Servers {
+			routes = append(routes, &url.URL{Scheme: "nats-route", Host: prev.ClusterAddr().String()})
 		}
-		opts := &server.Options{
+		s, err := server.NewServer(&server.Options{
 			ServerName: fmt.Sprintf("it-nats-%d", i),
 			Host:       "127.0.0.1",
 			Port:       server.RANDOM_PORT,
 			NoLog:      true,
 			NoSigs:     true,
-			Cluster: server.ClusterOpts{
-				Name: "it-cluster",
-				Host: "127.0.0.1",
-				Port: clusterPorts[i],
-			},
-			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
-		}
-		s, err := server.NewServer(opts)
+			Cluster:    server.ClusterOpts{Name: "it-cluster", Host: "127.0.0.1", Port: server.RANDOM_PORT},
+			Routes:     routes,
+		})
 		if err != nil {
-			return nil, fmt.Errorf("nats server %d: %w", i, err)
+			return fmt.Errorf("nats server %d: %w", i, err)
 		}
 		go s.Start()
 		c.Servers = append(c.Servers, s)
 		if !s.ReadyForConnections(10 * time.Second) {
-			return nil, fmt.Errorf("nats server %d did not accept clients within 10s", i)
+			return fmt.Errorf("nats server %d did not accept clients and routes within 10s", i)
 		}
 	}
 	deadline := time.Now().Add(15 * time.Second)
@@ -74,10 +61,10 @@ func StartNATSCluster(n int) (c *NATSCluster, retErr error) {
 			}
 		}
 		if meshed {
-			return c, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return nil, errors.New("nats cluster did not form a full mesh within 15s")
+			return errors.New("nats cluster did not form a full mesh within 15s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

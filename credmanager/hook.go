@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 
@@ -18,6 +19,8 @@ import (
 // removes it at delete.
 type Hook struct {
 	Manager *Manager
+	// Observe, when set, is told how long each issuance took (metrics).
+	Observe func(time.Duration)
 }
 
 var (
@@ -62,7 +65,11 @@ func Info(c Credential) *executor.CredentialInfo {
 
 func (h *Hook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
 	id := identity(inst)
+	start := time.Now()
 	cred, err := h.Manager.Issue(logger, id)
+	if h.Observe != nil && err == nil {
+		h.Observe(time.Since(start))
+	}
 	if err != nil {
 		if errors.Is(err, ErrInvalidCertificateProperties) {
 			return fmt.Errorf("%w: %v", executor.ErrInvalidRequest, err)

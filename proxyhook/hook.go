@@ -256,7 +256,7 @@ func (f filesHook) Ready(ctx context.Context, logger lager.Logger, inst *contain
 		}
 		addr := fmt.Sprintf("%s:%d", inst.InternalIP, m.ContainerTLSProxyPort)
 		if _, err := f.h.verifier.handshake(ctx, addr, inst.GUID); err != nil {
-			return fmt.Errorf("proxy not ready: %w", err)
+			return fmt.Errorf("proxy not ready on %s: %w", addr, err)
 		}
 	}
 	return nil

@@ -13,6 +13,8 @@ import (
 // registered, and unregistered before their app is signalled.
 type Hook struct {
 	Emitter *Emitter
+	// OnRegister and OnUnregister, when set, count route changes (metrics).
+	OnRegister, OnUnregister func()
 }
 
 var (
@@ -51,13 +53,23 @@ func (h *Hook) Routable(logger lager.Logger, inst *containerstore.Instance) erro
 	if len(inst.Request.Routes) == 0 {
 		return nil
 	}
-	return h.Emitter.Register(logger, EndpointOf(inst))
+	if err := h.Emitter.Register(logger, EndpointOf(inst)); err != nil {
+		return err
+	}
+	if h.OnRegister != nil {
+		h.OnRegister()
+	}
+	return nil
 }
 
 // Unroutable sends router.unregister now; a disconnected NATS is not an
 // error here: the emitter delivers it on reconnect and repeats it.
 func (h *Hook) Unroutable(logger lager.Logger, guid string) error {
+	had := len(h.Emitter.Registered(guid)) > 0
 	err := h.Emitter.Unregister(logger, guid)
+	if h.OnUnregister != nil && had && (err == nil || errors.Is(err, ErrNotConnected)) {
+		h.OnUnregister()
+	}
 	if errors.Is(err, ErrNotConnected) {
 		logger.Info("unregister-queued-until-nats-reconnects", lager.Data{"container-guid": guid})
 		return nil

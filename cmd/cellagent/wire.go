@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/executor/httpapi"
+	"github.com/cellagent/cellagent/metrics"
 	"github.com/cellagent/cellagent/proxyconfig"
 	"github.com/cellagent/cellagent/proxyhook"
 	"github.com/cellagent/cellagent/routeemitter"
@@ -95,14 +97,15 @@ func run(cfg config.Config) error {
 			return err
 		}
 	}
-	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}, &credmanager.Hook{Manager: creds}}
+	credHook := &credmanager.Hook{Manager: creds}
+	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}, credHook}
 	hooks = append(hooks, &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist})
 	var readiness []containerstore.Readiness
 	overhead := 0
 	var usage func(string) *executor.MemoryUsage
 	if proxy != nil {
 		hooks = []containerstore.SetupHook{proxy.PortsHook(), &network.Hook{Manager: netMgr, ProxyPortsPerAppPort: 1},
-			&credmanager.Hook{Manager: creds}, proxy.FilesHook(), &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist}}
+			credHook, proxy.FilesHook(), &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist}}
 		readiness = append(readiness, proxy.FilesHook().(containerstore.Readiness))
 		overhead = cfg.Proxy.MemoryOverheadMB
 		cgroupDir := filepath.Join("/sys/fs/cgroup/memory", cfg.Containerd.Namespace)
@@ -134,6 +137,11 @@ func run(cfg config.Config) error {
 	}
 	routeHook.Emitter = emitter
 
+	met := metrics.New(metrics.Config{Source: store, Usage: usage, Clock: clk,
+		CPUAcctDir: filepath.Join("/sys/fs/cgroup/cpuacct", cfg.Containerd.Namespace)})
+	routeHook.OnRegister, routeHook.OnUnregister = met.Registered, met.Unregistered
+	credHook.Observe = met.ObserveIssuance
+
 	notifier := credmanager.Notifier{Sink: store}
 	creds.AddHandler(notifier)
 	if proxy != nil {
@@ -142,7 +150,8 @@ func run(cfg config.Config) error {
 	}
 	creds.AddExpiryHandler(notifier)
 
-	api := httpapi.New(logger, httpapi.Config{Client: store, Evacuator: store, Explainer: store})
+	api := httpapi.New(logger, httpapi.Config{Client: store, Evacuator: store, Explainer: store,
+		Extra: map[string]http.Handler{"GET /metrics": met.Handler()}})
 	var members grouper.Members
 	if len(cfg.NATS.URLs) == 0 {
 		embedded, err := routeemitter.NewEmbeddedNATS(logger, cfg.NATS.EmbeddedListen, filepath.Join(cfg.DataDir, "nats"))
@@ -155,6 +164,7 @@ func run(cfg config.Config) error {
 		{Name: "route-emitter", Runner: emitter},
 		{Name: "credmanager", Runner: creds},
 		{Name: "containerstore", Runner: store.Runner()},
+		{Name: "metrics", Runner: met},
 		{Name: "evacuate-on-sigusr1", Runner: evacuateOnSignal(logger, store)},
 	}...)
 	apiMembers, err := listeners(cfg, api)

@@ -63,6 +63,21 @@ func BinDir() (string, error) {
 	return binDir, buildErr
 }
 
+// FreePorts answers n distinct free TCP ports on 127.0.0.1 (all held open
+// until all are chosen, so they differ).
+func FreePorts(n int) ([]int, error) {
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
 // FreePort answers a free TCP port on 127.0.0.1.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -96,20 +111,17 @@ func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
 	if err := MakeRootfs(rootfs, filepath.Join(bins, "demo-app")); err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
+	ports, err := FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
+	port, natsPort := ports[0], ports[1]
 	cfg := config.DefaultConfig()
 	cfg.CellID = name
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.Containerd.Socket = Socket()
 	cfg.Containerd.Namespace = "cellagent-it-" + name
 	cfg.Listen.Admin = "127.0.0.1:" + strconv.Itoa(port)
-	natsPort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
 	cfg.NATS.EmbeddedListen = "127.0.0.1:" + strconv.Itoa(natsPort)
 	cfg.PreloadedRootfs = map[string]string{"busybox": rootfs}
 	cfg.Network.Mode = "host"

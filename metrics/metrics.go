@@ -50,8 +50,8 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	starts, registrations, unregistrations, issuances, rotations, rotationFailures, unconfirmed, proxyRestarts prometheus.Counter
-	failures                                                                                                 *prometheus.CounterVec
-	startToRoutable, issuanceSeconds                                                                         prometheus.Histogram
+	failures                                                                                                   *prometheus.CounterVec
+	startToRoutable, issuanceSeconds                                                                           prometheus.Histogram
 
 	mu       sync.Mutex // guards routedAt
 	routedAt map[string]bool

@@ -261,6 +261,9 @@ func (e *Emitter) connect(logger lager.Logger) (*nats.Conn, error) {
 // onHello records a router.start or greet reply for the loop. It runs on a
 // nats.go subscription goroutine.
 func (e *Emitter) onHello(logger lager.Logger, msg *nats.Msg, start bool) {
+	if len(msg.Data) == 0 || msg.Header.Get("Status") == "503" {
+		return // "no responders" to router.greet: no router is listening yet
+	}
 	var h routerHello
 	if err := json.Unmarshal(msg.Data, &h); err != nil {
 		logger.Error("bad-router-hello", err, lager.Data{"subject": msg.Subject})

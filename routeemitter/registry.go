@@ -78,10 +78,17 @@ func (e *Emitter) Register(logger lager.Logger, ep Endpoint) error {
 	} else {
 		delete(e.registered, ep.GUID)
 	}
-	if ts := e.tombstones[ep.GUID]; ts != nil {
-		ts.msgs = subtractRoutes(ts.msgs, msgs)
+	// Pending repeated unregisters of any instance (this one, or a gone one
+	// whose host ports this instance reuses) must not remove what is now
+	// registered at the same address and URI.
+	for guid, ts := range e.tombstones {
+		rest := subtractRoutes(ts.msgs, msgs)
+		if uriCount(rest) == uriCount(ts.msgs) && guid != ep.GUID {
+			continue
+		}
+		ts.msgs = rest
 		if len(ts.msgs) == 0 {
-			delete(e.tombstones, ep.GUID)
+			delete(e.tombstones, guid)
 		}
 		changed = true
 	}
@@ -267,4 +274,12 @@ func (e *Emitter) saveJournal(logger lager.Logger) {
 		e.journalDirty = true
 		e.mu.Unlock()
 	}
+}
+
+func uriCount(msgs []RegistryMessage) int {
+	n := 0
+	for _, m := range msgs {
+		n += len(m.URIs)
+	}
+	return n
 }

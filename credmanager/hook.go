@@ -121,6 +121,7 @@ func (h *Hook) CleanupOrphans(ctx context.Context, logger lager.Logger, keep fun
 type CredentialSink interface {
 	UpdateCredentials(guid string, info executor.CredentialInfo)
 	Fail(guid, reason string)
+	Publish(typ, guid, msg string)
 }
 
 // Notifier tells the store about rotations (event + GET /v1/containers)
@@ -130,9 +131,14 @@ type Notifier struct {
 }
 
 var (
-	_ Handler       = Notifier{}
-	_ ExpiryHandler = Notifier{}
+	_ Handler        = Notifier{}
+	_ ExpiryHandler  = Notifier{}
+	_ FailureHandler = Notifier{}
 )
+
+func (n Notifier) CredentialsRotationFailed(logger lager.Logger, guid string, err error, retryAt time.Time) {
+	n.Sink.Publish(executor.EventCredentialsFailed, guid, fmt.Sprintf("rotation failed, retrying at %s: %v", retryAt.Format(time.RFC3339), err))
+}
 
 func (n Notifier) CredentialsRotated(logger lager.Logger, guid string, cred Credential) error {
 	n.Sink.UpdateCredentials(guid, *Info(cred))

@@ -42,16 +42,22 @@ type ExpiryHandler interface {
 // Manager issues instance certificates, writes them into per-instance host
 // directories and rotates those it tracks. See the package doc.
 type Manager struct {
-	logger   lager.Logger
-	clock    clock.Clock
-	ca       *authority
-	keyType  KeyType
-	validity time.Duration
-	credDir  string
-	jitter   func() float64 // uniform in [0,1); fixed in tests
+	logger lager.Logger
+	clock  clock.Clock
+	// caCertFile and caKeyFile are re-read at every issuance when set (an
+	// operator's CA), so a replaced CA takes effect without a restart and an
+	// unreadable one fails the issuance (retried) instead of going unnoticed.
+	caCertFile, caKeyFile string
+	caMu                  sync.Mutex // guards ca
+	ca                    *authority
+	keyType               KeyType
+	validity              time.Duration
+	credDir               string
+	jitter                func() float64 // uniform in [0,1); fixed in tests
 
 	mu             sync.Mutex
 	handlers       []Handler            // guarded by mu
+	failHandlers   []FailureHandler     // guarded by mu
 	expiryHandlers []ExpiryHandler      // guarded by mu
 	tracked        map[string]*instance // guarded by mu
 	running        bool                 // guarded by mu: Run has started and not yet stopped
@@ -83,20 +89,56 @@ func New(logger lager.Logger, cfg Config) (*Manager, error) {
 	}
 
 	return &Manager{
-		logger:   logger,
-		clock:    cfg.Clock,
-		ca:       ca,
-		keyType:  cfg.KeyType,
-		validity: cfg.Validity,
-		credDir:  filepath.Join(cfg.DataDir, credentialsDir),
-		jitter:   rand.Float64,
-		tracked:  map[string]*instance{},
+		logger:     logger,
+		clock:      cfg.Clock,
+		caCertFile: cfg.CACertFile,
+		caKeyFile:  cfg.CAKeyFile,
+		ca:         ca,
+		keyType:    cfg.KeyType,
+		validity:   cfg.Validity,
+		credDir:    filepath.Join(cfg.DataDir, credentialsDir),
+		jitter:     rand.Float64,
+		tracked:    map[string]*instance{},
 	}, nil
 }
 
 // CACertPEM is the last certificate of the CA file (the dev CA itself, or
 // the top of the configured chain): what routers and verifiers should trust.
-func (m *Manager) CACertPEM() []byte { return slices.Clone(m.ca.rootPEM) }
+func (m *Manager) CACertPEM() []byte { return slices.Clone(m.authorityNow().rootPEM) }
+
+func (m *Manager) authorityNow() *authority {
+	m.caMu.Lock()
+	defer m.caMu.Unlock()
+	return m.ca
+}
+
+// authority answers the CA to sign with, re-reading an operator's files.
+func (m *Manager) authority() (*authority, error) {
+	if m.caCertFile == "" {
+		return m.authorityNow(), nil
+	}
+	ca, err := loadCA(m.caCertFile, m.caKeyFile, m.clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("reload identity CA: %w", err)
+	}
+	m.caMu.Lock()
+	m.ca = ca
+	m.caMu.Unlock()
+	return ca, nil
+}
+
+// FailureHandler is told of every failed rotation attempt and when the
+// next one is due (the store puts it on the event stream).
+type FailureHandler interface {
+	CredentialsRotationFailed(logger lager.Logger, guid string, err error, retryAt time.Time)
+}
+
+// AddFailureHandler registers h for failed rotation attempts.
+func (m *Manager) AddFailureHandler(h FailureHandler) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failHandlers = append(m.failHandlers, h)
+}
 
 // HostDir is the credential directory of guid on the host, which the agent
 // bind-mounts read-only at ContainerPath.
@@ -148,7 +190,11 @@ func (m *Manager) Issue(logger lager.Logger, id Identity) (Credential, error) {
 // generation of its directory.
 func (m *Manager) renew(logger lager.Logger, id Identity, rotations int) (Credential, error) {
 	now := m.clock.Now()
-	cred, err := issue(m.ca, m.keyType, id, now, m.validity)
+	ca, err := m.authority()
+	if err != nil {
+		return Credential{}, err
+	}
+	cred, err := issue(ca, m.keyType, id, now, m.validity)
 	if err != nil {
 		return Credential{}, err
 	}
@@ -208,7 +254,7 @@ func (m *Manager) Adopt(logger lager.Logger, id Identity) (Credential, error) {
 	}
 
 	rotateNow := false
-	if err := cert.CheckSignatureFrom(m.ca.cert); err != nil {
+	if err := cert.CheckSignatureFrom(m.authorityNow().cert); err != nil {
 		logger.Info("signed-by-another-ca", lager.Data{"issuer": cert.Issuer.String()})
 		rotateNow = true
 	}

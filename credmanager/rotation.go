@@ -202,6 +202,12 @@ func (m *Manager) rotateLoop(ctx context.Context, in *instance) {
 			next = delivered.NotAfter
 		}
 		logger.Error("rotation-failed", err, lager.Data{"retry-at": next, "deadline": delivered.NotAfter})
+		m.mu.Lock()
+		fails := slices.Clone(m.failHandlers)
+		m.mu.Unlock()
+		for _, h := range fails {
+			h.CredentialsRotationFailed(logger, guid, err, next)
+		}
 	}
 }
 

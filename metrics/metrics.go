@@ -76,7 +76,7 @@ func New(cfg Config) *Metrics {
 		unregistrations:  counter("route_unregistrations_total", "Instances whose routes were withdrawn (stop, crash, not ready, proxy down)."),
 		issuances:        counter("credential_issuances_total", "Instance identity certificates issued at start."),
 		rotations:        counter("credential_rotations_total", "Instance identity certificates rotated."),
-		rotationFailures: counter("credential_rotation_failures_total", "Instances failed because every rotation failed until expiry."),
+		rotationFailures: counter("credential_rotation_failures_total", "Failed rotation attempts (each is retried with backoff until the certificate expires)."),
 		unconfirmed:      counter("credential_rotations_unconfirmed_total", "Rotations the proxy did not confirm serving in time (retried)."),
 		proxyRestarts:    counter("proxy_restarts_total", "Proxy processes restarted after they exited."),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "container_failures_total",
@@ -160,11 +160,7 @@ func (m *Metrics) record(ev executor.Event) {
 			m.starts.Inc()
 		case executor.StateCompleted:
 			if rr := ev.Container.RunResult; rr.Failed {
-				reason := FailureReason(rr.FailureReason)
-				m.failures.WithLabelValues(reason).Inc()
-				if reason == "certificate_expired" {
-					m.rotationFailures.Inc()
-				}
+				m.failures.WithLabelValues(FailureReason(rr.FailureReason)).Inc()
 			}
 		}
 	case executor.EventContainerRoutable:
@@ -185,6 +181,8 @@ func (m *Metrics) record(ev executor.Event) {
 		m.issuances.Inc()
 	case executor.EventCredentialsRotated:
 		m.rotations.Inc()
+	case executor.EventCredentialsFailed:
+		m.rotationFailures.Inc()
 	case "rotation_unconfirmed":
 		m.unconfirmed.Inc()
 	case executor.EventProxyRestarted:

@@ -149,6 +149,7 @@ func run(cfg config.Config) error {
 		creds.AddHandler(proxy)
 	}
 	creds.AddExpiryHandler(notifier)
+	creds.AddFailureHandler(notifier)
 
 	api := httpapi.New(logger, httpapi.Config{Client: store, Evacuator: store, Explainer: store,
 		Extra: map[string]http.Handler{"GET /metrics": met.Handler()}})

@@ -479,6 +479,13 @@ func (s *Store) List(ctx context.Context) ([]executor.Container, error) {
 		out = append(out, s.viewLocked(c))
 	}
 	s.mu.Unlock()
+	if s.deps.Usage != nil {
+		for i := range out {
+			if out[i].State == executor.StateRunning {
+				out[i].Memory = s.deps.Usage(out[i].GUID)
+			}
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].GUID < out[j].GUID })
 	return out, nil
 }

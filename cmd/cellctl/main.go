@@ -23,6 +23,7 @@ Usage: cellctl [--api URL] [--json] COMMAND [ARGS]
 Commands:
   state                      cell id, zone, capacity and container counts
   list                       containers as a table
+  watch [--interval 2s]      live view: state, routable, memory app/proxy, cert expiry
   get GUID                   one container
   run GUID [flags] -- PATH [ARGS...]
                              reserve and run a container (see cellctl run -h)
@@ -84,6 +85,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = c.events(ctx, rest, stderr)
 	case "logs":
 		err = c.logs(ctx, rest, stderr)
+	case "watch":
+		err = c.watch(ctx, rest, stderr)
 	case "explain":
 		err = c.explain(ctx, rest)
 	case "evacuate":

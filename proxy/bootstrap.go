@@ -97,6 +97,11 @@ func ParseBootstrap(name string, data []byte) (*Spec, error) {
 	spec.AdminAddr = socketAddress(top.object("admin", true).objectDone("address"))
 
 	sr := top.object("static_resources", true)
+	if sr == nil {
+		// Missing or null: object recorded the error; the list methods
+		// below would dereference nil.
+		return nil, d.err
+	}
 	clusters := map[string]cluster{}
 	for _, c := range sr.list("clusters", false) {
 		name, cl := parseCluster(c)
@@ -239,6 +244,9 @@ func parseTransportSocket(ts *object, spec *ListenerSpec) {
 				spec.MinVersion = v
 			}
 			spec.MaxVersion = tlsVersion(p, "tls_maximum_protocol_version")
+			if spec.MaxVersion != 0 && spec.MaxVersion < spec.MinVersion {
+				p.d.failf(p.at("tls_maximum_protocol_version"), "maximum TLS version is below the minimum: no handshake could succeed")
+			}
 			for i, name := range p.strings("cipher_suites") {
 				id, ok := ciphers[name]
 				if !ok {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -70,7 +72,22 @@ func New(logger lager.Logger, cfg Config) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, executor.NewError(executor.ErrContainerNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return canonicalOnly(mux)
+}
+
+// canonicalOnly answers 400 InvalidRequest to paths that are not in canonical form
+// instead of letting ServeMux redirect them: a client following
+// "DELETE /v1/containers/x/../g1" -> 307 /v1/containers/g1 would delete g1
+// through a path the guid rules were meant to reject.
+func canonicalOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "" || p[0] != '/' || (p != "/" && path.Clean(p) != p) || strings.Contains(p, "//") {
+			writeError(w, executor.NewError(executor.ErrInvalidRequest, "invalid guid or path %q: paths must be canonical and a guid must match [A-Za-z0-9][A-Za-z0-9_-]{0,127}", p))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

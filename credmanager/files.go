@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,6 +93,7 @@ func publish(logger lager.Logger, dir string, now time.Time, uid, gid int, files
 		return err
 	}
 
+	prev, _ := os.Readlink(filepath.Join(dir, DataDir))
 	if err := swapSymlink(dir, DataDir, filepath.Base(gen)); err != nil {
 		return err
 	}
@@ -110,9 +112,10 @@ func publish(logger lager.Logger, dir string, now time.Time, uid, gid int, files
 		return err
 	}
 
-	// Old generations are garbage now; a reader holding one open retries
-	// (ReadPair) or keeps reading its open file (BundleFile).
-	if err := removeGenerations(dir, filepath.Base(gen)); err != nil {
+	// Older generations are garbage now. The one just replaced is kept
+	// until the next rotation: a reader that resolved ..data to it a moment
+	// ago still finds it (removing it at once gave such readers ENOENT).
+	if err := removeGenerations(dir, filepath.Base(gen), prev); err != nil {
 		logger.Error("remove-old-generations-failed", err, lager.Data{"dir": dir})
 	}
 	return nil
@@ -177,14 +180,14 @@ func swapSymlink(dir, name, target string) error {
 }
 
 // removeGenerations removes every generation directory of dir except keep.
-func removeGenerations(dir, keep string) error {
+func removeGenerations(dir string, keep ...string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), genPrefix) || e.Name() == keep {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), genPrefix) || slices.Contains(keep, e.Name()) {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
@@ -243,6 +246,11 @@ func readGeneration(dir string, names ...string) ([][]byte, error) {
 	for range readAttempts {
 		var root *os.Root
 		root, err = os.OpenRoot(filepath.Join(dir, DataDir))
+		if errors.Is(err, fs.ErrNotExist) {
+			// ..data pointed at a generation that was removed while the
+			// path was being resolved: resolve again.
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

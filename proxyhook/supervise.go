@@ -99,6 +99,14 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 			return // the app is stopping: its proxy goes with it
 		default:
 		}
+		if ex.Err != nil {
+			// The wait itself failed (containerd connection lost, agent
+			// shutting down): the proxy may well be running. Stop
+			// supervising rather than restart or unroute on a guess; an
+			// agent restart re-attaches.
+			logger.Error("lost-proxy-wait", ex.Err)
+			return
+		}
 		sink := h.getSink()
 		if clk.Since(startedAt) > time.Minute {
 			failures, backoff = 0, 500*time.Millisecond

@@ -56,7 +56,8 @@ func takeInventory(name, dataDir string) inventory {
 		out, err := exec.Command("iptables-save", "-t", table).CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), string(out))
 		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, "-A") {
+			// Only this network's rules: other agents may share the host.
+			if strings.HasPrefix(l, "-A") && (strings.Contains(l, `\"`+name+`\"`) || strings.Contains(l, "10.254.100.")) {
 				inv.rules = append(inv.rules, l)
 			}
 		}

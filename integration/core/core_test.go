@@ -161,13 +161,14 @@ var _ = Describe("cellagent on real containerd", func() {
 		})
 
 		It("fails a container whose check never passes within start_timeout", func() {
-			port, _ := testagent.FreePort()
-			other, _ := testagent.FreePort()
+			ports, err := testagent.FreePorts(2)
+			Expect(err).NotTo(HaveOccurred())
+			port, other := ports[0], ports[1]
 			req := appRequest(port)
 			req.Ports = []uint16{uint16(port), uint16(other)}
 			req.Check = &executor.Check{TCP: &executor.TCPCheck{Port: uint16(other)}}
 			req.StartTimeout = executor.Duration(2 * time.Second)
-			_, err := agent.Client.AllocateAndRun(ctx, "timeout-1", req)
+			_, err = agent.Client.AllocateAndRun(ctx, "timeout-1", req)
 			Expect(err).NotTo(HaveOccurred())
 			c, err := agent.WaitState("timeout-1", executor.StateCompleted, 30*time.Second)
 			Expect(err).NotTo(HaveOccurred())

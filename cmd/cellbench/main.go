@@ -1,238 +1,462 @@
-// Command cellbench measures cellagent's start latency against raw
-// containerd on this machine, in one run, and prints a table:
+// Command cellbench measures cellagent on this machine against baselines
+// taken in the same run (raw containerd, haproxy) and writes what it finds
+// into a JSON results file; `cellbench report` turns that file into
+// BENCHMARKS.md. scripts/bench runs the subcommands in order:
 //
-//	raw      containerd create+start of the same rootfs (the adapter's
-//	         calls, no agent), then delete
-//	host     PUT -> running through the agent, host network, no proxy
-//	bridge   PUT -> running, bridge networking (CNI), no proxy
-//	proxy    PUT -> running and PUT -> routable, bridge + credentials + proxy
+//	cellbench start    -results R   start to routable, one at a time and N
+//	                                concurrently, next to raw containerd
+//	                                create+start; route (un)registration
+//	                                latency and the unregister's lead over
+//	                                the app's SIGTERM
+//	cellbench density  -results R   250 instances with proxies: agent RSS,
+//	                                proxy RSS, idle agent CPU, time to start
+//	                                them all; then kill -9 and restart the
+//	                                agent: time to adopt and re-register,
+//	                                app restarts
+//	cellbench rotation -results R   agent CPU per rotation for ecdsa-p256 and
+//	                                rsa-3072, with TLS load through the
+//	                                proxies: failures and p99 before/during
+//	cellbench report   -results R   BENCHMARKS.md on stdout
+//	cellbench load ...              the load generator (run by rotation,
+//	                                pinned with taskset)
 //
-// Each mode runs -n sequential starts (each followed by a delete) and
-// reports the median and p90. Needs root and the private containerd
-// (scripts/lib.sh start_containerd); run it through scripts/bench.
+// Needs root and the private containerd (scripts/lib.sh start_containerd).
+// Every agent it starts uses network cellagentbm (bridge cellagentbm0,
+// 10.254.130.0/23, host ports 49000-49999) and a containerd namespace of its
+// own, one agent at a time, and deletes its containers when done.
 package main
 
 import (
+	"bufio"
 	"context"
-	"flag"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
-	"text/tabwriter"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
-	"code.cloudfoundry.org/lager/v3"
-
 	"github.com/cellagent/cellagent/config"
-	"github.com/cellagent/cellagent/containerstore"
-	"github.com/cellagent/cellagent/containerstore/runtime"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/integration/testagent"
 )
 
 func main() {
-	n := flag.Int("n", 20, "sequential starts per mode")
-	flag.Parse()
-	if err := run(*n); err != nil {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "start":
+		err = cmdStart(os.Args[2:])
+	case "density":
+		err = cmdDensity(os.Args[2:])
+	case "rotation":
+		err = cmdRotation(os.Args[2:])
+	case "load":
+		err = cmdLoad(os.Args[2:])
+	case "report":
+		err = cmdReport(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "cellbench:", err)
 		os.Exit(1)
 	}
 }
 
-type result struct {
-	name    string
-	samples []time.Duration
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: cellbench start|density|rotation|report -results FILE [flags] (see -h of each)")
+	os.Exit(2)
 }
 
-func (r result) pct(p float64) time.Duration {
-	s := append([]time.Duration{}, r.samples...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if len(s) == 0 {
-		return 0
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// Results is the results file: each subcommand fills its own sections and
+// keeps the others.
+type Results struct {
+	Start    *StartResults      `json:"start,omitempty"`
+	Routes   *RouteResults      `json:"routes,omitempty"`
+	Density  *DensityResults    `json:"density,omitempty"`
+	Restart  *RestartResults    `json:"restart,omitempty"`
+	Rotation []RotationResult   `json:"rotation,omitempty"`
+	Errors   map[string]string  `json:"errors,omitempty"`
+	Profiles map[string]string  `json:"profiles,omitempty"` // name -> pprof -top text
+	Commands map[string]string  `json:"commands,omitempty"` // section -> command line
+	Extra    map[string]float64 `json:"extra,omitempty"`
+}
+
+var resultsMu sync.Mutex
+
+// update loads path, lets fn change it and writes it back.
+func update(path string, fn func(*Results)) error {
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	var r Results
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 	}
-	return s[int(float64(len(s)-1)*p+0.5)]
-}
-
-func run(n int) error {
-	dir, err := os.MkdirTemp("", "cellbench-")
+	fn(&r)
+	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	var results []result
+	return os.WriteFile(path, b, 0o644)
+}
 
-	fmt.Fprintf(os.Stderr, "raw containerd create+start x%d ...\n", n)
-	raw, err := benchRaw(dir, n)
-	if err != nil {
-		return fmt.Errorf("raw: %w", err)
-	}
-	results = append(results, raw)
-
-	modes := []struct {
-		name     string
-		modify   func(*config.Config)
-		routable bool
-	}{
-		{"agent host network: PUT -> running", func(c *config.Config) {}, false},
-		{"agent bridge (CNI): PUT -> running", func(c *config.Config) { bridge(c) }, false},
-		{"agent bridge + identity + proxy: PUT -> running", func(c *config.Config) { bridge(c); c.Proxy.Enabled = true }, false},
-		{"agent bridge + identity + proxy: PUT -> routable", func(c *config.Config) { bridge(c); c.Proxy.Enabled = true }, true},
-	}
-	for i, m := range modes {
-		fmt.Fprintf(os.Stderr, "%s x%d ...\n", m.name, n)
-		r, err := benchAgent(fmt.Sprintf("%s/agent%d", dir, i), m.name, n, m.modify, m.routable)
-		if err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
+func recordError(path, section string, err error) {
+	_ = update(path, func(r *Results) {
+		if r.Errors == nil {
+			r.Errors = map[string]string{}
 		}
-		results = append(results, r)
-	}
-
-	base := results[0].pct(0.5)
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "MODE\tN\tMEDIAN\tP90\tMEDIAN / RAW\tMEDIAN - RAW\n")
-	for _, r := range results {
-		med := r.pct(0.5)
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%.2fx\t%s\n", r.name, len(r.samples), med.Round(time.Millisecond),
-			r.pct(0.9).Round(time.Millisecond), float64(med)/float64(base), (med - base).Round(time.Millisecond))
-	}
-	return w.Flush()
+		r.Errors[section] = err.Error()
+	})
 }
 
-func bridge(c *config.Config) {
+func recordProfile(path, name, text string) {
+	_ = update(path, func(r *Results) {
+		if r.Profiles == nil {
+			r.Profiles = map[string]string{}
+		}
+		r.Profiles[name] = text
+	})
+}
+
+// Dist is a set of durations in milliseconds with its percentiles.
+type Dist struct {
+	N   int     `json:"n"`
+	P50 float64 `json:"p50_ms"`
+	P90 float64 `json:"p90_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+	Min float64 `json:"min_ms"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// pct is the nearest-rank percentile of s (not modified).
+func pct(s []time.Duration, p float64) time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
+	c := append([]time.Duration{}, s...)
+	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+	i := int(float64(len(c))*p+0.999999) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(c) {
+		i = len(c) - 1
+	}
+	return c[i]
+}
+
+func dist(s []time.Duration) Dist {
+	return Dist{N: len(s), P50: ms(pct(s, 0.5)), P90: ms(pct(s, 0.9)), P99: ms(pct(s, 0.99)),
+		Max: ms(pct(s, 1)), Min: ms(pct(s, 0))}
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	c := append([]float64{}, v...)
+	sort.Float64s(c)
+	if len(c)%2 == 1 {
+		return c[len(c)/2]
+	}
+	return (c[len(c)/2-1] + c[len(c)/2]) / 2
+}
+
+// Bench network: one agent at a time uses it.
+const (
+	benchNetName  = "cellagentbm"
+	benchBridge   = "cellagentbm0"
+	benchSubnet   = "10.254.130.0/23"
+	benchPortsLow = 49000
+	benchPorts    = "49000-49999"
+)
+
+func benchConfig(c *config.Config) {
+	c.LogLevel = "info"
 	c.Network.Mode = "bridge"
-	c.Network.Name = "cellagentbn"
-	c.Network.Bridge = "cellagentbn0"
-	c.Network.Subnet = "10.254.110.0/24"
-	c.Network.HostPortRange = "47000-47999"
+	c.Network.Name = benchNetName
+	c.Network.Bridge = benchBridge
+	c.Network.Subnet = benchSubnet
+	c.Network.HostPortRange = benchPorts
 	c.Network.PortQuarantine = 0
+	c.Proxy.Enabled = true
+	c.Capacity.MemoryMB = 100000
+	c.Capacity.DiskMB = 100000
+	c.Capacity.MaxContainers = 300
 }
 
-func request(port int) executor.RunRequest {
+// newAgent starts an agent in dir/name with the bench network and modify.
+func newAgent(dir, name string, modify func(*config.Config)) (*testagent.Agent, error) {
+	d := filepath.Join(dir, name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return nil, err
+	}
+	a, err := testagent.New(d, fmt.Sprintf("%s%d", name, time.Now().UnixNano()%100000), func(c *config.Config) {
+		benchConfig(c)
+		if modify != nil {
+			modify(c)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Start(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// appRequest runs the demo app on 8080 with an HTTP check and a route.
+func appRequest(guid string, memoryMB int) executor.RunRequest {
 	return executor.RunRequest{
+		LogGUID:   "bench-app",
 		Image:     "preloaded:busybox",
-		Resources: &executor.Resources{MemoryMB: 64, DiskMB: 64},
-		Process:   executor.Process{Path: "/app/server", Args: []string{fmt.Sprint(port)}},
-		Ports:     []uint16{uint16(port)},
-		Check:     &executor.Check{TCP: &executor.TCPCheck{Port: uint16(port)}},
+		Resources: &executor.Resources{MemoryMB: memoryMB, DiskMB: 16},
+		Process:   executor.Process{Path: "/app/server", Args: []string{"8080"}},
+		Ports:     []uint16{8080},
+		Routes:    []executor.Route{{Hostnames: []string{guid + ".bench.example.com"}, Port: 8080}},
+		Check:     &executor.Check{TCP: &executor.TCPCheck{Port: 8080}},
 		StopGrace: executor.Duration(2 * time.Second),
 	}
 }
 
-// benchRaw times Prepare+Create+Start of the adapter against containerd,
-// as an agent-less baseline (the process is started; nothing waits for it
-// to listen).
-func benchRaw(dir string, n int) (result, error) {
-	bins, err := testagent.BinDir()
-	if err != nil {
-		return result{}, err
-	}
-	rootfs := dir + "/rootfs"
-	if err := testagent.MakeRootfs(rootfs, bins+"/demo-app"); err != nil {
-		return result{}, err
-	}
-	rt, err := runtime.New(runtime.Config{Socket: testagent.Socket(), Namespace: "cellbench-raw", CellID: "cellbench",
-		Preloaded: map[string]string{"busybox": rootfs}})
-	if err != nil {
-		return result{}, err
-	}
-	defer rt.Close()
-	logger := lager.NewLogger("cellbench")
-	ctx := context.Background()
-	r := result{name: "raw containerd create+start (no agent)"}
-	for i := 0; i < n+1; i++ { // the first run imports the rootfs: not counted
-		guid := fmt.Sprintf("raw-%d", i)
-		start := time.Now()
-		user, err := rt.Prepare(ctx, logger, guid, "preloaded:busybox", "vcap")
-		if err == nil {
-			err = rt.Create(ctx, logger, containerstore.ContainerSpec{GUID: guid, Path: "/app/server", Args: []string{"18999"},
-				User: user, MemoryLimitBytes: 64 << 20, Hostname: guid})
-		}
-		if err == nil {
-			_, err = rt.Start(ctx, logger, guid)
-		}
-		took := time.Since(start)
-		if derr := rt.Delete(ctx, logger, guid); err == nil {
-			err = derr
-		}
-		if err != nil {
-			return r, err
-		}
-		if i > 0 {
-			r.samples = append(r.samples, took)
-		}
-	}
-	return r, nil
+// routableWaiter dispatches one event stream to per-guid waiters.
+type routableWaiter struct {
+	mu      sync.Mutex
+	waiters map[string]chan routableAt // guarded by mu
+	done    chan struct{}
 }
 
-func benchAgent(dir, name string, n int, modify func(*config.Config), routable bool) (result, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return result{}, err
-	}
-	agent, err := testagent.New(dir, fmt.Sprintf("bench%d", time.Now().UnixNano()%100000), func(c *config.Config) {
-		c.LogLevel = "info"
-		modify(c)
-	})
-	if err != nil {
-		return result{}, err
-	}
-	if err := agent.Start(); err != nil {
-		return result{}, err
-	}
-	defer agent.Cleanup()
-	ctx := context.Background()
-	r := result{name: name}
-	for i := 0; i < n+1; i++ {
-		guid := fmt.Sprintf("b-%d", i)
-		port, _ := testagent.FreePort()
-		evCtx, cancel := context.WithCancel(ctx)
-		evs, err := agent.Client.Events(evCtx, agent.LastSeq(ctx))
-		if err != nil {
-			cancel()
-			return r, err
-		}
-		start := time.Now()
-		if _, err := agent.Client.AllocateAndRun(ctx, guid, request(port)); err != nil {
-			cancel()
-			return r, err
-		}
-		took, err := waitFor(evs, guid, routable)
-		cancel()
-		if err != nil {
-			return r, fmt.Errorf("%s: %w\n%s", guid, err, agent.LogText())
-		}
-		if err := agent.Client.Delete(ctx, guid); err != nil {
-			return r, err
-		}
-		if i > 0 {
-			r.samples = append(r.samples, took.Sub(start))
-		}
-	}
-	return r, nil
+type routableAt struct {
+	received time.Time // when the bench read the event
+	event    time.Time // the event's own time (agent clock = this machine's)
+	err      error
 }
 
-// waitFor answers when guid became running (or routable).
-func waitFor(evs <-chan executor.Event, guid string, routable bool) (time.Time, error) {
-	timeout := time.After(60 * time.Second)
-	for {
-		select {
-		case ev, ok := <-evs:
-			if !ok {
-				return time.Time{}, fmt.Errorf("event stream closed")
-			}
-			if ev.GUID != guid || ev.Container == nil {
+// watchRoutable follows the agent's events from now on until ctx ends.
+func watchRoutable(ctx context.Context, a *testagent.Agent) (*routableWaiter, error) {
+	evs, err := a.Client.Events(ctx, a.LastSeq(ctx))
+	if err != nil {
+		return nil, err
+	}
+	w := &routableWaiter{waiters: map[string]chan routableAt{}, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for ev := range evs {
+			if ev.Container == nil {
 				continue
 			}
-			if ev.Container.State == executor.StateCompleted {
-				return time.Time{}, fmt.Errorf("completed: %s", ev.Container.RunResult.FailureReason)
+			var r routableAt
+			switch {
+			case ev.Type == executor.EventContainerRoutable && ev.Container.Routable:
+				r = routableAt{received: time.Now(), event: ev.Time}
+			case ev.Container.State == executor.StateCompleted:
+				r = routableAt{err: fmt.Errorf("%s completed: %s", ev.GUID, ev.Container.RunResult.FailureReason)}
+			default:
+				continue
 			}
-			if routable && ev.Type == executor.EventContainerRoutable && ev.Container.Routable {
-				return time.Now(), nil
+			w.mu.Lock()
+			ch := w.waiters[ev.GUID]
+			delete(w.waiters, ev.GUID)
+			w.mu.Unlock()
+			if ch != nil {
+				ch <- r
 			}
-			if !routable && ev.Type == executor.EventContainerState && ev.Container.State == executor.StateRunning {
-				return time.Now(), nil
+		}
+	}()
+	return w, nil
+}
+
+// expect registers interest in guid's next routable event; call it before
+// the PUT.
+func (w *routableWaiter) expect(guid string) <-chan routableAt {
+	ch := make(chan routableAt, 1)
+	w.mu.Lock()
+	w.waiters[guid] = ch
+	w.mu.Unlock()
+	return ch
+}
+
+func waitRoutable(ch <-chan routableAt, timeout time.Duration) (routableAt, error) {
+	select {
+	case r := <-ch:
+		return r, r.err
+	case <-time.After(timeout):
+		return routableAt{}, fmt.Errorf("not routable within %s", timeout)
+	}
+}
+
+// startMany starts guids with at most conc PUTs in flight, each waiting
+// for its routable event; answers each one's PUT -> routable time.
+func startMany(ctx context.Context, a *testagent.Agent, w *routableWaiter, guids []string, conc, memoryMB int) ([]time.Duration, error) {
+	took := make([]time.Duration, len(guids))
+	errs := make([]error, len(guids))
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	for i, g := range guids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ch := w.expect(g)
+			start := time.Now()
+			if _, err := a.Client.AllocateAndRun(ctx, g, appRequest(g, memoryMB)); err != nil {
+				errs[i] = fmt.Errorf("put %s: %w", g, err)
+				return
 			}
-		case <-timeout:
-			return time.Time{}, fmt.Errorf("not there within 60s")
+			r, err := waitRoutable(ch, 120*time.Second)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", g, err)
+				return
+			}
+			took[i] = r.received.Sub(start)
+		}()
+	}
+	wg.Wait()
+	return took, errors.Join(errs...)
+}
+
+// deleteMany deletes guids, conc at a time.
+func deleteMany(ctx context.Context, a *testagent.Agent, guids []string, conc int) error {
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, g := range guids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := a.Client.Delete(ctx, g); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("delete %s: %w", g, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// cleanup deletes every container of a (bounded) and stops it.
+func cleanup(a *testagent.Agent) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if cs, err := a.Client.List(ctx); err == nil {
+		var guids []string
+		for _, c := range cs {
+			guids = append(guids, c.GUID)
+		}
+		if len(guids) > 0 {
+			progress("deleting %d containers", len(guids))
+		}
+		if err := deleteMany(ctx, a, guids, 10); err != nil {
+			progress("cleanup: %v", err)
 		}
 	}
+	_ = a.Stop()
+}
+
+// procCPU is utime+stime of pid in seconds.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no comm", pid)
+	}
+	f := strings.Fields(s[i+2:])
+	// fields after comm: state(0) ... utime(11) stime(12)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// procStatusKB reads a "Key: N kB" line of /proc/pid/status.
+func procStatusKB(pid int, key string) (int, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
+			fs := strings.Fields(rest)
+			if len(fs) > 0 {
+				return strconv.Atoi(fs[0])
+			}
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, key)
+}
+
+// profileAgent fetches a CPU profile of seconds from the agent's pprof and
+// answers `go tool pprof -top` of it. Run it in a goroutine beside the
+// measurement.
+func profileAgent(a *testagent.Agent, seconds int, file string) (string, error) {
+	c := http.Client{Timeout: time.Duration(seconds+30) * time.Second}
+	resp, err := c.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", a.API, seconds))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("pprof: %s", resp.Status)
+	}
+	out, err := os.Create(file)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		out.Close()
+		return "", err
+	}
+	out.Close()
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", file).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go tool pprof: %v: %s", err, top)
+	}
+	return string(top), nil
+}
+
+// asyncProfile starts profileAgent and answers a function that waits for
+// it and records the text under name.
+func asyncProfile(results string, a *testagent.Agent, seconds int, dir, name string) func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		top, err := profileAgent(a, seconds, filepath.Join(dir, name+".pprof"))
+		if err != nil {
+			top = "profile failed: " + err.Error()
+		}
+		recordProfile(results, name, top)
+	}()
+	return func() { <-done }
 }

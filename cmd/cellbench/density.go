@@ -1,0 +1,375 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cellagent/cellagent/config"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/integration/testagent"
+)
+
+// DensityResults: N instances with proxies on one agent.
+type DensityResults struct {
+	N               int     `json:"n"`
+	Conc            int     `json:"conc"`
+	StartAllSeconds float64 `json:"start_all_s"`
+	StartEach       Dist    `json:"start_each"`
+	AgentRSSMB      float64 `json:"agent_rss_mb"`
+	AgentHWMMB      float64 `json:"agent_hwm_mb"`
+	ProxyRSSMedMB   float64 `json:"proxy_rss_median_mb"`
+	ProxyRSSMaxMB   float64 `json:"proxy_rss_max_mb"`
+	ProxyAnonMedMB  float64 `json:"proxy_anon_median_mb"`
+	ProxyAnonMaxMB  float64 `json:"proxy_anon_max_mb"`
+	AppRSSMedMB     float64 `json:"app_rss_median_mb"`
+	Proxies         int     `json:"proxies"`
+	IdleSeconds     float64 `json:"idle_s"`
+	IdleCPUSeconds  float64 `json:"idle_cpu_s"`
+	IdleCPUPercent  float64 `json:"idle_cpu_pct_of_core"`
+	DeleteAllSecond float64 `json:"delete_all_s"`
+}
+
+// RestartResults: kill -9 of the agent with N instances, then a restart.
+type RestartResults struct {
+	N                  int     `json:"n"`
+	APISeconds         float64 `json:"api_s"`
+	AdoptedSeconds     float64 `json:"all_running_routable_s"`
+	RoutesSeconds      float64 `json:"all_registered_s"`
+	Adopted            int     `json:"adopted"`
+	Registered         int     `json:"registered"`
+	AppRestarts        int     `json:"app_restarts"`
+	ProxyRestarts      int     `json:"proxy_restarts"`
+	RegistersPerGUIDMn int     `json:"registers_per_guid_min"`
+	RegistersPerGUIDMx int     `json:"registers_per_guid_max"`
+	CountWindowSeconds float64 `json:"count_window_s"`
+}
+
+func cmdDensity(args []string) error {
+	fs := flag.NewFlagSet("density", flag.ExitOnError)
+	results := fs.String("results", "results.json", "results file")
+	n := fs.Int("n", 250, "instances")
+	conc := fs.Int("c", 10, "PUTs in flight while starting them")
+	idle := fs.Duration("idle", 60*time.Second, "idle CPU window")
+	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
+	_ = fs.Parse(args)
+	dir, err := workdir(*workDir)
+	if err != nil {
+		return err
+	}
+	err = density(*results, dir, *n, *conc, *idle)
+	if err != nil {
+		recordError(*results, "density", err)
+	}
+	return err
+}
+
+func density(results, dir string, n, conc int, idle time.Duration) error {
+	// An external NATS (in this process) that outlives the agent, as in
+	// production: with the embedded one, kill -9 takes the server down and
+	// the bench's subscriber would miss what the restarted agent sends while
+	// it reconnects.
+	natsSrv, err := testagent.StartNATSCluster(1)
+	if err != nil {
+		return err
+	}
+	defer natsSrv.Shutdown()
+	a, err := newAgent(dir, "density", func(c *config.Config) { c.NATS.URLs = natsSrv.URLs() })
+	if err != nil {
+		return err
+	}
+	defer cleanup(a)
+	ctx := context.Background()
+	w, err := watchRoutable(ctx, a)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(a.NATSURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	rec := newRouteRecorder(nc)
+
+	var guids []string
+	for i := 0; i < n; i++ {
+		guids = append(guids, fmt.Sprintf("d-%03d", i))
+	}
+	dr := DensityResults{N: n, Conc: conc}
+	progress("density: starting %d instances with proxies, %d at a time", n, conc)
+	stopProfile := asyncProfile(results, a, 20, dir, "density-start")
+	t0 := time.Now()
+	took, err := startMany(ctx, a, w, guids, conc, 32)
+	if err != nil {
+		return fmt.Errorf("start %d: %w", n, err)
+	}
+	dr.StartAllSeconds = time.Since(t0).Seconds()
+	dr.StartEach = dist(took)
+	stopProfile()
+	progress("density: %d routable in %.1f s; settling 10 s", n, dr.StartAllSeconds)
+	time.Sleep(10 * time.Second)
+
+	pid := a.Pid()
+	rss, _ := procStatusKB(pid, "VmRSS")
+	hwm, _ := procStatusKB(pid, "VmHWM")
+	dr.AgentRSSMB, dr.AgentHWMMB = float64(rss)/1024, float64(hwm)/1024
+	tasks, err := taskPids(a)
+	if err != nil {
+		return err
+	}
+	var proxyRSS, proxyAnon, appRSS []float64
+	for _, g := range guids {
+		pids, err := containerPids(a, g)
+		if err != nil {
+			return err
+		}
+		for _, p := range pids {
+			r, _ := procStatusKB(p, "VmRSS")
+			if p == tasks[g] {
+				appRSS = append(appRSS, float64(r)/1024)
+				continue
+			}
+			an, _ := procStatusKB(p, "RssAnon")
+			proxyRSS, proxyAnon = append(proxyRSS, float64(r)/1024), append(proxyAnon, float64(an)/1024)
+		}
+	}
+	dr.Proxies = len(proxyRSS)
+	dr.ProxyRSSMedMB, dr.ProxyRSSMaxMB = median(proxyRSS), maxOf(proxyRSS)
+	dr.ProxyAnonMedMB, dr.ProxyAnonMaxMB = median(proxyAnon), maxOf(proxyAnon)
+	dr.AppRSSMedMB = median(appRSS)
+	progress("density: agent RSS %.1f MB; %d proxies, RSS median %.1f MB max %.1f MB", dr.AgentRSSMB, dr.Proxies, dr.ProxyRSSMedMB, dr.ProxyRSSMaxMB)
+
+	progress("density: agent CPU while idle over %s", idle)
+	c0, err := procCPU(pid)
+	if err != nil {
+		return err
+	}
+	i0 := time.Now()
+	time.Sleep(idle)
+	c1, err := procCPU(pid)
+	if err != nil {
+		return err
+	}
+	dr.IdleSeconds = time.Since(i0).Seconds()
+	dr.IdleCPUSeconds = c1 - c0
+	dr.IdleCPUPercent = 100 * dr.IdleCPUSeconds / dr.IdleSeconds
+	progress("density: idle agent CPU %.2f%% of a core", dr.IdleCPUPercent)
+	// A profile of the idle agent, taken after the measurement so that
+	// profiling does not add to it.
+	asyncProfile(results, a, 15, dir, "density-idle")()
+	if err := update(results, func(r *Results) { r.Density = &dr; delete(r.Errors, "density") }); err != nil {
+		return err
+	}
+
+	rr, err := restart(ctx, a, rec, guids)
+	if err != nil {
+		recordError(results, "restart", err)
+		return err
+	}
+	if err := update(results, func(r *Results) { r.Restart = rr; delete(r.Errors, "restart") }); err != nil {
+		return err
+	}
+
+	progress("density: deleting %d instances, %d at a time", n, conc)
+	d0 := time.Now()
+	if err := deleteMany(ctx, a, guids, conc); err != nil {
+		return err
+	}
+	secs := time.Since(d0).Seconds()
+	return update(results, func(r *Results) { r.Density.DeleteAllSecond = secs })
+}
+
+func restart(ctx context.Context, a *testagent.Agent, rec *routeRecorder, guids []string) (*RestartResults, error) {
+	rr := &RestartResults{N: len(guids)}
+	before, err := allPids(a, guids)
+	if err != nil {
+		return nil, err
+	}
+	progress("restart: kill -9 of the agent with %d instances, then start it again", len(guids))
+	a.Kill9()
+	t0 := time.Now()
+	if err := a.Start(); err != nil {
+		return nil, err
+	}
+	rr.APISeconds = time.Since(t0).Seconds()
+	deadline := t0.Add(90 * time.Second)
+	for {
+		cs, err := a.Client.List(ctx)
+		if err == nil {
+			ok := 0
+			for _, c := range cs {
+				if c.State == executor.StateRunning && c.Routable {
+					ok++
+				}
+			}
+			rr.Adopted = ok
+			if ok == len(guids) {
+				rr.AdoptedSeconds = time.Since(t0).Seconds()
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return rr, fmt.Errorf("after restart only %d of %d running and routable within 90s", rr.Adopted, len(guids))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for {
+		reg := 0
+		for _, g := range guids {
+			if _, ok := rec.first(g, "router.register", t0); ok {
+				reg++
+			}
+		}
+		rr.Registered = reg
+		if reg == len(guids) {
+			rr.RoutesSeconds = time.Since(t0).Seconds()
+			break
+		}
+		if time.Now().After(deadline) {
+			return rr, fmt.Errorf("after restart only %d of %d re-registered within 90s", reg, len(guids))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Count registrations per guid over the first 5 s after the restart
+	// (the regular re-emit interval is 20 s, so more than one means the
+	// restart sent duplicates).
+	if w := time.Until(t0.Add(5 * time.Second)); w > 0 {
+		time.Sleep(w)
+	}
+	rr.CountWindowSeconds = time.Since(t0).Seconds()
+	rr.RegistersPerGUIDMn = 1 << 30
+	for _, g := range guids {
+		c := rec.count(g, "router.register", t0)
+		rr.RegistersPerGUIDMn = min(rr.RegistersPerGUIDMn, c)
+		rr.RegistersPerGUIDMx = max(rr.RegistersPerGUIDMx, c)
+	}
+	after, err := allPids(a, guids)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range guids {
+		if before[g].app != after[g].app {
+			rr.AppRestarts++
+		}
+		if !sameInts(before[g].others, after[g].others) {
+			rr.ProxyRestarts++
+		}
+	}
+	progress("restart: API in %.2f s, all running+routable in %.2f s, all re-registered in %.2f s, %d app restarts, %d proxy restarts",
+		rr.APISeconds, rr.AdoptedSeconds, rr.RoutesSeconds, rr.AppRestarts, rr.ProxyRestarts)
+	return rr, nil
+}
+
+func maxOf(v []float64) float64 {
+	m := 0.0
+	for _, x := range v {
+		m = max(m, x)
+	}
+	return m
+}
+
+func sameInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func ctr(a *testagent.Agent, args ...string) (string, error) {
+	cmd := exec.Command("ctr", append([]string{"--address", testagent.Socket(), "-n", a.Config.Containerd.Namespace}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("ctr %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// taskPids answers each container's task (app) pid: `ctr tasks ls`.
+func taskPids(a *testagent.Agent) (map[string]int, error) {
+	out, err := ctr(a, "tasks", "ls")
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]int{}
+	for _, l := range strings.Split(out, "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) >= 3 && f[2] == "RUNNING" {
+			m[f[0]], _ = strconv.Atoi(f[1])
+		}
+	}
+	return m, nil
+}
+
+// containerPids answers every process of guid's task: `ctr tasks ps`.
+func containerPids(a *testagent.Agent, guid string) ([]int, error) {
+	out, err := ctr(a, "tasks", "ps", guid)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, l := range strings.Split(out, "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) >= 1 {
+			if p, err := strconv.Atoi(f[0]); err == nil {
+				pids = append(pids, p)
+			}
+		}
+	}
+	sort.Ints(pids)
+	return pids, nil
+}
+
+type pidSet struct {
+	app    int
+	others []int
+}
+
+// allPids answers the app pid and the other (proxy) pids of each guid.
+func allPids(a *testagent.Agent, guids []string) (map[string]pidSet, error) {
+	tasks, err := taskPids(a)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]pidSet{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	var firstErr error
+	for _, g := range guids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			pids, err := containerPids(a, g)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				firstErr = err
+				return
+			}
+			s := pidSet{app: tasks[g]}
+			for _, p := range pids {
+				if p != s.app {
+					s.others = append(s.others, p)
+				}
+			}
+			m[g] = s
+		}()
+	}
+	wg.Wait()
+	return m, firstErr
+}

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/nats-io/nats.go"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/containerstore/runtime"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/integration/testagent"
+)
+
+// StartResults: PUT -> routable through the agent next to raw containerd
+// create+start, one at a time and Conc at once (per round; Rounds rounds,
+// the table shows the median of the rounds' percentiles).
+type StartResults struct {
+	RawSeq         Dist    `json:"raw_seq"`
+	AgentSeq       Dist    `json:"agent_seq"`
+	Conc           int     `json:"conc"`
+	Rounds         int     `json:"rounds"`
+	RawConcP50     float64 `json:"raw_conc_p50_ms"`
+	RawConcP99     float64 `json:"raw_conc_p99_ms"`
+	AgentConcP50   float64 `json:"agent_conc_p50_ms"`
+	AgentConcP99   float64 `json:"agent_conc_p99_ms"`
+	RawConcRounds  []Dist  `json:"raw_conc_rounds"`
+	AgentConcRound []Dist  `json:"agent_conc_rounds"`
+	// Timeline of the last one-at-a-time start (explain), ms from the PUT.
+	Timeline []string `json:"timeline"`
+}
+
+// RouteResults: routable event -> router.register received; stop request
+// -> router.unregister received; unregister receipt -> the app's SIGTERM.
+type RouteResults struct {
+	RegisterAfterRoutable Dist    `json:"register_after_routable"`
+	UnregisterAfterStop   Dist    `json:"unregister_after_stop"`
+	UnregisterLead        Dist    `json:"unregister_lead_over_sigterm"`
+	UnregisterFirst       int     `json:"unregister_first"`
+	Stops                 int     `json:"stops"`
+	NegativeRegister      int     `json:"register_before_routable_event"`
+	MinLeadMS             float64 `json:"min_lead_ms"`
+}
+
+func cmdStart(args []string) error {
+	fs := flag.NewFlagSet("start", flag.ExitOnError)
+	results := fs.String("results", "results.json", "results file")
+	n := fs.Int("n", 20, "sequential starts")
+	conc := fs.Int("c", 20, "concurrent starts per round")
+	rounds := fs.Int("rounds", 3, "concurrent rounds")
+	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
+	_ = fs.Parse(args)
+	dir, err := workdir(*workDir)
+	if err != nil {
+		return err
+	}
+	var sr StartResults
+	sr.Conc, sr.Rounds = *conc, *rounds
+
+	progress("raw containerd create+start: %d one at a time, then %d rounds of %d at once", *n, *rounds, *conc)
+	rawSeq, rawRounds, err := benchRaw(dir, *n, *conc, *rounds)
+	if err != nil {
+		recordError(*results, "start", fmt.Errorf("raw: %w", err))
+		return err
+	}
+	sr.RawSeq = dist(rawSeq)
+	var p50s, p99s []float64
+	for _, r := range rawRounds {
+		d := dist(r)
+		sr.RawConcRounds = append(sr.RawConcRounds, d)
+		p50s, p99s = append(p50s, d.P50), append(p99s, d.P99)
+	}
+	sr.RawConcP50, sr.RawConcP99 = median(p50s), median(p99s)
+	progress("raw: one at a time p50 %.0f ms; %d at once p99 %.0f ms", sr.RawSeq.P50, *conc, sr.RawConcP99)
+
+	a, err := newAgent(dir, "start", nil)
+	if err != nil {
+		recordError(*results, "start", err)
+		return err
+	}
+	defer cleanup(a)
+	ctx := context.Background()
+	w, err := watchRoutable(ctx, a)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(a.NATSURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	rec := newRouteRecorder(nc)
+
+	progress("agent PUT -> routable: %d one at a time (plus one warm-up), with route (un)registration timing", *n)
+	seq, rr, timeline, err := agentSeq(ctx, a, w, rec, *n)
+	if err != nil {
+		recordError(*results, "start", fmt.Errorf("agent one at a time: %w\n%s", err, tail(a.LogText(), 3000)))
+		return err
+	}
+	sr.AgentSeq = dist(seq)
+	sr.Timeline = timeline
+	progress("agent: one at a time p50 %.0f ms p99 %.0f ms", sr.AgentSeq.P50, sr.AgentSeq.P99)
+
+	stopProfile := asyncProfile(*results, a, 10, dir, "start-concurrent")
+	p50s, p99s = nil, nil
+	for r := 0; r < *rounds; r++ {
+		progress("agent: round %d/%d, %d PUTs at once", r+1, *rounds, *conc)
+		var guids []string
+		for i := 0; i < *conc; i++ {
+			guids = append(guids, fmt.Sprintf("c%d-%d", r, i))
+		}
+		took, err := startMany(ctx, a, w, guids, *conc, 64)
+		if err != nil {
+			recordError(*results, "start", fmt.Errorf("agent concurrent: %w", err))
+			return err
+		}
+		d := dist(took)
+		sr.AgentConcRound = append(sr.AgentConcRound, d)
+		p50s, p99s = append(p50s, d.P50), append(p99s, d.P99)
+		if err := deleteMany(ctx, a, guids, *conc); err != nil {
+			return err
+		}
+	}
+	stopProfile()
+	sr.AgentConcP50, sr.AgentConcP99 = median(p50s), median(p99s)
+	progress("agent: %d at once p50 %.0f ms p99 %.0f ms", *conc, sr.AgentConcP50, sr.AgentConcP99)
+	return update(*results, func(r *Results) {
+		r.Start = &sr
+		r.Routes = rr
+		delete(r.Errors, "start")
+	})
+}
+
+func workdir(d string) (string, error) {
+	if d != "" {
+		return d, os.MkdirAll(d, 0o755)
+	}
+	return os.MkdirTemp("", "cellbench-")
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// benchRaw times Prepare+Create+Start of the adapter against containerd,
+// as an agent-less baseline (host network, no credentials, no proxy; the
+// process is started, nothing waits for it to listen): n one at a time,
+// then rounds of conc at once.
+func benchRaw(dir string, n, conc, rounds int) ([]time.Duration, [][]time.Duration, error) {
+	bins, err := testagent.BinDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	rootfs := dir + "/raw-rootfs"
+	if err := testagent.MakeRootfs(rootfs, bins+"/demo-app"); err != nil {
+		return nil, nil, err
+	}
+	rt, err := runtime.New(runtime.Config{Socket: testagent.Socket(), Namespace: "cellbench-raw", CellID: "cellbench",
+		Preloaded: map[string]string{"busybox": rootfs}})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rt.Close()
+	logger := lager.NewLogger("cellbench")
+	ctx := context.Background()
+	one := func(guid string, port int) (time.Duration, error) {
+		_ = rt.Delete(ctx, logger, guid) // a leftover of an interrupted run
+		start := time.Now()
+		user, err := rt.Prepare(ctx, logger, guid, "preloaded:busybox", "vcap")
+		if err == nil {
+			err = rt.Create(ctx, logger, containerstore.ContainerSpec{GUID: guid, Path: "/app/server", Args: []string{strconv.Itoa(port)},
+				User: user, MemoryLimitBytes: 64 << 20, Hostname: guid})
+		}
+		if err == nil {
+			_, err = rt.Start(ctx, logger, guid)
+		}
+		return time.Since(start), err
+	}
+	var seq []time.Duration
+	for i := 0; i < n+1; i++ { // the first run imports the rootfs: not counted
+		guid := fmt.Sprintf("raw-%d", i)
+		took, err := one(guid, 18000)
+		if derr := rt.Delete(ctx, logger, guid); err == nil {
+			err = derr
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if i > 0 {
+			seq = append(seq, took)
+		}
+	}
+	var all [][]time.Duration
+	for r := 0; r < rounds; r++ {
+		took := make([]time.Duration, conc)
+		errs := make([]error, conc)
+		var wg sync.WaitGroup
+		for i := 0; i < conc; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				took[i], errs[i] = one(fmt.Sprintf("rawc-%d", i), 18100+i)
+			}()
+		}
+		wg.Wait()
+		for i := 0; i < conc; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := rt.Delete(ctx, logger, fmt.Sprintf("rawc-%d", i)); err != nil && errs[i] == nil {
+					errs[i] = err
+				}
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, nil, err
+		}
+		all = append(all, took)
+	}
+	return seq, all, nil
+}
+
+// routeMsg is the part of a router.(un)register body the bench reads.
+type routeMsg struct {
+	GUID string `json:"private_instance_id"`
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+type received struct {
+	subject string
+	at      time.Time
+}
+
+// routeRecorder keeps every router.register/unregister per guid with its
+// receipt time.
+type routeRecorder struct {
+	mu   sync.Mutex
+	msgs map[string][]received // guarded by mu
+	subs []*nats.Subscription
+}
+
+func newRouteRecorder(nc *nats.Conn) *routeRecorder {
+	r := &routeRecorder{msgs: map[string][]received{}}
+	for _, subj := range []string{"router.register", "router.unregister"} {
+		s, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			at := time.Now()
+			var rm routeMsg
+			if json.Unmarshal(m.Data, &rm) != nil {
+				return
+			}
+			r.mu.Lock()
+			r.msgs[rm.GUID] = append(r.msgs[rm.GUID], received{subject: m.Subject, at: at})
+			r.mu.Unlock()
+		})
+		if err == nil {
+			r.subs = append(r.subs, s)
+		}
+	}
+	_ = nc.Flush()
+	return r
+}
+
+// first answers the first subject message for guid received after since.
+func (r *routeRecorder) first(guid, subject string, since time.Time) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.msgs[guid] {
+		if m.subject == subject && !m.at.Before(since) {
+			return m.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// count answers how many subject messages for guid arrived after since.
+func (r *routeRecorder) count(guid, subject string, since time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.msgs[guid] {
+		if m.subject == subject && !m.at.Before(since) {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *routeRecorder) waitFirst(guid, subject string, since time.Time, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if at, ok := r.first(guid, subject, since); ok {
+			return at, nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Time{}, fmt.Errorf("no %s for %s within %s", subject, guid, timeout)
+}
+
+var sigtermRE = regexp.MustCompile(`got SIGTERM at (\d+)`)
+
+// agentSeq starts n instances one at a time (after one warm-up) and,
+// once each is routable, stops it: PUT -> routable, routable ->
+// register, stop -> unregister, unregister -> SIGTERM.
+func agentSeq(ctx context.Context, a *testagent.Agent, w *routableWaiter, rec *routeRecorder, n int) (_ []time.Duration, _ *RouteResults, timeline []string, retErr error) {
+	var took, reg, unreg, lead []time.Duration
+	rr := &RouteResults{MinLeadMS: 1e9}
+	for i := 0; i < n+1; i++ {
+		guid := fmt.Sprintf("s-%d", i)
+		ch := w.expect(guid)
+		start := time.Now()
+		if _, err := a.Client.AllocateAndRun(ctx, guid, appRequest(guid, 64)); err != nil {
+			return nil, nil, nil, err
+		}
+		r, err := waitRoutable(ch, 60*time.Second)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%s: %w", guid, err)
+		}
+		regAt, err := rec.waitFirst(guid, "router.register", start, 5*time.Second)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if i == n {
+			if x, err := a.Client.Explain(ctx, guid); err == nil {
+				for _, ev := range x.Timeline {
+					timeline = append(timeline, fmt.Sprintf("%+8.1f ms  %s %s", ms(ev.Time.Sub(start)), ev.Type, ev.Message))
+				}
+			}
+		}
+		stopAt := time.Now()
+		if err := a.Client.Stop(ctx, guid); err != nil {
+			return nil, nil, nil, err
+		}
+		unregAt, err := rec.waitFirst(guid, "router.unregister", stopAt, 10*time.Second)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if _, err := a.WaitState(guid, executor.StateCompleted, 20*time.Second); err != nil {
+			return nil, nil, nil, err
+		}
+		sigAt, err := sigtermTime(ctx, a, guid)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if err := a.Client.Delete(ctx, guid); err != nil {
+			return nil, nil, nil, err
+		}
+		if i == 0 {
+			continue
+		}
+		took = append(took, r.received.Sub(start))
+		d := regAt.Sub(r.event)
+		if d < 0 {
+			rr.NegativeRegister++
+		}
+		reg = append(reg, d)
+		unreg = append(unreg, unregAt.Sub(stopAt))
+		l := sigAt.Sub(unregAt)
+		lead = append(lead, l)
+		rr.Stops++
+		if l > 0 {
+			rr.UnregisterFirst++
+		}
+		rr.MinLeadMS = min(rr.MinLeadMS, ms(l))
+	}
+	rr.RegisterAfterRoutable, rr.UnregisterAfterStop, rr.UnregisterLead = dist(reg), dist(unreg), dist(lead)
+	return took, rr, timeline, nil
+}
+
+// sigtermTime reads when the demo app got SIGTERM from its log.
+func sigtermTime(ctx context.Context, a *testagent.Agent, guid string) (time.Time, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rc, err := a.Client.Logs(ctx, guid, false)
+		if err != nil {
+			return time.Time{}, err
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if m := sigtermRE.FindSubmatch(b); m != nil {
+			ns, _ := strconv.ParseInt(string(m[1]), 10, 64)
+			return time.Unix(0, ns), nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("%s: no SIGTERM line in the log:\n%s", guid, tail(string(b), 1000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

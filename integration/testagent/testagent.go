@@ -63,29 +63,43 @@ func BinDir() (string, error) {
 	return binDir, buildErr
 }
 
-// FreePorts answers n distinct free TCP ports on 127.0.0.1 (all held open
-// until all are chosen, so they differ).
+// FreePorts answers n distinct free TCP ports on 127.0.0.1.
 func FreePorts(n int) ([]int, error) {
 	var ports []int
 	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports, nil
 }
 
-// FreePort answers a free TCP port on 127.0.0.1.
+var (
+	portsMu sync.Mutex
+	handed  = map[int]bool{} // ports FreePort answered in this process
+)
+
+// FreePort answers a free TCP port on 127.0.0.1, never the same one twice
+// in a test process (the kernel often hands the port just closed out
+// again, and tests in host network mode bind them later).
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handed[p] {
+			handed[p] = true
+			return p, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no fresh free port after 100 tries")
 }
 
 // Agent is one running (or stopped) cellagent.

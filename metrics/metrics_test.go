@@ -1,0 +1,118 @@
+package metrics_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/metrics"
+)
+
+func TestFailureReason(t *testing.T) {
+	cases := map[string]string{
+		"start timeout: not ready within 1m0s (tcp check ...)":                   "start_timeout",
+		"app exited with status 3":                                               "app_exited",
+		"app exited with status 7 while the agent was down":                      "app_exited",
+		"instance proxy failed: exited 6 times in a row":                         "proxy_failed",
+		"instance identity certificate expired at ...: every rotation failed: x": "certificate_expired",
+		"missing runtime container after agent restart":                          "agent_restart",
+		"network: insufficient resources: no free host ports":                    "insufficient_resources",
+		"credentials: write /var/lib/x: no space left on device":                 "setup_failed",
+		"something new": "other",
+	}
+	for reason, want := range cases {
+		if got := metrics.FailureReason(reason); got != want {
+			t.Errorf("FailureReason(%q) = %q, want %q", reason, got, want)
+		}
+	}
+}
+
+// source is a Source that answers fixed state and a scripted event stream.
+type source struct {
+	events chan executor.Event
+	list   []executor.Container
+}
+
+func (s *source) List(context.Context) ([]executor.Container, error) { return s.list, nil }
+func (s *source) State(context.Context) (executor.CellState, error) {
+	return executor.CellState{NATS: "connected", Containers: map[string]int{"running": len(s.list)}}, nil
+}
+func (s *source) Events(context.Context, uint64) (<-chan executor.Event, error) { return s.events, nil }
+func (s *source) LastEventSeq() uint64                                          { return 0 }
+
+func TestCountersFollowEvents(t *testing.T) {
+	now := time.Now()
+	src := &source{events: make(chan executor.Event, 16), list: []executor.Container{{GUID: "g1", State: executor.StateRunning,
+		Credentials: &executor.CredentialInfo{NotAfter: now.Add(time.Hour)}}}}
+	m := metrics.New(metrics.Config{Source: src})
+	signals := make(chan osSignal)
+	ready := make(chan struct{})
+	done := make(chan error)
+	go func() { done <- m.Run(signals, ready) }()
+	<-ready
+
+	created := now.Add(-2 * time.Second)
+	src.events <- executor.Event{Type: executor.EventContainerState, GUID: "g1", Container: &executor.Container{State: executor.StateInitializing}}
+	src.events <- executor.Event{Type: executor.EventContainerRoutable, GUID: "g1", Time: now, Container: &executor.Container{Routable: true, CreatedAt: created}}
+	src.events <- executor.Event{Type: executor.EventContainerRoutable, GUID: "g1", Time: now.Add(time.Minute), Container: &executor.Container{Routable: true, CreatedAt: created}}
+	src.events <- executor.Event{Type: executor.EventCredentialsRotated, GUID: "g1"}
+	src.events <- executor.Event{Type: executor.EventContainerState, GUID: "g1", Container: &executor.Container{State: executor.StateCompleted,
+		RunResult: executor.RunResult{Failed: true, FailureReason: "app exited with status 1"}}}
+	m.Registered()
+	close(src.events)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v", err)
+	}
+	value := func(name string) float64 {
+		f := fams[name]
+		if f == nil || len(f.Metric) == 0 {
+			t.Fatalf("no metric %s", name)
+		}
+		mt := f.Metric[0]
+		switch {
+		case mt.Counter != nil:
+			return mt.Counter.GetValue()
+		case mt.Gauge != nil:
+			return mt.Gauge.GetValue()
+		case mt.Histogram != nil:
+			return float64(mt.Histogram.GetSampleCount())
+		}
+		return -1
+	}
+	for name, want := range map[string]float64{
+		"cellagent_container_starts_total":     1,
+		"cellagent_start_to_routable_seconds":  1, // the second routable event is not a new start
+		"cellagent_credential_rotations_total": 1,
+		"cellagent_container_failures_total":   1,
+		"cellagent_route_registrations_total":  1,
+		"cellagent_nats_connected":             1,
+		"cellagent_containers_routable":        0,
+	} {
+		if got := value(name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if got := fams["cellagent_start_to_routable_seconds"].Metric[0].Histogram.GetSampleSum(); got < 1.9 || got > 2.1 {
+		t.Errorf("start to routable sum = %v, want ~2s", got)
+	}
+	if got := value("cellagent_certificate_earliest_expiry_seconds"); got < 3500 || got > 3600 {
+		t.Errorf("earliest expiry = %v, want ~3600", got)
+	}
+}
+
+type osSignal = os.Signal

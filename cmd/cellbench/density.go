@@ -30,6 +30,9 @@ type DensityResults struct {
 	ProxyRSSMaxMB   float64 `json:"proxy_rss_max_mb"`
 	ProxyAnonMedMB  float64 `json:"proxy_anon_median_mb"`
 	ProxyAnonMaxMB  float64 `json:"proxy_anon_max_mb"`
+	ProxyPssMedMB   float64 `json:"proxy_pss_median_mb"`
+	ProxyPssMaxMB   float64 `json:"proxy_pss_max_mb"`
+	IdleCPUPrecise  float64 `json:"idle_cpu_s_schedstat"`
 	AppRSSMedMB     float64 `json:"app_rss_median_mb"`
 	Proxies         int     `json:"proxies"`
 	IdleSeconds     float64 `json:"idle_s"`
@@ -125,7 +128,7 @@ func density(results, dir string, n, conc int, idle time.Duration) error {
 	if err != nil {
 		return err
 	}
-	var proxyRSS, proxyAnon, appRSS []float64
+	var proxyRSS, proxyAnon, proxyPss, appRSS []float64
 	for _, g := range guids {
 		pids, err := containerPids(a, g)
 		if err != nil {
@@ -138,12 +141,15 @@ func density(results, dir string, n, conc int, idle time.Duration) error {
 				continue
 			}
 			an, _ := procStatusKB(p, "RssAnon")
+			pss, _ := procKB(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss")
 			proxyRSS, proxyAnon = append(proxyRSS, float64(r)/1024), append(proxyAnon, float64(an)/1024)
+			proxyPss = append(proxyPss, float64(pss)/1024)
 		}
 	}
 	dr.Proxies = len(proxyRSS)
 	dr.ProxyRSSMedMB, dr.ProxyRSSMaxMB = median(proxyRSS), maxOf(proxyRSS)
 	dr.ProxyAnonMedMB, dr.ProxyAnonMaxMB = median(proxyAnon), maxOf(proxyAnon)
+	dr.ProxyPssMedMB, dr.ProxyPssMaxMB = median(proxyPss), maxOf(proxyPss)
 	dr.AppRSSMedMB = median(appRSS)
 	progress("density: agent RSS %.1f MB; %d proxies, RSS median %.1f MB max %.1f MB", dr.AgentRSSMB, dr.Proxies, dr.ProxyRSSMedMB, dr.ProxyRSSMaxMB)
 
@@ -152,12 +158,15 @@ func density(results, dir string, n, conc int, idle time.Duration) error {
 	if err != nil {
 		return err
 	}
+	p0, _ := procCPUPrecise(pid)
 	i0 := time.Now()
 	time.Sleep(idle)
 	c1, err := procCPU(pid)
 	if err != nil {
 		return err
 	}
+	p1, _ := procCPUPrecise(pid)
+	dr.IdleCPUPrecise = p1 - p0
 	dr.IdleSeconds = time.Since(i0).Seconds()
 	dr.IdleCPUSeconds = c1 - c0
 	dr.IdleCPUPercent = 100 * dr.IdleCPUSeconds / dr.IdleSeconds

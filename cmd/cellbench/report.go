@@ -100,10 +100,10 @@ func (rp *report) render(command, started, runtimeS string) string {
 		rows = append(rows,
 			row{fmt.Sprintf("2. agent RSS with %d instances", d.N), fmt.Sprintf("%.1f MB (peak %.1f MB)", d.AgentRSSMB, d.AgentHWMMB),
 				"-", "-", "< 100 MB", yes(d.AgentRSSMB < 100)},
-			row{"2. RSS per proxy (VmRSS; RssAnon)", fmt.Sprintf("median %.1f MB, max %.1f MB; anon median %.1f MB, max %.1f MB (%d proxies)",
-				d.ProxyRSSMedMB, d.ProxyRSSMaxMB, d.ProxyAnonMedMB, d.ProxyAnonMaxMB, d.Proxies),
-				fmt.Sprintf("demo app (Go) VmRSS median %.1f MB", d.AppRSSMedMB), "-", "< 8 MB each (VmRSS max)", yes(d.ProxyRSSMaxMB < 8 && d.Proxies == d.N)},
-			row{fmt.Sprintf("2. idle agent CPU with %d instances", d.N), fmt.Sprintf("%.2f%% of a core (%.2f CPU-s in %.0f s)", d.IdleCPUPercent, d.IdleCPUSeconds, d.IdleSeconds),
+			row{"2. memory per proxy: Pss (shared binary pages split among the proxies); VmRSS; RssAnon", fmt.Sprintf("Pss median %.1f MB, max %.1f MB; VmRSS median %.1f MB, max %.1f MB; RssAnon median %.1f MB, max %.1f MB (%d proxies)",
+				d.ProxyPssMedMB, d.ProxyPssMaxMB, d.ProxyRSSMedMB, d.ProxyRSSMaxMB, d.ProxyAnonMedMB, d.ProxyAnonMaxMB, d.Proxies),
+				fmt.Sprintf("demo app (Go) VmRSS median %.1f MB", d.AppRSSMedMB), "-", "< 8 MB each (Pss max)", yes(d.ProxyPssMaxMB < 8 && d.Proxies == d.N)},
+			row{fmt.Sprintf("2. idle agent CPU with %d instances", d.N), fmt.Sprintf("%.2f%% of a core (%.2f CPU-s in %.0f s; schedstat %.3f CPU-s)", d.IdleCPUPercent, d.IdleCPUSeconds, d.IdleSeconds, d.IdleCPUPrecise),
 				"-", "-", "< 1% of a core", yes(d.IdleCPUPercent < 1)},
 			row{fmt.Sprintf("2. time to start all %d (%d PUTs in flight)", d.N, d.Conc), fmt.Sprintf("%.1f s", d.StartAllSeconds),
 				fmt.Sprintf("each PUT -> routable p50 %s, p99 %s", msf(d.StartEach.P50), msf(d.StartEach.P99)), "-", "(none)", nil})
@@ -225,7 +225,7 @@ func (rp *report) details() {
 		}
 		rp.p("\n")
 		if len(s.Timeline) > 0 {
-			rp.p("Where the time of the last one-at-a-time start went (`GET /v1/containers/{guid}/explain`, ms after the PUT):\n\n```\n%s\n```\n\n", strings.Join(s.Timeline, "\n"))
+			rp.p("Where the time of the last one-at-a-time start went (its events from `GET /v1/containers/{guid}/explain` and the agent's\nlog lines about it, ms after the PUT):\n\n```\n%s\n```\n\n", strings.Join(s.Timeline, "\n"))
 		}
 		rp.profile("start-concurrent", "agent CPU profile during the concurrent rounds (10 s)")
 	}
@@ -233,7 +233,9 @@ func (rp *report) details() {
 		rp.p("### 2. Density\n\n")
 		rp.p("%d instances (memory_mb 32 each, proxy overhead 32) started %d PUTs at a time; after all were routable and\n", d.N, d.Conc)
 		rp.p("10 s of settling: agent VmRSS from `/proc/<pid>/status`; each container's processes from `ctr -n NS tasks ps`:\n")
-		rp.p("the task's own pid is the app, the other one the proxy (VmRSS includes its mapped static binary, RssAnon not).\n")
+		rp.p("the task's own pid is the app, the other one the proxy. VmRSS counts the proxy's static binary pages in full\n")
+		rp.p("in every proxy although the page cache holds them once; Pss (`/proc/<pid>/smaps_rollup`) splits them among the\n")
+		rp.p("processes mapping them, so the target is judged on Pss; RssAnon is the private heap and stacks alone.\n")
 		rp.p("Idle CPU: utime+stime of the agent from `/proc/<pid>/stat` over %.0f s with all instances running\n", d.IdleSeconds)
 		rp.p("(health checks every 5 s, route re-emits every 20 s), no profiling during that window.\n")
 		rp.p("Deleting all %d afterwards took %.1f s.\n\n", d.N, d.DeleteAllSecond)
@@ -243,7 +245,7 @@ func (rp *report) details() {
 	if len(r.Rotation) > 0 {
 		rp.p("### 3 and 4. Rotation cost and rotation under load\n\n")
 		rp.p("One agent per key type with `identity.validity` short enough that every instance rotates once in a window\n")
-		rp.p("(rotation at a jittered 50-70%% of the validity), none before all are routable. Agent CPU (utime+stime) is read\n")
+		rp.p("(rotation at a jittered 50-70%% of the validity), none before all are routable. Agent CPU (sum of `/proc/<pid>/task/*/schedstat`, ns) is read\n")
 		rp.p("at the start of the load, at the first `credentials_rotated` event and when every instance has rotated; the\n")
 		rp.p("agent's own rate before the first rotation (idle + health checks) is subtracted from the wave's CPU, which is then\n")
 		rp.p("divided by the rotations after the first. It covers everything the agent does for a rotation: key generation,\n")

@@ -158,7 +158,7 @@ func rotation(results, dir, kt string, n int, validity time.Duration, rate int, 
 	time.Sleep(3 * time.Second) // load warm-up
 	pid := a.Pid()
 	tA := time.Now()
-	cpuA, err := procCPU(pid)
+	cpuA, err := procCPUPrecise(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -167,14 +167,14 @@ func rotation(results, dir, kt string, n int, validity time.Duration, rate int, 
 	if err != nil {
 		return nil, err
 	}
-	cpuR1, _ := procCPU(pid)
+	cpuR1, _ := procCPUPrecise(pid)
 	stopProfile := asyncProfile(results, a, 20, dir, "rotation-"+kt)
 	progress("rotation %s: first rotation %.1f s after the start; waiting for all %d", kt, first.Sub(t0).Seconds(), n)
 	last, err := rot.waitAll(guids, t0.Add(validity))
 	if err != nil {
 		return nil, err
 	}
-	cpuB, _ := procCPU(pid)
+	cpuB, _ := procCPUPrecise(pid)
 	rr.Rotations = rot.total()
 	stopProfile()
 	time.Sleep(2 * time.Second)

@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -335,11 +337,7 @@ func agentSeq(ctx context.Context, a *testagent.Agent, w *routableWaiter, rec *r
 			return nil, nil, nil, err
 		}
 		if i == n {
-			if x, err := a.Client.Explain(ctx, guid); err == nil {
-				for _, ev := range x.Timeline {
-					timeline = append(timeline, fmt.Sprintf("%+8.1f ms  %s %s", ms(ev.Time.Sub(start)), ev.Type, ev.Message))
-				}
-			}
+			timeline = startTimeline(ctx, a, guid, start)
 		}
 		stopAt := time.Now()
 		if err := a.Client.Stop(ctx, guid); err != nil {
@@ -400,4 +398,37 @@ func sigtermTime(ctx context.Context, a *testagent.Agent, guid string) (time.Tim
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startTimeline merges guid's events (explain) and the agent's log lines
+// about it, as ms after start (the PUT). Called once it is routable, before
+// the stop.
+func startTimeline(ctx context.Context, a *testagent.Agent, guid string, start time.Time) []string {
+	type entry struct {
+		at   time.Duration
+		text string
+	}
+	var es []entry
+	if x, err := a.Client.Explain(ctx, guid); err == nil {
+		for _, ev := range x.Timeline {
+			es = append(es, entry{ev.Time.Sub(start), "event " + ev.Type + ": " + ev.Message})
+		}
+	}
+	for _, l := range strings.Split(a.LogText(), "\n") {
+		var line struct {
+			Timestamp time.Time      `json:"timestamp"`
+			Message   string         `json:"message"`
+			Data      map[string]any `json:"data"`
+		}
+		if json.Unmarshal([]byte(l), &line) != nil || line.Data["container-guid"] != guid || line.Timestamp.Before(start) {
+			continue
+		}
+		es = append(es, entry{line.Timestamp.Sub(start), "log   " + line.Message})
+	}
+	sort.SliceStable(es, func(i, j int) bool { return es[i].at < es[j].at })
+	var out []string
+	for _, e := range es {
+		out = append(out, fmt.Sprintf("%+8.1f ms  %s", ms(e.at), e.text))
+	}
+	return out
 }

@@ -307,7 +307,14 @@ func waitRoutable(ch <-chan routableAt, timeout time.Duration) (routableAt, erro
 // startMany starts guids with at most conc PUTs in flight, each waiting
 // for its routable event; answers each one's PUT -> routable time.
 func startMany(ctx context.Context, a *testagent.Agent, w *routableWaiter, guids []string, conc, memoryMB int) ([]time.Duration, error) {
+	took, _, err := startManyAt(ctx, a, w, guids, conc, memoryMB)
+	return took, err
+}
+
+// startManyAt is startMany that also answers when each PUT was sent.
+func startManyAt(ctx context.Context, a *testagent.Agent, w *routableWaiter, guids []string, conc, memoryMB int) ([]time.Duration, []time.Time, error) {
 	took := make([]time.Duration, len(guids))
+	starts := make([]time.Time, len(guids))
 	errs := make([]error, len(guids))
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
@@ -319,6 +326,7 @@ func startMany(ctx context.Context, a *testagent.Agent, w *routableWaiter, guids
 			defer func() { <-sem }()
 			ch := w.expect(g)
 			start := time.Now()
+			starts[i] = start
 			if _, err := a.Client.AllocateAndRun(ctx, g, appRequest(g, memoryMB)); err != nil {
 				errs[i] = fmt.Errorf("put %s: %w", g, err)
 				return
@@ -332,7 +340,7 @@ func startMany(ctx context.Context, a *testagent.Agent, w *routableWaiter, guids
 		}()
 	}
 	wg.Wait()
-	return took, errors.Join(errs...)
+	return took, starts, errors.Join(errs...)
 }
 
 // deleteMany deletes guids, conc at a time.

@@ -227,6 +227,9 @@ func (rp *report) details() {
 		if len(s.Timeline) > 0 {
 			rp.p("Where the time of the last one-at-a-time start went (its events from `GET /v1/containers/{guid}/explain` and the agent's\nlog lines about it, ms after the PUT):\n\n```\n%s\n```\n\n", strings.Join(s.Timeline, "\n"))
 		}
+		if len(s.ConcTimeline) > 0 {
+			rp.p("The slowest start of the last round of %d at once:\n\n```\n%s\n```\n\n", s.Conc, strings.Join(s.ConcTimeline, "\n"))
+		}
 		rp.profile("start-concurrent", "agent CPU profile during the concurrent rounds (10 s)")
 	}
 	if d := r.Density; d != nil {

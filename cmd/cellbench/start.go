@@ -40,6 +40,8 @@ type StartResults struct {
 	AgentConcRound []Dist  `json:"agent_conc_rounds"`
 	// Timeline of the last one-at-a-time start (explain), ms from the PUT.
 	Timeline []string `json:"timeline"`
+	// Timeline of the slowest start of the last concurrent round.
+	ConcTimeline []string `json:"conc_timeline"`
 }
 
 // RouteResults: routable event -> router.register received; stop request
@@ -121,10 +123,19 @@ func cmdStart(args []string) error {
 		for i := 0; i < *conc; i++ {
 			guids = append(guids, fmt.Sprintf("c%d-%d", r, i))
 		}
-		took, err := startMany(ctx, a, w, guids, *conc, 64)
+		took, starts, err := startManyAt(ctx, a, w, guids, *conc, 64)
 		if err != nil {
 			recordError(*results, "start", fmt.Errorf("agent concurrent: %w", err))
 			return err
+		}
+		if r == *rounds-1 {
+			slow := 0
+			for i := range took {
+				if took[i] > took[slow] {
+					slow = i
+				}
+			}
+			sr.ConcTimeline = startTimeline(ctx, a, guids[slow], starts[slow])
 		}
 		d := dist(took)
 		sr.AgentConcRound = append(sr.AgentConcRound, d)

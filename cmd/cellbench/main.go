@@ -476,7 +476,7 @@ func profileAgent(a *testagent.Agent, seconds int, file string) (string, error) 
 		return "", err
 	}
 	out.Close()
-	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", file).CombinedOutput()
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=35", file).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go tool pprof: %v: %s", err, top)
 	}

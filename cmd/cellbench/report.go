@@ -132,6 +132,12 @@ func (rp *report) render(command, started, runtimeS string) string {
 			rp.missed = append(rp.missed, "rotation-ecdsa-p256")
 		}
 	}
+	if e, ok := benchNs(rp.cred, "BenchmarkIssue/ecdsa-p256"); ok {
+		if x, ok := benchNs(rp.cred, "BenchmarkIssue/rsa-3072"); ok {
+			rows = append(rows, row{"3. issuance alone (key + signature, `go test -bench Issue ./credmanager/`), ecdsa-p256",
+				msf(e / 1e6), "rsa-3072: " + msf(x/1e6), fmt.Sprintf("%.0fx cheaper", x/e), ">= 100x cheaper", yes(x/e >= 100)})
+		}
+	}
 	for _, rr := range r.Rotation {
 		ratio := 0.0
 		if rr.Before.Latency.P99 > 0 {
@@ -330,7 +336,7 @@ func (rp *report) profile(name, title string) {
 	if !show {
 		return
 	}
-	rp.p("Target missed; %s, `go tool pprof -top`:\n\n```\n%s\n```\n\n", title, strings.TrimSpace(text))
+	rp.p("Target missed; %s, `go tool pprof -top -cum` (cumulative: read the cellagent frames top down):\n\n```\n%s\n```\n\n", title, strings.TrimSpace(text))
 }
 
 func msf(v float64) string {
@@ -392,4 +398,17 @@ func toolVersion(name string, args ...string) string {
 func execOutput(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).Output()
 	return string(out), err
+}
+
+// benchNs answers the ns/op of a go test -bench line named name (with
+// its -GOMAXPROCS suffix).
+func benchNs(out, name string) (float64, bool) {
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 4 && strings.HasPrefix(f[0], name+"-") && f[3] == "ns/op" {
+			v, err := strconv.ParseFloat(f[2], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }

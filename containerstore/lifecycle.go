@@ -86,6 +86,14 @@ wait:
 	for {
 		select {
 		case ex = <-exits:
+			if ex.Err != nil && s.rootCtx.Err() == nil {
+				// The wait broke, not the task (containerd restarted):
+				// attach again and keep supervising.
+				if next, ok := s.reattach(logger, c); ok {
+					exits = next
+					continue
+				}
+			}
 			break wait
 		case <-s.rootCtx.Done():
 			return
@@ -116,6 +124,34 @@ wait:
 	}
 	logger.Info("task-exited", lager.Data{"status": ex.Status, "stopping": stopping})
 	s.complete(logger, c, result)
+}
+
+// reattach waits for containerd to answer again and re-attaches to c's
+// task. It answers false when the task is gone (the caller completes the
+// container) or the agent is shutting down.
+func (s *Store) reattach(logger lager.Logger, c *container) (<-chan Exit, bool) {
+	backoff := 250 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		exits, err := s.deps.Tasks.Attach(s.rootCtx, logger, c.info.GUID)
+		if err == nil {
+			logger.Info("reattached", lager.Data{"attempts": attempt + 1})
+			s.publish(executor.EventContainerAdopted, c.info.GUID, "re-attached to the task after losing the wait (containerd restart?)", nil)
+			return exits, true
+		}
+		if errors.Is(err, executor.ErrContainerNotFound) {
+			logger.Error("task-gone", err)
+			return nil, false
+		}
+		logger.Info("waiting-for-containerd", lager.Data{errorKey: err.Error(), "attempt": attempt + 1})
+		select {
+		case <-s.deps.Clock.After(backoff):
+		case <-s.rootCtx.Done():
+			return nil, false
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
 }
 
 // checkHealth runs the readiness checks once on a running container and

@@ -2,7 +2,9 @@ package proxyhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -100,12 +102,20 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 		default:
 		}
 		if ex.Err != nil {
-			// The wait itself failed (containerd connection lost, agent
-			// shutting down): the proxy may well be running. Stop
-			// supervising rather than restart or unroute on a guess; an
-			// agent restart re-attaches.
+			// The wait itself failed (containerd restarted, agent shutting
+			// down): the proxy may well be running. Re-attach when
+			// containerd answers; restart only if the proxy is really gone.
 			logger.Error("lost-proxy-wait", ex.Err)
-			return
+			if next, ok := f.reattach(logger, guid, sup); ok {
+				exits = next
+				continue
+			}
+			select {
+			case <-sup.stop:
+				return
+			default:
+			}
+			ex = containerstore.Exit{Status: 255}
 		}
 		sink := h.getSink()
 		if clk.Since(startedAt) > time.Minute {
@@ -181,4 +191,34 @@ func (f filesHook) rerouteWhenReady(guid string, sup *supervisor) {
 			return
 		}
 	}
+}
+
+// reattach re-attaches to the proxy after a broken wait, retrying while
+// containerd does not answer (bounded: about a minute). It answers false
+// when the proxy process is gone or supervision stops.
+func (f filesHook) reattach(logger lager.Logger, guid string, sup *supervisor) (<-chan containerstore.Exit, bool) {
+	backoff := 250 * time.Millisecond
+	for range 20 {
+		pid, exits, err := f.h.runner.AttachExec(context.Background(), logger, guid, execID)
+		if err == nil {
+			f.h.mu.Lock()
+			if in, ok := f.h.instances[guid]; ok {
+				in.pid = pid
+			}
+			f.h.mu.Unlock()
+			return exits, true
+		}
+		if errors.Is(err, executor.ErrContainerNotFound) || strings.Contains(err.Error(), "not running") {
+			return nil, false
+		}
+		select {
+		case <-f.h.cfg.Clock.After(backoff):
+		case <-sup.stop:
+			return nil, false
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+	return nil, false
 }

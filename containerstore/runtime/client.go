@@ -97,6 +97,9 @@ func (c *Client) nsCtx(ctx context.Context) context.Context {
 func snapshotKey(guid string) string { return "cellagent-" + guid }
 
 func (c *Client) Ping(ctx context.Context) error {
+	// gRPC waits for a connection that may never come back: bound it.
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	ok, err := c.client.IsServing(c.nsCtx(ctx))
 	if err != nil || !ok {
 		return fmt.Errorf("containerd not serving: %w", errors.Join(err, executor.ErrUnavailable))

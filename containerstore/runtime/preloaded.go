@@ -42,7 +42,10 @@ func (c *Client) preloadedSnapshot(ctx context.Context, name, dir string) (strin
 		return key, nil
 	}
 	tmp := key + "-import-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	mounts, err := sn.Prepare(ctx, tmp, "")
+	// The import snapshot must survive containerd's garbage collector while
+	// the rootfs is copied in: it has no lease and no container refers to it.
+	mounts, err := sn.Prepare(ctx, tmp, "", snapshots.WithLabels(map[string]string{
+		gcRootLabel: time.Now().UTC().Format(time.RFC3339), labelOwner: c.cellID}))
 	if err != nil {
 		return "", fmt.Errorf("prepare import snapshot: %w", err)
 	}

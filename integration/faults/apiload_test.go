@@ -36,6 +36,17 @@ func goroutines(agent *testagent.Agent) (int, error) {
 	return strconv.Atoi(n)
 }
 
+// goroutineProfile is the agent's goroutine dump, for failure messages.
+func goroutineProfile(agent *testagent.Agent) string {
+	resp, err := http.Get(agent.API + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 // apiCall is one kind of request of the mix and the answer it must get.
 type apiCall struct {
 	name, method, path, body string
@@ -51,7 +62,7 @@ var _ = Describe("1,000 concurrent API requests", func() {
 	It("answers each with the intended status, and leaks no goroutine", func() {
 		const (
 			total    = 1000
-			inFlight = 100
+			inFlight = 200
 		)
 		agent := startAgent("fta", nil)
 		runRoutable(agent, "api-1", request("api-1.example.com"))
@@ -184,8 +195,8 @@ var _ = Describe("1,000 concurrent API requests", func() {
 		By("no goroutine leak once the client's connections are closed")
 		client.CloseIdleConnections()
 		var after int
-		Eventually(func() (int, error) { n, err := goroutines(agent); after = n; return n, err }, 10*time.Second, 250*time.Millisecond).
-			Should(BeNumerically("<=", baseline+5))
+		Eventually(func() (int, error) { n, err := goroutines(agent); after = n; return n, err }, 15*time.Second, 250*time.Millisecond).
+			Should(BeNumerically("<=", baseline+2), func() string { return goroutineProfile(agent) })
 		GinkgoWriter.Printf("goroutines: %d before, %d after\n", baseline, after)
 
 		expectNothingOrphaned(agent)

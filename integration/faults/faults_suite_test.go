@@ -3,6 +3,8 @@ package faults_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +26,58 @@ var _ = BeforeSuite(func() {
 	}
 	_, err := testagent.BinDir()
 	Expect(err).NotTo(HaveOccurred())
+	removeLeftovers()
 })
+
+// removeLeftovers removes what an earlier run left of the suite's network
+// (iptables rules, empty network namespaces), so that one run's leak does
+// not fail the next run's inventory checks, and reports it: the run that
+// left it failed its own check. What belongs to a live instance (a netns
+// with processes in it) is left alone, in case another run of this suite
+// is going on.
+func removeLeftovers() {
+	live := map[string]bool{}
+	var removed []string
+	entries, _ := os.ReadDir("/var/run/netns")
+	for _, e := range entries {
+		guid, ok := strings.CutPrefix(e.Name(), netName+"-")
+		if !ok {
+			continue
+		}
+		if pids, _ := exec.Command("ip", "netns", "pids", e.Name()).Output(); len(strings.TrimSpace(string(pids))) > 0 {
+			live[guid] = true
+			continue
+		}
+		out, err := exec.Command("ip", "netns", "delete", e.Name()).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		removed = append(removed, "netns "+e.Name())
+	}
+	rules, err := testagent.NetworkRules(netName, netSubnet)
+	Expect(err).NotTo(HaveOccurred())
+	chains := map[string]bool{}
+	for rule, owner := range rules {
+		if live[owner] {
+			continue
+		}
+		table, spec, _ := strings.Cut(rule, ": ")
+		chain := strings.Fields(spec)[1]
+		if strings.HasPrefix(chain, "CNI-") && !strings.HasPrefix(chain, "CNI-HOSTPORT-") {
+			chains[table+" "+chain] = true
+		}
+		// iptables-save quotes as a shell would read it back.
+		out, err := exec.Command("bash", "-c", "iptables -w -t "+table+" -D "+strings.TrimPrefix(spec, "-A ")).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "remove leftover rule %s: %s", rule, out)
+		removed = append(removed, rule)
+	}
+	for tc := range chains {
+		table, chain, _ := strings.Cut(tc, " ")
+		_ = exec.Command("iptables", "-w", "-t", table, "-X", chain).Run()
+	}
+	if len(removed) > 0 {
+		sort.Strings(removed)
+		AddReportEntry("leftovers of an earlier run, removed", strings.Join(removed, "\n"), ReportEntryVisibilityAlways)
+	}
+}
 
 // The closing-note table: one row per fault, printed at the end of the
 // suite (go test -v shows it) and appended to $CELLAGENT_FAULTS_TABLE when

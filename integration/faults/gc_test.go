@@ -1,14 +1,10 @@
-//go:build faultbugs
-
-// This spec fails against the agent as it is, so it is built only with
-// -tags faultbugs until this is fixed: containerstore/runtime/preloaded.go
-// prepares the import snapshot of a preloaded rootfs with neither a lease
-// nor a gc.root label, so containerd's garbage collector may remove it
-// before it is committed; the first start of an agent then completes with
-// "prepare rootfs: commit preloaded rootfs busybox: snapshot
-// cellagent-preloaded-busybox-...-import-... does not exist: not found".
-// Seen once in a plain run of this suite (the GC ran because other specs
-// were deleting containers); here GC is made to run continuously.
+// Regression spec: it found that the import snapshot of a preloaded rootfs
+// had neither a lease nor a gc.root label, so containerd's garbage collector
+// removed it mid-copy and the first start of an agent failed ("copy
+// preloaded rootfs busybox: ... chmod .../big.bin: no such file or
+// directory", or "commit preloaded rootfs busybox: snapshot ...-import-...
+// does not exist"; fixed in 1190689). Collections are made to run
+// continuously while a larger rootfs is imported.
 
 package faults_test
 

@@ -149,27 +149,20 @@ func expectNothingOrphaned(agent *testagent.Agent) testagent.Inventory {
 	return inv
 }
 
-// deleteAllAndExpectEmpty deletes every container through the API, then
+// deleteAllAndExpectEmpty deletes every container through the API, one
+// at a time (concurrent_delete_test.go covers deletes at once), then
 // expects nothing of the agent to be left on the host.
 func deleteAllAndExpectEmpty(agent *testagent.Agent) {
 	cs, err := agent.Client.List(ctx)
 	Expect(err).NotTo(HaveOccurred())
-	var wg sync.WaitGroup
-	errs := make(chan error, len(cs))
 	for _, c := range cs {
-		wg.Add(1)
-		go func(guid string) {
-			defer wg.Done()
-			if err := agent.Client.Delete(ctx, guid); err != nil {
-				errs <- fmt.Errorf("delete %s: %w", guid, err)
-			}
-		}(c.GUID)
+		Expect(agent.Client.Delete(ctx, c.GUID)).To(Succeed(), "delete %s", c.GUID)
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		Expect(err).NotTo(HaveOccurred())
-	}
+	expectEmpty(agent)
+}
+
+// expectEmpty expects nothing of the agent to be left on the host.
+func expectEmpty(agent *testagent.Agent) {
 	Eventually(func(g Gomega) {
 		inv, err := testagent.TakeInventory(agent)
 		g.Expect(err).NotTo(HaveOccurred())

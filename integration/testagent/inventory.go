@@ -272,6 +272,13 @@ func (inv Inventory) Count() string {
 		len(inv.RegisteredRoutes), len(inv.Tombstones))
 }
 
+// NetworkRules answers the iptables rules (nat and filter, as
+// "<table>: <iptables-save line>") that belong to the CNI network or
+// mention an address of subnet, each with its owner guid ("" unknown).
+func NetworkRules(network, subnet string) (map[string]string, error) {
+	return networkRules(network, subnet)
+}
+
 var ipv4Re = regexp.MustCompile(`\b(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(/\d+)?`)
 
 // networkRules answers the nat and filter rules that belong to network or

@@ -190,6 +190,11 @@ func (rp *report) render(command, started, runtimeS string) string {
 		rp.p("| %s | %s | %s | %s | %s | %s |\n", w.name, w.value, w.baseline, w.ratio, w.target, m)
 	}
 	rp.p("\n%d targets met, %d missed.\n\n", met, missed)
+	if busy := maxLoad(rp.notes); busy > float64(runtime.NumCPU()) {
+		rp.p("**The machine was busy during this run**: a 1-minute load average up to %.1f on %d CPUs when a step started\n", busy, runtime.NumCPU())
+		rp.p("(other work beside the bench; see Run notes). Baselines were measured in the same run under the same load, but\n")
+		rp.p("latencies and their spread are worse than on a quiet machine; CPU-seconds and memory figures are affected least.\n\n")
+	}
 	if len(r.Errors) > 0 {
 		rp.p("**Steps that failed in this run** (their figures are missing above):\n\n")
 		for _, k := range sortedKeys(r.Errors) {
@@ -297,7 +302,10 @@ func (rp *report) details() {
 		rp.p("With the %d density instances running and routable: task pids (`ctr tasks ls`, `ctr tasks ps`) recorded, the\n", x.N)
 		rp.p("agent killed with SIGKILL and started again with the same config; times from the new process's start: its API\n")
 		rp.p("answering, `GET /v1/containers` showing all %d running and routable (polled every 20 ms), and a\n", x.N)
-		rp.p("`router.register` for every guid received on NATS after the kill. Pids compared afterwards.\n\n")
+		rp.p("`router.register` for every guid received on NATS after the kill. Pids compared afterwards. This agent's NATS\n")
+		rp.p("is an external nats-server (run inside cellbench, as production's NATS is outside the agent) so that it survives\n")
+		rp.p("the kill: with the embedded default the kill takes the server down and a subscriber reconnecting would miss the\n")
+		rp.p("restarted agent's first registrations.\n\n")
 	}
 	if x := r.Routes; x != nil {
 		rp.p("### 7. Route latency\n\n")
@@ -313,7 +321,8 @@ func (rp *report) details() {
 			rp.p("| %s | %d | %s | %s | %s | %s | %s |\n", z.n, z.d.N, msf(z.d.P50), msf(z.d.P90), msf(z.d.P99), msf(z.d.Max), msf(z.d.Min))
 		}
 		if x.NegativeRegister > 0 {
-			rp.p("\n%d registrations were received before the routable event's timestamp (negative latency).\n", x.NegativeRegister)
+			rp.p("\n%d of %d registrations were received before the routable event's timestamp (negative latency): the agent\n", x.NegativeRegister, x.RegisterAfterRoutable.N)
+			rp.p("publishes `router.register` and then stamps and publishes the event.\n")
 		}
 		rp.p("\n")
 	}
@@ -411,4 +420,21 @@ func benchNs(out, name string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// maxLoad answers the largest 1-minute load average in the notes' "load
+// average at start A B C" lines.
+func maxLoad(notes string) float64 {
+	m := 0.0
+	for _, l := range strings.Split(notes, "\n") {
+		_, rest, ok := strings.Cut(l, "load average at start ")
+		if !ok {
+			continue
+		}
+		if f := strings.Fields(rest); len(f) > 0 {
+			v, _ := strconv.ParseFloat(f[0], 64)
+			m = max(m, v)
+		}
+	}
+	return m
 }

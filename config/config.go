@@ -142,7 +142,7 @@ func DefaultConfig() Config {
 		StartTimeout:       Duration(time.Minute),
 		StopGrace:          Duration(10 * time.Second),
 		EvacuationTimeout:  Duration(10 * time.Minute),
-		HealthInterval:     Duration(5 * time.Second),
+		HealthInterval:     Duration(30 * time.Second),
 		Routing:            Routing{RegisterInterval: Duration(20 * time.Second)},
 		DefaultUser:        "vcap",
 		LogMaxBytes:        4 << 20,

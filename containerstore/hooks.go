@@ -80,9 +80,11 @@ type RequestValidator interface {
 }
 
 // Readiness is what must be ready, beyond the app's own check, before a
-// container is running (the proxy). Ready blocks until then or ctx ends.
+// container is running (the proxy): Ready is one attempt. Alive is the
+// cheaper check the periodic health monitoring uses on running instances.
 type Readiness interface {
 	Ready(ctx context.Context, logger lager.Logger, inst *Instance) error
+	Alive(ctx context.Context, logger lager.Logger, inst *Instance) error
 }
 
 // RouteHook learns when an instance becomes routable and must unregister

@@ -164,7 +164,7 @@ func (s *Store) checkHealth(logger lager.Logger, c *container) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.rootCtx, 5*time.Second)
-	err := s.readyOnce(ctx, inst)
+	err := s.aliveOnce(ctx, inst)
 	cancel()
 	switch {
 	case err != nil && routable:
@@ -418,6 +418,17 @@ func (s *Store) pollReady(ctx context.Context, inst *Instance) error {
 func (s *Store) readyOnce(ctx context.Context, inst *Instance) error {
 	for _, r := range s.deps.Readiness {
 		if err := r.Ready(ctx, s.logger, inst); err != nil {
+			return err
+		}
+	}
+	return runCheck(ctx, inst.InternalIP, inst.Request.Check)
+}
+
+// aliveOnce is the health monitoring's check: the hooks' cheap liveness
+// and the app's own check.
+func (s *Store) aliveOnce(ctx context.Context, inst *Instance) error {
+	for _, r := range s.deps.Readiness {
+		if err := r.Alive(ctx, s.logger, inst); err != nil {
 			return err
 		}
 	}

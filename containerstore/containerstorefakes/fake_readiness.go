@@ -10,6 +10,15 @@ import (
 )
 
 type FakeReadiness struct {
+	AliveStub        func(context.Context, lager.Logger, *containerstore.Instance) error
+	aliveMutex       sync.RWMutex
+	aliveArgsForCall []FakeReadinessAliveArgs
+	aliveReturns     struct {
+		result1 error
+	}
+	aliveReturnsOnCall map[int]struct {
+		result1 error
+	}
 	ReadyStub        func(context.Context, lager.Logger, *containerstore.Instance) error
 	readyMutex       sync.RWMutex
 	readyArgsForCall []FakeReadinessReadyArgs
@@ -24,11 +33,85 @@ type FakeReadiness struct {
 	invocationsMutex sync.RWMutex
 }
 
+// FakeReadinessAliveArgs holds the arguments of one call to Alive.
+type FakeReadinessAliveArgs struct {
+	Arg1 context.Context
+	Arg2 lager.Logger
+	Arg3 *containerstore.Instance
+}
+
 // FakeReadinessReadyArgs holds the arguments of one call to Ready.
 type FakeReadinessReadyArgs struct {
 	Arg1 context.Context
 	Arg2 lager.Logger
 	Arg3 *containerstore.Instance
+}
+
+func (fake *FakeReadiness) Alive(arg1 context.Context, arg2 lager.Logger, arg3 *containerstore.Instance) error {
+	fake.aliveMutex.Lock()
+	ret, specificReturn := fake.aliveReturnsOnCall[len(fake.aliveArgsForCall)]
+	fake.aliveArgsForCall = append(fake.aliveArgsForCall, FakeReadinessAliveArgs{arg1, arg2, arg3})
+	stub := fake.AliveStub
+	fakeReturns := fake.aliveReturns
+	fake.recordInvocation("Alive", []interface{}{arg1, arg2, arg3})
+	fake.aliveMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3)
+	}
+	if specificReturn {
+		return ret.result1
+	}
+	return fakeReturns.result1
+}
+
+func (fake *FakeReadiness) AliveCallCount() int {
+	fake.aliveMutex.RLock()
+	defer fake.aliveMutex.RUnlock()
+	return len(fake.aliveArgsForCall)
+}
+
+func (fake *FakeReadiness) AliveCalls(stub func(context.Context, lager.Logger, *containerstore.Instance) error) {
+	fake.aliveMutex.Lock()
+	defer fake.aliveMutex.Unlock()
+	fake.AliveStub = stub
+}
+
+func (fake *FakeReadiness) AliveArgsForCall(i int) (context.Context, lager.Logger, *containerstore.Instance) {
+	fake.aliveMutex.RLock()
+	defer fake.aliveMutex.RUnlock()
+	argsForCall := fake.aliveArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3
+}
+
+func (fake *FakeReadiness) AliveArgs() []FakeReadinessAliveArgs {
+	fake.aliveMutex.RLock()
+	defer fake.aliveMutex.RUnlock()
+	args := make([]FakeReadinessAliveArgs, len(fake.aliveArgsForCall))
+	copy(args, fake.aliveArgsForCall)
+	return args
+}
+
+func (fake *FakeReadiness) AliveReturns(result1 error) {
+	fake.aliveMutex.Lock()
+	defer fake.aliveMutex.Unlock()
+	fake.AliveStub = nil
+	fake.aliveReturns = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeReadiness) AliveReturnsOnCall(i int, result1 error) {
+	fake.aliveMutex.Lock()
+	defer fake.aliveMutex.Unlock()
+	fake.AliveStub = nil
+	if fake.aliveReturnsOnCall == nil {
+		fake.aliveReturnsOnCall = make(map[int]struct {
+			result1 error
+		})
+	}
+	fake.aliveReturnsOnCall[i] = struct {
+		result1 error
+	}{result1}
 }
 
 func (fake *FakeReadiness) Ready(arg1 context.Context, arg2 lager.Logger, arg3 *containerstore.Instance) error {

@@ -116,6 +116,7 @@ var _ = Describe("route registration through the agent", func() {
 			c.Network.Bridge = "cellagentrt0"
 			c.Network.Subnet = "10.254.102.0/24"
 			c.Network.HostPortRange = "46200-46299"
+			c.HealthInterval = executor.Duration(time.Second)
 		})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(agent.Start()).To(Succeed())

@@ -82,7 +82,7 @@ func New(logger lager.Logger, cfg Config) http.Handler {
 func canonicalOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
-		if p == "" || p[0] != '/' || (p != "/" && path.Clean(p) != p) || strings.Contains(p, "//") {
+		if p == "" || p[0] != '/' || (p != "/" && path.Clean(p) != strings.TrimSuffix(p, "/")) || strings.Contains(p, "//") {
 			writeError(w, executor.NewError(executor.ErrInvalidRequest, "invalid guid or path %q: paths must be canonical and a guid must match [A-Za-z0-9][A-Za-z0-9_-]{0,127}", p))
 			return
 		}

@@ -141,8 +141,8 @@ var _ = Describe("hardening, the secure listener and evacuation", func() {
 		capBnd := regexp.MustCompile(`CapBnd:\s+([0-9a-f]+)`).FindStringSubmatch(string(status))
 		Expect(capBnd).To(HaveLen(2))
 		bnd, _ := strconv.ParseUint(capBnd[1], 16, 64)
-		Expect(bnd & (1 << 13)).To(BeZero(), "CAP_NET_RAW (13) is not in the bounding set")
-		Expect(bnd & (1 << 21)).To(BeZero(), "CAP_SYS_ADMIN (21) is not in the bounding set")
+		Expect(bnd&(1<<13)).To(BeZero(), "CAP_NET_RAW (13) is not in the bounding set")
+		Expect(bnd&(1<<21)).To(BeZero(), "CAP_SYS_ADMIN (21) is not in the bounding set")
 
 		app := fmt.Sprintf("http://127.0.0.1:%d", port)
 		body, code, err := get(app + "/read?path=/data/shared.txt")

@@ -210,7 +210,7 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen.Admin); err != nil {
 		bad("listen.admin %q: %v", c.Listen.Admin, err)
-	} else if !isLoopback(c.Listen.Admin) && (c.Listen.TLS.Cert == "" || c.Listen.TLS.Key == "" || c.Listen.TLS.ClientCA == "") {
+	} else if !IsLoopback(c.Listen.Admin) && (c.Listen.TLS.Cert == "" || c.Listen.TLS.Key == "" || c.Listen.TLS.ClientCA == "") {
 		bad("listen.admin %q is not a loopback address; set listen.tls.cert, listen.tls.key and listen.tls.client_ca (mutual TLS) or bind 127.0.0.1", c.Listen.Admin)
 	}
 	if c.Listen.Secure != "" {
@@ -324,7 +324,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func isLoopback(addr string) bool {
+// IsLoopback reports whether a listen address is on a loopback interface.
+func IsLoopback(addr string) bool {
 	host, _, _ := net.SplitHostPort(addr)
 	if host == "localhost" {
 		return true

@@ -2,6 +2,7 @@ package containerstore
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/cellagent/cellagent/executor"
 )
@@ -40,7 +41,7 @@ func (c *capacity) reserve(n executor.ResourceTotals) error {
 		short = append(short, fmt.Sprintf("containers (all %d slots taken)", c.total.Containers))
 	}
 	if len(short) > 0 {
-		return executor.NewError(executor.ErrInsufficientResources, "insufficient resources: %s", joinComma(short))
+		return executor.NewError(executor.ErrInsufficientResources, "insufficient resources: %s", strings.Join(short, ", "))
 	}
 	c.used.MemoryMB += n.MemoryMB
 	c.used.DiskMB += n.DiskMB
@@ -52,15 +53,4 @@ func (c *capacity) release(n executor.ResourceTotals) {
 	c.used.MemoryMB -= n.MemoryMB
 	c.used.DiskMB -= n.DiskMB
 	c.used.Containers -= n.Containers
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ", "
-		}
-		out += x
-	}
-	return out
 }

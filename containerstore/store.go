@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -520,14 +521,10 @@ func (s *Store) Logs(ctx context.Context, guid string, follow bool) (io.ReadClos
 	}
 	r, err := logfile.Open(ctx, s.logPath(guid), follow, 0)
 	if os.IsNotExist(err) {
-		return io.NopCloser(&emptyReader{}), nil
+		return io.NopCloser(strings.NewReader("")), nil // nothing written yet
 	}
 	return r, err
 }
-
-type emptyReader struct{}
-
-func (*emptyReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 func (s *Store) Events(ctx context.Context, since uint64) (<-chan executor.Event, error) {
 	return s.events.subscribe(ctx, since), nil

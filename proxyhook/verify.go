@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/cellagent/cellagent/credmanager"
 )
 
 // verifier makes TLS handshakes the way Gorouter does to a backend:
@@ -29,27 +31,43 @@ func newVerifier(caPEM []byte) (*verifier, error) {
 	return &verifier{roots: pool, sessions: tls.NewLRUClientSessionCache(1024)}, nil
 }
 
-// alive completes a (resumed when possible) TLS handshake: cheap enough for
-// periodic health checks, and unlike a TCP connect it notices a proxy that
-// accepts connections but no longer answers.
-func (v *verifier) alive(ctx context.Context, addr, guid string) error {
-	cfg := &tls.Config{ServerName: guid, RootCAs: v.roots, MinVersion: tls.VersionTLS12,
-		CurvePreferences: []tls.CurveID{tls.X25519}, ClientSessionCache: v.sessions}
+// tlsConfig is what both checks share. X25519 alone: the default hybrid
+// post-quantum exchange was ~14% of the agent's CPU in these checks; they
+// are local liveness and identity checks, not long-lived secrets.
+func (v *verifier) tlsConfig(guid string) *tls.Config {
+	return &tls.Config{ServerName: guid, RootCAs: v.roots, MinVersion: tls.VersionTLS12,
+		CurvePreferences: []tls.CurveID{tls.X25519}}
+}
+
+// dial connects to addr and runs the TLS handshake, both within 2s. The
+// caller closes the connection (also when the handshake failed).
+func dial(ctx context.Context, addr string, cfg *tls.Config) (*tls.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer raw.Close()
 	_ = raw.SetDeadline(time.Now().Add(2 * time.Second))
 	conn := tls.Client(raw, cfg)
-	if err := conn.HandshakeContext(dctx); err != nil {
-		// With client certificates required, the server's refusal of our
-		// absent certificate still proves it answers TLS.
-		if !conn.ConnectionState().HandshakeComplete && len(conn.ConnectionState().PeerCertificates) == 0 {
-			return err
-		}
+	return conn, conn.HandshakeContext(dctx)
+}
+
+// alive completes a (resumed when possible) TLS handshake: cheap enough for
+// periodic health checks, and unlike a TCP connect it notices a proxy that
+// accepts connections but no longer answers.
+func (v *verifier) alive(ctx context.Context, addr, guid string) error {
+	cfg := v.tlsConfig(guid)
+	cfg.ClientSessionCache = v.sessions
+	conn, err := dial(ctx, addr, cfg)
+	if conn == nil {
+		return err
+	}
+	defer conn.Close()
+	// With client certificates required, the server's refusal of our
+	// absent certificate still proves it answers TLS.
+	if err != nil && len(conn.ConnectionState().PeerCertificates) == 0 {
+		return err
 	}
 	// Read the session ticket the server sends after the handshake, so the
 	// next check can resume.
@@ -64,35 +82,23 @@ func (v *verifier) alive(ctx context.Context, addr, guid string) error {
 // serial captured in VerifyConnection still counts.
 func (v *verifier) handshake(ctx context.Context, addr, guid string) (string, error) {
 	var serial string
-	cfg := &tls.Config{
-		ServerName: guid,
-		RootCAs:    v.roots,
-		MinVersion: tls.VersionTLS12,
-		// X25519 alone: the default hybrid post-quantum exchange was ~14%
-		// of the agent's CPU in these checks; this is a local liveness and
-		// identity check, not a long-lived secret.
-		CurvePreferences: []tls.CurveID{tls.X25519},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) > 0 {
-				serial = cs.PeerCertificates[0].SerialNumber.Text(16)
-			}
-			return nil
-		},
+	cfg := v.tlsConfig(guid)
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) > 0 {
+			serial = credmanager.FormatSerial(cs.PeerCertificates[0].SerialNumber)
+		}
+		return nil
 	}
-	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
-	if err != nil {
+	conn, err := dial(ctx, addr, cfg)
+	if conn == nil {
 		return "", err
 	}
-	defer raw.Close()
-	_ = raw.SetDeadline(time.Now().Add(2 * time.Second))
-	conn := tls.Client(raw, cfg)
-	if err := conn.HandshakeContext(dctx); err != nil && serial == "" {
-		return "", err
-	}
+	defer conn.Close()
 	if serial == "" {
-		return "", fmt.Errorf("no certificate from %s", addr)
+		if err == nil {
+			err = fmt.Errorf("no certificate from %s", addr)
+		}
+		return "", err
 	}
 	return serial, nil
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -39,12 +38,6 @@ func serverTLS(t config.TLS) (*tls.Config, error) {
 	return cfg, nil
 }
 
-func isLoopback(addr string) bool {
-	host, _, _ := net.SplitHostPort(addr)
-	ip := net.ParseIP(host)
-	return host == "localhost" || (ip != nil && ip.IsLoopback())
-}
-
 // listeners are the API servers: the admin listener (plain on loopback,
 // TLS elsewhere; the only one with pprof) and the optional secure
 // listener for an orchestrator (mutual TLS).
@@ -59,7 +52,7 @@ func listeners(cfg config.Config, api http.Handler) (grouper.Members, error) {
 
 	var members grouper.Members
 	var adminRunner ifrit.Runner
-	if isLoopback(cfg.Listen.Admin) {
+	if config.IsLoopback(cfg.Listen.Admin) {
 		adminRunner = http_server.New(cfg.Listen.Admin, admin)
 	} else {
 		tc, err := serverTLS(cfg.Listen.TLS)

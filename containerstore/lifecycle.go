@@ -36,38 +36,45 @@ func (s *Store) lifecycle(ctx context.Context, c *container) {
 	logger := s.logger.Session("lifecycle", lager.Data{guidKey: c.info.GUID})
 	exits, err := s.start(ctx, logger, c)
 	if err != nil {
-		if s.rootCtx.Err() != nil {
-			return // agent shutting down; recovery decides on restart
-		}
-		var ee *exitError
-		if exits != nil && !errors.As(err, &ee) {
-			// The task runs but never got ready: kill it and wait for it.
-			_ = s.deps.Tasks.Signal(context.Background(), c.info.GUID, syscall.SIGKILL)
-			select {
-			case <-exits:
-			case <-s.deps.Clock.After(10 * time.Second):
-			}
-		}
-		close(c.exited)
-		s.notifyStopping(logger, c.info.GUID)
-		s.mu.Lock()
-		stopping, failReason := c.stopping, c.failReason
-		s.mu.Unlock()
-		result := executor.RunResult{Failed: true, FailureReason: err.Error()}
-		if failReason != "" {
-			result.FailureReason = failReason
-		} else if stopping {
-			result = executor.RunResult{Stopped: true}
-		}
-		if ee != nil {
-			status := int(ee.exit.Status)
-			result.ExitStatus = &status
-		}
-		logger.Info("start-failed", lager.Data{errorKey: err.Error(), "stopping": stopping})
-		s.complete(logger, c, result)
+		s.failStart(logger, c, exits, err)
 		return
 	}
 	s.supervise(logger, c, exits)
+}
+
+// failStart completes a container whose start failed: a task that runs
+// but never got ready is killed and waited for; a stop or Fail during the
+// start decides the result. Used by lifecycle and by adoption. It owns
+// closing c.exited.
+func (s *Store) failStart(logger lager.Logger, c *container, exits <-chan Exit, err error) {
+	if s.rootCtx.Err() != nil {
+		return // agent shutting down; recovery decides on restart
+	}
+	var ee *exitError
+	if exits != nil && !errors.As(err, &ee) {
+		_ = s.deps.Tasks.Signal(context.Background(), c.info.GUID, syscall.SIGKILL)
+		select {
+		case <-exits:
+		case <-s.deps.Clock.After(killWait):
+		}
+	}
+	close(c.exited)
+	s.notifyStopping(logger, c.info.GUID)
+	s.mu.Lock()
+	stopping, failReason := c.stopping, c.failReason
+	s.mu.Unlock()
+	result := executor.RunResult{Failed: true, FailureReason: err.Error()}
+	if failReason != "" {
+		result.FailureReason = failReason
+	} else if stopping {
+		result = executor.RunResult{Stopped: true}
+	}
+	if ee != nil {
+		status := int(ee.exit.Status)
+		result.ExitStatus = &status
+	}
+	logger.Info("start-failed", lager.Data{errorKey: err.Error(), "stopping": stopping})
+	s.complete(logger, c, result)
 }
 
 // supervise waits for the task's exit, unregisters routes and completes.
@@ -189,9 +196,9 @@ func (s *Store) complete(logger lager.Logger, c *container, result executor.RunR
 	}
 	c.info.RunResult = result
 	c.info.Routable = false
-	snap, rec := s.viewLocked(c), s.recordLocked(c)
+	snap := s.viewLocked(c)
 	s.mu.Unlock()
-	s.persist(rec)
+	s.save(c)
 	msg := "state completed: " + result.FailureReason
 	if !result.Failed {
 		msg = "state completed: stopped"
@@ -210,10 +217,9 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	if err != nil {
 		return nil, fmt.Errorf("prepare rootfs: %w", err)
 	}
+	// inst is private to this goroutine until the hooks have filled it;
+	// only then is it published in c (Explain and health checks read it).
 	inst := &Instance{GUID: guid, Request: req, User: user}
-	s.mu.Lock()
-	c.user, c.inst = user, inst
-	s.mu.Unlock()
 	for _, h := range s.deps.Hooks {
 		if err := h.Setup(ctx, logger, inst); err != nil {
 			return nil, fmt.Errorf("%s: %w", h.Name(), err)
@@ -225,6 +231,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	}
 
 	s.mu.Lock()
+	c.user, c.inst = user, inst
 	c.info.InternalIP, c.info.ExternalIP, c.info.Ports = inst.InternalIP, inst.ExternalIP, inst.Ports
 	c.info.Credentials = inst.Credentials
 	c.info.MemoryLimitBytes = uint64(res.MemoryMB+inst.MemoryOverheadMB) << 20
@@ -244,6 +251,9 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	}
 	if err := s.advance(c, executor.StateCreated); err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start cancelled: %w", err) // stopped before the task existed
 	}
 	// The task's wait lives as long as the agent supervises, not the start.
 	exits, err := s.deps.Tasks.Start(s.rootCtx, logger, guid)
@@ -275,15 +285,20 @@ func (s *Store) advance(c *container, state executor.State) error {
 		s.mu.Unlock()
 		return err
 	}
-	snap, rec := s.viewLocked(c), s.recordLocked(c)
+	snap := s.viewLocked(c)
 	s.mu.Unlock()
-	s.persist(rec)
+	s.save(c)
 	s.publish(executor.EventContainerState, c.info.GUID, "state "+state.String(), &snap)
 	return nil
 }
 
 // route makes a running instance routable through the route hook.
+//
+// c.routeMu serialises route and unroute, so a stop's unregister always
+// comes after a registration that was in flight, and before SIGTERM.
 func (s *Store) route(logger lager.Logger, c *container) {
+	c.routeMu.Lock()
+	defer c.routeMu.Unlock()
 	s.mu.Lock()
 	inst, stopping := c.inst, c.stopping
 	s.mu.Unlock()
@@ -300,6 +315,12 @@ func (s *Store) route(logger lager.Logger, c *container) {
 			s.publish(executor.EventContainerReady, c.info.GUID, "verified handshake: the host TLS ports serve the issued identity", nil)
 		}
 	}
+	s.mu.Lock()
+	stopping = c.stopping || c.info.State != executor.StateRunning
+	s.mu.Unlock()
+	if stopping {
+		return // stopped while verifying: register nothing
+	}
 	if s.deps.Routes != nil {
 		if err := s.deps.Routes.Routable(logger, inst); err != nil {
 			logger.Error("not-routable", err)
@@ -310,6 +331,11 @@ func (s *Store) route(logger lager.Logger, c *container) {
 	s.mu.Lock()
 	if c.stopping || c.info.State != executor.StateRunning {
 		s.mu.Unlock()
+		// A stop began after the check above; its unroute waits for
+		// routeMu, so withdrawing here keeps the order anyway.
+		if s.deps.Routes != nil {
+			_ = s.deps.Routes.Unroutable(logger, c.info.GUID)
+		}
 		return
 	}
 	c.info.Routable = true
@@ -320,6 +346,8 @@ func (s *Store) route(logger lager.Logger, c *container) {
 
 // unroute withdraws routes; it runs before the app is signalled.
 func (s *Store) unroute(logger lager.Logger, c *container) {
+	c.routeMu.Lock()
+	defer c.routeMu.Unlock()
 	s.mu.Lock()
 	was := c.info.Routable
 	c.info.Routable = false

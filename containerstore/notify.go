@@ -18,9 +18,8 @@ func (s *Store) UpdateCredentials(guid string, info executor.CredentialInfo) {
 	}
 	c.info.Credentials = &info
 	c.info.UpdatedAt = s.deps.Clock.Now()
-	rec := s.recordLocked(c)
 	s.mu.Unlock()
-	s.persist(rec)
+	s.save(c)
 	s.publish(executor.EventCredentialsRotated, guid, "serial "+info.Serial, nil)
 }
 
@@ -30,6 +29,9 @@ func (s *Store) Publish(typ, guid, msg string) { s.publish(typ, guid, msg, nil) 
 // Fail stops guid and completes it failed with reason. It returns at
 // once; the stop runs on a goroutine the store owns.
 func (s *Store) Fail(guid, reason string) {
+	if s.rootCtx.Err() != nil {
+		return // the agent stopped supervising: it signals nothing
+	}
 	c, err := s.lookup(guid)
 	if err != nil {
 		return

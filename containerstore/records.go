@@ -42,6 +42,8 @@ func (s *Store) writeRecord(r record) error {
 }
 
 func (s *Store) removeRecord(guid string) error {
+	s.persistMu.Lock()
+	defer s.persistMu.Unlock()
 	err := os.Remove(s.recordPath(guid))
 	if os.IsNotExist(err) {
 		return nil

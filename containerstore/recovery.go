@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -155,9 +154,9 @@ func (s *Store) markCompleted(c *container, result executor.RunResult) {
 		_ = s.transitionLocked(c, executor.StateCompleted)
 		c.info.RunResult = result
 	}
-	snap, rec := s.viewLocked(c), s.recordLocked(c)
+	snap := s.viewLocked(c)
 	s.mu.Unlock()
-	s.persist(rec)
+	s.save(c)
 	s.publish(executor.EventContainerState, c.info.GUID, result.FailureReason, &snap)
 }
 
@@ -200,12 +199,7 @@ func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, re
 		l := s.logger.Session("adopted", lager.Data{guidKey: c.info.GUID})
 		if !wasRunning {
 			if err := s.waitReady(startCtx, l, inst, exits, time.Duration(rec.Request.StartTimeout)); err != nil {
-				if s.rootCtx.Err() != nil {
-					return
-				}
-				_ = s.deps.Tasks.Signal(context.Background(), c.info.GUID, syscall.SIGKILL)
-				close(c.exited)
-				s.complete(l, c, executor.RunResult{Failed: true, FailureReason: err.Error()})
+				s.failStart(l, c, exits, err)
 				return
 			}
 			if err := s.advance(c, executor.StateRunning); err != nil {

@@ -61,8 +61,8 @@ func (s *Store) stop(ctx context.Context, logger lager.Logger, c *container) err
 		}
 	}
 	s.notifyStopping(logger, c.info.GUID)
-	if state == executor.StateInitializing && cancel != nil {
-		cancel()
+	if state != executor.StateRunning && cancel != nil {
+		cancel() // a start in progress stops short of (or right after) starting the task
 	}
 	s.publish(executor.EventStopStep, c.info.GUID, "stop: routes unregistered", nil)
 	if err := s.deps.Tasks.Signal(ctx, c.info.GUID, syscall.SIGTERM); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {

@@ -66,7 +66,8 @@ type Deps struct {
 // container is one container's in-memory state. Store.mu guards every
 // field but opMu and the channels, which are set once.
 type container struct {
-	opMu sync.Mutex // serialises stop and delete
+	opMu    sync.Mutex // serialises stop and delete
+	routeMu sync.Mutex // serialises route and unroute (registration order)
 
 	info     executor.Container
 	request  executor.RunRequest
@@ -94,6 +95,7 @@ type Store struct {
 	rootCancel context.CancelFunc
 	wg         sync.WaitGroup // lifecycle goroutines
 
+	persistMu  sync.Mutex // serialises record writes and removals (see save)
 	mu         sync.Mutex // guards containers, cap, evacuating and every container's fields
 	containers map[string]*container
 	cap        capacity
@@ -177,7 +179,12 @@ func (s *Store) run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			evacDeadline = t.C()
 		case <-evacDeadline:
 			evacDeadline = nil
-			s.evacuateAll(logger)
+			// Deleting can take minutes; keep answering signals meanwhile.
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.evacuateAll(logger)
+			}()
 		}
 	}
 }
@@ -427,9 +434,8 @@ func (s *Store) startRun(guid string, req executor.RunRequest) error {
 	startCtx, cancel := context.WithCancel(s.rootCtx)
 	c.cancelStart = cancel
 	snap := c.info
-	rec := s.recordLocked(c)
 	s.mu.Unlock()
-	s.persist(rec)
+	s.save(c)
 	s.publish(executor.EventContainerState, guid, "state initializing: image "+req.Image, &snap)
 	s.wg.Add(1)
 	go s.lifecycle(startCtx, c)
@@ -454,7 +460,19 @@ func (s *Store) recordLocked(c *container) record {
 	return r
 }
 
-func (s *Store) persist(r record) {
+// save writes c's record. persistMu serialises the writes, so an older
+// snapshot never overwrites a newer one, and a deleted container's record
+// is never written back after Delete removed it.
+func (s *Store) save(c *container) {
+	s.persistMu.Lock()
+	defer s.persistMu.Unlock()
+	s.mu.Lock()
+	if c.deleted {
+		s.mu.Unlock()
+		return
+	}
+	r := s.recordLocked(c)
+	s.mu.Unlock()
 	if err := s.writeRecord(r); err != nil {
 		s.logger.Error("failed-to-persist-record", err, lager.Data{guidKey: r.Container.GUID})
 	}

@@ -8,6 +8,8 @@
 // just issued before it becomes routable.
 //
 // Concurrency: Hook.mu guards the per-instance map. Each running proxy has
-// one supervisor goroutine, owned by the Hook and ended by Stopping,
-// Teardown or the Hook's runner stopping.
+// one supervisor goroutine, owned by the Hook and ended by Stopping or
+// Teardown. There is no runner: at agent shutdown the supervisors end with
+// the process (and Store.Fail ignores them once supervision has stopped);
+// an embedding program that keeps running should Teardown first.
 package proxyhook

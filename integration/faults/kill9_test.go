@@ -91,8 +91,14 @@ var _ = Describe("agent killed with SIGKILL in the middle of 30 concurrent start
 			switch c.State {
 			case executor.StateRunning:
 				running = append(running, c)
-				Expect(events.of(executor.EventContainerAdopted, guid)).NotTo(BeEmpty(), "%s runs, so it was adopted; stream closed %v after %d events; its events:\n%s",
-					guid, events.isClosed(), len(events.all()), events.describe(guid))
+				// The stream replays the buffer from its start, but a
+				// goroutine reads it: the list above can be all routable
+				// before the reader has caught up (seen once in CI).
+				Eventually(func() []executor.Event { return events.of(executor.EventContainerAdopted, guid) }, 10*time.Second, 50*time.Millisecond).
+					ShouldNot(BeEmpty(), func() string {
+						return fmt.Sprintf("%s runs, so it was adopted; stream closed %v after %d events; its events:\n%s",
+							guid, events.isClosed(), len(events.all()), events.describe(guid))
+					})
 				answers(c)
 			case executor.StateCompleted:
 				Expect(c.RunResult.Failed).To(BeTrue(), guid)

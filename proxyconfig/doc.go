@@ -18,8 +18,8 @@
 //	                                id-validation-context (only with client certs)
 //
 // The same files drive real Envoy and the bundled cellproxy (package proxy).
-// Every file is written atomically (temp file in the same directory, fsync,
-// rename, fsync of the directory) with mode 0600: the bootstrap points Envoy at
+// Every file is written atomically (temp file in the same directory, then
+// rename; no fsync, see writeFileAtomic) with mode 0600: the bootstrap points Envoy at
 // the directory with watched_directory, so a rename is what triggers a reload,
 // and a reader never sees half a file.
 //

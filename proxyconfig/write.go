@@ -111,7 +111,9 @@ func writeYAML(dir, name string, v any) error {
 }
 
 // writeFileAtomic replaces dir/name so that a reader sees the old or the new
-// content, never a mix, and the new content survives a crash once it returns.
+// content, never a mix. It does not fsync: the files belong to one
+// container, and a machine crash, the only thing a sync protects against,
+// ends that container too.
 func writeFileAtomic(dir, name string, data []byte) (retErr error) {
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {
@@ -130,26 +132,8 @@ func writeFileAtomic(dir, name string, data []byte) (retErr error) {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return os.Rename(tmp, filepath.Join(dir, name))
 }

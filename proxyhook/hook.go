@@ -48,7 +48,13 @@ type Config struct {
 	MaxRestarts int
 	// ConfirmTimeout bounds waiting for the proxy to serve a new serial.
 	ConfirmTimeout time.Duration
-	Clock          clock.Clock
+	// ConfirmDelay is how long after rewriting the SDS file the first
+	// confirming handshake waits: cellproxy notices a new file within its
+	// 1s poll (Envoy's directory watch is quicker). Checking at once only
+	// bought handshakes that saw the old serial: ~4 per rotation, half of
+	// the agent's CPU for a rotation.
+	ConfirmDelay time.Duration
+	Clock        clock.Clock
 }
 
 // Hook is the proxy concern. PortsHook and FilesHook are its two places in
@@ -82,6 +88,9 @@ func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (
 	}
 	if cfg.ConfirmTimeout <= 0 {
 		cfg.ConfirmTimeout = 10 * time.Second
+	}
+	if cfg.ConfirmDelay <= 0 {
+		cfg.ConfirmDelay = 1100 * time.Millisecond
 	}
 	if err := cfg.Proxy.Validate(); err != nil {
 		return nil, fmt.Errorf("proxy config: %w", err)

@@ -47,6 +47,10 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 	defer cancel()
 	f := filesHook{h}
 	var err error
+	select {
+	case <-h.cfg.Clock.After(h.cfg.ConfirmDelay):
+	case <-ctx.Done():
+	}
 	for {
 		if err = f.verifyOnce(ctx, in); err == nil {
 			logger.Info("rotation-confirmed", lager.Data{guidKey: guid, "serial": cred.Serial})

@@ -530,18 +530,36 @@ func (s *Store) viewLocked(c *container) executor.Container {
 }
 
 func (s *Store) logPath(guid string) string {
-	return filepath.Join(s.cfg.DataDir, "logs", guid, "app.log")
+	return LogPath(s.cfg.DataDir, guid, executor.LogSourceApp)
 }
 
-func (s *Store) Logs(ctx context.Context, guid string, follow bool) (io.ReadCloser, error) {
+// LogPath is where the output of source (executor.LogSourceApp or
+// executor.LogSourceProxy) of container guid is kept.
+func LogPath(dataDir, guid, source string) string {
+	return filepath.Join(dataDir, "logs", guid, source+".log")
+}
+
+// Logs reads one source untouched, or both tagged line by line.
+func (s *Store) Logs(ctx context.Context, guid string, opts executor.LogOptions) (io.ReadCloser, error) {
+	if err := executor.ValidateLogSource(opts.Source); err != nil {
+		return nil, err
+	}
 	if _, err := s.lookup(guid); err != nil {
 		return nil, err
 	}
-	r, err := logfile.Open(ctx, s.logPath(guid), follow, 0)
-	if os.IsNotExist(err) {
-		return io.NopCloser(strings.NewReader("")), nil // nothing written yet
+	if opts.Source == executor.LogSourceApp || opts.Source == executor.LogSourceProxy {
+		r, err := logfile.Open(ctx, LogPath(s.cfg.DataDir, guid, opts.Source), opts.Follow, 0)
+		if os.IsNotExist(err) {
+			// Nothing written yet (a proxy that has not started, or
+			// none at all).
+			return io.NopCloser(strings.NewReader("")), nil
+		}
+		return r, err
 	}
-	return r, err
+	return logfile.OpenTagged(ctx, []logfile.Source{
+		{Tag: executor.LogSourceApp, Path: LogPath(s.cfg.DataDir, guid, executor.LogSourceApp)},
+		{Tag: executor.LogSourceProxy, Path: LogPath(s.cfg.DataDir, guid, executor.LogSourceProxy)},
+	}, opts.Follow, 0)
 }
 
 func (s *Store) Events(ctx context.Context, since uint64) (<-chan executor.Event, error) {

@@ -3,6 +3,7 @@ package containerstore_test
 import (
 	"context"
 	"errors"
+	"io"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -644,6 +645,39 @@ var _ = Describe("Store", func() {
 
 		It("answers not found for an unknown container", func() {
 			Expect(errors.Is(store.Stop(ctx, "nope"), executor.ErrContainerNotFound)).To(BeTrue())
+		})
+	})
+
+	Describe("Logs", func() {
+		read := func(opts executor.LogOptions) string {
+			rc, err := store.Logs(ctx, "g1", opts)
+			Expect(err).NotTo(HaveOccurred())
+			defer rc.Close()
+			b, err := io.ReadAll(rc)
+			Expect(err).NotTo(HaveOccurred())
+			return string(b)
+		}
+
+		It("serves the app's and the proxy's output, tagged by default, untouched for one source", func() {
+			runToRunning("g1")
+			logDir := filepath.Join(dataDir, "logs", "g1")
+			Expect(os.MkdirAll(logDir, 0o700)).To(Succeed())
+			Expect(read(executor.LogOptions{Source: executor.LogSourceProxy})).To(BeEmpty(), "no proxy output yet")
+			Expect(os.WriteFile(filepath.Join(logDir, "app.log"), []byte("hello\nworld\n"), 0o600)).To(Succeed())
+			Expect(os.WriteFile(filepath.Join(logDir, "proxy.log"), []byte("proxy ready\n"), 0o600)).To(Succeed())
+
+			Expect(read(executor.LogOptions{})).To(Equal("[app] hello\n[app] world\n[proxy] proxy ready\n"))
+			Expect(read(executor.LogOptions{Source: executor.LogSourceAll})).To(Equal("[app] hello\n[app] world\n[proxy] proxy ready\n"))
+			Expect(read(executor.LogOptions{Source: executor.LogSourceApp})).To(Equal("hello\nworld\n"))
+			Expect(read(executor.LogOptions{Source: executor.LogSourceProxy})).To(Equal("proxy ready\n"))
+		})
+
+		It("refuses an unknown source and an unknown container", func() {
+			runToRunning("g1")
+			_, err := store.Logs(ctx, "g1", executor.LogOptions{Source: "../../etc/passwd"})
+			Expect(errors.Is(err, executor.ErrInvalidRequest)).To(BeTrue())
+			_, err = store.Logs(ctx, "nope", executor.LogOptions{})
+			Expect(errors.Is(err, executor.ErrContainerNotFound)).To(BeTrue())
 		})
 	})
 

@@ -30,6 +30,36 @@ type Client interface {
 	// Events streams events with Seq > since until ctx ends. When since is
 	// older than the buffer, the first event has Type EventGap.
 	Events(ctx context.Context, since uint64) (<-chan Event, error)
-	// Logs returns the container's output; with follow it stays open.
-	Logs(ctx context.Context, guid string, follow bool) (io.ReadCloser, error)
+	// Logs returns the container's output (see LogOptions); with
+	// opts.Follow it stays open.
+	Logs(ctx context.Context, guid string, opts LogOptions) (io.ReadCloser, error)
+}
+
+// Log sources: which output GET /v1/containers/{guid}/logs serves.
+const (
+	// LogSourceAll is the app's and the proxy's output, each line tagged
+	// "[app] " or "[proxy] " (the default).
+	LogSourceAll = "all"
+	// LogSourceApp is the app's stdout and stderr, untouched.
+	LogSourceApp = "app"
+	// LogSourceProxy is the proxy's output, untouched.
+	LogSourceProxy = "proxy"
+)
+
+// LogOptions selects what Logs reads.
+type LogOptions struct {
+	// Follow keeps the stream open for new output.
+	Follow bool
+	// Source is LogSourceAll (also when empty), LogSourceApp or
+	// LogSourceProxy.
+	Source string
+}
+
+// ValidateLogSource answers an InvalidRequest error for an unknown source.
+func ValidateLogSource(source string) error {
+	switch source {
+	case "", LogSourceAll, LogSourceApp, LogSourceProxy:
+		return nil
+	}
+	return NewError(ErrInvalidRequest, "unknown log source %q: use all, app or proxy", source)
 }

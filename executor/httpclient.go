@@ -137,10 +137,17 @@ func (c *HTTPClient) Delete(ctx context.Context, guid string) error {
 	return c.do(ctx, http.MethodDelete, containerPath(guid), nil, nil)
 }
 
-func (c *HTTPClient) Logs(ctx context.Context, guid string, follow bool) (io.ReadCloser, error) {
+func (c *HTTPClient) Logs(ctx context.Context, guid string, opts LogOptions) (io.ReadCloser, error) {
+	q := url.Values{}
+	if opts.Follow {
+		q.Set("follow", "1")
+	}
+	if opts.Source != "" {
+		q.Set("source", opts.Source)
+	}
 	path := containerPath(guid) + "/logs"
-	if follow {
-		path += "?follow=1"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	resp, err := c.send(ctx, http.MethodGet, path, nil)
 	if err != nil {

@@ -211,7 +211,7 @@ var _ = Describe("HTTPClient", func() {
 			Entry("State failing inside", http.StatusInternalServerError, executor.CodeInternal, executor.ErrInternal,
 				func() error { _, err := client.State(ctx); return err }),
 			Entry("Logs of an unknown container", http.StatusNotFound, executor.CodeContainerNotFound, executor.ErrContainerNotFound,
-				func() error { _, err := client.Logs(ctx, "nope", false); return err }),
+				func() error { _, err := client.Logs(ctx, "nope", executor.LogOptions{}); return err }),
 			Entry("Events with a bad since", http.StatusBadRequest, executor.CodeInvalidRequest, executor.ErrInvalidRequest,
 				func() error { _, err := client.Events(ctx, 0); return err }),
 		)
@@ -252,7 +252,7 @@ var _ = Describe("HTTPClient", func() {
 				w.Header().Set("Content-Type", "text/plain")
 				_, _ = io.WriteString(w, "line 1\nline 2\n")
 			}
-			rc, err := client.Logs(ctx, "g1", false)
+			rc, err := client.Logs(ctx, "g1", executor.LogOptions{})
 			Expect(err).NotTo(HaveOccurred())
 			b, err := io.ReadAll(rc)
 			Expect(err).NotTo(HaveOccurred())
@@ -261,11 +261,17 @@ var _ = Describe("HTTPClient", func() {
 			Expect(lastRequest().Path).To(Equal("/v1/containers/g1/logs"))
 			Expect(lastRequest().RawQuery).To(BeEmpty())
 
-			rc, err = client.Logs(ctx, "g1", true)
+			rc, err = client.Logs(ctx, "g1", executor.LogOptions{Follow: true})
 			Expect(err).NotTo(HaveOccurred())
 			_, _ = io.Copy(io.Discard, rc)
 			Expect(rc.Close()).To(Succeed())
 			Expect(lastRequest().RawQuery).To(Equal("follow=1"))
+
+			rc, err = client.Logs(ctx, "g1", executor.LogOptions{Follow: true, Source: executor.LogSourceProxy})
+			Expect(err).NotTo(HaveOccurred())
+			_, _ = io.Copy(io.Discard, rc)
+			Expect(rc.Close()).To(Succeed())
+			Expect(lastRequest().RawQuery).To(Equal("follow=1&source=proxy"))
 		})
 	})
 

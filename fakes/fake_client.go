@@ -74,7 +74,7 @@ type FakeClient struct {
 		result1 []executor.Container
 		result2 error
 	}
-	LogsStub        func(context.Context, string, bool) (io.ReadCloser, error)
+	LogsStub        func(context.Context, string, executor.LogOptions) (io.ReadCloser, error)
 	logsMutex       sync.RWMutex
 	logsArgsForCall []FakeClientLogsArgs
 	logsReturns     struct {
@@ -168,7 +168,7 @@ type FakeClientListArgs struct {
 type FakeClientLogsArgs struct {
 	Arg1 context.Context
 	Arg2 string
-	Arg3 bool
+	Arg3 executor.LogOptions
 }
 
 // FakeClientPingArgs holds the arguments of one call to Ping.
@@ -616,7 +616,7 @@ func (fake *FakeClient) ListReturnsOnCall(i int, result1 []executor.Container, r
 	}{result1, result2}
 }
 
-func (fake *FakeClient) Logs(arg1 context.Context, arg2 string, arg3 bool) (io.ReadCloser, error) {
+func (fake *FakeClient) Logs(arg1 context.Context, arg2 string, arg3 executor.LogOptions) (io.ReadCloser, error) {
 	fake.logsMutex.Lock()
 	ret, specificReturn := fake.logsReturnsOnCall[len(fake.logsArgsForCall)]
 	fake.logsArgsForCall = append(fake.logsArgsForCall, FakeClientLogsArgs{arg1, arg2, arg3})
@@ -639,13 +639,13 @@ func (fake *FakeClient) LogsCallCount() int {
 	return len(fake.logsArgsForCall)
 }
 
-func (fake *FakeClient) LogsCalls(stub func(context.Context, string, bool) (io.ReadCloser, error)) {
+func (fake *FakeClient) LogsCalls(stub func(context.Context, string, executor.LogOptions) (io.ReadCloser, error)) {
 	fake.logsMutex.Lock()
 	defer fake.logsMutex.Unlock()
 	fake.LogsStub = stub
 }
 
-func (fake *FakeClient) LogsArgsForCall(i int) (context.Context, string, bool) {
+func (fake *FakeClient) LogsArgsForCall(i int) (context.Context, string, executor.LogOptions) {
 	fake.logsMutex.RLock()
 	defer fake.logsMutex.RUnlock()
 	argsForCall := fake.logsArgsForCall[i]

@@ -24,7 +24,7 @@ type supervisor struct {
 func (f filesHook) spec(inst *containerstore.Instance) containerstore.ProcessSpec {
 	argv := proxyconfig.Command(BinaryPath, f.h.cfg.Proxy)
 	return containerstore.ProcessSpec{Path: argv[0], Args: argv[1:], User: containerstore.User{UID: 0, GID: 0},
-		LogPath: fmt.Sprintf("%s/logs/%s/proxy.log", f.h.cfg.DataDir, inst.GUID), LogMaxBytes: f.h.cfg.LogMaxBytes}
+		LogPath: containerstore.LogPath(f.h.cfg.DataDir, inst.GUID, executor.LogSourceProxy), LogMaxBytes: f.h.cfg.LogMaxBytes}
 }
 
 // Start launches the proxy beside the app that just started. The exec's

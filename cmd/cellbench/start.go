@@ -394,7 +394,7 @@ func agentSeq(ctx context.Context, a *testagent.Agent, w *routableWaiter, rec *r
 func sigtermTime(ctx context.Context, a *testagent.Agent, guid string) (time.Time, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		rc, err := a.Client.Logs(ctx, guid, false)
+		rc, err := a.Client.Logs(ctx, guid, executor.LogOptions{Source: executor.LogSourceApp})
 		if err != nil {
 			return time.Time{}, err
 		}

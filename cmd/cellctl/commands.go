@@ -305,14 +305,18 @@ func (c *cli) logs(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	follow := fs.Bool("follow", false, "keep streaming new output")
 	fs.BoolVar(follow, "f", false, "short for --follow")
+	source := fs.String("source", executor.LogSourceAll, "all (app and proxy, lines tagged), app or proxy")
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
-	guid, err := oneGUID(fs.Args(), "logs [--follow]")
+	guid, err := oneGUID(fs.Args(), "logs [--follow] [--source all|app|proxy]")
 	if err != nil {
 		return err
 	}
-	rc, err := c.client.Logs(ctx, guid, *follow)
+	if err := executor.ValidateLogSource(*source); err != nil {
+		return usageError(err.Error())
+	}
+	rc, err := c.client.Logs(ctx, guid, executor.LogOptions{Follow: *follow, Source: *source})
 	if err != nil {
 		return err
 	}

@@ -296,7 +296,12 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	follow := r.URL.Query().Get("follow")
-	rc, err := h.cfg.Client.Logs(r.Context(), guid, follow == "1" || follow == "true")
+	source := r.URL.Query().Get("source")
+	if err := executor.ValidateLogSource(source); err != nil {
+		writeError(w, err)
+		return
+	}
+	rc, err := h.cfg.Client.Logs(r.Context(), guid, executor.LogOptions{Follow: follow == "1" || follow == "true", Source: source})
 	if err != nil {
 		writeError(w, err)
 		return

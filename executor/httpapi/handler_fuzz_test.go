@@ -112,7 +112,7 @@ func newFuzzClient(err error) *fakes.FakeClient {
 		close(ch)
 		return ch, nil
 	}
-	c.LogsStub = func(context.Context, string, bool) (io.ReadCloser, error) {
+	c.LogsStub = func(context.Context, string, executor.LogOptions) (io.ReadCloser, error) {
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/executor/httpapi"
 	"github.com/cellagent/cellagent/fakes"
 )
@@ -19,7 +20,7 @@ var _ = Describe("GET /v1/containers/{guid}/logs?follow=1 on a quiet container",
 	It("answers the headers before any output arrives", func() {
 		client := &fakes.FakeClient{}
 		pr, pw := io.Pipe()
-		client.LogsStub = func(ctx context.Context, _ string, _ bool) (io.ReadCloser, error) {
+		client.LogsStub = func(ctx context.Context, _ string, _ executor.LogOptions) (io.ReadCloser, error) {
 			context.AfterFunc(ctx, func() { pw.Close() })
 			return pr, nil
 		}

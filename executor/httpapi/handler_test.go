@@ -495,7 +495,7 @@ var _ = Describe("Handler", func() {
 			It("streams output as it comes and closes the reader at the end", func() {
 				pr, pw := io.Pipe()
 				closed := make(chan struct{})
-				client.LogsStub = func(ctx context.Context, _ string, _ bool) (io.ReadCloser, error) {
+				client.LogsStub = func(ctx context.Context, _ string, _ executor.LogOptions) (io.ReadCloser, error) {
 					// Like the store's follow reader: it ends with the request.
 					context.AfterFunc(ctx, func() { pw.Close() })
 					return &notifyCloser{Reader: pr, closed: closed}, nil
@@ -507,9 +507,9 @@ var _ = Describe("Handler", func() {
 				Expect(resp.StatusCode).To(Equal(http.StatusOK))
 				Expect(resp.Header.Get("Content-Type")).To(Equal("text/plain; charset=utf-8"))
 				Expect(resp.Header.Get("X-Content-Type-Options")).To(Equal("nosniff"))
-				_, guid, follow := client.LogsArgsForCall(0)
+				_, guid, opts := client.LogsArgsForCall(0)
 				Expect(guid).To(Equal("g1"))
-				Expect(follow).To(BeTrue())
+				Expect(opts).To(Equal(executor.LogOptions{Follow: true}))
 
 				out := lines(resp.Body)
 				Eventually(out).Should(Receive(Equal("first line")))
@@ -520,21 +520,29 @@ var _ = Describe("Handler", func() {
 				Eventually(closed).Should(BeClosed())
 			})
 
-			DescribeTable("reads follow from the query",
-				func(query string, follow bool) {
+			DescribeTable("reads follow and source from the query",
+				func(query string, want executor.LogOptions) {
 					client.LogsReturns(io.NopCloser(strings.NewReader("x")), nil)
 					w := serve("GET", "/v1/containers/g1/logs"+query, "")
 					Expect(w.Code).To(Equal(http.StatusOK))
 					Expect(w.Body.String()).To(Equal("x"))
 					_, _, got := client.LogsArgsForCall(0)
-					Expect(got).To(Equal(follow))
+					Expect(got).To(Equal(want))
 				},
-				Entry("absent", "", false),
-				Entry("1", "?follow=1", true),
-				Entry("true", "?follow=true", true),
-				Entry("0", "?follow=0", false),
-				Entry("yes is not a value we know", "?follow=yes", false),
+				Entry("absent", "", executor.LogOptions{}),
+				Entry("1", "?follow=1", executor.LogOptions{Follow: true}),
+				Entry("true", "?follow=true", executor.LogOptions{Follow: true}),
+				Entry("0", "?follow=0", executor.LogOptions{}),
+				Entry("yes is not a value we know", "?follow=yes", executor.LogOptions{}),
+				Entry("the proxy's output", "?source=proxy&follow=1", executor.LogOptions{Follow: true, Source: "proxy"}),
+				Entry("the app's output", "?source=app", executor.LogOptions{Source: "app"}),
+				Entry("both", "?source=all", executor.LogOptions{Source: "all"}),
 			)
+
+			It("answers 400 for an unknown source and does not read anything", func() {
+				expectError(serve("GET", "/v1/containers/g1/logs?source=../app", ""), http.StatusBadRequest, "InvalidRequest", "source")
+				Expect(client.LogsCallCount()).To(BeZero())
+			})
 
 			It("answers 404 for an unknown container", func() {
 				client.LogsReturns(nil, executor.NewError(executor.ErrContainerNotFound, "container g9 not found"))

@@ -145,6 +145,23 @@ var _ = Describe("the proxy beside the app", func() {
 		Expect(c.Memory).NotTo(BeNil())
 		Expect(c.Memory.ProxyBytes).To(BeNumerically(">", 0))
 
+		By("logs carry the app's and the proxy's output, tagged, and each alone on request")
+		readLogs := func(source string) string {
+			rc, err := agent.Client.Logs(ctx, "px-1", executor.LogOptions{Source: source})
+			Expect(err).NotTo(HaveOccurred())
+			defer rc.Close()
+			b, err := io.ReadAll(rc)
+			Expect(err).NotTo(HaveOccurred())
+			return string(b)
+		}
+		all := readLogs("")
+		Expect(all).To(MatchRegexp(`(?m)^\[app\] demo-app listening`))
+		Expect(all).To(MatchRegexp(`(?m)^\[proxy\] .*cellproxy\.proxy\.run\.ready`))
+		Expect(readLogs(executor.LogSourceApp)).To(MatchRegexp(`(?m)^demo-app listening`))
+		proxyOnly := readLogs(executor.LogSourceProxy)
+		Expect(proxyOnly).To(ContainSubstring("cellproxy.proxy.run.ready"))
+		Expect(proxyOnly).NotTo(ContainSubstring("demo-app"))
+
 		By("port 61443 and proxy ports are refused in requests")
 		for _, p := range []uint16{61443, 61001} {
 			req := request()

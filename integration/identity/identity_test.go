@@ -106,7 +106,7 @@ var _ = Describe("instance identity in real containers", func() {
 		Expect(info.Mode().Perm()).To(Equal(os.FileMode(0o600)))
 
 		By("the mount is read-only")
-		rc, err := agent.Client.Logs(ctx, "id-1", false)
+		rc, err := agent.Client.Logs(ctx, "id-1", executor.LogOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		rc.Close()
 

@@ -169,7 +169,7 @@ var _ = Describe("route registration through the agent", func() {
 		Expect(un.msg.Host).To(Equal(m.Host))
 		Expect(un.msg.Port).To(Equal(m.Port))
 		Expect(un.msg.TLSPort).To(Equal(m.TLSPort))
-		rc, err := agent.Client.Logs(ctx, "rt-1", false)
+		rc, err := agent.Client.Logs(ctx, "rt-1", executor.LogOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		logs, _ := io.ReadAll(rc)
 		rc.Close()

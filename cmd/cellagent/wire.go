@@ -262,7 +262,7 @@ func newProxyHook(logger lager.Logger, cfg config.Config, caPEM []byte, rt *runt
 }
 
 // reserveHostPorts keeps the kernel from handing out the host port range as
-// ephemeral source ports: CNI's portmap DNAT rules match any local
+// ephemeral source ports: the host port forwards (nftables) match any local
 // destination in the range, so a local client bound to such a port could
 // be answered by a container.
 func reserveHostPorts(logger lager.Logger, portRange string) {

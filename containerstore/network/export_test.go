@@ -3,5 +3,5 @@ package network
 // Exported for tests only.
 var (
 	ExternalIPFrom = externalIPFrom
-	MasqChainName  = masqChainName
+	ParseMapped    = parseMapped
 )

@@ -47,7 +47,7 @@ type Result struct {
 type Deps struct {
 	Namespaces Namespaces
 	CNI        CNI
-	Masquerade MasqueradeCleaner
+	HostPorts  HostPorts
 }
 
 // Manager sets up and tears down the containers' networks.
@@ -59,7 +59,7 @@ type Manager struct {
 	ports      *PortAllocator
 	namespaces Namespaces
 	cni        CNI
-	masq       MasqueradeCleaner
+	hostPorts  HostPorts
 	locks      keyedMutex
 }
 
@@ -84,7 +84,7 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		states:     stateStore{dir: filepath.Join(root, "containers")},
 		namespaces: deps.Namespaces,
 		cni:        deps.CNI,
-		masq:       deps.Masquerade,
+		hostPorts:  deps.HostPorts,
 	}
 	if cfg.ExternalIP != "" {
 		m.externalIP = net.ParseIP(cfg.ExternalIP)
@@ -112,8 +112,11 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		if m.namespaces == nil {
 			m.namespaces = &IPNetNS{}
 		}
-		if m.masq == nil {
-			m.masq = IPTablesMasquerade{}
+		if m.hostPorts == nil {
+			m.hostPorts = NFTables{Network: cfg.NetworkName, Subnet: cfg.Subnet, Bridge: cfg.BridgeName}
+		}
+		if err := m.hostPorts.Init(context.Background()); err != nil {
+			return nil, err
 		}
 		if m.cni == nil {
 			conf, err := ConfList(cfg, filepath.Join(root, "ipam"))
@@ -202,27 +205,26 @@ func (m *Manager) Setup(ctx context.Context, logger lager.Logger, guid string, c
 		}
 	}()
 
-	res, err := m.cni.Setup(ctx, guid, path, cniPortMaps(st.Ports))
+	res, err := m.cni.Setup(ctx, guid, path)
 	if err != nil {
 		retErr = fmt.Errorf("cni add %s: %w", guid, err)
 	}
 	if retErr == nil {
 		st.IPv4, st.IPv6, retErr = addressesOf(res)
 	}
+	if retErr == nil {
+		retErr = m.hostPorts.Map(ctx, guid, st.IPv4, st.Ports)
+	}
+	if retErr == nil {
+		st.Complete = true
+		retErr = m.states.save(st)
+	}
 	if retErr != nil {
-		// CNI ADD may have got half way (bridge done, portmap failed).
-		if err := m.cniRemove(cleanupCtx, st, path, nil); err != nil {
-			logger.Error("failed-to-roll-back-cni", err)
+		// CNI ADD may have got half way; the host ports may be mapped.
+		if err := m.remove(cleanupCtx, st, path, nil); err != nil {
+			logger.Error("failed-to-roll-back", err)
 		}
 		return Result{}, retErr
-	}
-
-	st.Complete = true
-	if err := m.states.save(st); err != nil {
-		if err := m.cniRemove(cleanupCtx, st, path, nil); err != nil {
-			logger.Error("failed-to-roll-back-cni", err)
-		}
-		return Result{}, err
 	}
 	logger.Info("set-up", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports, "netns": path})
 	return st.result(), nil
@@ -250,11 +252,10 @@ func (m *Manager) setupHost(logger lager.Logger, guid string, containerPorts []u
 	return st.result(), nil
 }
 
-// Teardown removes guid's network: CNI DEL with the same port mappings
-// (veth, IP lease, iptables rules), the masquerade rules, the namespace; then
-// the host ports go into quarantine and the state file goes. When a step
-// fails the state file stays so that another call can finish; a call for a
-// guid that has no network is a no-op.
+// Teardown removes guid's network: the host port forwards, CNI DEL (veth,
+// IP lease), the namespace; then the host ports go into quarantine and the
+// state file goes. When a step fails the state file stays so that another
+// call can finish; a call for a guid that has no network is a no-op.
 func (m *Manager) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
 	logger = logger.Session("network.teardown", lager.Data{logKeyGUID: guid})
 	if err := ValidateGUID(guid); err != nil {
@@ -265,12 +266,23 @@ func (m *Manager) Teardown(ctx context.Context, logger lager.Logger, guid string
 	if err != nil {
 		logger.Error("failed-to-read-ipam-leases", err)
 	}
-	return m.teardownLocked(ctx, logger, guid, leases[guid])
+	var mapped []uint16
+	if _, found, _ := m.states.load(guid); !found && m.hostPorts != nil {
+		// No state to say which ports: ask the table (rare, and one
+		// listing).
+		all, err := m.hostPorts.Mapped(ctx)
+		if err != nil {
+			logger.Error("failed-to-list-host-ports", err)
+		}
+		mapped = all[guid]
+	}
+	return m.teardownLocked(ctx, logger, guid, leases[guid], mapped)
 }
 
 // teardownLocked removes what is left of guid's network; leased are the
-// addresses host-local still holds for it.
-func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid string, leased []net.IP) error {
+// addresses host-local still holds for it, mapped the host ports forwarded
+// to it that its state may not know of.
+func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid string, leased []net.IP, mapped []uint16) error {
 	st, found, err := m.states.load(guid)
 	if err != nil {
 		// Unreadable state: still remove what the names lead to.
@@ -282,7 +294,7 @@ func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid 
 
 	if st.Mode == ModeBridge && m.cni != nil {
 		_, nsExists := m.namespaces.Path(st.NetNSName)
-		if !found && !nsExists && len(leased) == 0 {
+		if !found && !nsExists && len(leased) == 0 && len(mapped) == 0 {
 			// Nothing on the host; at most stray ports in the allocator.
 			_, err := m.ports.Release(guid)
 			return err
@@ -290,9 +302,9 @@ func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid 
 		var errs []error
 		path, _ := m.namespaces.Path(st.NetNSName)
 		if !nsExists {
-			path = "" // the plugins then skip the netns and still free IPAM and portmap
+			path = "" // the plugins then skip the netns and still free IPAM
 		}
-		if err := m.cniRemove(ctx, st, path, leased); err != nil {
+		if err := m.remove(ctx, st, path, mapped); err != nil {
 			errs = append(errs, err)
 		}
 		if err := m.namespaces.Delete(ctx, st.NetNSName); err != nil {
@@ -314,23 +326,21 @@ func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid 
 	return nil
 }
 
-// cniRemove is CNI DEL with st's port mappings, then the masquerade sweep
-// over st's addresses and extra ones.
-func (m *Manager) cniRemove(ctx context.Context, st containerState, path string, extra []net.IP) error {
+// remove unmaps st's host ports (and extra ones), then runs CNI DEL. Both
+// run whatever the other answers.
+func (m *Manager) remove(ctx context.Context, st containerState, path string, extra []uint16) error {
 	var errs []error
-	if err := m.cni.Remove(ctx, st.GUID, path, cniPortMaps(st.Ports)); err != nil {
+	ports := st.hostPorts()
+	for _, p := range extra {
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	if err := m.hostPorts.Unmap(ctx, st.GUID, ports); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.cni.Remove(ctx, st.GUID, path); err != nil {
 		errs = append(errs, fmt.Errorf("cni del %s: %w", st.GUID, err))
-	}
-	var ips []net.IP
-	for _, ip := range append([]net.IP{st.IPv4, st.IPv6}, extra...) {
-		if ip != nil && !slices.ContainsFunc(ips, ip.Equal) {
-			ips = append(ips, ip)
-		}
-	}
-	if len(ips) > 0 {
-		if err := m.masq.RemoveMasquerade(ctx, m.cfg.NetworkName, st.GUID, ips); err != nil {
-			errs = append(errs, err)
-		}
 	}
 	return errors.Join(errs...)
 }
@@ -379,15 +389,6 @@ func validateContainerPorts(ports []uint16) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func cniPortMaps(ports []PortMapping) gocni.NamespaceOpts {
-	maps := make([]gocni.PortMapping, 0, len(ports))
-	for _, p := range ports {
-		// An empty HostIP maps every local address: external IP and loopback.
-		maps = append(maps, gocni.PortMapping{HostPort: int32(p.HostPort), ContainerPort: int32(p.ContainerPort), Protocol: "tcp"})
-	}
-	return gocni.WithCapabilityPortMap(maps)
 }
 
 // addressesOf picks the container interface's addresses from a CNI result.

@@ -21,24 +21,49 @@ import (
 )
 
 // fakeHost wires the fakes to a little model of the host: the namespaces
-// that exist and the addresses CNI handed out.
+// that exist, the addresses CNI handed out and the host ports forwarded.
 type fakeHost struct {
 	mu     sync.Mutex
 	netns  map[string]bool
 	nextIP int
+	mapped map[string][]uint16
 
 	namespaces *networkfakes.FakeNamespaces
 	cni        *networkfakes.FakeCNI
-	masq       *networkfakes.FakeMasqueradeCleaner
+	hostPorts  *networkfakes.FakeHostPorts
 }
 
 func newFakeHost() *fakeHost {
 	h := &fakeHost{
 		netns:      map[string]bool{},
 		nextIP:     2,
+		mapped:     map[string][]uint16{},
 		namespaces: &networkfakes.FakeNamespaces{},
 		cni:        &networkfakes.FakeCNI{},
-		masq:       &networkfakes.FakeMasqueradeCleaner{},
+		hostPorts:  &networkfakes.FakeHostPorts{},
+	}
+	h.hostPorts.MapStub = func(_ context.Context, guid string, _ net.IP, ports []network.PortMapping) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, p := range ports {
+			h.mapped[guid] = append(h.mapped[guid], p.HostPort)
+		}
+		return nil
+	}
+	h.hostPorts.UnmapStub = func(_ context.Context, guid string, _ []uint16) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.mapped, guid)
+		return nil
+	}
+	h.hostPorts.MappedStub = func(context.Context) (map[string][]uint16, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		out := map[string][]uint16{}
+		for g, p := range h.mapped {
+			out[g] = append([]uint16(nil), p...)
+		}
+		return out, nil
 	}
 	h.namespaces.CreateStub = func(_ context.Context, name string) (string, error) {
 		h.mu.Lock()
@@ -84,6 +109,12 @@ func (h *fakeHost) has(name string) bool {
 	return ok
 }
 
+func (h *fakeHost) ports(guid string) []uint16 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mapped[guid]
+}
+
 var _ = Describe("Manager", func() {
 	var (
 		logger  *lagertest.TestLogger
@@ -95,7 +126,7 @@ var _ = Describe("Manager", func() {
 	)
 
 	newManager := func() *network.Manager {
-		m, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, Masquerade: host.masq})
+		m, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts})
 		Expect(err).NotTo(HaveOccurred())
 		return m
 	}
@@ -135,7 +166,12 @@ var _ = Describe("Manager", func() {
 			_, id, path, opts := host.cni.SetupArgsForCall(0)
 			Expect(id).To(Equal("g1"))
 			Expect(path).To(Equal(res.NetNSPath))
-			Expect(opts).To(HaveLen(1), "the port mappings")
+			Expect(opts).To(BeEmpty(), "host ports are not CNI's")
+			Expect(host.hostPorts.MapCallCount()).To(Equal(1))
+			_, guid, ip, ports := host.hostPorts.MapArgsForCall(0)
+			Expect(guid).To(Equal("g1"))
+			Expect(ip.String()).To(Equal("10.255.0.2"), "to the address CNI gave")
+			Expect(ports).To(Equal(res.Ports))
 			Expect(statePath("g1")).To(BeARegularFile())
 		})
 
@@ -169,12 +205,33 @@ var _ = Describe("Manager", func() {
 
 		Context("when CNI ADD fails", func() {
 			BeforeEach(func() {
-				host.cni.SetupReturns(nil, errors.New("portmap: boom"))
+				host.cni.SetupReturns(nil, errors.New("bridge: boom"))
 			})
 
 			It("rolls back CNI, the netns, the state and the ports", func() {
 				_, err := manager.Setup(ctx, logger, "g1", []uint16{8080})
-				Expect(err).To(MatchError(ContainSubstring("cni add g1: portmap: boom")))
+				Expect(err).To(MatchError(ContainSubstring("cni add g1: bridge: boom")))
+				Expect(host.cni.RemoveCallCount()).To(Equal(1))
+				Expect(host.hostPorts.MapCallCount()).To(BeZero())
+				Expect(host.has("cellagent-g1")).To(BeFalse())
+				Expect(statePath("g1")).NotTo(BeAnExistingFile())
+				inUse, quarantined := manager.PortAllocator().Stats()
+				Expect([]int{inUse, quarantined}).To(Equal([]int{0, 0}))
+			})
+		})
+
+		Context("when mapping the host ports fails", func() {
+			BeforeEach(func() {
+				host.hostPorts.MapReturns(errors.New("nft: File exists"))
+			})
+
+			It("rolls back the mapping, CNI, the netns, the state and the ports", func() {
+				_, err := manager.Setup(ctx, logger, "g1", []uint16{8080})
+				Expect(err).To(MatchError(ContainSubstring("nft: File exists")))
+				Expect(host.hostPorts.UnmapCallCount()).To(Equal(1))
+				_, guid, ports := host.hostPorts.UnmapArgsForCall(0)
+				Expect(guid).To(Equal("g1"))
+				Expect(ports).To(Equal([]uint16{40000}))
 				Expect(host.cni.RemoveCallCount()).To(Equal(1))
 				Expect(host.has("cellagent-g1")).To(BeFalse())
 				Expect(statePath("g1")).NotTo(BeAnExistingFile())
@@ -216,10 +273,13 @@ var _ = Describe("Manager", func() {
 		It("runs CNI DEL in the netns, deletes it and quarantines the ports", func() {
 			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
 			Expect(host.cni.RemoveCallCount()).To(Equal(1))
-			_, id, path, opts := host.cni.RemoveArgsForCall(0)
+			_, id, path, _ := host.cni.RemoveArgsForCall(0)
 			Expect(id).To(Equal("g1"))
 			Expect(path).To(Equal("/var/run/netns/cellagent-g1"))
-			Expect(opts).To(HaveLen(1))
+			Expect(host.ports("g1")).To(BeEmpty())
+			_, guid, ports := host.hostPorts.UnmapArgsForCall(0)
+			Expect(guid).To(Equal("g1"))
+			Expect(ports).To(Equal([]uint16{40000}))
 			Expect(host.has("cellagent-g1")).To(BeFalse())
 			Expect(statePath("g1")).NotTo(BeAnExistingFile())
 			inUse, quarantined := manager.PortAllocator().Stats()
@@ -232,18 +292,22 @@ var _ = Describe("Manager", func() {
 			Expect(host.cni.RemoveCallCount()).To(Equal(1))
 		})
 
-		It("still frees IPAM and iptables when the netns is gone", func() {
+		It("still frees IPAM and the host ports when the netns is gone", func() {
 			Expect(host.namespaces.Delete(ctx, "cellagent-g1")).To(Succeed())
 			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
 			_, _, path, _ := host.cni.RemoveArgsForCall(0)
 			Expect(path).To(BeEmpty())
-			Expect(host.masq.RemoveMasqueradeCallCount()).To(Equal(1))
-			_, netName, id, ips := host.masq.RemoveMasqueradeArgsForCall(0)
-			Expect(netName).To(Equal("cellagent"))
-			Expect(id).To(Equal("g1"))
-			Expect(ips).To(HaveLen(2))
-			Expect(ips[0].String()).To(Equal("10.255.0.2"))
+			Expect(host.ports("g1")).To(BeEmpty())
 			Expect(statePath("g1")).NotTo(BeAnExistingFile())
+		})
+
+		It("finds the host ports in the table when the state file is gone", func() {
+			Expect(os.Remove(statePath("g1"))).To(Succeed())
+			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(host.hostPorts.UnmapCallCount()).To(Equal(1))
+			_, _, ports := host.hostPorts.UnmapArgsForCall(0)
+			Expect(ports).To(Equal([]uint16{40000}))
+			Expect(host.has("cellagent-g1")).To(BeFalse())
 		})
 
 		It("keeps the state and the ports when CNI DEL fails, so a retry can finish", func() {
@@ -293,9 +357,10 @@ var _ = Describe("Manager", func() {
 			Expect(err).To(MatchError(ContainSubstring("netns cellagent-g2 of g2 is gone")))
 		})
 
-		It("CleanupOrphans tears down what keep rejects, found by state, netns or IPAM lease", func() {
-			// A netns and an IPAM lease left by containers whose state is gone,
-			// and a netns of another network that must stay.
+		It("CleanupOrphans tears down what keep rejects, found by state, netns, IPAM lease or host port forward", func() {
+			// A netns, an IPAM lease and a forward left by containers whose
+			// state is gone, and a netns of another network that must stay.
+			host.mapped["g7"] = []uint16{40007}
 			_, _ = host.namespaces.Create(ctx, "cellagent-g4")
 			_, _ = host.namespaces.Create(ctx, "other-g5")
 			ipamDir := filepath.Join(cfg.DataDir, "network", "ipam", "cellagent")
@@ -317,7 +382,10 @@ var _ = Describe("Manager", func() {
 				_, id, _, _ := host.cni.RemoveArgsForCall(i)
 				removed = append(removed, id)
 			}
-			Expect(removed).To(ConsistOf("g2", "g4", "g6"))
+			Expect(removed).To(ConsistOf("g2", "g4", "g6", "g7"))
+			Expect(host.ports("g7")).To(BeEmpty())
+			Expect(host.ports("g2")).To(BeEmpty())
+			Expect(host.ports("g1")).To(Equal([]uint16{40000}))
 			Expect(manager.PortAllocator().Owners()).To(Equal([]string{"g1"}))
 			inUse, quarantined := manager.PortAllocator().Stats()
 			Expect([]int{inUse, quarantined}).To(Equal([]int{1, 1}), "g2's port goes into quarantine")

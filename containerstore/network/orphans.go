@@ -12,8 +12,9 @@ import (
 )
 
 // CleanupOrphans tears down the network of every container this package
-// knows of (a state file, a netns named <network>-<guid>, an IPAM lease, or
-// host ports in the allocator) for which keep returns false. keep must
+// knows of (a state file, a netns named <network>-<guid>, an IPAM lease,
+// host ports in the allocator, or a chain in the nftables table) for which
+// keep returns false. keep must
 // return true for every container the agent tracks, including ones being
 // set up right now. It goes on after a failure and returns all of them.
 func (m *Manager) CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(guid string) bool) error {
@@ -26,6 +27,17 @@ func (m *Manager) CleanupOrphans(ctx context.Context, logger lager.Logger, keep 
 	candidates = append(candidates, m.ports.Owners()...)
 
 	var leases map[string][]net.IP
+	var mapped map[string][]uint16
+	if m.hostPorts != nil {
+		if mapped, err = m.hostPorts.Mapped(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		for guid := range mapped {
+			if ValidateGUID(guid) == nil {
+				candidates = append(candidates, guid)
+			}
+		}
+	}
 	if m.namespaces != nil {
 		names, err := m.namespaces.List()
 		if err != nil {
@@ -57,7 +69,7 @@ func (m *Manager) CleanupOrphans(ctx context.Context, logger lager.Logger, keep 
 			errs = append(errs, err)
 			break
 		}
-		if err := m.cleanupOrphan(ctx, logger, guid, leases[guid]); err != nil {
+		if err := m.cleanupOrphan(ctx, logger, guid, leases[guid], mapped[guid]); err != nil {
 			logger.Error("failed-to-clean-up-orphan", err, lager.Data{logKeyGUID: guid})
 			errs = append(errs, err)
 			continue
@@ -71,7 +83,7 @@ func (m *Manager) CleanupOrphans(ctx context.Context, logger lager.Logger, keep 
 	return nil
 }
 
-func (m *Manager) cleanupOrphan(ctx context.Context, logger lager.Logger, guid string, leased []net.IP) error {
+func (m *Manager) cleanupOrphan(ctx context.Context, logger lager.Logger, guid string, leased []net.IP, mapped []uint16) error {
 	defer m.locks.lock(guid)()
-	return m.teardownLocked(ctx, logger.Session("orphan", lager.Data{logKeyGUID: guid}), guid, leased)
+	return m.teardownLocked(ctx, logger.Session("orphan", lager.Data{logKeyGUID: guid}), guid, leased, mapped)
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -42,8 +41,9 @@ func get(url string) (string, error) {
 	return string(b), err
 }
 
-// inventory is what exists on the host for a network: iptables rules,
-// netns names and IPAM files.
+// inventory is what exists on the host for a network: nat rules (the
+// agent's nftables forwards, any iptables rule of the network), netns
+// names and IPAM files.
 type inventory struct {
 	rules []string
 	netns []string
@@ -52,15 +52,11 @@ type inventory struct {
 
 func takeInventory(name, dataDir string) inventory {
 	var inv inventory
-	for _, table := range []string{"nat", "filter"} {
-		out, err := exec.Command("iptables-save", "-t", table).CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), string(out))
-		for _, l := range strings.Split(string(out), "\n") {
-			// Only this network's rules: other agents may share the host.
-			if strings.HasPrefix(l, "-A") && (strings.Contains(l, `\"`+name+`\"`) || strings.Contains(l, "10.254.100.")) {
-				inv.rules = append(inv.rules, l)
-			}
-		}
+	// Only this network's rules: other agents may share the host.
+	rules, err := testagent.NetworkRules(name, "10.254.100.0/24")
+	Expect(err).NotTo(HaveOccurred())
+	for r := range rules {
+		inv.rules = append(inv.rules, r)
 	}
 	entries, _ := os.ReadDir("/var/run/netns")
 	for _, e := range entries {

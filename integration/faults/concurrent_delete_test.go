@@ -1,10 +1,9 @@
-// Concurrent deletes: every instance's CNI teardown (portmap's DNAT chain
-// and jump rule, the masquerade chain, netns, IPAM) must complete even when
-// they all run at once. Written after two runs in which a concurrent delete
-// failed ("could not teardown ipv4 dnat: iptables -t nat -X CNI-DN-...:
-// exit status 4") and another left its DNAT rules behind; those runs may
-// have overlapped with a second run of this suite on the same network, so
-// this spec is what decides whether the agent has a bug there.
+// Concurrent deletes: every instance's network teardown (host port
+// forwards in the nftables table, CNI DEL, netns, IPAM) must complete even
+// when they all run at once. Written when CNI's portmap still made the
+// forwards, after two runs in which a concurrent delete failed ("could not
+// teardown ipv4 dnat: iptables -t nat -X CNI-DN-...: exit status 4") and
+// another left its DNAT rules behind; kept for the nftables forwards.
 
 package faults_test
 
@@ -20,7 +19,7 @@ import (
 )
 
 var _ = Describe("concurrent deletes", func() {
-	It("remove every instance's iptables rules, whatever the concurrency", func() {
+	It("remove every instance's nat rules, whatever the concurrency", func() {
 		const (
 			rounds    = 2
 			instances = 20

@@ -1,6 +1,7 @@
 package faults_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/cellagent/cellagent/containerstore/network"
 	"github.com/cellagent/cellagent/integration/testagent"
 )
 
@@ -55,11 +57,24 @@ func removeLeftovers() {
 	rules, err := testagent.NetworkRules(netName, netSubnet)
 	Expect(err).NotTo(HaveOccurred())
 	chains := map[string]bool{}
+	nftPorts := map[string][]uint16{}
 	for rule, owner := range rules {
 		if live[owner] {
 			continue
 		}
 		table, spec, _ := strings.Cut(rule, ": ")
+		if table == "nft" {
+			// The agent's nftables table: gather the guid's forwards,
+			// removed below with the agent's own code.
+			var port uint16
+			if _, err := fmt.Sscanf(spec, "hostports %d : goto", &port); err == nil {
+				nftPorts[owner] = append(nftPorts[owner], port)
+			} else if _, ok := nftPorts[owner]; !ok {
+				nftPorts[owner] = nil
+			}
+			removed = append(removed, rule)
+			continue
+		}
 		chain := strings.Fields(spec)[1]
 		if strings.HasPrefix(chain, "CNI-") && !strings.HasPrefix(chain, "CNI-HOSTPORT-") {
 			chains[table+" "+chain] = true
@@ -72,6 +87,10 @@ func removeLeftovers() {
 	for tc := range chains {
 		table, chain, _ := strings.Cut(tc, " ")
 		_ = exec.Command("iptables", "-w", "-t", table, "-X", chain).Run()
+	}
+	nft := network.NFTables{Network: netName}
+	for guid, ports := range nftPorts {
+		Expect(nft.Unmap(context.Background(), guid, ports)).To(Succeed(), "remove leftover forwards of %s", guid)
 	}
 	if len(removed) > 0 {
 		sort.Strings(removed)

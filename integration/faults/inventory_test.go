@@ -34,7 +34,7 @@ var _ = Describe("the inventory", func() {
 		Expect(inv.Problems([]executor.Container{c})).To(BeEmpty())
 
 		problems := strings.Join(inv.Problems(nil), "\n")
-		for _, kind := range []string{"containerd container", "snapshot", "task", "netns", "veth", "iptables rule",
+		for _, kind := range []string{"containerd container", "snapshot", "task", "netns", "veth", "nat rule",
 			"IPAM lease", "network state", "host ports", "credential dir", "proxy dir", "log dir", "record", "cgroup",
 			"journaled registration"} {
 			Expect(problems).To(ContainSubstring(fmt.Sprintf("orphaned %s of %q", kind, "inv-1")))

@@ -27,13 +27,13 @@ func BenchmarkSetupTeardown(b *testing.B) {
 	}
 	_, err := os.Stat("/sys/class/net/" + bridgeName)
 	hadBridge := err == nil
-	hadPortmap := exec.Command("iptables", "-w", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").Run() == nil
+	hadTable := exec.Command("nft", "list", "table", "ip", nftTable).Run() == nil
 	b.Cleanup(func() {
 		if !hadBridge {
 			_ = exec.Command("ip", "link", "delete", bridgeName).Run()
 		}
-		if !hadPortmap && portmapChainsUnused() {
-			removePortmapChains()
+		if !hadTable {
+			_ = exec.Command("nft", "delete", "table", "ip", nftTable).Run()
 		}
 	})
 

@@ -16,6 +16,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/integration/testagent"
 )
 
 // The suite's own network, apart from the agent's default one so that it
@@ -30,7 +32,7 @@ const (
 // hostState is what a test compares before and after: everything a
 // container's network may leave behind on the host.
 type hostState struct {
-	Rules    []string // nat and filter rules, sorted
+	Rules    []string // iptables nat and filter rules, and the containers' part of our nftables table, sorted
 	NetNS    []string // our namespaces
 	Leases   []string // host-local lease files
 	CNICache []string // libcni's cached results for our network
@@ -49,6 +51,9 @@ func snapshot(dataDir string) hostState {
 				s.Rules = append(s.Rules, table+" "+strings.Fields(line)[0]+" "+strings.Join(strings.Fields(line)[1:], " "))
 			}
 		}
+	}
+	for _, line := range nftTableLines() {
+		s.Rules = append(s.Rules, "nft "+line)
 	}
 	slices.Sort(s.Rules)
 	for _, n := range listDir("/var/run/netns") {
@@ -72,13 +77,30 @@ func snapshot(dataDir string) hostState {
 	return s
 }
 
-// iptablesLineCount is `iptables-save | wc -l` over nat and filter.
-func iptablesLineCount() int {
+// nftTable is the agent's nftables table for the suite's network.
+const nftTable = "cellagent_" + netName
+
+// nftTableLines lists what the table holds for containers (see
+// testagent.NFTContainerRules); the shared chains are left out: they stay,
+// and a manager with another subnet rewrites them.
+func nftTableLines() []string {
+	rules, err := testagent.NFTContainerRules(netName)
+	Expect(err).NotTo(HaveOccurred())
+	var lines []string
+	for r := range rules {
+		lines = append(lines, r)
+	}
+	return lines
+}
+
+// ruleLineCount is `iptables-save | wc -l` over nat and filter plus the
+// lines of our nftables table.
+func ruleLineCount() int {
 	n := 0
 	for _, table := range []string{"nat", "filter"} {
 		n += strings.Count(mustRun("iptables-save", "-t", table), "\n")
 	}
-	return n
+	return n + len(nftTableLines())
 }
 
 func listDir(dir string) []string {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +24,7 @@ func TestNetworkIntegration(t *testing.T) {
 
 var (
 	hadBridge      bool
-	hadPortmapNAT  bool
+	hadTable       bool
 	integrationRun bool
 )
 
@@ -36,7 +35,7 @@ func hostReady() string {
 	if os.Geteuid() != 0 {
 		return "needs root"
 	}
-	for _, bin := range []string{"ip", "iptables", "iptables-save", "busybox"} {
+	for _, bin := range []string{"ip", "nft", "iptables", "iptables-save", "busybox"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return bin + " not installed"
 		}
@@ -57,10 +56,11 @@ var _ = BeforeSuite(func() {
 	integrationRun = true
 	_, err := os.Stat("/sys/class/net/" + bridgeName)
 	hadBridge = err == nil
-	hadPortmapNAT = exec.Command("iptables", "-w", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").Run() == nil
+	hadTable = exec.Command("nft", "list", "table", "ip", nftTable).Run() == nil
 
-	// Warm up: the first container makes the bridge and portmap's shared
-	// chains, which stay; tests then compare the host before and after.
+	// Warm up: the first container makes the bridge (and the manager the
+	// nftables table), which stay; tests then compare the host before and
+	// after.
 	logger := lagertest.NewTestLogger("warm-up")
 	m, err := network.New(logger, testConfig(GinkgoT().TempDir(), 0))
 	Expect(err).NotTo(HaveOccurred())
@@ -77,8 +77,8 @@ var _ = AfterSuite(func() {
 	if !hadBridge {
 		_ = exec.Command("ip", "link", "delete", bridgeName).Run()
 	}
-	if !hadPortmapNAT && portmapChainsUnused() {
-		removePortmapChains()
+	if !hadTable {
+		_ = exec.Command("nft", "delete", "table", "ip", nftTable).Run()
 	}
 })
 
@@ -92,36 +92,4 @@ func testConfig(dataDir string, quarantine time.Duration) network.Config {
 	cfg.HostPortRange = "45000-45099"
 	cfg.PortQuarantine = quarantine
 	return cfg
-}
-
-// portmapChainsUnused says no container of anyone has a DNAT rule left.
-func portmapChainsUnused() bool {
-	out, err := exec.Command("iptables", "-w", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").Output()
-	return err == nil && strings.Count(string(out), "\n") <= 1
-}
-
-// removePortmapChains removes the chains portmap shares between containers
-// and the jumps to them, which it never removes itself.
-func removePortmapChains() {
-	out, err := exec.Command("iptables-save", "-t", "nat").Output()
-	if err != nil {
-		return
-	}
-	var chains []string
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(line, ":CNI-HOSTPORT-") {
-			chains = append(chains, strings.Fields(line)[0][1:])
-		}
-		if strings.HasPrefix(line, "-A ") && strings.Contains(line, "-j CNI-HOSTPORT-") &&
-			!strings.HasPrefix(line, "-A CNI-HOSTPORT-") {
-			// iptables-save quotes like a shell does.
-			_ = exec.Command("sh", "-c", "iptables -w -t nat -D "+strings.TrimPrefix(line, "-A ")).Run()
-		}
-	}
-	for _, c := range chains {
-		_ = exec.Command("iptables", "-w", "-t", "nat", "-F", c).Run()
-	}
-	for _, c := range chains {
-		_ = exec.Command("iptables", "-w", "-t", "nat", "-X", c).Run()
-	}
 }

@@ -41,7 +41,7 @@ var _ = Describe("bridge mode", func() {
 	expectHostClean := func() {
 		GinkgoHelper()
 		Expect(snapshot(dataDir)).To(Equal(before))
-		Expect(iptablesLineCount()).To(Equal(beforeN))
+		Expect(ruleLineCount()).To(Equal(beforeN))
 	}
 
 	answers := func(addr, body string) {
@@ -61,7 +61,7 @@ var _ = Describe("bridge mode", func() {
 	JustBeforeEach(func() {
 		cfg = testConfig(dataDir, quarantine)
 		before = snapshot(dataDir)
-		beforeN = iptablesLineCount()
+		beforeN = ruleLineCount()
 		manager = newManager()
 		DeferCleanup(func() {
 			// Whatever a failing test left, removed through the package itself.
@@ -96,6 +96,18 @@ var _ = Describe("bridge mode", func() {
 			answers(hostPort(c.res.IPv4, 8080), c.body) // what a readiness check dials
 			answers(hostPort(externalIP, c.res.Ports[0].HostPort), c.body)
 			answers(hostPort(net.IPv4(127, 0, 0, 1), c.res.Ports[0].HostPort), c.body)
+		}
+
+		By("a container reaches another's and its own host port on the external IP (hairpin)")
+		for _, c := range []struct {
+			port uint16
+			body string
+		}{{b.Ports[0].HostPort, "I am b"}, {a.Ports[0].HostPort, "I am a"}} {
+			Eventually(func() (string, error) {
+				out, err := exec.Command("ip", "netns", "exec", "cellagentit-app-a", "busybox", "sh", "-c",
+					fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 2 %s %d`, externalIP, c.port)).CombinedOutput()
+				return string(out), err
+			}).WithTimeout(5*time.Second).WithPolling(200*time.Millisecond).Should(ContainSubstring(c.body))
 		}
 
 		stopProcesses("cellagentit-app-a")
@@ -277,7 +289,7 @@ var _ = Describe("bridge mode", func() {
 			Expect(s.Leases).To(Equal([]string{kept.IPv4.String()}))
 			Expect(filepath.Join(dataDir, "network", "containers", "orphan.json")).NotTo(BeAnExistingFile())
 			Expect(strings.Join(s.Rules, "\n")).NotTo(ContainSubstring(fmt.Sprint(orphan.Ports[0].HostPort)))
-			Expect(strings.Join(s.Rules, "\n")).NotTo(ContainSubstring(orphan.IPv4.String() + "/"))
+			Expect(strings.Join(s.Rules, "\n")).NotTo(ContainSubstring(orphan.IPv4.String() + ":"), "no forward to the orphan's address")
 			answers(hostPort(net.IPv4(127, 0, 0, 1), res.Ports[0].HostPort), "still here")
 
 			By("not handing out the kept container's port")

@@ -3,6 +3,7 @@ package testagent
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -237,7 +238,7 @@ func (inv Inventory) Problems(listed []executor.Container) []string {
 		orphan("veth", g, veth)
 	}
 	for rule, g := range inv.Rules {
-		orphan("iptables rule", g, rule)
+		orphan("nat rule", g, rule)
 	}
 	for ip, g := range inv.IPAM {
 		orphan("IPAM lease", g, ip)
@@ -274,7 +275,9 @@ func (inv Inventory) Count() string {
 
 // NetworkRules answers the iptables rules (nat and filter, as
 // "<table>: <iptables-save line>") that belong to the CNI network or
-// mention an address of subnet, each with its owner guid ("" unknown).
+// mention an address of subnet, and the container parts of the agent's
+// nftables table ("nft: <line>": host port forwards and their chains),
+// each with its owner guid ("" unknown).
 func NetworkRules(network, subnet string) (map[string]string, error) {
 	return networkRules(network, subnet)
 }
@@ -328,6 +331,54 @@ func networkRules(network, subnet string) (map[string]string, error) {
 		}
 		if mine {
 			out[r] = owner
+		}
+	}
+	nftRules, err := NFTContainerRules(network)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(out, nftRules)
+	return out, nil
+}
+
+var nftGotoRe = regexp.MustCompile(`^(\d+) : goto c_(\S+)$`)
+
+// NFTContainerRules answers the container parts of the agent's nftables
+// table of network (ip cellagent_<network>): each map element
+// "PORT : goto c_<guid>", each chain c_<guid> and its rules, with that guid.
+func NFTContainerRules(network string) (map[string]string, error) {
+	table := "cellagent_" + network
+	out := map[string]string{}
+	b, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(b), "No such file or directory") {
+			return out, nil
+		}
+		return nil, fmt.Errorf("nft list table %s: %v: %s", table, err, b)
+	}
+	chain := ""
+	for _, l := range nonEmptyLines(string(b)) {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "chain "):
+			chain = strings.TrimSuffix(strings.TrimPrefix(l, "chain "), " {")
+			if g, ok := strings.CutPrefix(chain, "c_"); ok {
+				out["nft: chain "+chain] = g
+			}
+			continue
+		case l == "}":
+			chain = ""
+			continue
+		}
+		if g, ok := strings.CutPrefix(chain, "c_"); ok {
+			out["nft: "+chain+": "+l] = g
+			continue
+		}
+		for _, part := range strings.Split(strings.TrimPrefix(l, "elements = { "), ",") {
+			part = strings.TrimSpace(strings.Trim(strings.TrimSpace(part), "}"))
+			if m := nftGotoRe.FindStringSubmatch(part); m != nil {
+				out["nft: hostports "+part] = m[2]
+			}
 		}
 	}
 	return out, nil

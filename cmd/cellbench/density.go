@@ -38,6 +38,7 @@ type DensityResults struct {
 	IdleSeconds     float64 `json:"idle_s"`
 	IdleCPUSeconds  float64 `json:"idle_cpu_s"`
 	IdleCPUPercent  float64 `json:"idle_cpu_pct_of_core"`
+	HealthSeconds   float64 `json:"health_check_interval_s"`
 	DeleteAllSecond float64 `json:"delete_all_s"`
 }
 
@@ -106,7 +107,7 @@ func density(results, dir string, n, conc int, idle time.Duration) error {
 	for i := 0; i < n; i++ {
 		guids = append(guids, fmt.Sprintf("d-%03d", i))
 	}
-	dr := DensityResults{N: n, Conc: conc}
+	dr := DensityResults{N: n, Conc: conc, HealthSeconds: time.Duration(a.Config.HealthInterval).Seconds()}
 	progress("density: starting %d instances with proxies, %d at a time", n, conc)
 	stopProfile := asyncProfile(results, a, 20, dir, "density-start")
 	t0 := time.Now()

@@ -212,29 +212,49 @@ func (s *Store) Evacuate() error {
 	return nil
 }
 
-// evacuateAll stops and deletes every container, a few at a time.
+// evacuateAll stops and deletes every container, a few at a time. A
+// delete that fails (a teardown step refused) is tried again, 1s, 2s, 4s
+// ... up to 30s apart, until it succeeds or the agent stops: the agent
+// exits only when no container is left, so giving up would leave an
+// evacuating cell running forever with nothing to retry it.
 func (s *Store) evacuateAll(logger lager.Logger) {
-	s.mu.Lock()
-	guids := make([]string, 0, len(s.containers))
-	for g := range s.containers {
-		guids = append(guids, g)
+	backoff := time.Second
+	for attempt := 1; ; attempt++ {
+		s.mu.Lock()
+		guids := make([]string, 0, len(s.containers))
+		for g := range s.containers {
+			guids = append(guids, g)
+		}
+		s.mu.Unlock()
+		if len(guids) == 0 {
+			return
+		}
+		logger.Info("evacuation-timeout-stopping", lager.Data{"containers": len(guids), "attempt": attempt})
+		sem := make(chan struct{}, 8)
+		var wg sync.WaitGroup
+		for _, g := range guids {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(g string) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if err := s.Delete(s.rootCtx, g); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
+					logger.Error("evacuation-delete", err, lager.Data{guidKey: g, "attempt": attempt})
+					s.publish(executor.EventCellEvacuating, g, fmt.Sprintf("delete failed, retrying in %s: %v", backoff, err), nil)
+				}
+			}(g)
+		}
+		wg.Wait()
+		if s.count() == 0 {
+			return
+		}
+		select {
+		case <-s.deps.Clock.After(backoff):
+		case <-s.rootCtx.Done():
+			return
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
-	s.mu.Unlock()
-	logger.Info("evacuation-timeout-stopping", lager.Data{"containers": len(guids)})
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for _, g := range guids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(g string) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := s.Delete(s.rootCtx, g); err != nil {
-				logger.Error("evacuation-delete", err, lager.Data{guidKey: g})
-			}
-		}(g)
-	}
-	wg.Wait()
 }
 
 func (s *Store) expireReservations(logger lager.Logger) {

@@ -648,6 +648,37 @@ var _ = Describe("Store", func() {
 		})
 	})
 
+	Describe("evacuation", func() {
+		BeforeEach(func() {
+			cfg.EvacuationTimeout = time.Minute
+		})
+
+		It("deletes what is left at the timeout, tries a failed delete again, and then the runner ends", func() {
+			runToRunning("g1")
+			network.TeardownReturnsOnCall(0, errors.New("netns busy"))
+			watchers := clk.WatcherCount()
+			Expect(store.Evacuate()).To(Succeed())
+			Eventually(clk.WatcherCount).Should(Equal(watchers+1), "the evacuation timer")
+			clk.Increment(time.Minute)
+			Eventually(network.TeardownCallCount).Should(Equal(1), "the first delete, which fails")
+			Expect(get("g1").State).To(Equal(executor.StateCompleted), "stopped, routes first")
+			Consistently(func() error { _, err := store.Get(ctx, "g1"); return err }, 100*time.Millisecond).Should(Succeed(), "no retry before the backoff")
+
+			Eventually(func() error {
+				clk.Increment(time.Second)
+				_, err := store.Get(ctx, "g1")
+				return err
+			}).Should(MatchError(executor.ErrContainerNotFound))
+			Expect(network.TeardownCallCount()).To(Equal(2))
+			exited := process.Wait()
+			Eventually(func() bool {
+				clk.Increment(time.Second) // the run loop's ticker notices the empty cell
+				return len(exited) > 0
+			}).Should(BeTrue(), "evacuated: the runner ends")
+			Expect(<-exited).To(Succeed())
+		})
+	})
+
 	Describe("Logs", func() {
 		read := func(opts executor.LogOptions) string {
 			rc, err := store.Logs(ctx, "g1", opts)

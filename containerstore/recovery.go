@@ -98,6 +98,11 @@ func (s *Store) Recover(logger lager.Logger) error {
 		}
 		s.publish(executor.EventContainerOrphanGone, guid, "owned by this cell but unknown: removed", nil)
 	}
+	if sc, ok := s.deps.Runtime.(StrayShimCleaner); ok {
+		if err := sc.CleanupStrayShims(ctx, logger); err != nil {
+			logger.Error("cleanup-stray-shims", err)
+		}
+	}
 	for _, h := range s.deps.Hooks {
 		if oc, ok := h.(OrphanCleaner); ok {
 			if err := oc.CleanupOrphans(ctx, logger, s.known); err != nil {

@@ -116,3 +116,11 @@ type ProcessRunner interface {
 	AttachExec(ctx context.Context, logger lager.Logger, guid, id string) (uint32, <-chan Exit, error)
 	SignalExec(ctx context.Context, guid, id string, sig syscall.Signal) error
 }
+
+// StrayShimCleaner is implemented by a ContainerRuntime that can find
+// processes it started for containers it no longer has (containerd shims
+// of an interrupted task creation). Recovery calls it after removing the
+// orphans, before the API serves.
+type StrayShimCleaner interface {
+	CleanupStrayShims(ctx context.Context, logger lager.Logger) error
+}

@@ -58,6 +58,7 @@ type Config struct {
 // Client is the containerd adapter.
 type Client struct {
 	client      *containerd.Client
+	socket      string
 	ns          string
 	cellID      string
 	snapshotter string
@@ -71,6 +72,7 @@ type Client struct {
 var (
 	_ containerstore.ContainerRuntime = (*Client)(nil)
 	_ containerstore.TaskRunner       = (*Client)(nil)
+	_ containerstore.StrayShimCleaner = (*Client)(nil)
 )
 
 // New connects to containerd. It does not wait for containerd to answer:
@@ -83,7 +85,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Socket, err)
 	}
-	return &Client{client: cl, ns: cfg.Namespace, cellID: cfg.CellID, snapshotter: cfg.Snapshotter,
+	return &Client{client: cl, socket: cfg.Socket, ns: cfg.Namespace, cellID: cfg.CellID, snapshotter: cfg.Snapshotter,
 		rootfs: cfg.Preloaded, logger: cfg.LoggerBinary, preloaded: map[string]string{}}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cellagent/cellagent/containerstore/runtime"
 	"github.com/cellagent/cellagent/executor"
 )
 
@@ -28,6 +29,9 @@ type Inventory struct {
 	// importing a rootfs leaves them behind.
 	ImportSnapshots []string
 	Tasks           map[string]string // guid -> task status (RUNNING, STOPPED, ...)
+	// Shims are the guids of containerd-shim-runc-v2 processes serving
+	// the agent's namespace: one per task, gone with it.
+	Shims []string
 
 	// network
 	Netns []string          // guids of /var/run/netns/<network>-<guid>
@@ -95,6 +99,14 @@ func TakeInventory(a *Agent) (Inventory, error) {
 		if f := strings.Fields(l); len(f) >= 3 {
 			inv.Tasks[f[0]] = f[2]
 		}
+	}
+
+	shims, err := runtime.FindShims("/proc", cfg.Containerd.Namespace, cfg.Containerd.Socket)
+	if err != nil {
+		return inv, err
+	}
+	for _, s := range shims {
+		inv.Shims = append(inv.Shims, s.ID)
 	}
 
 	prefix := cfg.Network.Name + "-"
@@ -184,7 +196,7 @@ func TakeInventory(a *Agent) (Inventory, error) {
 			inv.Tombstones = append(inv.Tombstones, g)
 		}
 	}
-	for _, s := range [][]string{inv.Containers, inv.Snapshots, inv.Netns, inv.NetState, inv.PortOwners,
+	for _, s := range [][]string{inv.Containers, inv.Shims, inv.Snapshots, inv.Netns, inv.NetState, inv.PortOwners,
 		inv.Credentials, inv.Proxy, inv.Logs, inv.Records, inv.RegisteredRoutes, inv.Tombstones} {
 		sort.Strings(s)
 	}
@@ -219,7 +231,7 @@ func (inv Inventory) Problems(listed []executor.Container) []string {
 		kind  string
 		guids []string
 	}{
-		{"containerd container", inv.Containers}, {"snapshot", inv.Snapshots}, {"netns", inv.Netns},
+		{"containerd container", inv.Containers}, {"shim process", inv.Shims}, {"snapshot", inv.Snapshots}, {"netns", inv.Netns},
 		{"network state", inv.NetState}, {"host ports", inv.PortOwners}, {"credential dir", inv.Credentials},
 		{"proxy dir", inv.Proxy}, {"log dir", inv.Logs}, {"record", inv.Records},
 		{"journaled registration", inv.RegisteredRoutes},
@@ -267,8 +279,8 @@ func (inv Inventory) Empty() []string { return inv.Problems(nil) }
 
 // Count is a one-line summary for logs.
 func (inv Inventory) Count() string {
-	return fmt.Sprintf("containers=%d snapshots=%d tasks=%d netns=%d veths=%d rules=%d ipam=%d creds=%d proxy=%d logs=%d records=%d cgroups=%d routes=%d tombstones=%d",
-		len(inv.Containers), len(inv.Snapshots), len(inv.Tasks), len(inv.Netns), len(inv.Veths), len(inv.Rules),
+	return fmt.Sprintf("containers=%d shims=%d snapshots=%d tasks=%d netns=%d veths=%d rules=%d ipam=%d creds=%d proxy=%d logs=%d records=%d cgroups=%d routes=%d tombstones=%d",
+		len(inv.Containers), len(inv.Shims), len(inv.Snapshots), len(inv.Tasks), len(inv.Netns), len(inv.Veths), len(inv.Rules),
 		len(inv.IPAM), len(inv.Credentials), len(inv.Proxy), len(inv.Logs), len(inv.Records), len(inv.Cgroups),
 		len(inv.RegisteredRoutes), len(inv.Tombstones))
 }

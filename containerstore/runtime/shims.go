@@ -1,0 +1,140 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/containerd/errdefs"
+)
+
+// ShimProcess is a containerd-shim-runc-v2 process and the processes it
+// started (the logging binary, a task that never got going).
+type ShimProcess struct {
+	PID       int
+	Namespace string
+	ID        string
+	Address   string
+	Children  []int
+}
+
+// FindShims lists the runc v2 shims under procDir (/proc) that serve
+// namespace on the containerd at address.
+func FindShims(procDir, namespace, address string) ([]ShimProcess, error) {
+	entries, err := os.ReadDir(procDir)
+	if err != nil {
+		return nil, err
+	}
+	var shims []ShimProcess
+	parents := map[int][]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, ok := parentOf(filepath.Join(procDir, e.Name(), "stat")); ok {
+			parents[ppid] = append(parents[ppid], pid)
+		}
+		b, err := os.ReadFile(filepath.Join(procDir, e.Name(), "cmdline"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		s, ok := parseShimCmdline(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"))
+		if ok && s.Namespace == namespace && s.Address == address {
+			s.PID = pid
+			shims = append(shims, s)
+		}
+	}
+	for i := range shims {
+		shims[i].Children = parents[shims[i].PID]
+	}
+	return shims, nil
+}
+
+// parseShimCmdline reads `containerd-shim-runc-v2 -namespace NS -id ID
+// -address SOCK` (flags in any order, "-flag value" or "-flag=value").
+func parseShimCmdline(args []string) (ShimProcess, bool) {
+	if len(args) == 0 || filepath.Base(args[0]) != "containerd-shim-runc-v2" {
+		return ShimProcess{}, false
+	}
+	var s ShimProcess
+	for i := 1; i < len(args); i++ {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !hasValue && i+1 < len(args) {
+			value = args[i+1]
+		}
+		switch name {
+		case "namespace":
+			s.Namespace = value
+		case "id":
+			s.ID = value
+		case "address":
+			s.Address = value
+		default:
+			continue
+		}
+		if !hasValue {
+			i++
+		}
+	}
+	return s, s.Namespace != "" && s.ID != "" && s.Address != ""
+}
+
+// parentOf reads the ppid from /proc/PID/stat ("pid (comm) state ppid ...";
+// comm may hold spaces and parentheses, so parse after the last ')').
+func parentOf(statPath string) (int, bool) {
+	b, err := os.ReadFile(statPath)
+	if err != nil {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 2 {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(fields[1])
+	return ppid, err == nil
+}
+
+// CleanupStrayShims kills the shims of this agent's namespace whose
+// container containerd no longer has, with what they started. They are
+// left when the agent dies in the middle of creating a task: containerd
+// drops the task and the container is removed as an orphan, but the shim
+// it had started stays, holding the logging binary's pipe open (seen in
+// the kill -9 fault test: a shim and a logger per interrupted start).
+// Run it at recovery, before any new container is made.
+func (c *Client) CleanupStrayShims(ctx context.Context, logger lager.Logger) error {
+	shims, err := FindShims("/proc", c.ns, c.socket)
+	if err != nil {
+		return fmt.Errorf("find shims: %w", err)
+	}
+	ctx = c.nsCtx(ctx)
+	var errs []error
+	for _, s := range shims {
+		_, err := c.client.LoadContainer(ctx, s.ID)
+		if err == nil {
+			continue
+		}
+		if !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("look up container of shim %d: %w", s.PID, err))
+			continue
+		}
+		logger.Info("killing-stray-shim", lager.Data{"container-guid": s.ID, "pid": s.PID, "children": s.Children})
+		for _, pid := range append(s.Children, s.PID) {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, fmt.Errorf("kill %d of stray shim %s: %w", pid, s.ID, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

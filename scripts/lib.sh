@@ -32,7 +32,7 @@ require_go() {
 # start_containerd starts a private containerd (own root, state and socket)
 # unless one already answers on the socket.
 start_containerd() {
-  if ctr --address "$CELLAGENT_CTRD_SOCK" version >/dev/null 2>&1; then return 0; fi
+  if timeout 5 ctr --address "$CELLAGENT_CTRD_SOCK" version >/dev/null 2>&1; then return 0; fi
   mkdir -p "$CELLAGENT_CTRD_ROOT" "$CELLAGENT_CTRD_STATE"
   cat >"$CELLAGENT_CTRD_STATE/config.toml" <<TOML
 version = 2
@@ -50,7 +50,7 @@ TOML
   setsid containerd --config "$CELLAGENT_CTRD_STATE/config.toml" >"$CELLAGENT_CTRD_STATE/containerd.log" 2>&1 </dev/null &
   echo $! >"$CELLAGENT_CTRD_STATE/containerd.pid"
   for _ in $(seq 1 100); do
-    ctr --address "$CELLAGENT_CTRD_SOCK" version >/dev/null 2>&1 && return 0
+    timeout 5 ctr --address "$CELLAGENT_CTRD_SOCK" version >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   tail -20 "$CELLAGENT_CTRD_STATE/containerd.log" >&2

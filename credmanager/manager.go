@@ -59,6 +59,7 @@ type Manager struct {
 	handlers       []Handler            // guarded by mu
 	failHandlers   []FailureHandler     // guarded by mu
 	expiryHandlers []ExpiryHandler      // guarded by mu
+	observeRotate  func(time.Duration)  // guarded by mu
 	tracked        map[string]*instance // guarded by mu
 	running        bool                 // guarded by mu: Run has started and not yet stopped
 	ran            bool                 // guarded by mu: Run was called
@@ -154,6 +155,15 @@ func (m *Manager) AddHandler(h Handler) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.handlers = append(m.handlers, h)
+}
+
+// ObserveRotations has f told how long each successful rotation took, from
+// its start to the last handler's answer (the proxy confirming the new
+// serial included). For metrics; set before Run.
+func (m *Manager) ObserveRotations(f func(time.Duration)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.observeRotate = f
 }
 
 // AddExpiryHandler registers h for every later expiry.

@@ -173,6 +173,7 @@ func (m *Manager) rotateLoop(ctx context.Context, in *instance) {
 			return
 		}
 
+		started := m.clock.Now()
 		newCred, err := m.renew(logger, in.id, cred.Rotations+1)
 		if err == nil {
 			cred = newCred
@@ -187,6 +188,12 @@ func (m *Manager) rotateLoop(ctx context.Context, in *instance) {
 		if err == nil {
 			delivered, backoff = cred, 0
 			next = rotationPoint(cred, m.jitter())
+			m.mu.Lock()
+			observe := m.observeRotate
+			m.mu.Unlock()
+			if observe != nil {
+				observe(m.clock.Since(started))
+			}
 			continue
 		}
 

@@ -95,6 +95,8 @@ var _ = Describe("rotation", func() {
 
 	It("rotates once within the jitter bounds, tells the handlers, and re-arms", func() {
 		cred := issueAndTrack("guid-1")
+		var observed atomic.Int32
+		m.ObserveRotations(func(time.Duration) { observed.Add(1) })
 		run(m)
 		armed(1)
 		next := credmanager.NextRotation(m, "guid-1")
@@ -107,6 +109,7 @@ var _ = Describe("rotation", func() {
 		e.clock.Increment(time.Nanosecond)
 		Eventually(handler.CredentialsRotatedCallCount).Should(Equal(1))
 		armed(1)
+		Expect(observed.Load()).To(Equal(int32(1)), "the rotation's duration goes to the observer")
 
 		_, guid, rotated := handler.CredentialsRotatedArgsForCall(0)
 		Expect(guid).To(Equal("guid-1"))

@@ -51,7 +51,7 @@ type Metrics struct {
 
 	starts, registrations, unregistrations, issuances, rotations, rotationFailures, unconfirmed, proxyRestarts prometheus.Counter
 	failures                                                                                                   *prometheus.CounterVec
-	startToRoutable, issuanceSeconds                                                                           prometheus.Histogram
+	startToRoutable, issuanceSeconds, rotationSeconds                                                          prometheus.Histogram
 
 	mu       sync.Mutex // guards routedAt
 	routedAt map[string]bool
@@ -85,10 +85,13 @@ func New(cfg Config) *Metrics {
 			Help: "Time from reservation to first becoming routable.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 12)}),
 		issuanceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "credential_issuance_seconds",
 			Help: "Time to issue and write an instance certificate.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		rotationSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "credential_rotation_seconds",
+			Help:    "Time to rotate an instance certificate: key, signing, files, and the proxy confirming it serves the new serial.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 		routedAt: map[string]bool{},
 	}
 	m.reg.MustRegister(m.starts, m.registrations, m.unregistrations, m.issuances, m.rotations, m.rotationFailures,
-		m.unconfirmed, m.proxyRestarts, m.failures, m.startToRoutable, m.issuanceSeconds,
+		m.unconfirmed, m.proxyRestarts, m.failures, m.startToRoutable, m.issuanceSeconds, m.rotationSeconds,
 		&scrape{m: m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -100,6 +103,9 @@ func (m *Metrics) Handler() http.Handler {
 
 // ObserveIssuance records how long issuing a certificate took.
 func (m *Metrics) ObserveIssuance(d time.Duration) { m.issuanceSeconds.Observe(d.Seconds()) }
+
+// ObserveRotation records how long a successful rotation took.
+func (m *Metrics) ObserveRotation(d time.Duration) { m.rotationSeconds.Observe(d.Seconds()) }
 
 // Registered and Unregistered count route changes (from the route hook).
 func (m *Metrics) Registered()   { m.registrations.Inc() }

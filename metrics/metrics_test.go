@@ -66,6 +66,7 @@ func TestCountersFollowEvents(t *testing.T) {
 	src.events <- executor.Event{Type: executor.EventContainerState, GUID: "g1", Container: &executor.Container{State: executor.StateCompleted,
 		RunResult: executor.RunResult{Failed: true, FailureReason: "app exited with status 1"}}}
 	m.Registered()
+	m.ObserveRotation(1500 * time.Millisecond)
 	close(src.events)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -95,13 +96,14 @@ func TestCountersFollowEvents(t *testing.T) {
 		return -1
 	}
 	for name, want := range map[string]float64{
-		"cellagent_container_starts_total":     1,
-		"cellagent_start_to_routable_seconds":  1, // the second routable event is not a new start
-		"cellagent_credential_rotations_total": 1,
-		"cellagent_container_failures_total":   1,
-		"cellagent_route_registrations_total":  1,
-		"cellagent_nats_connected":             1,
-		"cellagent_containers_routable":        0,
+		"cellagent_container_starts_total":      1,
+		"cellagent_start_to_routable_seconds":   1, // the second routable event is not a new start
+		"cellagent_credential_rotations_total":  1,
+		"cellagent_credential_rotation_seconds": 1,
+		"cellagent_container_failures_total":    1,
+		"cellagent_route_registrations_total":   1,
+		"cellagent_nats_connected":              1,
+		"cellagent_containers_routable":         0,
 	} {
 		if got := value(name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

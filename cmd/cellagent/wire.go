@@ -141,6 +141,7 @@ func run(cfg config.Config) error {
 		CPUAcctDir: filepath.Join("/sys/fs/cgroup/cpuacct", cfg.Containerd.Namespace)})
 	routeHook.OnRegister, routeHook.OnUnregister = met.Registered, met.Unregistered
 	credHook.Observe = met.ObserveIssuance
+	creds.ObserveRotations(met.ObserveRotation)
 
 	notifier := credmanager.Notifier{Sink: store}
 	creds.AddHandler(notifier)

@@ -87,6 +87,14 @@ type Readiness interface {
 	Alive(ctx context.Context, logger lager.Logger, inst *Instance) error
 }
 
+// TCPCovering is a Readiness whose Alive also proves that the app accepts
+// TCP connections on some of its ports (cellproxy dials the app before it
+// answers a ClientHello); the health monitoring then skips a TCP check of
+// such a port instead of making a second connection for it.
+type TCPCovering interface {
+	CoversTCP(inst *Instance, port uint16) bool
+}
+
 // RouteHook learns when an instance becomes routable and must unregister
 // before the app is signalled.
 type RouteHook interface {

@@ -467,14 +467,18 @@ func (s *Store) readyOnce(ctx context.Context, inst *Instance) error {
 }
 
 // aliveOnce is the health monitoring's check: the hooks' cheap liveness
-// and the app's own check.
+// and the app's own check, unless a hook's liveness already covered it.
 func (s *Store) aliveOnce(ctx context.Context, inst *Instance) error {
+	check := inst.Request.Check
 	for _, r := range s.deps.Readiness {
 		if err := r.Alive(ctx, s.logger, inst); err != nil {
 			return err
 		}
+		if c, ok := r.(TCPCovering); ok && check != nil && check.TCP != nil && c.CoversTCP(inst, check.TCP.Port) {
+			check = nil
+		}
 	}
-	return runCheck(ctx, inst.InternalIP, inst.Request.Check)
+	return runCheck(ctx, inst.InternalIP, check)
 }
 
 func runCheck(ctx context.Context, ip string, check *executor.Check) error {

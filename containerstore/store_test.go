@@ -3,11 +3,13 @@ package containerstore_test
 import (
 	"context"
 	"errors"
-	"io"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,6 +25,37 @@ import (
 	"github.com/cellagent/cellagent/containerstore/containerstorefakes"
 	"github.com/cellagent/cellagent/executor"
 )
+
+// coveringReadiness is a Readiness whose Alive covers the TCP ports in
+// covers (as the proxy's does for cellproxy).
+type coveringReadiness struct {
+	*containerstorefakes.FakeReadiness
+	covers map[uint16]bool
+}
+
+func (c coveringReadiness) CoversTCP(_ *containerstore.Instance, port uint16) bool {
+	return c.covers[port]
+}
+
+// countingListener accepts and counts connections on 127.0.0.1.
+func countingListener() (uint16, func() int) {
+	GinkgoHelper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(l.Close)
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}()
+	return uint16(l.Addr().(*net.TCPAddr).Port), func() int { return int(n.Load()) }
+}
 
 // calls records, in order, what the fakes were asked to do.
 type calls struct {
@@ -645,6 +678,57 @@ var _ = Describe("Store", func() {
 
 		It("answers not found for an unknown container", func() {
 			Expect(errors.Is(store.Stop(ctx, "nope"), executor.ErrContainerNotFound)).To(BeTrue())
+		})
+	})
+
+	Describe("health monitoring", func() {
+		var (
+			port     uint16
+			accepted func() int
+			covering coveringReadiness
+		)
+
+		BeforeEach(func() {
+			cfg.HealthInterval = 10 * time.Second
+			port, accepted = countingListener()
+			covering = coveringReadiness{FakeReadiness: ready, covers: map[uint16]bool{}}
+			deps.Readiness = []containerstore.Readiness{covering}
+		})
+
+		run := func() {
+			GinkgoHelper()
+			req := runRequest()
+			req.Ports = []uint16{port}
+			req.Routes = []executor.Route{{Hostnames: []string{"app.example.com"}, Port: port}}
+			req.Check = &executor.Check{TCP: &executor.TCPCheck{Port: port}}
+			_, err := store.AllocateAndRun(ctx, "g1", req)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(func() bool { return get("g1").Routable }).Should(BeTrue())
+			Expect(accepted()).To(Equal(1), "the start's readiness check")
+		}
+		tick := func(aliveCalls int) {
+			GinkgoHelper()
+			Eventually(func() int { clk.Increment(cfg.HealthInterval); return ready.AliveCallCount() }).Should(BeNumerically(">=", aliveCalls))
+		}
+
+		It("runs the hooks' liveness and the app's check every interval, and unroutes an instance that stops being alive", func() {
+			run()
+			tick(1)
+			Eventually(accepted).Should(Equal(2), "the app's own TCP check")
+			ready.AliveReturns(errors.New("proxy not ready on 10.0.0.2:61001: no answer"))
+			n := ready.AliveCallCount()
+			tick(n + 1)
+			Eventually(func() bool { return get("g1").Routable }).Should(BeFalse())
+			ready.AliveReturns(nil)
+			tick(ready.AliveCallCount() + 1)
+			Eventually(func() bool { return get("g1").Routable }).Should(BeTrue(), "ready again: routed again")
+		})
+
+		It("skips a TCP check of a port the liveness already proved", func() {
+			covering.covers[port] = true
+			run()
+			tick(3)
+			Consistently(accepted, 100*time.Millisecond).Should(Equal(1), "only the start's check dialled the app")
 		})
 	})
 

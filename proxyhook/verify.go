@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/cellagent/cellagent/credmanager"
@@ -17,10 +20,9 @@ import (
 // hostname check against the DNS SANs.
 type verifier struct {
 	roots *x509.CertPool
-	// sessions lets liveness checks resume TLS sessions (no certificate
-	// signature or verification); never used where the served serial
-	// matters, since a resumed session reports the old certificate.
-	sessions tls.ClientSessionCache
+
+	mu     sync.Mutex        // guards hellos
+	hellos map[string][]byte // guid -> ClientHello record, for probe
 }
 
 func newVerifier(caPEM []byte) (*verifier, error) {
@@ -28,7 +30,7 @@ func newVerifier(caPEM []byte) (*verifier, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("identity CA: no certificate to trust")
 	}
-	return &verifier{roots: pool, sessions: tls.NewLRUClientSessionCache(1024)}, nil
+	return &verifier{roots: pool, hellos: map[string][]byte{}}, nil
 }
 
 // tlsConfig is what both checks share. X25519 alone: the default hybrid
@@ -53,27 +55,92 @@ func dial(ctx context.Context, addr string, cfg *tls.Config) (*tls.Conn, error) 
 	return conn, conn.HandshakeContext(dctx)
 }
 
-// alive completes a (resumed when possible) TLS handshake: cheap enough for
-// periodic health checks, and unlike a TCP connect it notices a proxy that
-// accepts connections but no longer answers.
-func (v *verifier) alive(ctx context.Context, addr, guid string) error {
-	cfg := v.tlsConfig(guid)
-	cfg.ClientSessionCache = v.sessions
-	conn, err := dial(ctx, addr, cfg)
-	if conn == nil {
+// probe sends a ClientHello made once for guid and reads the header of the
+// record that answers it: a handshake record (the ServerHello) means the
+// proxy accepted the connection and its TLS stack answers; unlike a TCP
+// connect, which the kernel completes for a proxy that no longer accepts,
+// it needs the proxy. The agent does no cryptography for it: the periodic
+// health monitoring's cost, once a resumed handshake per check
+// (BENCHMARKS.md, idle profile), is a connect, a write and a read.
+//
+// cellproxy dials the app before it answers a ClientHello and closes the
+// connection when the app does not accept, so with cellproxy an answer also
+// proves the app listens (see Config.UpstreamBeforeHandshake).
+func (v *verifier) probe(ctx context.Context, addr, guid string) error {
+	hello, err := v.clientHello(guid)
+	if err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	// With client certificates required, the server's refusal of our
-	// absent certificate still proves it answers TLS.
-	if err != nil && len(conn.ConnectionState().PeerCertificates) == 0 {
-		return err
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Write(hello); err != nil {
+		return fmt.Errorf("send ClientHello: %w", err)
 	}
-	// Read the session ticket the server sends after the handshake, so the
-	// next check can resume.
-	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	_, _ = conn.Read(make([]byte, 1))
-	return nil
+	var hdr [5]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		return fmt.Errorf("no answer to a ClientHello: %w", err)
+	}
+	switch hdr[0] {
+	case recordHandshake:
+		return nil
+	case recordAlert:
+		return errors.New("the proxy answered a ClientHello with a TLS alert")
+	default:
+		return fmt.Errorf("the proxy answered a ClientHello with a record of type %d", hdr[0])
+	}
+}
+
+// TLS record content types (RFC 8446 section 5.1).
+const (
+	recordAlert     = 21
+	recordHandshake = 22
+)
+
+// clientHello answers the ClientHello crypto/tls sends for guid (as
+// ServerName), made once and kept (a few hundred bytes per instance).
+func (v *verifier) clientHello(guid string) ([]byte, error) {
+	v.mu.Lock()
+	hello, ok := v.hellos[guid]
+	v.mu.Unlock()
+	if ok {
+		return hello, nil
+	}
+	client, server := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tc := tls.Client(client, v.tlsConfig(guid))
+		_ = tc.Handshake() // ends when server closes
+		client.Close()
+	}()
+	defer func() { server.Close(); <-done }()
+	_ = server.SetDeadline(time.Now().Add(2 * time.Second))
+	var hdr [5]byte
+	if _, err := io.ReadFull(server, hdr[:]); err != nil {
+		return nil, fmt.Errorf("make a ClientHello: %w", err)
+	}
+	body := make([]byte, binary.BigEndian.Uint16(hdr[3:5]))
+	if _, err := io.ReadFull(server, body); err != nil {
+		return nil, fmt.Errorf("make a ClientHello: %w", err)
+	}
+	hello = append(hdr[:], body...)
+	v.mu.Lock()
+	v.hellos[guid] = hello
+	v.mu.Unlock()
+	return hello, nil
+}
+
+// forget drops what the verifier keeps for guid.
+func (v *verifier) forget(guid string) {
+	v.mu.Lock()
+	delete(v.hellos, guid)
+	v.mu.Unlock()
 }
 
 // handshake answers the serial of the verified leaf the proxy serves. With

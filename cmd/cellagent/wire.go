@@ -237,7 +237,8 @@ func presence(store *containerstore.Store) func() routeemitter.CellPresence {
 
 func newProxyHook(logger lager.Logger, cfg config.Config, caPEM []byte, rt *runtime.Client, clk clock.Clock) (*proxyhook.Hook, error) {
 	binary := cfg.Proxy.Binary
-	if binary == "" {
+	bundled := binary == ""
+	if bundled {
 		self, err := os.Executable()
 		if err != nil {
 			return nil, err
@@ -255,7 +256,8 @@ func newProxyHook(logger lager.Logger, cfg config.Config, caPEM []byte, rt *runt
 		pc.TrustedCAPEM = b
 	}
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
-		CACertPEM: caPEM, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk}, rt)
+		CACertPEM: caPEM, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
+		UpstreamBeforeHandshake: bundled}, rt)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}

@@ -356,7 +356,13 @@ func (c *Client) Delete(ctx context.Context, logger lager.Logger, guid string) e
 			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("delete task: %w", err))
 			}
-		} else if !errdefs.IsNotFound(err) {
+		} else if errdefs.IsNotFound(err) {
+			// No task: its creation may have been cut short (agent
+			// killed), leaving a shim that nothing else will end.
+			if err := c.killStrayShims(ctx, logger, func(id string) bool { return id == guid }); err != nil {
+				errs = append(errs, err)
+			}
+		} else {
 			errs = append(errs, fmt.Errorf("load task: %w", err))
 		}
 		if err := ctr.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {

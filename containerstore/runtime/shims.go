@@ -106,14 +106,20 @@ func parentOf(statPath string) (int, bool) {
 	return ppid, err == nil
 }
 
-// CleanupStrayShims kills the shims of this agent's namespace whose
-// container containerd no longer has, with what they started. They are
-// left when the agent dies in the middle of creating a task: containerd
-// drops the task and the container is removed as an orphan, but the shim
-// it had started stays, holding the logging binary's pipe open (seen in
-// the kill -9 fault test: a shim and a logger per interrupted start).
-// Run it at recovery, before any new container is made.
+// CleanupStrayShims kills the shims of this agent's namespace that serve
+// no task containerd knows of (their container is gone, or has no task),
+// with what they started. They are left when the agent dies in the middle
+// of creating a task: containerd drops the task, but the shim it had
+// started stays, holding the logging binary's pipe open (seen in the kill
+// -9 fault test: a shim and a logger per interrupted start). Run it at
+// recovery, before any new task is made: while a task is being created its
+// shim runs before containerd lists the task.
 func (c *Client) CleanupStrayShims(ctx context.Context, logger lager.Logger) error {
+	return c.killStrayShims(ctx, logger, func(string) bool { return true })
+}
+
+// killStrayShims is CleanupStrayShims for the guids match accepts.
+func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, match func(guid string) bool) error {
 	shims, err := FindShims("/proc", c.ns, c.socket)
 	if err != nil {
 		return fmt.Errorf("find shims: %w", err)
@@ -121,12 +127,18 @@ func (c *Client) CleanupStrayShims(ctx context.Context, logger lager.Logger) err
 	ctx = c.nsCtx(ctx)
 	var errs []error
 	for _, s := range shims {
-		_, err := c.client.LoadContainer(ctx, s.ID)
-		if err == nil {
+		if !match(s.ID) {
 			continue
 		}
+		ctr, err := c.client.LoadContainer(ctx, s.ID)
+		if err == nil {
+			_, err = ctr.Task(ctx, nil)
+		}
+		if err == nil {
+			continue // serves a task
+		}
 		if !errdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("look up container of shim %d: %w", s.PID, err))
+			errs = append(errs, fmt.Errorf("look up the task of shim %d: %w", s.PID, err))
 			continue
 		}
 		logger.Info("killing-stray-shim", lager.Data{"container-guid": s.ID, "pid": s.PID, "children": s.Children})

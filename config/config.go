@@ -86,6 +86,17 @@ type Routing struct {
 type NATS struct {
 	URLs           []string `json:"urls"`
 	EmbeddedListen string   `json:"embedded_listen"`
+	// TLS to an external NATS: the CA that signed the servers'
+	// certificates and, for servers that verify clients, a client
+	// certificate and key (PEM files). User and password go in the URLs.
+	TLS NATSTLS `json:"tls"`
+}
+
+// NATSTLS are PEM files for TLS to an external NATS.
+type NATSTLS struct {
+	CACert string `json:"ca_cert"`
+	Cert   string `json:"cert"`
+	Key    string `json:"key"`
 }
 
 // Config is the whole file. Every key has a default (DefaultConfig).
@@ -291,6 +302,24 @@ func (c Config) Validate() error {
 	if len(c.NATS.URLs) == 0 {
 		if _, _, err := net.SplitHostPort(c.NATS.EmbeddedListen); err != nil {
 			bad("nats.embedded_listen %q: %v", c.NATS.EmbeddedListen, err)
+		}
+	}
+	if t := c.NATS.TLS; t != (NATSTLS{}) {
+		switch {
+		case len(c.NATS.URLs) == 0:
+			bad("nats.tls is for an external NATS: set nats.urls too (the embedded server listens on loopback without TLS)")
+		case t.CACert == "":
+			bad("nats.tls.ca_cert is required with nats.tls (the CA that signed the NATS servers' certificates)")
+		case (t.Cert == "") != (t.Key == ""):
+			bad("nats.tls.cert and nats.tls.key go together")
+		}
+		for key, path := range map[string]string{"ca_cert": t.CACert, "cert": t.Cert, "key": t.Key} {
+			if path == "" {
+				continue
+			}
+			if _, err := os.Stat(path); err != nil {
+				bad("nats.tls.%s %q: %v", key, path, err)
+			}
 		}
 	}
 	for _, p := range c.BindMountAllowlist {

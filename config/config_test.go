@@ -88,6 +88,19 @@ var _ = Describe("Config", func() {
 			Entry("negative quarantine", func(c *config.Config) { c.Network.PortQuarantine = -1 }, "network.port_quarantine"),
 			Entry("nats url without scheme", func(c *config.Config) { c.NATS.URLs = []string{"10.0.0.1:4222"} }, "nats.urls"),
 			Entry("bad embedded listen", func(c *config.Config) { c.NATS.EmbeddedListen = "4222" }, "nats.embedded_listen"),
+			Entry("nats tls for the embedded server", func(c *config.Config) { c.NATS.TLS.CACert = "/etc/hosts" }, "set nats.urls too"),
+			Entry("nats tls without a CA", func(c *config.Config) {
+				c.NATS.URLs = []string{"tls://10.0.0.1:4222"}
+				c.NATS.TLS = config.NATSTLS{Cert: "/etc/hosts", Key: "/etc/hosts"}
+			}, "nats.tls.ca_cert is required"),
+			Entry("nats client cert without key", func(c *config.Config) {
+				c.NATS.URLs = []string{"tls://10.0.0.1:4222"}
+				c.NATS.TLS = config.NATSTLS{CACert: "/etc/hosts", Cert: "/etc/hosts"}
+			}, "nats.tls.cert and nats.tls.key go together"),
+			Entry("nats CA file missing", func(c *config.Config) {
+				c.NATS.URLs = []string{"tls://10.0.0.1:4222"}
+				c.NATS.TLS = config.NATSTLS{CACert: "/nonexistent/nats-ca.pem"}
+			}, "nats.tls.ca_cert \"/nonexistent/nats-ca.pem\""),
 			Entry("relative bind mount", func(c *config.Config) { c.BindMountAllowlist = []string{"tmp"} }, "bind_mount_allowlist"),
 			Entry("zero reserved expiration", func(c *config.Config) { c.ReservedExpiration = 0 }, "reserved_expiration must be positive"),
 			Entry("negative start timeout", func(c *config.Config) { c.StartTimeout = -1 }, "start_timeout must be positive"),

@@ -34,6 +34,11 @@ type Config struct {
 	// URLs of an external NATS cluster. Empty: connect to the embedded
 	// server on EmbeddedListen (started separately with NewEmbeddedNATS).
 	URLs []string
+	// TLS, when CACert is set, verifies an external server against CACert
+	// (PEM file); with Cert and Key it also presents that client
+	// certificate (NATS servers with verify: true). User and password go
+	// in the URLs (nats://user:pass@host:4222).
+	TLS TLSFiles
 	// EmbeddedListen is host:port of the embedded server.
 	EmbeddedListen string
 	// DataDir is the agent's data directory; the journal lives in
@@ -164,4 +169,9 @@ func validKey(s string) bool {
 		}
 	}
 	return s != "" && s[0] != '.' && s[len(s)-1] != '.'
+}
+
+// TLSFiles are PEM files for a TLS connection to NATS.
+type TLSFiles struct {
+	CACert, Cert, Key string
 }

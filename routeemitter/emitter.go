@@ -224,8 +224,8 @@ func (e *Emitter) connect(logger lager.Logger) (*nats.Conn, error) {
 		e.mu.Unlock()
 		e.poke()
 	}
-	nc, err := nats.Connect(strings.Join(e.urls, ","),
-		nats.Name("cellagent-"+e.cfg.CellID),
+	opts := []nats.Option{
+		nats.Name("cellagent-" + e.cfg.CellID),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(e.cfg.ReconnectWait),
 		nats.RetryOnFailedConnect(true),
@@ -240,7 +240,14 @@ func (e *Emitter) connect(logger lager.Logger) (*nats.Conn, error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			logger.Error("nats-async-error", err)
 		}),
-	)
+	}
+	if t := e.cfg.TLS; t.CACert != "" && len(e.cfg.URLs) > 0 {
+		opts = append(opts, nats.RootCAs(t.CACert))
+		if t.Cert != "" {
+			opts = append(opts, nats.ClientCert(t.Cert, t.Key))
+		}
+	}
+	nc, err := nats.Connect(strings.Join(e.urls, ","), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}

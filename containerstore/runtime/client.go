@@ -362,6 +362,9 @@ func (c *Client) Delete(ctx context.Context, logger lager.Logger, guid string) e
 			if err := c.killStrayShims(ctx, logger, func(id string) bool { return id == guid }); err != nil {
 				errs = append(errs, err)
 			}
+			if err := removeCgroups("/sys/fs/cgroup", c.ns, guid); err != nil {
+				errs = append(errs, err)
+			}
 		} else {
 			errs = append(errs, fmt.Errorf("load task: %w", err))
 		}

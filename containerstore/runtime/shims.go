@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/containerd/errdefs"
@@ -114,8 +116,42 @@ func parentOf(statPath string) (int, bool) {
 // -9 fault test: a shim and a logger per interrupted start). Run it at
 // recovery, before any new task is made: while a task is being created its
 // shim runs before containerd lists the task.
+//
+// Then it removes the cgroups of the namespace that belong to no task: a
+// `runc init` killed before its task existed leaves them behind.
 func (c *Client) CleanupStrayShims(ctx context.Context, logger lager.Logger) error {
-	return c.killStrayShims(ctx, logger, func(string) bool { return true })
+	err := c.killStrayShims(ctx, logger, func(string) bool { return true })
+	return errors.Join(err, c.removeStrayCgroups(ctx, logger))
+}
+
+// removeStrayCgroups removes the namespace's cgroups whose container is
+// gone or has no task.
+func (c *Client) removeStrayCgroups(ctx context.Context, logger lager.Logger) error {
+	const root = "/sys/fs/cgroup"
+	guids := map[string]bool{}
+	controllers, _ := os.ReadDir(root)
+	for _, ctrl := range controllers {
+		entries, _ := os.ReadDir(filepath.Join(root, ctrl.Name(), c.ns))
+		for _, e := range entries {
+			if e.IsDir() {
+				guids[e.Name()] = true
+			}
+		}
+	}
+	ctx = c.nsCtx(ctx)
+	var errs []error
+	for guid := range guids {
+		ctr, err := c.client.LoadContainer(ctx, guid)
+		if err == nil {
+			_, err = ctr.Task(ctx, nil)
+		}
+		if err == nil || !errdefs.IsNotFound(err) {
+			continue // a task uses it, or containerd could not say
+		}
+		logger.Info("removing-stray-cgroup", lager.Data{"container-guid": guid})
+		errs = append(errs, removeCgroups(root, c.ns, guid))
+	}
+	return errors.Join(errs...)
 }
 
 // killStrayShims is CleanupStrayShims for the guids match accepts.
@@ -142,10 +178,53 @@ func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, match 
 			continue
 		}
 		logger.Info("killing-stray-shim", lager.Data{"container-guid": s.ID, "pid": s.PID, "children": s.Children})
-		for _, pid := range append(s.Children, s.PID) {
+		pids := append(s.Children, s.PID)
+		for _, pid := range pids {
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 				errs = append(errs, fmt.Errorf("kill %d of stray shim %s: %w", pid, s.ID, err))
 			}
+		}
+		// A child may be the task's `runc init`, which made the
+		// container's cgroups; runc's delete would have removed them.
+		waitGone(pids, 2*time.Second)
+		if err := removeCgroups("/sys/fs/cgroup", c.ns, s.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// waitGone waits up to timeout for the processes to be reaped.
+func waitGone(pids []int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		alive := false
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil {
+				alive = true
+			}
+		}
+		if !alive {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// removeCgroups removes the cgroup guid of namespace in every hierarchy
+// under root (cgroup v1: <root>/<controller>/<namespace>/<guid>, the path
+// containerd gives runc). A cgroup that still has processes cannot be
+// removed and is an error; one that is not there is not.
+func removeCgroups(root, namespace, guid string) error {
+	controllers, err := os.ReadDir(root)
+	if err != nil {
+		return nil // no cgroup file system mounted here
+	}
+	var errs []error
+	for _, c := range controllers {
+		dir := filepath.Join(root, c.Name(), namespace, guid)
+		if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -63,3 +63,10 @@ func ValidateLogSource(source string) error {
 	}
 	return NewError(ErrInvalidRequest, "unknown log source %q: use all, app or proxy", source)
 }
+
+// Image is an image in the agent's containerd namespace, usable as a run
+// request's image.
+type Image struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+}

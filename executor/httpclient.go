@@ -53,19 +53,26 @@ func (c *HTTPClient) do(ctx context.Context, method, path string, in, out any) e
 // send makes the request and turns non-2xx answers into API errors.
 func (c *HTTPClient) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
 	var body io.Reader
+	contentType := ""
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, fmt.Errorf("encode request: %w", err)
 		}
-		body = bytes.NewReader(b)
+		body, contentType = bytes.NewReader(b), "application/json"
 	}
+	return c.sendBody(ctx, method, path, body, contentType)
+}
+
+// sendBody makes the request with body as it is and turns non-2xx answers
+// into API errors.
+func (c *HTTPClient) sendBody(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -204,6 +211,27 @@ func ReadSSE(r io.Reader, fn func(Event) bool) error {
 		}
 	}
 	return sc.Err()
+}
+
+// ImportImage sends an image archive (OCI image layout or docker save tar)
+// to POST /v1/images; name, when set, names its image index.
+func (c *HTTPClient) ImportImage(ctx context.Context, archive io.Reader, name string) ([]Image, error) {
+	path := "/v1/images"
+	if name != "" {
+		path += "?name=" + url.QueryEscape(name)
+	}
+	resp, err := c.sendBody(ctx, http.MethodPost, path, archive, "application/x-tar")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Images []Image `json:"images"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("decode POST %s answer: %w", path, err)
+	}
+	return out.Images, nil
 }
 
 // Evacuate asks the cell to refuse new work and drain (POST /v1/evacuate).

@@ -3,6 +3,7 @@ package executor
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -106,3 +107,22 @@ func (r *RunRequest) Validate(requireResources bool) error {
 
 // String makes a short description of a duration field for messages.
 func (d Duration) String() string { return fmt.Sprint(time.Duration(d)) }
+
+// imageNamePattern is a container image reference as containerd names
+// images: registry/path:tag (the characters of the distribution grammar,
+// without a digest).
+var imageNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$`)
+
+// ValidateImageName checks the name given to an imported image (empty: the
+// archive's own names are used).
+func ValidateImageName(name string) error {
+	switch {
+	case name == "":
+		return nil
+	case len(name) > 255 || !imageNamePattern.MatchString(name):
+		return NewError(ErrInvalidRequest, "image name %q: want a reference like registry.example.com/app:1.0", name)
+	case strings.Contains(name, ".."):
+		return NewError(ErrInvalidRequest, "image name %q: '..' is not allowed", name)
+	}
+	return nil
+}

@@ -153,7 +153,7 @@ func run(cfg config.Config) error {
 	creds.AddExpiryHandler(notifier)
 	creds.AddFailureHandler(notifier)
 
-	api := httpapi.New(logger, httpapi.Config{Client: store, Evacuator: store, Explainer: store,
+	api := httpapi.New(logger, httpapi.Config{Client: store, Evacuator: store, Explainer: store, Images: rt,
 		Extra: map[string]http.Handler{"GET /metrics": met.Handler()}})
 	var members grouper.Members
 	if len(cfg.NATS.URLs) == 0 {

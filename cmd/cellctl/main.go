@@ -32,7 +32,9 @@ Commands:
   delete GUID                destroy and release
   events [--follow] [--since N]
                              the event stream
-  logs [--follow] GUID       the container's output
+  logs [--follow] [--source all|app|proxy] GUID
+                             the container's output (app and proxy, tagged)
+  import [--name REF] FILE   import an image archive (OCI layout or docker save tar)
   evacuate [--wait]          refuse new work and drain the cell (progress with --wait)
   routes [--watch] [--nats URL]
                              the route table as a router sees it on NATS
@@ -91,6 +93,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = c.explain(ctx, rest)
 	case "evacuate":
 		err = c.evacuate(ctx, rest, stderr)
+	case "import":
+		err = c.importImage(ctx, rest, stderr)
 	case "routes":
 		err = c.routes(ctx, rest, stderr)
 	case "help", "-h", "--help":

@@ -20,6 +20,15 @@ import (
 // MaxBodyBytes is the largest request body accepted.
 const MaxBodyBytes = 1 << 20
 
+// MaxImageBytes is the largest image archive POST /v1/images accepts.
+const MaxImageBytes = 4 << 30
+
+// ImageImporter imports an image archive into the agent's containerd
+// namespace (optional). name, when set, names the archive's image index.
+type ImageImporter interface {
+	ImportImage(ctx context.Context, archive io.Reader, name string) ([]executor.Image, error)
+}
+
 // Evacuator starts an evacuation (optional).
 type Evacuator interface {
 	Evacuate() error
@@ -35,6 +44,7 @@ type Config struct {
 	Client    executor.Client
 	Evacuator Evacuator
 	Explainer Explainer
+	Images    ImageImporter
 	// Extra routes (e.g. /metrics, pprof) mounted as they are.
 	Extra map[string]http.Handler
 	// Heartbeat is how often an idle event stream gets a comment line.
@@ -66,6 +76,7 @@ func New(logger lager.Logger, cfg Config) http.Handler {
 	mux.HandleFunc("GET /v1/containers/{guid}/explain", h.explain)
 	mux.HandleFunc("GET /v1/events", h.events)
 	mux.HandleFunc("POST /v1/evacuate", h.evacuate)
+	mux.HandleFunc("POST /v1/images", h.importImage)
 	for path, eh := range cfg.Extra {
 		mux.Handle(path, eh)
 	}
@@ -276,6 +287,33 @@ func (h *handler) explain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, e)
+}
+
+// importImage reads an OCI image layout (or docker save) tar archive from
+// the body into containerd and answers the images it made.
+func (h *handler) importImage(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Images == nil {
+		writeError(w, executor.NewError(executor.ErrUnavailable, "image import is not available on this agent"))
+		return
+	}
+	name := r.URL.Query().Get("name")
+	if err := executor.ValidateImageName(name); err != nil {
+		writeError(w, err)
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxImageBytes)
+	imgs, err := h.cfg.Images.ImportImage(r.Context(), body, name)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			err = executor.NewError(executor.ErrInvalidRequest, "image archive larger than %d bytes", int64(MaxImageBytes))
+		}
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Images []executor.Image `json:"images"`
+	}{imgs})
 }
 
 func (h *handler) evacuate(w http.ResponseWriter, r *http.Request) {

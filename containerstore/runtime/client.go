@@ -124,7 +124,7 @@ func (c *Client) Validate(ctx context.Context, image, user string) error {
 	}
 	if _, err := c.client.GetImage(c.nsCtx(ctx), image); err != nil {
 		if errdefs.IsNotFound(err) {
-			return executor.NewError(executor.ErrInvalidRequest, "image %q is not in containerd's content store (namespace %s); import it first or use preloaded:NAME", image, c.ns)
+			return executor.NewError(executor.ErrInvalidRequest, "image %q is not in containerd's content store (namespace %s); import it with cellctl import (POST /v1/images) or use preloaded:NAME", image, c.ns)
 		}
 		return fmt.Errorf("look up image %q: %w", image, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -49,6 +50,11 @@ func (s *Store) Recover(logger lager.Logger) error {
 	}
 
 	adopted, completed := 0, 0
+	type adoption struct {
+		c   *container
+		rec record
+	}
+	var toAdopt []adoption
 	for guid, rec := range records {
 		rc, inRT := inRuntime[guid]
 		if rec.Container.State == executor.StateReserved {
@@ -60,13 +66,7 @@ func (s *Store) Recover(logger lager.Logger) error {
 		case rec.Container.State == executor.StateCompleted:
 			completed++
 		case inRT && rc.Status == TaskRunning && (rec.Container.State == executor.StateRunning || rec.Container.State == executor.StateCreated):
-			if err := s.adopt(ctx, logger, c, rec); err != nil {
-				logger.Error("adopt-failed", err, lager.Data{guidKey: guid})
-				s.markCompleted(c, executor.RunResult{Failed: true, FailureReason: "could not adopt after agent restart: " + err.Error()})
-				completed++
-				continue
-			}
-			adopted++
+			toAdopt = append(toAdopt, adoption{c, rec})
 			continue
 		case inRT && rc.Status == TaskStopped:
 			status := int(rc.ExitStatus)
@@ -85,6 +85,38 @@ func (s *Store) Recover(logger lager.Logger) error {
 		close(c.exited)
 		close(c.done)
 	}
+
+	// Adoption is mostly waiting on containerd (attach) and the hooks
+	// (network restore, proxy re-attach): a few at a time, a 250-instance
+	// cell is back in a fraction of the sequential time.
+	var (
+		adoptMu sync.Mutex
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, 8)
+	)
+	for _, a := range toAdopt {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := s.adopt(ctx, logger, a.c, a.rec)
+			if err != nil {
+				logger.Error("adopt-failed", err, lager.Data{guidKey: a.c.info.GUID})
+				s.markCompleted(a.c, executor.RunResult{Failed: true, FailureReason: "could not adopt after agent restart: " + err.Error()})
+				close(a.c.exited)
+				close(a.c.done)
+			}
+			adoptMu.Lock()
+			defer adoptMu.Unlock()
+			if err != nil {
+				completed++
+			} else {
+				adopted++
+			}
+		}()
+	}
+	wg.Wait()
 
 	orphans := 0
 	for guid := range inRuntime {

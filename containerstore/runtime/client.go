@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	apitask "github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/contrib/seccomp"
 	"github.com/containerd/containerd/v2/core/mount"
@@ -383,27 +385,30 @@ func (c *Client) Delete(ctx context.Context, logger lager.Logger, guid string) e
 	return nil
 }
 
+// List answers this cell's containers with their tasks' states, in two
+// calls to containerd (containers with their labels; every task of the
+// namespace) instead of three per container: recovery of a 250-instance
+// cell starts with it.
 func (c *Client) List(ctx context.Context) ([]containerstore.RuntimeContainer, error) {
 	ctx = c.nsCtx(ctx)
-	ctrs, err := c.client.Containers(ctx, fmt.Sprintf("labels.%q==%s", labelOwner, c.cellID))
+	ctrs, err := c.client.ContainerService().List(ctx, fmt.Sprintf("labels.%q==%s", labelOwner, c.cellID))
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	resp, err := c.client.TaskService().List(ctx, &tasks.ListTasksRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	byID := make(map[string]*apitask.Process, len(resp.Tasks))
+	for _, t := range resp.Tasks {
+		byID[t.ID] = t
 	}
 	seen := map[string]bool{}
 	var out []containerstore.RuntimeContainer
 	for _, ctr := range ctrs {
-		labels, err := ctr.Labels(ctx)
-		if err != nil {
-			continue // deleted meanwhile
-		}
-		rc := containerstore.RuntimeContainer{GUID: ctr.ID(), Labels: labels, Status: containerstore.TaskNone}
-		if task, err := ctr.Task(ctx, nil); err == nil {
-			if st, err := task.Status(ctx); err == nil {
-				rc.Status = containerstore.TaskStatus(st.Status)
-				rc.ExitStatus = st.ExitStatus
-			} else {
-				rc.Status = containerstore.TaskUnknown
-			}
+		rc := containerstore.RuntimeContainer{GUID: ctr.ID, Labels: ctr.Labels, Status: containerstore.TaskNone}
+		if t, ok := byID[ctr.ID]; ok {
+			rc.Status, rc.ExitStatus = taskStatus(t.Status), t.ExitStatus
 		}
 		seen[rc.GUID] = true
 		out = append(out, rc)
@@ -419,6 +424,21 @@ func (c *Client) List(ctx context.Context) ([]containerstore.RuntimeContainer, e
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
 	return out, nil
+}
+
+// taskStatus maps containerd's task state to the store's.
+func taskStatus(s apitask.Status) containerstore.TaskStatus {
+	switch s {
+	case apitask.Status_CREATED:
+		return containerstore.TaskCreated
+	case apitask.Status_RUNNING:
+		return containerstore.TaskRunning
+	case apitask.Status_STOPPED:
+		return containerstore.TaskStopped
+	case apitask.Status_PAUSED, apitask.Status_PAUSING:
+		return containerstore.TaskPaused
+	}
+	return containerstore.TaskUnknown
 }
 
 func notFound(guid string, err error) error {

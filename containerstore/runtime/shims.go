@@ -15,6 +15,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/errdefs"
 )
 
 // ShimProcess is a containerd-shim-runc-v2 process and the processes it
@@ -147,7 +148,7 @@ func (c *Client) removeStrayCgroups(ctx context.Context, logger lager.Logger) er
 	}
 	var errs []error
 	for guid := range guids {
-		if withTask[guid] {
+		if withTask[guid] || c.hasTask(ctx, guid) {
 			continue
 		}
 		logger.Info("removing-stray-cgroup", lager.Data{"container-guid": guid})
@@ -171,7 +172,7 @@ func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, match 
 	}
 	var errs []error
 	for _, s := range shims {
-		if !match(s.ID) || withTask[s.ID] {
+		if !match(s.ID) || withTask[s.ID] || c.hasTask(ctx, s.ID) {
 			continue
 		}
 		logger.Info("killing-stray-shim", lager.Data{"container-guid": s.ID, "pid": s.PID, "children": s.Children})
@@ -225,6 +226,18 @@ func removeCgroups(root, namespace, guid string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// hasTask asks containerd about guid's task alone; only a clear "not
+// found" answers false. The task list leaves out a task whose shim did not
+// answer in time: such a shim is slow, not stray, and is not killed.
+func (c *Client) hasTask(ctx context.Context, guid string) bool {
+	ctx = c.nsCtx(ctx)
+	ctr, err := c.client.LoadContainer(ctx, guid)
+	if err == nil {
+		_, err = ctr.Task(ctx, nil)
+	}
+	return err == nil || !errdefs.IsNotFound(err)
 }
 
 // taskIDs answers the containers of the namespace that have a task, in one

@@ -26,10 +26,17 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 	h.mu.Lock()
 	in, ok := h.instances[guid]
 	h.mu.Unlock()
+	dir := h.dir(guid)
 	if !ok {
+		if _, err := os.Stat(filepath.Join(dir, proxyconfig.BootstrapFile)); err == nil {
+			// Files but no instance: an agent restart is restoring it
+			// (credentials are restored before the proxy). Counting
+			// this as delivered would leave the proxy on the old
+			// certificate until the next rotation; credmanager retries.
+			return fmt.Errorf("proxy of %s is not restored yet", guid)
+		}
 		return nil // no proxy (yet): its files are written at setup
 	}
-	dir := h.dir(guid)
 	if _, err := os.Stat(filepath.Join(dir, proxyconfig.BootstrapFile)); err != nil {
 		return nil
 	}

@@ -169,8 +169,11 @@ func (m *Manager) Setup(ctx context.Context, logger lager.Logger, guid string, c
 	if err != nil {
 		return Result{}, fmt.Errorf("set up network of %s: %w", guid, err)
 	}
+	// rollbackFailed keeps the state file and the ports when undoing
+	// CNI or the forwards failed: Teardown or CleanupOrphans finish it.
+	rollbackFailed := false
 	defer func() {
-		if retErr != nil {
+		if retErr != nil && !rollbackFailed {
 			if err := m.ports.Forget(guid); err != nil {
 				logger.Error("failed-to-forget-ports", err)
 			}
@@ -185,7 +188,7 @@ func (m *Manager) Setup(ctx context.Context, logger lager.Logger, guid string, c
 		return Result{}, err
 	}
 	defer func() {
-		if retErr != nil {
+		if retErr != nil && !rollbackFailed {
 			if err := m.states.remove(guid); err != nil {
 				logger.Error("failed-to-remove-state", err)
 			}
@@ -223,6 +226,7 @@ func (m *Manager) Setup(ctx context.Context, logger lager.Logger, guid string, c
 		// CNI ADD may have got half way; the host ports may be mapped.
 		if err := m.remove(cleanupCtx, st, path, nil); err != nil {
 			logger.Error("failed-to-roll-back", err)
+			rollbackFailed = true
 		}
 		return Result{}, retErr
 	}
@@ -266,15 +270,16 @@ func (m *Manager) Teardown(ctx context.Context, logger lager.Logger, guid string
 	if err != nil {
 		logger.Error("failed-to-read-ipam-leases", err)
 	}
-	var mapped []uint16
+	var mapped []uint16 // nil: no forward known beyond the state's
 	if _, found, _ := m.states.load(guid); !found && m.hostPorts != nil {
 		// No state to say which ports: ask the table (rare, and one
-		// listing).
+		// listing). Without an answer, releasing the ports could hand
+		// out ports whose forwards still exist.
 		all, err := m.hostPorts.Mapped(ctx)
 		if err != nil {
-			logger.Error("failed-to-list-host-ports", err)
+			return fmt.Errorf("tear down network of %s: %w", guid, err)
 		}
-		mapped = all[guid]
+		mapped = forwardsOf(all, guid)
 	}
 	return m.teardownLocked(ctx, logger, guid, leases[guid], mapped)
 }
@@ -294,7 +299,7 @@ func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid 
 
 	if st.Mode == ModeBridge && m.cni != nil {
 		_, nsExists := m.namespaces.Path(st.NetNSName)
-		if !found && !nsExists && len(leased) == 0 && len(mapped) == 0 {
+		if !found && !nsExists && len(leased) == 0 && mapped == nil {
 			// Nothing on the host; at most stray ports in the allocator.
 			_, err := m.ports.Release(guid)
 			return err
@@ -324,6 +329,17 @@ func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid 
 	}
 	logger.Info("torn-down", lager.Data{"netns-name": st.NetNSName, "quarantined-ports": released, "had-state": found})
 	return nil
+}
+
+// forwardsOf answers guid's forwarded host ports from a Mapped answer: nil
+// when guid has nothing in the table, non-nil (maybe empty: a chain without
+// map elements) when it has.
+func forwardsOf(mapped map[string][]uint16, guid string) []uint16 {
+	ports, ok := mapped[guid]
+	if ok && ports == nil {
+		ports = []uint16{}
+	}
+	return ports
 }
 
 // remove unmaps st's host ports (and extra ones), then runs CNI DEL. Both
@@ -373,6 +389,14 @@ func (m *Manager) Restore(logger lager.Logger, guid string) (Result, error) {
 	}
 	if err := m.ports.MarkInUse(guid, st.hostPorts()); err != nil {
 		return Result{}, fmt.Errorf("restore network of %s: %w", guid, err)
+	}
+	if st.Mode == ModeBridge && m.hostPorts != nil {
+		// The forwards may be gone (an `nft flush ruleset`, a reloaded
+		// nftables.service): Map is safe to repeat. A failure is logged,
+		// not fatal: the container runs either way.
+		if err := m.hostPorts.Map(context.Background(), guid, st.IPv4, st.Ports); err != nil {
+			logger.Error("failed-to-reapply-host-ports", err)
+		}
 	}
 	logger.Info("restored", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports})
 	return st.result(), nil

@@ -220,6 +220,25 @@ var _ = Describe("Manager", func() {
 			})
 		})
 
+		Context("when mapping the host ports fails and so does undoing it", func() {
+			BeforeEach(func() {
+				host.hostPorts.MapReturns(errors.New("nft: File exists"))
+				host.hostPorts.UnmapReturns(errors.New("nft: Device or resource busy"))
+			})
+
+			It("keeps the state and the ports, so that a teardown can finish", func() {
+				_, err := manager.Setup(ctx, logger, "g1", []uint16{8080})
+				Expect(err).To(MatchError(ContainSubstring("nft: File exists")))
+				Expect(statePath("g1")).To(BeARegularFile())
+				Expect(manager.PortAllocator().Owners()).To(ContainElement("g1"))
+
+				host.hostPorts.UnmapReturns(nil)
+				Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+				Expect(statePath("g1")).NotTo(BeAnExistingFile())
+				Expect(manager.PortAllocator().Owners()).To(BeEmpty())
+			})
+		})
+
 		Context("when mapping the host ports fails", func() {
 			BeforeEach(func() {
 				host.hostPorts.MapReturns(errors.New("nft: File exists"))
@@ -301,6 +320,15 @@ var _ = Describe("Manager", func() {
 			Expect(statePath("g1")).NotTo(BeAnExistingFile())
 		})
 
+		It("fails, keeping the ports, when the state file is gone and the table cannot be read", func() {
+			Expect(os.Remove(statePath("g1"))).To(Succeed())
+			host.hostPorts.MappedReturns(nil, errors.New("nft: permission denied"))
+			host.hostPorts.MappedStub = nil
+			err := manager.Teardown(ctx, logger, "g1")
+			Expect(err).To(MatchError(ContainSubstring("nft: permission denied")))
+			Expect(manager.PortAllocator().Owners()).To(ContainElement("g1"))
+		})
+
 		It("finds the host ports in the table when the state file is gone", func() {
 			Expect(os.Remove(statePath("g1"))).To(Succeed())
 			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
@@ -339,9 +367,15 @@ var _ = Describe("Manager", func() {
 		})
 
 		It("Restore gives back the same network and keeps the ports in use", func() {
+			maps := host.hostPorts.MapCallCount()
 			res, err := manager.Restore(logger, "g1")
 			Expect(err).NotTo(HaveOccurred())
 			Expect(res).To(Equal(before))
+			Expect(host.hostPorts.MapCallCount()).To(Equal(maps+1), "the forwards are applied again (a flushed ruleset)")
+			_, guid, ip, ports := host.hostPorts.MapArgsForCall(maps)
+			Expect(guid).To(Equal("g1"))
+			Expect(ip.Equal(before.IPv4)).To(BeTrue())
+			Expect(ports).To(Equal(before.Ports))
 			Expect(manager.PortAllocator().Owners()).To(ContainElement("g1"))
 
 			res, err = manager.Setup(ctx, logger, "g3", []uint16{8080})
@@ -361,6 +395,7 @@ var _ = Describe("Manager", func() {
 			// A netns, an IPAM lease and a forward left by containers whose
 			// state is gone, and a netns of another network that must stay.
 			host.mapped["g7"] = []uint16{40007}
+			host.mapped["g8"] = nil // a chain left without map elements
 			_, _ = host.namespaces.Create(ctx, "cellagent-g4")
 			_, _ = host.namespaces.Create(ctx, "other-g5")
 			ipamDir := filepath.Join(cfg.DataDir, "network", "ipam", "cellagent")
@@ -382,7 +417,7 @@ var _ = Describe("Manager", func() {
 				_, id, _, _ := host.cni.RemoveArgsForCall(i)
 				removed = append(removed, id)
 			}
-			Expect(removed).To(ConsistOf("g2", "g4", "g6", "g7"))
+			Expect(removed).To(ConsistOf("g2", "g4", "g6", "g7", "g8"))
 			Expect(host.ports("g7")).To(BeEmpty())
 			Expect(host.ports("g2")).To(BeEmpty())
 			Expect(host.ports("g1")).To(Equal([]uint16{40000}))

@@ -69,7 +69,7 @@ func (m *Manager) CleanupOrphans(ctx context.Context, logger lager.Logger, keep 
 			errs = append(errs, err)
 			break
 		}
-		if err := m.cleanupOrphan(ctx, logger, guid, leases[guid], mapped[guid]); err != nil {
+		if err := m.cleanupOrphan(ctx, logger, guid, leases[guid], forwardsOf(mapped, guid)); err != nil {
 			logger.Error("failed-to-clean-up-orphan", err, lager.Data{logKeyGUID: guid})
 			errs = append(errs, err)
 			continue

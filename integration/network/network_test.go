@@ -107,7 +107,7 @@ var _ = Describe("bridge mode", func() {
 				out, err := exec.Command("ip", "netns", "exec", "cellagentit-app-a", "busybox", "sh", "-c",
 					fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 2 %s %d`, externalIP, c.port)).CombinedOutput()
 				return string(out), err
-			}).WithTimeout(5*time.Second).WithPolling(200*time.Millisecond).Should(ContainSubstring(c.body))
+			}).WithTimeout(5 * time.Second).WithPolling(200 * time.Millisecond).Should(ContainSubstring(c.body))
 		}
 
 		stopProcesses("cellagentit-app-a")
@@ -289,7 +289,7 @@ var _ = Describe("bridge mode", func() {
 			Expect(s.Leases).To(Equal([]string{kept.IPv4.String()}))
 			Expect(filepath.Join(dataDir, "network", "containers", "orphan.json")).NotTo(BeAnExistingFile())
 			Expect(strings.Join(s.Rules, "\n")).NotTo(ContainSubstring(fmt.Sprint(orphan.Ports[0].HostPort)))
-			Expect(strings.Join(s.Rules, "\n")).NotTo(ContainSubstring(orphan.IPv4.String() + ":"), "no forward to the orphan's address")
+			Expect(strings.Join(s.Rules, "\n")).NotTo(ContainSubstring(orphan.IPv4.String()+":"), "no forward to the orphan's address")
 			answers(hostPort(net.IPv4(127, 0, 0, 1), res.Ports[0].HostPort), "still here")
 
 			By("not handing out the kept container's port")

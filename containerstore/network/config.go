@@ -39,7 +39,7 @@ type Config struct {
 	// BridgeName is the Linux bridge the containers' veths are attached to.
 	BridgeName string
 	// NetworkName names the CNI network and prefixes the netns names
-	// (<NetworkName>-<guid>) and the iptables comments. It has no '-', so
+	// (<NetworkName>-<guid>) and names the nftables table (cellagent_<NetworkName>). It has no '-', so
 	// no network's netns names are a prefix of another's. Two agents on one
 	// machine must use different names, bridges and subnets.
 	NetworkName string

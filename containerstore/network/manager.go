@@ -63,7 +63,7 @@ type Manager struct {
 	locks      keyedMutex
 }
 
-// New makes a Manager with the real iproute2, go-cni and iptables.
+// New makes a Manager with the real iproute2, go-cni and nftables.
 func New(logger lager.Logger, cfg Config) (*Manager, error) {
 	return NewWithDeps(logger, cfg, Deps{})
 }

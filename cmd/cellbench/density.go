@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/executor"
@@ -96,12 +95,11 @@ func density(results, dir string, n, conc int, idle time.Duration) error {
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(a.NATSURL())
+	rec, closeRec, err := recordRoutes(a)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	rec := newRouteRecorder(nc)
+	defer closeRec()
 
 	var guids []string
 	for i := 0; i < n; i++ {

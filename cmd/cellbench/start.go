@@ -98,12 +98,11 @@ func cmdStart(args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(a.NATSURL())
+	rec, closeRec, err := recordRoutes(a)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	rec := newRouteRecorder(nc)
+	defer closeRec()
 
 	progress("agent PUT -> routable: %d one at a time (plus one warm-up), with route (un)registration timing", *n)
 	seq, rr, timeline, err := agentSeq(ctx, a, w, rec, *n)
@@ -265,6 +264,16 @@ type routeRecorder struct {
 	mu   sync.Mutex
 	msgs map[string][]received // guarded by mu
 	subs []*nats.Subscription
+}
+
+// recordRoutes connects to a's NATS and records its route messages until
+// the returned func closes the connection.
+func recordRoutes(a *testagent.Agent) (*routeRecorder, func(), error) {
+	nc, err := nats.Connect(a.NATSURL())
+	if err != nil {
+		return nil, nil, err
+	}
+	return newRouteRecorder(nc), nc.Close, nil
 }
 
 func newRouteRecorder(nc *nats.Conn) *routeRecorder {

@@ -51,7 +51,10 @@ func (s *Store) failStart(logger lager.Logger, c *container, exits <-chan Exit, 
 		return // agent shutting down; recovery decides on restart
 	}
 	var ee *exitError
-	if exits != nil && !errors.As(err, &ee) {
+	ownExit := false
+	if errors.As(err, &ee) {
+		ownExit = s.markExited(c)
+	} else if exits != nil {
 		_ = s.deps.Tasks.Signal(context.Background(), c.info.GUID, syscall.SIGKILL)
 		select {
 		case <-exits:
@@ -60,9 +63,7 @@ func (s *Store) failStart(logger lager.Logger, c *container, exits <-chan Exit, 
 	}
 	close(c.exited)
 	s.notifyStopping(logger, c.info.GUID)
-	s.mu.Lock()
-	stopping, failReason := c.stopping, c.failReason
-	s.mu.Unlock()
+	stopping, failReason := s.stopCause(c, ownExit && ee.exit.Err == nil)
 	result := executor.RunResult{Failed: true, FailureReason: err.Error()}
 	if failReason != "" {
 		result.FailureReason = failReason
@@ -111,12 +112,11 @@ wait:
 	if s.rootCtx.Err() != nil {
 		return // the wait was cut by our own shutdown, not by an exit
 	}
+	ownExit := s.markExited(c)
 	close(c.exited)
 	s.notifyStopping(logger, c.info.GUID)
 	s.unroute(logger, c)
-	s.mu.Lock()
-	stopping, failReason := c.stopping, c.failReason
-	s.mu.Unlock()
+	stopping, failReason := s.stopCause(c, ownExit && ex.Err == nil)
 	status := int(ex.Status)
 	result := executor.RunResult{ExitStatus: &status}
 	switch {
@@ -131,6 +131,28 @@ wait:
 	}
 	logger.Info("task-exited", lager.Data{"status": ex.Status, "stopping": stopping})
 	s.complete(logger, c, result)
+}
+
+// markExited records that the app's exit was seen and answers whether it
+// came before any stop signalled the task: then the app exited by itself
+// and a proxy failure reported meanwhile must not mask its status.
+func (s *Store) markExited(c *container) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.appExited = true
+	return !c.signalled
+}
+
+// stopCause answers whether c was being stopped and why it failed, if a
+// Fail stopped it. A Fail that came too late to signal an app that had
+// already exited by itself (ownExit) is no cause: the app's exit wins.
+func (s *Store) stopCause(c *container, ownExit bool) (stopping bool, failReason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ownExit && c.failReason != "" {
+		return false, ""
+	}
+	return c.stopping, c.failReason
 }
 
 // reattach waits for containerd to answer again and re-attaches to c's
@@ -263,7 +285,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	for _, h := range s.deps.Hooks {
 		if st, ok := h.(Starter); ok {
 			if err := st.Start(ctx, logger, inst); err != nil {
-				return exits, fmt.Errorf("%s: %w", h.Name(), err)
+				return s.exitOr(exits, fmt.Errorf("%s: %w", h.Name(), err))
 			}
 		}
 	}
@@ -276,6 +298,24 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	}
 	s.route(logger, c)
 	return exits, nil
+}
+
+// exitWait bounds how long a failed hook start waits for the app's exit.
+// A process cannot be started beside an app that already exited
+// (containerd: "cannot exec in a stopped state"); containerd has the exit
+// by then and delivers it within milliseconds.
+const exitWait = time.Second
+
+// exitOr answers the app's exit instead of err when the app has exited:
+// an app that exits at once makes starting its proxy fail, and the
+// operator needs the app's status, not the proxy's complaint.
+func (s *Store) exitOr(exits <-chan Exit, err error) (<-chan Exit, error) {
+	select {
+	case ex := <-exits:
+		return exits, &exitError{exit: ex}
+	case <-s.deps.Clock.After(exitWait):
+		return exits, err
+	}
 }
 
 // advance moves c to state, persists and publishes.
@@ -312,7 +352,9 @@ func (s *Store) route(logger lager.Logger, c *container) {
 				s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable: "+err.Error(), nil)
 				return
 			}
-			s.publish(executor.EventContainerReady, c.info.GUID, "verified handshake: the host TLS ports serve the issued identity", nil)
+			if len(inst.ProxyPorts) > 0 {
+				s.publish(executor.EventContainerReady, c.info.GUID, "verified handshake: the host TLS ports serve the issued identity", nil)
+			}
 		}
 	}
 	s.mu.Lock()
@@ -364,7 +406,7 @@ func (s *Store) unroute(logger lager.Logger, c *container) {
 
 func (s *Store) readyMessage(inst *Instance) string {
 	msg := "ready"
-	if len(s.deps.Readiness) > 0 {
+	if len(s.deps.Readiness) > 0 && len(inst.ProxyPorts) > 0 {
 		msg += ": proxy answers TLS"
 	}
 	if inst.Request.Check != nil {

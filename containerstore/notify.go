@@ -37,6 +37,10 @@ func (s *Store) Fail(guid, reason string) {
 		return
 	}
 	s.mu.Lock()
+	if c.appExited {
+		s.mu.Unlock()
+		return // the app's own exit decides its result
+	}
 	if c.failReason == "" {
 		c.failReason = reason
 	}

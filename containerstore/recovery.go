@@ -173,7 +173,7 @@ func (s *Store) known(guid string) bool {
 func (s *Store) restoreContainer(rec record) *container {
 	res := rec.Container.Resources
 	need := executor.ResourceTotals{MemoryMB: res.MemoryMB + rec.Overhead, DiskMB: res.DiskMB, Containers: 1}
-	c := &container{info: rec.Container, request: rec.Request, user: rec.User, need: need,
+	c := &container{info: rec.Container, request: rec.Request, user: rec.User, need: need, overheadMB: rec.Overhead,
 		exited: make(chan struct{}), done: make(chan struct{})}
 	c.info.Routable = false
 	s.mu.Lock()

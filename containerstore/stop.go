@@ -65,6 +65,26 @@ func (s *Store) stop(ctx context.Context, logger lager.Logger, c *container) err
 		cancel() // a start in progress stops short of (or right after) starting the task
 	}
 	s.publish(executor.EventStopStep, c.info.GUID, "stop: routes unregistered", nil)
+	s.mu.Lock()
+	exited := c.appExited
+	c.signalled = !exited
+	s.mu.Unlock()
+	if !exited { // an app that exited by itself needs no signal
+		s.terminate(ctx, logger, c, grace)
+	}
+	select {
+	case <-c.done:
+	case <-s.deps.Clock.After(killWait + grace):
+		return fmt.Errorf("stop %s: task did not exit after SIGKILL", c.info.GUID)
+	case <-s.rootCtx.Done():
+		return executor.NewError(executor.ErrUnavailable, "agent is shutting down")
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// terminate sends SIGTERM, waits up to grace for the exit, then SIGKILL.
+func (s *Store) terminate(ctx context.Context, logger lager.Logger, c *container, grace time.Duration) {
 	if err := s.deps.Tasks.Signal(ctx, c.info.GUID, syscall.SIGTERM); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
 		logger.Error("sigterm", err)
 	}
@@ -81,15 +101,6 @@ func (s *Store) stop(ctx context.Context, logger lager.Logger, c *container) err
 			logger.Error("sigkill", err)
 		}
 	}
-	select {
-	case <-c.done:
-	case <-s.deps.Clock.After(killWait + grace):
-		return fmt.Errorf("stop %s: task did not exit after SIGKILL", c.info.GUID)
-	case <-s.rootCtx.Done():
-		return executor.NewError(executor.ErrUnavailable, "agent is shutting down")
-	}
-	logger.Info("stopped")
-	return nil
 }
 
 func (s *Store) Delete(ctx context.Context, guid string) error {

@@ -69,19 +69,27 @@ type container struct {
 	opMu    sync.Mutex // serialises stop and delete
 	routeMu sync.Mutex // serialises route and unroute (registration order)
 
-	info     executor.Container
-	request  executor.RunRequest
-	user     User
-	inst     *Instance
-	need     executor.ResourceTotals
-	reserved time.Time
+	info    executor.Container
+	request executor.RunRequest
+	user    User
+	inst    *Instance
+	need    executor.ResourceTotals
+	// overheadMB is the proxy memory held beside the app's: the cell's
+	// overhead while the ports are unknown (a reservation), none once the
+	// run request has no ports (no ports, no proxy).
+	overheadMB int
+	reserved   time.Time
 
-	stopping    bool
-	failReason  string // set by Fail: the stop is a failure, not a request
-	deleted     bool
-	cancelStart context.CancelFunc
-	exited      chan struct{} // closed when the task's exit was seen
-	done        chan struct{} // closed when the lifecycle goroutine ends
+	stopping   bool
+	failReason string // set by Fail: the stop is a failure, not a request
+	// signalled and appExited order a stop's signal against the app's own
+	// exit: whichever is marked first decides whether a Fail's reason or
+	// the app's exit status is the result.
+	signalled, appExited bool
+	deleted              bool
+	cancelStart          context.CancelFunc
+	exited               chan struct{} // closed when the task's exit was seen
+	done                 chan struct{} // closed when the lifecycle goroutine ends
 }
 
 // Store is the container store; it implements executor.Client.
@@ -310,14 +318,24 @@ func (s *Store) State(ctx context.Context) (executor.CellState, error) {
 func (s *Store) Allocate(ctx context.Context, reqs []executor.AllocationRequest) ([]executor.AllocationFailure, error) {
 	var failures []executor.AllocationFailure
 	for _, r := range reqs {
-		if err := s.reserve(r.GUID, r.Resources, r.Tags); err != nil {
+		// The ports come with the run: hold the proxy's memory until then.
+		if err := s.reserve(r.GUID, r.Resources, r.Tags, s.cfg.ProxyMemoryOverheadMB); err != nil {
 			failures = append(failures, executor.AllocationFailure{GUID: r.GUID, Error: executor.ErrorFor(err)})
 		}
 	}
 	return failures, nil
 }
 
-func (s *Store) reserve(guid string, res executor.Resources, tags map[string]string) error {
+// overheadFor is the proxy memory an instance with ports needs: a proxy
+// runs only beside an app that listens.
+func (s *Store) overheadFor(ports []uint16) int {
+	if len(ports) == 0 {
+		return 0
+	}
+	return s.cfg.ProxyMemoryOverheadMB
+}
+
+func (s *Store) reserve(guid string, res executor.Resources, tags map[string]string, overheadMB int) error {
 	if err := executor.ValidateGUID(guid); err != nil {
 		return err
 	}
@@ -333,7 +351,7 @@ func (s *Store) reserve(guid string, res executor.Resources, tags map[string]str
 		s.mu.Unlock()
 		return executor.NewError(executor.ErrContainerExists, "container %s already exists", guid)
 	}
-	need := s.cap.need(res, s.cfg.ProxyMemoryOverheadMB)
+	need := s.cap.need(res, overheadMB)
 	if err := s.cap.reserve(need); err != nil {
 		s.mu.Unlock()
 		return err
@@ -341,9 +359,9 @@ func (s *Store) reserve(guid string, res executor.Resources, tags map[string]str
 	now := s.deps.Clock.Now()
 	c := &container{
 		info: executor.Container{GUID: guid, State: executor.StateReserved, Tags: tags, Resources: res,
-			MemoryLimitBytes: uint64(res.MemoryMB+s.cfg.ProxyMemoryOverheadMB) << 20,
+			MemoryLimitBytes: uint64(res.MemoryMB+overheadMB) << 20,
 			Ports:            []executor.PortMapping{}, CreatedAt: now, UpdatedAt: now},
-		need: need, reserved: now,
+		need: need, overheadMB: overheadMB, reserved: now,
 		exited: make(chan struct{}), done: make(chan struct{}),
 	}
 	s.containers[guid] = c
@@ -404,7 +422,7 @@ func (s *Store) AllocateAndRun(ctx context.Context, guid string, req executor.Ru
 	if err := s.validateRun(ctx, &req, true); err != nil {
 		return executor.Container{}, err
 	}
-	if err := s.reserve(guid, *req.Resources, req.Tags); err != nil {
+	if err := s.reserve(guid, *req.Resources, req.Tags, s.overheadFor(req.Ports)); err != nil {
 		return executor.Container{}, err
 	}
 	if err := s.startRun(guid, req); err != nil {
@@ -447,6 +465,13 @@ func (s *Store) startRun(guid string, req executor.RunRequest) error {
 		return err
 	}
 	c.request = req
+	if extra := c.overheadMB - s.overheadFor(req.Ports); extra > 0 {
+		// A reservation held proxy memory for a run without ports.
+		s.cap.release(executor.ResourceTotals{MemoryMB: extra})
+		c.need.MemoryMB -= extra
+		c.overheadMB -= extra
+		c.info.MemoryLimitBytes = uint64(c.info.Resources.MemoryMB+c.overheadMB) << 20
+	}
 	c.info.LogGUID, c.info.Index, c.info.Image, c.info.Routes = req.LogGUID, req.Index, req.Image, req.Routes
 	if req.Tags != nil {
 		c.info.Tags = req.Tags
@@ -473,7 +498,7 @@ func (s *Store) transitionLocked(c *container, to executor.State) error {
 }
 
 func (s *Store) recordLocked(c *container) record {
-	r := record{Container: c.info, Request: c.request, User: c.user, Overhead: s.cfg.ProxyMemoryOverheadMB}
+	r := record{Container: c.info, Request: c.request, User: c.user, Overhead: c.overheadMB}
 	if c.inst != nil {
 		r.NetNSPath = c.inst.NetNSPath
 	}

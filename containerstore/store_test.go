@@ -2,6 +2,7 @@ package containerstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,19 @@ type coveringReadiness struct {
 func (c coveringReadiness) CoversTCP(_ *containerstore.Instance, port uint16) bool {
 	return c.covers[port]
 }
+
+// starterHook is a SetupHook with a process of its own (as the proxy's),
+// whose Start runs start.
+type starterHook struct {
+	*containerstorefakes.FakeSetupHook
+	start func(guid string) error
+}
+
+func (h starterHook) Start(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
+	return h.start(inst.GUID)
+}
+func (starterHook) Adopt(context.Context, lager.Logger, *containerstore.Instance) error { return nil }
+func (starterHook) Stopping(lager.Logger, string)                                       {}
 
 // countingListener accepts and counts connections on 127.0.0.1.
 func countingListener() (uint16, func() int) {
@@ -556,6 +570,124 @@ var _ = Describe("Store", func() {
 				Expect(c.RunResult.FailureReason).To(Equal("app exited with status 1 before it was ready"))
 				Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(1)))
 				Expect(runner.SignalCallCount()).To(BeZero(), "nothing to kill")
+			})
+		})
+
+		Context("when the app exits before its proxy can start", func() {
+			BeforeEach(func() {
+				proxy := &containerstorefakes.FakeSetupHook{}
+				proxy.NameReturns("proxy")
+				deps.Hooks = append(deps.Hooks, starterHook{FakeSetupHook: proxy, start: func(guid string) error {
+					tk.exit(guid, 3) // the app is gone: containerd refuses the exec
+					return fmt.Errorf("start proxy: exec cellagent-proxy in %s: cannot exec in a stopped state: unknown", guid)
+				}})
+			})
+
+			It("completes failed with the app's exit status, not the proxy's error", func() {
+				_, err := store.AllocateAndRun(ctx, "g1", runRequest())
+				Expect(err).NotTo(HaveOccurred())
+				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+				c := get("g1")
+				Expect(c.RunResult.Failed).To(BeTrue())
+				Expect(c.RunResult.FailureReason).To(Equal("app exited with status 3 before it was ready"))
+				Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(3)))
+				Expect(runner.SignalCallCount()).To(BeZero(), "nothing to kill")
+			})
+		})
+
+		Context("when the proxy fails while the app exits by itself", func() {
+			BeforeEach(func() { cfg.DrainWindow = 5 * time.Second })
+
+			It("completes with the app's exit, and signals nothing", func() {
+				runToRunning("g1")
+				store.Fail("g1", "instance proxy failed: exited 6 times in a row (last status 255)")
+				// The failing stop unregistered the routes and drains (the
+				// fake clock holds it there) when the app exits.
+				Eventually(order.all).Should(ContainElement("routes.Unroutable g1"))
+				tk.exit("g1", 3)
+				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+				c := get("g1")
+				Expect(c.RunResult.Failed).To(BeTrue())
+				Expect(c.RunResult.FailureReason).To(Equal("app exited with status 3"))
+				Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(3)))
+				Expect(c.RunResult.Stopped).To(BeFalse())
+				Consistently(runner.SignalCallCount, "100ms").Should(BeZero())
+
+				store.Fail("g1", "instance proxy failed: too late")
+				Expect(get("g1").RunResult.FailureReason).To(Equal("app exited with status 3"))
+			})
+
+		})
+
+		Context("when the proxy fails and the stop signals the app", func() {
+			It("reports the proxy failure", func() {
+				runToRunning("g1")
+				store.Fail("g1", "instance proxy failed: exited 6 times in a row (last status 255)")
+				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+				c := get("g1")
+				Expect(c.RunResult.FailureReason).To(Equal("instance proxy failed: exited 6 times in a row (last status 255)"))
+				Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(143)))
+			})
+		})
+
+		Context("when the instance has no ports", func() {
+			BeforeEach(func() {
+				// As the proxy hook: a proxy (and its memory) only for ports.
+				network.SetupStub = func(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
+					if len(inst.Request.Ports) > 0 {
+						inst.MemoryOverheadMB = 32
+					}
+					return nil
+				}
+			})
+
+			noPorts := func() executor.RunRequest {
+				req := runRequest()
+				req.Ports, req.Routes = nil, nil
+				return req
+			}
+
+			recordedOverhead := func(guid string) int {
+				GinkgoHelper()
+				b, err := os.ReadFile(filepath.Join(dataDir, "containers", guid+".json"))
+				Expect(err).NotTo(HaveOccurred())
+				var rec struct {
+					Overhead int `json:"memory_overhead_mb"`
+				}
+				Expect(json.Unmarshal(b, &rec)).To(Succeed())
+				return rec.Overhead
+			}
+
+			It("holds no proxy memory for it, in capacity, limit and record", func() {
+				_, err := store.AllocateAndRun(ctx, "g1", noPorts())
+				Expect(err).NotTo(HaveOccurred())
+				Expect(available().MemoryMB).To(Equal(1024 - 128))
+				Eventually(stateOf("g1")).Should(Equal(executor.StateRunning))
+				Expect(get("g1").MemoryLimitBytes).To(BeEquivalentTo(128 << 20))
+				_, _, spec := runtime.CreateArgsForCall(0)
+				Expect(spec.MemoryLimitBytes).To(BeEquivalentTo(128 << 20))
+				Expect(recordedOverhead("g1")).To(BeZero())
+
+				runToRunning("g2")
+				Expect(available().MemoryMB).To(Equal(1024 - 128 - 160))
+				Expect(recordedOverhead("g2")).To(Equal(32))
+			})
+
+			It("gives back what a reservation held for the proxy when the run has no ports", func() {
+				failures, err := store.Allocate(ctx, []executor.AllocationRequest{{GUID: "g1", Resources: *runRequest().Resources}})
+				Expect(err).NotTo(HaveOccurred())
+				Expect(failures).To(BeEmpty())
+				Expect(available().MemoryMB).To(Equal(1024-160), "the ports are not known yet")
+
+				req := noPorts()
+				req.Resources = nil
+				Expect(store.Run(ctx, "g1", req)).To(Succeed())
+				Expect(available().MemoryMB).To(Equal(1024 - 128))
+				Eventually(stateOf("g1")).Should(Equal(executor.StateRunning))
+				Expect(get("g1").MemoryLimitBytes).To(BeEquivalentTo(128 << 20))
+
+				Expect(store.Delete(ctx, "g1")).To(Succeed())
+				Expect(available()).To(Equal(cfg.Capacity))
 			})
 		})
 

@@ -152,7 +152,16 @@ func (portsHook) ValidateRequest(req *executor.RunRequest) error {
 	return nil
 }
 
+// proxied says whether inst gets a proxy: only an app with ports has
+// anything to serve over TLS. Every step of the hook asks it, so an
+// instance without ports has no proxy ports, files, mounts, process,
+// memory overhead, readiness or verification.
+func proxied(inst *containerstore.Instance) bool { return len(inst.Request.Ports) > 0 }
+
 func (p portsHook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	if !proxied(inst) {
+		return nil
+	}
 	mappings, admin, err := proxyconfig.AllocatePorts(inst.Request.Ports)
 	if err != nil {
 		return err
@@ -197,6 +206,9 @@ func mappingsOf(inst *containerstore.Instance) []proxyconfig.Mapping {
 
 func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
 	h := f.h
+	if !proxied(inst) {
+		return nil
+	}
 	if len(inst.CertPEM) == 0 || inst.Credentials == nil {
 		return errors.New("no instance credentials to serve (the credentials hook must run first)")
 	}
@@ -228,6 +240,9 @@ func (f filesHook) Teardown(ctx context.Context, logger lager.Logger, guid strin
 }
 
 func (f filesHook) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	if !proxied(inst) {
+		return nil
+	}
 	if _, err := os.Stat(filepath.Join(f.h.dir(inst.GUID), proxyconfig.BootstrapFile)); err != nil {
 		return fmt.Errorf("proxy files of %s: %w", inst.GUID, err)
 	}
@@ -315,6 +330,9 @@ func (f filesHook) CoversTCP(inst *containerstore.Instance, port uint16) bool {
 // Verify dials every host TLS port as the router would and checks the
 // serial is the one just issued; it retries briefly (SDS takes a second).
 func (f filesHook) Verify(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	if !proxied(inst) {
+		return nil
+	}
 	in, ok := f.instance(inst.GUID)
 	if !ok {
 		return fmt.Errorf("no proxy for %s", inst.GUID)

@@ -31,6 +31,9 @@ func (f filesHook) spec(inst *containerstore.Instance) containerstore.ProcessSpe
 // wait must outlive the start: it uses a context of its own, and its
 // goroutine ends when the proxy (or the whole container) exits.
 func (f filesHook) Start(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	if !proxied(inst) {
+		return nil
+	}
 	pid, exits, err := f.h.runner.Exec(context.Background(), logger, inst.GUID, execID, f.spec(inst))
 	if err != nil {
 		return fmt.Errorf("start proxy: %w", err)
@@ -41,6 +44,9 @@ func (f filesHook) Start(ctx context.Context, logger lager.Logger, inst *contain
 
 // Adopt re-attaches to the proxy of an adopted container, or starts one.
 func (f filesHook) Adopt(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	if !proxied(inst) {
+		return nil
+	}
 	pid, exits, err := f.h.runner.AttachExec(context.Background(), logger, inst.GUID, execID)
 	if err != nil {
 		logger.Info("proxy-not-running-starting-it", lager.Data{guidKey: inst.GUID, "error": err.Error()})

@@ -171,6 +171,60 @@ var _ = Describe("the proxy beside the app", func() {
 		}
 	})
 
+	It("reports an app that exits at once by its exit status, and runs no proxy beside an app without ports", func() {
+		start(nil)
+		exit3 := request()
+		exit3.Process = executor.Process{Path: "/bin/sh", Args: []string{"-c", "exit 3"}}
+		exit3.Ports, exit3.Check = nil, nil
+
+		By("an app without ports that exits at once")
+		_, err := agent.Client.AllocateAndRun(ctx, "px-exit", exit3)
+		Expect(err).NotTo(HaveOccurred())
+		c, err := agent.WaitState("px-exit", executor.StateCompleted, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.RunResult.Failed).To(BeTrue())
+		Expect(c.RunResult.FailureReason).To(MatchRegexp(`^app exited with status 3( before it was ready)?$`))
+		Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(3)))
+		Expect(c.MemoryLimitBytes).To(Equal(uint64(64) << 20))
+		Expect(filepath.Join(agent.Config.DataDir, "proxy", "px-exit")).NotTo(BeAnExistingFile(), "no proxy files")
+		Expect(filepath.Join(agent.Config.DataDir, "logs", "px-exit", "proxy.log")).NotTo(BeAnExistingFile(), "no proxy ran")
+		Expect(agent.LogText()).NotTo(ContainSubstring("start proxy"))
+
+		By("an app with ports that exits before its proxy can start")
+		withPorts := exit3
+		withPorts.Ports = []uint16{8080}
+		_, err = agent.Client.AllocateAndRun(ctx, "px-exit-ports", withPorts)
+		Expect(err).NotTo(HaveOccurred())
+		c, err = agent.WaitState("px-exit-ports", executor.StateCompleted, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.RunResult.FailureReason).To(MatchRegexp(`^app exited with status 3( before it was ready)?$`))
+		Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(3)))
+
+		By("a running app without ports: no proxy process, no proxy memory in its limit or the cell's accounting")
+		Expect(agent.Client.Delete(ctx, "px-exit")).To(Succeed())
+		Expect(agent.Client.Delete(ctx, "px-exit-ports")).To(Succeed())
+		sleeper := exit3
+		sleeper.Process = executor.Process{Path: "/bin/sleep", Args: []string{"600"}}
+		_, err = agent.Client.AllocateAndRun(ctx, "px-noport", sleeper)
+		Expect(err).NotTo(HaveOccurred())
+		c, err = agent.WaitState("px-noport", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.Ports).To(BeEmpty())
+		Expect(c.MemoryLimitBytes).To(Equal(uint64(64) << 20))
+		limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", agent.Config.Containerd.Namespace, "px-noport", "memory.limit_in_bytes"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.TrimSpace(string(limit))).To(Equal(strconv.Itoa(64 << 20)))
+		st, err := agent.Client.State(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.Total.MemoryMB - st.Available.MemoryMB).To(Equal(64))
+		out, err := exec.Command("ctr", "--address", testagent.Socket(), "-n", agent.Config.Containerd.Namespace, "tasks", "ps", "px-noport").CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).NotTo(ContainSubstring("cellagent-proxy"))
+		Expect(strings.Count(strings.TrimSpace(string(out)), "\n")).To(Equal(1), "the app's process alone:\n%s", out)
+		Expect(filepath.Join(agent.Config.DataDir, "proxy", "px-noport")).NotTo(BeAnExistingFile())
+		Expect(agent.Client.Stop(ctx, "px-noport")).To(Succeed())
+	})
+
 	It("brings a killed proxy back and makes the instance routable again", func() {
 		start(nil)
 		_, err := agent.Client.AllocateAndRun(ctx, "px-kill", request())

@@ -2,8 +2,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/cellagent/cellagent/containerstore/runtime"
@@ -22,20 +24,23 @@ func main() {
 		}
 		return
 	}
-	configPath := flag.String("config", "", "path of the JSON config file (every key has a default)")
-	checkOnly := flag.Bool("check-config", false, "validate the config and exit")
-	showVersion := flag.Bool("version", false, "print the version and exit")
-	flag.Parse()
-	if *showVersion {
+	opts, err := parseArgs(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
+	if opts.version {
 		fmt.Println("cellagent", version)
 		return
 	}
-	cfg, err := loadConfig(*configPath)
+	cfg, err := loadConfig(opts.configPath)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cellagent: invalid configuration:\n%v\n", err)
 		os.Exit(2)
 	}
-	if *checkOnly {
+	if opts.checkOnly {
 		fmt.Println("config OK")
 		return
 	}
@@ -43,6 +48,45 @@ func main() {
 		fmt.Fprintf(os.Stderr, "cellagent: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// options are cellagent's command line.
+type options struct {
+	configPath string
+	checkOnly  bool
+	version    bool
+}
+
+const usageLine = "usage: cellagent [-config FILE] [-check-config] [-version]"
+
+// parseArgs reads the command line; it prints what is wrong (or the help)
+// to stderr. cellagent takes flags only: a stray argument is refused, so
+// that "cellagent -check-config FILE" does not validate the defaults
+// while FILE is ignored.
+func parseArgs(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("cellagent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.configPath, "config", "", "path of the JSON config file (every key has a default)")
+	fs.BoolVar(&o.checkOnly, "check-config", false, "validate the config (-config FILE, or the defaults) and exit")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usageLine)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		hint := ""
+		if o.configPath == "" {
+			hint = fmt.Sprintf("; did you mean -config %s?", fs.Arg(0))
+		}
+		err := fmt.Errorf("cellagent: unexpected argument %q%s", fs.Arg(0), hint)
+		fmt.Fprintf(stderr, "%v\n%s\n", err, usageLine)
+		return o, err
+	}
+	return o, nil
 }
 
 func hasArg(args []string, want string) bool {

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/integration/testagent"
@@ -63,7 +62,7 @@ func cmdDensity(args []string) error {
 	conc := fs.Int("c", 10, "PUTs in flight while starting them")
 	idle := fs.Duration("idle", 60*time.Second, "idle CPU window")
 	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
-	_ = fs.Parse(args)
+	parseFlags(fs, args)
 	dir, err := workdir(*workDir)
 	if err != nil {
 		return err

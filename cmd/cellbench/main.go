@@ -31,6 +31,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,6 +77,26 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: cellbench start|density|rotation|report -results FILE [flags] (see -h of each)")
 	os.Exit(2)
+}
+
+// parseFlags parses a subcommand's flags (its FlagSet exits on a bad
+// flag) and exits 2 on a stray argument: every subcommand takes flags
+// only, and an argument it ignored would measure something else than
+// asked.
+func parseFlags(fs *flag.FlagSet, args []string) {
+	_ = fs.Parse(args)
+	if err := noArgs(fs); err != nil {
+		fmt.Fprintln(fs.Output(), err)
+		os.Exit(2)
+	}
+}
+
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("cellbench %s: unexpected argument %q\nusage: cellbench %s [flags] (flags only; see cellbench %s -h)",
+			fs.Name(), fs.Arg(0), fs.Name(), fs.Name())
+	}
+	return nil
 }
 
 func progress(format string, args ...any) {

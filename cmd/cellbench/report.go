@@ -25,7 +25,7 @@ func cmdReport(args []string) error {
 	started := fs.String("started", "", "start time (RFC 3339)")
 	runtimeS := fs.String("runtime", "", "how long the whole run took")
 	notes := fs.String("notes", "", "notes of the run (load averages, disturbances)")
-	_ = fs.Parse(args)
+	parseFlags(fs, args)
 	b, err := os.ReadFile(*results)
 	if err != nil {
 		return err

@@ -63,7 +63,7 @@ func cmdRotation(args []string) error {
 	rate := fs.Int("rate", 100, "TLS requests per second through the proxies (new connection each)")
 	cpu := fs.String("load-cpu", "1", "taskset CPU list for the load generator (empty: not pinned)")
 	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
-	_ = fs.Parse(args)
+	parseFlags(fs, args)
 	dir, err := workdir(*workDir)
 	if err != nil {
 		return err
@@ -345,7 +345,7 @@ func cmdLoad(args []string) error {
 	out := fs.String("out", "", "output file")
 	rate := fs.Int("rate", 100, "requests per second")
 	maxInFlight := fs.Int("max-in-flight", 256, "requests in flight at most (beyond: counted as failed)")
-	_ = fs.Parse(args)
+	parseFlags(fs, args)
 	caPEM, err := os.ReadFile(*caFile)
 	if err != nil {
 		return err

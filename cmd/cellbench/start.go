@@ -63,7 +63,7 @@ func cmdStart(args []string) error {
 	conc := fs.Int("c", 20, "concurrent starts per round")
 	rounds := fs.Int("rounds", 3, "concurrent rounds")
 	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
-	_ = fs.Parse(args)
+	parseFlags(fs, args)
 	dir, err := workdir(*workDir)
 	if err != nil {
 		return err

@@ -253,6 +253,9 @@ func (c *cli) events(ctx context.Context, args []string, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
+	if err := noArgs(fs.Args(), "events [--follow] [--since N]"); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	evs, err := c.client.Events(ctx, *since)

@@ -19,6 +19,9 @@ func (c *cli) evacuate(ctx context.Context, args []string, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
+	if err := noArgs(fs.Args(), "evacuate [--wait]"); err != nil {
+		return err
+	}
 	hc, ok := c.client.(*executor.HTTPClient)
 	if !ok {
 		return fmt.Errorf("evacuate needs the HTTP API")

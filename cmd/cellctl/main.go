@@ -72,9 +72,13 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "state":
-		err = c.state(ctx)
+		if err = noArgs(rest, "state"); err == nil {
+			err = c.state(ctx)
+		}
 	case "list", "ls":
-		err = c.list(ctx)
+		if err = noArgs(rest, cmd); err == nil {
+			err = c.list(ctx)
+		}
 	case "get":
 		err = c.get(ctx, rest)
 	case "run":
@@ -148,6 +152,15 @@ func oneGUID(args []string, cmd string) (string, error) {
 		return "", usageError(fmt.Sprintf("usage: cellctl %s GUID", cmd))
 	}
 	return args[0], nil
+}
+
+// noArgs refuses arguments to a command that takes flags only: they
+// would be ignored silently.
+func noArgs(args []string, usage string) error {
+	if len(args) > 0 {
+		return usageError(fmt.Sprintf("unexpected argument %q\nusage: cellctl %s", args[0], usage))
+	}
+	return nil
 }
 
 func (c *cli) printJSON(v any) error {

@@ -26,6 +26,9 @@ func (c *cli) routes(ctx context.Context, args []string, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
+	if err := noArgs(fs.Args(), "routes [--watch] [--nats URL] [--listen 21s]"); err != nil {
+		return err
+	}
 	nc, err := nats.Connect(*natsURL, nats.Timeout(3*time.Second))
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w (is the agent's NATS there? set --nats or $CELLAGENT_NATS)", *natsURL, err)

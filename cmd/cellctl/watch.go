@@ -17,6 +17,9 @@ func (c *cli) watch(ctx context.Context, args []string, stderr io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
+	if err := noArgs(fs.Args(), "watch [--interval 2s]"); err != nil {
+		return err
+	}
 	if *interval < 200*time.Millisecond {
 		return usageError("--interval must be at least 200ms")
 	}

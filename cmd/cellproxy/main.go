@@ -37,7 +37,7 @@ func run(args []string) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "cellproxy: unexpected arguments %q\n", fs.Args())
+		fmt.Fprintf(os.Stderr, "cellproxy: unexpected argument %q\nusage: cellproxy -c FILE [--drain-time-s N] [-l LEVEL] [--mode serve|validate]\n", fs.Arg(0))
 		return 2
 	}
 	if configPath == "" {

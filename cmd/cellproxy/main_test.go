@@ -132,6 +132,13 @@ var _ = Describe("cellproxy", func() {
 		Expect(ready()).To(Equal(0), "validate must not bind the admin port")
 	})
 
+	It("refuses a stray argument with the usage", func() {
+		s := start("-c", filepath.Join(dir, "envoy.yaml"), "extra")
+		Eventually(s, 10*time.Second).Should(gexec.Exit(2))
+		Expect(s.Err).To(gbytes.Say(`unexpected argument "extra"\nusage: cellproxy -c FILE`))
+		Expect(ready()).To(Equal(0), "it must not serve")
+	})
+
 	It("needs -c", func() {
 		s := start()
 		Eventually(s, 10*time.Second).Should(gexec.Exit(2))

@@ -70,6 +70,10 @@ func main() {
 	flag.StringVar(&o.clientCPUs, "client-cpus", "0", "CPUs for this load generator; empty: no pinning")
 	flag.StringVar(&o.perfDir, "perf-dir", "", "when set, profile each proxy with perf in an extra pass and keep perf.data here")
 	flag.Parse()
+	if err := noArgs(flag.Args()); err != nil {
+		fmt.Fprintln(os.Stderr, "proxybench:", err)
+		os.Exit(2)
+	}
 	if err := o.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
 		os.Exit(2)
@@ -78,6 +82,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
 		os.Exit(1)
 	}
+}
+
+// noArgs refuses positional arguments: proxybench takes flags only, and
+// one it ignored would measure something else than asked.
+func noArgs(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected argument %q\nusage: proxybench [flags] (flags only; see proxybench -h)", args[0])
+	}
+	return nil
 }
 
 func (o options) validate() error {

@@ -22,12 +22,10 @@ import (
 )
 
 func main() {
-	port := os.Getenv("PORT")
-	if port == "" {
-		port = "8080"
-	}
-	if len(os.Args) > 1 {
-		port = os.Args[1]
+	port, err := listenPort(os.Args[1:], os.Getenv("PORT"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo-app: %v\nusage: demo-app [PORT] (default $PORT, else 8080)\n", err)
+		os.Exit(2)
 	}
 	var sick atomic.Bool
 	mux := http.NewServeMux()
@@ -98,4 +96,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+// listenPort is the port to listen on: the one argument, else $PORT, else
+// 8080. More arguments or a port that is not one are refused rather than
+// ignored or found out at listen time.
+func listenPort(args []string, env string) (string, error) {
+	port := env
+	switch {
+	case len(args) > 1:
+		return "", fmt.Errorf("unexpected argument %q", args[1])
+	case len(args) == 1:
+		port = args[0]
+	case port == "":
+		port = "8080"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("port %q is not a TCP port (1-65535)", port)
+	}
+	return port, nil
 }

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestMain runs cellbench's main when the test binary is started as the
+// command (see runMain).
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv("CELLBENCH_RUN_MAIN"); ok {
+		os.Args = append([]string{"cellbench"}, strings.Fields(args)...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runMain runs cellbench with args in a process of its own: its exit code
+// and stderr.
+func runMain(t *testing.T, args string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CELLBENCH_RUN_MAIN="+args)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stderr.String()
+}
+
+// TestStrayArguments: subcommands take flags only; a stray argument is a
+// usage error (exit 2) before anything is read or started.
+func TestStrayArguments(t *testing.T) {
+	missing := t.TempDir() + "/missing.json"
+	for _, tc := range []struct{ args, want string }{
+		{"report -results " + missing + " BENCHMARKS.md", `cellbench report: unexpected argument "BENCHMARKS.md"` + "\nusage: cellbench report [flags]"},
+		{"load -ca " + missing + " 10s", `cellbench load: unexpected argument "10s"`},
+	} {
+		code, stderr := runMain(t, tc.args)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("cellbench %s: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	// Without the stray argument the same command gets as far as the file.
+	if code, stderr := runMain(t, "report -results "+missing); code != 1 || !strings.Contains(stderr, "no such file") {
+		t.Errorf("cellbench report: exit %d, stderr %q; want 1 and the missing file", code, stderr)
+	}
+}

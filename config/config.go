@@ -4,11 +4,8 @@
 package config
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -171,31 +168,50 @@ func sanitizeID(s string) string {
 
 // Load reads path over the defaults. An empty path means the defaults.
 func Load(path string) (Config, error) {
-	cfg := DefaultConfig()
+	cfg, _, err := load(path)
+	return cfg, err
+}
+
+// load is Load; whole says the error left nothing decoded (the file could
+// not be read or parsed).
+func load(path string) (cfg Config, whole bool, err error) {
+	cfg = DefaultConfig()
 	if path == "" {
-		return cfg, nil
+		return cfg, false, nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("read config: %w", err)
+		return cfg, true, fmt.Errorf("read config: %w", err)
 	}
 	if err := Decode(b, &cfg); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+		return cfg, errors.Is(err, ErrSyntax), inFile(path, err)
 	}
-	return cfg, nil
+	return cfg, false, nil
 }
 
-// Decode decodes JSON over cfg, rejecting unknown keys.
-func Decode(b []byte, cfg *Config) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cfg); err != nil {
-		return err
+// inFile names path in each of err's problems.
+func inFile(path string, err error) error {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return fmt.Errorf("config %s: %w", path, err)
 	}
-	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		return errors.New("more than one JSON value (or trailing data after it)")
+	var errs []error
+	for _, e := range joined.Unwrap() {
+		errs = append(errs, fmt.Errorf("config %s: %w", path, e))
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// LoadAndValidate is Load then Validate, reporting the problems of both
+// at once: the keys that decoded are validated even when others did not
+// (those keep their defaults). A file that cannot be read or parsed is
+// reported alone.
+func LoadAndValidate(path string) (Config, error) {
+	cfg, whole, err := load(path)
+	if whole {
+		return cfg, err
+	}
+	return cfg, errors.Join(err, cfg.Validate())
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)

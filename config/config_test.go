@@ -159,8 +159,8 @@ var _ = Describe("Config", func() {
 				cfg := config.DefaultConfig()
 				Expect(config.Decode([]byte(in), &cfg)).To(MatchError(ContainSubstring(message)))
 			},
-			Entry("an unknown top-level key", `{"zone":"z1","zones":["z2"]}`, `unknown field "zones"`),
-			Entry("an unknown nested key", `{"proxy":{"enabeld":false}}`, `unknown field "enabeld"`),
+			Entry("an unknown top-level key", `{"zone":"z1","zones":["z2"]}`, `zones: unknown key`),
+			Entry("an unknown nested key", `{"proxy":{"enabeld":false}}`, `proxy.enabeld: unknown key`),
 			Entry("a duration without a unit", `{"stop_grace":"10"}`, "missing unit"),
 			Entry("a duration as a number", `{"stop_grace":10}`, "stop_grace"),
 			Entry("a second value", `{"zone":"z1"} {"zone":"z2"}`, "more than one JSON value"),
@@ -184,7 +184,7 @@ var _ = Describe("Config", func() {
 			path := filepath.Join(GinkgoT().TempDir(), "bad.json")
 			Expect(os.WriteFile(path, []byte(`{"cell":"x"}`), 0o600)).To(Succeed())
 			_, err := config.Load(path)
-			Expect(err).To(MatchError(And(ContainSubstring("config "+path), ContainSubstring(`unknown field "cell"`))))
+			Expect(err).To(MatchError(And(ContainSubstring("config "+path), ContainSubstring(`cell: unknown key`))))
 		})
 
 		It("fails for a missing file", func() {

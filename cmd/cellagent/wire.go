@@ -33,11 +33,7 @@ import (
 )
 
 func loadConfig(path string) (config.Config, error) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return cfg, err
-	}
-	return cfg, cfg.Validate()
+	return config.LoadAndValidate(path)
 }
 
 func newLogger(level string) lager.Logger {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -33,7 +34,8 @@ import (
 )
 
 func loadConfig(path string) (config.Config, error) {
-	return config.LoadAndValidate(path)
+	cfg, err := config.LoadAndValidate(path)
+	return cfg, errors.Join(err, checkProxyBinary(cfg))
 }
 
 func newLogger(level string) lager.Logger {
@@ -233,14 +235,9 @@ func presence(store *containerstore.Store) func() routeemitter.CellPresence {
 }
 
 func newProxyHook(logger lager.Logger, cfg config.Config, caPEM []byte, rt *runtime.Client, clk clock.Clock) (*proxyhook.Hook, error) {
-	binary := cfg.Proxy.Binary
-	bundled := binary == ""
-	if bundled {
-		self, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		binary = filepath.Join(filepath.Dir(self), "cellproxy")
+	binary, bundled, err := proxyBinary(cfg)
+	if err != nil {
+		return nil, err
 	}
 	pc := proxyconfig.DefaultConfig()
 	pc.RequireClientCerts = cfg.Proxy.RequireClientCerts

@@ -4,7 +4,14 @@
 //
 //	cellproxy -c /etc/cf-assets/envoy_config/envoy.yaml --drain-time-s 900
 //
-// Build it static: CGO_ENABLED=0 go build ./cmd/cellproxy
+// It must be static (it runs in the container's rootfs): build it with
+// CGO_ENABLED=0 go build ./cmd/cellproxy; with cgo on, static_cgo.go links
+// it statically.
+//
+// The pure Go resolver only: a statically linked glibc resolver would need
+// the host's glibc at run time.
+//
+//go:debug netdns=go
 package main
 
 import (

@@ -27,6 +27,7 @@ import (
 	"github.com/onsi/gomega/gbytes"
 	"github.com/onsi/gomega/gexec"
 
+	"github.com/cellagent/cellagent/execcheck"
 	"github.com/cellagent/cellagent/proxyconfig"
 )
 
@@ -137,6 +138,15 @@ var _ = Describe("cellproxy", func() {
 		Eventually(s, 10*time.Second).Should(gexec.Exit(2))
 		Expect(s.Err).To(gbytes.Say(`unexpected argument "extra"\nusage: cellproxy -c FILE`))
 		Expect(ready()).To(Equal(0), "it must not serve")
+	})
+
+	It("is static even from a plain go build with cgo on (it runs in a busybox rootfs)", func() {
+		if _, err := exec.LookPath("gcc"); err != nil {
+			Skip("no C compiler: cgo is off anyway")
+		}
+		path, err := gexec.BuildWithEnvironment("github.com/cellagent/cellagent/cmd/cellproxy", []string{"CGO_ENABLED=1"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(execcheck.Static(path)).To(Succeed())
 	})
 
 	It("needs -c", func() {

@@ -240,10 +240,19 @@ func (f filesHook) Teardown(ctx context.Context, logger lager.Logger, guid strin
 }
 
 func (f filesHook) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	_, err := os.Stat(filepath.Join(f.h.dir(inst.GUID), proxyconfig.BootstrapFile))
 	if !proxied(inst) {
+		if err == nil {
+			// An earlier agent gave every instance a proxy: known, its
+			// files take the rotations (CredentialsRotated would wait for
+			// it forever), but nothing supervises or verifies it.
+			f.h.mu.Lock()
+			f.h.instances[inst.GUID] = &instance{inst: inst}
+			f.h.mu.Unlock()
+		}
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(f.h.dir(inst.GUID), proxyconfig.BootstrapFile)); err != nil {
+	if err != nil {
 		return fmt.Errorf("proxy files of %s: %w", inst.GUID, err)
 	}
 	serial := ""

@@ -15,6 +15,7 @@ import (
 	"code.cloudfoundry.org/lager/v3/lagertest"
 
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/proxyconfig"
 )
@@ -142,4 +143,62 @@ func TestNoPortsNoProxy(t *testing.T) {
 			t.Errorf("%d proxy processes started, want 1", execs)
 		}
 	})
+}
+
+// TestRotationOfAnEarlierProxyWithoutPorts: an instance without ports that
+// an earlier agent started with a proxy (every instance had one) keeps its
+// proxy files until it ends. After an agent restart its rotations must be
+// delivered, not refused as "not restored yet" until the certificate
+// expires and the instance is failed.
+func TestRotationOfAnEarlierProxyWithoutPorts(t *testing.T) {
+	cert, caPEM := selfSigned(t, "g1")
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	dataDir := t.TempDir()
+	bin := filepath.Join(dataDir, "cellproxy")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runner := &execRecorder{}
+	h, err := New(lagertest.NewTestLogger("proxy"), Config{HostBinary: bin, Proxy: proxyconfig.DefaultConfig(),
+		DataDir: dataDir, CACertPEM: caPEM, MemoryOverheadMB: 32}, runner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := lagertest.NewTestLogger("test")
+	ctx := context.Background()
+	// The files an earlier agent wrote for g1, which has no ports.
+	cfg := proxyconfig.DefaultConfig()
+	cfg.NodeID = "g1"
+	if err := os.MkdirAll(h.dir("g1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := proxyconfig.Write(h.dir("g1"), cfg, nil, 61001, caPEM, keyPEM, "07"); err != nil {
+		t.Fatal(err)
+	}
+
+	inst := &containerstore.Instance{GUID: "g1", InternalIP: "127.0.0.1", ExternalIP: "127.0.0.1",
+		Credentials: &executor.CredentialInfo{Serial: "07"}}
+	files := h.FilesHook()
+	if err := files.(containerstore.Restorer).Restore(ctx, logger, inst); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if err := files.(containerstore.Starter).Adopt(ctx, logger, inst); err != nil {
+		t.Fatalf("adopt: %v", err)
+	}
+	if execs, attachs := runner.counts(); execs+attachs != 0 {
+		t.Errorf("adoption ran %d execs and %d attaches, want none (no ports, no proxy)", execs, attachs)
+	}
+	if err := h.CredentialsRotated(logger, "g1", credmanager.Credential{Serial: "08", CertPEM: caPEM, KeyPEM: keyPEM}); err != nil {
+		t.Errorf("rotation of g1: %v, want it delivered", err)
+	}
+	if err := files.Teardown(ctx, logger, "g1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(h.dir("g1")); !os.IsNotExist(err) {
+		t.Errorf("proxy files of g1 after teardown: %v, want none", err)
+	}
 }

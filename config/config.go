@@ -205,13 +205,19 @@ func inFile(path string, err error) error {
 // LoadAndValidate is Load then Validate, reporting the problems of both
 // at once: the keys that decoded are validated even when others did not
 // (those keep their defaults). A file that cannot be read or parsed is
-// reported alone.
-func LoadAndValidate(path string) (Config, error) {
+// reported alone. checks are the caller's own (a binary the config names
+// exists): they run beside Validate, never on the defaults of a file that
+// could not be read.
+func LoadAndValidate(path string, checks ...func(Config) error) (Config, error) {
 	cfg, whole, err := load(path)
 	if whole {
 		return cfg, err
 	}
-	return cfg, errors.Join(err, cfg.Validate())
+	errs := []error{err, cfg.Validate()}
+	for _, check := range checks {
+		errs = append(errs, check(cfg))
+	}
+	return cfg, errors.Join(errs...)
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)

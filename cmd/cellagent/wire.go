@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -34,8 +33,7 @@ import (
 )
 
 func loadConfig(path string) (config.Config, error) {
-	cfg, err := config.LoadAndValidate(path)
-	return cfg, errors.Join(err, checkProxyBinary(cfg))
+	return config.LoadAndValidate(path, checkProxyBinary)
 }
 
 func newLogger(level string) lager.Logger {

@@ -67,20 +67,56 @@ func decodeValue(path string, raw json.RawMessage, v reflect.Value, problems *[]
 		*problems = append(*problems, fmt.Errorf("%s: %s", orTop(path), describeValue(err)))
 		return
 	}
-	keys := make([]string, 0, len(obj))
-	for k := range obj {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		sub := join(path, k)
-		i, ok := fieldIndex(t, k)
+	// The members apply in the file's order, each occurrence of a key
+	// (in any case) in turn, as encoding/json does: the last value wins
+	// and objects merge. Their problems are reported in key order.
+	ms := members(raw)
+	found := make([][]error, len(ms))
+	for j, m := range ms {
+		sub := join(path, m.key)
+		i, ok := fieldIndex(t, m.key)
 		if !ok {
-			*problems = append(*problems, fmt.Errorf("%s: unknown key", sub))
+			found[j] = append(found[j], fmt.Errorf("%s: unknown key", sub))
 			continue
 		}
-		decodeValue(sub, obj[k], v.Field(i), problems)
+		decodeValue(sub, m.raw, v.Field(i), &found[j])
 	}
+	order := make([]int, len(ms))
+	for j := range order {
+		order[j] = j
+	}
+	sort.SliceStable(order, func(a, b int) bool { return ms[order[a]].key < ms[order[b]].key })
+	for _, j := range order {
+		*problems = append(*problems, found[j]...)
+	}
+}
+
+type member struct {
+	key string
+	raw json.RawMessage
+}
+
+// members lists the members of raw, a valid JSON object, in order and
+// with every repeated key (a map keeps only the last).
+func members(raw json.RawMessage) []member {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return nil
+	}
+	var ms []member
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return ms
+		}
+		key, _ := tok.(string)
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return ms
+		}
+		ms = append(ms, member{key, val})
+	}
+	return ms
 }
 
 // fieldIndex finds the field of struct t whose JSON name is key, matched

@@ -124,3 +124,20 @@ var _ = Describe("Decode reports every problem of a file at once", func() {
 		})
 	})
 })
+
+var _ = Describe("Decode applies a key given more than once as encoding/json does", func() {
+	DescribeTable("in the file's order: the last value wins, objects merge",
+		func(in string, check func(config.Config)) {
+			cfg := config.DefaultConfig()
+			Expect(config.Decode([]byte(in), &cfg)).To(Succeed())
+			check(cfg)
+		},
+		Entry("the same key twice", `{"zone":"a","zone":"b"}`, func(c config.Config) { Expect(c.Zone).To(Equal("b")) }),
+		Entry("the same key in another case, lower case first", `{"zone":"a","Zone":"b"}`, func(c config.Config) { Expect(c.Zone).To(Equal("b")) }),
+		Entry("the same key in another case, upper case first", `{"Zone":"a","zone":"b"}`, func(c config.Config) { Expect(c.Zone).To(Equal("b")) }),
+		Entry("an object twice", `{"proxy":{"enabled":false},"proxy":{"kind":"envoy"}}`, func(c config.Config) {
+			Expect(c.Proxy.Enabled).To(BeFalse())
+			Expect(c.Proxy.Kind).To(Equal("envoy"))
+		}),
+	)
+})

@@ -50,27 +50,35 @@ func (r *execRecorder) counts() (int, int) {
 	return len(r.execs), len(r.attachs)
 }
 
-// TestNoPortsNoProxy: an app without ports gets no proxy at all (no
-// ports, overhead, files, mounts, process or verification), while an app
-// with ports gets every one of them from the same hook.
-func TestNoPortsNoProxy(t *testing.T) {
+// newTestHook is a Hook over a temporary data dir whose processes runner
+// records, with a self-signed identity for g1 (its PEM serves as the CA).
+func newTestHook(t *testing.T) (h *Hook, runner *execRecorder, caPEM, keyPEM []byte) {
+	t.Helper()
 	cert, caPEM := selfSigned(t, "g1")
 	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 	dataDir := t.TempDir()
 	bin := filepath.Join(dataDir, "cellproxy")
 	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	runner := &execRecorder{}
-	h, err := New(lagertest.NewTestLogger("proxy"), Config{HostBinary: bin, Proxy: proxyconfig.DefaultConfig(),
+	runner = &execRecorder{}
+	h, err = New(lagertest.NewTestLogger("proxy"), Config{HostBinary: bin, Proxy: proxyconfig.DefaultConfig(),
 		DataDir: dataDir, CACertPEM: caPEM, MemoryOverheadMB: 32}, runner)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h, runner, caPEM, keyPEM
+}
+
+// TestNoPortsNoProxy: an app without ports gets no proxy at all (no
+// ports, overhead, files, mounts, process or verification), while an app
+// with ports gets every one of them from the same hook.
+func TestNoPortsNoProxy(t *testing.T) {
+	h, runner, caPEM, keyPEM := newTestHook(t)
 	logger := lagertest.NewTestLogger("test")
 	ctx := context.Background()
 
@@ -151,23 +159,7 @@ func TestNoPortsNoProxy(t *testing.T) {
 // delivered, not refused as "not restored yet" until the certificate
 // expires and the instance is failed.
 func TestRotationOfAnEarlierProxyWithoutPorts(t *testing.T) {
-	cert, caPEM := selfSigned(t, "g1")
-	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	dataDir := t.TempDir()
-	bin := filepath.Join(dataDir, "cellproxy")
-	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	runner := &execRecorder{}
-	h, err := New(lagertest.NewTestLogger("proxy"), Config{HostBinary: bin, Proxy: proxyconfig.DefaultConfig(),
-		DataDir: dataDir, CACertPEM: caPEM, MemoryOverheadMB: 32}, runner)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, runner, caPEM, keyPEM := newTestHook(t)
 	logger := lagertest.NewTestLogger("test")
 	ctx := context.Background()
 	// The files an earlier agent wrote for g1, which has no ports.

@@ -595,6 +595,30 @@ var _ = Describe("Store", func() {
 			})
 		})
 
+		Context("when the proxy cannot start beside an app that keeps running", func() {
+			BeforeEach(func() {
+				proxy := &containerstorefakes.FakeSetupHook{}
+				proxy.NameReturns("proxy")
+				deps.Hooks = append(deps.Hooks, starterHook{FakeSetupHook: proxy, start: func(guid string) error {
+					return errors.New("start proxy: exec format error")
+				}})
+			})
+
+			It("waits a moment for an exit, then kills the app and reports the proxy's error", func() {
+				watchers := clk.WatcherCount()
+				_, err := store.AllocateAndRun(ctx, "g1", runRequest())
+				Expect(err).NotTo(HaveOccurred())
+				Eventually(clk.WatcherCount).Should(BeNumerically(">", watchers), "the wait for the app's exit")
+				Expect(stateOf("g1")()).To(Equal(executor.StateCreated))
+				clk.Increment(time.Second)
+				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+				c := get("g1")
+				Expect(c.RunResult.Failed).To(BeTrue())
+				Expect(c.RunResult.FailureReason).To(Equal("proxy: start proxy: exec format error"))
+				Expect(order.all()).To(ContainElement("tasks.Signal g1 killed"))
+			})
+		})
+
 		Context("when the proxy fails while the app exits by itself", func() {
 			BeforeEach(func() { cfg.DrainWindow = 5 * time.Second })
 

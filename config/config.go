@@ -69,6 +69,14 @@ type Network struct {
 	Bridge     string   `json:"bridge"`
 	Name       string   `json:"name"`
 	PluginDirs []string `json:"cni_plugin_dirs"`
+	// Egress.Default are the egress rules of every container (before its
+	// own); left out: the public internet only (network.DefaultEgress).
+	Egress NetworkEgress `json:"egress"`
+}
+
+// NetworkEgress is the network.egress block.
+type NetworkEgress struct {
+	Default []executor.EgressRule `json:"default"`
 }
 
 // Routing says what routes point at.

@@ -84,6 +84,46 @@ type RunRequest struct {
 	CPUWeight             int                    `json:"cpu_weight,omitempty"`
 	StartTimeout          Duration               `json:"start_timeout,omitempty"`
 	StopGrace             Duration               `json:"stop_grace,omitempty"`
+	// EgressRules open destinations beyond the cell's network.egress.default
+	// (Diego's application security groups); NetworkPolicies let other
+	// instances reach this one. Both are checked by the network hook.
+	EgressRules     []EgressRule    `json:"egress_rules,omitempty"`
+	NetworkPolicies []NetworkPolicy `json:"network_policies,omitempty"`
+}
+
+// EgressRule allows an instance's new connections to some destinations, in
+// the vocabulary of Diego's application security groups.
+type EgressRule struct {
+	// Protocol is tcp, udp, icmp or all.
+	Protocol string `json:"protocol"`
+	// Destinations are addresses, CIDRs or ranges "a.b.c.d-e.f.g.h".
+	Destinations []string `json:"destinations"`
+	// Ports ("80,443,8000-8010") apply to tcp and udp; empty means all.
+	Ports string `json:"ports,omitempty"`
+	// Log logs the first packets of each connection the rule allows.
+	Log bool `json:"log,omitempty"`
+}
+
+// NetworkFilter is an instance's network filter as the agent applies it:
+// the cell's default egress rules when it was set up, its own, the
+// policies, and the packets denied so far by direction (egress, ingress).
+type NetworkFilter struct {
+	GUID            string            `json:"guid"`
+	LogGUID         string            `json:"log_guid,omitempty"`
+	DefaultEgress   []EgressRule      `json:"default_egress"`
+	EgressRules     []EgressRule      `json:"egress_rules"`
+	NetworkPolicies []NetworkPolicy   `json:"network_policies"`
+	Denied          map[string]uint64 `json:"denied"`
+	// AlwaysDenied are destinations no rule opens.
+	AlwaysDenied []string `json:"always_denied"`
+}
+
+// NetworkPolicy lets the instances whose log_guid is SourceLogGUID connect
+// to this instance on Ports with Protocol (tcp or udp).
+type NetworkPolicy struct {
+	SourceLogGUID string `json:"source_log_guid"`
+	Ports         string `json:"ports"`
+	Protocol      string `json:"protocol"`
 }
 
 // AllocationRequest reserves one container.

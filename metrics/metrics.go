@@ -96,6 +96,10 @@ func New(cfg Config) *Metrics {
 	return m
 }
 
+// Register adds a collector of another package (e.g. the network filter's
+// denial counters).
+func (m *Metrics) Register(c prometheus.Collector) error { return m.reg.Register(c) }
+
 // Handler serves /metrics.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

@@ -72,7 +72,7 @@ func run(cfg config.Config) error {
 		Mode: cfg.Network.Mode, Subnet: cfg.Network.Subnet, HostPortRange: cfg.Network.HostPortRange,
 		ExternalIP: externalIP, PortQuarantine: time.Duration(cfg.Network.PortQuarantine),
 		DataDir: cfg.DataDir, PluginDirs: cfg.Network.PluginDirs, BridgeName: cfg.Network.Bridge,
-		NetworkName: cfg.Network.Name, Clock: clk,
+		NetworkName: cfg.Network.Name, Clock: clk, DefaultEgress: cfg.Network.Egress.Default,
 	})
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
@@ -149,8 +149,14 @@ func run(cfg config.Config) error {
 	creds.AddExpiryHandler(notifier)
 	creds.AddFailureHandler(notifier)
 
+	if cfg.Network.Mode == "bridge" {
+		if err := met.Register(network.DeniedCollector{Manager: netMgr}); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 	api := httpapi.New(logger, httpapi.Config{Client: store, Evacuator: store, Explainer: store, Images: rt,
-		Extra: map[string]http.Handler{"GET /metrics": met.Handler()}})
+		Network: network.FilterAPI{Manager: netMgr, Logger: logger},
+		Extra:   map[string]http.Handler{"GET /metrics": met.Handler()}})
 	var members grouper.Members
 	if len(cfg.NATS.URLs) == 0 {
 		embedded, err := routeemitter.NewEmbeddedNATS(logger, cfg.NATS.EmbeddedListen, filepath.Join(cfg.DataDir, "nats"))

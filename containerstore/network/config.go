@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/clock"
+
+	"github.com/cellagent/cellagent/executor"
 )
 
 // Modes of Config.Mode.
@@ -45,6 +47,10 @@ type Config struct {
 	NetworkName string
 	// Clock drives the quarantine; nil means the real clock.
 	Clock clock.Clock
+	// DefaultEgress are the egress rules every container gets before its
+	// own (network.egress.default); nil means DefaultEgress(), empty
+	// means none: a container then reaches nothing it has no rule for.
+	DefaultEgress []executor.EgressRule
 }
 
 // DefaultConfig returns the configuration used when the agent's config file
@@ -121,6 +127,9 @@ func (c Config) Validate() error {
 			add("network bridge name %q: %w", c.BridgeName, err)
 		}
 	}
+	if _, err := ValidateEgressRules("network.egress.default", c.DefaultEgress); err != nil {
+		add("%w", err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -196,6 +205,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Clock == nil {
 		c.Clock = clock.NewClock()
+	}
+	if c.DefaultEgress == nil {
+		c.DefaultEgress = DefaultEgress()
 	}
 	return c
 }

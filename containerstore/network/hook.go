@@ -32,6 +32,9 @@ func (h *Hook) Name() string { return "network" }
 // ValidateRequest refuses at once a request whose ports cannot be mapped
 // now; the allocation itself happens at Setup.
 func (h *Hook) ValidateRequest(req *executor.RunRequest) error {
+	if _, err := canonicalSpec(FilterSpecOf(req)); err != nil {
+		return executor.NewError(executor.ErrInvalidRequest, "%v", err)
+	}
 	if h.Manager.cfg.Mode == ModeHost {
 		return nil
 	}
@@ -47,7 +50,7 @@ func (h *Hook) ValidateRequest(req *executor.RunRequest) error {
 }
 
 func (h *Hook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
-	res, err := h.Manager.Setup(ctx, logger, inst.GUID, inst.ContainerPorts())
+	res, err := h.Manager.SetupFiltered(ctx, logger, inst.GUID, inst.ContainerPorts(), FilterSpecOf(&inst.Request))
 	if err != nil {
 		if errors.Is(err, ErrInsufficientPorts) || errors.Is(err, ErrPortInUse) {
 			return fmt.Errorf("%w: %v", executor.ErrInsufficientResources, err)

@@ -27,8 +27,15 @@ type HostPorts interface {
 	// Unmap removes guid's forwards of hostPorts; what is not there is not
 	// an error.
 	Unmap(ctx context.Context, guid string, hostPorts []uint16) error
-	// Mapped answers the host ports mapped to each guid that has any.
+	// Mapped answers the host ports mapped to each guid that has any
+	// (and an empty list for a guid with only a filter).
 	Mapped(ctx context.Context) (map[string][]uint16, error)
+	// Filter installs or replaces guid's filter (FilterSpec).
+	Filter(ctx context.Context, guid string, ip net.IP, spec FilterSpec) error
+	// Unfilter removes guid's filter; what is not there is not an error.
+	Unfilter(ctx context.Context, guid string) error
+	// Denied answers the packets dropped per guid and direction.
+	Denied(ctx context.Context) (map[string]map[string]uint64, error)
 }
 
 // NFTables is HostPorts through one nftables table of the agent's own,
@@ -79,8 +86,10 @@ func (n NFTables) Init(ctx context.Context) error {
 	t, s := "ip "+n.table(), subnet.String()
 	// One transaction: the base chains are flushed and refilled, the map
 	// and the containers' chains are left as they are (an agent restart
-	// keeps running containers reachable).
-	script := strings.Join([]string{
+	// keeps running containers reachable). Containers addressing the
+	// host's loopback or the bridge are not forwarded to host ports: the
+	// filter drops them at the input hook.
+	script := strings.Join(append([]string{
 		"add table " + t,
 		"add map " + t + " hostports { type inet_service : verdict; }",
 		"add chain " + t + " prerouting { type nat hook prerouting priority -100; policy accept; }",
@@ -89,12 +98,13 @@ func (n NFTables) Init(ctx context.Context) error {
 		"flush chain " + t + " prerouting",
 		"flush chain " + t + " output",
 		"flush chain " + t + " postrouting",
+		"add rule " + t + " prerouting iifname " + quote(n.Bridge) + " ip daddr { 127.0.0.0/8, " + gateway(subnet).String() + " } return",
 		"add rule " + t + " prerouting fib daddr type local tcp dport vmap @hostports",
 		"add rule " + t + " output fib daddr type local tcp dport vmap @hostports",
 		"add rule " + t + " postrouting ip saddr " + s + " ip daddr != " + s + " masquerade",
 		"add rule " + t + " postrouting ct status dnat ip daddr " + s + " ip saddr 127.0.0.0/8 masquerade",
 		"add rule " + t + " postrouting ct status dnat ip daddr " + s + " ip saddr " + s + " masquerade",
-	}, "\n")
+	}, n.filterBaseRules(s)...), "\n")
 	if err := nft(ctx, script); err != nil {
 		return fmt.Errorf("set up nftables table %s: %w", n.table(), err)
 	}
@@ -159,22 +169,49 @@ func (n NFTables) Unmap(ctx context.Context, guid string, hostPorts []uint16) er
 }
 
 func (n NFTables) Mapped(ctx context.Context) (map[string][]uint16, error) {
+	tbl, err := n.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tbl.ports, nil
+}
+
+// list reads the whole table.
+func (n NFTables) list(ctx context.Context) (nftTable, error) {
 	cmd := exec.CommandContext(ctx, "nft", "-j", "list", "table", "ip", n.table())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		if strings.Contains(stderr.String(), "No such file or directory") {
-			return map[string][]uint16{}, nil // no table: nothing mapped
+			return parseTable([]byte(`{"nftables":[]}`)) // no table: nothing there
 		}
-		return nil, fmt.Errorf("nft list table %s: %v: %s", n.table(), err, strings.TrimSpace(stderr.String()))
+		return nftTable{}, fmt.Errorf("nft list table %s: %v: %s", n.table(), err, strings.TrimSpace(stderr.String()))
 	}
-	return parseMapped(out)
+	return parseTable(out)
+}
+
+// nftTable is what the agent's table holds, by guid.
+type nftTable struct {
+	// ports are the host ports mapped to each guid with a chain
+	// (c_, e_ or i_<guid>); a guid with chains only has an empty list.
+	ports map[string][]uint16
+	// addrs are the addresses the egress map sends to e_<guid>.
+	addrs map[string][]string
+	// setsOf are the log guid sets each address is in.
+	setsOf map[string][]string
+	// denied are the e_/i_<guid> counters' packets.
+	denied map[string]map[string]uint64
 }
 
 // parseMapped reads `nft -j list table` output: every c_<guid> chain, with
 // the map elements that lead to it.
 func parseMapped(out []byte) (map[string][]uint16, error) {
+	tbl, err := parseTable(out)
+	return tbl.ports, err
+}
+
+func parseTable(out []byte) (nftTable, error) {
 	var doc struct {
 		Nftables []struct {
 			Chain *struct {
@@ -184,58 +221,105 @@ func parseMapped(out []byte) (map[string][]uint16, error) {
 				Name string              `json:"name"`
 				Elem [][]json.RawMessage `json:"elem"`
 			} `json:"map"`
+			Set *struct {
+				Name string            `json:"name"`
+				Elem []json.RawMessage `json:"elem"`
+			} `json:"set"`
+			Counter *struct {
+				Name    string `json:"name"`
+				Packets uint64 `json:"packets"`
+			} `json:"counter"`
 		} `json:"nftables"`
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
-		return nil, fmt.Errorf("parse nft -j output: %w", err)
+		return nftTable{}, fmt.Errorf("parse nft -j output: %w", err)
 	}
-	mapped := map[string][]uint16{}
+	tbl := nftTable{ports: map[string][]uint16{}, addrs: map[string][]string{}, setsOf: map[string][]string{},
+		denied: map[string]map[string]uint64{}}
 	for _, o := range doc.Nftables {
 		if o.Chain != nil {
-			if guid, ok := strings.CutPrefix(o.Chain.Name, chainPrefix); ok {
-				if _, seen := mapped[guid]; !seen {
-					mapped[guid] = nil
+			if guid, _, ok := guidOfChain(o.Chain.Name); ok {
+				if _, seen := tbl.ports[guid]; !seen {
+					tbl.ports[guid] = nil
 				}
 			}
 		}
-		if o.Map == nil || o.Map.Name != "hostports" {
+		if o.Counter != nil {
+			if guid, dir, ok := guidOfChain(o.Counter.Name); ok && dir != "" {
+				if tbl.denied[guid] == nil {
+					tbl.denied[guid] = map[string]uint64{}
+				}
+				tbl.denied[guid][dir] = o.Counter.Packets
+			}
+		}
+		if o.Set != nil && strings.HasPrefix(o.Set.Name, logSetPrefix) {
+			for _, e := range o.Set.Elem {
+				var ip string
+				if json.Unmarshal(e, &ip) == nil {
+					tbl.setsOf[ip] = append(tbl.setsOf[ip], o.Set.Name)
+				}
+			}
+		}
+		if o.Map == nil {
 			continue
 		}
 		for _, e := range o.Map.Elem {
 			if len(e) != 2 {
 				continue
 			}
-			var port uint16
 			var verdict struct {
 				Goto *struct {
 					Target string `json:"target"`
 				} `json:"goto"`
 			}
-			if json.Unmarshal(e[0], &port) != nil || json.Unmarshal(e[1], &verdict) != nil || verdict.Goto == nil {
+			if json.Unmarshal(e[1], &verdict) != nil || verdict.Goto == nil {
 				continue
 			}
-			if guid, ok := strings.CutPrefix(verdict.Goto.Target, chainPrefix); ok {
-				mapped[guid] = append(mapped[guid], port)
+			switch o.Map.Name {
+			case "hostports":
+				var port uint16
+				if guid, ok := strings.CutPrefix(verdict.Goto.Target, chainPrefix); ok && json.Unmarshal(e[0], &port) == nil {
+					tbl.ports[guid] = append(tbl.ports[guid], port)
+				}
+			case "egress":
+				var ip string
+				if guid, ok := strings.CutPrefix(verdict.Goto.Target, egressPrefix); ok && json.Unmarshal(e[0], &ip) == nil {
+					tbl.addrs[guid] = append(tbl.addrs[guid], ip)
+				}
 			}
 		}
 	}
-	for guid := range mapped {
-		slices.Sort(mapped[guid])
+	for guid := range tbl.ports {
+		slices.Sort(tbl.ports[guid])
 	}
-	return mapped, nil
+	return tbl, nil
 }
 
-func (n NFTables) routeLocalnet() error {
+// guidOfChain answers the guid of a per-container chain or counter, and
+// the direction for a filter one.
+func guidOfChain(name string) (guid, dir string, ok bool) {
+	for prefix, d := range map[string]string{chainPrefix: "", egressPrefix: DirEgress, ingressPrefix: DirIngress} {
+		if g, found := strings.CutPrefix(name, prefix); found && ValidateGUID(g) == nil {
+			return g, d, true
+		}
+	}
+	return "", "", false
+}
+
+func (n NFTables) routeLocalnet() error { return n.sysctl("route_localnet", "1") }
+
+// sysctl sets net.ipv4.conf.<bridge>.<name> unless it has value already.
+func (n NFTables) sysctl(name, value string) error {
 	root := n.Sysctl
 	if root == "" {
 		root = "/proc/sys"
 	}
-	path := filepath.Join(root, "net", "ipv4", "conf", n.Bridge, "route_localnet")
-	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == "1" {
+	path := filepath.Join(root, "net", "ipv4", "conf", n.Bridge, name)
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == value {
 		return nil
 	}
-	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
-		return fmt.Errorf("enable route_localnet on %s: %w", n.Bridge, err)
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("set %s on %s: %w", name, n.Bridge, err)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	gocni "github.com/containerd/go-cni"
+
+	"github.com/cellagent/cellagent/executor"
 )
 
 const logKeyGUID = "container-guid"
@@ -61,6 +63,8 @@ type Manager struct {
 	cni        CNI
 	hostPorts  HostPorts
 	locks      keyedMutex
+	// defaultEgress is cfg.DefaultEgress in canonical form.
+	defaultEgress []executor.EgressRule
 }
 
 // New makes a Manager with the real iproute2, go-cni and nftables.
@@ -86,6 +90,7 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		cni:        deps.CNI,
 		hostPorts:  deps.HostPorts,
 	}
+	m.defaultEgress, _ = ValidateEgressRules("network.egress.default", cfg.DefaultEgress) // valid: checked above
 	if cfg.ExternalIP != "" {
 		m.externalIP = net.ParseIP(cfg.ExternalIP)
 	} else {
@@ -142,14 +147,27 @@ func (m *Manager) PortAllocator() *PortAllocator { return m.ports }
 // NetNSName is the name of guid's namespace in `ip netns list`.
 func (m *Manager) NetNSName(guid string) string { return m.cfg.NetworkName + "-" + guid }
 
-// Setup gives guid its network and maps a host port to each container port.
-// On error it undoes everything it made.
+// Setup gives guid its network and maps a host port to each container port;
+// the container gets the default egress rules only. On error it undoes
+// everything it made.
 func (m *Manager) Setup(ctx context.Context, logger lager.Logger, guid string, containerPorts []uint16) (_ Result, retErr error) {
+	return m.SetupFiltered(ctx, logger, guid, containerPorts, FilterSpec{})
+}
+
+// SetupFiltered is Setup with the container's own egress rules, policies
+// and log guid (spec.Egress comes after the cell's default rules). The
+// filter is in place before Setup returns, so before the container's first
+// process starts.
+func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid string, containerPorts []uint16, spec FilterSpec) (_ Result, retErr error) {
 	logger = logger.Session("network.setup", lager.Data{logKeyGUID: guid})
 	if err := ValidateGUID(guid); err != nil {
 		return Result{}, err
 	}
 	if err := validateContainerPorts(containerPorts); err != nil {
+		return Result{}, fmt.Errorf("set up network of %s: %w", guid, err)
+	}
+	spec, err := canonicalSpec(spec)
+	if err != nil {
 		return Result{}, fmt.Errorf("set up network of %s: %w", guid, err)
 	}
 	defer m.locks.lock(guid)()
@@ -180,7 +198,8 @@ func (m *Manager) Setup(ctx context.Context, logger lager.Logger, guid string, c
 		}
 	}()
 
-	st := containerState{GUID: guid, Mode: ModeBridge, NetNSName: m.NetNSName(guid), ExternalIP: m.externalIP}
+	st := containerState{GUID: guid, Mode: ModeBridge, NetNSName: m.NetNSName(guid), ExternalIP: m.externalIP,
+		DefaultEgress: m.defaultEgress, Filter: &spec}
 	for i, cp := range containerPorts {
 		st.Ports = append(st.Ports, PortMapping{ContainerPort: cp, HostPort: hostPorts[i]})
 	}
@@ -217,6 +236,9 @@ func (m *Manager) Setup(ctx context.Context, logger lager.Logger, guid string, c
 	}
 	if retErr == nil {
 		retErr = m.hostPorts.Map(ctx, guid, st.IPv4, st.Ports)
+	}
+	if retErr == nil {
+		retErr = m.hostPorts.Filter(ctx, guid, st.IPv4, st.effectiveFilter())
 	}
 	if retErr == nil {
 		st.Complete = true
@@ -352,6 +374,9 @@ func (m *Manager) remove(ctx context.Context, st containerState, path string, ex
 			ports = append(ports, p)
 		}
 	}
+	if err := m.hostPorts.Unfilter(ctx, st.GUID); err != nil {
+		errs = append(errs, err)
+	}
 	if err := m.hostPorts.Unmap(ctx, st.GUID, ports); err != nil {
 		errs = append(errs, err)
 	}
@@ -396,6 +421,14 @@ func (m *Manager) Restore(logger lager.Logger, guid string) (Result, error) {
 		// not fatal: the container runs either way.
 		if err := m.hostPorts.Map(context.Background(), guid, st.IPv4, st.Ports); err != nil {
 			logger.Error("failed-to-reapply-host-ports", err)
+		}
+		// Exactly the rules it had; a state from before filters gets
+		// today's defaults.
+		if st.Filter == nil {
+			st.DefaultEgress, st.Filter = m.defaultEgress, &FilterSpec{}
+		}
+		if err := m.hostPorts.Filter(context.Background(), guid, st.IPv4, st.effectiveFilter()); err != nil {
+			return Result{}, fmt.Errorf("restore filter of %s: %w", guid, err)
 		}
 	}
 	logger.Info("restored", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports})

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cellagent/cellagent/executor"
 )
 
 // containerState is what is persisted per container in
@@ -24,6 +26,22 @@ type containerState struct {
 	Ports      []PortMapping `json:"ports"`
 	// Complete is false while Setup is still making things.
 	Complete bool `json:"complete"`
+	// DefaultEgress are the cell's rules when the container was set up
+	// (a config change does not alter running containers); Filter holds
+	// its own. Filter is nil in states written before filtering.
+	DefaultEgress []executor.EgressRule `json:"default_egress,omitempty"`
+	Filter        *FilterSpec           `json:"filter,omitempty"`
+}
+
+// effectiveFilter is what the table holds for the container: the default
+// rules, then its own.
+func (s containerState) effectiveFilter() FilterSpec {
+	var f FilterSpec
+	if s.Filter != nil {
+		f = *s.Filter
+	}
+	f.Egress = append(append([]executor.EgressRule{}, s.DefaultEgress...), f.Egress...)
+	return f
 }
 
 func (s containerState) result() Result {

@@ -39,12 +39,19 @@ type Explainer interface {
 	Explain(ctx context.Context, guid string) (executor.Explanation, error)
 }
 
+// NetworkFilters shows and changes the instances' network filters (optional).
+type NetworkFilters interface {
+	SetEgress(ctx context.Context, guid string, rules []executor.EgressRule) (executor.NetworkFilter, error)
+	NetworkFilter(ctx context.Context, guid string) (executor.NetworkFilter, error)
+}
+
 // Config wires the handler.
 type Config struct {
 	Client    executor.Client
 	Evacuator Evacuator
 	Explainer Explainer
 	Images    ImageImporter
+	Network   NetworkFilters
 	// Extra routes (e.g. /metrics, pprof) mounted as they are.
 	Extra map[string]http.Handler
 	// Heartbeat is how often an idle event stream gets a comment line.
@@ -74,6 +81,8 @@ func New(logger lager.Logger, cfg Config) http.Handler {
 	mux.HandleFunc("DELETE /v1/containers/{guid}", h.delete)
 	mux.HandleFunc("GET /v1/containers/{guid}/logs", h.logs)
 	mux.HandleFunc("GET /v1/containers/{guid}/explain", h.explain)
+	mux.HandleFunc("PUT /v1/containers/{guid}/egress", h.setEgress)
+	mux.HandleFunc("GET /v1/containers/{guid}/network", h.networkFilter)
 	mux.HandleFunc("GET /v1/events", h.events)
 	mux.HandleFunc("POST /v1/evacuate", h.evacuate)
 	mux.HandleFunc("POST /v1/images", h.importImage)

@@ -10,6 +10,26 @@ import (
 )
 
 type FakeHostPorts struct {
+	DeniedStub        func(context.Context) (map[string]map[string]uint64, error)
+	deniedMutex       sync.RWMutex
+	deniedArgsForCall []FakeHostPortsDeniedArgs
+	deniedReturns     struct {
+		result1 map[string]map[string]uint64
+		result2 error
+	}
+	deniedReturnsOnCall map[int]struct {
+		result1 map[string]map[string]uint64
+		result2 error
+	}
+	FilterStub        func(context.Context, string, net.IP, network.FilterSpec) error
+	filterMutex       sync.RWMutex
+	filterArgsForCall []FakeHostPortsFilterArgs
+	filterReturns     struct {
+		result1 error
+	}
+	filterReturnsOnCall map[int]struct {
+		result1 error
+	}
 	InitStub        func(context.Context) error
 	initMutex       sync.RWMutex
 	initArgsForCall []FakeHostPortsInitArgs
@@ -39,6 +59,15 @@ type FakeHostPorts struct {
 		result1 map[string][]uint16
 		result2 error
 	}
+	UnfilterStub        func(context.Context, string) error
+	unfilterMutex       sync.RWMutex
+	unfilterArgsForCall []FakeHostPortsUnfilterArgs
+	unfilterReturns     struct {
+		result1 error
+	}
+	unfilterReturnsOnCall map[int]struct {
+		result1 error
+	}
 	UnmapStub        func(context.Context, string, []uint16) error
 	unmapMutex       sync.RWMutex
 	unmapArgsForCall []FakeHostPortsUnmapArgs
@@ -51,6 +80,19 @@ type FakeHostPorts struct {
 	invocations      map[string][][]interface{}
 	callOrder        []string
 	invocationsMutex sync.RWMutex
+}
+
+// FakeHostPortsDeniedArgs holds the arguments of one call to Denied.
+type FakeHostPortsDeniedArgs struct {
+	Arg1 context.Context
+}
+
+// FakeHostPortsFilterArgs holds the arguments of one call to Filter.
+type FakeHostPortsFilterArgs struct {
+	Arg1 context.Context
+	Arg2 string
+	Arg3 net.IP
+	Arg4 network.FilterSpec
 }
 
 // FakeHostPortsInitArgs holds the arguments of one call to Init.
@@ -71,11 +113,159 @@ type FakeHostPortsMappedArgs struct {
 	Arg1 context.Context
 }
 
+// FakeHostPortsUnfilterArgs holds the arguments of one call to Unfilter.
+type FakeHostPortsUnfilterArgs struct {
+	Arg1 context.Context
+	Arg2 string
+}
+
 // FakeHostPortsUnmapArgs holds the arguments of one call to Unmap.
 type FakeHostPortsUnmapArgs struct {
 	Arg1 context.Context
 	Arg2 string
 	Arg3 []uint16
+}
+
+func (fake *FakeHostPorts) Denied(arg1 context.Context) (map[string]map[string]uint64, error) {
+	fake.deniedMutex.Lock()
+	ret, specificReturn := fake.deniedReturnsOnCall[len(fake.deniedArgsForCall)]
+	fake.deniedArgsForCall = append(fake.deniedArgsForCall, FakeHostPortsDeniedArgs{arg1})
+	stub := fake.DeniedStub
+	fakeReturns := fake.deniedReturns
+	fake.recordInvocation("Denied", []interface{}{arg1})
+	fake.deniedMutex.Unlock()
+	if stub != nil {
+		return stub(arg1)
+	}
+	if specificReturn {
+		return ret.result1, ret.result2
+	}
+	return fakeReturns.result1, fakeReturns.result2
+}
+
+func (fake *FakeHostPorts) DeniedCallCount() int {
+	fake.deniedMutex.RLock()
+	defer fake.deniedMutex.RUnlock()
+	return len(fake.deniedArgsForCall)
+}
+
+func (fake *FakeHostPorts) DeniedCalls(stub func(context.Context) (map[string]map[string]uint64, error)) {
+	fake.deniedMutex.Lock()
+	defer fake.deniedMutex.Unlock()
+	fake.DeniedStub = stub
+}
+
+func (fake *FakeHostPorts) DeniedArgsForCall(i int) context.Context {
+	fake.deniedMutex.RLock()
+	defer fake.deniedMutex.RUnlock()
+	argsForCall := fake.deniedArgsForCall[i]
+	return argsForCall.Arg1
+}
+
+func (fake *FakeHostPorts) DeniedArgs() []FakeHostPortsDeniedArgs {
+	fake.deniedMutex.RLock()
+	defer fake.deniedMutex.RUnlock()
+	args := make([]FakeHostPortsDeniedArgs, len(fake.deniedArgsForCall))
+	copy(args, fake.deniedArgsForCall)
+	return args
+}
+
+func (fake *FakeHostPorts) DeniedReturns(result1 map[string]map[string]uint64, result2 error) {
+	fake.deniedMutex.Lock()
+	defer fake.deniedMutex.Unlock()
+	fake.DeniedStub = nil
+	fake.deniedReturns = struct {
+		result1 map[string]map[string]uint64
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeHostPorts) DeniedReturnsOnCall(i int, result1 map[string]map[string]uint64, result2 error) {
+	fake.deniedMutex.Lock()
+	defer fake.deniedMutex.Unlock()
+	fake.DeniedStub = nil
+	if fake.deniedReturnsOnCall == nil {
+		fake.deniedReturnsOnCall = make(map[int]struct {
+			result1 map[string]map[string]uint64
+			result2 error
+		})
+	}
+	fake.deniedReturnsOnCall[i] = struct {
+		result1 map[string]map[string]uint64
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeHostPorts) Filter(arg1 context.Context, arg2 string, arg3 net.IP, arg4 network.FilterSpec) error {
+	var arg3Copy net.IP
+	if arg3 != nil {
+		arg3Copy = make(net.IP, len(arg3))
+		copy(arg3Copy, arg3)
+	}
+	fake.filterMutex.Lock()
+	ret, specificReturn := fake.filterReturnsOnCall[len(fake.filterArgsForCall)]
+	fake.filterArgsForCall = append(fake.filterArgsForCall, FakeHostPortsFilterArgs{arg1, arg2, arg3Copy, arg4})
+	stub := fake.FilterStub
+	fakeReturns := fake.filterReturns
+	fake.recordInvocation("Filter", []interface{}{arg1, arg2, arg3Copy, arg4})
+	fake.filterMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3, arg4)
+	}
+	if specificReturn {
+		return ret.result1
+	}
+	return fakeReturns.result1
+}
+
+func (fake *FakeHostPorts) FilterCallCount() int {
+	fake.filterMutex.RLock()
+	defer fake.filterMutex.RUnlock()
+	return len(fake.filterArgsForCall)
+}
+
+func (fake *FakeHostPorts) FilterCalls(stub func(context.Context, string, net.IP, network.FilterSpec) error) {
+	fake.filterMutex.Lock()
+	defer fake.filterMutex.Unlock()
+	fake.FilterStub = stub
+}
+
+func (fake *FakeHostPorts) FilterArgsForCall(i int) (context.Context, string, net.IP, network.FilterSpec) {
+	fake.filterMutex.RLock()
+	defer fake.filterMutex.RUnlock()
+	argsForCall := fake.filterArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3, argsForCall.Arg4
+}
+
+func (fake *FakeHostPorts) FilterArgs() []FakeHostPortsFilterArgs {
+	fake.filterMutex.RLock()
+	defer fake.filterMutex.RUnlock()
+	args := make([]FakeHostPortsFilterArgs, len(fake.filterArgsForCall))
+	copy(args, fake.filterArgsForCall)
+	return args
+}
+
+func (fake *FakeHostPorts) FilterReturns(result1 error) {
+	fake.filterMutex.Lock()
+	defer fake.filterMutex.Unlock()
+	fake.FilterStub = nil
+	fake.filterReturns = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeHostPorts) FilterReturnsOnCall(i int, result1 error) {
+	fake.filterMutex.Lock()
+	defer fake.filterMutex.Unlock()
+	fake.FilterStub = nil
+	if fake.filterReturnsOnCall == nil {
+		fake.filterReturnsOnCall = make(map[int]struct {
+			result1 error
+		})
+	}
+	fake.filterReturnsOnCall[i] = struct {
+		result1 error
+	}{result1}
 }
 
 func (fake *FakeHostPorts) Init(arg1 context.Context) error {
@@ -290,6 +480,73 @@ func (fake *FakeHostPorts) MappedReturnsOnCall(i int, result1 map[string][]uint1
 		result1 map[string][]uint16
 		result2 error
 	}{result1, result2}
+}
+
+func (fake *FakeHostPorts) Unfilter(arg1 context.Context, arg2 string) error {
+	fake.unfilterMutex.Lock()
+	ret, specificReturn := fake.unfilterReturnsOnCall[len(fake.unfilterArgsForCall)]
+	fake.unfilterArgsForCall = append(fake.unfilterArgsForCall, FakeHostPortsUnfilterArgs{arg1, arg2})
+	stub := fake.UnfilterStub
+	fakeReturns := fake.unfilterReturns
+	fake.recordInvocation("Unfilter", []interface{}{arg1, arg2})
+	fake.unfilterMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2)
+	}
+	if specificReturn {
+		return ret.result1
+	}
+	return fakeReturns.result1
+}
+
+func (fake *FakeHostPorts) UnfilterCallCount() int {
+	fake.unfilterMutex.RLock()
+	defer fake.unfilterMutex.RUnlock()
+	return len(fake.unfilterArgsForCall)
+}
+
+func (fake *FakeHostPorts) UnfilterCalls(stub func(context.Context, string) error) {
+	fake.unfilterMutex.Lock()
+	defer fake.unfilterMutex.Unlock()
+	fake.UnfilterStub = stub
+}
+
+func (fake *FakeHostPorts) UnfilterArgsForCall(i int) (context.Context, string) {
+	fake.unfilterMutex.RLock()
+	defer fake.unfilterMutex.RUnlock()
+	argsForCall := fake.unfilterArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2
+}
+
+func (fake *FakeHostPorts) UnfilterArgs() []FakeHostPortsUnfilterArgs {
+	fake.unfilterMutex.RLock()
+	defer fake.unfilterMutex.RUnlock()
+	args := make([]FakeHostPortsUnfilterArgs, len(fake.unfilterArgsForCall))
+	copy(args, fake.unfilterArgsForCall)
+	return args
+}
+
+func (fake *FakeHostPorts) UnfilterReturns(result1 error) {
+	fake.unfilterMutex.Lock()
+	defer fake.unfilterMutex.Unlock()
+	fake.UnfilterStub = nil
+	fake.unfilterReturns = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeHostPorts) UnfilterReturnsOnCall(i int, result1 error) {
+	fake.unfilterMutex.Lock()
+	defer fake.unfilterMutex.Unlock()
+	fake.UnfilterStub = nil
+	if fake.unfilterReturnsOnCall == nil {
+		fake.unfilterReturnsOnCall = make(map[int]struct {
+			result1 error
+		})
+	}
+	fake.unfilterReturnsOnCall[i] = struct {
+		result1 error
+	}{result1}
 }
 
 func (fake *FakeHostPorts) Unmap(arg1 context.Context, arg2 string, arg3 []uint16) error {

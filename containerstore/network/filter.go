@@ -1,0 +1,282 @@
+package network
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+
+	"github.com/cellagent/cellagent/executor"
+)
+
+// FilterSpec is what a container may reach and what may reach it.
+type FilterSpec struct {
+	// LogGUID puts the container in the set other containers' policies
+	// name.
+	LogGUID string `json:"log_guid,omitempty"`
+	// Egress are the cell's default rules followed by the instance's,
+	// canonical (ValidateEgressRules).
+	Egress []executor.EgressRule `json:"egress,omitempty"`
+	// Policies are canonical (ValidatePolicies).
+	Policies []executor.NetworkPolicy `json:"policies,omitempty"`
+}
+
+// Directions of a denial, the direction label of
+// cellagent_network_denied_total.
+const (
+	DirEgress  = "egress"
+	DirIngress = "ingress"
+)
+
+// Per-container chain and counter prefixes besides chainPrefix (host ports).
+const (
+	egressPrefix  = "e_"
+	ingressPrefix = "i_"
+	logSetPrefix  = "lg_"
+)
+
+// Log prefixes of the nft log statements; the kernel log line then names
+// the guid (cut at 96 characters: nft allows 127 for the prefix).
+const (
+	logDenied  = "cellagent denied "
+	logAllowed = "cellagent allowed "
+)
+
+// logLimit keeps a flood of denied packets from flooding the kernel log.
+const logLimit = "limit rate 10/minute burst 5 packets"
+
+// filterBaseRules are the filter base chains' rules, made by Init. Every
+// new connection from a container goes to its e_<guid> chain (through the
+// host or out of it); every one to a container that did not come through
+// one of its host ports goes to its i_<guid> chain. Containers do not
+// reach each other on the bridge: their ports are isolated, and the host
+// answers their ARP requests (proxy_arp_pvlan), so the traffic is routed
+// through the forward hook below.
+func (n NFTables) filterBaseRules(subnet string) []string {
+	t, br := "ip "+n.table(), n.Bridge
+	return []string{
+		"add map " + t + " egress { type ipv4_addr : verdict; }",
+		"add map " + t + " ingress { type ipv4_addr : verdict; }",
+		"add chain " + t + " forward { type filter hook forward priority 0; policy accept; }",
+		"add chain " + t + " input { type filter hook input priority 0; policy accept; }",
+		"add chain " + t + " filter_output { type filter hook output priority 0; policy accept; }",
+		"flush chain " + t + " forward",
+		"flush chain " + t + " input",
+		"flush chain " + t + " filter_output",
+		"add rule " + t + " forward ct state established,related accept",
+		"add rule " + t + " forward ip daddr " + subnet + " ct status dnat accept",
+		"add rule " + t + " forward ip daddr " + subnet + " ip daddr vmap @ingress",
+		"add rule " + t + " forward ip daddr " + subnet + " drop",
+		"add rule " + t + " forward ip saddr " + subnet + " ip saddr vmap @egress",
+		"add rule " + t + " forward ip saddr " + subnet + " drop",
+		"add rule " + t + " input iifname " + quote(br) + " ct state established,related accept",
+		"add rule " + t + " input iifname " + quote(br) + " ip saddr vmap @egress",
+		"add rule " + t + " input iifname " + quote(br) + " drop",
+		// A redirect would teach a container the direct (isolated, dead)
+		// path to its neighbour.
+		"add rule " + t + " filter_output oifname " + quote(br) + " icmp type redirect drop",
+	}
+}
+
+// gateway is the bridge's address: host-local gives the first one.
+func gateway(subnet *net.IPNet) net.IP {
+	v := binary.BigEndian.Uint32(subnet.IP.To4()) + 1
+	return u32IP(v)
+}
+
+// Filter installs (or replaces, atomically) guid's filter: its egress and
+// ingress chains, its address in the dispatch maps and in its log guid's
+// set. Safe to repeat.
+func (n NFTables) Filter(ctx context.Context, guid string, ip net.IP, spec FilterSpec) error {
+	if err := ValidateGUID(guid); err != nil {
+		return err
+	}
+	ip4 := ip.To4()
+	if ip4 == nil {
+		return fmt.Errorf("filter %s: %v is not an IPv4 address", guid, ip)
+	}
+	subnet, err := parseSubnet(n.Subnet)
+	if err != nil {
+		return err
+	}
+	if err := n.isolate(ctx); err != nil {
+		return fmt.Errorf("filter %s: %w", guid, err)
+	}
+	if err := nft(ctx, strings.Join(n.filterRules(guid, ip4, gateway(subnet), spec), "\n")); err != nil {
+		return fmt.Errorf("filter %s: %w", guid, err)
+	}
+	return nil
+}
+
+// filterRules is the transaction that Filter runs.
+func (n NFTables) filterRules(guid string, ip, gw net.IP, spec FilterSpec) []string {
+	t := "ip " + n.table()
+	e, i := egressPrefix+guid, ingressPrefix+guid
+	lines := []string{
+		"add counter " + t + " " + e,
+		"add counter " + t + " " + i,
+		"add chain " + t + " " + e,
+		"add chain " + t + " " + i,
+		"flush chain " + t + " " + e,
+		"flush chain " + t + " " + i,
+	}
+	denied := "ip daddr { " + strings.Join(append(append([]string{}, alwaysDenied...), gw.String()), ", ") + " }"
+	lines = append(lines, n.denyRules(e, guid, DirEgress, denied)...)
+	for k, r := range spec.Egress {
+		match := "ip daddr { " + strings.Join(r.Destinations, ", ") + " }"
+		switch {
+		case r.Ports != "":
+			match += " " + r.Protocol + " dport { " + strings.ReplaceAll(r.Ports, ",", ", ") + " }"
+		case r.Protocol != ProtoAll:
+			match += " meta l4proto " + r.Protocol
+		}
+		if r.Log {
+			lines = append(lines, fmt.Sprintf("add rule %s %s %s %s log prefix %s", t, e, match, logLimit,
+				quote(fmt.Sprintf("%s%s rule %d ", logAllowed, cut(guid), k))))
+		}
+		lines = append(lines, fmt.Sprintf("add rule %s %s %s accept", t, e, match))
+	}
+	lines = append(lines, n.denyRules(e, guid, DirEgress, "")...)
+
+	for _, p := range spec.Policies {
+		set := logSet(p.SourceLogGUID)
+		lines = append(lines, "add set "+t+" "+set+" { type ipv4_addr; }",
+			fmt.Sprintf("add rule %s %s ip saddr @%s %s dport { %s } accept", t, i, set, p.Protocol, strings.ReplaceAll(p.Ports, ",", ", ")))
+	}
+	lines = append(lines, n.denyRules(i, guid, DirIngress, "")...)
+	if spec.LogGUID != "" {
+		set := logSet(spec.LogGUID)
+		lines = append(lines, "add set "+t+" "+set+" { type ipv4_addr; }",
+			"add element "+t+" "+set+" { "+ip.String()+" }")
+	}
+	// "add element" of a key that maps elsewhere fails: delete first
+	// (after adding, so that the delete cannot fail).
+	lines = append(lines,
+		"add element "+t+" egress { "+ip.String()+" : goto "+e+" }",
+		"delete element "+t+" egress { "+ip.String()+" }",
+		"add element "+t+" egress { "+ip.String()+" : goto "+e+" }",
+		"add element "+t+" ingress { "+ip.String()+" : goto "+i+" }",
+		"delete element "+t+" ingress { "+ip.String()+" }",
+		"add element "+t+" ingress { "+ip.String()+" : goto "+i+" }")
+	return lines
+}
+
+// denyRules log (rate-limited) and count, in guid's named counter, what
+// reaches them, and drop it; match narrows them ("" matches all).
+func (n NFTables) denyRules(chain, guid, dir, match string) []string {
+	t := "ip " + n.table()
+	if match != "" {
+		match += " "
+	}
+	return []string{
+		fmt.Sprintf("add rule %s %s %s%s log prefix %s", t, chain, match, logLimit, quote(logDenied+dir+" "+cut(guid)+" ")),
+		fmt.Sprintf("add rule %s %s %scounter name %s drop", t, chain, match, quote(chain)),
+	}
+}
+
+// Unfilter removes guid's filter; what is not there is not an error.
+func (n NFTables) Unfilter(ctx context.Context, guid string) error {
+	if err := ValidateGUID(guid); err != nil {
+		return err
+	}
+	tbl, err := n.list(ctx)
+	if err != nil {
+		return fmt.Errorf("unfilter %s: %w", guid, err)
+	}
+	t, e, i := "ip "+n.table(), egressPrefix+guid, ingressPrefix+guid
+	var lines []string
+	for _, ip := range tbl.addrs[guid] {
+		lines = append(lines,
+			"add element "+t+" egress { "+ip+" : goto "+e+" }",
+			"delete element "+t+" egress { "+ip+" }",
+			"add element "+t+" ingress { "+ip+" : goto "+i+" }",
+			"delete element "+t+" ingress { "+ip+" }")
+		for _, set := range tbl.setsOf[ip] {
+			lines = append(lines, "delete element "+t+" "+set+" { "+ip+" }")
+		}
+	}
+	for _, c := range []string{e, i} {
+		lines = append(lines, "add chain "+t+" "+c, "flush chain "+t+" "+c, "delete chain "+t+" "+c,
+			"add counter "+t+" "+c, "delete counter "+t+" "+c)
+	}
+	if err := nft(ctx, strings.Join(lines, "\n")); err != nil {
+		return fmt.Errorf("unfilter %s: %w", guid, err)
+	}
+	return nil
+}
+
+// Denied answers the packets dropped for each guid and direction since its
+// filter was made.
+func (n NFTables) Denied(ctx context.Context) (map[string]map[string]uint64, error) {
+	tbl, err := n.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tbl.denied, nil
+}
+
+// isolate makes every port of the bridge an isolated one (no frame from one
+// container reaches another directly) and lets the host answer the
+// containers' ARP requests for each other, so that their traffic is routed
+// through the forward hook, where conntrack and the policies see it.
+func (n NFTables) isolate(ctx context.Context) error {
+	for _, s := range []string{"proxy_arp", "proxy_arp_pvlan"} {
+		if err := n.sysctl(s, "1"); err != nil {
+			return err
+		}
+	}
+	out, err := exec.CommandContext(ctx, "bridge", "-j", "-d", "link", "show").Output()
+	if err != nil {
+		return fmt.Errorf("list bridge ports: %w", err)
+	}
+	var ports []struct {
+		IfName   string `json:"ifname"`
+		Master   string `json:"master"`
+		Isolated bool   `json:"isolated"`
+	}
+	if err := json.Unmarshal(out, &ports); err != nil {
+		return fmt.Errorf("parse bridge -j link: %w", err)
+	}
+	for _, p := range ports {
+		if p.Master != n.Bridge || p.Isolated {
+			continue
+		}
+		if out, err := exec.CommandContext(ctx, "bridge", "link", "set", "dev", p.IfName, "isolated", "on").CombinedOutput(); err != nil {
+			return fmt.Errorf("isolate bridge port %s: %v: %s", p.IfName, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// logSet names the set of the addresses of the containers of logGUID
+// (which need not be a valid nft identifier).
+func logSet(logGUID string) string {
+	sum := sha256.Sum256([]byte(logGUID))
+	return logSetPrefix + hex.EncodeToString(sum[:8])
+}
+
+func cut(guid string) string {
+	if len(guid) > 96 {
+		return guid[:96]
+	}
+	return guid
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+// canonicalSpec validates spec and puts its rules in canonical form.
+func canonicalSpec(spec FilterSpec) (FilterSpec, error) {
+	egress, err1 := ValidateEgressRules("egress_rules", spec.Egress)
+	policies, err2 := ValidatePolicies("network_policies", spec.Policies)
+	if err := errors.Join(err1, err2); err != nil {
+		return FilterSpec{}, err
+	}
+	spec.Egress, spec.Policies = egress, policies
+	return spec, nil
+}

@@ -245,3 +245,27 @@ func (c *HTTPClient) Explain(ctx context.Context, guid string) (Explanation, err
 	err := c.do(ctx, http.MethodGet, containerPath(guid)+"/explain", nil, &e)
 	return e, err
 }
+
+// NetworkFilter answers guid's network filter and its denial counts.
+func (c *HTTPClient) NetworkFilter(ctx context.Context, guid string) (NetworkFilter, error) {
+	var f NetworkFilter
+	err := c.do(ctx, http.MethodGet, containerPath(guid)+"/network", nil, &f)
+	return f, err
+}
+
+// SetEgress replaces guid's own egress rules on the running instance.
+func (c *HTTPClient) SetEgress(ctx context.Context, guid string, rules []EgressRule) (NetworkFilter, error) {
+	var f NetworkFilter
+	body := struct {
+		EgressRules []EgressRule `json:"egress_rules"`
+	}{nonNilRules(rules)}
+	err := c.do(ctx, http.MethodPut, containerPath(guid)+"/egress", body, &f)
+	return f, err
+}
+
+func nonNilRules(r []EgressRule) []EgressRule {
+	if r == nil {
+		return []EgressRule{}
+	}
+	return r
+}

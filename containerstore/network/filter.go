@@ -8,8 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/cellagent/cellagent/executor"
@@ -221,15 +224,33 @@ func (n NFTables) Denied(ctx context.Context) (map[string]map[string]uint64, err
 	return tbl.denied, nil
 }
 
-// isolate makes every port of the bridge an isolated one (no frame from one
-// container reaches another directly) and lets the host answer the
-// containers' ARP requests for each other, so that their traffic is routed
-// through the forward hook, where conntrack and the policies see it.
+// isolate keeps containers from reaching each other on the bridge without
+// passing the forward hook. Where br_netfilter hands bridged IPv4 to the ip
+// hooks (bridge-nf-call-iptables=1, as Docker and Kubernetes set it), the
+// forward chain sees that traffic already, with conntrack, and nothing
+// else is needed; there, isolated ports would even break the hairpin path,
+// which br_netfilter bridges after the DNAT. Elsewhere every port of the
+// bridge is made an isolated one (no frame from one container reaches
+// another directly) and the host answers the containers' ARP requests
+// (proxy_arp_pvlan), so that their traffic is routed through the forward
+// hook. It is checked at each start: br_netfilter may come later.
 func (n NFTables) isolate(ctx context.Context) error {
+	root := n.Sysctl
+	if root == "" {
+		root = "/proc/sys"
+	}
+	b, _ := os.ReadFile(filepath.Join(root, "net", "bridge", "bridge-nf-call-iptables"))
+	isolated := strings.TrimSpace(string(b)) != "1"
+	flag := map[bool]string{true: "1", false: "0"}[isolated]
 	for _, s := range []string{"proxy_arp", "proxy_arp_pvlan"} {
-		if err := n.sysctl(s, "1"); err != nil {
+		if err := n.sysctl("ipv4", s, flag); err != nil {
 			return err
 		}
+	}
+	// The table is IPv4 only: without IPv6 on the bridge a container
+	// cannot reach the host's services on the bridge's link-local address.
+	if err := n.sysctl("ipv6", "disable_ipv6", "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	out, err := exec.CommandContext(ctx, "bridge", "-j", "-d", "link", "show").Output()
 	if err != nil {
@@ -244,10 +265,11 @@ func (n NFTables) isolate(ctx context.Context) error {
 		return fmt.Errorf("parse bridge -j link: %w", err)
 	}
 	for _, p := range ports {
-		if p.Master != n.Bridge || p.Isolated {
+		if p.Master != n.Bridge || p.Isolated == isolated {
 			continue
 		}
-		if out, err := exec.CommandContext(ctx, "bridge", "link", "set", "dev", p.IfName, "isolated", "on").CombinedOutput(); err != nil {
+		onOff := map[bool]string{true: "on", false: "off"}[isolated]
+		if out, err := exec.CommandContext(ctx, "bridge", "link", "set", "dev", p.IfName, "isolated", onOff).CombinedOutput(); err != nil {
 			return fmt.Errorf("isolate bridge port %s: %v: %s", p.IfName, err, strings.TrimSpace(string(out)))
 		}
 	}

@@ -306,15 +306,15 @@ func guidOfChain(name string) (guid, dir string, ok bool) {
 	return "", "", false
 }
 
-func (n NFTables) routeLocalnet() error { return n.sysctl("route_localnet", "1") }
+func (n NFTables) routeLocalnet() error { return n.sysctl("ipv4", "route_localnet", "1") }
 
-// sysctl sets net.ipv4.conf.<bridge>.<name> unless it has value already.
-func (n NFTables) sysctl(name, value string) error {
+// sysctl sets net.<family>.conf.<bridge>.<name> unless it has value already.
+func (n NFTables) sysctl(family, name, value string) error {
 	root := n.Sysctl
 	if root == "" {
 		root = "/proc/sys"
 	}
-	path := filepath.Join(root, "net", "ipv4", "conf", n.Bridge, name)
+	path := filepath.Join(root, "net", family, "conf", n.Bridge, name)
 	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == value {
 		return nil
 	}

@@ -16,6 +16,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/cellagent/cellagent/containerstore/network"
+	"github.com/cellagent/cellagent/executor"
 )
 
 var _ = Describe("bridge mode", func() {
@@ -139,7 +140,10 @@ var _ = Describe("bridge mode", func() {
 			[]byte("#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n"), 0o755)).To(Succeed())
 		startProcess("ip", "netns", "exec", outside, "busybox", "httpd", "-f", "-p", "8000", "-h", cgi)
 
-		res, err := manager.Setup(ctx, logger, "app-out", nil)
+		// The outside host is on a private address: the default egress
+		// rules (public internet only) need a rule for it.
+		res, err := manager.SetupFiltered(ctx, logger, "app-out", nil, network.FilterSpec{Egress: []executor.EgressRule{
+			{Protocol: "tcp", Destinations: []string{"10.254.201.2"}, Ports: "8000"}}})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() (string, error) {
 			// busybox-static's wget crashes on Debian 12; nc does not.

@@ -1,0 +1,216 @@
+package tenantnet_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/executor"
+)
+
+// Names and addresses the suite makes on the host; none leaves the machine.
+const (
+	netName    = "cellagenttn"
+	bridge     = "cellagenttn0"
+	subnet     = "10.254.110.0/24"
+	gatewayIP  = "10.254.110.1"
+	dummyIf    = "cattn0"
+	dummyIP    = "10.254.111.1" // "another host address" (private: denied by default)
+	metaNS     = "cattn-meta"   // serves the fake metadata endpoint
+	metaHostIf = "cattnm0"
+	metaIP     = "169.254.169.254"
+	outsideNS  = "cattn-out" // a machine on the cell's segment
+	outHostIf  = "cattno0"
+	outHostIP  = "10.254.112.1"
+	outIP      = "10.254.112.2"
+)
+
+func sh(args ...string) {
+	GinkgoHelper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "%s: %s", strings.Join(args, " "), out)
+}
+
+func shQuiet(args ...string) { _ = exec.Command(args[0], args[1:]...).Run() }
+
+// listener accepts TCP connections on addr and remembers their sources.
+type listener struct {
+	l    net.Listener
+	mu   sync.Mutex // guards from
+	from []string
+}
+
+func listen(addr string) *listener {
+	GinkgoHelper()
+	l, err := net.Listen("tcp4", addr)
+	Expect(err).NotTo(HaveOccurred())
+	ln := &listener{l: l}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			ln.mu.Lock()
+			ln.from = append(ln.from, c.RemoteAddr().String())
+			ln.mu.Unlock()
+			_, _ = c.Write([]byte("connected\n"))
+			_ = c.Close()
+		}
+	}()
+	DeferCleanup(l.Close)
+	return ln
+}
+
+func (l *listener) port() int { return l.l.Addr().(*net.TCPAddr).Port }
+
+func (l *listener) accepted() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.from...)
+}
+
+// dial tries a TCP connection from inside network namespace ns (a
+// container's or one the suite made) and answers whether it connected.
+func dial(ns, ip string, port int) bool {
+	args := []string{"busybox", "nc", "-w", "2", ip, fmt.Sprint(port)}
+	if ns != "" {
+		args = append([]string{"ip", "netns", "exec", ns}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	return err == nil && len(out) > 0
+}
+
+// ping answers whether ip answers one ICMP echo from ns.
+func ping(ns, ip string) bool {
+	return exec.Command("ip", "netns", "exec", ns, "busybox", "ping", "-c", "1", "-W", "2", ip).Run() == nil
+}
+
+// putEgress replaces guid's egress rules; it answers the status and body.
+func putEgress(api, guid string, body string) (int, string) {
+	GinkgoHelper()
+	req, err := http.NewRequest(http.MethodPut, api+"/v1/containers/"+guid+"/egress", strings.NewReader(body))
+	Expect(err).NotTo(HaveOccurred())
+	resp, err := http.DefaultClient.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func networkFilter(api, guid string) executor.NetworkFilter {
+	GinkgoHelper()
+	resp, err := http.Get(api + "/v1/containers/" + guid + "/network")
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	var f executor.NetworkFilter
+	Expect(json.NewDecoder(resp.Body).Decode(&f)).To(Succeed())
+	return f
+}
+
+func rulesJSON(rules ...executor.EgressRule) string {
+	b, _ := json.Marshal(map[string]any{"egress_rules": rules})
+	return string(bytes.TrimSpace(b))
+}
+
+// makeMetadata serves a fake metadata endpoint at 169.254.169.254 from a
+// namespace of the suite's own, routed from the host through a veth.
+func makeMetadata() {
+	GinkgoHelper()
+	cleanupNS(metaNS, metaHostIf)
+	sh("ip", "netns", "add", metaNS)
+	sh("ip", "link", "add", metaHostIf, "type", "veth", "peer", "name", "eth0", "netns", metaNS)
+	sh("ip", "addr", "add", "169.254.169.1/24", "dev", metaHostIf)
+	sh("ip", "link", "set", metaHostIf, "up")
+	sh("ip", "-n", metaNS, "addr", "add", metaIP+"/24", "dev", "eth0")
+	sh("ip", "-n", metaNS, "link", "set", "eth0", "up")
+	sh("ip", "-n", metaNS, "link", "set", "lo", "up")
+	sh("ip", "-n", metaNS, "route", "add", "default", "via", "169.254.169.1")
+	DeferCleanup(cleanupNS, metaNS, metaHostIf)
+}
+
+// makeOutside makes a namespace standing for another machine on the cell's
+// segment that routes the container subnet through the cell.
+func makeOutside() {
+	GinkgoHelper()
+	cleanupNS(outsideNS, outHostIf)
+	sh("ip", "netns", "add", outsideNS)
+	sh("ip", "link", "add", outHostIf, "type", "veth", "peer", "name", "eth0", "netns", outsideNS)
+	sh("ip", "addr", "add", outHostIP+"/30", "dev", outHostIf)
+	sh("ip", "link", "set", outHostIf, "up")
+	sh("ip", "-n", outsideNS, "addr", "add", outIP+"/30", "dev", "eth0")
+	sh("ip", "-n", outsideNS, "link", "set", "eth0", "up")
+	sh("ip", "-n", outsideNS, "route", "add", subnet, "via", outHostIP)
+	sh("ip", "-n", outsideNS, "route", "add", "default", "via", outHostIP)
+	DeferCleanup(cleanupNS, outsideNS, outHostIf)
+}
+
+func cleanupNS(ns, hostIf string) {
+	shQuiet("ip", "link", "del", hostIf)
+	shQuiet("ip", "netns", "del", ns)
+}
+
+// serveIn runs a one-shot TCP server (busybox nc -l) on port inside ns
+// and answers through stop whether a client connected.
+func serveIn(ns string, port int) (stop func() bool) {
+	GinkgoHelper()
+	cmd := exec.Command("ip", "netns", "exec", ns, "busybox", "nc", "-l", "-p", fmt.Sprint(port))
+	cmd.Stdin = strings.NewReader("connected\n")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	Expect(cmd.Start()).To(Succeed())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return func() bool {
+		select {
+		case err := <-done:
+			return err == nil
+		default:
+			_ = cmd.Process.Kill()
+			<-done
+			return false
+		}
+	}
+}
+
+func atoi(s string) int {
+	var n int
+	_, _ = fmt.Sscan(s, &n)
+	return n
+}
+
+func readAll(resp *http.Response) string {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// setBrNetfilter sets bridge-nf-call-iptables for one spec (the machine's
+// value comes back after it); without br_netfilter loaded, "on" is skipped.
+func setBrNetfilter(on bool) {
+	GinkgoHelper()
+	const path = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+	old, err := os.ReadFile(path)
+	if err != nil {
+		if on {
+			Skip("br_netfilter is not loaded on this machine")
+		}
+		return
+	}
+	want := map[bool]string{true: "1", false: "0"}[on]
+	Expect(os.WriteFile(path, []byte(want), 0o644)).To(Succeed())
+	DeferCleanup(os.WriteFile, path, old, os.FileMode(0o644))
+}

@@ -1,0 +1,250 @@
+package tenantnet_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/config"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/integration/testagent"
+)
+
+func request(logGUID string) executor.RunRequest {
+	return executor.RunRequest{
+		LogGUID:   logGUID,
+		Image:     "preloaded:busybox",
+		Resources: &executor.Resources{MemoryMB: 64, DiskMB: 64},
+		Process:   executor.Process{Path: "/app/server"},
+		Ports:     []uint16{8080},
+		Check:     &executor.Check{HTTP: &executor.HTTPCheck{Port: 8080, Path: "/"}},
+		StopGrace: executor.Duration(3 * time.Second),
+	}
+}
+
+// outcome is one row of the table of paths tried.
+type outcome struct{ path, want, got string }
+
+var _ = Describe("a hostile tenant", func() {
+	var (
+		agent *testagent.Agent
+		ctx   = context.Background()
+		table []outcome
+	)
+
+	BeforeEach(func() {
+		table = nil
+		var err error
+		agent, err = testagent.New(GinkgoT().TempDir(), fmt.Sprintf("tn%d", time.Now().UnixNano()%100000), func(c *config.Config) {
+			c.Network.Mode = "bridge"
+			c.Network.Name = netName
+			c.Network.Bridge = bridge
+			c.Network.Subnet = subnet
+			c.Network.HostPortRange = "46100-46119"
+		})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(agent.Start()).To(Succeed())
+		DeferCleanup(func() {
+			agent.Cleanup()
+			if CurrentSpecReport().Failed() {
+				GinkgoWriter.Println(agent.LogText())
+			}
+		})
+		shQuiet("ip", "link", "del", dummyIf)
+		sh("ip", "link", "add", dummyIf, "type", "dummy")
+		sh("ip", "addr", "add", dummyIP+"/32", "dev", dummyIf)
+		sh("ip", "link", "set", dummyIf, "up")
+		DeferCleanup(shQuiet, "ip", "link", "del", dummyIf)
+		makeMetadata()
+		makeOutside()
+		DeferCleanup(func() {
+			GinkgoWriter.Println("path tried | expected | outcome")
+			for _, o := range table {
+				GinkgoWriter.Printf("%s | %s | %s\n", o.path, o.want, o.got)
+			}
+		})
+	})
+
+	run := func(guid, logGUID string, mod func(*executor.RunRequest)) executor.Container {
+		GinkgoHelper()
+		req := request(logGUID)
+		if mod != nil {
+			mod(&req)
+		}
+		_, err := agent.Client.AllocateAndRun(ctx, guid, req)
+		Expect(err).NotTo(HaveOccurred())
+		c, err := agent.WaitState(guid, executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		return c
+	}
+	ns := func(guid string) string { return netName + "-" + guid }
+	record := func(path string, wantOK, got bool) {
+		GinkgoHelper()
+		word := map[bool]string{true: "connected", false: "refused"}
+		table = append(table, outcome{path, word[wantOK], word[got]})
+		Expect(got).To(Equal(wantOK), path)
+	}
+
+	// Containers on one bridge are kept apart two ways (see the network
+	// package): by br_netfilter where it is on, by isolated bridge ports
+	// where it is not. Both are tried where the machine has br_netfilter.
+	for _, brnf := range []bool{false, true} {
+		Context(fmt.Sprintf("with bridge-nf-call-iptables=%v", brnf), func() {
+			BeforeEach(func() { setBrNetfilter(brnf) })
+
+			It("reaches nothing but the public internet by default, and nothing reaches it but its host ports", func() {
+				a := run("tn-a", "app-a", nil)
+				b := run("tn-b", "app-b", nil)
+
+				loop := listen("127.0.0.1:0")
+				onBridge := listen(gatewayIP + ":0")
+				onDummy := listen(dummyIP + ":0")
+				onAll := listen("0.0.0.0:0")
+
+				By("the targets answer from the host, so a refusal is the filter's")
+				for _, l := range []*listener{loop, onBridge, onDummy} {
+					Expect(dial("", strings.Split(l.l.Addr().String(), ":")[0], l.port())).To(BeTrue())
+				}
+				stop := serveIn(metaNS, 80)
+				Expect(dial("", metaIP, 80)).To(BeTrue())
+				stop()
+				controls := map[*listener]int{}
+				for _, l := range []*listener{loop, onBridge, onDummy, onAll} {
+					controls[l] = len(l.accepted())
+				}
+
+				By("container -> host loopback, through route_localnet (an attacker able to route 127/8 out)")
+				// A tenant with raw sockets or NET_ADMIN can send to 127.0.0.1
+				// through the bridge; the suite gives the netns that route.
+				sh("ip", "-n", ns("tn-a"), "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
+				sh("ip", "-n", ns("tn-a"), "route", "add", "127.0.0.0/8", "via", gatewayIP)
+				sh("ip", "netns", "exec", ns("tn-a"), "sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1")
+				record("container -> host loopback listener 127.0.0.1", false, dial(ns("tn-a"), "127.0.0.1", loop.port()))
+				admin := strings.Split(agent.Config.Listen.Admin, ":")
+				record("container -> agent admin API on loopback", false, dial(ns("tn-a"), "127.0.0.1", atoi(admin[len(admin)-1])))
+
+				record("container -> bridge address "+gatewayIP, false, dial(ns("tn-b"), gatewayIP, onBridge.port()))
+				record("container -> listener on all host addresses, via the bridge", false, dial(ns("tn-b"), gatewayIP, onAll.port()))
+				record("container -> another host address "+dummyIP, false, dial(ns("tn-b"), dummyIP, onDummy.port()))
+
+				stop = serveIn(metaNS, 80)
+				record("container -> metadata 169.254.169.254:80", false, dial(ns("tn-b"), metaIP, 80))
+				Expect(stop()).To(BeFalse())
+
+				record("container -> other container's app port "+b.InternalIP+":8080", false, dial(ns("tn-a"), b.InternalIP, 8080))
+				record("container -> other container, ping", false, ping(ns("tn-a"), b.InternalIP))
+				record("outside machine -> container IP "+b.InternalIP+":8080", false, dial(outsideNS, b.InternalIP, 8080))
+
+				for l, n := range controls {
+					Expect(l.accepted()).To(HaveLen(n), "only the suite's own checks connected to %s", l.l.Addr())
+				}
+
+				out, err := exec.Command("ip", "-6", "addr", "show", "dev", bridge).CombinedOutput()
+				Expect(err).NotTo(HaveOccurred())
+				record("container -> host over IPv6 (bridge has an IPv6 address)", false, strings.Contains(string(out), "inet6"))
+
+				By("the host ports and the host's own checks keep working")
+				record("host -> container IP:8080 (health checks)", true, dial("", b.InternalIP, 8080))
+				record("host -> 127.0.0.1:host_port", true, dial("", "127.0.0.1", int(b.Ports[0].HostPort)))
+				record("host -> external_ip:host_port", true, dial("", b.ExternalIP, int(b.Ports[0].HostPort)))
+				record("outside machine -> cell:host_port", true, dial(outsideNS, outHostIP, int(b.Ports[0].HostPort)))
+				record("container -> external_ip:host_port of another (hairpin)", true, dial(ns("tn-a"), b.ExternalIP, int(b.Ports[0].HostPort)))
+				record("container -> external_ip:host_port of itself (hairpin)", true, dial(ns("tn-a"), a.ExternalIP, int(a.Ports[0].HostPort)))
+
+				By("the denials are counted per guid")
+				f := networkFilter(agent.API, "tn-a")
+				Expect(f.Denied["egress"]).To(BeNumerically(">", 0))
+				Expect(networkFilter(agent.API, "tn-b").Denied["ingress"]).To(BeNumerically(">", 0))
+				resp, err := http.Get(agent.API + "/metrics")
+				Expect(err).NotTo(HaveOccurred())
+				body := readAll(resp)
+				Expect(body).To(MatchRegexp(`cellagent_network_denied_total\{direction="egress",guid="tn-a"\} [1-9]`))
+				Expect(body).To(MatchRegexp(`cellagent_network_denied_total\{direction="ingress",guid="tn-b"\} [1-9]`))
+			})
+
+			It("lets a policy open one port to one source log guid", func() {
+				dst := run("tn-d", "app-d", func(r *executor.RunRequest) {
+					r.NetworkPolicies = []executor.NetworkPolicy{{SourceLogGUID: "app-s", Ports: "8080", Protocol: "tcp"}}
+				})
+				run("tn-s", "app-s", nil)
+				run("tn-o", "app-o", nil)
+				record("policy source app-s -> destination:8080", true, dial(ns("tn-s"), dst.InternalIP, 8080))
+				record("other log guid app-o -> destination:8080", false, dial(ns("tn-o"), dst.InternalIP, 8080))
+				record("destination -> policy source (not the policy's direction)", false, dial(ns("tn-d"), mustIP(agent, "tn-s"), 8080))
+			})
+		})
+	}
+
+	It("opens exactly what an egress rule names, on a running instance, and a malformed rule changes nothing", func() {
+		run("tn-e", "app-e", nil)
+		onDummy := listen(dummyIP + ":0")
+		other := listen(dummyIP + ":0")
+		record("container -> "+dummyIP+" (no rule)", false, dial(ns("tn-e"), dummyIP, onDummy.port()))
+
+		By("a rule for one address and port, applied without a restart")
+		rule := executor.EgressRule{Protocol: "tcp", Destinations: []string{dummyIP}, Ports: fmt.Sprint(onDummy.port()), Log: true}
+		code, body := putEgress(agent.API, "tn-e", rulesJSON(rule))
+		Expect(code).To(Equal(http.StatusOK), body)
+		Eventually(func() bool { return dial(ns("tn-e"), dummyIP, onDummy.port()) }, 10*time.Second, 100*time.Millisecond).Should(BeTrue())
+		record("container -> "+dummyIP+":<allowed port> after PUT", true, true)
+		record("container -> "+dummyIP+":<other port>", false, dial(ns("tn-e"), dummyIP, other.port()))
+		record("container -> "+gatewayIP+":<allowed port> (other address)", false, dial(ns("tn-e"), gatewayIP, onDummy.port()))
+		record("container -> "+dummyIP+" ping (other protocol)", false, ping(ns("tn-e"), dummyIP))
+
+		By("a rule cannot open the metadata endpoint")
+		code, body = putEgress(agent.API, "tn-e", rulesJSON(rule, executor.EgressRule{Protocol: "all", Destinations: []string{"0.0.0.0/0"}}))
+		Expect(code).To(Equal(http.StatusOK), body)
+		Eventually(func() bool { return dial(ns("tn-e"), dummyIP, other.port()) }, 10*time.Second, 100*time.Millisecond).Should(BeTrue())
+		stop := serveIn(metaNS, 80)
+		record("container -> metadata with a 0.0.0.0/0 rule", false, dial(ns("tn-e"), metaIP, 80))
+		stop()
+
+		By("a malformed PUT is refused and changes nothing")
+		before := networkFilter(agent.API, "tn-e")
+		code, body = putEgress(agent.API, "tn-e", `{"egress_rules":[{"protocol":"tcp","destinations":["10.0.0.0/33"],"ports":"80"}]}`)
+		Expect(code).To(Equal(http.StatusBadRequest))
+		Expect(body).To(ContainSubstring("InvalidRequest"))
+		Expect(body).To(ContainSubstring(`egress_rules[0].destinations[0]: \"10.0.0.0/33\": not an IPv4 CIDR`))
+		after := networkFilter(agent.API, "tn-e")
+		Expect(after.EgressRules).To(Equal(before.EgressRules))
+		record("container -> "+dummyIP+":<allowed port> after a malformed PUT", true, dial(ns("tn-e"), dummyIP, onDummy.port()))
+
+		By("a bad rule in a run request is refused before anything is reserved")
+		req := request("app-x")
+		req.EgressRules = []executor.EgressRule{{Protocol: "tcp", Destinations: []string{"1.2.3.9-1.2.3.4"}}}
+		_, err := agent.Client.AllocateAndRun(ctx, "tn-x", req)
+		Expect(err).To(MatchError(executor.ErrInvalidRequest))
+		Expect(err.Error()).To(ContainSubstring("ends before it starts"))
+		_, err = agent.Client.Get(ctx, "tn-x")
+		Expect(err).To(MatchError(executor.ErrContainerNotFound))
+	})
+
+	It("keeps exactly the rules of an adopted container across kill -9", func() {
+		run("tn-k", "app-k", func(r *executor.RunRequest) {
+			r.EgressRules = []executor.EgressRule{{Protocol: "tcp", Destinations: []string{dummyIP}, Ports: "1-65535"}}
+		})
+		onDummy := listen(dummyIP + ":0")
+		Expect(dial(ns("tn-k"), dummyIP, onDummy.port())).To(BeTrue())
+		before := networkFilter(agent.API, "tn-k")
+		agent.Kill9()
+		Expect(agent.Start()).To(Succeed())
+		after := networkFilter(agent.API, "tn-k")
+		Expect(after.EgressRules).To(Equal(before.EgressRules))
+		Expect(after.DefaultEgress).To(Equal(before.DefaultEgress))
+		record("adopted container -> allowed "+dummyIP, true, dial(ns("tn-k"), dummyIP, onDummy.port()))
+		record("adopted container -> bridge address", false, dial(ns("tn-k"), gatewayIP, onDummy.port()))
+	})
+})
+
+func mustIP(a *testagent.Agent, guid string) string {
+	GinkgoHelper()
+	c, err := a.Client.Get(context.Background(), guid)
+	Expect(err).NotTo(HaveOccurred())
+	return c.InternalIP
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"sort"
 	"strings"
 	"time"
 
@@ -232,8 +233,11 @@ var _ = Describe("a hostile tenant", func() {
 		onDummy := listen(dummyIP + ":0")
 		Expect(dial(ns("tn-k"), dummyIP, onDummy.port())).To(BeTrue())
 		before := networkFilter(agent.API, "tn-k")
+		rulesBefore := rulesOf("tn-k")
+		Expect(rulesBefore).To(ContainElement(ContainSubstring("e_tn-k")))
 		agent.Kill9()
 		Expect(agent.Start()).To(Succeed())
+		Expect(rulesOf("tn-k")).To(Equal(rulesBefore), "the adopted container's nftables rules, one by one")
 		after := networkFilter(agent.API, "tn-k")
 		Expect(after.EgressRules).To(Equal(before.EgressRules))
 		Expect(after.DefaultEgress).To(Equal(before.DefaultEgress))
@@ -241,6 +245,21 @@ var _ = Describe("a hostile tenant", func() {
 		record("adopted container -> bridge address", false, dial(ns("tn-k"), gatewayIP, onDummy.port()))
 	})
 })
+
+// rulesOf lists the table's lines the inventory attributes to guid.
+func rulesOf(guid string) []string {
+	GinkgoHelper()
+	all, err := testagent.NFTContainerRules(netName)
+	Expect(err).NotTo(HaveOccurred())
+	var out []string
+	for r, g := range all {
+		if g == guid {
+			out = append(out, r)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
 
 func mustIP(a *testagent.Agent, guid string) string {
 	GinkgoHelper()

@@ -353,11 +353,15 @@ func networkRules(network, subnet string) (map[string]string, error) {
 	return out, nil
 }
 
-var nftGotoRe = regexp.MustCompile(`^(\d+) : goto c_(\S+)$`)
+var nftGotoRe = regexp.MustCompile(`^(\S+) : goto ([cei])_(\S+)$`)
 
 // NFTContainerRules answers the container parts of the agent's nftables
-// table of network (ip cellagent_<network>): each map element
-// "PORT : goto c_<guid>", each chain c_<guid> and its rules, with that guid.
+// table of network (ip cellagent_<network>), each with its guid: the map
+// elements "PORT : goto c_<guid>" (host ports) and "IP : goto e_|i_<guid>"
+// (the filter's dispatch), the chains c_, e_, i_<guid> and their rules, the
+// counters e_, i_<guid>, and each address in a log guid set (lg_...),
+// attributed through the egress map. An address in a set that no egress
+// element names is attributed to "" (a leak).
 func NFTContainerRules(network string) (map[string]string, error) {
 	table := "cellagent_" + network
 	out := map[string]string{}
@@ -368,30 +372,58 @@ func NFTContainerRules(network string) (map[string]string, error) {
 		}
 		return nil, fmt.Errorf("nft list table %s: %v: %s", table, err, b)
 	}
-	chain := ""
+	perContainer := func(name string) (string, bool) {
+		for _, p := range []string{"c_", "e_", "i_"} {
+			if g, ok := strings.CutPrefix(name, p); ok {
+				return g, true
+			}
+		}
+		return "", false
+	}
+	ipOwner := map[string]string{}
+	var setElems []string
+	block := ""
 	for _, l := range nonEmptyLines(string(b)) {
 		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, "chain "):
-			chain = strings.TrimSuffix(strings.TrimPrefix(l, "chain "), " {")
-			if g, ok := strings.CutPrefix(chain, "c_"); ok {
-				out["nft: chain "+chain] = g
+		if f := strings.Fields(l); len(f) == 3 && f[2] == "{" && (f[0] == "chain" || f[0] == "set" || f[0] == "map" || f[0] == "counter") {
+			block = f[0] + " " + f[1]
+			if g, ok := perContainer(f[1]); ok && f[0] != "map" {
+				out["nft: "+block] = g
 			}
 			continue
-		case l == "}":
-			chain = ""
+		}
+		if l == "}" {
+			block = ""
 			continue
 		}
-		if g, ok := strings.CutPrefix(chain, "c_"); ok {
-			out["nft: "+chain+": "+l] = g
+		kind, name, _ := strings.Cut(block, " ")
+		if g, ok := perContainer(name); ok && kind == "chain" {
+			out["nft: "+name+": "+l] = g
+			continue
+		}
+		if kind != "set" && kind != "map" {
 			continue
 		}
 		for _, part := range strings.Split(strings.TrimPrefix(l, "elements = { "), ",") {
 			part = strings.TrimSpace(strings.Trim(strings.TrimSpace(part), "}"))
+			if part == "" || strings.HasPrefix(part, "type ") || strings.HasPrefix(part, "flags ") {
+				continue
+			}
 			if m := nftGotoRe.FindStringSubmatch(part); m != nil {
-				out["nft: hostports "+part] = m[2]
+				out["nft: "+name+" "+part] = m[3]
+				if name == "egress" {
+					ipOwner[m[1]] = m[3]
+				}
+				continue
+			}
+			if strings.HasPrefix(name, "lg_") && net.ParseIP(part) != nil {
+				setElems = append(setElems, name+" "+part)
 			}
 		}
+	}
+	for _, e := range setElems {
+		_, ip, _ := strings.Cut(e, " ")
+		out["nft: set "+e] = ipOwner[ip]
 	}
 	return out, nil
 }

@@ -15,6 +15,23 @@
 // ip cellagent_<network> (see NFTables): one map element per host port and
 // one chain per container, plus the subnet's masquerading.
 //
+// # Tenant filter
+//
+// The same table filters, default deny (filter.go): each container has an
+// e_<guid> chain for its new connections (reached from the forward and
+// input hooks through the egress map, keyed by its address) and an
+// i_<guid> chain for new connections to it that did not come through its
+// host ports (ingress map). e_ drops loopback, link-local and the bridge
+// address first, then accepts what the cell's default rules and the
+// instance's own allow; i_ accepts what its policies allow (sources by log
+// guid, in the lg_<hash> sets); both end in a rate-limited log and a named
+// counter (e_/i_<guid>) before the drop. Filter replaces a container's
+// chains in one transaction, so PUT egress never leaves it half filtered.
+// Containers on the bridge reach each other only through the forward hook:
+// by br_netfilter where it is on, through isolated bridge ports and proxy
+// ARP where it is not. The rules a container got are in its state file
+// (default rules included) and re-applied as they are by Restore.
+//
 // # Why not CNI's portmap
 //
 // portmap and the bridge plugin's ipMasq made the same forwards with 36
@@ -35,8 +52,8 @@
 // # Lifecycle of one container's network
 //
 //	Setup:    allocate ports -> write state -> create netns -> CNI ADD
-//	          -> forward host ports -> write state (IPs)
-//	Teardown: remove forwards -> CNI DEL -> delete netns
+//	          -> forward host ports -> filter -> write state (IPs)
+//	Teardown: remove filter, forwards -> CNI DEL -> delete netns
 //	          -> ports to quarantine -> remove state
 //
 // The state file is written before anything is created on the host, so that

@@ -48,7 +48,7 @@ var alwaysDenied = []string{"127.0.0.0/8", "169.254.0.0/16"}
 // ranges and merged port ranges. It reports every problem at once.
 func ValidateEgressRules(field string, rules []executor.EgressRule) ([]executor.EgressRule, error) {
 	var errs []error
-	out := make([]executor.EgressRule, 0, len(rules))
+	var out []executor.EgressRule // nil when empty, as after a JSON round trip
 	for i, r := range rules {
 		at := fmt.Sprintf("%s[%d]", field, i)
 		c := executor.EgressRule{Protocol: strings.ToLower(strings.TrimSpace(r.Protocol)), Log: r.Log}
@@ -93,7 +93,7 @@ func ValidateEgressRules(field string, rules []executor.EgressRule) ([]executor.
 // form.
 func ValidatePolicies(field string, policies []executor.NetworkPolicy) ([]executor.NetworkPolicy, error) {
 	var errs []error
-	out := make([]executor.NetworkPolicy, 0, len(policies))
+	var out []executor.NetworkPolicy
 	for i, p := range policies {
 		at := fmt.Sprintf("%s[%d]", field, i)
 		c := executor.NetworkPolicy{SourceLogGUID: p.SourceLogGUID, Protocol: strings.ToLower(strings.TrimSpace(p.Protocol))}

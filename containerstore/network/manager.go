@@ -427,8 +427,10 @@ func (m *Manager) Restore(logger lager.Logger, guid string) (Result, error) {
 		if st.Filter == nil {
 			st.DefaultEgress, st.Filter = m.defaultEgress, &FilterSpec{}
 		}
+		// Without its chains the container is not open but cut off:
+		// the base chains drop what no container chain takes.
 		if err := m.hostPorts.Filter(context.Background(), guid, st.IPv4, st.effectiveFilter()); err != nil {
-			return Result{}, fmt.Errorf("restore filter of %s: %w", guid, err)
+			logger.Error("failed-to-reapply-filter", err)
 		}
 	}
 	logger.Info("restored", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports})

@@ -24,15 +24,16 @@ const (
 	bridge     = "cellagenttn0"
 	subnet     = "10.254.110.0/24"
 	gatewayIP  = "10.254.110.1"
-	dummyIf    = "cattn0"
-	dummyIP    = "10.254.111.1" // "another host address" (private: denied by default)
-	metaNS     = "cattn-meta"   // serves the fake metadata endpoint
+	metaNS     = "cattn-meta" // serves the fake metadata endpoint
 	metaHostIf = "cattnm0"
 	metaIP     = "169.254.169.254"
 	outsideNS  = "cattn-out" // a machine on the cell's segment
 	outHostIf  = "cattno0"
 	outHostIP  = "10.254.112.1"
-	outIP      = "10.254.112.2"
+	// dummyIP is "another host address" than the bridge's (private: denied
+	// by default): the host's end of the outside machine's link.
+	dummyIP = outHostIP
+	outIP   = "10.254.112.2"
 )
 
 func sh(args ...string) {

@@ -57,11 +57,6 @@ var _ = Describe("a hostile tenant", func() {
 				GinkgoWriter.Println(agent.LogText())
 			}
 		})
-		shQuiet("ip", "link", "del", dummyIf)
-		sh("ip", "link", "add", dummyIf, "type", "dummy")
-		sh("ip", "addr", "add", dummyIP+"/32", "dev", dummyIf)
-		sh("ip", "link", "set", dummyIf, "up")
-		DeferCleanup(shQuiet, "ip", "link", "del", dummyIf)
 		makeMetadata()
 		makeOutside()
 		DeferCleanup(func() {
@@ -123,7 +118,7 @@ var _ = Describe("a hostile tenant", func() {
 				By("container -> host loopback, through route_localnet (an attacker able to route 127/8 out)")
 				// A tenant with raw sockets or NET_ADMIN can send to 127.0.0.1
 				// through the bridge; the suite gives the netns that route.
-				sh("ip", "-n", ns("tn-a"), "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
+				sh("ip", "-n", ns("tn-a"), "addr", "flush", "dev", "lo")
 				sh("ip", "-n", ns("tn-a"), "route", "add", "127.0.0.0/8", "via", gatewayIP)
 				sh("ip", "netns", "exec", ns("tn-a"), "sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1")
 				record("container -> host loopback listener 127.0.0.1", false, dial(ns("tn-a"), "127.0.0.1", loop.port()))

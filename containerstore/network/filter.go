@@ -5,13 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -108,7 +106,7 @@ func (n NFTables) Filter(ctx context.Context, guid string, ip net.IP, spec Filte
 	if err != nil {
 		return err
 	}
-	if err := n.isolate(ctx); err != nil {
+	if err := n.isolate(); err != nil {
 		return fmt.Errorf("filter %s: %w", guid, err)
 	}
 	if err := nft(ctx, strings.Join(n.filterRules(guid, ip4, gateway(subnet), spec), "\n")); err != nil {
@@ -234,7 +232,7 @@ func (n NFTables) Denied(ctx context.Context) (map[string]map[string]uint64, err
 // another directly) and the host answers the containers' ARP requests
 // (proxy_arp_pvlan), so that their traffic is routed through the forward
 // hook. It is checked at each start: br_netfilter may come later.
-func (n NFTables) isolate(ctx context.Context) error {
+func (n NFTables) isolate() error {
 	root := n.Sysctl
 	if root == "" {
 		root = "/proc/sys"
@@ -252,25 +250,19 @@ func (n NFTables) isolate(ctx context.Context) error {
 	if err := n.sysctl("ipv6", "disable_ipv6", "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, "bridge", "-j", "-d", "link", "show").Output()
+	// sysfs, not `bridge link`: no fork/exec on the start path.
+	brif := filepath.Join("/sys/class/net", n.Bridge, "brif")
+	ports, err := os.ReadDir(brif)
 	if err != nil {
-		return fmt.Errorf("list bridge ports: %w", err)
-	}
-	var ports []struct {
-		IfName   string `json:"ifname"`
-		Master   string `json:"master"`
-		Isolated bool   `json:"isolated"`
-	}
-	if err := json.Unmarshal(out, &ports); err != nil {
-		return fmt.Errorf("parse bridge -j link: %w", err)
+		return fmt.Errorf("list ports of %s: %w", n.Bridge, err)
 	}
 	for _, p := range ports {
-		if p.Master != n.Bridge || p.Isolated == isolated {
+		path := filepath.Join(brif, p.Name(), "isolated")
+		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == flag {
 			continue
 		}
-		onOff := map[bool]string{true: "on", false: "off"}[isolated]
-		if out, err := exec.CommandContext(ctx, "bridge", "link", "set", "dev", p.IfName, "isolated", onOff).CombinedOutput(); err != nil {
-			return fmt.Errorf("isolate bridge port %s: %v: %s", p.IfName, err, strings.TrimSpace(string(out)))
+		if err := os.WriteFile(path, []byte(flag), 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("isolate bridge port %s: %w", p.Name(), err)
 		}
 	}
 	return nil

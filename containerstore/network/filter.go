@@ -49,9 +49,6 @@ const (
 	logAllowed = "cellagent allowed "
 )
 
-// logLimit keeps a flood of denied packets from flooding the kernel log.
-const logLimit = "limit rate 10/minute burst 5 packets"
-
 // filterBaseRules are the filter base chains' rules, made by Init. Every
 // new connection from a container goes to its e_<guid> chain (through the
 // host or out of it); every one to a container that did not come through
@@ -109,76 +106,10 @@ func (n NFTables) Filter(ctx context.Context, guid string, ip net.IP, spec Filte
 	if err := n.isolate(); err != nil {
 		return fmt.Errorf("filter %s: %w", guid, err)
 	}
-	if err := nft(ctx, strings.Join(n.filterRules(guid, ip4, gateway(subnet), spec), "\n")); err != nil {
+	if err := n.filterLink(guid, ip4, gateway(subnet), spec); err != nil {
 		return fmt.Errorf("filter %s: %w", guid, err)
 	}
 	return nil
-}
-
-// filterRules is the transaction that Filter runs.
-func (n NFTables) filterRules(guid string, ip, gw net.IP, spec FilterSpec) []string {
-	t := "ip " + n.table()
-	e, i := egressPrefix+guid, ingressPrefix+guid
-	lines := []string{
-		"add counter " + t + " " + e,
-		"add counter " + t + " " + i,
-		"add chain " + t + " " + e,
-		"add chain " + t + " " + i,
-		"flush chain " + t + " " + e,
-		"flush chain " + t + " " + i,
-	}
-	denied := "ip daddr { " + strings.Join(append(append([]string{}, alwaysDenied...), gw.String()), ", ") + " }"
-	lines = append(lines, n.denyRules(e, guid, DirEgress, denied)...)
-	for k, r := range spec.Egress {
-		match := "ip daddr { " + strings.Join(r.Destinations, ", ") + " }"
-		switch {
-		case r.Ports != "":
-			match += " " + r.Protocol + " dport { " + strings.ReplaceAll(r.Ports, ",", ", ") + " }"
-		case r.Protocol != ProtoAll:
-			match += " meta l4proto " + r.Protocol
-		}
-		if r.Log {
-			lines = append(lines, fmt.Sprintf("add rule %s %s %s %s log prefix %s", t, e, match, logLimit,
-				quote(fmt.Sprintf("%s%s rule %d ", logAllowed, cut(guid), k))))
-		}
-		lines = append(lines, fmt.Sprintf("add rule %s %s %s accept", t, e, match))
-	}
-	lines = append(lines, n.denyRules(e, guid, DirEgress, "")...)
-
-	for _, p := range spec.Policies {
-		set := logSet(p.SourceLogGUID)
-		lines = append(lines, "add set "+t+" "+set+" { type ipv4_addr; }",
-			fmt.Sprintf("add rule %s %s ip saddr @%s %s dport { %s } accept", t, i, set, p.Protocol, strings.ReplaceAll(p.Ports, ",", ", ")))
-	}
-	lines = append(lines, n.denyRules(i, guid, DirIngress, "")...)
-	if spec.LogGUID != "" {
-		set := logSet(spec.LogGUID)
-		lines = append(lines, "add set "+t+" "+set+" { type ipv4_addr; }",
-			"add element "+t+" "+set+" { "+ip.String()+" }")
-	}
-	// "add element" of a key that maps elsewhere fails: delete first
-	// (after adding, so that the delete cannot fail).
-	lines = append(lines,
-		"add element "+t+" egress { "+ip.String()+" : goto "+e+" }",
-		"delete element "+t+" egress { "+ip.String()+" }",
-		"add element "+t+" egress { "+ip.String()+" : goto "+e+" }",
-		"add element "+t+" ingress { "+ip.String()+" : goto "+i+" }",
-		"delete element "+t+" ingress { "+ip.String()+" }",
-		"add element "+t+" ingress { "+ip.String()+" : goto "+i+" }")
-	return lines
-}
-
-// denyRules log (rate-limited) and count, in guid's named counter, what
-// reaches them, and drop it; match narrows them ("" matches all).
-func (n NFTables) denyRules(chain, guid, dir, match string) []string {
-	t := "ip " + n.table()
-	if match != "" {
-		match += " "
-	}
-	return []string{
-		fmt.Sprintf("add rule %s %s %s%s log prefix %s", t, chain, match, logLimit, quote(logDenied+dir+" "+cut(guid)+" ")),
-		fmt.Sprintf("add rule %s %s %scounter name %s drop", t, chain, match, quote(chain)),
-	}
 }
 
 // Unfilter removes guid's filter; what is not there is not an error.
@@ -186,27 +117,7 @@ func (n NFTables) Unfilter(ctx context.Context, guid string) error {
 	if err := ValidateGUID(guid); err != nil {
 		return err
 	}
-	tbl, err := n.list(ctx)
-	if err != nil {
-		return fmt.Errorf("unfilter %s: %w", guid, err)
-	}
-	t, e, i := "ip "+n.table(), egressPrefix+guid, ingressPrefix+guid
-	var lines []string
-	for _, ip := range tbl.addrs[guid] {
-		lines = append(lines,
-			"add element "+t+" egress { "+ip+" : goto "+e+" }",
-			"delete element "+t+" egress { "+ip+" }",
-			"add element "+t+" ingress { "+ip+" : goto "+i+" }",
-			"delete element "+t+" ingress { "+ip+" }")
-		for _, set := range tbl.setsOf[ip] {
-			lines = append(lines, "delete element "+t+" "+set+" { "+ip+" }")
-		}
-	}
-	for _, c := range []string{e, i} {
-		lines = append(lines, "add chain "+t+" "+c, "flush chain "+t+" "+c, "delete chain "+t+" "+c,
-			"add counter "+t+" "+c, "delete counter "+t+" "+c)
-	}
-	if err := nft(ctx, strings.Join(lines, "\n")); err != nil {
+	if err := n.unfilterLink(guid); err != nil {
 		return fmt.Errorf("unfilter %s: %w", guid, err)
 	}
 	return nil

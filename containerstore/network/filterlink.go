@@ -1,0 +1,329 @@
+package network
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The filter's per-container transactions go through netlink
+// (github.com/google/nftables): no nft fork/exec on the start path, ~0.3 ms
+// instead of ~7 ms per transaction on a busy 2-CPU machine. The table's
+// base chains stay one readable `nft -f` script run once at Init.
+
+// nftObjectCounter is NFT_OBJECT_COUNTER, the type of a named counter.
+const nftObjectCounter = 1
+
+func (n NFTables) nlTable() *nftables.Table {
+	return &nftables.Table{Name: n.table(), Family: nftables.TableFamilyIPv4}
+}
+
+// dispatchMap is the egress or ingress map of the table, as the kernel
+// describes it.
+func (n NFTables) dispatchMap(c *nftables.Conn, name string) (*nftables.Set, error) {
+	m, err := c.GetSetByName(n.nlTable(), name)
+	if err != nil {
+		return nil, fmt.Errorf("find map %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// filterLink installs guid's filter in one netlink batch (see filterRules
+// for the same rules as nft text, which the tests read).
+func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	t := n.nlTable()
+	e, i := egressPrefix+guid, ingressPrefix+guid
+
+	objs, err := c.GetObjects(t)
+	if err != nil {
+		return fmt.Errorf("list counters: %w", err)
+	}
+	have := map[string]bool{}
+	for _, o := range objs {
+		if co, ok := o.(*nftables.CounterObj); ok {
+			have[co.Name] = true
+		}
+	}
+	for _, name := range []string{e, i} {
+		if !have[name] {
+			c.AddObj(&nftables.CounterObj{Table: t, Name: name})
+		}
+	}
+	eCh := c.AddChain(&nftables.Chain{Name: e, Table: t})
+	iCh := c.AddChain(&nftables.Chain{Name: i, Table: t})
+	c.FlushChain(eCh)
+	c.FlushChain(iCh)
+
+	rule := func(ch *nftables.Chain, exprs ...expr.Any) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
+	}
+	// addrSet makes an anonymous interval set of addresses; a lookup of
+	// the address in register 1 in it.
+	addrSet := func(dests []string) (expr.Any, error) {
+		var rs []ipRange
+		for _, d := range dests {
+			r, err := parseDestination(d)
+			if err != nil {
+				return nil, err
+			}
+			rs = append(rs, r)
+		}
+		set := &nftables.Set{Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeIPAddr}
+		var elems []nftables.SetElement
+		for _, r := range mergeRanges(rs) {
+			elems = append(elems, nftables.SetElement{Key: u32IP(r.first).To4()})
+			if r.last != ^uint32(0) {
+				elems = append(elems, nftables.SetElement{Key: u32IP(r.last + 1).To4(), IntervalEnd: true})
+			}
+		}
+		if err := c.AddSet(set, elems); err != nil {
+			return nil, err
+		}
+		return &expr.Lookup{SourceRegister: 1, SetID: set.ID, SetName: set.Name}, nil
+	}
+	portSet := func(ports string) (expr.Any, error) {
+		set := &nftables.Set{Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeInetService}
+		var elems []nftables.SetElement
+		for _, part := range strings.Split(ports, ",") {
+			a, b, isRange := strings.Cut(part, "-")
+			first, err1 := strconv.ParseUint(a, 10, 16)
+			last := first
+			var err2 error
+			if isRange {
+				last, err2 = strconv.ParseUint(b, 10, 16)
+			}
+			if err1 != nil || err2 != nil {
+				return nil, fmt.Errorf("ports %q not canonical", ports)
+			}
+			elems = append(elems, nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, uint16(first))})
+			if last != 65535 {
+				elems = append(elems, nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, uint16(last+1)), IntervalEnd: true})
+			}
+		}
+		if err := c.AddSet(set, elems); err != nil {
+			return nil, err
+		}
+		return &expr.Lookup{SourceRegister: 1, SetID: set.ID, SetName: set.Name}, nil
+	}
+	daddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+	saddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+	dport := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+	l4proto := func(proto string) []expr.Any {
+		num := map[string]byte{ProtoTCP: unix.IPPROTO_TCP, ProtoUDP: unix.IPPROTO_UDP, ProtoICMP: unix.IPPROTO_ICMP}[proto]
+		return []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{num}}}
+	}
+	logged := func(prefix string) []expr.Any {
+		return []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: 10, Unit: expr.LimitTimeMinute, Burst: 5},
+			&expr.Log{Key: 1 << unix.NFTA_LOG_PREFIX, Data: []byte(prefix)}}
+	}
+	// An anonymous set belongs to one rule: each rule gets its own, so
+	// matches are made by functions called once per rule.
+	type matcher func() ([]expr.Any, error)
+	deny := func(ch *nftables.Chain, name, dir string, match matcher) error {
+		for _, tail := range [][]expr.Any{
+			logged(logDenied + dir + " " + cut(guid) + " "),
+			{&expr.Objref{Type: nftObjectCounter, Name: name}, &expr.Verdict{Kind: expr.VerdictDrop}},
+		} {
+			m, err := match()
+			if err != nil {
+				return err
+			}
+			rule(ch, append(m, tail...)...)
+		}
+		return nil
+	}
+	all := func() ([]expr.Any, error) { return nil, nil }
+
+	if err := deny(eCh, e, DirEgress, func() ([]expr.Any, error) {
+		hard, err := addrSet(append(slices.Clone(alwaysDenied), gw.String()))
+		return []expr.Any{daddr, hard}, err
+	}); err != nil {
+		return err
+	}
+	for k, r := range spec.Egress {
+		match := func() ([]expr.Any, error) {
+			dests, err := addrSet(r.Destinations)
+			if err != nil {
+				return nil, err
+			}
+			m := []expr.Any{daddr, dests}
+			switch {
+			case r.Ports != "":
+				ports, err := portSet(r.Ports)
+				if err != nil {
+					return nil, err
+				}
+				m = append(append(m, l4proto(r.Protocol)...), dport, ports)
+			case r.Protocol != ProtoAll:
+				m = append(m, l4proto(r.Protocol)...)
+			}
+			return m, nil
+		}
+		tails := [][]expr.Any{{&expr.Verdict{Kind: expr.VerdictAccept}}}
+		if r.Log {
+			tails = append([][]expr.Any{logged(fmt.Sprintf("%s%s rule %d ", logAllowed, cut(guid), k))}, tails...)
+		}
+		for _, tail := range tails {
+			m, err := match()
+			if err != nil {
+				return err
+			}
+			rule(eCh, append(m, tail...)...)
+		}
+	}
+	if err := deny(eCh, e, DirEgress, all); err != nil {
+		return err
+	}
+
+	for _, p := range spec.Policies {
+		set := &nftables.Set{Table: t, Name: logSet(p.SourceLogGUID), KeyType: nftables.TypeIPAddr}
+		if err := c.AddSet(set, nil); err != nil {
+			return err
+		}
+		ports, err := portSet(p.Ports)
+		if err != nil {
+			return err
+		}
+		match := []expr.Any{saddr, &expr.Lookup{SourceRegister: 1, SetID: set.ID, SetName: set.Name}}
+		match = append(append(match, l4proto(p.Protocol)...), dport, ports)
+		rule(iCh, append(match, &expr.Verdict{Kind: expr.VerdictAccept})...)
+	}
+	if err := deny(iCh, i, DirIngress, all); err != nil {
+		return err
+	}
+	if spec.LogGUID != "" {
+		set := &nftables.Set{Table: t, Name: logSet(spec.LogGUID), KeyType: nftables.TypeIPAddr}
+		if err := c.AddSet(set, []nftables.SetElement{{Key: ip.To4()}}); err != nil {
+			return err
+		}
+	}
+
+	// An element of the same key that leads elsewhere (a guid that had
+	// this address and was not cleaned up) would fail the batch: replace it.
+	for name, target := range map[string]string{"egress": e, "ingress": i} {
+		m, err := n.dispatchMap(c, name)
+		if err != nil {
+			return err
+		}
+		elems, err := c.GetSetElements(m)
+		if err != nil {
+			return fmt.Errorf("list %s map: %w", name, err)
+		}
+		for _, el := range elems {
+			if net.IP(el.Key).Equal(ip) && verdictChain(el) != target {
+				if err := c.SetDeleteElements(m, []nftables.SetElement{{Key: ip.To4()}}); err != nil {
+					return err
+				}
+			}
+		}
+		if err := c.SetAddElements(m, []nftables.SetElement{{Key: ip.To4(), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: target}}}); err != nil {
+			return err
+		}
+	}
+	return c.Flush()
+}
+
+// unfilterLink removes guid's filter in one netlink batch; what is not
+// there is not an error.
+func (n NFTables) unfilterLink(guid string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	t := n.nlTable()
+	e, i := egressPrefix+guid, ingressPrefix+guid
+	var addrs []net.IP
+	for name, target := range map[string]string{"egress": e, "ingress": i} {
+		m, err := n.dispatchMap(c, name)
+		if err != nil {
+			return err
+		}
+		elems, err := c.GetSetElements(m)
+		if err != nil {
+			return fmt.Errorf("list %s map: %w", name, err)
+		}
+		for _, el := range elems {
+			if verdictChain(el) == target {
+				if err := c.SetDeleteElements(m, []nftables.SetElement{{Key: el.Key}}); err != nil {
+					return err
+				}
+				if name == "egress" {
+					addrs = append(addrs, net.IP(el.Key))
+				}
+			}
+		}
+	}
+	if len(addrs) > 0 {
+		sets, err := c.GetSets(t)
+		if err != nil {
+			return fmt.Errorf("list sets: %w", err)
+		}
+		for _, s := range sets {
+			if !strings.HasPrefix(s.Name, logSetPrefix) {
+				continue
+			}
+			elems, err := c.GetSetElements(s)
+			if err != nil {
+				return fmt.Errorf("list set %s: %w", s.Name, err)
+			}
+			for _, el := range elems {
+				if slices.ContainsFunc(addrs, func(a net.IP) bool { return a.Equal(net.IP(el.Key)) }) {
+					if err := c.SetDeleteElements(s, []nftables.SetElement{{Key: el.Key}}); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return fmt.Errorf("list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == t.Name && (ch.Name == e || ch.Name == i) {
+			c.FlushChain(ch)
+			c.DelChain(ch)
+		}
+	}
+	objs, err := c.GetObjects(t)
+	if err != nil {
+		return fmt.Errorf("list counters: %w", err)
+	}
+	for _, o := range objs {
+		if co, ok := o.(*nftables.CounterObj); ok && (co.Name == e || co.Name == i) {
+			c.DeleteObject(&nftables.CounterObj{Table: t, Name: co.Name})
+		}
+	}
+	return c.Flush()
+}
+
+// verdictChain answers the chain a map element's verdict jumps or goes
+// to: the library leaves the verdict undecoded in Val (NFTA_DATA_VERDICT,
+// holding NFTA_VERDICT_CODE and NFTA_VERDICT_CHAIN).
+func verdictChain(el nftables.SetElement) string {
+	if el.VerdictData != nil {
+		return el.VerdictData.Chain
+	}
+	ad, err := netlink.NewAttributeDecoder(el.Val)
+	if err != nil {
+		return ""
+	}
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_VERDICT_CHAIN {
+			return ad.String()
+		}
+	}
+	return ""
+}

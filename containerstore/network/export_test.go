@@ -3,7 +3,6 @@ package network
 // Exported for tests only.
 var (
 	ExternalIPFrom = externalIPFrom
-	ParseMapped    = parseMapped
 )
 
 // Covers says whether one of the canonical destinations holds ip.

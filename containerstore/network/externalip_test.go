@@ -62,28 +62,3 @@ var _ = Describe("ConfList", func() {
 		  ]}`))
 	})
 })
-
-var _ = Describe("parsing `nft -j list table`", func() {
-	It("answers each container chain with the host ports that lead to it", func() {
-		out := []byte(`{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
-		  {"table": {"family": "ip", "name": "cellagent_t1", "handle": 4}},
-		  {"map": {"family": "ip", "name": "hostports", "table": "cellagent_t1", "type": "inet_service", "map": "verdict",
-		    "elem": [[42003, {"goto": {"target": "c_k9-01"}}], [42002, {"goto": {"target": "c_k9-01"}}], [42005, {"goto": {"target": "c_x"}}], [42009, {"accept": null}]]}},
-		  {"chain": {"family": "ip", "table": "cellagent_t1", "name": "prerouting", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}},
-		  {"chain": {"family": "ip", "table": "cellagent_t1", "name": "c_k9-01", "handle": 13}},
-		  {"chain": {"family": "ip", "table": "cellagent_t1", "name": "c_empty", "handle": 14}},
-		  {"rule": {"family": "ip", "table": "cellagent_t1", "chain": "c_k9-01", "handle": 5, "expr": []}}]}`)
-		mapped, err := network.ParseMapped(out)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(mapped).To(Equal(map[string][]uint16{
-			"k9-01": {42002, 42003},
-			"x":     {42005},
-			"empty": nil, // a chain left without elements still counts
-		}))
-	})
-
-	It("fails on output that is not nft's JSON", func() {
-		_, err := network.ParseMapped([]byte("table ip x {"))
-		Expect(err).To(MatchError(ContainSubstring("parse nft -j output")))
-	})
-})

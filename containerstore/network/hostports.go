@@ -1,16 +1,13 @@
 package network
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -24,8 +21,9 @@ type HostPorts interface {
 	// Map forwards each HostPort of ports (on every local address) to
 	// ip:ContainerPort, in one step.
 	Map(ctx context.Context, guid string, ip net.IP, ports []PortMapping) error
-	// Unmap removes guid's forwards of hostPorts; what is not there is not
-	// an error.
+	// Unmap removes guid's forwards (hostPorts are those its caller knows
+	// of; every one that leads to guid goes); what is not there is not an
+	// error.
 	Unmap(ctx context.Context, guid string, hostPorts []uint16) error
 	// Mapped answers the host ports mapped to each guid that has any
 	// (and an empty list for a guid with only a filter).
@@ -49,9 +47,10 @@ type HostPorts interface {
 //	                   itself (hairpin), so that answers come back through us
 //	chain c_<guid>     tcp dport H dnat to IP:P, one rule per mapping
 //
-// Each container costs one `nft -f` transaction to map and one to unmap,
-// whatever the number of containers; its filter (filter.go) goes through
-// netlink, without a fork/exec. CNI's portmap and the bridge plugin's
+// Each container costs one netlink batch to map and one to unmap
+// (hostportslink.go, github.com/google/nftables: no fork/exec), whatever
+// the number of containers; Init's base chains are one `nft -f` script,
+// run once per agent start, where readable nft syntax is worth an exec. CNI's portmap and the bridge plugin's
 // ipMasq did the same with 36 iptables runs per container, each taking the
 // xtables lock, five of them listing the whole nat table: ~50 ms of a start
 // alone, and 20 concurrent starts queued behind that lock for over a
@@ -128,17 +127,7 @@ func (n NFTables) Map(ctx context.Context, guid string, ip net.IP, ports []PortM
 	if err := n.routeLocalnet(); err != nil {
 		return fmt.Errorf("map host ports of %s: %w", guid, err)
 	}
-	t, c := "ip "+n.table(), chainPrefix+guid
-	lines := []string{"add chain " + t + " " + c, "flush chain " + t + " " + c}
-	var elems []string
-	for _, p := range ports {
-		lines = append(lines, fmt.Sprintf("add rule %s %s tcp dport %d dnat to %s:%d", t, c, p.HostPort, ip4, p.ContainerPort))
-		elems = append(elems, fmt.Sprintf("%d : goto %s", p.HostPort, c))
-	}
-	// "add element" fails on a port that already goes elsewhere: the
-	// whole transaction, rules included, is then not applied.
-	lines = append(lines, "add element "+t+" hostports { "+strings.Join(elems, ", ")+" }")
-	if err := nft(ctx, strings.Join(lines, "\n")); err != nil {
+	if err := n.mapLink(guid, ip4, ports); err != nil {
 		return fmt.Errorf("map host ports of %s: %w", guid, err)
 	}
 	return nil
@@ -148,22 +137,7 @@ func (n NFTables) Unmap(ctx context.Context, guid string, hostPorts []uint16) er
 	if err := ValidateGUID(guid); err != nil {
 		return err
 	}
-	t, c := "ip "+n.table(), chainPrefix+guid
-	// nft 1.0.6 has no "destroy": adding first what is deleted next makes
-	// the transaction succeed whether or not it was there.
-	lines := []string{"add chain " + t + " " + c}
-	if len(hostPorts) > 0 {
-		var elems, keys []string
-		for _, p := range hostPorts {
-			elems = append(elems, fmt.Sprintf("%d : goto %s", p, c))
-			keys = append(keys, fmt.Sprint(p))
-		}
-		lines = append(lines,
-			"add element "+t+" hostports { "+strings.Join(elems, ", ")+" }",
-			"delete element "+t+" hostports { "+strings.Join(keys, ", ")+" }")
-	}
-	lines = append(lines, "flush chain "+t+" "+c, "delete chain "+t+" "+c)
-	if err := nft(ctx, strings.Join(lines, "\n")); err != nil {
+	if err := n.unmapLink(guid); err != nil {
 		return fmt.Errorf("unmap host ports of %s: %w", guid, err)
 	}
 	return nil
@@ -177,19 +151,13 @@ func (n NFTables) Mapped(ctx context.Context) (map[string][]uint16, error) {
 	return tbl.ports, nil
 }
 
-// list reads the whole table.
-func (n NFTables) list(ctx context.Context) (nftTable, error) {
-	cmd := exec.CommandContext(ctx, "nft", "-j", "list", "table", "ip", n.table())
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+// list reads what the table holds per container.
+func (n NFTables) list(context.Context) (nftTable, error) {
+	tbl, err := n.listLink()
 	if err != nil {
-		if strings.Contains(stderr.String(), "No such file or directory") {
-			return parseTable([]byte(`{"nftables":[]}`)) // no table: nothing there
-		}
-		return nftTable{}, fmt.Errorf("nft list table %s: %v: %s", n.table(), err, strings.TrimSpace(stderr.String()))
+		return nftTable{}, fmt.Errorf("list table %s: %w", n.table(), err)
 	}
-	return parseTable(out)
+	return tbl, nil
 }
 
 // nftTable is what the agent's table holds, by guid.
@@ -203,97 +171,6 @@ type nftTable struct {
 	setsOf map[string][]string
 	// denied are the e_/i_<guid> counters' packets.
 	denied map[string]map[string]uint64
-}
-
-// parseMapped reads `nft -j list table` output: every c_<guid> chain, with
-// the map elements that lead to it.
-func parseMapped(out []byte) (map[string][]uint16, error) {
-	tbl, err := parseTable(out)
-	return tbl.ports, err
-}
-
-func parseTable(out []byte) (nftTable, error) {
-	var doc struct {
-		Nftables []struct {
-			Chain *struct {
-				Name string `json:"name"`
-			} `json:"chain"`
-			Map *struct {
-				Name string              `json:"name"`
-				Elem [][]json.RawMessage `json:"elem"`
-			} `json:"map"`
-			Set *struct {
-				Name string            `json:"name"`
-				Elem []json.RawMessage `json:"elem"`
-			} `json:"set"`
-			Counter *struct {
-				Name    string `json:"name"`
-				Packets uint64 `json:"packets"`
-			} `json:"counter"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal(out, &doc); err != nil {
-		return nftTable{}, fmt.Errorf("parse nft -j output: %w", err)
-	}
-	tbl := nftTable{ports: map[string][]uint16{}, addrs: map[string][]string{}, setsOf: map[string][]string{},
-		denied: map[string]map[string]uint64{}}
-	for _, o := range doc.Nftables {
-		if o.Chain != nil {
-			if guid, _, ok := guidOfChain(o.Chain.Name); ok {
-				if _, seen := tbl.ports[guid]; !seen {
-					tbl.ports[guid] = nil
-				}
-			}
-		}
-		if o.Counter != nil {
-			if guid, dir, ok := guidOfChain(o.Counter.Name); ok && dir != "" {
-				if tbl.denied[guid] == nil {
-					tbl.denied[guid] = map[string]uint64{}
-				}
-				tbl.denied[guid][dir] = o.Counter.Packets
-			}
-		}
-		if o.Set != nil && strings.HasPrefix(o.Set.Name, logSetPrefix) {
-			for _, e := range o.Set.Elem {
-				var ip string
-				if json.Unmarshal(e, &ip) == nil {
-					tbl.setsOf[ip] = append(tbl.setsOf[ip], o.Set.Name)
-				}
-			}
-		}
-		if o.Map == nil {
-			continue
-		}
-		for _, e := range o.Map.Elem {
-			if len(e) != 2 {
-				continue
-			}
-			var verdict struct {
-				Goto *struct {
-					Target string `json:"target"`
-				} `json:"goto"`
-			}
-			if json.Unmarshal(e[1], &verdict) != nil || verdict.Goto == nil {
-				continue
-			}
-			switch o.Map.Name {
-			case "hostports":
-				var port uint16
-				if guid, ok := strings.CutPrefix(verdict.Goto.Target, chainPrefix); ok && json.Unmarshal(e[0], &port) == nil {
-					tbl.ports[guid] = append(tbl.ports[guid], port)
-				}
-			case "egress":
-				var ip string
-				if guid, ok := strings.CutPrefix(verdict.Goto.Target, egressPrefix); ok && json.Unmarshal(e[0], &ip) == nil {
-					tbl.addrs[guid] = append(tbl.addrs[guid], ip)
-				}
-			}
-		}
-	}
-	for guid := range tbl.ports {
-		slices.Sort(tbl.ports[guid])
-	}
-	return tbl, nil
 }
 
 // guidOfChain answers the guid of a per-container chain or counter, and

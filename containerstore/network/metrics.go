@@ -12,7 +12,7 @@ var descDenied = prometheus.NewDesc("cellagent_network_denied_total",
 	[]string{"guid", "direction"}, nil)
 
 // DeniedCollector exports the filter's denial counters, read from the
-// nftables table at each scrape (one `nft -j list table`).
+// nftables table at each scrape (netlink dumps, no fork/exec).
 type DeniedCollector struct {
 	Manager *Manager
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // SetEgress replaces guid's own egress rules on the running container, in
-// one nft transaction; the cell's default rules it was set up with stay. A
+// one netlink batch; the cell's default rules it was set up with stay. A
 // rule that does not validate changes nothing (executor.ErrInvalidRequest).
 func (m *Manager) SetEgress(ctx context.Context, logger lager.Logger, guid string, rules []executor.EgressRule) (executor.NetworkFilter, error) {
 	logger = logger.Session("network.set-egress", lager.Data{logKeyGUID: guid})

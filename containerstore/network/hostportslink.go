@@ -1,0 +1,165 @@
+package network
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// mapLink forwards guid's host ports in one netlink batch: chain c_<guid>
+// with "tcp dport H dnat to IP:P" per mapping, and "H : goto c_<guid>" in
+// the hostports map. A port whose element leads to another chain fails
+// the whole batch (the kernel answers EBUSY), rules included.
+func (n NFTables) mapLink(guid string, ip net.IP, ports []PortMapping) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	t := n.nlTable()
+	ch := c.AddChain(&nftables.Chain{Name: chainPrefix + guid, Table: t})
+	c.FlushChain(ch)
+	var elems []nftables.SetElement
+	for _, p := range ports {
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, p.HostPort)},
+			&expr.Immediate{Register: 1, Data: ip.To4()},
+			&expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, p.ContainerPort)},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		}})
+		elems = append(elems, nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p.HostPort),
+			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ch.Name}})
+	}
+	m, err := n.dispatchMap(c, "hostports")
+	if err != nil {
+		return err
+	}
+	if err := c.SetAddElements(m, elems); err != nil {
+		return err
+	}
+	return c.Flush()
+}
+
+// unmapLink removes guid's forwards: every hostports element that leads
+// to c_<guid>, and the chain.
+func (n NFTables) unmapLink(guid string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	t := n.nlTable()
+	chain := chainPrefix + guid
+	m, err := n.dispatchMap(c, "hostports")
+	if err != nil {
+		return err
+	}
+	elems, err := c.GetSetElements(m)
+	if err != nil {
+		return fmt.Errorf("list hostports map: %w", err)
+	}
+	for _, el := range elems {
+		// hostPorts need not be asked for: an element of another
+		// container's chain is not ours to remove.
+		if verdictChain(el) == chain {
+			if err := c.SetDeleteElements(m, []nftables.SetElement{{Key: el.Key}}); err != nil {
+				return err
+			}
+		}
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return fmt.Errorf("list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == t.Name && ch.Name == chain {
+			c.FlushChain(ch)
+			c.DelChain(ch)
+		}
+	}
+	return c.Flush()
+}
+
+// listLink reads what the table holds per container through netlink.
+func (n NFTables) listLink() (nftTable, error) {
+	tbl := nftTable{ports: map[string][]uint16{}, addrs: map[string][]string{}, setsOf: map[string][]string{},
+		denied: map[string]map[string]uint64{}}
+	c, err := nftables.New()
+	if err != nil {
+		return tbl, err
+	}
+	t := n.nlTable()
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return tbl, fmt.Errorf("list tables: %w", err)
+	}
+	if !slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == t.Name }) {
+		return tbl, nil // no table: nothing there
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return tbl, fmt.Errorf("list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if guid, _, ok := guidOfChain(ch.Name); ok && ch.Table.Name == t.Name {
+			if _, seen := tbl.ports[guid]; !seen {
+				tbl.ports[guid] = nil
+			}
+		}
+	}
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return tbl, fmt.Errorf("list sets: %w", err)
+	}
+	for _, s := range sets {
+		if s.Name != "hostports" && s.Name != "egress" && !strings.HasPrefix(s.Name, logSetPrefix) {
+			continue
+		}
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return tbl, fmt.Errorf("list set %s: %w", s.Name, err)
+		}
+		for _, el := range elems {
+			switch {
+			case s.Name == "hostports" && len(el.Key) == 2:
+				if guid, ok := strings.CutPrefix(verdictChain(el), chainPrefix); ok {
+					tbl.ports[guid] = append(tbl.ports[guid], binary.BigEndian.Uint16(el.Key))
+				}
+			case s.Name == "egress" && len(el.Key) == 4:
+				if guid, ok := strings.CutPrefix(verdictChain(el), egressPrefix); ok {
+					tbl.addrs[guid] = append(tbl.addrs[guid], net.IP(el.Key).String())
+				}
+			case len(el.Key) == 4:
+				ip := net.IP(el.Key).String()
+				tbl.setsOf[ip] = append(tbl.setsOf[ip], s.Name)
+			}
+		}
+	}
+	objs, err := c.GetObjects(t)
+	if err != nil {
+		return tbl, fmt.Errorf("list counters: %w", err)
+	}
+	for _, o := range objs {
+		co, ok := o.(*nftables.CounterObj)
+		if !ok {
+			continue
+		}
+		if guid, dir, ok := guidOfChain(co.Name); ok && dir != "" {
+			if tbl.denied[guid] == nil {
+				tbl.denied[guid] = map[string]uint64{}
+			}
+			tbl.denied[guid][dir] = co.Packets
+		}
+	}
+	for guid := range tbl.ports {
+		slices.Sort(tbl.ports[guid])
+	}
+	return tbl, nil
+}

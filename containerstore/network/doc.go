@@ -37,8 +37,8 @@
 // portmap and the bridge plugin's ipMasq made the same forwards with 36
 // iptables runs per container, each taking the xtables lock and five of them
 // listing the whole nat table: ~50 ms of every start, and 20 starts at once
-// queued behind that lock for over a second. NFTables needs one nft
-// transaction per container to map and one to unmap.
+// queued behind that lock for over a second. NFTables needs one netlink
+// batch per container to map and one to unmap, no process at all.
 //
 // # Host ports and quarantine
 //

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -82,15 +83,17 @@ func (l *listener) accepted() []string {
 }
 
 // dial tries a TCP connection from inside network namespace ns (a
-// container's or one the suite made) and answers whether it connected.
+// container's or one the suite made; "" is the host) and answers whether
+// it connected and got an answer: it sends an HTTP request, which the
+// demo app answers and the suite's servers ignore (they greet first).
 func dial(ns, ip string, port int) bool {
 	args := []string{"busybox", "nc", "-w", "2", ip, fmt.Sprint(port)}
 	if ns != "" {
 		args = append([]string{"ip", "netns", "exec", ns}, args...)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdin = strings.NewReader("")
-	out, err := cmd.CombinedOutput()
+	cmd.Stdin = strings.NewReader("GET / HTTP/1.0\r\n\r\n")
+	out, err := cmd.Output()
 	return err == nil && len(out) > 0
 }
 
@@ -141,6 +144,12 @@ func makeMetadata() {
 	sh("ip", "-n", metaNS, "link", "set", "lo", "up")
 	sh("ip", "-n", metaNS, "route", "add", "default", "via", "169.254.169.1")
 	DeferCleanup(cleanupNS, metaNS, metaHostIf)
+	// A server that answers every connection ("-ll -e"), up before the
+	// specs dial it.
+	srv := exec.Command("ip", "netns", "exec", metaNS, "busybox", "nc", "-ll", "-p", "80", "-e", "/bin/echo", "metadata")
+	Expect(srv.Start()).To(Succeed())
+	DeferCleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	Eventually(func() bool { return dial("", metaIP, 80) }).WithTimeout(10 * time.Second).Should(BeTrue())
 }
 
 // makeOutside makes a namespace standing for another machine on the cell's
@@ -162,29 +171,6 @@ func makeOutside() {
 func cleanupNS(ns, hostIf string) {
 	shQuiet("ip", "link", "del", hostIf)
 	shQuiet("ip", "netns", "del", ns)
-}
-
-// serveIn runs a one-shot TCP server (busybox nc -l) on port inside ns
-// and answers through stop whether a client connected.
-func serveIn(ns string, port int) (stop func() bool) {
-	GinkgoHelper()
-	cmd := exec.Command("ip", "netns", "exec", ns, "busybox", "nc", "-l", "-p", fmt.Sprint(port))
-	cmd.Stdin = strings.NewReader("connected\n")
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	Expect(cmd.Start()).To(Succeed())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	return func() bool {
-		select {
-		case err := <-done:
-			return err == nil
-		default:
-			_ = cmd.Process.Kill()
-			<-done
-			return false
-		}
-	}
 }
 
 func atoi(s string) int {

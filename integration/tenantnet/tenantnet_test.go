@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -84,6 +85,9 @@ var _ = Describe("a hostile tenant", func() {
 		GinkgoHelper()
 		word := map[bool]string{true: "connected", false: "refused"}
 		table = append(table, outcome{path, word[wantOK], word[got]})
+		if os.Getenv("CELLAGENT_TENANTNET_OBSERVE") != "" {
+			return // only fill the table (e.g. against an agent without the filter)
+		}
 		Expect(got).To(Equal(wantOK), path)
 	}
 
@@ -107,9 +111,7 @@ var _ = Describe("a hostile tenant", func() {
 				for _, l := range []*listener{loop, onBridge, onDummy} {
 					Expect(dial("", strings.Split(l.l.Addr().String(), ":")[0], l.port())).To(BeTrue())
 				}
-				stop := serveIn(metaNS, 80)
 				Expect(dial("", metaIP, 80)).To(BeTrue())
-				stop()
 				controls := map[*listener]int{}
 				for _, l := range []*listener{loop, onBridge, onDummy, onAll} {
 					controls[l] = len(l.accepted())
@@ -129,9 +131,7 @@ var _ = Describe("a hostile tenant", func() {
 				record("container -> listener on all host addresses, via the bridge", false, dial(ns("tn-b"), gatewayIP, onAll.port()))
 				record("container -> another host address "+dummyIP, false, dial(ns("tn-b"), dummyIP, onDummy.port()))
 
-				stop = serveIn(metaNS, 80)
 				record("container -> metadata 169.254.169.254:80", false, dial(ns("tn-b"), metaIP, 80))
-				Expect(stop()).To(BeFalse())
 
 				record("container -> other container's app port "+b.InternalIP+":8080", false, dial(ns("tn-a"), b.InternalIP, 8080))
 				record("container -> other container, ping", false, ping(ns("tn-a"), b.InternalIP))
@@ -197,9 +197,7 @@ var _ = Describe("a hostile tenant", func() {
 		code, body = putEgress(agent.API, "tn-e", rulesJSON(rule, executor.EgressRule{Protocol: "all", Destinations: []string{"0.0.0.0/0"}}))
 		Expect(code).To(Equal(http.StatusOK), body)
 		Eventually(func() bool { return dial(ns("tn-e"), dummyIP, other.port()) }, 10*time.Second, 100*time.Millisecond).Should(BeTrue())
-		stop := serveIn(metaNS, 80)
 		record("container -> metadata with a 0.0.0.0/0 rule", false, dial(ns("tn-e"), metaIP, 80))
-		stop()
 
 		By("a malformed PUT is refused and changes nothing")
 		before := networkFilter(agent.API, "tn-e")

@@ -201,3 +201,16 @@ func setBrNetfilter(on bool) {
 	Expect(os.WriteFile(path, []byte(want), 0o644)).To(Succeed())
 	DeferCleanup(os.WriteFile, path, old, os.FileMode(0o644))
 }
+
+// dropEgressBlock removes network.egress from an agent config file.
+func dropEgressBlock(path string) {
+	GinkgoHelper()
+	b, err := os.ReadFile(path)
+	Expect(err).NotTo(HaveOccurred())
+	var cfg map[string]any
+	Expect(json.Unmarshal(b, &cfg)).To(Succeed())
+	delete(cfg["network"].(map[string]any), "egress")
+	b, err = json.Marshal(cfg)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(os.WriteFile(path, b, 0o600)).To(Succeed())
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -51,6 +52,9 @@ var _ = Describe("a hostile tenant", func() {
 			c.Network.HostPortRange = "46100-46119"
 		})
 		Expect(err).NotTo(HaveOccurred())
+		if os.Getenv("CELLAGENT_TENANTNET_OBSERVE") != "" {
+			dropEgressBlock(filepath.Join(agent.Dir, "cellagent.json")) // an agent from before the filter refuses it
+		}
 		Expect(agent.Start()).To(Succeed())
 		DeferCleanup(func() {
 			agent.Cleanup()

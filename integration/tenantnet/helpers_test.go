@@ -35,6 +35,8 @@ const (
 	// by default): the host's end of the outside machine's link.
 	dummyIP = outHostIP
 	outIP   = "10.254.112.2"
+	// publicIP is TEST-NET-2: public to the rules, here only in outsideNS.
+	publicIP = "198.51.100.7"
 )
 
 func sh(args ...string) {
@@ -166,6 +168,15 @@ func makeOutside() {
 	sh("ip", "-n", outsideNS, "route", "add", subnet, "via", outHostIP)
 	sh("ip", "-n", outsideNS, "route", "add", "default", "via", outHostIP)
 	DeferCleanup(cleanupNS, outsideNS, outHostIf)
+	// A "public internet" server (a documentation address, routed only
+	// to the suite's namespace).
+	sh("ip", "-n", outsideNS, "addr", "add", publicIP+"/32", "dev", "eth0")
+	sh("ip", "route", "add", publicIP+"/32", "via", outIP)
+	DeferCleanup(shQuiet, "ip", "route", "del", publicIP+"/32")
+	srv := exec.Command("ip", "netns", "exec", outsideNS, "busybox", "nc", "-ll", "-p", "9000", "-e", "/bin/echo", "public")
+	Expect(srv.Start()).To(Succeed())
+	DeferCleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	Eventually(func() bool { return dial("", publicIP, 9000) }).WithTimeout(10 * time.Second).Should(BeTrue())
 }
 
 func cleanupNS(ns, hostIf string) {

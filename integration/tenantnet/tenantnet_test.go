@@ -149,6 +149,8 @@ var _ = Describe("a hostile tenant", func() {
 				Expect(err).NotTo(HaveOccurred())
 				record("container -> host over IPv6 (bridge has an IPv6 address)", false, strings.Contains(string(out), "inet6"))
 
+				record("container -> public address "+publicIP+":9000 (default rules)", true, dial(ns("tn-a"), publicIP, 9000))
+
 				By("the host ports and the host's own checks keep working")
 				record("host -> container IP:8080 (health checks)", true, dial("", b.InternalIP, 8080))
 				record("host -> 127.0.0.1:host_port", true, dial("", "127.0.0.1", int(b.Ports[0].HostPort)))

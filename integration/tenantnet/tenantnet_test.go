@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -189,6 +190,11 @@ var _ = Describe("a hostile tenant", func() {
 		other := listen(dummyIP + ":0")
 		record("container -> "+dummyIP+" (no rule)", false, dial(ns("tn-e"), dummyIP, onDummy.port()))
 
+		// Lines of earlier runs stay in the kernel log: count new ones.
+		deniedMeta := regexp.MustCompile(`cellagent denied egress tn-e .*DST=169\.254\.169\.254 `)
+		allowedDummy := regexp.MustCompile(`cellagent allowed tn-e rule \d+ .*DST=` + regexp.QuoteMeta(dummyIP) + ` `)
+		deniedBefore, allowedBefore := logLines(deniedMeta), logLines(allowedDummy)
+
 		By("a rule for one address and port, applied without a restart")
 		rule := executor.EgressRule{Protocol: "tcp", Destinations: []string{dummyIP}, Ports: fmt.Sprint(onDummy.port()), Log: true}
 		code, body := putEgress(agent.API, "tn-e", rulesJSON(rule))
@@ -199,11 +205,24 @@ var _ = Describe("a hostile tenant", func() {
 		record("container -> "+gatewayIP+":<allowed port> (other address)", false, dial(ns("tn-e"), gatewayIP, onDummy.port()))
 		record("container -> "+dummyIP+" ping (other protocol)", false, ping(ns("tn-e"), dummyIP))
 
+		By("cellctl explain answers why: the rules and the denials so far")
+		binDir, err := testagent.BinDir()
+		Expect(err).NotTo(HaveOccurred())
+		out, err := exec.Command(filepath.Join(binDir, "cellctl"), "-api", agent.API, "explain", "tn-e").CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).To(MatchRegexp(`denied so far: [1-9]\d* egress`))
+		Expect(string(out)).To(ContainSubstring("always denied: 127.0.0.0/8, 169.254.0.0/16, " + gatewayIP))
+		Expect(string(out)).To(ContainSubstring(fmt.Sprintf("egress   tcp  to %s ports %d (logged)", dummyIP, onDummy.port())))
+		Expect(string(out)).To(ContainSubstring("default  all  to 0.0.0.0-9.255.255.255"))
+
 		By("a rule cannot open the metadata endpoint")
 		code, body = putEgress(agent.API, "tn-e", rulesJSON(rule, executor.EgressRule{Protocol: "all", Destinations: []string{"0.0.0.0/0"}}))
 		Expect(code).To(Equal(http.StatusOK), body)
 		Eventually(func() bool { return dial(ns("tn-e"), dummyIP, other.port()) }, 10*time.Second, 100*time.Millisecond).Should(BeTrue())
 		record("container -> metadata with a 0.0.0.0/0 rule", false, dial(ns("tn-e"), metaIP, 80))
+		By("the kernel log names the guid of a denial and of a logged rule")
+		Eventually(func() int { return logLines(deniedMeta) }).WithTimeout(10 * time.Second).Should(BeNumerically(">", deniedBefore))
+		Eventually(func() int { return logLines(allowedDummy) }).WithTimeout(10 * time.Second).Should(BeNumerically(">", allowedBefore))
 
 		By("a malformed PUT is refused and changes nothing")
 		before := networkFilter(agent.API, "tn-e")
@@ -218,7 +237,7 @@ var _ = Describe("a hostile tenant", func() {
 		By("a bad rule in a run request is refused before anything is reserved")
 		req := request("app-x")
 		req.EgressRules = []executor.EgressRule{{Protocol: "tcp", Destinations: []string{"1.2.3.9-1.2.3.4"}}}
-		_, err := agent.Client.AllocateAndRun(ctx, "tn-x", req)
+		_, err = agent.Client.AllocateAndRun(ctx, "tn-x", req)
 		Expect(err).To(MatchError(executor.ErrInvalidRequest))
 		Expect(err.Error()).To(ContainSubstring("ends before it starts"))
 		_, err = agent.Client.Get(ctx, "tn-x")
@@ -258,6 +277,13 @@ func rulesOf(guid string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// logLines counts the kernel log lines that match re.
+func logLines(re *regexp.Regexp) int {
+	out, err := exec.Command("dmesg").Output()
+	Expect(err).NotTo(HaveOccurred())
+	return len(re.FindAllIndex(out, -1))
 }
 
 func mustIP(a *testagent.Agent, guid string) string {

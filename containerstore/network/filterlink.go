@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -24,6 +25,15 @@ import (
 
 // nftObjectCounter is NFT_OBJECT_COUNTER, the type of a named counter.
 const nftObjectCounter = 1
+
+// setIDs numbers the sets of a batch. The library's own counter (used when
+// ID is 0) is a plain global, a data race between concurrent Setups; the
+// kernel needs the IDs unique within one batch only. An anonymous set is
+// then named "__set%d" by hand, as the library does (the kernel fills in
+// the number).
+var setIDs atomic.Uint32
+
+func nextSetID() uint32 { return setIDs.Add(1) }
 
 func (n NFTables) nlTable() *nftables.Table {
 	return &nftables.Table{Name: n.table(), Family: nftables.TableFamilyIPv4}
@@ -83,7 +93,7 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 			}
 			rs = append(rs, r)
 		}
-		set := &nftables.Set{Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeIPAddr}
+		set := &nftables.Set{ID: nextSetID(), Name: "__set%d", Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeIPAddr}
 		var elems []nftables.SetElement
 		for _, r := range mergeRanges(rs) {
 			elems = append(elems, nftables.SetElement{Key: u32IP(r.first).To4()})
@@ -97,7 +107,7 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 		return &expr.Lookup{SourceRegister: 1, SetID: set.ID, SetName: set.Name}, nil
 	}
 	portSet := func(ports string) (expr.Any, error) {
-		set := &nftables.Set{Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeInetService}
+		set := &nftables.Set{ID: nextSetID(), Name: "__set%d", Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeInetService}
 		var elems []nftables.SetElement
 		for _, part := range strings.Split(ports, ",") {
 			a, b, isRange := strings.Cut(part, "-")
@@ -191,7 +201,7 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 	}
 
 	for _, p := range spec.Policies {
-		set := &nftables.Set{Table: t, Name: logSet(p.SourceLogGUID), KeyType: nftables.TypeIPAddr}
+		set := &nftables.Set{ID: nextSetID(), Table: t, Name: logSet(p.SourceLogGUID), KeyType: nftables.TypeIPAddr}
 		if err := c.AddSet(set, nil); err != nil {
 			return err
 		}
@@ -207,7 +217,7 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 		return err
 	}
 	if spec.LogGUID != "" {
-		set := &nftables.Set{Table: t, Name: logSet(spec.LogGUID), KeyType: nftables.TypeIPAddr}
+		set := &nftables.Set{ID: nextSetID(), Table: t, Name: logSet(spec.LogGUID), KeyType: nftables.TypeIPAddr}
 		if err := c.AddSet(set, []nftables.SetElement{{Key: ip.To4()}}); err != nil {
 			return err
 		}

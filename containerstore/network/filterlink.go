@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/google/nftables"
@@ -35,6 +36,10 @@ var setIDs atomic.Uint32
 
 func nextSetID() uint32 { return setIDs.Add(1) }
 
+// logSets guards the membership of the log guid sets within the agent: an
+// empty set is deleted only while no Filter can be adding to it.
+var logSets sync.Mutex
+
 func (n NFTables) nlTable() *nftables.Table {
 	return &nftables.Table{Name: n.table(), Family: nftables.TableFamilyIPv4}
 }
@@ -52,6 +57,8 @@ func (n NFTables) dispatchMap(c *nftables.Conn, name string) (*nftables.Set, err
 // filterLink installs guid's filter in one netlink batch (see filterRules
 // for the same rules as nft text, which the tests read).
 func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error {
+	logSets.Lock()
+	defer logSets.Unlock()
 	c, err := nftables.New()
 	if err != nil {
 		return err
@@ -251,6 +258,8 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 // unfilterLink removes guid's filter in one netlink batch; what is not
 // there is not an error.
 func (n NFTables) unfilterLink(guid string) error {
+	logSets.Lock()
+	defer logSets.Unlock()
 	c, err := nftables.New()
 	if err != nil {
 		return err
@@ -319,7 +328,36 @@ func (n NFTables) unfilterLink(guid string) error {
 			c.DeleteObject(&nftables.CounterObj{Table: t, Name: co.Name})
 		}
 	}
-	return c.Flush()
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	n.dropEmptyLogSetsLocked()
+	return nil
+}
+
+// dropEmptyLogSetsLocked deletes the log guid sets without members that no
+// policy names any more, so that sets do not pile up with every log guid a
+// cell ever ran. A set a policy still names makes the kernel refuse its
+// deletion (EBUSY): one batch per set, and that answer is expected.
+func (n NFTables) dropEmptyLogSetsLocked() {
+	c, err := nftables.New()
+	if err != nil {
+		return
+	}
+	sets, err := c.GetSets(n.nlTable())
+	if err != nil {
+		return
+	}
+	for _, s := range sets {
+		if !strings.HasPrefix(s.Name, logSetPrefix) {
+			continue
+		}
+		if elems, err := c.GetSetElements(s); err != nil || len(elems) > 0 {
+			continue
+		}
+		c.DelSet(s)
+		_ = c.Flush()
+	}
 }
 
 // verdictChain answers the chain a map element's verdict jumps or goes

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cellagent/cellagent/containerstore/network"
 	"github.com/cellagent/cellagent/executor"
 )
 
@@ -323,6 +324,9 @@ func (c Config) Validate() error {
 	}
 	if c.Network.PortQuarantine < 0 {
 		bad("network.port_quarantine must not be negative")
+	}
+	if _, err := network.ValidateEgressRules("network.egress.default", c.Network.Egress.Default); err != nil {
+		bad("%v", err)
 	}
 	for _, u := range c.NATS.URLs {
 		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {

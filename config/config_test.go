@@ -59,6 +59,9 @@ var _ = Describe("Config", func() {
 			},
 			Entry("cell id with a slash", func(c *config.Config) { c.CellID = "a/b" }, "cell_id"),
 			Entry("64-character cell id", func(c *config.Config) { c.CellID = string(make([]byte, 64)) }, "cell_id"),
+			Entry("bad default egress rule", func(c *config.Config) {
+				c.Network.Egress.Default = []executor.EgressRule{{Protocol: "tcp", Destinations: []string{"10.0.0.0/33"}}}
+			}, `network.egress.default[0].destinations[0]: "10.0.0.0/33": not an IPv4 CIDR`),
 			Entry("no containerd socket", func(c *config.Config) { c.Containerd.Socket = "" }, "containerd.socket"),
 			Entry("bad namespace", func(c *config.Config) { c.Containerd.Namespace = "-ns" }, "containerd.namespace"),
 			Entry("admin without a port", func(c *config.Config) { c.Listen.Admin = "127.0.0.1" }, "listen.admin"),

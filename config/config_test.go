@@ -169,6 +169,8 @@ var _ = Describe("Config", func() {
 			Entry("a second value", `{"zone":"z1"} {"zone":"z2"}`, "more than one JSON value"),
 			Entry("trailing garbage", `{"zone":"z1"} x`, "more than one JSON value"),
 			Entry("a wrong type", `{"capacity":{"memory_mb":"lots"}}`, "memory_mb"),
+			Entry("a misspelt key inside an egress rule", `{"network":{"egress":{"default":[{"protocol":"tcp","destinations":["10.0.0.2"],"port":"53"}]}}}`,
+				`network.egress.default: unknown field "port"`),
 		)
 	})
 

@@ -17,6 +17,9 @@ const (
 	CodeRequestTooLarge       = "RequestTooLarge"
 	CodeUnavailable           = "Unavailable"
 	CodeInternal              = "InternalError"
+	CodeUnsupportedMediaType  = "UnsupportedMediaType"
+	CodeForbidden             = "Forbidden"
+	CodeTooManyStreams        = "TooManyStreams"
 )
 
 // Error is a failure with an API code. The sentinels below are *Error values;
@@ -47,10 +50,19 @@ var (
 	ErrRequestTooLarge       = &Error{CodeRequestTooLarge, http.StatusRequestEntityTooLarge, "request too large"}
 	ErrUnavailable           = &Error{CodeUnavailable, http.StatusServiceUnavailable, "unavailable"}
 	ErrInternal              = &Error{CodeInternal, http.StatusInternalServerError, "internal error"}
+	// ErrUnsupportedMediaType: a body that is not the endpoint's type
+	// (application/json; application/x-tar for image archives).
+	ErrUnsupportedMediaType = &Error{CodeUnsupportedMediaType, http.StatusUnsupportedMediaType, "unsupported media type"}
+	// ErrForbidden: a request a browser made (Origin header) or one for a
+	// host name that is not loopback on the plain admin listener.
+	ErrForbidden = &Error{CodeForbidden, http.StatusForbidden, "forbidden"}
+	// ErrTooManyStreams: the event-stream subscriber cap is reached.
+	ErrTooManyStreams = &Error{CodeTooManyStreams, http.StatusServiceUnavailable, "too many event streams"}
 )
 
 var allErrors = []*Error{ErrInvalidRequest, ErrContainerNotFound, ErrContainerExists, ErrInvalidTransition,
-	ErrInsufficientResources, ErrEvacuating, ErrRequestTooLarge, ErrUnavailable, ErrInternal}
+	ErrInsufficientResources, ErrEvacuating, ErrRequestTooLarge, ErrUnavailable, ErrInternal,
+	ErrUnsupportedMediaType, ErrForbidden, ErrTooManyStreams}
 
 // ErrorFor finds the API error an error chain carries; anything unknown is
 // an internal error. The message is the full chain's text.

@@ -13,6 +13,7 @@ import (
 	"github.com/tedsuo/ifrit/http_server"
 
 	"github.com/cellagent/cellagent/config"
+	"github.com/cellagent/cellagent/executor/httpapi"
 )
 
 // serverTLS loads the listeners' certificate and, when client_ca is set,
@@ -53,7 +54,9 @@ func listeners(cfg config.Config, api http.Handler) (grouper.Members, error) {
 	var members grouper.Members
 	var adminRunner ifrit.Runner
 	if config.IsLoopback(cfg.Listen.Admin) {
-		adminRunner = http_server.New(cfg.Listen.Admin, admin)
+		// Plain HTTP on loopback: answer only to a loopback Host (DNS
+		// rebinding); the API itself refuses browser requests.
+		adminRunner = http_server.New(cfg.Listen.Admin, httpapi.LoopbackHostOnly(admin))
 	} else {
 		tc, err := serverTLS(cfg.Listen.TLS)
 		if err != nil {

@@ -92,7 +92,7 @@ func New(logger lager.Logger, cfg Config) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, executor.NewError(executor.ErrContainerNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return canonicalOnly(mux)
+	return refuseOrigin(requireContentType(canonicalOnly(mux)))
 }
 
 // canonicalOnly answers 400 InvalidRequest to paths that are not in canonical form

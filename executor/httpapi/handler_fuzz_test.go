@@ -27,7 +27,7 @@ var fuzzGUID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
 
 // fuzzStatuses are the statuses the API documents.
 var fuzzStatuses = map[int]bool{200: true, 201: true, 202: true, 204: true,
-	400: true, 404: true, 405: true, 409: true, 413: true, 503: true}
+	400: true, 403: true, 404: true, 405: true, 409: true, 413: true, 415: true, 503: true}
 
 // fuzzClientErrors are what a store may answer; fail picks one (0: none).
 var fuzzClientErrors = []error{
@@ -53,7 +53,7 @@ func FuzzHandler(f *testing.F) {
 	f.Add("DELETE", "/v1/containers/..%2Fetc", []byte(nil), uint8(0))
 
 	f.Fuzz(func(t *testing.T, method, target string, body []byte, fail uint8) {
-		raw := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: cell\r\nContent-Length: %d\r\n\r\n", method, target, len(body))
+		raw := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: cell\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", method, target, len(body))
 		req, err := http.ReadRequest(bufio.NewReader(io.MultiReader(strings.NewReader(raw), bytes.NewReader(body))))
 		if err != nil {
 			return // net/http's server answers 400 itself; the handler never sees it

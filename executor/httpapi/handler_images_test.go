@@ -42,7 +42,9 @@ var _ = Describe("POST /v1/images", func() {
 	serve := func(cfg httpapi.Config, target, body string) *httptest.ResponseRecorder {
 		cfg.Client = &fakes.FakeClient{}
 		w := httptest.NewRecorder()
-		httpapi.New(lagertest.NewTestLogger("httpapi"), cfg).ServeHTTP(w, httptest.NewRequest(http.MethodPost, target, strings.NewReader(body)))
+		req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(body))
+		req.Header.Set("Content-Type", httpapi.ImageContentType)
+		httpapi.New(lagertest.NewTestLogger("httpapi"), cfg).ServeHTTP(w, req)
 		return w
 	}
 	errorOf := func(w *httptest.ResponseRecorder) (code, msg string) {

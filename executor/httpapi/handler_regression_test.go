@@ -56,7 +56,9 @@ var _ = Describe("a body with a stray closing bracket after the value", func() {
 			client := &fakes.FakeClient{}
 			handler := httpapi.New(lagertest.NewTestLogger("httpapi"), httpapi.Config{Client: client})
 			w := httptest.NewRecorder()
-			handler.ServeHTTP(w, httptest.NewRequest("POST", "/v1/containers/g1/run", strings.NewReader(validRun+trailer)))
+			req := httptest.NewRequest("POST", "/v1/containers/g1/run", strings.NewReader(validRun+trailer))
+			req.Header.Set("Content-Type", "application/json")
+			handler.ServeHTTP(w, req)
 			Expect(w.Code).To(Equal(http.StatusBadRequest), w.Body.String())
 			Expect(client.RunCallCount()).To(BeZero())
 		},

@@ -55,6 +55,9 @@ var _ = Describe("Handler", func() {
 			r = strings.NewReader(body)
 		}
 		req := httptest.NewRequest(method, target, r)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		w := httptest.NewRecorder()
 		handler.ServeHTTP(w, req)
 		return w

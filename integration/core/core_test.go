@@ -257,6 +257,9 @@ var _ = Describe("cellagent on real containerd", func() {
 		rawDo := func(method, path, body string) (int, string) {
 			req, err := http.NewRequest(method, agent.API+path, strings.NewReader(body))
 			Expect(err).NotTo(HaveOccurred())
+			if body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
 			resp, err := http.DefaultClient.Do(req)
 			Expect(err).NotTo(HaveOccurred())
 			defer resp.Body.Close()

@@ -537,7 +537,14 @@ func runCheck(ctx context.Context, ip string, check *executor.Check) error {
 		}
 		return conn.Close()
 	}
-	url := fmt.Sprintf("http://%s%s", net.JoinHostPort(ip, strconv.Itoa(int(check.HTTP.Port))), check.HTTP.Path)
+	// The target is the instance's own address, whatever the path says
+	// (validated again here: records written before the rule existed).
+	target, err := executor.ParseCheckPath(check.HTTP.Path)
+	if err != nil {
+		return fmt.Errorf("http check: %w", err)
+	}
+	target.Scheme, target.Host = "http", net.JoinHostPort(ip, strconv.Itoa(int(check.HTTP.Port)))
+	url := target.String()
 	req, err := http.NewRequestWithContext(dctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -553,7 +560,13 @@ func runCheck(ctx context.Context, ip string, check *executor.Check) error {
 	return nil
 }
 
-var checkClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+// checkClient never follows a redirect (a 3xx fails the check): the check
+// dials the instance's address and nothing else, so an app cannot point
+// the host's requests at the agent's API or anything else the host reaches.
+var checkClient = &http.Client{
+	Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
 
 // instanceEnv is the CF_INSTANCE_* environment of an instance.
 func instanceEnv(inst *Instance) []string {

@@ -84,6 +84,9 @@ func (r *RunRequest) Validate(requireResources bool) error {
 			port = c.TCP.Port
 		} else {
 			port = c.HTTP.Port
+			if _, err := ParseCheckPath(c.HTTP.Path); err != nil {
+				return err
+			}
 		}
 		if !seen[port] {
 			return NewError(ErrInvalidRequest, "check port %d is not in ports", port)

@@ -131,6 +131,15 @@ var _ = Describe("RunRequest.Validate", func() {
 		Entry("an http check on an unlisted port", true, func(r *executor.RunRequest) {
 			r.Check = &executor.Check{HTTP: &executor.HTTPCheck{Port: 7001}}
 		}, "check port 7001 is not in ports"),
+		Entry("an http check path naming another host (issue 13 item 11)", true, func(r *executor.RunRequest) {
+			r.Check = &executor.Check{HTTP: &executor.HTTPCheck{Port: 8080, Path: "@127.0.0.1:1800/v1/state"}}
+		}, "must start with a single /"),
+		Entry("an http check path that is a network-path reference", true, func(r *executor.RunRequest) {
+			r.Check = &executor.Check{HTTP: &executor.HTTPCheck{Port: 8080, Path: "//169.254.169.254/latest"}}
+		}, "must start with a single /"),
+		Entry("an http check path with a newline", true, func(r *executor.RunRequest) {
+			r.Check = &executor.Check{HTTP: &executor.HTTPCheck{Port: 8080, Path: "/a\nHost: x"}}
+		}, "is not a URL path"),
 		Entry("a route on an unlisted port", true, func(r *executor.RunRequest) {
 			r.Routes = append(r.Routes, executor.Route{Hostnames: []string{"b.example.com"}, Port: 7002})
 		}, "route port 7002 is not in ports"),

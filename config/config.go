@@ -35,6 +35,8 @@ type Listen struct {
 	Admin  string `json:"admin"`
 	Secure string `json:"secure"`
 	TLS    TLS    `json:"tls"`
+	// Pprof mounts /debug/pprof on the admin listener (default off).
+	Pprof bool `json:"pprof"`
 }
 
 type Capacity struct {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/grouper"
-	"github.com/tedsuo/ifrit/http_server"
 
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/executor/httpapi"
@@ -40,29 +39,19 @@ func serverTLS(t config.TLS) (*tls.Config, error) {
 }
 
 // listeners are the API servers: the admin listener (plain on loopback,
-// TLS elsewhere; the only one with pprof) and the optional secure
-// listener for an orchestrator (mutual TLS).
+// TLS elsewhere; the only one with pprof, when listen.pprof is set) and the
+// optional secure listener for an orchestrator (mutual TLS).
 func listeners(cfg config.Config, api http.Handler) (grouper.Members, error) {
-	admin := http.NewServeMux()
-	admin.Handle("/", api)
-	admin.HandleFunc("/debug/pprof/", pprof.Index)
-	admin.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
-
 	var members grouper.Members
 	var adminRunner ifrit.Runner
 	if config.IsLoopback(cfg.Listen.Admin) {
-		// Plain HTTP on loopback: answer only to a loopback Host (DNS
-		// rebinding); the API itself refuses browser requests.
-		adminRunner = http_server.New(cfg.Listen.Admin, httpapi.LoopbackHostOnly(admin))
+		adminRunner = newAPIServer(cfg.Listen.Admin, adminHandler(cfg, api), nil)
 	} else {
 		tc, err := serverTLS(cfg.Listen.TLS)
 		if err != nil {
 			return nil, err
 		}
-		adminRunner = http_server.NewTLSServer(cfg.Listen.Admin, admin, tc)
+		adminRunner = newAPIServer(cfg.Listen.Admin, adminHandler(cfg, api), tc)
 	}
 	members = append(members, grouper.Member{Name: "api", Runner: adminRunner})
 	if cfg.Listen.Secure != "" {
@@ -70,7 +59,26 @@ func listeners(cfg config.Config, api http.Handler) (grouper.Members, error) {
 		if err != nil {
 			return nil, err
 		}
-		members = append(members, grouper.Member{Name: "api-secure", Runner: http_server.NewTLSServer(cfg.Listen.Secure, api, tc)})
+		members = append(members, grouper.Member{Name: "api-secure", Runner: newAPIServer(cfg.Listen.Secure, api, tc)})
 	}
 	return members, nil
+}
+
+// adminHandler is the admin listener's handler: the API, pprof when
+// listen.pprof is set, and on a plain loopback listener only requests for a
+// loopback Host (DNS rebinding; the API itself refuses browser requests).
+func adminHandler(cfg config.Config, api http.Handler) http.Handler {
+	admin := http.NewServeMux()
+	admin.Handle("/", api)
+	if cfg.Listen.Pprof {
+		admin.HandleFunc("/debug/pprof/", pprof.Index)
+		admin.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if config.IsLoopback(cfg.Listen.Admin) {
+		return httpapi.LoopbackHostOnly(admin)
+	}
+	return admin
 }

@@ -222,6 +222,7 @@ func benchConfig(c *config.Config) {
 	c.Capacity.MemoryMB = 100000
 	c.Capacity.DiskMB = 100000
 	c.Capacity.MaxContainers = 300
+	c.Listen.Pprof = true // CPU profiles for the report
 }
 
 // newAgent starts an agent in dir/name with the bench network and modify.

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -56,17 +57,29 @@ type Config struct {
 	Extra map[string]http.Handler
 	// Heartbeat is how often an idle event stream gets a comment line.
 	Heartbeat time.Duration
+	// MaxEventStreams caps concurrent GET /v1/events subscribers; one more
+	// is 503 TooManyStreams (default DefaultMaxEventStreams).
+	MaxEventStreams int
 }
+
+// DefaultMaxEventStreams is the event-stream cap when Config leaves it 0:
+// each stream holds a goroutine and a subscription buffer in the store.
+const DefaultMaxEventStreams = 64
 
 type handler struct {
 	logger lager.Logger
 	cfg    Config
+	// streams counts open event streams.
+	streams atomic.Int64
 }
 
 // New returns the API's http.Handler.
 func New(logger lager.Logger, cfg Config) http.Handler {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.MaxEventStreams <= 0 {
+		cfg.MaxEventStreams = DefaultMaxEventStreams
 	}
 	h := &handler{logger: logger.Session("httpapi"), cfg: cfg}
 	mux := http.NewServeMux()
@@ -397,6 +410,12 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("streaming unsupported"))
 		return
 	}
+	if n := h.streams.Add(1); n > int64(h.cfg.MaxEventStreams) {
+		h.streams.Add(-1)
+		writeError(w, executor.NewError(executor.ErrTooManyStreams, "%d event streams are open, the most this agent serves; close one or retry later", h.cfg.MaxEventStreams))
+		return
+	}
+	defer h.streams.Add(-1)
 	evs, err := h.cfg.Client.Events(r.Context(), since)
 	if err != nil {
 		writeError(w, err)

@@ -49,6 +49,7 @@ func newAgent(prefix string, modify func(*config.Config)) *testagent.Agent {
 		c.Network.Subnet = netSubnet
 		c.Network.HostPortRange = hostPorts
 		c.Proxy.Enabled = true
+		c.Listen.Pprof = true // goroutine counts
 		if modify != nil {
 			modify(c)
 		}

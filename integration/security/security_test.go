@@ -182,6 +182,7 @@ var _ = Describe("hardening, the secure listener and evacuation", func() {
 		start(func(c *config.Config) {
 			c.Listen.Secure = fmt.Sprintf("127.0.0.1:%d", securePort)
 			c.Listen.TLS = config.TLS{Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server.key"), ClientCA: filepath.Join(dir, "ca.pem")}
+			c.Listen.Pprof = true
 		})
 		roots := x509.NewCertPool()
 		roots.AppendCertsFromPEM(ca.pem)
@@ -203,7 +204,7 @@ var _ = Describe("hardening, the secure listener and evacuation", func() {
 		_, _, goodPair := ca.leaf("orchestrator", false)
 		Expect(call(goodPair)).To(Equal(200))
 
-		By("pprof is on the admin listener only")
+		By("pprof (listen.pprof) is on the admin listener only")
 		_, code, err := get(agent.API + "/debug/pprof/")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(code).To(Equal(200))

@@ -309,10 +309,11 @@ func (c *cli) logs(ctx context.Context, args []string, stderr io.Writer) error {
 	follow := fs.Bool("follow", false, "keep streaming new output")
 	fs.BoolVar(follow, "f", false, "short for --follow")
 	source := fs.String("source", executor.LogSourceAll, "all (app and proxy, lines tagged), app or proxy")
+	raw := fs.Bool("raw", false, "print control characters as they are, even to a terminal")
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
-	guid, err := oneGUID(fs.Args(), "logs [--follow] [--source all|app|proxy]")
+	guid, err := oneGUID(fs.Args(), "logs [--follow] [--source all|app|proxy] [--raw]")
 	if err != nil {
 		return err
 	}
@@ -324,7 +325,15 @@ func (c *cli) logs(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer rc.Close()
-	_, err = io.Copy(c.out, rc)
+	out := c.out
+	// An app's output is the app's: on a terminal its escape sequences
+	// are shown, not obeyed.
+	if f, ok := c.out.(*os.File); ok && !*raw && isTerminal(f) {
+		ew := &escapeWriter{w: c.out}
+		defer ew.Flush()
+		out = ew
+	}
+	_, err = io.Copy(out, rc)
 	if ctx.Err() != nil {
 		return nil
 	}

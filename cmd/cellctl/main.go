@@ -32,8 +32,9 @@ Commands:
   delete GUID                destroy and release
   events [--follow] [--since N]
                              the event stream
-  logs [--follow] [--source all|app|proxy] GUID
-                             the container's output (app and proxy, tagged)
+  logs [--follow] [--source all|app|proxy] [--raw] GUID
+                             the container's output (app and proxy, tagged);
+                             control characters escaped on a terminal unless --raw
   import [--name REF] FILE   import an image archive (OCI layout or docker save tar)
   evacuate [--wait]          refuse new work and drain the cell (progress with --wait)
   routes [--watch] [--nats URL]

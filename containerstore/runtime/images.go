@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 
 	"github.com/cellagent/cellagent/executor"
@@ -45,6 +46,15 @@ func (c *Client) ImportImage(ctx context.Context, archive io.Reader, name string
 	out := make([]executor.Image, 0, len(imgs))
 	for _, i := range imgs {
 		img := containerd.NewImage(c.client, i)
+		if m, err := images.Manifest(ctx, c.client.ContentStore(), i.Target, img.Platform()); err == nil {
+			if err := checkLayers(ctx, c.client.ContentStore(), m.Layers, importLimits); err != nil {
+				// Nothing may run it: a run would unpack it.
+				for _, d := range imgs {
+					_ = c.client.ImageService().Delete(ctx, d.Name)
+				}
+				return nil, fmt.Errorf("image %q: %w", i.Name, err)
+			}
+		} // else Unpack below says why it cannot use the image
 		if err := img.Unpack(ctx, c.snapshotter); err != nil {
 			return nil, executor.NewError(executor.ErrInvalidRequest, "image %q imported but cannot be unpacked for this machine: %v", i.Name, err)
 		}

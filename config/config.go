@@ -304,6 +304,7 @@ func (c Config) Validate() error {
 	if c.Proxy.RequireClientCerts && c.Proxy.TrustedCA == "" {
 		bad("proxy.require_client_certs needs proxy.trusted_ca")
 	}
+	errs = append(errs, c.identityCAReuse()...)
 	switch c.Network.Mode {
 	case "bridge", "host":
 	default:

@@ -36,8 +36,9 @@
 //	..2026_11_27_13_00_00.123456/                      also holds credential.json (serial, times, rotations)
 //
 // All symlinks are relative, so they resolve inside the container too.
-// Directories are 0755 (traversable by the container's user), the
-// credentials/ parent 0711, whatever the umask. Key and bundle are owned by
+// Directories are 0755 (traversable by the container's user through the
+// bind mount), the credentials/ parent 0700 (no host account but root
+// reaches any instance's files), whatever the umask. Key and bundle are owned by
 // Identity.UID:GID with mode 0600 from the moment they exist. A rotation writes a new generation directory,
 // swaps ..data with one rename(2), then removes the old generation.
 //

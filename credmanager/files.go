@@ -67,10 +67,14 @@ type genFile struct {
 // credentials are then removed by recovery. The fsyncs were ~25% of the
 // agent's CPU per rotation (BENCHMARKS.md, rotation profile).
 func publish(logger lager.Logger, dir string, now time.Time, uid, gid int, files []genFile) (retErr error) {
-	if err := os.MkdirAll(filepath.Dir(filepath.Dir(dir)), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(filepath.Dir(dir)), 0o700); err != nil {
 		return err
 	}
-	if err := ensureDir(filepath.Dir(dir), 0o711); err != nil {
+	// credentials/ is root's alone: a host account that happens to have a
+	// container's uid must not reach that container's key. The container
+	// reaches its own directory through the bind mount, which does not
+	// need the parents traversable.
+	if err := ensureDir(filepath.Dir(dir), 0o700); err != nil {
 		return err
 	}
 	if err := ensureDir(dir, 0o755); err != nil {

@@ -111,7 +111,7 @@ var _ = Describe("credential files", func() {
 		Expect(errors.Is(err, os.ErrNotExist)).To(BeTrue())
 	})
 
-	It("makes the key readable only by the given uid and the directories traversable", func() {
+	It("makes the key readable only by the given uid, the instance directories traversable and credentials/ root's", func() {
 		id := identity("guid-1")
 		_, err := m.Issue(e.logger, id)
 		Expect(err).NotTo(HaveOccurred())
@@ -131,7 +131,7 @@ var _ = Describe("credential files", func() {
 		}
 		fi, err := os.Stat(filepath.Dir(dir))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(fi.Mode().Perm()&0o111).To(Equal(os.FileMode(0o111)), "credentials/ is traversable")
+		Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o700)), "credentials/ is root's alone")
 	})
 
 	It("sets directory modes whatever the umask", func() {
@@ -139,7 +139,7 @@ var _ = Describe("credential files", func() {
 		defer syscall.Umask(old)
 		_, err := m.Issue(e.logger, identity("guid-1"))
 		Expect(err).NotTo(HaveOccurred())
-		for d, mode := range map[string]os.FileMode{filepath.Dir(dir): 0o711, dir: 0o755, filepath.Join(dir, "..data"): 0o755} {
+		for d, mode := range map[string]os.FileMode{filepath.Dir(dir): 0o700, dir: 0o755, filepath.Join(dir, "..data"): 0o755} {
 			fi, err := os.Stat(d)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(fi.Mode().Perm()).To(Equal(mode), d)

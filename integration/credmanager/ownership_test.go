@@ -29,12 +29,13 @@ func readAs(uid, gid int, path string) ([]byte, error) {
 
 var _ = Describe("credential file ownership", func() {
 	var (
-		m   *credmanager.Manager
-		dir string
+		m       *credmanager.Manager
+		dir     string
+		mounted string // dir bind-mounted elsewhere, as runc mounts it into the container
 	)
 
 	BeforeEach(func() {
-		// TempDir is 0700; the data dir of a real agent is traversable.
+		// A data dir others may traverse: credentials/ itself must stop them.
 		dataDir, err := os.MkdirTemp("", "credmanager-integration")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(os.RemoveAll, dataDir)
@@ -47,6 +48,15 @@ var _ = Describe("credential file ownership", func() {
 		Expect(err).NotTo(HaveOccurred())
 		dir, err = m.HostDir("guid-1")
 		Expect(err).NotTo(HaveOccurred())
+
+		mounted, err = os.MkdirTemp("", "credmanager-mount")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.Chmod(mounted, 0o755)).To(Succeed())
+		Expect(syscall.Mount(dir, mounted, "", syscall.MS_BIND, "")).To(Succeed())
+		DeferCleanup(func() {
+			Expect(syscall.Unmount(mounted, syscall.MNT_DETACH)).To(Succeed())
+			Expect(os.Remove(mounted)).To(Succeed())
+		})
 	})
 
 	It("gives the key to the container's uid, mode 0600", func() {
@@ -60,24 +70,35 @@ var _ = Describe("credential file ownership", func() {
 		}
 	})
 
-	It("lets the container's uid read key and certificate through the symlinks", func() {
+	It("lets the container's uid read key and certificate through the bind mount and the symlinks", func() {
 		for _, name := range []string{credmanager.KeyFile, credmanager.CertFile, credmanager.BundleFile} {
-			out, err := readAs(containerUID, containerGID, filepath.Join(dir, name))
+			out, err := readAs(containerUID, containerGID, filepath.Join(mounted, name))
 			Expect(err).NotTo(HaveOccurred(), string(out))
 			Expect(string(out)).To(ContainSubstring("-----BEGIN"))
 		}
 	})
 
-	It("keeps the key from every other uid, across a rotation too", func() {
+	It("keeps every host account, even one with the container's uid, out of credentials/ (issue 13 item 13)", func() {
+		fi, err := os.Stat(filepath.Dir(dir))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o700)))
+		for _, name := range []string{credmanager.KeyFile, credmanager.BundleFile, credmanager.CertFile} {
+			out, err := readAs(containerUID, containerGID, filepath.Join(dir, name))
+			Expect(err).To(HaveOccurred(), name)
+			Expect(string(out)).To(ContainSubstring("Permission denied"), name)
+		}
+	})
+
+	It("keeps the key from every other uid in the container, across a rotation too", func() {
 		for range 2 {
-			out, err := readAs(strangerUID, strangerUID, filepath.Join(dir, credmanager.KeyFile))
+			out, err := readAs(strangerUID, strangerUID, filepath.Join(mounted, credmanager.KeyFile))
 			Expect(err).To(HaveOccurred())
 			Expect(string(out)).To(ContainSubstring("Permission denied"))
-			out, err = readAs(strangerUID, strangerUID, filepath.Join(dir, credmanager.BundleFile))
+			out, err = readAs(strangerUID, strangerUID, filepath.Join(mounted, credmanager.BundleFile))
 			Expect(err).To(HaveOccurred())
 			Expect(string(out)).To(ContainSubstring("Permission denied"))
 			// The certificate is public.
-			_, err = readAs(strangerUID, strangerUID, filepath.Join(dir, credmanager.CertFile))
+			_, err = readAs(strangerUID, strangerUID, filepath.Join(mounted, credmanager.CertFile))
 			Expect(err).NotTo(HaveOccurred())
 
 			_, err = m.Issue(lagertest.NewTestLogger("test"), credmanager.Identity{GUID: "guid-1", UID: containerUID, GID: containerGID})

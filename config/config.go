@@ -130,8 +130,14 @@ type Config struct {
 	DrainWindow        Duration `json:"drain_window"`
 	Routing            Routing  `json:"routing"`
 	DefaultUser        string   `json:"default_user"`
-	LogMaxBytes        int64    `json:"log_max_bytes"`
-	LogLevel           string   `json:"log_level"`
+	// DefaultMaxPids limits the processes and threads of every instance
+	// whose request sets no resources.max_pids.
+	DefaultMaxPids int `json:"default_max_pids"`
+	// AllowPrivileged lets a run request with privileged: true run as
+	// uid 0 or gid 0: root on the host (README, Privileged instances).
+	AllowPrivileged bool   `json:"allow_privileged"`
+	LogMaxBytes     int64  `json:"log_max_bytes"`
+	LogLevel        string `json:"log_level"`
 }
 
 // DefaultConfig is what an empty file means.
@@ -164,6 +170,7 @@ func DefaultConfig() Config {
 		HealthInterval:     Duration(30 * time.Second),
 		Routing:            Routing{RegisterInterval: Duration(20 * time.Second)},
 		DefaultUser:        "vcap",
+		DefaultMaxPids:     1024,
 		LogMaxBytes:        4 << 20,
 		LogLevel:           "info",
 	}
@@ -378,6 +385,9 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultUser == "" {
 		bad("default_user must not be empty")
+	}
+	if c.DefaultMaxPids < 16 {
+		bad("default_max_pids %d: must be at least 16 (the app, its proxy and their threads)", c.DefaultMaxPids)
 	}
 	if c.LogMaxBytes < 4096 {
 		bad("log_max_bytes must be at least 4096")

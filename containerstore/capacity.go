@@ -54,3 +54,13 @@ func (c *capacity) release(n executor.ResourceTotals) {
 	c.used.DiskMB -= n.DiskMB
 	c.used.Containers -= n.Containers
 }
+
+// maxPids is an instance's pids limit: the request's, else the cell's
+// default, so that no instance can fork until the host's pid space or the
+// agent's own threads run out.
+func (s *Store) maxPids(res executor.Resources) int64 {
+	if res.MaxPids > 0 {
+		return int64(res.MaxPids)
+	}
+	return int64(s.cfg.DefaultMaxPids)
+}

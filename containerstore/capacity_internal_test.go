@@ -60,3 +60,14 @@ var _ = Describe("capacity", func() {
 			"insufficient resources: memory (need 600 MB, 512 MB free of 1024 MB), disk (need 2000 MB, 1024 MB free of 2048 MB)", []string{"containers"}),
 	)
 })
+
+// Issue 13 item 5: the pids limit applied only when a request set one.
+var _ = Describe("maxPids", func() {
+	s := &Store{cfg: Config{DefaultMaxPids: 1024}}
+	It("is the cell's default for a request without max_pids", func() {
+		Expect(s.maxPids(executor.Resources{MemoryMB: 64})).To(BeEquivalentTo(1024))
+	})
+	It("is the request's own when it sets one", func() {
+		Expect(s.maxPids(executor.Resources{MemoryMB: 64, MaxPids: 50})).To(BeEquivalentTo(50))
+	})
+})

@@ -239,6 +239,9 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	if err != nil {
 		return nil, fmt.Errorf("prepare rootfs: %w", err)
 	}
+	if err := s.checkPrivilege(req, user); err != nil {
+		return nil, err
+	}
 	// inst is private to this goroutine until the hooks have filled it;
 	// only then is it published in c (Explain and health checks read it).
 	inst := &Instance{GUID: guid, Request: req, User: user}
@@ -264,7 +267,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 		GUID: guid, Path: req.Process.Path, Args: req.Process.Args,
 		Env: append(append(instanceEnv(inst), req.Process.Env...), inst.Env...),
 		Dir: req.Process.Dir, User: user,
-		MemoryLimitBytes: limit, MaxPids: int64(res.MaxPids), CPUShares: cpuShares(req.CPUWeight),
+		MemoryLimitBytes: limit, MaxPids: s.maxPids(res), CPUShares: cpuShares(req.CPUWeight),
 		NetNSPath: inst.NetNSPath, Hostname: hostname(guid), Mounts: inst.Mounts,
 		LogPath: s.logPath(guid), LogMaxBytes: s.cfg.LogMaxBytes,
 	}

@@ -57,6 +57,7 @@ var _ = Describe("Recover", func() {
 		tk = &tasks{exits: map[string]chan containerstore.Exit{}}
 		dataDir = GinkgoT().TempDir()
 		runtime = &containerstorefakes.FakeContainerRuntime{}
+		runtime.PrepareReturns(containerstore.User{UID: 2000, GID: 2000}, nil) // uid 0 needs privileged
 		runner = &containerstorefakes.FakeTaskRunner{}
 		runner.StartStub = func(_ context.Context, _ lager.Logger, guid string) (<-chan containerstore.Exit, error) {
 			return tk.channel(guid), nil

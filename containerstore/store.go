@@ -47,6 +47,11 @@ type Config struct {
 	HealthInterval time.Duration
 	// DrainWindow is waited between unregistering routes and SIGTERM.
 	DrainWindow time.Duration
+	// DefaultMaxPids is the pids limit of an instance whose request sets
+	// none (0: none; config default_max_pids).
+	DefaultMaxPids int	// AllowPrivileged lets a request with privileged: true run as uid 0
+	// or gid 0 (config allow_privileged).
+	AllowPrivileged bool
 }
 
 // Deps are the parts the store drives.
@@ -395,6 +400,9 @@ func (s *Store) validateRun(ctx context.Context, req *executor.RunRequest, requi
 	user := req.Process.User
 	if user == "" {
 		user = s.cfg.DefaultUser
+	}
+	if err := s.checkPrivilegeRequest(req, user); err != nil {
+		return err
 	}
 	return s.deps.Runtime.Validate(ctx, req.Image, user)
 }

@@ -89,6 +89,9 @@ type RunRequest struct {
 	// instances reach this one. Both are checked by the network hook.
 	EgressRules     []EgressRule    `json:"egress_rules,omitempty"`
 	NetworkPolicies []NetworkPolicy `json:"network_policies,omitempty"`
+	// Privileged lets the process user resolve to uid 0 or gid 0, on a cell
+	// whose config sets allow_privileged (README: what that gives).
+	Privileged bool `json:"privileged,omitempty"`
 }
 
 // EgressRule allows an instance's new connections to some destinations, in

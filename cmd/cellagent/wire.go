@@ -45,7 +45,7 @@ func newLogger(level string) lager.Logger {
 
 func run(cfg config.Config) error {
 	logger := newLogger(cfg.LogLevel)
-	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("make data_dir: %w", err)
 	}
 	self, err := os.Executable()
@@ -116,6 +116,7 @@ func run(cfg config.Config) error {
 		ProxyMemoryOverheadMB: overhead,
 		LogMaxBytes:           cfg.LogMaxBytes, DefaultUser: cfg.DefaultUser, ExternalIP: externalIP,
 		HealthInterval: time.Duration(cfg.HealthInterval), DrainWindow: time.Duration(cfg.DrainWindow),
+		DefaultMaxPids:    cfg.DefaultMaxPids,
 		EvacuationTimeout: time.Duration(cfg.EvacuationTimeout),
 	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Readiness: readiness, Routes: routeHook, Clock: clk, Usage: usage,
 		NATSState: func() string { return routeHook.Emitter.ConnectionState() }})

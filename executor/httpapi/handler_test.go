@@ -224,7 +224,7 @@ var _ = Describe("Handler", func() {
 				noClientCalls()
 			},
 			Entry("unknown field in a run request", "PUT", "/v1/containers/g1",
-				`{"image":"i","process":{"path":"/p"},"privileged":true}`, 400, "InvalidRequest", `unknown field "privileged"`),
+				`{"image":"i","process":{"path":"/p"},"superuser":true}`, 400, "InvalidRequest", `unknown field "superuser"`),
 			Entry("unknown nested field", "POST", "/v1/containers/g1/run",
 				`{"image":"i","process":{"path":"/p","cwd":"/"}}`, 400, "InvalidRequest", `unknown field "cwd"`),
 			Entry("unknown field in allocations", "POST", "/v1/allocations",

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -146,15 +144,7 @@ func (c *Client) preloadedNames() string {
 }
 
 func (c *Client) userInDir(dir, user string) (containerstore.User, error) {
-	f, err := os.Open(filepath.Join(dir, "etc", "passwd"))
-	if err != nil {
-		if !os.IsNotExist(err) {
-			return containerstore.User{}, err
-		}
-		return lookupUser(nil, user)
-	}
-	defer f.Close()
-	return lookupUser(f, user)
+	return userInRootfs(dir, user)
 }
 
 func (c *Client) snapshotLabels(guid string) snapshots.Opt {

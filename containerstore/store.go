@@ -49,7 +49,8 @@ type Config struct {
 	DrainWindow time.Duration
 	// DefaultMaxPids is the pids limit of an instance whose request sets
 	// none (0: none; config default_max_pids).
-	DefaultMaxPids int	// AllowPrivileged lets a request with privileged: true run as uid 0
+	DefaultMaxPids int
+	// AllowPrivileged lets a request with privileged: true run as uid 0
 	// or gid 0 (config allow_privileged).
 	AllowPrivileged bool
 }

@@ -60,6 +60,10 @@ type Proxy struct {
 	RequireClientCerts bool     `json:"require_client_certs"`
 	TrustedCA          string   `json:"trusted_ca"`
 	VerifySAN          []string `json:"verify_san"`
+	// UID and GID run the proxy in each container: unprivileged, with no
+	// capabilities, apart from any app user.
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
 }
 
 type Network struct {
@@ -157,7 +161,8 @@ func DefaultConfig() Config {
 			"busybox": "/var/lib/cellagent/rootfs/busybox",
 		},
 		Identity: Identity{KeyType: "ecdsa-p256", Validity: Duration(24 * time.Hour)},
-		Proxy:    Proxy{Enabled: true, Kind: "cellproxy", MemoryOverheadMB: 32, VerifySAN: []string{}},
+		Proxy: Proxy{Enabled: true, Kind: "cellproxy", MemoryOverheadMB: 32, VerifySAN: []string{},
+			UID: 61000, GID: 61000},
 		Network: Network{Mode: "bridge", Subnet: "10.255.0.0/22", HostPortRange: "40000-59999",
 			PortQuarantine: Duration(3 * time.Minute), Bridge: "cellagent0", Name: "cellagent",
 			PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"}},
@@ -310,6 +315,9 @@ func (c Config) Validate() error {
 	}
 	if c.Proxy.RequireClientCerts && c.Proxy.TrustedCA == "" {
 		bad("proxy.require_client_certs needs proxy.trusted_ca")
+	}
+	if c.Proxy.UID == 0 || c.Proxy.GID == 0 {
+		bad("proxy.uid and proxy.gid must not be 0: the proxy runs unprivileged")
 	}
 	errs = append(errs, c.identityCAReuse()...)
 	switch c.Network.Mode {

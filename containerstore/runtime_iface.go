@@ -105,6 +105,11 @@ type ProcessSpec struct {
 	User        User
 	LogPath     string
 	LogMaxBytes int64
+	// NoCapabilities runs the process with every capability set empty
+	// (bounding included), whatever the container's process has.
+	NoCapabilities bool
+	// NoFile is the process's own RLIMIT_NOFILE (0: the container's).
+	NoFile uint64
 }
 
 // ProcessRunner runs extra processes in a container's task.

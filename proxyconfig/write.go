@@ -13,8 +13,9 @@ import (
 )
 
 // FileMode is the mode of every generated file: the cert file holds the
-// private key, and the proxy runs as root in the container.
-const FileMode os.FileMode = 0o600
+// private key. The proxy reads them through its group: the directory is
+// setgid to it (proxyhook), so no one else but root can.
+const FileMode os.FileMode = 0o640
 
 // Write writes every file a container's proxy needs, SDS files first (Envoy
 // refuses a bootstrap whose SDS paths do not exist yet) and the bootstrap last.

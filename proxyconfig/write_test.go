@@ -190,7 +190,7 @@ var _ = Describe("generated files", func() {
 	})
 
 	Describe("atomic writes", func() {
-		It("writes mode 0600 files, leaves no temp files and replaces by rename", func() {
+		It("writes mode 0640 files, leaves no temp files and replaces by rename", func() {
 			mappings := []proxyconfig.Mapping{{AppPort: 8080, ProxyPort: 61001}}
 			Expect(proxyconfig.Write(dir, mtls(), mappings, 61002, leafPEM, keyPEM, "1")).To(Succeed())
 			Expect(entries(dir)).To(ConsistOf(
@@ -198,7 +198,7 @@ var _ = Describe("generated files", func() {
 			for _, name := range entries(dir) {
 				fi, err := os.Stat(filepath.Join(dir, name))
 				Expect(err).NotTo(HaveOccurred())
-				Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o600)), name)
+				Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o640)), name)
 			}
 
 			before := inode(filepath.Join(dir, proxyconfig.CertAndKeyFile))

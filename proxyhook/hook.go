@@ -61,7 +61,17 @@ type Config struct {
 	// the agent's CPU for a rotation.
 	ConfirmDelay time.Duration
 	Clock        clock.Clock
+	// User runs the proxy in the container: an unprivileged uid and gid
+	// of its own, with no capabilities (its ports are above 1024). Its
+	// files are group User.GID, mode 0640, in a setgid directory.
+	User containerstore.User
+	// NoFile is the proxy's RLIMIT_NOFILE (0: DefaultNoFile): each
+	// client connection takes two descriptors.
+	NoFile uint64
 }
+
+// DefaultNoFile is the proxy's file limit when Config leaves it 0.
+const DefaultNoFile = 65536
 
 // Hook is the proxy concern. PortsHook and FilesHook are its two places in
 // the store's hook order.
@@ -97,6 +107,12 @@ func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (
 	}
 	if cfg.ConfirmDelay <= 0 {
 		cfg.ConfirmDelay = 1100 * time.Millisecond
+	}
+	if cfg.NoFile == 0 {
+		cfg.NoFile = DefaultNoFile
+	}
+	if cfg.User.UID == 0 || cfg.User.GID == 0 {
+		return nil, fmt.Errorf("proxy user %d:%d: the proxy does not run as root (uid or gid 0)", cfg.User.UID, cfg.User.GID)
 	}
 	if err := cfg.Proxy.Validate(); err != nil {
 		return nil, fmt.Errorf("proxy config: %w", err)
@@ -212,8 +228,12 @@ func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *contain
 	if len(inst.CertPEM) == 0 || inst.Credentials == nil {
 		return errors.New("no instance credentials to serve (the credentials hook must run first)")
 	}
+	if inst.User.UID == h.cfg.User.UID || inst.User.GID == h.cfg.User.GID {
+		return fmt.Errorf("the process user %d:%d shares the proxy's uid or gid (%d:%d): the app could read the proxy's files or signal it; run as another user",
+			inst.User.UID, inst.User.GID, h.cfg.User.UID, h.cfg.User.GID)
+	}
 	dir := h.dir(inst.GUID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := proxyDir(dir, int(h.cfg.User.GID)); err != nil {
 		return err
 	}
 	cfg := h.cfg.Proxy
@@ -381,4 +401,17 @@ func (f filesHook) verifyOnce(ctx context.Context, in *instance) error {
 		}
 	}
 	return nil
+}
+
+// proxyDir makes dir (owned by the agent: root) group gid, mode 2750: the proxy's group reads it, and
+// every file created in it gets that group (setgid), so proxyconfig's
+// 0640 files are readable by the proxy and by nobody else but root.
+func proxyDir(dir string, gid int) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if err := os.Chown(dir, -1, gid); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o750|os.ModeSetgid)
 }

@@ -256,7 +256,8 @@ func newProxyHook(logger lager.Logger, cfg config.Config, caPEM []byte, rt *runt
 	}
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
 		CACertPEM: caPEM, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
-		UpstreamBeforeHandshake: bundled}, rt)
+		UpstreamBeforeHandshake: bundled,
+		User:                    containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}

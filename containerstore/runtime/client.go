@@ -16,6 +16,7 @@ import (
 	apitask "github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -228,6 +229,7 @@ func (c *Client) Create(ctx context.Context, logger lager.Logger, spec container
 		seccomp.WithDefaultProfile(),
 		oci.WithNoNewPrivileges,
 		oci.WithDroppedCapabilities([]string{"CAP_NET_RAW"}),
+		withoutCapabilitiesUnlessRoot(spec.User.UID),
 	}
 	if spec.MemoryLimitBytes > 0 {
 		opts = append(opts, oci.WithMemoryLimit(spec.MemoryLimitBytes))
@@ -436,4 +438,21 @@ func notFound(guid string, err error) error {
 		return fmt.Errorf("%s: %w", guid, executor.ErrContainerNotFound)
 	}
 	return fmt.Errorf("load %s: %w", guid, err)
+}
+
+// withoutCapabilitiesUnlessRoot leaves a process that is not uid 0 no
+// effective, permitted, inheritable or ambient capability. runc gives the
+// process user the spec's capabilities whatever its uid, so a non-root app
+// had CHOWN, DAC_OVERRIDE, FOWNER, SETUID, ...: it could read any file in
+// its container (the proxy's key) and setuid(0) to root. The bounding set
+// stays (no_new_privs keeps the process from gaining any of it).
+func withoutCapabilitiesUnlessRoot(uid uint32) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if uid == 0 || s.Process == nil || s.Process.Capabilities == nil {
+			return nil
+		}
+		c := s.Process.Capabilities
+		c.Effective, c.Permitted, c.Inheritable, c.Ambient = nil, nil, nil, nil
+		return nil
+	}
 }

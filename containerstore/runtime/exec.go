@@ -51,6 +51,12 @@ func (c *Client) Exec(ctx context.Context, logger lager.Logger, guid, id string,
 	ps.User = specs.User{UID: p.User.UID, GID: p.User.GID}
 	ps.Cwd = "/"
 	ps.Terminal = false
+	if p.NoCapabilities {
+		ps.Capabilities = &specs.LinuxCapabilities{}
+	}
+	if p.NoFile > 0 {
+		ps.Rlimits = withNoFile(ps.Rlimits, p.NoFile)
+	}
 	var creator cio.Creator = cio.NullIO
 	if c.logger != "" && p.LogPath != "" {
 		creator = cio.BinaryIO(c.logger, map[string]string{LoggerArg: p.LogPath, "max-bytes": strconv.FormatInt(p.LogMaxBytes, 10)})
@@ -120,4 +126,15 @@ func waitProcess(ctx context.Context, proc containerd.Process) (<-chan container
 		out <- containerstore.Exit{Status: code, Err: err}
 	}()
 	return out, nil
+}
+
+// withNoFile answers rlimits with RLIMIT_NOFILE set to n (soft and hard).
+func withNoFile(rlimits []specs.POSIXRlimit, n uint64) []specs.POSIXRlimit {
+	out := make([]specs.POSIXRlimit, 0, len(rlimits)+1)
+	for _, r := range rlimits {
+		if r.Type != "RLIMIT_NOFILE" {
+			out = append(out, r)
+		}
+	}
+	return append(out, specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: n, Soft: n})
 }

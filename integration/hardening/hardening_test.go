@@ -1,0 +1,213 @@
+package hardening_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/config"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/integration/testagent"
+)
+
+var ctx = context.Background()
+
+var _ = Describe("the loopback API and a web page (item 8)", func() {
+	It("refuses a text/plain cross-origin run and a DNS-rebound Host, and creates nothing", func() {
+		agent := startAgent("hcs", nil)
+		send := func(host, contentType, origin string) int {
+			req, err := http.NewRequest("PUT", agent.API+"/v1/containers/evil-1",
+				strings.NewReader(`{"image":"preloaded:busybox","resources":{"memory_mb":64},"process":{"path":"/app/server"}}`))
+			Expect(err).NotTo(HaveOccurred())
+			if host != "" {
+				req.Host = host
+			}
+			req.Header.Set("Content-Type", contentType)
+			if origin != "" {
+				req.Header.Set("Origin", origin)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		Expect(send("", "text/plain", "http://evil.example")).To(Equal(http.StatusForbidden))
+		Expect(send("", "text/plain", "")).To(Equal(http.StatusUnsupportedMediaType))
+		Expect(send("evil.example:"+strings.Split(agent.Config.Listen.Admin, ":")[1], "application/json", "")).To(Equal(http.StatusForbidden))
+		_, err := agent.Client.Get(ctx, "evil-1")
+		Expect(err).To(MatchError(executor.ErrContainerNotFound))
+
+		_, code, err := get(agent.API + "/debug/pprof/")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(http.StatusNotFound), "pprof is off unless listen.pprof")
+	})
+})
+
+var _ = Describe("a fork bomb in one instance (item 5)", func() {
+	It("hits the default pids limit while its neighbour and the agent keep working", func() {
+		const limit = 256
+		agent := startAgent("hfb", func(c *config.Config) { c.DefaultMaxPids = limit })
+		port, _ := testagent.FreePort()
+		_, err := agent.Client.AllocateAndRun(ctx, "neighbour-1", demoApp(port))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = agent.WaitState("neighbour-1", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+
+		// 3x the limit in sleeping children, bounded; pid 1 stays a sleep.
+		bomb := executor.RunRequest{
+			Image:     "preloaded:busybox",
+			Resources: &executor.Resources{MemoryMB: 256, DiskMB: 64}, // no max_pids: the default applies
+			Process: executor.Process{Path: "/bin/sh", Args: []string{"-c",
+				fmt.Sprintf(`(i=0; while [ $i -lt %d ]; do sleep 600 & i=$((i+1)); done) 2>/dev/null & exec sleep 600`, 3*limit)}},
+			StopGrace: executor.Duration(time.Second),
+		}
+		_, err = agent.Client.AllocateAndRun(ctx, "bomb-1", bomb)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = agent.WaitState("bomb-1", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+
+		cg := pidsCgroup(taskPids(agent, "bomb-1")[0])
+		Expect(readTrim(filepath.Join(cg, "pids.max"))).To(Equal(strconv.Itoa(limit)))
+		Eventually(func() string { return readTrim(filepath.Join(cg, "pids.events")) }, 30*time.Second, 200*time.Millisecond).
+			ShouldNot(Equal("max 0"), "forks were refused at the limit")
+		n, err := strconv.Atoi(readTrim(filepath.Join(cg, "pids.current")))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(n).To(BeNumerically("<=", limit))
+
+		By("the neighbour still serves, the agent answers and starts another instance")
+		body, code, err := get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+		Expect(body).To(ContainSubstring("neighbour-1"))
+		Expect(agent.Client.Ping(ctx)).To(Succeed())
+		port2, _ := testagent.FreePort()
+		_, err = agent.Client.AllocateAndRun(ctx, "after-1", demoApp(port2))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = agent.WaitState("after-1", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+
+		Expect(agent.Client.Delete(ctx, "bomb-1")).To(Succeed())
+		_, code, err = get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+	})
+})
+
+var _ = Describe("root and hostile images (items 1 and 3)", func() {
+	It("refuses root by request or by /etc/passwd, and reads a hostile passwd without following it out or blocking", func() {
+		dir := GinkgoT().TempDir()
+		rootfs := func(name string, mk func(passwd string)) string {
+			p := filepath.Join(dir, name)
+			Expect(os.MkdirAll(filepath.Join(p, "etc"), 0o755)).To(Succeed())
+			mk(filepath.Join(p, "etc", "passwd"))
+			return p
+		}
+		hostFile := filepath.Join(dir, "host-passwd")
+		Expect(os.WriteFile(hostFile, []byte("vcap:x:0:0::/root:/bin/sh\n"), 0o644)).To(Succeed())
+		rootImage := rootfs("rootimage", func(p string) {
+			Expect(os.WriteFile(p, []byte("vcap:x:0:0::/root:/bin/sh\n"), 0o644)).To(Succeed())
+		})
+		symlinked := rootfs("symlinked", func(p string) { Expect(os.Symlink(hostFile, p)).To(Succeed()) })
+		fifo := rootfs("fifo", func(p string) { Expect(syscall.Mkfifo(p, 0o644)).To(Succeed()) })
+		agent := startAgent("hrt", func(c *config.Config) {
+			c.PreloadedRootfs["rootimage"], c.PreloadedRootfs["symlinked"], c.PreloadedRootfs["fifo"] = rootImage, symlinked, fifo
+		})
+		run := func(guid, image, user string) error {
+			req := executor.RunRequest{Image: image, Resources: &executor.Resources{MemoryMB: 64},
+				Process: executor.Process{Path: "/bin/true", User: user}}
+			_, err := agent.Client.AllocateAndRun(ctx, guid, req)
+			return err
+		}
+
+		By(`"user": "0" and "root" are refused at request time`)
+		Expect(run("root-1", "preloaded:busybox", "0")).To(MatchError(ContainSubstring(`process user "0" is root`)))
+		Expect(run("root-2", "preloaded:busybox", "root")).To(MatchError(executor.ErrInvalidRequest))
+
+		By("an image whose passwd makes vcap uid 0 fails before a container exists")
+		Expect(run("root-3", "preloaded:rootimage", "vcap")).To(Succeed())
+		c, err := agent.WaitState("root-3", executor.StateCompleted, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.RunResult.FailureReason).To(ContainSubstring("resolves to uid 0 gid 0"))
+
+		By("an absolute symlink to a host passwd resolves inside the rootfs (to nothing)")
+		err = run("link-1", "preloaded:symlinked", "vcap")
+		Expect(err).To(MatchError(executor.ErrInvalidRequest))
+		Expect(err).To(MatchError(ContainSubstring(`user "vcap" does not exist`)))
+
+		By("a FIFO is refused at once, and the agent keeps serving")
+		err = run("fifo-1", "preloaded:fifo", "vcap")
+		Expect(err).To(MatchError(ContainSubstring("not a regular file")))
+		Expect(agent.Client.Ping(ctx)).To(Succeed())
+		st, err := agent.Client.State(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.Containers["reserved"]).To(BeZero(), "no slot left behind")
+	})
+})
+
+var _ = Describe("the proxy and the app in their container (items 2, 13 and capabilities)", func() {
+	It("runs the proxy unprivileged with its own file limit, and the app with no capabilities", func() {
+		agent := startAgent("hpx", func(c *config.Config) {
+			c.Network.Mode = "bridge"
+			c.Network.Name = "cellagenthd"
+			c.Network.Bridge = "cellagenthd0"
+			c.Network.Subnet = "10.254.131.0/24"
+			c.Network.HostPortRange = "47300-47399"
+			c.Proxy.Enabled = true
+		})
+		_, err := agent.Client.AllocateAndRun(ctx, "px-1", demoApp(8080))
+		Expect(err).NotTo(HaveOccurred())
+		ctr, err := agent.WaitState("px-1", executor.StateRunning, 60*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+
+		var app, proxy string
+		Eventually(func() string {
+			for _, pid := range taskPids(agent, "px-1") {
+				switch statusField(status(pid), "Uid") {
+				case "2000":
+					app = pid
+				case strconv.Itoa(int(agent.Config.Proxy.UID)):
+					proxy = pid
+				}
+			}
+			return proxy
+		}, 30*time.Second).ShouldNot(BeEmpty(), "a process with the proxy's uid")
+		Expect(app).NotTo(BeEmpty())
+
+		pst := status(proxy)
+		Expect(statusField(pst, "Gid")).To(Equal(strconv.Itoa(int(agent.Config.Proxy.GID))))
+		Expect(statusField(pst, "CapEff")).To(Equal("0000000000000000"))
+		Expect(statusField(pst, "CapPrm")).To(Equal("0000000000000000"))
+		Expect(statusField(pst, "CapBnd")).To(Equal("0000000000000000"))
+		limits, err := os.ReadFile("/proc/" + proxy + "/limits")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(limits)).To(MatchRegexp(`Max open files\s+65536\s+65536`))
+
+		ast := status(app)
+		Expect(statusField(ast, "CapEff")).To(Equal("0000000000000000"), "a non-root app has no effective capability")
+		Expect(statusField(ast, "CapPrm")).To(Equal("0000000000000000"))
+
+		By("the app reads its own key through the bind mount, but not the proxy's files")
+		base := fmt.Sprintf("http://%s:8080", ctr.InternalIP)
+		body, code, err := get(base + "/read?path=/etc/cf-instance-credentials/instance.key")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+		Expect(body).To(ContainSubstring("PRIVATE KEY"))
+		_, code, err = get(base + "/read?path=/etc/cf-assets/envoy_config/sds-id-cert-and-key.yaml")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(http.StatusForbidden), "the proxy's key is the proxy's")
+
+		By("credentials/ on the host is root's alone")
+		fi, err := os.Stat(filepath.Join(agent.Config.DataDir, "credentials"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o700)))
+	})
+})

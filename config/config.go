@@ -102,6 +102,15 @@ type NATS struct {
 	// certificates and, for servers that verify clients, a client
 	// certificate and key (PEM files). User and password go in the URLs.
 	TLS NATSTLS `json:"tls"`
+	// EmbeddedAuth is the embedded server's user and password. Empty: made
+	// once at random and kept in data_dir/nats-embedded-auth.json (0600).
+	EmbeddedAuth NATSAuth `json:"embedded_auth"`
+}
+
+// NATSAuth is a NATS user and password.
+type NATSAuth struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
 }
 
 // NATSTLS are PEM files for TLS to an external NATS.
@@ -354,7 +363,12 @@ func (c Config) Validate() error {
 	if len(c.NATS.URLs) == 0 {
 		if _, _, err := net.SplitHostPort(c.NATS.EmbeddedListen); err != nil {
 			bad("nats.embedded_listen %q: %v", c.NATS.EmbeddedListen, err)
+		} else if !IsLoopback(c.NATS.EmbeddedListen) {
+			bad("nats.embedded_listen %q must be a loopback address: for more than one machine use an external NATS (nats.urls)", c.NATS.EmbeddedListen)
 		}
+	}
+	if a := c.NATS.EmbeddedAuth; (a.User == "") != (a.Password == "") {
+		bad("nats.embedded_auth.user and nats.embedded_auth.password go together")
 	}
 	if t := c.NATS.TLS; t != (NATSTLS{}) {
 		switch {

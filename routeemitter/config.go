@@ -41,6 +41,8 @@ type Config struct {
 	TLS TLSFiles
 	// EmbeddedListen is host:port of the embedded server.
 	EmbeddedListen string
+	// EmbeddedAuth is presented to the embedded server (EnsureEmbeddedAuth).
+	EmbeddedAuth EmbeddedAuth
 	// DataDir is the agent's data directory; the journal lives in
 	// DataDir/routeemitter.
 	DataDir string

@@ -35,6 +35,9 @@ type EmbeddedNATS struct {
 	port     int
 	storeDir string
 
+	// auth, when set (RequireAuth), is the one user clients must present.
+	auth EmbeddedAuth
+
 	mu sync.Mutex
 	// clientURL is guarded by mu; set once a server accepts clients.
 	clientURL string
@@ -57,6 +60,12 @@ func NewEmbeddedNATS(logger lager.Logger, listen, storeDir string) (*EmbeddedNAT
 	if storeDir == "" {
 		return nil, errors.New("embedded nats: store dir is required")
 	}
+	// Any process that reaches the server can publish router.register for
+	// any hostname: it listens on loopback only (an external NATS is the
+	// answer for more than one machine).
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("embedded nats listen %q: must be a loopback address", listen)
+	}
 	e := &EmbeddedNATS{
 		logger:   logger.Session("embedded-nats"),
 		host:     host,
@@ -68,6 +77,10 @@ func NewEmbeddedNATS(logger lager.Logger, listen, storeDir string) (*EmbeddedNAT
 	}
 	return e, nil
 }
+
+// RequireAuth makes the server accept only clients presenting auth (call
+// before Run).
+func (e *EmbeddedNATS) RequireAuth(auth EmbeddedAuth) { e.auth = auth }
 
 // ClientURL is the URL clients connect to. With a fixed port it is known at
 // once; with port 0 only after Run is ready.
@@ -95,6 +108,8 @@ func (e *EmbeddedNATS) Run(signals <-chan os.Signal, ready chan<- struct{}) erro
 		StoreDir:               e.storeDir,
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
+		Username:               e.auth.User,
+		Password:               e.auth.Password,
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

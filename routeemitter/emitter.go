@@ -241,6 +241,9 @@ func (e *Emitter) connect(logger lager.Logger) (*nats.Conn, error) {
 			logger.Error("nats-async-error", err)
 		}),
 	}
+	if a := e.cfg.EmbeddedAuth; len(e.cfg.URLs) == 0 && a.User != "" {
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	}
 	if t := e.cfg.TLS; t.CACert != "" && len(e.cfg.URLs) > 0 {
 		opts = append(opts, nats.RootCAs(t.CACert))
 		if t.Cert != "" {
@@ -366,7 +369,9 @@ func (e *Emitter) helloLocked(logger lager.Logger, h routerHello, now time.Time)
 	if !h.start {
 		e.greetNext = time.Time{}
 	}
-	if h.MinimumRegisterIntervalInSeconds > 0 {
+	if err := validRouterInterval(h); err != nil {
+		logger.Info("router-hello-interval-refused", lager.Data{"router-id": h.ID, "reason": err.Error()})
+	} else {
 		e.interval = time.Duration(h.MinimumRegisterIntervalInSeconds) * time.Second
 	}
 	e.nextEmit = now.Add(e.jittered(e.interval))

@@ -124,8 +124,15 @@ func run(cfg config.Config) error {
 		return err
 	}
 
+	var natsAuth routeemitter.EmbeddedAuth
+	if len(cfg.NATS.URLs) == 0 {
+		natsAuth, err = routeemitter.EnsureEmbeddedAuth(cfg.DataDir, routeemitter.EmbeddedAuth(cfg.NATS.EmbeddedAuth))
+		if err != nil {
+			return fmt.Errorf("embedded nats credential: %w", err)
+		}
+	}
 	emitter, err := routeemitter.New(logger, routeemitter.Config{
-		URLs: cfg.NATS.URLs, EmbeddedListen: cfg.NATS.EmbeddedListen, DataDir: cfg.DataDir,
+		URLs: cfg.NATS.URLs, EmbeddedListen: cfg.NATS.EmbeddedListen, EmbeddedAuth: natsAuth, DataDir: cfg.DataDir,
 		TLS:    routeemitter.TLSFiles{CACert: cfg.NATS.TLS.CACert, Cert: cfg.NATS.TLS.Cert, Key: cfg.NATS.TLS.Key},
 		CellID: cfg.CellID, Zone: cfg.Zone, APIAddress: cfg.Listen.Admin, Clock: clk,
 		InstanceAddress: cfg.Routing.InstanceAddress, DefaultRegisterInterval: time.Duration(cfg.Routing.RegisterInterval),
@@ -164,6 +171,7 @@ func run(cfg config.Config) error {
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)
 		}
+		embedded.RequireAuth(natsAuth)
 		members = append(members, grouper.Member{Name: "nats", Runner: embedded})
 	}
 	members = append(members, grouper.Members{

@@ -37,7 +37,7 @@ Commands:
                              control characters escaped on a terminal unless --raw
   import [--name REF] FILE   import an image archive (OCI layout or docker save tar)
   evacuate [--wait]          refuse new work and drain the cell (progress with --wait)
-  routes [--watch] [--nats URL]
+  routes [--watch] [--nats URL] [--data-dir DIR]
                              the route table as a router sees it on NATS
 
 The API address comes from --api, else $CELLAGENT_API, else http://127.0.0.1:1800.

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -23,15 +25,19 @@ func (c *cli) routes(ctx context.Context, args []string, stderr io.Writer) error
 	natsURL := fs.String("nats", envOr("CELLAGENT_NATS", "nats://127.0.0.1:4222"), "NATS URL the agent registers routes on")
 	watch := fs.Bool("watch", false, "keep printing the table as it changes")
 	listen := fs.Duration("listen", 21*time.Second, "without --watch: how long to collect re-sent registrations")
+	dataDir := fs.String("data-dir", envOr("CELLAGENT_DATA_DIR", "/var/lib/cellagent"),
+		"the agent's data_dir: the embedded NATS user and password are read from its "+routeemitter.EmbeddedAuthFile+" when the URL has none (root on the cell)")
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
-	if err := noArgs(fs.Args(), "routes [--watch] [--nats URL] [--listen 21s]"); err != nil {
+	if err := noArgs(fs.Args(), "routes [--watch] [--nats URL] [--listen 21s] [--data-dir DIR]"); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*natsURL, nats.Timeout(3*time.Second))
+	opts := append([]nats.Option{nats.Timeout(3 * time.Second)}, natsAuth(*natsURL, *dataDir)...)
+	nc, err := nats.Connect(*natsURL, opts...)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w (is the agent's NATS there? set --nats or $CELLAGENT_NATS)", *natsURL, err)
+		return fmt.Errorf("connect to %s: %w (is the agent's NATS there? set --nats or $CELLAGENT_NATS; the embedded NATS wants the user and password of %s: nats://USER:PASSWORD@HOST:PORT, or run as root on the cell)",
+			redactURL(*natsURL), err, filepath.Join(*dataDir, routeemitter.EmbeddedAuthFile))
 	}
 	defer nc.Close()
 	table := routeemitter.NewRouteTable()
@@ -88,4 +94,26 @@ func (c *cli) printRoutes(table *routeemitter.RouteTable) error {
 		fmt.Fprintln(w, "(no routes)")
 	}
 	return w.Flush()
+}
+
+// natsAuth answers the embedded NATS credential from dataDir's file when
+// the URL carries no user of its own and the file is readable.
+func natsAuth(natsURL, dataDir string) []nats.Option {
+	if u, err := url.Parse(natsURL); err == nil && u.User != nil {
+		return nil
+	}
+	a, err := routeemitter.ReadEmbeddedAuth(dataDir)
+	if err != nil {
+		return nil
+	}
+	return []nats.Option{nats.UserInfo(a.User, a.Password)}
+}
+
+// redactURL hides a password in a URL shown in an error.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	return u.Redacted()
 }

@@ -5,18 +5,21 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/integration/testagent"
+	"github.com/cellagent/cellagent/routeemitter"
 )
 
 var ctx = context.Background()
@@ -209,5 +212,37 @@ var _ = Describe("the proxy and the app in their container (items 2, 13 and capa
 		fi, err := os.Stat(filepath.Join(agent.Config.DataDir, "credentials"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o700)))
+	})
+})
+
+var _ = Describe("the embedded NATS (item 9)", func() {
+	It("requires its user and password, which the agent uses and cellctl routes reads as root on the cell", func() {
+		agent := startAgent("hnt", func(c *config.Config) { c.NATS.EmbeddedAuth = config.NATSAuth{} }) // generated
+		auth, err := routeemitter.ReadEmbeddedAuth(agent.Config.DataDir)
+		Expect(err).NotTo(HaveOccurred())
+		fi, err := os.Stat(filepath.Join(agent.Config.DataDir, routeemitter.EmbeddedAuthFile))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o600)))
+
+		plain := "nats://" + agent.Config.NATS.EmbeddedListen
+		_, err = nats.Connect(plain, nats.NoReconnect())
+		Expect(err).To(MatchError(ContainSubstring("Authorization Violation")), "an anonymous local process cannot publish routes")
+		nc, err := nats.Connect(plain, nats.UserInfo(auth.User, auth.Password))
+		Expect(err).NotTo(HaveOccurred())
+		nc.Close()
+		st, err := agent.Client.State(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.NATS).To(Equal("connected"), "the agent itself connects with the credential")
+
+		bins, _ := testagent.BinDir()
+		cellctl := func(dataDir string) (string, error) {
+			out, err := exec.Command(filepath.Join(bins, "cellctl"), "routes", "--nats", plain, "--data-dir", dataDir, "--listen", "1s").CombinedOutput()
+			return string(out), err
+		}
+		out, err := cellctl(agent.Config.DataDir)
+		Expect(err).NotTo(HaveOccurred(), out)
+		out, err = cellctl(GinkgoT().TempDir())
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("Authorization Violation"))
 	})
 })

@@ -137,6 +137,8 @@ func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
 	cfg.Containerd.Namespace = "cellagent-it-" + name
 	cfg.Listen.Admin = "127.0.0.1:" + strconv.Itoa(port)
 	cfg.NATS.EmbeddedListen = "127.0.0.1:" + strconv.Itoa(natsPort)
+	// The embedded server requires a user; tests connect with NATSURL.
+	cfg.NATS.EmbeddedAuth = config.NATSAuth{User: "cellagent-it", Password: fmt.Sprintf("it-%d", time.Now().UnixNano())}
 	cfg.PreloadedRootfs = map[string]string{"busybox": rootfs}
 	cfg.Network.Mode = "host"
 	cfg.Proxy.Enabled = false
@@ -162,7 +164,11 @@ func (a *Agent) NATSURL() string {
 	if len(a.Config.NATS.URLs) > 0 {
 		return a.Config.NATS.URLs[0]
 	}
-	return "nats://" + a.Config.NATS.EmbeddedListen
+	auth := a.Config.NATS.EmbeddedAuth
+	if auth.User == "" {
+		return "nats://" + a.Config.NATS.EmbeddedListen
+	}
+	return "nats://" + auth.User + ":" + auth.Password + "@" + a.Config.NATS.EmbeddedListen
 }
 
 // Start starts the daemon and waits until its API answers.

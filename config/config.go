@@ -76,6 +76,10 @@ type Network struct {
 	Bridge     string   `json:"bridge"`
 	Name       string   `json:"name"`
 	PluginDirs []string `json:"cni_plugin_dirs"`
+	// HostSingleTenant accepts mode host with the admin API on plain
+	// loopback HTTP: every app on the cell can then drive the agent
+	// (README, Host network mode).
+	HostSingleTenant bool `json:"host_single_tenant"`
 	// Egress.Default are the egress rules of every container (before its
 	// own); left out: the public internet only (network.DefaultEgress).
 	Egress NetworkEgress `json:"egress"`
@@ -354,6 +358,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := network.ValidateEgressRules("network.egress.default", c.Network.Egress.Default); err != nil {
 		bad("%v", err)
+	}
+	for _, e := range c.hostModeErrors() {
+		bad("%s", e)
 	}
 	for _, u := range c.NATS.URLs {
 		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {

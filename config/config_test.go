@@ -58,6 +58,14 @@ var _ = Describe("Config", func() {
 				Expect(err).To(MatchError(ContainSubstring(message)))
 			},
 			Entry("cell id with a slash", func(c *config.Config) { c.CellID = "a/b" }, "cell_id"),
+			Entry("host mode with the plain loopback admin API (issue 13 item 10)", func(c *config.Config) { c.Network.Mode = "host" },
+				"network.mode host: listen.admin 127.0.0.1:1800 is plain HTTP on loopback"),
+			Entry("host mode with an external NATS without credentials", func(c *config.Config) {
+				c.Network.Mode = "host"
+				c.Listen.Admin = "10.0.0.5:1800"
+				c.Listen.TLS = config.TLS{Cert: "/c", Key: "/k", ClientCA: "/ca"}
+				c.NATS.URLs = []string{"nats://cell:pw@10.0.0.1:4222", "nats://10.0.0.2:4222"}
+			}, "nats.urls carry no user"),
 			Entry("embedded NATS off loopback (issue 13 item 9)", func(c *config.Config) { c.NATS.EmbeddedListen = "0.0.0.0:4222" }, "nats.embedded_listen \"0.0.0.0:4222\" must be a loopback address"),
 			Entry("embedded NATS user without password", func(c *config.Config) { c.NATS.EmbeddedAuth.User = "u" }, "nats.embedded_auth.user and nats.embedded_auth.password go together"),
 			Entry("default_max_pids too small", func(c *config.Config) { c.DefaultMaxPids = 0 }, "default_max_pids 0"),
@@ -133,7 +141,18 @@ var _ = Describe("Config", func() {
 				c.NATS.EmbeddedListen = ""
 			}),
 			Entry("envoy with a binary", func(c *config.Config) { c.Proxy.Kind, c.Proxy.Binary = "envoy", "/usr/bin/envoy" }),
-			Entry("host networking", func(c *config.Config) { c.Network.Mode = "host" }),
+			Entry("host networking, single-tenant", func(c *config.Config) { c.Network.Mode, c.Network.HostSingleTenant = "host", true }),
+			Entry("host networking with a mutual-TLS admin API and the embedded NATS (which requires a user)", func(c *config.Config) {
+				c.Network.Mode = "host"
+				c.Listen.Admin = "10.0.0.5:1800"
+				c.Listen.TLS = config.TLS{Cert: "/c", Key: "/k", ClientCA: "/ca"}
+			}),
+			Entry("host networking with a mutual-TLS admin API and an external NATS with a user", func(c *config.Config) {
+				c.Network.Mode = "host"
+				c.Listen.Admin = "10.0.0.5:1800"
+				c.Listen.TLS = config.TLS{Cert: "/c", Key: "/k", ClientCA: "/ca"}
+				c.NATS.URLs = []string{"nats://cell:pw@10.0.0.1:4222"}
+			}),
 			Entry("detected capacity", func(c *config.Config) { c.Capacity.MemoryMB, c.Capacity.DiskMB = 0, 0 }),
 		)
 	})
@@ -141,7 +160,7 @@ var _ = Describe("Config", func() {
 	Describe("Decode", func() {
 		It("decodes over the defaults, keeping what the file leaves out", func() {
 			cfg := config.DefaultConfig()
-			Expect(config.Decode([]byte(`{"zone":"z2","network":{"mode":"host"},"capacity":{"memory_mb":2048}}`), &cfg)).To(Succeed())
+			Expect(config.Decode([]byte(`{"zone":"z2","network":{"mode":"host","host_single_tenant":true},"capacity":{"memory_mb":2048}}`), &cfg)).To(Succeed())
 			Expect(cfg.Zone).To(Equal("z2"))
 			Expect(cfg.Network.Mode).To(Equal("host"))
 			Expect(cfg.Network.Subnet).To(Equal("10.255.0.0/22"))

@@ -141,6 +141,7 @@ func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
 	cfg.NATS.EmbeddedAuth = config.NATSAuth{User: "cellagent-it", Password: fmt.Sprintf("it-%d", time.Now().UnixNano())}
 	cfg.PreloadedRootfs = map[string]string{"busybox": rootfs}
 	cfg.Network.Mode = "host"
+	cfg.Network.HostSingleTenant = true // the test is the only tenant
 	cfg.Proxy.Enabled = false
 	cfg.LogLevel = "debug"
 	if modify != nil {

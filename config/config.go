@@ -106,6 +106,10 @@ type NATS struct {
 	// certificates and, for servers that verify clients, a client
 	// certificate and key (PEM files). User and password go in the URLs.
 	TLS NATSTLS `json:"tls"`
+	// CredentialsFile (JWT + seed, .creds) or NKeySeedFile authenticate
+	// to an external NATS (besides a user and password in the URLs).
+	CredentialsFile string `json:"credentials_file"`
+	NKeySeedFile    string `json:"nkey_seed_file"`
 	// EmbeddedAuth is the embedded server's user and password. Empty: made
 	// once at random and kept in data_dir/nats-embedded-auth.json (0600).
 	EmbeddedAuth NATSAuth `json:"embedded_auth"`
@@ -372,6 +376,20 @@ func (c Config) Validate() error {
 			bad("nats.embedded_listen %q: %v", c.NATS.EmbeddedListen, err)
 		} else if !IsLoopback(c.NATS.EmbeddedListen) {
 			bad("nats.embedded_listen %q must be a loopback address: for more than one machine use an external NATS (nats.urls)", c.NATS.EmbeddedListen)
+		}
+	}
+	if (c.NATS.CredentialsFile != "" || c.NATS.NKeySeedFile != "") && len(c.NATS.URLs) == 0 {
+		bad("nats.credentials_file and nats.nkey_seed_file are for an external NATS: set nats.urls too")
+	}
+	if c.NATS.CredentialsFile != "" && c.NATS.NKeySeedFile != "" {
+		bad("nats.credentials_file and nats.nkey_seed_file: set one")
+	}
+	for key, path := range map[string]string{"credentials_file": c.NATS.CredentialsFile, "nkey_seed_file": c.NATS.NKeySeedFile} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			bad("nats.%s %q: %v", key, path, err)
 		}
 	}
 	if a := c.NATS.EmbeddedAuth; (a.User == "") != (a.Password == "") {

@@ -68,6 +68,11 @@ var _ = Describe("Config", func() {
 			}, "nats.urls carry no user"),
 			Entry("embedded NATS off loopback (issue 13 item 9)", func(c *config.Config) { c.NATS.EmbeddedListen = "0.0.0.0:4222" }, "nats.embedded_listen \"0.0.0.0:4222\" must be a loopback address"),
 			Entry("embedded NATS user without password", func(c *config.Config) { c.NATS.EmbeddedAuth.User = "u" }, "nats.embedded_auth.user and nats.embedded_auth.password go together"),
+			Entry("nkey seed without an external NATS", func(c *config.Config) { c.NATS.NKeySeedFile = "/etc/hosts" }, "are for an external NATS"),
+			Entry("nkey seed file missing", func(c *config.Config) {
+				c.NATS.URLs = []string{"nats://10.0.0.1:4222"}
+				c.NATS.NKeySeedFile = "/nonexistent/cell.nk"
+			}, `nats.nkey_seed_file "/nonexistent/cell.nk"`),
 			Entry("default_max_pids too small", func(c *config.Config) { c.DefaultMaxPids = 0 }, "default_max_pids 0"),
 			Entry("a root proxy user", func(c *config.Config) { c.Proxy.UID = 0 }, "proxy.uid and proxy.gid must not be 0"),
 			Entry("64-character cell id", func(c *config.Config) { c.CellID = string(make([]byte, 64)) }, "cell_id"),

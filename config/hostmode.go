@@ -30,9 +30,10 @@ func (c Config) hostModeErrors() []string {
 }
 
 // natsAuthenticates says whether the agent presents credentials to an
-// external NATS: a user in every URL, or a TLS client certificate.
+// external NATS: a user in every URL, a TLS client certificate, a
+// credentials file or an nkey seed.
 func natsAuthenticates(c Config) bool {
-	if c.NATS.TLS.Cert != "" {
+	if c.NATS.TLS.Cert != "" || c.NATS.CredentialsFile != "" || c.NATS.NKeySeedFile != "" {
 		return true
 	}
 	for _, s := range c.NATS.URLs {

@@ -43,6 +43,9 @@ type Config struct {
 	EmbeddedListen string
 	// EmbeddedAuth is presented to the embedded server (EnsureEmbeddedAuth).
 	EmbeddedAuth EmbeddedAuth
+	// CredentialsFile (a NATS .creds file: JWT and nkey seed) or
+	// NKeySeedFile (an nkey seed) authenticate to an external NATS.
+	CredentialsFile, NKeySeedFile string
 	// DataDir is the agent's data directory; the journal lives in
 	// DataDir/routeemitter.
 	DataDir string

@@ -244,6 +244,16 @@ func (e *Emitter) connect(logger lager.Logger) (*nats.Conn, error) {
 	if a := e.cfg.EmbeddedAuth; len(e.cfg.URLs) == 0 && a.User != "" {
 		opts = append(opts, nats.UserInfo(a.User, a.Password))
 	}
+	if len(e.cfg.URLs) > 0 && e.cfg.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(e.cfg.CredentialsFile))
+	}
+	if len(e.cfg.URLs) > 0 && e.cfg.NKeySeedFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(e.cfg.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats nkey seed %s: %w", e.cfg.NKeySeedFile, err)
+		}
+		opts = append(opts, opt)
+	}
 	if t := e.cfg.TLS; t.CACert != "" && len(e.cfg.URLs) > 0 {
 		opts = append(opts, nats.RootCAs(t.CACert))
 		if t.Cert != "" {

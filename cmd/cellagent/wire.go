@@ -133,6 +133,7 @@ func run(cfg config.Config) error {
 	}
 	emitter, err := routeemitter.New(logger, routeemitter.Config{
 		URLs: cfg.NATS.URLs, EmbeddedListen: cfg.NATS.EmbeddedListen, EmbeddedAuth: natsAuth, DataDir: cfg.DataDir,
+		CredentialsFile: cfg.NATS.CredentialsFile, NKeySeedFile: cfg.NATS.NKeySeedFile,
 		TLS:    routeemitter.TLSFiles{CACert: cfg.NATS.TLS.CACert, Cert: cfg.NATS.TLS.Cert, Key: cfg.NATS.TLS.Key},
 		CellID: cfg.CellID, Zone: cfg.Zone, APIAddress: cfg.Listen.Admin, Clock: clk,
 		InstanceAddress: cfg.Routing.InstanceAddress, DefaultRegisterInterval: time.Duration(cfg.Routing.RegisterInterval),

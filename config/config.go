@@ -418,6 +418,9 @@ func (c Config) Validate() error {
 			bad("bind_mount_allowlist: %q must be an absolute path", p)
 		}
 	}
+	for _, e := range c.allowlistErrors() {
+		bad("%s", e)
+	}
 	for name, d := range map[string]Duration{"reserved_expiration": c.ReservedExpiration, "start_timeout": c.StartTimeout,
 		"stop_grace": c.StopGrace, "evacuation_timeout": c.EvacuationTimeout} {
 		if d <= 0 {

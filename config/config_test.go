@@ -122,6 +122,11 @@ var _ = Describe("Config", func() {
 				c.NATS.TLS = config.NATSTLS{CACert: "/nonexistent/nats-ca.pem"}
 			}, "nats.tls.ca_cert \"/nonexistent/nats-ca.pem\""),
 			Entry("relative bind mount", func(c *config.Config) { c.BindMountAllowlist = []string{"tmp"} }, "bind_mount_allowlist"),
+			Entry("an allowlist entry holding data_dir (issue 13 item 4)", func(c *config.Config) { c.BindMountAllowlist = []string{"/var/lib"} },
+				"bind_mount_allowlist: /var/lib contains data_dir (/var/lib/cellagent)"),
+			Entry("an allowlist entry that is data_dir", func(c *config.Config) { c.BindMountAllowlist = []string{"/var/lib/cellagent/"} }, "contains data_dir"),
+			Entry("an allowlist entry holding containerd's root", func(c *config.Config) { c.BindMountAllowlist = []string{"/var/lib/containerd"} }, "contains containerd's /var/lib/containerd"),
+			Entry("the root as an allowlist entry", func(c *config.Config) { c.BindMountAllowlist = []string{"/"} }, "contains data_dir"),
 			Entry("zero reserved expiration", func(c *config.Config) { c.ReservedExpiration = 0 }, "reserved_expiration must be positive"),
 			Entry("negative start timeout", func(c *config.Config) { c.StartTimeout = -1 }, "start_timeout must be positive"),
 			Entry("zero evacuation timeout", func(c *config.Config) { c.EvacuationTimeout = 0 }, "evacuation_timeout must be positive"),

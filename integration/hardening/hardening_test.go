@@ -2,7 +2,11 @@ package hardening_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -212,6 +216,31 @@ var _ = Describe("the proxy and the app in their container (items 2, 13 and capa
 		fi, err := os.Stat(filepath.Join(agent.Config.DataDir, "credentials"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o700)))
+
+		By("2,000 idle connections to the instance's TLS port do not stop a client that completes a handshake (item 7)")
+		tlsAddr := net.JoinHostPort(ctr.ExternalIP, strconv.Itoa(int(ctr.Ports[0].HostTLSProxyPort)))
+		var idle []net.Conn
+		DeferCleanup(func() {
+			for _, c := range idle {
+				c.Close()
+			}
+		})
+		for range 2000 {
+			c, err := net.DialTimeout("tcp", tlsAddr, 5*time.Second)
+			Expect(err).NotTo(HaveOccurred())
+			idle = append(idle, c)
+		}
+		ca, err := os.ReadFile(filepath.Join(agent.Config.DataDir, "identity", "ca.crt"))
+		Expect(err).NotTo(HaveOccurred())
+		pool := x509.NewCertPool()
+		Expect(pool.AppendCertsFromPEM(ca)).To(BeTrue())
+		client := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "px-1"}, DisableKeepAlives: true}}
+		resp, err := client.Get("https://" + tlsAddr + "/")
+		Expect(err).NotTo(HaveOccurred())
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		Expect(string(b)).To(ContainSubstring("px-1"))
 	})
 })
 

@@ -170,7 +170,9 @@ var _ = Describe("the proxy and the app in their container (items 2, 13 and capa
 			c.Network.HostPortRange = "47300-47399"
 			c.Proxy.Enabled = true
 		})
-		_, err := agent.Client.AllocateAndRun(ctx, "px-1", demoApp(8080))
+		req := demoApp(8080)
+		req.Resources.MemoryMB = 256 // the app and the proxy hold 2,000 connections below
+		_, err := agent.Client.AllocateAndRun(ctx, "px-1", req)
 		Expect(err).NotTo(HaveOccurred())
 		ctr, err := agent.WaitState("px-1", executor.StateRunning, 60*time.Second)
 		Expect(err).NotTo(HaveOccurred())

@@ -62,6 +62,12 @@ func (p *Proxy) serve(logger lager.Logger, l *listener) {
 			continue
 		}
 		delay = 0
+		if p.active.Add(1) > int64(p.cfg.MaxConnections) {
+			p.active.Add(-1)
+			c.Close()
+			logger.Debug("connection-limit-reached", lager.Data{"listener": l.spec.Name, "max-connections": p.cfg.MaxConnections})
+			continue
+		}
 		p.track(c)
 		p.handlers.Add(1)
 		go p.handle(logger, l, c)
@@ -71,8 +77,7 @@ func (p *Proxy) serve(logger lager.Logger, l *listener) {
 // handle serves one client connection to its end.
 func (p *Proxy) handle(logger lager.Logger, l *listener, raw net.Conn) {
 	defer p.handlers.Done()
-	p.active.Add(1)
-	defer p.active.Add(-1)
+	defer p.active.Add(-1) // counted at accept
 	defer p.untrack(raw)
 	defer raw.Close()
 
@@ -96,24 +101,27 @@ func (p *Proxy) handle(logger lager.Logger, l *listener, raw net.Conn) {
 		logger.Debug("handshake-failed", lager.Data{"listener": l.spec.Name, "remote": raw.RemoteAddr().String(), "error": err.Error()})
 		return
 	}
-	pipe(tc, raw, up)
+	pipe(tc, raw, up, p.cfg.IdleTimeout)
 }
 
 // pipe copies both ways. EOF on one side is passed on as a write shutdown
 // of the other (close_notify and FIN towards the client), so protocols that
-// half-close work; an error on either side closes both.
-func pipe(client *tls.Conn, raw, up net.Conn) {
+// half-close work; an error on either side closes both, and so does idle
+// (nothing either way for idle).
+func pipe(client *tls.Conn, raw, up net.Conn, idle time.Duration) {
+	t := &idleTimer{timeout: idle}
+	t.touch()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := copyHalf(up, client); err != nil {
+		if err := copyHalf(up, client, t); err != nil {
 			raw.Close()
 			up.Close()
 			return
 		}
 		closeWrite(up)
 	}()
-	if err := copyHalf(client, up); err != nil {
+	if err := copyHalf(client, up, t); err != nil {
 		raw.Close()
 		up.Close()
 	} else {
@@ -145,13 +153,44 @@ var (
 	bigPool   = sync.Pool{New: func() any { b := make([]byte, bigBufSize); return &b }}
 )
 
-// copyHalf copies src to dst until EOF (nil) or an error.
-func copyHalf(dst io.Writer, src io.Reader) error {
+// idleTimer is the last time either direction of a connection moved data.
+type idleTimer struct {
+	timeout time.Duration
+	last    atomic.Int64 // unix nanoseconds
+}
+
+func (t *idleTimer) touch() { t.last.Store(time.Now().UnixNano()) }
+
+// read reads src with a deadline of the idle timeout. A deadline that
+// passes while the other direction moved data is not idle: it reads again.
+func (t *idleTimer) read(src deadlineReader, b []byte) (int, error) {
+	for {
+		_ = src.SetReadDeadline(time.Now().Add(t.timeout))
+		n, err := src.Read(b)
+		if n > 0 {
+			t.touch()
+		}
+		var ne net.Error
+		if n == 0 && errors.As(err, &ne) && ne.Timeout() &&
+			time.Since(time.Unix(0, t.last.Load())) < t.timeout {
+			continue
+		}
+		return n, err
+	}
+}
+
+type deadlineReader interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
+// copyHalf copies src to dst until EOF (nil), an error or idle.
+func copyHalf(dst io.Writer, src deadlineReader, t *idleTimer) error {
 	sp := smallPool.Get().(*[]byte)
 	defer smallPool.Put(sp)
 	small := *sp
 	for {
-		n, err := src.Read(small)
+		n, err := t.read(src, small)
 		if n > 0 {
 			if _, werr := dst.Write(small[:n]); werr != nil {
 				return werr
@@ -161,7 +200,7 @@ func copyHalf(dst io.Writer, src io.Reader) error {
 			return eofIsNil(err)
 		}
 		if n == len(small) {
-			if err := copyBurst(dst, src); err != nil {
+			if err := copyBurst(dst, src, t); err != nil {
 				return eofIsNil(err)
 			}
 		}
@@ -169,12 +208,12 @@ func copyHalf(dst io.Writer, src io.Reader) error {
 }
 
 // copyBurst copies with a large buffer until a read comes back short.
-func copyBurst(dst io.Writer, src io.Reader) error {
+func copyBurst(dst io.Writer, src deadlineReader, t *idleTimer) error {
 	bp := bigPool.Get().(*[]byte)
 	defer bigPool.Put(bp)
 	big := *bp
 	for {
-		n, err := src.Read(big)
+		n, err := t.read(src, big)
 		if n > 0 {
 			if _, werr := dst.Write(big[:n]); werr != nil {
 				return werr

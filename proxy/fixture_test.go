@@ -48,6 +48,10 @@ type fixture struct {
 	drain    time.Duration
 	logger   *lagertest.TestLogger
 	proc     ifrit.Process
+	// maxConns and idle, when set, are the proxy's MaxConnections and
+	// IdleTimeout.
+	maxConns int
+	idle     time.Duration
 }
 
 type fixtureOpts struct {
@@ -91,10 +95,12 @@ func (f *fixture) bootstrapPath() string { return filepath.Join(f.dir, proxyconf
 
 func (f *fixture) newProxy() (*proxy.Proxy, error) {
 	return proxy.New(f.logger, proxy.Config{
-		BootstrapPath: f.bootstrapPath(),
-		DrainTimeout:  f.drain,
-		PollInterval:  pollInterval,
-		Clock:         f.clock,
+		BootstrapPath:  f.bootstrapPath(),
+		DrainTimeout:   f.drain,
+		PollInterval:   pollInterval,
+		Clock:          f.clock,
+		MaxConnections: f.maxConns,
+		IdleTimeout:    f.idle,
 	})
 }
 
@@ -184,8 +190,15 @@ type echoServer struct {
 	ln   net.Listener
 	wg   sync.WaitGroup
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{} // guarded by mu
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{} // guarded by mu
+	accepted int                   // guarded by mu: connections ever accepted
+}
+
+func (e *echoServer) acceptedCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.accepted
 }
 
 func startEcho(name string) *echoServer {
@@ -202,6 +215,7 @@ func startEcho(name string) *echoServer {
 			}
 			e.mu.Lock()
 			e.conns[c] = struct{}{}
+			e.accepted++
 			e.mu.Unlock()
 			e.wg.Add(1)
 			go e.serve(c)

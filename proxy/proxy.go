@@ -27,7 +27,14 @@ type Config struct {
 	PollInterval time.Duration
 	// HandshakeTimeout bounds a client's TLS handshake.
 	HandshakeTimeout time.Duration
-	Clock            clock.Clock
+	// MaxConnections caps the client connections served at once; one
+	// more is closed at accept (each holds two descriptors: client and
+	// app).
+	MaxConnections int
+	// IdleTimeout closes a connection on which neither side sent anything
+	// for this long (Envoy's tcp_proxy idle_timeout, 1h by default).
+	IdleTimeout time.Duration
+	Clock       clock.Clock
 }
 
 // DefaultConfig has Envoy's default drain time.
@@ -36,6 +43,8 @@ func DefaultConfig() Config {
 		DrainTimeout:     600 * time.Second,
 		PollInterval:     time.Second,
 		HandshakeTimeout: 10 * time.Second,
+		MaxConnections:   16384,
+		IdleTimeout:      time.Hour,
 		Clock:            clock.NewClock(),
 	}
 }
@@ -49,8 +58,8 @@ func (c Config) Validate() error {
 	if c.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("drain timeout %s is negative", c.DrainTimeout))
 	}
-	if c.PollInterval < 0 || c.HandshakeTimeout < 0 {
-		errs = append(errs, errors.New("poll interval and handshake timeout must not be negative"))
+	if c.PollInterval < 0 || c.HandshakeTimeout < 0 || c.IdleTimeout < 0 || c.MaxConnections < 0 {
+		errs = append(errs, errors.New("poll interval, handshake and idle timeouts and max connections must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -99,6 +108,12 @@ func New(logger lager.Logger, cfg Config) (*Proxy, error) {
 	}
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = d.MaxConnections
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = d.IdleTimeout
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = d.Clock

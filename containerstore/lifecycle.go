@@ -107,6 +107,7 @@ wait:
 			return
 		case <-health:
 			s.checkHealth(logger, c)
+			s.checkDisk(logger, c)
 		}
 	}
 	if s.rootCtx.Err() != nil {

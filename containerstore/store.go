@@ -67,6 +67,9 @@ type Deps struct {
 	NATSState func() string
 	// Usage answers a running container's memory use, app and proxy apart.
 	Usage func(guid string) *executor.MemoryUsage
+	// DiskUsage answers the bytes a container's writable layer holds
+	// (disk_mb enforcement; nil: not enforced).
+	DiskUsage func(ctx context.Context, guid string) (int64, error)
 }
 
 // container is one container's in-memory state. Store.mu guards every

@@ -119,6 +119,7 @@ func run(cfg config.Config) error {
 		DefaultMaxPids:    cfg.DefaultMaxPids,
 		EvacuationTimeout: time.Duration(cfg.EvacuationTimeout),
 	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Readiness: readiness, Routes: routeHook, Clock: clk, Usage: usage,
+		DiskUsage: rt.WritableBytes,
 		NATSState: func() string { return routeHook.Emitter.ConnectionState() }})
 	if err != nil {
 		return err

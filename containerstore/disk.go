@@ -1,0 +1,65 @@
+package containerstore
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/executor"
+)
+
+// disk_mb is enforced the way kubelet enforces ephemeral-storage: every
+// health interval a running instance's writable layer (Deps.DiskUsage) and
+// its log files are measured, and an instance over its disk_mb is failed
+// with DiskLimitExceeded. Without it an app could fill the filesystem under
+// containerd and data_dir, and every instance's records, rotations and
+// logs would then fail.
+
+// DiskLimitExceeded starts the failure reason of an instance stopped for
+// writing past its disk_mb.
+const DiskLimitExceeded = "disk limit exceeded"
+
+// checkDisk fails c when its disk use is over its disk_mb.
+func (s *Store) checkDisk(logger lager.Logger, c *container) {
+	if s.deps.DiskUsage == nil {
+		return
+	}
+	s.mu.Lock()
+	guid, limitMB, state, stopping := c.info.GUID, c.info.Resources.DiskMB, c.info.State, c.stopping
+	s.mu.Unlock()
+	if limitMB <= 0 || stopping || state != executor.StateRunning {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.rootCtx, 10*time.Second)
+	defer cancel()
+	layer, err := s.deps.DiskUsage(ctx, guid)
+	if err != nil {
+		logger.Info("disk-usage-unknown", lager.Data{errorKey: err.Error()})
+		return
+	}
+	used := layer + dirBytes(filepath.Dir(s.logPath(guid)))
+	if limit := int64(limitMB) << 20; used > limit {
+		reason := fmt.Sprintf("%s: %d MiB written (writable layer and logs), disk_mb is %d", DiskLimitExceeded, used>>20, limitMB)
+		logger.Info("disk-limit-exceeded", lager.Data{"used-bytes": used, "limit-bytes": limit})
+		s.Fail(guid, reason)
+	}
+}
+
+// dirBytes answers the allocated size of the files under dir.
+func dirBytes(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}

@@ -277,3 +277,31 @@ var _ = Describe("the embedded NATS (item 9)", func() {
 		Expect(out).To(ContainSubstring("Authorization Violation"))
 	})
 })
+
+var _ = Describe("disk_mb (item 6)", func() {
+	It("stops an instance that writes past its disk_mb and keeps its neighbour", func() {
+		agent := startAgent("hdk", func(c *config.Config) { c.HealthInterval = executor.Duration(time.Second) })
+		port, _ := testagent.FreePort()
+		_, err := agent.Client.AllocateAndRun(ctx, "calm-1", demoApp(port))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = agent.WaitState("calm-1", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+
+		_, err = agent.Client.AllocateAndRun(ctx, "filler-1", executor.RunRequest{
+			Image:     "preloaded:busybox",
+			Resources: &executor.Resources{MemoryMB: 64, DiskMB: 16},
+			Process:   executor.Process{Path: "/bin/sh", Args: []string{"-c", "dd if=/dev/zero of=/tmp/fill bs=1M count=40 2>/dev/null; exec sleep 600"}},
+			StopGrace: executor.Duration(time.Second),
+		})
+		Expect(err).NotTo(HaveOccurred())
+		c, err := agent.WaitState("filler-1", executor.StateCompleted, 60*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.RunResult.Failed).To(BeTrue())
+		Expect(c.RunResult.FailureReason).To(ContainSubstring("disk limit exceeded"))
+
+		body, code, err := get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+		Expect(body).To(ContainSubstring("calm-1"))
+	})
+})

@@ -32,7 +32,8 @@ type Config struct {
 	// app).
 	MaxConnections int
 	// IdleTimeout closes a connection on which neither side sent anything
-	// for this long (Envoy's tcp_proxy idle_timeout, 1h by default).
+	// for this long (Envoy's tcp_proxy idle_timeout, 1h by default); it
+	// is noticed within twice that.
 	IdleTimeout time.Duration
 	Clock       clock.Clock
 }

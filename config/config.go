@@ -156,9 +156,12 @@ type Config struct {
 	DefaultMaxPids int `json:"default_max_pids"`
 	// AllowPrivileged lets a run request with privileged: true run as
 	// uid 0 or gid 0: root on the host (README, Privileged instances).
-	AllowPrivileged bool   `json:"allow_privileged"`
-	LogMaxBytes     int64  `json:"log_max_bytes"`
-	LogLevel        string `json:"log_level"`
+	AllowPrivileged bool `json:"allow_privileged"`
+	// DiskReserveMB is kept free under data_dir for the agent's own
+	// records, rotations and logs: below it no container is reserved.
+	DiskReserveMB int    `json:"disk_reserve_mb"`
+	LogMaxBytes   int64  `json:"log_max_bytes"`
+	LogLevel      string `json:"log_level"`
 }
 
 // DefaultConfig is what an empty file means.
@@ -193,6 +196,7 @@ func DefaultConfig() Config {
 		Routing:            Routing{RegisterInterval: Duration(20 * time.Second)},
 		DefaultUser:        "vcap",
 		DefaultMaxPids:     1024,
+		DiskReserveMB:      256,
 		LogMaxBytes:        4 << 20,
 		LogLevel:           "info",
 	}
@@ -435,6 +439,9 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultUser == "" {
 		bad("default_user must not be empty")
+	}
+	if c.DiskReserveMB < 0 {
+		bad("disk_reserve_mb must be >= 0")
 	}
 	if c.DefaultMaxPids < 16 {
 		bad("default_max_pids %d: must be at least 16 (the app, its proxy and their threads)", c.DefaultMaxPids)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/cellagent/cellagent/executor"
 )
@@ -62,4 +63,15 @@ func dirBytes(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// diskLow answers data_dir's free space in MB and whether it is under the
+// reserve (never low when the reserve is 0 or statfs fails).
+func (s *Store) diskLow() (int64, bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.cfg.DataDir, &st); err != nil {
+		return 0, false
+	}
+	free := int64(st.Bavail) * st.Bsize >> 20
+	return free, s.cfg.DiskReserveMB > 0 && free < int64(s.cfg.DiskReserveMB)
 }

@@ -73,3 +73,29 @@ var _ = Describe("disk_mb enforcement", func() {
 		Expect(state("small")()).To(Equal(executor.StateRunning))
 	})
 })
+
+var _ = Describe("the agent's disk reserve", func() {
+	It("refuses new containers and says disk_low in the state when data_dir's free space is under it", func() {
+		ctx := context.Background()
+		store, err := containerstore.New(lagertest.NewTestLogger("store"), containerstore.Config{
+			CellID: "cell-1", Zone: "z1", DataDir: GinkgoT().TempDir(),
+			Capacity:           executor.ResourceTotals{MemoryMB: 1024, DiskMB: 1024, Containers: 4},
+			ReservedExpiration: time.Minute, DefaultStartTimeout: time.Minute, DefaultStopGrace: time.Second,
+			DefaultUser: "vcap", DiskReserveMB: 1 << 40, // more than any disk here
+		}, containerstore.Deps{Runtime: &containerstorefakes.FakeContainerRuntime{}, Tasks: &containerstorefakes.FakeTaskRunner{},
+			Routes: &containerstorefakes.FakeRouteHook{}, Clock: fakeclock.NewFakeClock(time.Now())})
+		Expect(err).NotTo(HaveOccurred())
+		p := ifrit.Background(store.Runner())
+		Eventually(p.Ready()).Should(BeClosed())
+		DeferCleanup(func() { p.Signal(os.Interrupt); Eventually(p.Wait()).Should(Receive()) })
+
+		_, err = store.AllocateAndRun(ctx, "g1", executor.RunRequest{Image: "preloaded:busybox",
+			Resources: &executor.Resources{MemoryMB: 64}, Process: executor.Process{Path: "/app"}})
+		Expect(err).To(MatchError(executor.ErrInsufficientResources))
+		Expect(err).To(MatchError(ContainSubstring("disk low")))
+		st, err := store.State(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.DiskLow).To(BeTrue())
+		Expect(st.DiskFreeMB).To(BeNumerically(">", 0))
+	})
+})

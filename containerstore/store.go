@@ -53,6 +53,9 @@ type Config struct {
 	// AllowPrivileged lets a request with privileged: true run as uid 0
 	// or gid 0 (config allow_privileged).
 	AllowPrivileged bool
+	// DiskReserveMB is kept free under DataDir for the agent's records,
+	// rotations and logs: below it no container is reserved.
+	DiskReserveMB int
 }
 
 // Deps are the parts the store drives.
@@ -303,6 +306,7 @@ func (s *Store) publish(typ, guid, msg string, ctr *executor.Container) {
 func (s *Store) Ping(ctx context.Context) error { return s.deps.Tasks.Ping(ctx) }
 
 func (s *Store) State(ctx context.Context) (executor.CellState, error) {
+	free, low := s.diskLow()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := executor.CellState{
@@ -311,6 +315,8 @@ func (s *Store) State(ctx context.Context) (executor.CellState, error) {
 		ProxyMemoryOverheadMB: s.cfg.ProxyMemoryOverheadMB,
 		Containers:            map[string]int{},
 		NATS:                  "disabled",
+		DiskFreeMB:            free,
+		DiskLow:               low,
 	}
 	for _, state := range executor.States {
 		st.Containers[state.String()] = 0
@@ -350,6 +356,9 @@ func (s *Store) reserve(guid string, res executor.Resources, tags map[string]str
 	}
 	if err := executor.ValidateResources(res); err != nil {
 		return err
+	}
+	if free, low := s.diskLow(); low {
+		return executor.NewError(executor.ErrInsufficientResources, "disk low: %d MB free under data_dir, %d MB are kept for the agent's records, rotations and logs", free, s.cfg.DiskReserveMB)
 	}
 	s.mu.Lock()
 	if s.evacuating {

@@ -213,6 +213,10 @@ type CellState struct {
 	ProxyMemoryOverheadMB int            `json:"proxy_memory_overhead_mb"`
 	Containers            map[string]int `json:"containers"`
 	NATS                  string         `json:"nats"`
+	// DiskFreeMB is what data_dir's filesystem has free; DiskLow says it
+	// is under the agent's reserve (disk_reserve_mb): no new containers.
+	DiskFreeMB int64 `json:"disk_free_mb"`
+	DiskLow    bool  `json:"disk_low"`
 }
 
 // Event types on the event stream.

@@ -116,7 +116,7 @@ func run(cfg config.Config) error {
 		ProxyMemoryOverheadMB: overhead,
 		LogMaxBytes:           cfg.LogMaxBytes, DefaultUser: cfg.DefaultUser, ExternalIP: externalIP,
 		HealthInterval: time.Duration(cfg.HealthInterval), DrainWindow: time.Duration(cfg.DrainWindow),
-		DefaultMaxPids:    cfg.DefaultMaxPids,
+		DefaultMaxPids: cfg.DefaultMaxPids, AllowPrivileged: cfg.AllowPrivileged, DiskReserveMB: cfg.DiskReserveMB,
 		EvacuationTimeout: time.Duration(cfg.EvacuationTimeout),
 	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Readiness: readiness, Routes: routeHook, Clock: clk, Usage: usage,
 		DiskUsage: rt.WritableBytes,

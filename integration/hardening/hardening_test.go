@@ -127,6 +127,7 @@ var _ = Describe("root and hostile images (items 1 and 3)", func() {
 		fifo := rootfs("fifo", func(p string) { Expect(syscall.Mkfifo(p, 0o644)).To(Succeed()) })
 		agent := startAgent("hrt", func(c *config.Config) {
 			c.PreloadedRootfs["rootimage"], c.PreloadedRootfs["symlinked"], c.PreloadedRootfs["fifo"] = rootImage, symlinked, fifo
+			c.AllowPrivileged = true // only a request that asks gets root
 		})
 		run := func(guid, image, user string) error {
 			req := executor.RunRequest{Image: image, Resources: &executor.Resources{MemoryMB: 64},
@@ -144,6 +145,16 @@ var _ = Describe("root and hostile images (items 1 and 3)", func() {
 		c, err := agent.WaitState("root-3", executor.StateCompleted, 30*time.Second)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(c.RunResult.FailureReason).To(ContainSubstring("resolves to uid 0 gid 0"))
+
+		By("a privileged request on a cell that allows it runs as root")
+		_, err = agent.Client.AllocateAndRun(ctx, "priv-1", executor.RunRequest{Image: "preloaded:busybox",
+			Resources: &executor.Resources{MemoryMB: 64}, Privileged: true, StopGrace: executor.Duration(time.Second),
+			Process: executor.Process{Path: "/bin/sleep", Args: []string{"600"}, User: "root"}})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = agent.WaitState("priv-1", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(statusField(status(taskPids(agent, "priv-1")[0]), "Uid")).To(Equal("0"))
+		Expect(agent.Client.Delete(ctx, "priv-1")).To(Succeed())
 
 		By("an absolute symlink to a host passwd resolves inside the rootfs (to nothing)")
 		err = run("link-1", "preloaded:symlinked", "vcap")

@@ -12,6 +12,7 @@ import (
 
 	"code.cloudfoundry.org/clock"
 	"code.cloudfoundry.org/lager/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/executor"
@@ -65,8 +66,9 @@ type Config struct {
 	// of its own, with no capabilities (its ports are above 1024). Its
 	// files are group User.GID, mode 0640, in a setgid directory.
 	User containerstore.User
-	// NoFile is the proxy's RLIMIT_NOFILE (0: DefaultNoFile): each
-	// client connection takes two descriptors.
+	// NoFile is the proxy's RLIMIT_NOFILE (0: DefaultNoFile, at most
+	// the agent's own hard limit): each client connection takes two
+	// descriptors.
 	NoFile uint64
 }
 
@@ -113,6 +115,14 @@ func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (
 	}
 	if cfg.User.UID == 0 || cfg.User.GID == 0 {
 		return nil, fmt.Errorf("proxy user %d:%d: the proxy does not run as root (uid or gid 0)", cfg.User.UID, cfg.User.GID)
+	}
+	// runc sets an exec's limits from outside (prlimit); above the hard
+	// limit it inherited that needs CAP_SYS_RESOURCE, which a sandboxed
+	// host may not have. Ask for no more than the agent itself may hold.
+	var own unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &own); err == nil && own.Max < cfg.NoFile {
+		logger.Info("proxy-file-limit-lowered", lager.Data{"wanted": cfg.NoFile, "hard-limit": own.Max})
+		cfg.NoFile = own.Max
 	}
 	if err := cfg.Proxy.Validate(); err != nil {
 		return nil, fmt.Errorf("proxy config: %w", err)

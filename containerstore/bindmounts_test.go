@@ -3,6 +3,7 @@ package containerstore_test
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -52,7 +53,17 @@ var _ = Describe("BindMountHook", func() {
 		inst := &containerstore.Instance{Request: executor.RunRequest{BindMounts: []executor.BindMount{
 			{HostPath: allowed + "/sub/.", ContainerPath: "/data/", ReadOnly: true}}}}
 		Expect(hook.Setup(nil, nil, inst)).To(Succeed())
-		Expect(inst.Mounts).To(Equal([]containerstore.Mount{{Source: filepath.Join(allowed, "sub"), Destination: "/data", ReadOnly: true}}))
+		Expect(inst.Mounts).To(HaveLen(1))
+		m := inst.Mounts[0]
+		Expect(m.Source).To(Equal(filepath.Join(allowed, "sub")))
+		Expect(m.Destination).To(Equal("/data"))
+		Expect(m.ReadOnly).To(BeTrue())
+		By("with the identity of the directory that was checked (issue 13 item 4)")
+		fi, err := os.Stat(filepath.Join(allowed, "sub"))
+		Expect(err).NotTo(HaveOccurred())
+		st := fi.Sys().(*syscall.Stat_t)
+		Expect(m.Dev).To(BeEquivalentTo(st.Dev))
+		Expect(m.Ino).To(BeEquivalentTo(st.Ino))
 	})
 
 	It("refuses everything with an empty allowlist", func() {

@@ -12,6 +12,11 @@ type Mount struct {
 	Source      string
 	Destination string
 	ReadOnly    bool
+	// Dev and Ino are the device and inode Source was checked to be (a
+	// request's bind mount): before the process starts the runtime checks
+	// that the mounted directory is that one, since runc resolves Source
+	// again. Zero: not checked (the agent's own mounts).
+	Dev, Ino uint64
 }
 
 // User is a resolved process user.

@@ -247,6 +247,7 @@ func (c *Client) Create(ctx context.Context, logger lager.Logger, spec container
 	}
 	labels := map[string]string{labelOwner: c.cellID, labelGUID: spec.GUID,
 		labelLogPath: spec.LogPath, labelLogMax: strconv.FormatInt(spec.LogMaxBytes, 10)}
+	bindCheckLabels(spec.Mounts, labels)
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
@@ -287,6 +288,10 @@ func (c *Client) Start(ctx context.Context, logger lager.Logger, guid string) (<
 	if err != nil {
 		_, _ = task.Delete(ctx, containerd.WithProcessKill)
 		return nil, err
+	}
+	if err := verifyBindMounts(fmt.Sprintf("/proc/%d/root", task.Pid()), labels); err != nil {
+		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		return nil, fmt.Errorf("start task %s: %w", guid, err)
 	}
 	if err := task.Start(ctx); err != nil {
 		_, _ = task.Delete(ctx, containerd.WithProcessKill)

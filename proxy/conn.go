@@ -81,6 +81,15 @@ func (p *Proxy) handle(logger lager.Logger, l *listener, raw net.Conn) {
 	defer p.untrack(raw)
 	defer raw.Close()
 
+	// Nothing happens for a client until it sends its first byte (its
+	// ClientHello), within the handshake deadline: a connection that stays
+	// silent never reaches the app. Idle connections used to hold one app
+	// connection each, and the app's file limit (1024) then ran out before
+	// any real client got through.
+	first, err := firstByte(raw, p.cfg.HandshakeTimeout)
+	if err != nil {
+		return
+	}
 	// The app is dialled before the handshake: when it is not listening, the
 	// client sees a failed handshake (Gorouter retries those on another
 	// instance) instead of a TLS session that closes without an answer.
@@ -93,7 +102,7 @@ func (p *Proxy) handle(logger lager.Logger, l *listener, raw net.Conn) {
 	defer p.untrack(up)
 	defer up.Close()
 
-	tc := tls.Server(raw, l.outer)
+	tc := tls.Server(&prefixConn{Conn: raw, prefix: first}, l.outer)
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.HandshakeTimeout)
 	err = tc.HandshakeContext(ctx)
 	cancel()
@@ -269,4 +278,29 @@ func (p *Proxy) closeAll() int {
 		c.Close()
 	}
 	return len(p.conns)
+}
+
+// firstByte waits up to timeout for c's first byte.
+func firstByte(c net.Conn, timeout time.Duration) ([]byte, error) {
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil {
+		return nil, err
+	}
+	return b, c.SetReadDeadline(time.Time{})
+}
+
+// prefixConn reads prefix before the connection's own bytes.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }

@@ -73,4 +73,18 @@ var _ = Describe("connection limits", func() {
 		}
 		Expect(closedByProxy(quiet)).To(BeTrue())
 	})
+
+	It("does not dial the app for a connection that has sent nothing", func() {
+		f.start()
+		for range 5 {
+			c, err := net.Dial("tcp", f.addr(0))
+			Expect(err).NotTo(HaveOccurred())
+			defer c.Close()
+		}
+		c, err := f.dial(0, f.clientTLS())
+		Expect(err).NotTo(HaveOccurred())
+		defer c.Close()
+		Expect(roundTrip(c, "real")).To(HaveSuffix("real"))
+		Expect(f.backends[0].acceptedCount()).To(Equal(1), "only the client that spoke reached the app")
+	})
 })

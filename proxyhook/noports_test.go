@@ -67,7 +67,7 @@ func newTestHook(t *testing.T) (h *Hook, runner *execRecorder, caPEM, keyPEM []b
 	}
 	runner = &execRecorder{}
 	h, err = New(lagertest.NewTestLogger("proxy"), Config{HostBinary: bin, Proxy: proxyconfig.DefaultConfig(),
-		DataDir: dataDir, CACertPEM: caPEM, MemoryOverheadMB: 32}, runner)
+		DataDir: dataDir, CACertPEM: caPEM, MemoryOverheadMB: 32, User: testProxyUser()}, runner)
 	if err != nil {
 		t.Fatal(err)
 	}

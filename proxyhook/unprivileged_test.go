@@ -57,3 +57,13 @@ func TestNewRefusesARootProxyUser(t *testing.T) {
 		}
 	}
 }
+
+// testProxyUser is a proxy user the test process may give its files to:
+// its own group unless that is root's.
+func testProxyUser() containerstore.User {
+	gid := uint32(os.Getgid())
+	if gid == 0 {
+		gid = 61000
+	}
+	return containerstore.User{UID: 61000, GID: gid}
+}

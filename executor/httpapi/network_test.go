@@ -37,7 +37,9 @@ var _ = Describe("PUT /v1/containers/{guid}/egress", func() {
 	serve := func(cfg httpapi.Config, method, target, body string) *httptest.ResponseRecorder {
 		h := httpapi.New(lagertest.NewTestLogger("httpapi"), cfg)
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest(method, target, strings.NewReader(body)))
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json") // as the HTTP client sends it
+		h.ServeHTTP(w, req)
 		return w
 	}
 	BeforeEach(func() { filters = &fakeFilters{} })

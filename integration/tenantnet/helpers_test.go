@@ -109,6 +109,7 @@ func putEgress(api, guid string, body string) (int, string) {
 	GinkgoHelper()
 	req, err := http.NewRequest(http.MethodPut, api+"/v1/containers/"+guid+"/egress", strings.NewReader(body))
 	Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	Expect(err).NotTo(HaveOccurred())
 	defer resp.Body.Close()

@@ -1,0 +1,294 @@
+// Package lrp translates a BBS desired LRP into cellagent's run request.
+// It is a pure function of the desired LRP and the cell's settings: it
+// either answers a complete run request or refuses with the reason, and
+// never drops a setting it cannot honour (a desired LRP run half-configured
+// is worse than one refused at placement).
+//
+// Supported now: rootfs preloaded:STACK (via the stacks map), the action
+// tree run / serial / codependent holding exactly one run action, env,
+// ports, memory, disk, max pids, CPU weight, start timeout, a single tcp
+// or http check_definition check, certificate properties, cf-router
+// routes, log guid, metric tags. Refused: everything else (see Refusal).
+package lrp
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/rep/models"
+)
+
+// Tags the cell sets on a Diego container; they let the cell find the
+// actual LRP of a container after a restart.
+const (
+	TagProcessGUID  = "diego.process-guid"
+	TagIndex        = "diego.index"
+	TagDomain       = "diego.domain"
+	TagInstanceGUID = "diego.instance-guid"
+)
+
+// Settings are the cell's part of the translation.
+type Settings struct {
+	// Stacks maps a stack name of preloaded:STACK to a preloaded rootfs name.
+	Stacks map[string]string
+	// EmitRoutes registers routes["cf-router"] from the cell.
+	EmitRoutes bool
+}
+
+// Refusal is why a desired LRP cannot run on this cell.
+type Refusal struct{ Reason string }
+
+func (r *Refusal) Error() string { return "unsupported desired lrp: " + r.Reason }
+
+func refuse(format string, args ...any) *Refusal {
+	return &Refusal{Reason: fmt.Sprintf(format, args...)}
+}
+
+// Image answers the run request image of a desired rootfs URL.
+func Image(rootfs string, stacks map[string]string) (string, error) {
+	u, err := url.Parse(rootfs)
+	if err != nil {
+		return "", refuse("rootfs %q: %v", rootfs, err)
+	}
+	if u.Scheme != "preloaded" {
+		return "", refuse("rootfs %q: only preloaded:STACK is supported", rootfs)
+	}
+	name, ok := stacks[u.Opaque]
+	if !ok {
+		return "", refuse("rootfs %q: stack %q is not one of this cell's stacks", rootfs, u.Opaque)
+	}
+	return "preloaded:" + name, nil
+}
+
+// Names of the BBS fields this cell does not implement yet, by message and
+// field number; they are the unknown fields of our messages.
+var unsupportedFields = map[protoreflect.FullName]map[protowire.Number]string{
+	"models.DesiredLRP": {20: "egress_rules", 22: "cached_dependencies", 25: "volume_mounts", 26: "network",
+		31: "image_username", 32: "image_password", 34: "image_layers", 36: "sidecars", 37: "log_rate_limit",
+		38: "volume_mounted_files"},
+	"models.Action": {1: "download action", 2: "upload action", 4: "timeout action", 5: "emit_progress action",
+		6: "try action", 7: "parallel action"},
+	"models.RunAction": {9: "volume_mounted_files"},
+}
+
+// unknownFields lists the fields set in m (and the messages in it) that
+// our wire types do not declare.
+func unknownFields(m protoreflect.Message, path string, out *[]string) {
+	raw := m.GetUnknown()
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 {
+			*out = append(*out, path+": undecodable field")
+			return
+		}
+		raw = raw[n:]
+		skip := protowire.ConsumeFieldValue(num, typ, raw)
+		if skip < 0 {
+			*out = append(*out, path+": undecodable field")
+			return
+		}
+		raw = raw[skip:]
+		name := unsupportedFields[m.Descriptor().FullName()][num]
+		if name == "" {
+			name = fmt.Sprintf("field %d", num)
+		}
+		*out = append(*out, path+name)
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			for i := 0; i < v.List().Len(); i++ {
+				unknownFields(v.List().Get(i).Message(), fmt.Sprintf("%s%s[%d].", path, fd.Name(), i), out)
+			}
+			return true
+		}
+		unknownFields(v.Message(), path+string(fd.Name())+".", out)
+		return true
+	})
+}
+
+// Translate answers the run request for instance index of d.
+func Translate(d *models.DesiredLRP, index int32, s Settings) (executor.RunRequest, error) {
+	var unknown []string
+	unknownFields(d.ProtoReflect(), "", &unknown)
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return executor.RunRequest{}, refuse("not supported by this cell: %s", strings.Join(dedupe(unknown), ", "))
+	}
+	if d.GetPrivileged() {
+		return executor.RunRequest{}, refuse("privileged containers are not allowed on this cell")
+	}
+	if d.GetSetup() != nil {
+		return executor.RunRequest{}, refuse("setup actions are not supported")
+	}
+	if d.GetMonitor() != nil && d.GetCheckDefinition() == nil {
+		return executor.RunRequest{}, refuse("monitor actions are not supported; use check_definition")
+	}
+	if p := d.GetTrustedSystemCertificatesPath(); p != "" {
+		return executor.RunRequest{}, refuse("trusted_system_certificates_path %q is not supported", p)
+	}
+	image, err := Image(d.GetRootFs(), s.Stacks)
+	if err != nil {
+		return executor.RunRequest{}, err
+	}
+	run, err := singleRun(d.GetAction())
+	if err != nil {
+		return executor.RunRequest{}, err
+	}
+	if rl := run.GetResourceLimits(); rl != nil && (rl.OptionalNofile != nil || rl.OptionalNproc != nil) {
+		return executor.RunRequest{}, refuse("run action resource_limits (nofile, nproc) are not supported")
+	}
+	req := executor.RunRequest{
+		LogGUID:   d.GetLogGuid(),
+		Index:     int(index),
+		Resources: &executor.Resources{MemoryMB: int(d.GetMemoryMb()), DiskMB: int(d.GetDiskMb()), MaxPids: int(d.GetMaxPids())},
+		Image:     image,
+		Process:   executor.Process{Path: run.GetPath(), Args: run.GetArgs(), Dir: run.GetDir(), User: run.GetUser()},
+		CPUWeight: int(d.GetCpuWeight()),
+	}
+	for _, e := range append(d.GetEnvironmentVariables(), run.GetEnv()...) {
+		req.Process.Env = append(req.Process.Env, e.GetName()+"="+e.GetValue())
+	}
+	for _, p := range d.GetPorts() {
+		if p == 0 || p > 65535 {
+			return executor.RunRequest{}, refuse("port %d is out of range", p)
+		}
+		req.Ports = append(req.Ports, uint16(p))
+	}
+	switch {
+	case d.GetStartTimeoutMs() > 0:
+		req.StartTimeout = executor.Duration(time.Duration(d.GetStartTimeoutMs()) * time.Millisecond)
+	case d.GetDeprecatedStartTimeoutS() > 0:
+		req.StartTimeout = executor.Duration(time.Duration(d.GetDeprecatedStartTimeoutS()) * time.Second)
+	}
+	if req.Check, err = check(d.GetCheckDefinition()); err != nil {
+		return executor.RunRequest{}, err
+	}
+	if cp := d.GetCertificateProperties(); cp != nil && len(cp.GetOrganizationalUnit()) > 0 {
+		req.CertificateProperties = &executor.CertificateProperties{OrganizationalUnit: cp.GetOrganizationalUnit()}
+	}
+	if s.EmitRoutes {
+		if req.Routes, err = Routes(d.GetRoutes()); err != nil {
+			return executor.RunRequest{}, err
+		}
+	}
+	return req, nil
+}
+
+func dedupe(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// singleRun finds the one run action of the tree: run, or serial or
+// codependent around exactly one run (what a single-process app sends).
+func singleRun(a *models.Action) (*models.RunAction, error) {
+	switch {
+	case a == nil:
+		return nil, refuse("no action")
+	case a.GetRunAction() != nil:
+		if a.GetSerialAction() != nil || a.GetCodependentAction() != nil {
+			return nil, refuse("an action must have exactly one kind")
+		}
+		return a.GetRunAction(), nil
+	}
+	var inner []*models.Action
+	kind := "serial"
+	if a.GetSerialAction() != nil {
+		inner = a.GetSerialAction().GetActions()
+	} else if a.GetCodependentAction() != nil {
+		inner, kind = a.GetCodependentAction().GetActions(), "codependent"
+	}
+	if len(inner) != 1 {
+		return nil, refuse("%s action with %d actions: only one run action per instance is supported", kind, len(inner))
+	}
+	return singleRun(inner[0])
+}
+
+func check(cd *models.CheckDefinition) (*executor.Check, error) {
+	if cd == nil {
+		return nil, nil
+	}
+	checks := cd.GetChecks()
+	if len(cd.GetReadinessChecks()) > 0 {
+		return nil, refuse("readiness_checks are not supported")
+	}
+	if len(checks) > 1 {
+		return nil, refuse("check_definition with %d checks: only one is supported", len(checks))
+	}
+	if len(checks) == 0 {
+		return nil, nil
+	}
+	c := checks[0]
+	switch {
+	case c.GetTcpCheck() != nil && c.GetHttpCheck() == nil:
+		return &executor.Check{TCP: &executor.TCPCheck{Port: uint16(c.GetTcpCheck().GetPort())}}, nil
+	case c.GetHttpCheck() != nil && c.GetTcpCheck() == nil:
+		h := c.GetHttpCheck()
+		return &executor.Check{HTTP: &executor.HTTPCheck{Port: uint16(h.GetPort()), Path: h.GetPath()}}, nil
+	}
+	return nil, refuse("a check must have exactly one of tcp_check or http_check")
+}
+
+// cfRoute is one entry of routes["cf-router"] (routing-info's
+// cfroutes.CFRoute).
+type cfRoute struct {
+	Hostnames       []string `json:"hostnames"`
+	Port            uint32   `json:"port"`
+	RouteServiceURL string   `json:"route_service_url,omitempty"`
+}
+
+// Routes reads routes["cf-router"]; other routers' entries are left to
+// the platform's route emitter.
+func Routes(r *models.ProtoRoutes) ([]executor.Route, error) {
+	raw, ok := r.GetRoutes()["cf-router"]
+	if !ok || len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var entries []cfRoute
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return nil, refuse("routes[cf-router]: %v", err)
+	}
+	var out []executor.Route
+	for _, e := range entries {
+		if e.RouteServiceURL != "" {
+			return nil, refuse("route services (route_service_url) are not supported")
+		}
+		if e.Port == 0 || e.Port > 65535 {
+			return nil, refuse("routes[cf-router]: port %d is out of range", e.Port)
+		}
+		out = append(out, executor.Route{Hostnames: e.Hostnames, Port: uint16(e.Port)})
+	}
+	return out, nil
+}
+
+// MetricTags resolves the desired LRP's metric tags for one instance.
+func MetricTags(d *models.DesiredLRP, index int32, instanceGUID string) map[string]string {
+	out := map[string]string{}
+	for k, v := range d.GetMetricTags() {
+		switch v.GetDynamic() {
+		case models.MetricTagValue_INDEX:
+			out[k] = fmt.Sprint(index)
+		case models.MetricTagValue_INSTANCE_GUID:
+			out[k] = instanceGUID
+		default:
+			out[k] = v.GetStatic()
+		}
+	}
+	return out
+}

@@ -1,0 +1,94 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/rep/api"
+	"github.com/cellagent/cellagent/rep/api/apifakes"
+)
+
+var _ = Describe("rep API", func() {
+	var (
+		cell    *apifakes.FakeCell
+		handler http.Handler
+	)
+
+	BeforeEach(func() {
+		cell = &apifakes.FakeCell{}
+		handler = api.New(lagertest.NewTestLogger("api"), cell)
+	})
+
+	do := func(method, path, body string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+		return rec
+	}
+
+	It("serves /state in the form the auctioneer reads", func() {
+		cell.StateReturns(api.CellState{CellID: "cell-1", RootFSProviders: api.RootFSProviders{"preloaded": {"cflinuxfs4"}, "docker": nil},
+			AvailableResources: api.Resources{MemoryMB: 100, DiskMB: 200, Containers: 3},
+			LRPs:               []api.LRP{{InstanceGUID: "ig", ProcessGUID: "pg", Index: 2, Domain: "d", Resource: api.Resource{MemoryMB: 64}, State: "RUNNING"}}}, nil)
+		rec := do("GET", "/state", "")
+		Expect(rec.Code).To(Equal(http.StatusOK))
+		var got map[string]any
+		Expect(json.Unmarshal(rec.Body.Bytes(), &got)).To(Succeed())
+		Expect(got["cell_id"]).To(Equal("cell-1"))
+		Expect(got["RootFSProviders"]).To(Equal(map[string]any{
+			"preloaded": map[string]any{"type": "fixed_set", "set": map[string]any{"cflinuxfs4": map[string]any{}}},
+			"docker":    map[string]any{"type": "arbitrary"}}))
+		Expect(got["AvailableResources"]).To(Equal(map[string]any{"MemoryMB": 100.0, "DiskMB": 200.0, "Containers": 3.0}))
+		Expect(got["LRPs"]).To(ConsistOf(HaveKeyWithValue("process_guid", "pg")))
+		Expect(got["LRPs"].([]any)[0]).To(HaveKeyWithValue("instance_guid", "ig"))
+		Expect(got["LRPs"].([]any)[0]).To(HaveKeyWithValue("MemoryMB", 64.0))
+	})
+
+	It("decodes /work as rep.Work and answers the failed work", func() {
+		body := `{"LRPs":[{"instance_guid":"","process_guid":"pg","index":1,"domain":"d","PlacementTags":null,
+			"VolumeDrivers":null,"RootFs":"preloaded:cflinuxfs4","MemoryMB":64,"DiskMB":128,"MaxPids":0,"state":""}],
+			"Tasks":[],"cell_id":"cell-1"}`
+		cell.PerformCalls(func(_ context.Context, w api.Work) (api.Work, error) { return api.Work{LRPs: w.LRPs}, nil })
+		rec := do("POST", "/work", body)
+		Expect(rec.Code).To(Equal(http.StatusOK))
+		_, w := cell.PerformArgsForCall(0)
+		Expect(w.CellID).To(Equal("cell-1"))
+		Expect(w.LRPs).To(Equal([]api.LRP{{ProcessGUID: "pg", Index: 1, Domain: "d",
+			PlacementConstraint: api.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"}, Resource: api.Resource{MemoryMB: 64, DiskMB: 128}}}))
+		var failed api.Work
+		Expect(json.Unmarshal(rec.Body.Bytes(), &failed)).To(Succeed())
+		Expect(failed.LRPs).To(HaveLen(1))
+	})
+
+	It("answers 400 for a body that is not JSON, without performing anything", func() {
+		Expect(do("POST", "/work", "{").Code).To(Equal(http.StatusBadRequest))
+		Expect(cell.PerformCallCount()).To(BeZero())
+	})
+
+	It("accepts a stop with 202 and answers 404 for an unknown instance", func() {
+		Expect(do("POST", "/v1/lrps/pg/instances/ig/stop", "").Code).To(Equal(http.StatusAccepted))
+		_, pg, ig := cell.StopLRPArgsForCall(0)
+		Expect([]string{pg, ig}).To(Equal([]string{"pg", "ig"}))
+		cell.StopLRPReturns(fmt.Errorf("%w: instance x", api.ErrNotFound))
+		Expect(do("POST", "/v1/lrps/pg/instances/x/stop", "").Code).To(Equal(http.StatusNotFound))
+	})
+
+	It("says LRP updates are not implemented yet and no task runs here", func() {
+		Expect(do("PUT", "/v2/lrps/pg/instances/ig", "{}").Code).To(Equal(http.StatusNotImplemented))
+		Expect(do("POST", "/v1/tasks/t/cancel", "").Code).To(Equal(http.StatusNotFound))
+	})
+
+	It("answers /ping from the cell's health", func() {
+		Expect(do("GET", "/ping", "").Code).To(Equal(http.StatusOK))
+		cell.PingReturns(errors.New("containerd down"))
+		Expect(do("GET", "/ping", "").Code).To(Equal(http.StatusServiceUnavailable))
+	})
+})

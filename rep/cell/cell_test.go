@@ -1,0 +1,308 @@
+package cell_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/clock/fakeclock"
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
+	"go.uber.org/goleak"
+
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/fakes"
+	"github.com/cellagent/cellagent/rep/api"
+	"github.com/cellagent/cellagent/rep/bbs"
+	"github.com/cellagent/cellagent/rep/cell"
+	"github.com/cellagent/cellagent/rep/cell/cellfakes"
+	"github.com/cellagent/cellagent/rep/lrp"
+	"github.com/cellagent/cellagent/rep/models"
+)
+
+// store is the container store the fake client serves: a map of
+// containers and an event channel the test feeds.
+type store struct {
+	mu     sync.Mutex
+	ctrs   map[string]executor.Container
+	events chan executor.Event
+}
+
+func newStore(client *fakes.FakeClient) *store {
+	s := &store{ctrs: map[string]executor.Container{}, events: make(chan executor.Event, 16)}
+	client.EventsReturns(s.events, nil)
+	client.AllocateCalls(func(_ context.Context, reqs []executor.AllocationRequest) ([]executor.AllocationFailure, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, r := range reqs {
+			s.ctrs[r.GUID] = executor.Container{GUID: r.GUID, State: executor.StateReserved, Tags: r.Tags, Resources: r.Resources}
+		}
+		return nil, nil
+	})
+	client.GetCalls(func(_ context.Context, guid string) (executor.Container, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c, ok := s.ctrs[guid]
+		if !ok {
+			return c, executor.NewError(executor.ErrContainerNotFound, "container %s not found", guid)
+		}
+		return c, nil
+	})
+	client.ListCalls(func(context.Context) ([]executor.Container, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var out []executor.Container
+		for _, c := range s.ctrs {
+			out = append(out, c)
+		}
+		return out, nil
+	})
+	client.DeleteCalls(func(_ context.Context, guid string) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.ctrs, guid)
+		return nil
+	})
+	return s
+}
+
+// set stores c and publishes its state change.
+func (s *store) set(c executor.Container) {
+	s.mu.Lock()
+	s.ctrs[c.GUID] = c
+	s.mu.Unlock()
+	s.events <- executor.Event{Type: executor.EventContainerState, GUID: c.GUID, Container: &c}
+}
+
+func (s *store) has(guid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.ctrs[guid]
+	return ok
+}
+
+func diegoContainer(guid string, state executor.State) executor.Container {
+	return executor.Container{GUID: guid, State: state, ExternalIP: "10.0.0.5", InternalIP: "10.255.0.2",
+		Ports: []executor.PortMapping{{ContainerPort: 8080, HostPort: 40001, ContainerTLSProxyPort: 61001, HostTLSProxyPort: 40002}},
+		Tags: map[string]string{lrp.TagProcessGUID: "pg-1", lrp.TagIndex: "1", lrp.TagDomain: "d",
+			lrp.TagInstanceGUID: guid, "diego.metric-tag.source_id": "pg-1"}}
+}
+
+func supported() *models.DesiredLRP {
+	return &models.DesiredLRP{ProcessGuid: "pg-1", Domain: "d", RootFs: "preloaded:cflinuxfs4", MemoryMb: 64, DiskMb: 64,
+		Ports: []uint32{8080}, Action: &models.Action{RunAction: &models.RunAction{Path: "/app/server"}},
+		MetricTags: map[string]*models.MetricTagValue{"source_id": {Static: "pg-1"}}}
+}
+
+var _ = Describe("Cell", func() {
+	var (
+		client  *fakes.FakeClient
+		fakeBBS *cellfakes.FakeBBS
+		st      *store
+		clk     *fakeclock.FakeClock
+		c       *cell.Cell
+		proc    ifrit.Process
+	)
+
+	BeforeEach(func() {
+		client, fakeBBS = &fakes.FakeClient{}, &cellfakes.FakeBBS{}
+		st = newStore(client)
+		clk = fakeclock.NewFakeClock(time.Now())
+		fakeBBS.DesiredLRPReturns(supported(), nil)
+		c = cell.New(lagertest.NewTestLogger("cell"), cell.Config{CellID: "cell-1", Zone: "z1",
+			Stacks: map[string]string{"cflinuxfs4": "busybox"}, ReconcileInterval: time.Minute}, client, fakeBBS, clk)
+		proc = ifrit.Invoke(c)
+	})
+
+	AfterEach(func() {
+		proc.Signal(os.Interrupt)
+		Eventually(proc.Wait()).Should(Receive(BeNil()))
+		goleak.VerifyNone(GinkgoT(), goleak.IgnoreCurrent())
+	})
+
+	work := func() api.Work {
+		return api.Work{LRPs: []api.LRP{{ProcessGUID: "pg-1", Index: 1, Domain: "d",
+			PlacementConstraint: api.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"}, Resource: api.Resource{MemoryMB: 64, DiskMB: 64}}}}
+	}
+
+	Describe("Perform", func() {
+		It("reserves, claims and runs an LRP it can run", func() {
+			failed, err := c.Perform(context.Background(), work())
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failed.LRPs).To(BeEmpty())
+			Expect(client.AllocateCallCount()).To(Equal(1))
+			_, reqs := client.AllocateArgsForCall(0)
+			guid := reqs[0].GUID
+			Expect(guid).To(HaveLen(28))
+			Expect(reqs[0].Resources).To(Equal(executor.Resources{MemoryMB: 64, DiskMB: 64}))
+			Expect(reqs[0].Tags).To(HaveKeyWithValue(lrp.TagProcessGUID, "pg-1"))
+			Expect(reqs[0].Tags).To(HaveKeyWithValue(lrp.TagIndex, "1"))
+			Expect(reqs[0].Tags).To(HaveKeyWithValue("diego.metric-tag.source_id", "pg-1"))
+
+			Eventually(client.RunCallCount).Should(Equal(1))
+			Expect(fakeBBS.ClaimCallCount()).To(Equal(1))
+			_, key, inst := fakeBBS.ClaimArgsForCall(0)
+			Expect(key).To(HaveField("ProcessGuid", "pg-1"))
+			Expect(key.GetIndex()).To(BeEquivalentTo(1))
+			Expect(inst.GetInstanceGuid()).To(Equal(guid))
+			Expect(inst.GetCellId()).To(Equal("cell-1"))
+			_, runGUID, req := client.RunArgsForCall(0)
+			Expect(runGUID).To(Equal(guid))
+			Expect(req.Resources).To(BeNil())
+			Expect(req.Image).To(Equal("preloaded:busybox"))
+		})
+
+		It("refuses an LRP it cannot run fully: nothing reserved, the reason recorded in BBS", func() {
+			d := supported()
+			d.Privileged = true
+			fakeBBS.DesiredLRPReturns(d, nil)
+			failed, err := c.Perform(context.Background(), work())
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failed.LRPs).To(BeEmpty())
+			Eventually(fakeBBS.FailCallCount).Should(Equal(1))
+			_, key, reason := fakeBBS.FailArgsForCall(0)
+			Expect(key.GetProcessGuid()).To(Equal("pg-1"))
+			Expect(reason).To(ContainSubstring("privileged"))
+			Expect(client.AllocateCallCount()).To(BeZero())
+			Expect(fakeBBS.ClaimCallCount()).To(BeZero())
+		})
+
+		It("answers the LRPs that do not fit as failed work", func() {
+			client.AllocateReturns([]executor.AllocationFailure{{Error: executor.ErrInsufficientResources}}, nil)
+			client.AllocateStub = nil
+			failed, err := c.Perform(context.Background(), work())
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failed.LRPs).To(Equal(work().LRPs))
+			Consistently(fakeBBS.ClaimCallCount).Should(BeZero())
+		})
+
+		It("answers every task as failed (no tasks yet)", func() {
+			w := api.Work{Tasks: []api.Task{{TaskGuid: "t-1"}}}
+			failed, err := c.Perform(context.Background(), w)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failed.Tasks).To(Equal(w.Tasks))
+		})
+
+		It("drops the reservation when the claim fails", func() {
+			fakeBBS.ClaimReturns(&bbs.Error{Type: models.Error_ActualLRPCannotBeClaimed})
+			_, err := c.Perform(context.Background(), work())
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(client.DeleteCallCount).Should(Equal(1))
+			Expect(client.RunCallCount()).To(BeZero())
+		})
+	})
+
+	Describe("reporting", func() {
+		It("starts the actual LRP once with the container's net info", func() {
+			st.set(diegoContainer("ig-1", executor.StateRunning))
+			Eventually(fakeBBS.StartCallCount).Should(Equal(1))
+			_, s := fakeBBS.StartArgsForCall(0)
+			Expect(s.Key.GetProcessGuid()).To(Equal("pg-1"))
+			Expect(s.Instance.GetInstanceGuid()).To(Equal("ig-1"))
+			Expect(s.Net.GetAddress()).To(Equal("10.0.0.5"))
+			Expect(s.Net.GetInstanceAddress()).To(Equal("10.255.0.2"))
+			Expect(s.Net.GetPreferredAddress()).To(Equal(models.ActualLRPNetInfo_HOST))
+			Expect(s.Net.GetPorts()).To(HaveLen(1))
+			Expect(s.Net.GetPorts()[0].GetHostTlsProxyPort()).To(BeEquivalentTo(40002))
+			Expect(s.MetricTags).To(Equal(map[string]string{"source_id": "pg-1"}))
+			Expect(s.AvailabilityZone).To(Equal("z1"))
+
+			st.set(diegoContainer("ig-1", executor.StateRunning)) // replayed event
+			Consistently(fakeBBS.StartCallCount).Should(Equal(1))
+		})
+
+		It("reports a container that exits on its own as crashed and deletes it", func() {
+			ctr := diegoContainer("ig-1", executor.StateCompleted)
+			ctr.RunResult = executor.RunResult{Failed: true, FailureReason: "app exited with status 3"}
+			st.set(ctr)
+			Eventually(fakeBBS.CrashCallCount).Should(Equal(1))
+			_, _, inst, reason := fakeBBS.CrashArgsForCall(0)
+			Expect(inst.GetInstanceGuid()).To(Equal("ig-1"))
+			Expect(reason).To(Equal("app exited with status 3"))
+			Eventually(func() bool { return st.has("ig-1") }).Should(BeFalse())
+		})
+
+		It("ignores containers that are not Diego's", func() {
+			st.set(executor.Container{GUID: "v1-ctr", State: executor.StateRunning})
+			Consistently(fakeBBS.StartCallCount).Should(BeZero())
+		})
+	})
+
+	Describe("StopLRP", func() {
+		It("deletes the container, then removes the actual LRP; no crash is reported", func() {
+			st.set(diegoContainer("ig-1", executor.StateRunning))
+			Eventually(fakeBBS.StartCallCount).Should(Equal(1))
+			client.DeleteCalls(func(_ context.Context, guid string) error {
+				ctr := diegoContainer(guid, executor.StateCompleted)
+				ctr.RunResult.Stopped = true
+				st.set(ctr) // the store completes it while deleting
+				st.mu.Lock()
+				delete(st.ctrs, guid)
+				st.mu.Unlock()
+				return nil
+			})
+			Expect(c.StopLRP(context.Background(), "pg-1", "ig-1")).To(Succeed())
+			Eventually(fakeBBS.RemoveCallCount).Should(Equal(1))
+			_, key, inst := fakeBBS.RemoveArgsForCall(0)
+			Expect(key.GetProcessGuid()).To(Equal("pg-1"))
+			Expect(inst.GetInstanceGuid()).To(Equal("ig-1"))
+			Consistently(fakeBBS.CrashCallCount).Should(BeZero())
+			Expect(fakeBBS.RemoveCallCount()).To(Equal(1))
+		})
+
+		It("answers not found for an unknown instance or another process's", func() {
+			Expect(c.StopLRP(context.Background(), "pg-1", "nope")).To(MatchError(api.ErrNotFound))
+			st.set(diegoContainer("ig-1", executor.StateRunning))
+			Expect(c.StopLRP(context.Background(), "pg-2", "ig-1")).To(MatchError(api.ErrNotFound))
+		})
+	})
+
+	Describe("reconcile", func() {
+		It("removes records whose container is gone and deletes containers BBS does not place here", func() {
+			st.mu.Lock()
+			st.ctrs["orphan"] = diegoContainer("orphan", executor.StateRunning)
+			st.ctrs["kept"] = diegoContainer("kept", executor.StateRunning)
+			st.mu.Unlock()
+			lrpOn := func(guid, state string) *models.ActualLRP {
+				return &models.ActualLRP{ActualLrpKey: &models.ActualLRPKey{ProcessGuid: "pg-1"}, State: state,
+					ActualLrpInstanceKey: &models.ActualLRPInstanceKey{InstanceGuid: guid, CellId: "cell-1"}}
+			}
+			fakeBBS.ActualLRPsReturns([]*models.ActualLRP{lrpOn("kept", "RUNNING"), lrpOn("gone", "RUNNING")}, nil)
+			clk.WaitForWatcherAndIncrement(time.Minute)
+			Eventually(fakeBBS.RemoveCallCount).Should(Equal(1))
+			_, _, inst := fakeBBS.RemoveArgsForCall(0)
+			Expect(inst.GetInstanceGuid()).To(Equal("gone"))
+			Eventually(func() bool { return st.has("orphan") }).Should(BeFalse())
+			Expect(st.has("kept")).To(BeTrue())
+		})
+	})
+
+	Describe("State", func() {
+		It("lists the Diego instances and the preloaded stacks", func() {
+			client.StateReturns(executor.CellState{Total: executor.ResourceTotals{MemoryMB: 1024, DiskMB: 2048, Containers: 10},
+				Available: executor.ResourceTotals{MemoryMB: 960, DiskMB: 1984, Containers: 9}, ProxyMemoryOverheadMB: 32}, nil)
+			st.mu.Lock()
+			st.ctrs["ig-1"] = diegoContainer("ig-1", executor.StateCreated)
+			st.ctrs["v1"] = executor.Container{GUID: "v1", State: executor.StateRunning}
+			st.mu.Unlock()
+			s, err := c.State(context.Background())
+			Expect(err).NotTo(HaveOccurred())
+			Expect(s.CellID).To(Equal("cell-1"))
+			Expect(s.TotalResources).To(Equal(api.Resources{MemoryMB: 1024, DiskMB: 2048, Containers: 10}))
+			Expect(s.AvailableResources).To(Equal(api.Resources{MemoryMB: 960, DiskMB: 1984, Containers: 9}))
+			Expect(s.ProxyMemoryAllocationMB).To(Equal(32))
+			Expect(s.RootFSProviders).To(Equal(api.RootFSProviders{"preloaded": {"cflinuxfs4"}}))
+			Expect(s.LRPs).To(ConsistOf(HaveField("InstanceGUID", "ig-1")))
+			Expect(s.LRPs[0].State).To(Equal("CLAIMED"))
+			Expect(s.StartingContainerCount).To(Equal(1))
+		})
+	})
+
+	It("does not fail the BBS error check for unrelated errors", func() {
+		Expect(bbs.IsType(errors.New("x"), models.Error_ResourceNotFound)).To(BeFalse())
+	})
+})

@@ -162,6 +162,8 @@ type Config struct {
 	DiskReserveMB int    `json:"disk_reserve_mb"`
 	LogMaxBytes   int64  `json:"log_max_bytes"`
 	LogLevel      string `json:"log_level"`
+	// Diego, when set, makes the agent a Diego cell (see diego.go).
+	Diego *Diego `json:"diego,omitempty"`
 }
 
 // DefaultConfig is what an empty file means.
@@ -453,6 +455,9 @@ func (c Config) Validate() error {
 	case "debug", "info", "error", "fatal":
 	default:
 		bad("log_level %q: must be debug, info, error or fatal", c.LogLevel)
+	}
+	if c.Diego != nil {
+		errs = append(errs, c.Diego.validate(c)...)
 	}
 	return errors.Join(errs...)
 }

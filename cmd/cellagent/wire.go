@@ -188,6 +188,11 @@ func run(cfg config.Config) error {
 		return err
 	}
 	members = append(members, apiMembers...)
+	diego, err := diegoMembers(logger, cfg, store, total, clk)
+	if err != nil {
+		return fmt.Errorf("diego: %w", err)
+	}
+	members = append(members, diego...)
 	group := grouper.NewOrdered(os.Interrupt, members)
 	logger.Info("starting", lager.Data{"cell-id": cfg.CellID, "admin": cfg.Listen.Admin, "data-dir": cfg.DataDir,
 		"containerd": cfg.Containerd.Socket, "capacity": total})

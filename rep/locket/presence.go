@@ -14,8 +14,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"regexp"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +35,6 @@ import (
 const (
 	methodLock    = "/models.Locket/Lock"
 	methodRelease = "/models.Locket/Release"
-	methodFetch   = "/models.Locket/Fetch"
 )
 
 // Defaults as the rep uses them (locket.DefaultSessionTTLInSeconds and
@@ -52,6 +54,11 @@ type Config struct {
 	TTL           time.Duration
 	RetryInterval time.Duration
 	Clock         clock.Clock
+	// OwnerFile keeps the owner across restarts: a cell restarted after
+	// kill -9 refreshes its own presence at once instead of colliding with
+	// it until the TTL runs out (while BBS may call its LRPs suspect).
+	// Empty means a new owner per run, as the rep does.
+	OwnerFile string
 }
 
 // Presence holds the presence while it runs.
@@ -82,7 +89,7 @@ func New(logger lager.Logger, cfg Config) (*Presence, error) {
 	if err != nil {
 		return nil, fmt.Errorf("locket %s: %w", cfg.Address, err)
 	}
-	owner, err := newOwner()
+	owner, err := loadOwner(cfg.OwnerFile)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -102,6 +109,30 @@ func newOwner() (string, error) {
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
 }
+
+// loadOwner reads the owner kept in file, or makes one and keeps it there.
+func loadOwner(file string) (string, error) {
+	if file == "" {
+		return newOwner()
+	}
+	b, err := os.ReadFile(file)
+	if err == nil && ownerPattern.Match(b) {
+		return string(b), nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("locket owner file: %w", err)
+	}
+	owner, err := newOwner()
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(file, []byte(owner), 0o600); err != nil {
+		return "", fmt.Errorf("locket owner file: %w", err)
+	}
+	return owner, nil
+}
+
+var ownerPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // Held reports whether the last lock attempt succeeded.
 func (p *Presence) Held() bool { return p.held.Load() }
@@ -156,13 +187,4 @@ func (p *Presence) release() {
 	}
 	p.held.Store(false)
 	p.logger.Info("released-presence")
-}
-
-// Fetch reads the resource stored under key (for tests and operators).
-func Fetch(ctx context.Context, conn grpc.ClientConnInterface, key string) (*models.Resource, error) {
-	resp := &models.FetchResponse{}
-	if err := conn.Invoke(ctx, methodFetch, &models.FetchRequest{Key: key}, resp); err != nil {
-		return nil, err
-	}
-	return resp.GetResource(), nil
 }

@@ -180,6 +180,17 @@ var _ = Describe("Cell", func() {
 			Consistently(fakeBBS.ClaimCallCount).Should(BeZero())
 		})
 
+		It("reads the desired LRP once for several instances of one process", func() {
+			w := work()
+			w.LRPs = append(w.LRPs, w.LRPs[0])
+			w.LRPs[1].Index = 0
+			failed, err := c.Perform(context.Background(), w)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failed.LRPs).To(BeEmpty())
+			Expect(fakeBBS.DesiredLRPCallCount()).To(Equal(1))
+			Eventually(client.RunCallCount).Should(Equal(2))
+		})
+
 		It("answers every task as failed (no tasks yet)", func() {
 			w := api.Work{Tasks: []api.Task{{TaskGuid: "t-1"}}}
 			failed, err := c.Perform(context.Background(), w)

@@ -38,8 +38,9 @@ func (c *Cell) Perform(ctx context.Context, w api.Work) (api.Work, error) {
 		failed.LRPs = w.LRPs
 		return failed, nil
 	}
+	desired := map[string]*models.DesiredLRP{} // instances of one process share one read
 	for _, l := range w.LRPs {
-		p, err := c.prepare(ctx, l)
+		p, err := c.prepare(ctx, l, desired)
 		var refusal *lrp.Refusal
 		switch {
 		case errors.As(err, &refusal):
@@ -68,7 +69,7 @@ func (c *Cell) Perform(ctx context.Context, w api.Work) (api.Work, error) {
 }
 
 // prepare checks, translates and reserves one LRP.
-func (c *Cell) prepare(ctx context.Context, l api.LRP) (placement, error) {
+func (c *Cell) prepare(ctx context.Context, l api.LRP, cache map[string]*models.DesiredLRP) (placement, error) {
 	if l.ProcessGUID == "" {
 		return placement{}, errors.New("lrp without process_guid")
 	}
@@ -79,11 +80,14 @@ func (c *Cell) prepare(ctx context.Context, l api.LRP) (placement, error) {
 	if err != nil {
 		return placement{}, err
 	}
-	bctx, cancel := context.WithTimeout(ctx, bbsCallTimeout)
-	defer cancel()
-	desired, err := c.bbs.DesiredLRP(bctx, l.ProcessGUID)
-	if err != nil {
-		return placement{}, fmt.Errorf("read desired lrp: %w", err)
+	desired, ok := cache[l.ProcessGUID]
+	if !ok {
+		bctx, cancel := context.WithTimeout(ctx, bbsCallTimeout)
+		defer cancel()
+		if desired, err = c.bbs.DesiredLRP(bctx, l.ProcessGUID); err != nil {
+			return placement{}, fmt.Errorf("read desired lrp: %w", err)
+		}
+		cache[l.ProcessGUID] = desired
 	}
 	req, err := lrp.Translate(desired, l.Index, lrp.Settings{Stacks: c.cfg.Stacks, EmitRoutes: c.cfg.EmitRoutes})
 	if err != nil {

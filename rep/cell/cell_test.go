@@ -198,6 +198,26 @@ var _ = Describe("Cell", func() {
 			Expect(failed.Tasks).To(Equal(w.Tasks))
 		})
 
+		It("does not report a crash for an instance stopped between claim and run", func() {
+			claimed := make(chan struct{})
+			release := make(chan struct{})
+			fakeBBS.ClaimCalls(func(context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey) error {
+				close(claimed)
+				<-release
+				return nil
+			})
+			client.RunReturns(executor.NewError(executor.ErrContainerNotFound, "gone"))
+			_, err := c.Perform(context.Background(), work())
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(claimed).Should(BeClosed())
+			_, reqs := client.AllocateArgsForCall(0)
+			Expect(c.StopLRP(context.Background(), "pg-1", reqs[0].GUID)).To(Succeed())
+			Eventually(fakeBBS.RemoveCallCount).Should(Equal(1))
+			close(release)
+			Eventually(client.RunCallCount).Should(Equal(1))
+			Consistently(fakeBBS.CrashCallCount).Should(BeZero())
+		})
+
 		It("drops the reservation when the claim fails", func() {
 			fakeBBS.ClaimReturns(&bbs.Error{Type: models.Error_ActualLRPCannotBeClaimed})
 			_, err := c.Perform(context.Background(), work())

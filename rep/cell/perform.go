@@ -137,6 +137,12 @@ func (c *Cell) claimAndRun(p placement) {
 		return
 	}
 	if err := c.store.Run(c.ctx, p.instanceGUID, p.req); err != nil {
+		if errors.Is(err, executor.ErrContainerNotFound) {
+			// Deleted since the claim: BBS asked to stop it, and the stop
+			// path removes the actual LRP.
+			logger.Info("deleted-before-run")
+			return
+		}
 		logger.Error("run-failed", err)
 		if cerr := c.bbs.Crash(ctx, key, inst, "run: "+err.Error()); cerr != nil {
 			logger.Error("crash-actual-lrp", cerr)

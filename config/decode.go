@@ -48,6 +48,19 @@ var (
 // appended to problems and leaves v as it was.
 func decodeValue(path string, raw json.RawMessage, v reflect.Value, problems *[]error) {
 	t := v.Type()
+	if t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct && !t.Implements(jsonUnmarshaler) {
+		// An optional section (diego): null removes it, an object is
+		// decoded key by key like any other section.
+		if string(bytes.TrimSpace(raw)) == "null" {
+			v.Set(reflect.Zero(t))
+			return
+		}
+		if v.IsNil() {
+			v.Set(reflect.New(t.Elem()))
+		}
+		decodeValue(path, raw, v.Elem(), problems)
+		return
+	}
 	leaf := t.Kind() != reflect.Struct || reflect.PointerTo(t).Implements(jsonUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler)
 	if leaf {
 		tmp := reflect.New(t)

@@ -42,7 +42,7 @@ var _ = Describe("diego section", func() {
 		var decoded config.Config
 		Expect(config.Decode([]byte(`{"diego":{"emit_routes":false,"stacks":{"s":"busybox"}}}`), &decoded)).To(Succeed())
 		Expect(decoded.Diego.RoutesEmitted()).To(BeFalse())
-		Expect(config.Decode([]byte(`{"diego":{"bogus":1}}`), &decoded)).To(MatchError(ContainSubstring("bogus")))
+		Expect(config.Decode([]byte(`{"diego":{"bogus":1}}`), &decoded)).To(MatchError(ContainSubstring("diego.bogus: unknown key")))
 	})
 
 	It("reports every problem at once", func() {

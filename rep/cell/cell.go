@@ -88,6 +88,22 @@ const (
 	bbsCallTimeout  = 15 * time.Second
 )
 
+// Log data keys, the same in every message of the cell.
+const (
+	keyProcessGUID  = "process-guid"
+	keyIndex        = "index"
+	keyInstanceGUID = "instance-guid"
+)
+
+// lrpData names an instance in log data; instanceGUID may be empty.
+func lrpData(processGUID string, index int32, instanceGUID string) lager.Data {
+	d := lager.Data{keyProcessGUID: processGUID, keyIndex: index}
+	if instanceGUID != "" {
+		d[keyInstanceGUID] = instanceGUID
+	}
+	return d
+}
+
 // identity is the actual LRP a container holds, read from its tags.
 type identity struct {
 	key  *models.ActualLRPKey
@@ -188,8 +204,9 @@ func (c *Cell) report(ctr executor.Container) {
 	if !ok {
 		return // not a Diego container (a /v1 one)
 	}
-	logger := c.logger.Session("report", lager.Data{"process-guid": id.key.ProcessGuid, "index": id.key.Index,
-		"instance-guid": ctr.GUID, "state": ctr.State.String()})
+	data := lrpData(id.key.ProcessGuid, id.key.Index, ctr.GUID)
+	data["state"] = ctr.State.String()
+	logger := c.logger.Session("report", data)
 	switch ctr.State {
 	case executor.StateRunning:
 		if !c.markReported(ctr.GUID, reportedRunning) {

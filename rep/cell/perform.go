@@ -47,7 +47,9 @@ func (c *Cell) Perform(ctx context.Context, w api.Work) (api.Work, error) {
 			// Answered as placed: the auctioneer fails a work item it gets
 			// back with an empty placement error, which would hide the
 			// reason. The cell records the reason on the actual LRP itself.
-			logger.Info("refused-lrp", lager.Data{"process-guid": l.ProcessGUID, "index": l.Index, "reason": refusal.Reason})
+			data := lrpData(l.ProcessGUID, l.Index, "")
+			data["reason"] = refusal.Reason
+			logger.Info("refused-lrp", data)
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
@@ -55,7 +57,9 @@ func (c *Cell) Perform(ctx context.Context, w api.Work) (api.Work, error) {
 			}()
 			continue
 		case err != nil:
-			logger.Info("failed-lrp", lager.Data{"process-guid": l.ProcessGUID, "index": l.Index, "error": err.Error()})
+			data := lrpData(l.ProcessGUID, l.Index, "")
+			data["error"] = err.Error()
+			logger.Info("failed-lrp", data)
 			failed.LRPs = append(failed.LRPs, l)
 			continue
 		}
@@ -118,7 +122,7 @@ func (c *Cell) failPlacement(l api.LRP, reason string) {
 	defer cancel()
 	key := &models.ActualLRPKey{ProcessGuid: l.ProcessGUID, Index: l.Index, Domain: l.Domain}
 	if err := c.bbs.Fail(ctx, key, reason); err != nil {
-		c.logger.Error("fail-actual-lrp", err, lager.Data{"process-guid": l.ProcessGUID, "index": l.Index})
+		c.logger.Error("fail-actual-lrp", err, lrpData(l.ProcessGUID, l.Index, ""))
 	}
 }
 
@@ -127,8 +131,7 @@ func (c *Cell) failPlacement(l api.LRP, reason string) {
 func (c *Cell) claimAndRun(p placement) {
 	key := &models.ActualLRPKey{ProcessGuid: p.lrp.ProcessGUID, Index: p.lrp.Index, Domain: p.lrp.Domain}
 	inst := &models.ActualLRPInstanceKey{InstanceGuid: p.instanceGUID, CellId: c.cfg.CellID}
-	logger := c.logger.Session("claim-and-run", lager.Data{"process-guid": key.ProcessGuid, "index": key.Index,
-		"instance-guid": p.instanceGUID})
+	logger := c.logger.Session("claim-and-run", lrpData(key.ProcessGuid, key.Index, p.instanceGUID))
 	ctx, cancel := context.WithTimeout(c.ctx, bbsCallTimeout)
 	defer cancel()
 	if err := c.bbs.Claim(ctx, key, inst); err != nil {
@@ -177,9 +180,8 @@ func (c *Cell) StopLRP(ctx context.Context, processGUID, instanceGUID string) er
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		logger := c.logger.Session("stop-lrp", lager.Data{"process-guid": processGUID, "index": id.key.Index,
-			"instance-guid": instanceGUID})
-		dctx, cancel := context.WithTimeout(c.ctx, 2*bbsCallTimeout+ctrStopBudget(ctr))
+		logger := c.logger.Session("stop-lrp", lrpData(processGUID, id.key.Index, instanceGUID))
+		dctx, cancel := context.WithTimeout(c.ctx, 2*bbsCallTimeout+stopBudget)
 		defer cancel()
 		if err := c.store.Delete(dctx, instanceGUID); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
 			logger.Error("delete-container", err)
@@ -197,8 +199,9 @@ func (c *Cell) StopLRP(ctx context.Context, processGUID, instanceGUID string) er
 	return nil
 }
 
-// ctrStopBudget is a generous bound for stopping one container.
-func ctrStopBudget(executor.Container) time.Duration { return 2 * time.Minute }
+// stopBudget is a generous bound for stopping and deleting one container
+// (its stop grace included).
+const stopBudget = 2 * time.Minute
 
 // State is the cell state the auctioneer reads.
 func (c *Cell) State(ctx context.Context) (api.CellState, error) {

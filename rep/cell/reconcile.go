@@ -44,8 +44,7 @@ func (c *Cell) reconcile() {
 		if _, err := c.store.Get(c.ctx, inst.GetInstanceGuid()); !errors.Is(err, executor.ErrContainerNotFound) {
 			continue
 		}
-		data := lager.Data{"process-guid": a.GetActualLrpKey().GetProcessGuid(), "index": a.GetActualLrpKey().GetIndex(),
-			"instance-guid": inst.GetInstanceGuid()}
+		data := lrpData(a.GetActualLrpKey().GetProcessGuid(), a.GetActualLrpKey().GetIndex(), inst.GetInstanceGuid())
 		if err := c.bbs.Remove(ctx, a.GetActualLrpKey(), inst); err != nil {
 			logger.Error("remove-residual-actual-lrp", err, data)
 			continue
@@ -62,7 +61,7 @@ func (c *Cell) reconcile() {
 		if busy {
 			continue
 		}
-		logger.Info("deleting-orphan", lager.Data{"instance-guid": ctr.GUID, "state": ctr.State.String()})
+		logger.Info("deleting-orphan", lager.Data{keyInstanceGUID: ctr.GUID, "state": ctr.State.String()})
 		c.delete(logger, ctr.GUID)
 	}
 }

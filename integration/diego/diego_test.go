@@ -98,7 +98,7 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 	)
 
 	BeforeAll(func() {
-		k, agent = startCell(cellID, false, cellNetwork{name: "cellagentdiego", bridge: "cadiego0",
+		k, agent = startCell(cellID, cellOptions{}, cellNetwork{name: "cellagentdiego", bridge: "cadiego0",
 			subnet: "10.254.170.0/24", ports: "47100-47199"})
 	})
 
@@ -265,14 +265,14 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 	})
 })
 
-var _ = Describe("cellagent as a Diego cell with mutual TLS on the rep API (REP_TLS=1)", Ordered, func() {
+var _ = Describe("cellagent as a Diego cell with mutual TLS on the rep API (REP_TLS=1) and the TLS proxy", Ordered, func() {
 	var (
 		k     *kit
 		agent *testagent.Agent
 	)
 
 	BeforeAll(func() {
-		k, agent = startCell("diegocelltls", true, cellNetwork{name: "cellagentdiegotls", bridge: "cadiegotls0",
+		k, agent = startCell("diegocelltls", cellOptions{repTLS: true, proxy: true}, cellNetwork{name: "cellagentdiegotls", bridge: "cadiegotls0",
 			subnet: "10.254.171.0/24", ports: "47200-47299"})
 	})
 
@@ -280,6 +280,17 @@ var _ = Describe("cellagent as a Diego cell with mutual TLS on the rep API (REP_
 		const guid = "it-tls-app"
 		lrps := runOne(k, guid)
 		Expect(lrps[0].CellID).To(Equal("diegocelltls"))
+		// The net info carries the proxy's ports, as the container has them.
+		ctrs := diegoContainers(agent, guid)
+		Expect(ctrs).To(HaveLen(1))
+		Expect(ctrs[0].Ports[0].HostTLSProxyPort).NotTo(BeZero())
+		Expect(lrps[0].Ports).To(Equal([]portMapping{{ContainerPort: appPort, HostPort: uint32(ctrs[0].Ports[0].HostPort),
+			ContainerTLSProxyPort: uint32(ctrs[0].Ports[0].ContainerTLSProxyPort), HostTLSProxyPort: uint32(ctrs[0].Ports[0].HostTLSProxyPort)}}))
+		conn, err := tls.Dial("tcp", net.JoinHostPort(lrps[0].Address, strconv.Itoa(int(lrps[0].Ports[0].HostTLSProxyPort))),
+			&tls.Config{InsecureSkipVerify: true}) // the instance identity CA is the agent's dev CA; only reachability is checked here
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conn.ConnectionState().PeerCertificates[0].Subject.CommonName).To(Equal(lrps[0].InstanceGUID))
+		conn.Close()
 		body, err := get(appURL(lrps[0]) + "/")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(body).To(ContainSubstring("hello from " + lrps[0].InstanceGUID))

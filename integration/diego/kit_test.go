@@ -134,8 +134,10 @@ func (k *kit) cells() ([]cellPresence, error) {
 }
 
 type portMapping struct {
-	ContainerPort uint32 `json:"container_port"`
-	HostPort      uint32 `json:"host_port"`
+	ContainerPort         uint32 `json:"container_port"`
+	HostPort              uint32 `json:"host_port"`
+	ContainerTLSProxyPort uint32 `json:"container_tls_proxy_port"`
+	HostTLSProxyPort      uint32 `json:"host_tls_proxy_port"`
 }
 
 // actualLRP is the part of bbsctl's actual-lrps output the tests read.
@@ -180,23 +182,29 @@ func (k *kit) waitActual(processGUID, state string, count int, timeout time.Dura
 // cellNetwork keeps each suite's agent off the other suites' networks.
 type cellNetwork struct{ name, bridge, subnet, ports string }
 
-// startCell starts a control plane (REP_TLS=1 when repTLS) and a
+// cellOptions are the settings that differ between the suites' cells.
+type cellOptions struct {
+	repTLS bool // REP_TLS=1: https rep URL, mutual TLS on the rep API
+	proxy  bool // the TLS proxy beside each app (the agent's default)
+}
+
+// startCell starts a control plane (REP_TLS=1 with opts.repTLS) and a
 // cellagent configured as its cell, and registers their cleanup. The
 // cell uses the kit's cell certificate towards BBS and Locket and, with
-// repTLS, for the rep API too.
-func startCell(name string, repTLS bool, netw cellNetwork) (*kit, *testagent.Agent) {
+// opts.repTLS, for the rep API too.
+func startCell(name string, opts cellOptions, netw cellNetwork) (*kit, *testagent.Agent) {
 	home, err := findKit()
 	if err != nil {
 		Skip("the Diego control plane kit is absent: " + err.Error())
 	}
-	k, err := startKit(home, repTLS)
+	k, err := startKit(home, opts.repTLS)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(k.stop()).To(Succeed()) })
 
 	repPort, err := testagent.FreePort()
 	Expect(err).NotTo(HaveOccurred())
 	rep := config.DiegoRep{Listen: "127.0.0.1:" + strconv.Itoa(repPort), URL: "http://127.0.0.1:" + strconv.Itoa(repPort)}
-	if repTLS {
+	if opts.repTLS {
 		rep.URL = "https://127.0.0.1:" + strconv.Itoa(repPort)
 		rep.TLS = config.TLS{Cert: k.env["CELL_CERT"], Key: k.env["CELL_KEY"], ClientCA: k.env["CELL_CA"]}
 	}
@@ -204,6 +212,7 @@ func startCell(name string, repTLS bool, netw cellNetwork) (*kit, *testagent.Age
 		c.Network.Mode = "bridge"
 		c.Network.Name, c.Network.Bridge, c.Network.Subnet, c.Network.HostPortRange = netw.name, netw.bridge, netw.subnet, netw.ports
 		c.Network.ExternalIP = "127.0.0.1"
+		c.Proxy.Enabled = opts.proxy
 		c.Diego = &config.Diego{
 			BBS: config.DiegoBBS{URL: k.env["BBS_URL"], CACert: k.env["CELL_CA"], Cert: k.env["CELL_CERT"], Key: k.env["CELL_KEY"]},
 			Locket: config.DiegoLocket{Address: k.env["LOCKET_ADDRESS"], CACert: k.env["LOCKET_CA"],

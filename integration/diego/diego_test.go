@@ -298,6 +298,24 @@ var _ = Describe("cellagent as a Diego cell with mutual TLS on the rep API (REP_
 		removeAndWaitGone(k, agent, guid)
 	})
 
+	It("with a second cell, has the auctioneer spread instances across both", func() {
+		startAgent(k, "diegocelltls2", cellOptions{repTLS: true, proxy: true}, cellNetwork{name: "cellagentdiegotwo",
+			bridge: "cadiegotwo0", subnet: "10.254.172.0/24", ports: "47300-47399"})
+		Eventually(k.cells, waitLong, time.Second).Should(HaveLen(2))
+		const guid = "it-spread"
+		_, err := k.bbsctl(desiredLRP(guid, 2), "desire-lrp")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _, _ = k.bbsctl("", "remove-lrp", guid) })
+		lrps, err := k.waitActual(guid, "RUNNING", 2, waitLong)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(lrps).To(ConsistOf(HaveField("CellID", "diegocelltls"), HaveField("CellID", "diegocelltls2")))
+		for _, l := range lrps {
+			body, err := get(appURL(l) + "/")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(body).To(ContainSubstring("hello from " + l.InstanceGUID))
+		}
+	})
+
 	It("answers rep API calls only with a client certificate signed by its CA", func() {
 		pool := x509.NewCertPool()
 		pem, err := os.ReadFile(k.env["CELL_CA"])

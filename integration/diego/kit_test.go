@@ -200,7 +200,12 @@ func startCell(name string, opts cellOptions, netw cellNetwork) (*kit, *testagen
 	k, err := startKit(home, opts.repTLS)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(k.stop()).To(Succeed()) })
+	return k, startAgent(k, name, opts, netw)
+}
 
+// startAgent starts one more cell of k's control plane (opts.repTLS as
+// k was started with) and registers its cleanup.
+func startAgent(k *kit, name string, opts cellOptions, netw cellNetwork) *testagent.Agent {
 	repPort, err := testagent.FreePort()
 	Expect(err).NotTo(HaveOccurred())
 	rep := config.DiegoRep{Listen: "127.0.0.1:" + strconv.Itoa(repPort), URL: "http://127.0.0.1:" + strconv.Itoa(repPort)}
@@ -233,7 +238,7 @@ func startCell(name string, opts cellOptions, netw cellNetwork) (*kit, *testagen
 		}
 		agent.Cleanup()
 	})
-	return k, agent
+	return agent
 }
 
 func tailLines(s string, n int) string {

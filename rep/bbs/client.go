@@ -33,6 +33,9 @@ const (
 	routeRemove         = "/v1/actual_lrps/remove"
 	routeActualLRPs     = "/v1/actual_lrps/list"
 	routeDesiredByGUID  = "/v1/desired_lrps/get_by_process_guid.r3"
+	routeTaskByGUID     = "/v1/tasks/get_by_task_guid.r3"
+	routeStartTask      = "/v1/tasks/start"
+	routeCompleteTask   = "/v1/tasks/complete"
 	protobufContentType = "application/x-protobuf"
 	maxResponseBytes    = 32 << 20
 )
@@ -180,4 +183,32 @@ func (c *Client) DesiredLRP(ctx context.Context, processGUID string) (*models.De
 		return nil, &Error{Type: models.Error_ResourceNotFound, Message: "no desired lrp in the answer"}
 	}
 	return resp.GetDesiredLrp(), nil
+}
+
+// Task reads a task.
+func (c *Client) Task(ctx context.Context, taskGUID string) (*models.Task, error) {
+	resp := &models.TaskResponse{}
+	if err := c.do(ctx, routeTaskByGUID, &models.TaskByGuidRequest{TaskGuid: taskGUID}, resp); err != nil {
+		return nil, err
+	}
+	if resp.GetTask() == nil {
+		return nil, &Error{Type: models.Error_ResourceNotFound, Message: "no task in the answer"}
+	}
+	return resp.GetTask(), nil
+}
+
+// StartTask moves the task to Running on cellID; false means it must not
+// run (already running elsewhere, cancelled).
+func (c *Client) StartTask(ctx context.Context, taskGUID, cellID string) (bool, error) {
+	resp := &models.StartTaskResponse{}
+	if err := c.do(ctx, routeStartTask, &models.StartTaskRequest{TaskGuid: taskGUID, CellId: cellID}, resp); err != nil {
+		return false, err
+	}
+	return resp.GetShouldStart(), nil
+}
+
+// CompleteTask reports how the task ended.
+func (c *Client) CompleteTask(ctx context.Context, taskGUID, cellID string, failed bool, reason, result string) error {
+	return c.do(ctx, routeCompleteTask, &models.CompleteTaskRequest{TaskGuid: taskGUID, CellId: cellID, Failed: failed,
+		FailureReason: reason, Result: result}, &models.TaskLifecycleResponse{})
 }

@@ -15,11 +15,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/cellagent/cellagent/executor"
@@ -33,6 +35,8 @@ const (
 	TagIndex        = "diego.index"
 	TagDomain       = "diego.domain"
 	TagInstanceGUID = "diego.instance-guid"
+	// TagTaskGUID marks a task's container (its guid is the task guid).
+	TagTaskGUID = "diego.task-guid"
 )
 
 // Settings are the cell's part of the translation.
@@ -77,6 +81,8 @@ var unsupportedFields = map[protoreflect.FullName]map[protowire.Number]string{
 	"models.Action": {1: "download action", 2: "upload action", 4: "timeout action", 5: "emit_progress action",
 		6: "try action", 7: "parallel action"},
 	"models.RunAction": {9: "volume_mounted_files"},
+	"models.TaskDefinition": {14: "egress_rules", 15: "cached_dependencies", 18: "volume_mounts", 19: "network",
+		23: "image_username", 24: "image_password", 25: "image_layers", 26: "log_rate_limit"},
 }
 
 // unknownFields lists the fields set in m (and the messages in it) that
@@ -119,46 +125,20 @@ func unknownFields(m protoreflect.Message, path string, out *[]string) {
 
 // Translate answers the run request for instance index of d.
 func Translate(d *models.DesiredLRP, index int32, s Settings) (executor.RunRequest, error) {
-	var unknown []string
-	unknownFields(d.ProtoReflect(), "", &unknown)
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return executor.RunRequest{}, refuse("not supported by this cell: %s", strings.Join(dedupe(unknown), ", "))
-	}
-	if d.GetPrivileged() {
-		return executor.RunRequest{}, refuse("privileged containers are not allowed on this cell")
-	}
 	if d.GetSetup() != nil {
 		return executor.RunRequest{}, refuse("setup actions are not supported")
 	}
 	if d.GetMonitor() != nil && d.GetCheckDefinition() == nil {
 		return executor.RunRequest{}, refuse("monitor actions are not supported; use check_definition")
 	}
-	if p := d.GetTrustedSystemCertificatesPath(); p != "" {
-		return executor.RunRequest{}, refuse("trusted_system_certificates_path %q is not supported", p)
-	}
-	image, err := Image(d.GetRootFs(), s.Stacks)
+	req, err := translateCommon(d, common{rootfs: d.GetRootFs(), privileged: d.GetPrivileged(),
+		trustedCerts: d.GetTrustedSystemCertificatesPath(), action: d.GetAction(), env: d.GetEnvironmentVariables(),
+		memoryMB: d.GetMemoryMb(), diskMB: d.GetDiskMb(), maxPids: d.GetMaxPids(), cpuWeight: d.GetCpuWeight(),
+		logGUID: d.GetLogGuid(), certs: d.GetCertificateProperties()}, s)
 	if err != nil {
 		return executor.RunRequest{}, err
 	}
-	run, err := singleRun(d.GetAction())
-	if err != nil {
-		return executor.RunRequest{}, err
-	}
-	if rl := run.GetResourceLimits(); rl != nil && (rl.OptionalNofile != nil || rl.OptionalNproc != nil) {
-		return executor.RunRequest{}, refuse("run action resource_limits (nofile, nproc) are not supported")
-	}
-	req := executor.RunRequest{
-		LogGUID:   d.GetLogGuid(),
-		Index:     int(index),
-		Resources: &executor.Resources{MemoryMB: int(d.GetMemoryMb()), DiskMB: int(d.GetDiskMb()), MaxPids: int(d.GetMaxPids())},
-		Image:     image,
-		Process:   executor.Process{Path: run.GetPath(), Args: run.GetArgs(), Dir: run.GetDir(), User: run.GetUser()},
-		CPUWeight: int(d.GetCpuWeight()),
-	}
-	for _, e := range append(d.GetEnvironmentVariables(), run.GetEnv()...) {
-		req.Process.Env = append(req.Process.Env, e.GetName()+"="+e.GetValue())
-	}
+	req.Index = int(index)
 	for _, p := range d.GetPorts() {
 		if p == 0 || p > 65535 {
 			return executor.RunRequest{}, refuse("port %d is out of range", p)
@@ -174,13 +154,75 @@ func Translate(d *models.DesiredLRP, index int32, s Settings) (executor.RunReque
 	if req.Check, err = check(d.GetCheckDefinition()); err != nil {
 		return executor.RunRequest{}, err
 	}
-	if cp := d.GetCertificateProperties(); cp != nil && len(cp.GetOrganizationalUnit()) > 0 {
-		req.CertificateProperties = &executor.CertificateProperties{OrganizationalUnit: cp.GetOrganizationalUnit()}
-	}
 	if s.EmitRoutes {
 		if req.Routes, err = Routes(d.GetRoutes()); err != nil {
 			return executor.RunRequest{}, err
 		}
+	}
+	return req, nil
+}
+
+// TranslateTask answers the run request of a task. A task's container
+// has no ports and no check: it runs until its process exits.
+func TranslateTask(t *models.TaskDefinition, s Settings) (executor.RunRequest, error) {
+	if f := t.GetResultFile(); f != "" {
+		return executor.RunRequest{}, refuse("result_file %q is not supported yet", f)
+	}
+	return translateCommon(t, common{rootfs: t.GetRootFs(), privileged: t.GetPrivileged(),
+		trustedCerts: t.GetTrustedSystemCertificatesPath(), action: t.GetAction(), env: t.GetEnvironmentVariables(),
+		memoryMB: t.GetMemoryMb(), diskMB: t.GetDiskMb(), maxPids: t.GetMaxPids(), cpuWeight: t.GetCpuWeight(),
+		logGUID: t.GetLogGuid(), certs: t.GetCertificateProperties()}, s)
+}
+
+// common are the fields desired LRPs and tasks share.
+type common struct {
+	rootfs, trustedCerts, logGUID string
+	privileged                    bool
+	action                        *models.Action
+	env                           []*models.EnvironmentVariable
+	memoryMB, diskMB, maxPids     int32
+	cpuWeight                     uint32
+	certs                         *models.CertificateProperties
+}
+
+// translateCommon refuses what neither kind supports and fills what both
+// have; msg is the whole message, searched for undeclared fields.
+func translateCommon(msg proto.Message, c common, s Settings) (executor.RunRequest, error) {
+	var unknown []string
+	unknownFields(msg.ProtoReflect(), "", &unknown)
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return executor.RunRequest{}, refuse("not supported by this cell: %s", strings.Join(dedupe(unknown), ", "))
+	}
+	if c.privileged {
+		return executor.RunRequest{}, refuse("privileged containers are not allowed on this cell")
+	}
+	if c.trustedCerts != "" {
+		return executor.RunRequest{}, refuse("trusted_system_certificates_path %q is not supported", c.trustedCerts)
+	}
+	image, err := Image(c.rootfs, s.Stacks)
+	if err != nil {
+		return executor.RunRequest{}, err
+	}
+	run, err := singleRun(c.action)
+	if err != nil {
+		return executor.RunRequest{}, err
+	}
+	if rl := run.GetResourceLimits(); rl != nil && (rl.OptionalNofile != nil || rl.OptionalNproc != nil) {
+		return executor.RunRequest{}, refuse("run action resource_limits (nofile, nproc) are not supported")
+	}
+	req := executor.RunRequest{
+		LogGUID:   c.logGUID,
+		Resources: &executor.Resources{MemoryMB: int(c.memoryMB), DiskMB: int(c.diskMB), MaxPids: int(c.maxPids)},
+		Image:     image,
+		Process:   executor.Process{Path: run.GetPath(), Args: run.GetArgs(), Dir: run.GetDir(), User: run.GetUser()},
+		CPUWeight: int(c.cpuWeight),
+	}
+	for _, e := range slices.Concat(c.env, run.GetEnv()) {
+		req.Process.Env = append(req.Process.Env, e.GetName()+"="+e.GetValue())
+	}
+	if len(c.certs.GetOrganizationalUnit()) > 0 {
+		req.CertificateProperties = &executor.CertificateProperties{OrganizationalUnit: c.certs.GetOrganizationalUnit()}
 	}
 	return req, nil
 }

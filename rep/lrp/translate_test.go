@@ -144,3 +144,34 @@ var _ = Describe("MetricTags", func() {
 			"source_id": "pg-1", "index": "3", "instance": "ig-1"}))
 	})
 })
+
+var _ = Describe("TranslateTask", func() {
+	task := func() *models.TaskDefinition {
+		return &models.TaskDefinition{RootFs: "preloaded:cflinuxfs4", MemoryMb: 64, DiskMb: 32, LogGuid: "lg",
+			EnvironmentVariables: []*models.EnvironmentVariable{{Name: "A", Value: "1"}},
+			Action:               &models.Action{RunAction: &models.RunAction{Path: "/bin/sh", Args: []string{"-c", "true"}, User: "vcap"}}}
+	}
+
+	It("translates a task's single run into a container without ports or check", func() {
+		req, err := lrp.TranslateTask(task(), settings)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(req).To(Equal(executor.RunRequest{LogGUID: "lg", Image: "preloaded:busybox",
+			Resources: &executor.Resources{MemoryMB: 64, DiskMB: 32},
+			Process:   executor.Process{Path: "/bin/sh", Args: []string{"-c", "true"}, User: "vcap", Env: []string{"A=1"}}}))
+		Expect(req.Validate(true)).To(Succeed())
+	})
+
+	DescribeTable("refuses what it cannot honour",
+		func(change func(*models.TaskDefinition), reason string) {
+			t := task()
+			change(t)
+			_, err := lrp.TranslateTask(t, settings)
+			Expect(err).To(BeAssignableToTypeOf(&lrp.Refusal{}))
+			Expect(err.Error()).To(ContainSubstring(reason))
+		},
+		Entry("a result file", func(t *models.TaskDefinition) { t.ResultFile = "/tmp/result" }, "result_file"),
+		Entry("privileged", func(t *models.TaskDefinition) { t.Privileged = true }, "privileged"),
+		Entry("egress rules (field 14)", func(t *models.TaskDefinition) { withUnknownField(t, 14) }, "egress_rules"),
+		Entry("a docker image", func(t *models.TaskDefinition) { t.RootFs = "docker:///busybox" }, "only preloaded:STACK"),
+	)
+})

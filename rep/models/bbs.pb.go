@@ -335,6 +335,61 @@ func (DesiredLRP_UpdateStrategy) EnumDescriptor() ([]byte, []int) {
 	return file_bbs_proto_rawDescGZIP(), []int{29, 0}
 }
 
+type Task_State int32
+
+const (
+	Task_Invalid   Task_State = 0
+	Task_Pending   Task_State = 1
+	Task_Running   Task_State = 2
+	Task_Completed Task_State = 3
+	Task_Resolving Task_State = 4
+)
+
+// Enum value maps for Task_State.
+var (
+	Task_State_name = map[int32]string{
+		0: "Invalid",
+		1: "Pending",
+		2: "Running",
+		3: "Completed",
+		4: "Resolving",
+	}
+	Task_State_value = map[string]int32{
+		"Invalid":   0,
+		"Pending":   1,
+		"Running":   2,
+		"Completed": 3,
+		"Resolving": 4,
+	}
+)
+
+func (x Task_State) Enum() *Task_State {
+	p := new(Task_State)
+	*p = x
+	return p
+}
+
+func (x Task_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Task_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_bbs_proto_enumTypes[5].Descriptor()
+}
+
+func (Task_State) Type() protoreflect.EnumType {
+	return &file_bbs_proto_enumTypes[5]
+}
+
+func (x Task_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Task_State.Descriptor instead.
+func (Task_State) EnumDescriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{33, 0}
+}
+
 // error.proto
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2610,6 +2665,658 @@ func (x *DesiredLRPResponse) GetDesiredLrp() *DesiredLRP {
 	return nil
 }
 
+// task.proto. Not declared (so refused by the translator): egress_rules
+// (14), cached_dependencies (15), volume_mounts (18), network (19), image
+// credentials (23, 24), image_layers (25), log_rate_limit (26).
+type TaskDefinition struct {
+	state                         protoimpl.MessageState     `protogen:"open.v1"`
+	RootFs                        string                     `protobuf:"bytes,1,opt,name=root_fs,json=rootFs,proto3" json:"root_fs,omitempty"`
+	EnvironmentVariables          []*EnvironmentVariable     `protobuf:"bytes,2,rep,name=environment_variables,json=environmentVariables,proto3" json:"environment_variables,omitempty"`
+	Action                        *Action                    `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	DiskMb                        int32                      `protobuf:"varint,4,opt,name=disk_mb,json=diskMb,proto3" json:"disk_mb,omitempty"`
+	MemoryMb                      int32                      `protobuf:"varint,5,opt,name=memory_mb,json=memoryMb,proto3" json:"memory_mb,omitempty"`
+	CpuWeight                     uint32                     `protobuf:"varint,6,opt,name=cpu_weight,json=cpuWeight,proto3" json:"cpu_weight,omitempty"`
+	Privileged                    bool                       `protobuf:"varint,7,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	LogSource                     string                     `protobuf:"bytes,8,opt,name=log_source,json=logSource,proto3" json:"log_source,omitempty"`
+	LogGuid                       string                     `protobuf:"bytes,9,opt,name=log_guid,json=logGuid,proto3" json:"log_guid,omitempty"`
+	MetricsGuid                   string                     `protobuf:"bytes,10,opt,name=metrics_guid,json=metricsGuid,proto3" json:"metrics_guid,omitempty"`
+	ResultFile                    string                     `protobuf:"bytes,11,opt,name=result_file,json=resultFile,proto3" json:"result_file,omitempty"`
+	CompletionCallbackUrl         string                     `protobuf:"bytes,12,opt,name=completion_callback_url,json=completionCallbackUrl,proto3" json:"completion_callback_url,omitempty"`
+	Annotation                    string                     `protobuf:"bytes,13,opt,name=annotation,proto3" json:"annotation,omitempty"`
+	LegacyDownloadUser            string                     `protobuf:"bytes,16,opt,name=legacy_download_user,json=legacyDownloadUser,proto3" json:"legacy_download_user,omitempty"`
+	TrustedSystemCertificatesPath string                     `protobuf:"bytes,17,opt,name=trusted_system_certificates_path,json=trustedSystemCertificatesPath,proto3" json:"trusted_system_certificates_path,omitempty"`
+	PlacementTags                 []string                   `protobuf:"bytes,20,rep,name=placement_tags,json=placementTags,proto3" json:"placement_tags,omitempty"`
+	MaxPids                       int32                      `protobuf:"varint,21,opt,name=max_pids,json=maxPids,proto3" json:"max_pids,omitempty"`
+	CertificateProperties         *CertificateProperties     `protobuf:"bytes,22,opt,name=certificate_properties,json=certificateProperties,proto3" json:"certificate_properties,omitempty"`
+	MetricTags                    map[string]*MetricTagValue `protobuf:"bytes,27,rep,name=metric_tags,json=metricTags,proto3" json:"metric_tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields                 protoimpl.UnknownFields
+	sizeCache                     protoimpl.SizeCache
+}
+
+func (x *TaskDefinition) Reset() {
+	*x = TaskDefinition{}
+	mi := &file_bbs_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskDefinition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskDefinition) ProtoMessage() {}
+
+func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskDefinition.ProtoReflect.Descriptor instead.
+func (*TaskDefinition) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *TaskDefinition) GetRootFs() string {
+	if x != nil {
+		return x.RootFs
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetEnvironmentVariables() []*EnvironmentVariable {
+	if x != nil {
+		return x.EnvironmentVariables
+	}
+	return nil
+}
+
+func (x *TaskDefinition) GetAction() *Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+func (x *TaskDefinition) GetDiskMb() int32 {
+	if x != nil {
+		return x.DiskMb
+	}
+	return 0
+}
+
+func (x *TaskDefinition) GetMemoryMb() int32 {
+	if x != nil {
+		return x.MemoryMb
+	}
+	return 0
+}
+
+func (x *TaskDefinition) GetCpuWeight() uint32 {
+	if x != nil {
+		return x.CpuWeight
+	}
+	return 0
+}
+
+func (x *TaskDefinition) GetPrivileged() bool {
+	if x != nil {
+		return x.Privileged
+	}
+	return false
+}
+
+func (x *TaskDefinition) GetLogSource() string {
+	if x != nil {
+		return x.LogSource
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetLogGuid() string {
+	if x != nil {
+		return x.LogGuid
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetMetricsGuid() string {
+	if x != nil {
+		return x.MetricsGuid
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetResultFile() string {
+	if x != nil {
+		return x.ResultFile
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetCompletionCallbackUrl() string {
+	if x != nil {
+		return x.CompletionCallbackUrl
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetAnnotation() string {
+	if x != nil {
+		return x.Annotation
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetLegacyDownloadUser() string {
+	if x != nil {
+		return x.LegacyDownloadUser
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetTrustedSystemCertificatesPath() string {
+	if x != nil {
+		return x.TrustedSystemCertificatesPath
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetPlacementTags() []string {
+	if x != nil {
+		return x.PlacementTags
+	}
+	return nil
+}
+
+func (x *TaskDefinition) GetMaxPids() int32 {
+	if x != nil {
+		return x.MaxPids
+	}
+	return 0
+}
+
+func (x *TaskDefinition) GetCertificateProperties() *CertificateProperties {
+	if x != nil {
+		return x.CertificateProperties
+	}
+	return nil
+}
+
+func (x *TaskDefinition) GetMetricTags() map[string]*MetricTagValue {
+	if x != nil {
+		return x.MetricTags
+	}
+	return nil
+}
+
+type Task struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	TaskDefinition   *TaskDefinition        `protobuf:"bytes,1,opt,name=task_definition,json=taskDefinition,proto3" json:"task_definition,omitempty"`
+	TaskGuid         string                 `protobuf:"bytes,2,opt,name=task_guid,json=taskGuid,proto3" json:"task_guid,omitempty"`
+	Domain           string                 `protobuf:"bytes,3,opt,name=domain,proto3" json:"domain,omitempty"`
+	CreatedAt        int64                  `protobuf:"varint,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt        int64                  `protobuf:"varint,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	FirstCompletedAt int64                  `protobuf:"varint,6,opt,name=first_completed_at,json=firstCompletedAt,proto3" json:"first_completed_at,omitempty"`
+	State            Task_State             `protobuf:"varint,7,opt,name=state,proto3,enum=models.Task_State" json:"state,omitempty"`
+	CellId           string                 `protobuf:"bytes,8,opt,name=cell_id,json=cellId,proto3" json:"cell_id,omitempty"`
+	Result           string                 `protobuf:"bytes,9,opt,name=result,proto3" json:"result,omitempty"`
+	Failed           bool                   `protobuf:"varint,10,opt,name=failed,proto3" json:"failed,omitempty"`
+	FailureReason    string                 `protobuf:"bytes,11,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
+	RejectionCount   int32                  `protobuf:"varint,12,opt,name=rejection_count,json=rejectionCount,proto3" json:"rejection_count,omitempty"`
+	RejectionReason  string                 `protobuf:"bytes,13,opt,name=rejection_reason,json=rejectionReason,proto3" json:"rejection_reason,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Task) Reset() {
+	*x = Task{}
+	mi := &file_bbs_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Task) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Task) ProtoMessage() {}
+
+func (x *Task) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Task.ProtoReflect.Descriptor instead.
+func (*Task) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Task) GetTaskDefinition() *TaskDefinition {
+	if x != nil {
+		return x.TaskDefinition
+	}
+	return nil
+}
+
+func (x *Task) GetTaskGuid() string {
+	if x != nil {
+		return x.TaskGuid
+	}
+	return ""
+}
+
+func (x *Task) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *Task) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *Task) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+func (x *Task) GetFirstCompletedAt() int64 {
+	if x != nil {
+		return x.FirstCompletedAt
+	}
+	return 0
+}
+
+func (x *Task) GetState() Task_State {
+	if x != nil {
+		return x.State
+	}
+	return Task_Invalid
+}
+
+func (x *Task) GetCellId() string {
+	if x != nil {
+		return x.CellId
+	}
+	return ""
+}
+
+func (x *Task) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *Task) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
+}
+
+func (x *Task) GetFailureReason() string {
+	if x != nil {
+		return x.FailureReason
+	}
+	return ""
+}
+
+func (x *Task) GetRejectionCount() int32 {
+	if x != nil {
+		return x.RejectionCount
+	}
+	return 0
+}
+
+func (x *Task) GetRejectionReason() string {
+	if x != nil {
+		return x.RejectionReason
+	}
+	return ""
+}
+
+// task_requests.proto
+type TaskLifecycleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskLifecycleResponse) Reset() {
+	*x = TaskLifecycleResponse{}
+	mi := &file_bbs_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskLifecycleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskLifecycleResponse) ProtoMessage() {}
+
+func (x *TaskLifecycleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskLifecycleResponse.ProtoReflect.Descriptor instead.
+func (*TaskLifecycleResponse) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *TaskLifecycleResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type StartTaskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskGuid      string                 `protobuf:"bytes,1,opt,name=task_guid,json=taskGuid,proto3" json:"task_guid,omitempty"`
+	CellId        string                 `protobuf:"bytes,2,opt,name=cell_id,json=cellId,proto3" json:"cell_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartTaskRequest) Reset() {
+	*x = StartTaskRequest{}
+	mi := &file_bbs_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartTaskRequest) ProtoMessage() {}
+
+func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartTaskRequest.ProtoReflect.Descriptor instead.
+func (*StartTaskRequest) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *StartTaskRequest) GetTaskGuid() string {
+	if x != nil {
+		return x.TaskGuid
+	}
+	return ""
+}
+
+func (x *StartTaskRequest) GetCellId() string {
+	if x != nil {
+		return x.CellId
+	}
+	return ""
+}
+
+type StartTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	ShouldStart   bool                   `protobuf:"varint,2,opt,name=should_start,json=shouldStart,proto3" json:"should_start,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartTaskResponse) Reset() {
+	*x = StartTaskResponse{}
+	mi := &file_bbs_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartTaskResponse) ProtoMessage() {}
+
+func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartTaskResponse.ProtoReflect.Descriptor instead.
+func (*StartTaskResponse) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *StartTaskResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *StartTaskResponse) GetShouldStart() bool {
+	if x != nil {
+		return x.ShouldStart
+	}
+	return false
+}
+
+type CompleteTaskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskGuid      string                 `protobuf:"bytes,1,opt,name=task_guid,json=taskGuid,proto3" json:"task_guid,omitempty"`
+	CellId        string                 `protobuf:"bytes,2,opt,name=cell_id,json=cellId,proto3" json:"cell_id,omitempty"`
+	Failed        bool                   `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"`
+	FailureReason string                 `protobuf:"bytes,4,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
+	Result        string                 `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteTaskRequest) Reset() {
+	*x = CompleteTaskRequest{}
+	mi := &file_bbs_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteTaskRequest) ProtoMessage() {}
+
+func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteTaskRequest.ProtoReflect.Descriptor instead.
+func (*CompleteTaskRequest) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CompleteTaskRequest) GetTaskGuid() string {
+	if x != nil {
+		return x.TaskGuid
+	}
+	return ""
+}
+
+func (x *CompleteTaskRequest) GetCellId() string {
+	if x != nil {
+		return x.CellId
+	}
+	return ""
+}
+
+func (x *CompleteTaskRequest) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
+}
+
+func (x *CompleteTaskRequest) GetFailureReason() string {
+	if x != nil {
+		return x.FailureReason
+	}
+	return ""
+}
+
+func (x *CompleteTaskRequest) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+type TaskByGuidRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskGuid      string                 `protobuf:"bytes,1,opt,name=task_guid,json=taskGuid,proto3" json:"task_guid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskByGuidRequest) Reset() {
+	*x = TaskByGuidRequest{}
+	mi := &file_bbs_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskByGuidRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskByGuidRequest) ProtoMessage() {}
+
+func (x *TaskByGuidRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskByGuidRequest.ProtoReflect.Descriptor instead.
+func (*TaskByGuidRequest) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *TaskByGuidRequest) GetTaskGuid() string {
+	if x != nil {
+		return x.TaskGuid
+	}
+	return ""
+}
+
+type TaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Task          *Task                  `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskResponse) Reset() {
+	*x = TaskResponse{}
+	mi := &file_bbs_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskResponse) ProtoMessage() {}
+
+func (x *TaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskResponse.ProtoReflect.Descriptor instead.
+func (*TaskResponse) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *TaskResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *TaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
 var File_bbs_proto protoreflect.FileDescriptor
 
 const file_bbs_proto_rawDesc = "" +
@@ -2853,7 +3560,81 @@ const file_bbs_proto_rawDesc = "" +
 	"\x12DesiredLRPResponse\x12#\n" +
 	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\x123\n" +
 	"\vdesired_lrp\x18\x02 \x01(\v2\x12.models.DesiredLRPR\n" +
-	"desiredLrpB+Z)github.com/cellagent/cellagent/rep/modelsb\x06proto3"
+	"desiredLrp\"\xa1\a\n" +
+	"\x0eTaskDefinition\x12\x17\n" +
+	"\aroot_fs\x18\x01 \x01(\tR\x06rootFs\x12P\n" +
+	"\x15environment_variables\x18\x02 \x03(\v2\x1b.models.EnvironmentVariableR\x14environmentVariables\x12&\n" +
+	"\x06action\x18\x03 \x01(\v2\x0e.models.ActionR\x06action\x12\x17\n" +
+	"\adisk_mb\x18\x04 \x01(\x05R\x06diskMb\x12\x1b\n" +
+	"\tmemory_mb\x18\x05 \x01(\x05R\bmemoryMb\x12\x1d\n" +
+	"\n" +
+	"cpu_weight\x18\x06 \x01(\rR\tcpuWeight\x12\x1e\n" +
+	"\n" +
+	"privileged\x18\a \x01(\bR\n" +
+	"privileged\x12\x1d\n" +
+	"\n" +
+	"log_source\x18\b \x01(\tR\tlogSource\x12\x19\n" +
+	"\blog_guid\x18\t \x01(\tR\alogGuid\x12!\n" +
+	"\fmetrics_guid\x18\n" +
+	" \x01(\tR\vmetricsGuid\x12\x1f\n" +
+	"\vresult_file\x18\v \x01(\tR\n" +
+	"resultFile\x126\n" +
+	"\x17completion_callback_url\x18\f \x01(\tR\x15completionCallbackUrl\x12\x1e\n" +
+	"\n" +
+	"annotation\x18\r \x01(\tR\n" +
+	"annotation\x120\n" +
+	"\x14legacy_download_user\x18\x10 \x01(\tR\x12legacyDownloadUser\x12G\n" +
+	" trusted_system_certificates_path\x18\x11 \x01(\tR\x1dtrustedSystemCertificatesPath\x12%\n" +
+	"\x0eplacement_tags\x18\x14 \x03(\tR\rplacementTags\x12\x19\n" +
+	"\bmax_pids\x18\x15 \x01(\x05R\amaxPids\x12T\n" +
+	"\x16certificate_properties\x18\x16 \x01(\v2\x1d.models.CertificatePropertiesR\x15certificateProperties\x12G\n" +
+	"\vmetric_tags\x18\x1b \x03(\v2&.models.TaskDefinition.MetricTagsEntryR\n" +
+	"metricTags\x1aU\n" +
+	"\x0fMetricTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.models.MetricTagValueR\x05value:\x028\x01\"\xa4\x04\n" +
+	"\x04Task\x12?\n" +
+	"\x0ftask_definition\x18\x01 \x01(\v2\x16.models.TaskDefinitionR\x0etaskDefinition\x12\x1b\n" +
+	"\ttask_guid\x18\x02 \x01(\tR\btaskGuid\x12\x16\n" +
+	"\x06domain\x18\x03 \x01(\tR\x06domain\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x05 \x01(\x03R\tupdatedAt\x12,\n" +
+	"\x12first_completed_at\x18\x06 \x01(\x03R\x10firstCompletedAt\x12(\n" +
+	"\x05state\x18\a \x01(\x0e2\x12.models.Task.StateR\x05state\x12\x17\n" +
+	"\acell_id\x18\b \x01(\tR\x06cellId\x12\x16\n" +
+	"\x06result\x18\t \x01(\tR\x06result\x12\x16\n" +
+	"\x06failed\x18\n" +
+	" \x01(\bR\x06failed\x12%\n" +
+	"\x0efailure_reason\x18\v \x01(\tR\rfailureReason\x12'\n" +
+	"\x0frejection_count\x18\f \x01(\x05R\x0erejectionCount\x12)\n" +
+	"\x10rejection_reason\x18\r \x01(\tR\x0frejectionReason\"L\n" +
+	"\x05State\x12\v\n" +
+	"\aInvalid\x10\x00\x12\v\n" +
+	"\aPending\x10\x01\x12\v\n" +
+	"\aRunning\x10\x02\x12\r\n" +
+	"\tCompleted\x10\x03\x12\r\n" +
+	"\tResolving\x10\x04\"<\n" +
+	"\x15TaskLifecycleResponse\x12#\n" +
+	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\"H\n" +
+	"\x10StartTaskRequest\x12\x1b\n" +
+	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\x12\x17\n" +
+	"\acell_id\x18\x02 \x01(\tR\x06cellId\"[\n" +
+	"\x11StartTaskResponse\x12#\n" +
+	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\x12!\n" +
+	"\fshould_start\x18\x02 \x01(\bR\vshouldStart\"\xa2\x01\n" +
+	"\x13CompleteTaskRequest\x12\x1b\n" +
+	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\x12\x17\n" +
+	"\acell_id\x18\x02 \x01(\tR\x06cellId\x12\x16\n" +
+	"\x06failed\x18\x03 \x01(\bR\x06failed\x12%\n" +
+	"\x0efailure_reason\x18\x04 \x01(\tR\rfailureReason\x12\x16\n" +
+	"\x06result\x18\x05 \x01(\tR\x06result\"0\n" +
+	"\x11TaskByGuidRequest\x12\x1b\n" +
+	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\"U\n" +
+	"\fTaskResponse\x12#\n" +
+	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\x12 \n" +
+	"\x04task\x18\x02 \x01(\v2\f.models.TaskR\x04taskB+Z)github.com/cellagent/cellagent/rep/modelsb\x06proto3"
 
 var (
 	file_bbs_proto_rawDescOnce sync.Once
@@ -2867,106 +3648,127 @@ func file_bbs_proto_rawDescGZIP() []byte {
 	return file_bbs_proto_rawDescData
 }
 
-var file_bbs_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_bbs_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_bbs_proto_goTypes = []any{
 	(Error_Type)(0),                        // 0: models.Error.Type
 	(ActualLRPNetInfo_PreferredAddress)(0), // 1: models.ActualLRPNetInfo.PreferredAddress
 	(ActualLRP_Presence)(0),                // 2: models.ActualLRP.Presence
 	(MetricTagValue_DynamicValue)(0),       // 3: models.MetricTagValue.DynamicValue
 	(DesiredLRP_UpdateStrategy)(0),         // 4: models.DesiredLRP.UpdateStrategy
-	(*Error)(nil),                          // 5: models.Error
-	(*ModificationTag)(nil),                // 6: models.ModificationTag
-	(*PortMapping)(nil),                    // 7: models.PortMapping
-	(*ActualLRPKey)(nil),                   // 8: models.ActualLRPKey
-	(*ActualLRPInstanceKey)(nil),           // 9: models.ActualLRPInstanceKey
-	(*ActualLRPNetInfo)(nil),               // 10: models.ActualLRPNetInfo
-	(*ActualLRPInternalRoute)(nil),         // 11: models.ActualLRPInternalRoute
-	(*ActualLRP)(nil),                      // 12: models.ActualLRP
-	(*ActualLRPLifecycleResponse)(nil),     // 13: models.ActualLRPLifecycleResponse
-	(*ClaimActualLRPRequest)(nil),          // 14: models.ClaimActualLRPRequest
-	(*StartActualLRPRequest)(nil),          // 15: models.StartActualLRPRequest
-	(*CrashActualLRPRequest)(nil),          // 16: models.CrashActualLRPRequest
-	(*FailActualLRPRequest)(nil),           // 17: models.FailActualLRPRequest
-	(*RemoveActualLRPRequest)(nil),         // 18: models.RemoveActualLRPRequest
-	(*ActualLRPsRequest)(nil),              // 19: models.ActualLRPsRequest
-	(*ActualLRPsResponse)(nil),             // 20: models.ActualLRPsResponse
-	(*EnvironmentVariable)(nil),            // 21: models.EnvironmentVariable
-	(*Action)(nil),                         // 22: models.Action
-	(*RunAction)(nil),                      // 23: models.RunAction
-	(*ResourceLimits)(nil),                 // 24: models.ResourceLimits
-	(*SerialAction)(nil),                   // 25: models.SerialAction
-	(*CodependentAction)(nil),              // 26: models.CodependentAction
-	(*CheckDefinition)(nil),                // 27: models.CheckDefinition
-	(*Check)(nil),                          // 28: models.Check
-	(*TCPCheck)(nil),                       // 29: models.TCPCheck
-	(*HTTPCheck)(nil),                      // 30: models.HTTPCheck
-	(*CertificateProperties)(nil),          // 31: models.CertificateProperties
-	(*MetricTagValue)(nil),                 // 32: models.MetricTagValue
-	(*ProtoRoutes)(nil),                    // 33: models.ProtoRoutes
-	(*DesiredLRP)(nil),                     // 34: models.DesiredLRP
-	(*DesiredLRPByProcessGuidRequest)(nil), // 35: models.DesiredLRPByProcessGuidRequest
-	(*DesiredLRPResponse)(nil),             // 36: models.DesiredLRPResponse
-	nil,                                    // 37: models.ActualLRP.MetricTagsEntry
-	nil,                                    // 38: models.StartActualLRPRequest.MetricTagsEntry
-	nil,                                    // 39: models.ProtoRoutes.RoutesEntry
-	nil,                                    // 40: models.DesiredLRP.MetricTagsEntry
+	(Task_State)(0),                        // 5: models.Task.State
+	(*Error)(nil),                          // 6: models.Error
+	(*ModificationTag)(nil),                // 7: models.ModificationTag
+	(*PortMapping)(nil),                    // 8: models.PortMapping
+	(*ActualLRPKey)(nil),                   // 9: models.ActualLRPKey
+	(*ActualLRPInstanceKey)(nil),           // 10: models.ActualLRPInstanceKey
+	(*ActualLRPNetInfo)(nil),               // 11: models.ActualLRPNetInfo
+	(*ActualLRPInternalRoute)(nil),         // 12: models.ActualLRPInternalRoute
+	(*ActualLRP)(nil),                      // 13: models.ActualLRP
+	(*ActualLRPLifecycleResponse)(nil),     // 14: models.ActualLRPLifecycleResponse
+	(*ClaimActualLRPRequest)(nil),          // 15: models.ClaimActualLRPRequest
+	(*StartActualLRPRequest)(nil),          // 16: models.StartActualLRPRequest
+	(*CrashActualLRPRequest)(nil),          // 17: models.CrashActualLRPRequest
+	(*FailActualLRPRequest)(nil),           // 18: models.FailActualLRPRequest
+	(*RemoveActualLRPRequest)(nil),         // 19: models.RemoveActualLRPRequest
+	(*ActualLRPsRequest)(nil),              // 20: models.ActualLRPsRequest
+	(*ActualLRPsResponse)(nil),             // 21: models.ActualLRPsResponse
+	(*EnvironmentVariable)(nil),            // 22: models.EnvironmentVariable
+	(*Action)(nil),                         // 23: models.Action
+	(*RunAction)(nil),                      // 24: models.RunAction
+	(*ResourceLimits)(nil),                 // 25: models.ResourceLimits
+	(*SerialAction)(nil),                   // 26: models.SerialAction
+	(*CodependentAction)(nil),              // 27: models.CodependentAction
+	(*CheckDefinition)(nil),                // 28: models.CheckDefinition
+	(*Check)(nil),                          // 29: models.Check
+	(*TCPCheck)(nil),                       // 30: models.TCPCheck
+	(*HTTPCheck)(nil),                      // 31: models.HTTPCheck
+	(*CertificateProperties)(nil),          // 32: models.CertificateProperties
+	(*MetricTagValue)(nil),                 // 33: models.MetricTagValue
+	(*ProtoRoutes)(nil),                    // 34: models.ProtoRoutes
+	(*DesiredLRP)(nil),                     // 35: models.DesiredLRP
+	(*DesiredLRPByProcessGuidRequest)(nil), // 36: models.DesiredLRPByProcessGuidRequest
+	(*DesiredLRPResponse)(nil),             // 37: models.DesiredLRPResponse
+	(*TaskDefinition)(nil),                 // 38: models.TaskDefinition
+	(*Task)(nil),                           // 39: models.Task
+	(*TaskLifecycleResponse)(nil),          // 40: models.TaskLifecycleResponse
+	(*StartTaskRequest)(nil),               // 41: models.StartTaskRequest
+	(*StartTaskResponse)(nil),              // 42: models.StartTaskResponse
+	(*CompleteTaskRequest)(nil),            // 43: models.CompleteTaskRequest
+	(*TaskByGuidRequest)(nil),              // 44: models.TaskByGuidRequest
+	(*TaskResponse)(nil),                   // 45: models.TaskResponse
+	nil,                                    // 46: models.ActualLRP.MetricTagsEntry
+	nil,                                    // 47: models.StartActualLRPRequest.MetricTagsEntry
+	nil,                                    // 48: models.ProtoRoutes.RoutesEntry
+	nil,                                    // 49: models.DesiredLRP.MetricTagsEntry
+	nil,                                    // 50: models.TaskDefinition.MetricTagsEntry
 }
 var file_bbs_proto_depIdxs = []int32{
 	0,  // 0: models.Error.type:type_name -> models.Error.Type
-	7,  // 1: models.ActualLRPNetInfo.ports:type_name -> models.PortMapping
+	8,  // 1: models.ActualLRPNetInfo.ports:type_name -> models.PortMapping
 	1,  // 2: models.ActualLRPNetInfo.preferred_address:type_name -> models.ActualLRPNetInfo.PreferredAddress
-	8,  // 3: models.ActualLRP.actual_lrp_key:type_name -> models.ActualLRPKey
-	9,  // 4: models.ActualLRP.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
-	10, // 5: models.ActualLRP.actual_lrp_net_info:type_name -> models.ActualLRPNetInfo
-	6,  // 6: models.ActualLRP.modification_tag:type_name -> models.ModificationTag
+	9,  // 3: models.ActualLRP.actual_lrp_key:type_name -> models.ActualLRPKey
+	10, // 4: models.ActualLRP.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
+	11, // 5: models.ActualLRP.actual_lrp_net_info:type_name -> models.ActualLRPNetInfo
+	7,  // 6: models.ActualLRP.modification_tag:type_name -> models.ModificationTag
 	2,  // 7: models.ActualLRP.presence:type_name -> models.ActualLRP.Presence
-	11, // 8: models.ActualLRP.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
-	37, // 9: models.ActualLRP.metric_tags:type_name -> models.ActualLRP.MetricTagsEntry
-	5,  // 10: models.ActualLRPLifecycleResponse.error:type_name -> models.Error
-	9,  // 11: models.ClaimActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
-	8,  // 12: models.StartActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
-	9,  // 13: models.StartActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
-	10, // 14: models.StartActualLRPRequest.actual_lrp_net_info:type_name -> models.ActualLRPNetInfo
-	11, // 15: models.StartActualLRPRequest.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
-	38, // 16: models.StartActualLRPRequest.metric_tags:type_name -> models.StartActualLRPRequest.MetricTagsEntry
-	8,  // 17: models.CrashActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
-	9,  // 18: models.CrashActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
-	8,  // 19: models.FailActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
-	9,  // 20: models.RemoveActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
-	5,  // 21: models.ActualLRPsResponse.error:type_name -> models.Error
-	12, // 22: models.ActualLRPsResponse.actual_lrps:type_name -> models.ActualLRP
-	23, // 23: models.Action.run_action:type_name -> models.RunAction
-	25, // 24: models.Action.serial_action:type_name -> models.SerialAction
-	26, // 25: models.Action.codependent_action:type_name -> models.CodependentAction
-	21, // 26: models.RunAction.env:type_name -> models.EnvironmentVariable
-	24, // 27: models.RunAction.resource_limits:type_name -> models.ResourceLimits
-	22, // 28: models.SerialAction.actions:type_name -> models.Action
-	22, // 29: models.CodependentAction.actions:type_name -> models.Action
-	28, // 30: models.CheckDefinition.checks:type_name -> models.Check
-	28, // 31: models.CheckDefinition.readiness_checks:type_name -> models.Check
-	29, // 32: models.Check.tcp_check:type_name -> models.TCPCheck
-	30, // 33: models.Check.http_check:type_name -> models.HTTPCheck
+	12, // 8: models.ActualLRP.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
+	46, // 9: models.ActualLRP.metric_tags:type_name -> models.ActualLRP.MetricTagsEntry
+	6,  // 10: models.ActualLRPLifecycleResponse.error:type_name -> models.Error
+	10, // 11: models.ClaimActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
+	9,  // 12: models.StartActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
+	10, // 13: models.StartActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
+	11, // 14: models.StartActualLRPRequest.actual_lrp_net_info:type_name -> models.ActualLRPNetInfo
+	12, // 15: models.StartActualLRPRequest.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
+	47, // 16: models.StartActualLRPRequest.metric_tags:type_name -> models.StartActualLRPRequest.MetricTagsEntry
+	9,  // 17: models.CrashActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
+	10, // 18: models.CrashActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
+	9,  // 19: models.FailActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
+	10, // 20: models.RemoveActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
+	6,  // 21: models.ActualLRPsResponse.error:type_name -> models.Error
+	13, // 22: models.ActualLRPsResponse.actual_lrps:type_name -> models.ActualLRP
+	24, // 23: models.Action.run_action:type_name -> models.RunAction
+	26, // 24: models.Action.serial_action:type_name -> models.SerialAction
+	27, // 25: models.Action.codependent_action:type_name -> models.CodependentAction
+	22, // 26: models.RunAction.env:type_name -> models.EnvironmentVariable
+	25, // 27: models.RunAction.resource_limits:type_name -> models.ResourceLimits
+	23, // 28: models.SerialAction.actions:type_name -> models.Action
+	23, // 29: models.CodependentAction.actions:type_name -> models.Action
+	29, // 30: models.CheckDefinition.checks:type_name -> models.Check
+	29, // 31: models.CheckDefinition.readiness_checks:type_name -> models.Check
+	30, // 32: models.Check.tcp_check:type_name -> models.TCPCheck
+	31, // 33: models.Check.http_check:type_name -> models.HTTPCheck
 	3,  // 34: models.MetricTagValue.dynamic:type_name -> models.MetricTagValue.DynamicValue
-	39, // 35: models.ProtoRoutes.routes:type_name -> models.ProtoRoutes.RoutesEntry
-	21, // 36: models.DesiredLRP.environment_variables:type_name -> models.EnvironmentVariable
-	22, // 37: models.DesiredLRP.setup:type_name -> models.Action
-	22, // 38: models.DesiredLRP.action:type_name -> models.Action
-	22, // 39: models.DesiredLRP.monitor:type_name -> models.Action
-	33, // 40: models.DesiredLRP.routes:type_name -> models.ProtoRoutes
-	6,  // 41: models.DesiredLRP.modification_tag:type_name -> models.ModificationTag
-	31, // 42: models.DesiredLRP.certificate_properties:type_name -> models.CertificateProperties
-	27, // 43: models.DesiredLRP.check_definition:type_name -> models.CheckDefinition
-	40, // 44: models.DesiredLRP.metric_tags:type_name -> models.DesiredLRP.MetricTagsEntry
+	48, // 35: models.ProtoRoutes.routes:type_name -> models.ProtoRoutes.RoutesEntry
+	22, // 36: models.DesiredLRP.environment_variables:type_name -> models.EnvironmentVariable
+	23, // 37: models.DesiredLRP.setup:type_name -> models.Action
+	23, // 38: models.DesiredLRP.action:type_name -> models.Action
+	23, // 39: models.DesiredLRP.monitor:type_name -> models.Action
+	34, // 40: models.DesiredLRP.routes:type_name -> models.ProtoRoutes
+	7,  // 41: models.DesiredLRP.modification_tag:type_name -> models.ModificationTag
+	32, // 42: models.DesiredLRP.certificate_properties:type_name -> models.CertificateProperties
+	28, // 43: models.DesiredLRP.check_definition:type_name -> models.CheckDefinition
+	49, // 44: models.DesiredLRP.metric_tags:type_name -> models.DesiredLRP.MetricTagsEntry
 	4,  // 45: models.DesiredLRP.update_strategy:type_name -> models.DesiredLRP.UpdateStrategy
-	5,  // 46: models.DesiredLRPResponse.error:type_name -> models.Error
-	34, // 47: models.DesiredLRPResponse.desired_lrp:type_name -> models.DesiredLRP
-	32, // 48: models.DesiredLRP.MetricTagsEntry.value:type_name -> models.MetricTagValue
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	6,  // 46: models.DesiredLRPResponse.error:type_name -> models.Error
+	35, // 47: models.DesiredLRPResponse.desired_lrp:type_name -> models.DesiredLRP
+	22, // 48: models.TaskDefinition.environment_variables:type_name -> models.EnvironmentVariable
+	23, // 49: models.TaskDefinition.action:type_name -> models.Action
+	32, // 50: models.TaskDefinition.certificate_properties:type_name -> models.CertificateProperties
+	50, // 51: models.TaskDefinition.metric_tags:type_name -> models.TaskDefinition.MetricTagsEntry
+	38, // 52: models.Task.task_definition:type_name -> models.TaskDefinition
+	5,  // 53: models.Task.state:type_name -> models.Task.State
+	6,  // 54: models.TaskLifecycleResponse.error:type_name -> models.Error
+	6,  // 55: models.StartTaskResponse.error:type_name -> models.Error
+	6,  // 56: models.TaskResponse.error:type_name -> models.Error
+	39, // 57: models.TaskResponse.task:type_name -> models.Task
+	33, // 58: models.DesiredLRP.MetricTagsEntry.value:type_name -> models.MetricTagValue
+	33, // 59: models.TaskDefinition.MetricTagsEntry.value:type_name -> models.MetricTagValue
+	60, // [60:60] is the sub-list for method output_type
+	60, // [60:60] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_bbs_proto_init() }
@@ -2992,8 +3794,8 @@ func file_bbs_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bbs_proto_rawDesc), len(file_bbs_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   36,
+			NumEnums:      6,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,6 +1,6 @@
 // Package api is the rep's HTTP API on a cellagent Diego cell: what the
 // auctioneer calls to read the cell's state and place work on it, and what
-// BBS calls to stop an instance. Bodies are JSON as rep/client.go sends
+// BBS calls to stop an instance or cancel a task. Bodies are JSON as rep/client.go sends
 // and reads them. The package only decodes and encodes; the Cell does the
 // work.
 package api
@@ -28,6 +28,8 @@ type Cell interface {
 	Perform(ctx context.Context, w Work) (Work, error)
 	// StopLRP stops an instance in the background.
 	StopLRP(ctx context.Context, processGUID, instanceGUID string) error
+	// CancelTask deletes a task's container in the background.
+	CancelTask(ctx context.Context, taskGUID string) error
 	Ping(ctx context.Context) error
 }
 
@@ -43,7 +45,7 @@ func New(logger lager.Logger, cell Cell) http.Handler {
 	mux.HandleFunc("POST /v1/lrps/{process_guid}/instances/{instance_guid}/stop", h.stop)
 	mux.HandleFunc("PUT /v1/lrps/{process_guid}/instances/{instance_guid}", h.notImplemented)
 	mux.HandleFunc("PUT /v2/lrps/{process_guid}/instances/{instance_guid}", h.notImplemented)
-	mux.HandleFunc("POST /v1/tasks/{task_guid}/cancel", h.noTask)
+	mux.HandleFunc("POST /v1/tasks/{task_guid}/cancel", h.cancelTask)
 	return mux
 }
 
@@ -116,6 +118,14 @@ func (h *handler) notImplemented(w http.ResponseWriter, r *http.Request) {
 	h.fail(w, http.StatusNotImplemented, "LRP updates (routes, annotation, metric tags) are not supported by this cell yet")
 }
 
-func (h *handler) noTask(w http.ResponseWriter, r *http.Request) {
-	h.fail(w, http.StatusNotFound, "task %s: this cell runs no tasks", r.PathValue("task_guid"))
+func (h *handler) cancelTask(w http.ResponseWriter, r *http.Request) {
+	err := h.cell.CancelTask(r.Context(), r.PathValue("task_guid"))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		h.fail(w, http.StatusNotFound, "%v", err)
+	case err != nil:
+		h.fail(w, http.StatusInternalServerError, "cancel: %v", err)
+	default:
+		w.WriteHeader(http.StatusAccepted)
+	}
 }

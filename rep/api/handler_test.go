@@ -81,9 +81,16 @@ var _ = Describe("rep API", func() {
 		Expect(do("POST", "/v1/lrps/pg/instances/x/stop", "").Code).To(Equal(http.StatusNotFound))
 	})
 
-	It("says LRP updates are not implemented yet and no task runs here", func() {
+	It("says LRP updates are not implemented yet", func() {
 		Expect(do("PUT", "/v2/lrps/pg/instances/ig", "{}").Code).To(Equal(http.StatusNotImplemented))
-		Expect(do("POST", "/v1/tasks/t/cancel", "").Code).To(Equal(http.StatusNotFound))
+	})
+
+	It("accepts a task cancel with 202 and answers 404 for an unknown task", func() {
+		Expect(do("POST", "/v1/tasks/t-1/cancel", "").Code).To(Equal(http.StatusAccepted))
+		_, guid := cell.CancelTaskArgsForCall(0)
+		Expect(guid).To(Equal("t-1"))
+		cell.CancelTaskReturns(fmt.Errorf("%w: task x", api.ErrNotFound))
+		Expect(do("POST", "/v1/tasks/x/cancel", "").Code).To(Equal(http.StatusNotFound))
 	})
 
 	It("answers /ping from the cell's health", func() {

@@ -33,6 +33,9 @@ type BBS interface {
 	Fail(ctx context.Context, key *models.ActualLRPKey, reason string) error
 	ActualLRPs(ctx context.Context, cellID string) ([]*models.ActualLRP, error)
 	DesiredLRP(ctx context.Context, processGUID string) (*models.DesiredLRP, error)
+	Task(ctx context.Context, taskGUID string) (*models.Task, error)
+	StartTask(ctx context.Context, taskGUID, cellID string) (bool, error)
+	CompleteTask(ctx context.Context, taskGUID, cellID string, failed bool, reason, result string) error
 }
 
 var _ BBS = (*bbs.Client)(nil)
@@ -82,10 +85,11 @@ func New(logger lager.Logger, cfg Config, store executor.Client, b BBS, clk cloc
 var _ api.Cell = (*Cell)(nil)
 
 const (
-	reportedRunning = "running"
-	reportedCrashed = "crashed"
-	reportedRemoved = "removed"
-	bbsCallTimeout  = 15 * time.Second
+	reportedRunning   = "running"
+	reportedCrashed   = "crashed"
+	reportedRemoved   = "removed"
+	reportedCompleted = "completed"
+	bbsCallTimeout    = 15 * time.Second
 )
 
 // Log data keys, the same in every message of the cell.
@@ -200,6 +204,10 @@ func (c *Cell) sync(guid string) {
 
 // report tells BBS the container's current state once.
 func (c *Cell) report(ctr executor.Container) {
+	if taskGUID, ok := ctr.Tags[lrp.TagTaskGUID]; ok {
+		c.reportTask(ctr, taskGUID)
+		return
+	}
 	id, ok := c.identityOf(ctr)
 	if !ok {
 		return // not a Diego container (a /v1 one)

@@ -3,6 +3,7 @@ package cell_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -191,13 +192,6 @@ var _ = Describe("Cell", func() {
 			Eventually(client.RunCallCount).Should(Equal(2))
 		})
 
-		It("answers every task as failed (no tasks yet)", func() {
-			w := api.Work{Tasks: []api.Task{{TaskGuid: "t-1"}}}
-			failed, err := c.Perform(context.Background(), w)
-			Expect(err).NotTo(HaveOccurred())
-			Expect(failed.Tasks).To(Equal(w.Tasks))
-		})
-
 		It("does not report a crash for an instance stopped between claim and run", func() {
 			claimed := make(chan struct{})
 			release := make(chan struct{})
@@ -289,6 +283,92 @@ var _ = Describe("Cell", func() {
 			Expect(c.StopLRP(context.Background(), "pg-1", "nope")).To(MatchError(api.ErrNotFound))
 			st.set(diegoContainer("ig-1", executor.StateRunning))
 			Expect(c.StopLRP(context.Background(), "pg-2", "ig-1")).To(MatchError(api.ErrNotFound))
+		})
+	})
+
+	Describe("tasks", func() {
+		taskWork := func() api.Work {
+			return api.Work{Tasks: []api.Task{{TaskGuid: "task-1", Domain: "d",
+				PlacementConstraint: api.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"}, Resource: api.Resource{MemoryMB: 32}}}}
+		}
+		taskDef := func() *models.Task {
+			return &models.Task{TaskGuid: "task-1", TaskDefinition: &models.TaskDefinition{RootFs: "preloaded:cflinuxfs4",
+				MemoryMb: 32, Action: &models.Action{RunAction: &models.RunAction{Path: "/bin/true"}}}}
+		}
+		taskContainer := func(exit int) executor.Container {
+			return executor.Container{GUID: "task-1", State: executor.StateCompleted,
+				Tags:      map[string]string{lrp.TagTaskGUID: "task-1", lrp.TagDomain: "d"},
+				RunResult: executor.RunResult{Failed: true, FailureReason: fmt.Sprintf("app exited with status %d", exit), ExitStatus: &exit}}
+		}
+
+		BeforeEach(func() {
+			fakeBBS.TaskReturns(taskDef(), nil)
+			fakeBBS.StartTaskReturns(true, nil)
+		})
+
+		It("reserves the task's container, starts the task in BBS, then runs it", func() {
+			failed, err := c.Perform(context.Background(), taskWork())
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failed.Tasks).To(BeEmpty())
+			_, reqs := client.AllocateArgsForCall(0)
+			Expect(reqs[0].GUID).To(Equal("task-1"))
+			Expect(reqs[0].Tags).To(HaveKeyWithValue(lrp.TagTaskGUID, "task-1"))
+			Eventually(client.RunCallCount).Should(Equal(1))
+			_, guid, cell := fakeBBS.StartTaskArgsForCall(0)
+			Expect([]string{guid, cell}).To(Equal([]string{"task-1", "cell-1"}))
+		})
+
+		It("drops the reservation when BBS says the task must not start", func() {
+			fakeBBS.StartTaskReturns(false, nil)
+			_, err := c.Perform(context.Background(), taskWork())
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(client.DeleteCallCount).Should(Equal(1))
+			Expect(client.RunCallCount()).To(BeZero())
+		})
+
+		DescribeTable("completes a task by its exit status and deletes its container",
+			func(exit int, failed bool, reason string) {
+				st.set(taskContainer(exit))
+				Eventually(fakeBBS.CompleteTaskCallCount).Should(Equal(1))
+				_, guid, cellID, gotFailed, gotReason, result := fakeBBS.CompleteTaskArgsForCall(0)
+				Expect([]any{guid, cellID, gotFailed, gotReason, result}).To(Equal([]any{"task-1", "cell-1", failed, reason, ""}))
+				Eventually(func() bool { return st.has("task-1") }).Should(BeFalse())
+			},
+			Entry("exit 0 succeeds", 0, false, ""),
+			Entry("exit 3 fails with the reason", 3, true, "app exited with status 3"),
+		)
+
+		It("completes a task it cannot run as failed with the reason, reserving nothing", func() {
+			t := taskDef()
+			t.TaskDefinition.ResultFile = "/tmp/result"
+			fakeBBS.TaskReturns(t, nil)
+			failed, err := c.Perform(context.Background(), taskWork())
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failed.Tasks).To(BeEmpty())
+			Eventually(fakeBBS.CompleteTaskCallCount).Should(Equal(1))
+			_, _, _, gotFailed, reason, _ := fakeBBS.CompleteTaskArgsForCall(0)
+			Expect(gotFailed).To(BeTrue())
+			Expect(reason).To(ContainSubstring("result_file"))
+			Expect(client.AllocateCallCount()).To(BeZero())
+		})
+
+		It("cancels by deleting the container without completing the task again", func() {
+			running := taskContainer(0)
+			running.State, running.RunResult = executor.StateRunning, executor.RunResult{}
+			st.set(running)
+			client.DeleteCalls(func(_ context.Context, guid string) error {
+				ctr := taskContainer(137)
+				ctr.RunResult.Stopped = true
+				st.set(ctr)
+				st.mu.Lock()
+				delete(st.ctrs, guid)
+				st.mu.Unlock()
+				return nil
+			})
+			Expect(c.CancelTask(context.Background(), "task-1")).To(Succeed())
+			Eventually(client.DeleteCallCount).Should(Equal(1))
+			Consistently(fakeBBS.CompleteTaskCallCount).Should(BeZero())
+			Expect(c.CancelTask(context.Background(), "nope")).To(MatchError(api.ErrNotFound))
 		})
 	})
 

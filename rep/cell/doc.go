@@ -9,6 +9,10 @@
 //	completed, not asked  -> CrashActualLRP (reason) -> delete container
 //	stop (BBS asks)       -> delete container -> RemoveActualLRP
 //
+// Tasks (tasks.go) follow the rep's task processor: reserve (container
+// guid = task guid), StartTask, run, CompleteTask with the exit status
+// (0 = success), delete; a cancel deletes the container.
+//
 // A container's Diego identity lives in its tags, so after the agent
 // restarts (even after kill -9) the cell finds its instances again from
 // the store's recovered containers, and reports each one's current state.

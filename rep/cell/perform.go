@@ -28,16 +28,13 @@ type placement struct {
 // answering, so a desired LRP this cell cannot run fully is refused at
 // placement instead of crashing after it.
 func (c *Cell) Perform(ctx context.Context, w api.Work) (api.Work, error) {
-	failed := api.Work{Tasks: w.Tasks} // tasks are not supported yet
+	var failed api.Work
 	logger := c.logger.Session("perform", lager.Data{"lrps": len(w.LRPs), "tasks": len(w.Tasks)})
-	if len(w.Tasks) > 0 {
-		logger.Info("refused-tasks", lager.Data{"reason": "this cell runs no tasks yet"})
-	}
 	if w.CellID != "" && w.CellID != c.cfg.CellID {
 		logger.Info("work-for-another-cell", lager.Data{"cell-id": w.CellID})
-		failed.LRPs = w.LRPs
-		return failed, nil
+		return api.Work{LRPs: w.LRPs, Tasks: w.Tasks}, nil
 	}
+	failed.Tasks = c.performTasks(ctx, logger, w.Tasks)
 	desired := map[string]*models.DesiredLRP{} // instances of one process share one read
 	for _, l := range w.LRPs {
 		p, err := c.prepare(ctx, l, desired)
@@ -230,6 +227,15 @@ func (c *Cell) State(ctx context.Context) (api.CellState, error) {
 		ProxyMemoryAllocationMB: st.ProxyMemoryOverheadMB,
 	}
 	for _, ctr := range ctrs {
+		if taskGUID, ok := ctr.Tags[lrp.TagTaskGUID]; ok {
+			if ctr.State != executor.StateCompleted && ctr.State != executor.StateRunning {
+				out.StartingContainerCount++
+			}
+			out.Tasks = append(out.Tasks, api.Task{TaskGuid: taskGUID, Domain: ctr.Tags[lrp.TagDomain],
+				Resource: api.Resource{MemoryMB: int32(ctr.Resources.MemoryMB), DiskMB: int32(ctr.Resources.DiskMB),
+					MaxPids: int32(ctr.Resources.MaxPids)}, State: int32(taskState(ctr)), Failed: ctr.RunResult.Failed})
+			continue
+		}
 		id, ok := c.identityOf(ctr)
 		if !ok {
 			continue

@@ -9,6 +9,15 @@ import (
 )
 
 type FakeCell struct {
+	CancelTaskStub        func(context.Context, string) error
+	cancelTaskMutex       sync.RWMutex
+	cancelTaskArgsForCall []FakeCellCancelTaskArgs
+	cancelTaskReturns     struct {
+		result1 error
+	}
+	cancelTaskReturnsOnCall map[int]struct {
+		result1 error
+	}
 	PerformStub        func(context.Context, api.Work) (api.Work, error)
 	performMutex       sync.RWMutex
 	performArgsForCall []FakeCellPerformArgs
@@ -54,6 +63,12 @@ type FakeCell struct {
 	invocationsMutex sync.RWMutex
 }
 
+// FakeCellCancelTaskArgs holds the arguments of one call to CancelTask.
+type FakeCellCancelTaskArgs struct {
+	Arg1 context.Context
+	Arg2 string
+}
+
 // FakeCellPerformArgs holds the arguments of one call to Perform.
 type FakeCellPerformArgs struct {
 	Arg1 context.Context
@@ -75,6 +90,73 @@ type FakeCellStopLRPArgs struct {
 	Arg1 context.Context
 	Arg2 string
 	Arg3 string
+}
+
+func (fake *FakeCell) CancelTask(arg1 context.Context, arg2 string) error {
+	fake.cancelTaskMutex.Lock()
+	ret, specificReturn := fake.cancelTaskReturnsOnCall[len(fake.cancelTaskArgsForCall)]
+	fake.cancelTaskArgsForCall = append(fake.cancelTaskArgsForCall, FakeCellCancelTaskArgs{arg1, arg2})
+	stub := fake.CancelTaskStub
+	fakeReturns := fake.cancelTaskReturns
+	fake.recordInvocation("CancelTask", []interface{}{arg1, arg2})
+	fake.cancelTaskMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2)
+	}
+	if specificReturn {
+		return ret.result1
+	}
+	return fakeReturns.result1
+}
+
+func (fake *FakeCell) CancelTaskCallCount() int {
+	fake.cancelTaskMutex.RLock()
+	defer fake.cancelTaskMutex.RUnlock()
+	return len(fake.cancelTaskArgsForCall)
+}
+
+func (fake *FakeCell) CancelTaskCalls(stub func(context.Context, string) error) {
+	fake.cancelTaskMutex.Lock()
+	defer fake.cancelTaskMutex.Unlock()
+	fake.CancelTaskStub = stub
+}
+
+func (fake *FakeCell) CancelTaskArgsForCall(i int) (context.Context, string) {
+	fake.cancelTaskMutex.RLock()
+	defer fake.cancelTaskMutex.RUnlock()
+	argsForCall := fake.cancelTaskArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2
+}
+
+func (fake *FakeCell) CancelTaskArgs() []FakeCellCancelTaskArgs {
+	fake.cancelTaskMutex.RLock()
+	defer fake.cancelTaskMutex.RUnlock()
+	args := make([]FakeCellCancelTaskArgs, len(fake.cancelTaskArgsForCall))
+	copy(args, fake.cancelTaskArgsForCall)
+	return args
+}
+
+func (fake *FakeCell) CancelTaskReturns(result1 error) {
+	fake.cancelTaskMutex.Lock()
+	defer fake.cancelTaskMutex.Unlock()
+	fake.CancelTaskStub = nil
+	fake.cancelTaskReturns = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeCell) CancelTaskReturnsOnCall(i int, result1 error) {
+	fake.cancelTaskMutex.Lock()
+	defer fake.cancelTaskMutex.Unlock()
+	fake.CancelTaskStub = nil
+	if fake.cancelTaskReturnsOnCall == nil {
+		fake.cancelTaskReturnsOnCall = make(map[int]struct {
+			result1 error
+		})
+	}
+	fake.cancelTaskReturnsOnCall[i] = struct {
+		result1 error
+	}{result1}
 }
 
 func (fake *FakeCell) Perform(arg1 context.Context, arg2 api.Work) (api.Work, error) {

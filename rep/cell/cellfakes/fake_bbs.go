@@ -31,6 +31,15 @@ type FakeBBS struct {
 	claimReturnsOnCall map[int]struct {
 		result1 error
 	}
+	CompleteTaskStub        func(context.Context, string, string, bool, string, string) error
+	completeTaskMutex       sync.RWMutex
+	completeTaskArgsForCall []FakeBBSCompleteTaskArgs
+	completeTaskReturns     struct {
+		result1 error
+	}
+	completeTaskReturnsOnCall map[int]struct {
+		result1 error
+	}
 	CrashStub        func(context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey, string) error
 	crashMutex       sync.RWMutex
 	crashArgsForCall []FakeBBSCrashArgs
@@ -78,6 +87,28 @@ type FakeBBS struct {
 	startReturnsOnCall map[int]struct {
 		result1 error
 	}
+	StartTaskStub        func(context.Context, string, string) (bool, error)
+	startTaskMutex       sync.RWMutex
+	startTaskArgsForCall []FakeBBSStartTaskArgs
+	startTaskReturns     struct {
+		result1 bool
+		result2 error
+	}
+	startTaskReturnsOnCall map[int]struct {
+		result1 bool
+		result2 error
+	}
+	TaskStub        func(context.Context, string) (*models.Task, error)
+	taskMutex       sync.RWMutex
+	taskArgsForCall []FakeBBSTaskArgs
+	taskReturns     struct {
+		result1 *models.Task
+		result2 error
+	}
+	taskReturnsOnCall map[int]struct {
+		result1 *models.Task
+		result2 error
+	}
 	invocations      map[string][][]interface{}
 	callOrder        []string
 	invocationsMutex sync.RWMutex
@@ -94,6 +125,16 @@ type FakeBBSClaimArgs struct {
 	Arg1 context.Context
 	Arg2 *models.ActualLRPKey
 	Arg3 *models.ActualLRPInstanceKey
+}
+
+// FakeBBSCompleteTaskArgs holds the arguments of one call to CompleteTask.
+type FakeBBSCompleteTaskArgs struct {
+	Arg1 context.Context
+	Arg2 string
+	Arg3 string
+	Arg4 bool
+	Arg5 string
+	Arg6 string
 }
 
 // FakeBBSCrashArgs holds the arguments of one call to Crash.
@@ -128,6 +169,19 @@ type FakeBBSRemoveArgs struct {
 type FakeBBSStartArgs struct {
 	Arg1 context.Context
 	Arg2 bbs.Start
+}
+
+// FakeBBSStartTaskArgs holds the arguments of one call to StartTask.
+type FakeBBSStartTaskArgs struct {
+	Arg1 context.Context
+	Arg2 string
+	Arg3 string
+}
+
+// FakeBBSTaskArgs holds the arguments of one call to Task.
+type FakeBBSTaskArgs struct {
+	Arg1 context.Context
+	Arg2 string
 }
 
 func (fake *FakeBBS) ActualLRPs(arg1 context.Context, arg2 string) ([]*models.ActualLRP, error) {
@@ -263,6 +317,73 @@ func (fake *FakeBBS) ClaimReturnsOnCall(i int, result1 error) {
 		})
 	}
 	fake.claimReturnsOnCall[i] = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeBBS) CompleteTask(arg1 context.Context, arg2 string, arg3 string, arg4 bool, arg5 string, arg6 string) error {
+	fake.completeTaskMutex.Lock()
+	ret, specificReturn := fake.completeTaskReturnsOnCall[len(fake.completeTaskArgsForCall)]
+	fake.completeTaskArgsForCall = append(fake.completeTaskArgsForCall, FakeBBSCompleteTaskArgs{arg1, arg2, arg3, arg4, arg5, arg6})
+	stub := fake.CompleteTaskStub
+	fakeReturns := fake.completeTaskReturns
+	fake.recordInvocation("CompleteTask", []interface{}{arg1, arg2, arg3, arg4, arg5, arg6})
+	fake.completeTaskMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3, arg4, arg5, arg6)
+	}
+	if specificReturn {
+		return ret.result1
+	}
+	return fakeReturns.result1
+}
+
+func (fake *FakeBBS) CompleteTaskCallCount() int {
+	fake.completeTaskMutex.RLock()
+	defer fake.completeTaskMutex.RUnlock()
+	return len(fake.completeTaskArgsForCall)
+}
+
+func (fake *FakeBBS) CompleteTaskCalls(stub func(context.Context, string, string, bool, string, string) error) {
+	fake.completeTaskMutex.Lock()
+	defer fake.completeTaskMutex.Unlock()
+	fake.CompleteTaskStub = stub
+}
+
+func (fake *FakeBBS) CompleteTaskArgsForCall(i int) (context.Context, string, string, bool, string, string) {
+	fake.completeTaskMutex.RLock()
+	defer fake.completeTaskMutex.RUnlock()
+	argsForCall := fake.completeTaskArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3, argsForCall.Arg4, argsForCall.Arg5, argsForCall.Arg6
+}
+
+func (fake *FakeBBS) CompleteTaskArgs() []FakeBBSCompleteTaskArgs {
+	fake.completeTaskMutex.RLock()
+	defer fake.completeTaskMutex.RUnlock()
+	args := make([]FakeBBSCompleteTaskArgs, len(fake.completeTaskArgsForCall))
+	copy(args, fake.completeTaskArgsForCall)
+	return args
+}
+
+func (fake *FakeBBS) CompleteTaskReturns(result1 error) {
+	fake.completeTaskMutex.Lock()
+	defer fake.completeTaskMutex.Unlock()
+	fake.CompleteTaskStub = nil
+	fake.completeTaskReturns = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeBBS) CompleteTaskReturnsOnCall(i int, result1 error) {
+	fake.completeTaskMutex.Lock()
+	defer fake.completeTaskMutex.Unlock()
+	fake.CompleteTaskStub = nil
+	if fake.completeTaskReturnsOnCall == nil {
+		fake.completeTaskReturnsOnCall = make(map[int]struct {
+			result1 error
+		})
+	}
+	fake.completeTaskReturnsOnCall[i] = struct {
 		result1 error
 	}{result1}
 }
@@ -603,6 +724,146 @@ func (fake *FakeBBS) StartReturnsOnCall(i int, result1 error) {
 	fake.startReturnsOnCall[i] = struct {
 		result1 error
 	}{result1}
+}
+
+func (fake *FakeBBS) StartTask(arg1 context.Context, arg2 string, arg3 string) (bool, error) {
+	fake.startTaskMutex.Lock()
+	ret, specificReturn := fake.startTaskReturnsOnCall[len(fake.startTaskArgsForCall)]
+	fake.startTaskArgsForCall = append(fake.startTaskArgsForCall, FakeBBSStartTaskArgs{arg1, arg2, arg3})
+	stub := fake.StartTaskStub
+	fakeReturns := fake.startTaskReturns
+	fake.recordInvocation("StartTask", []interface{}{arg1, arg2, arg3})
+	fake.startTaskMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3)
+	}
+	if specificReturn {
+		return ret.result1, ret.result2
+	}
+	return fakeReturns.result1, fakeReturns.result2
+}
+
+func (fake *FakeBBS) StartTaskCallCount() int {
+	fake.startTaskMutex.RLock()
+	defer fake.startTaskMutex.RUnlock()
+	return len(fake.startTaskArgsForCall)
+}
+
+func (fake *FakeBBS) StartTaskCalls(stub func(context.Context, string, string) (bool, error)) {
+	fake.startTaskMutex.Lock()
+	defer fake.startTaskMutex.Unlock()
+	fake.StartTaskStub = stub
+}
+
+func (fake *FakeBBS) StartTaskArgsForCall(i int) (context.Context, string, string) {
+	fake.startTaskMutex.RLock()
+	defer fake.startTaskMutex.RUnlock()
+	argsForCall := fake.startTaskArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3
+}
+
+func (fake *FakeBBS) StartTaskArgs() []FakeBBSStartTaskArgs {
+	fake.startTaskMutex.RLock()
+	defer fake.startTaskMutex.RUnlock()
+	args := make([]FakeBBSStartTaskArgs, len(fake.startTaskArgsForCall))
+	copy(args, fake.startTaskArgsForCall)
+	return args
+}
+
+func (fake *FakeBBS) StartTaskReturns(result1 bool, result2 error) {
+	fake.startTaskMutex.Lock()
+	defer fake.startTaskMutex.Unlock()
+	fake.StartTaskStub = nil
+	fake.startTaskReturns = struct {
+		result1 bool
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeBBS) StartTaskReturnsOnCall(i int, result1 bool, result2 error) {
+	fake.startTaskMutex.Lock()
+	defer fake.startTaskMutex.Unlock()
+	fake.StartTaskStub = nil
+	if fake.startTaskReturnsOnCall == nil {
+		fake.startTaskReturnsOnCall = make(map[int]struct {
+			result1 bool
+			result2 error
+		})
+	}
+	fake.startTaskReturnsOnCall[i] = struct {
+		result1 bool
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeBBS) Task(arg1 context.Context, arg2 string) (*models.Task, error) {
+	fake.taskMutex.Lock()
+	ret, specificReturn := fake.taskReturnsOnCall[len(fake.taskArgsForCall)]
+	fake.taskArgsForCall = append(fake.taskArgsForCall, FakeBBSTaskArgs{arg1, arg2})
+	stub := fake.TaskStub
+	fakeReturns := fake.taskReturns
+	fake.recordInvocation("Task", []interface{}{arg1, arg2})
+	fake.taskMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2)
+	}
+	if specificReturn {
+		return ret.result1, ret.result2
+	}
+	return fakeReturns.result1, fakeReturns.result2
+}
+
+func (fake *FakeBBS) TaskCallCount() int {
+	fake.taskMutex.RLock()
+	defer fake.taskMutex.RUnlock()
+	return len(fake.taskArgsForCall)
+}
+
+func (fake *FakeBBS) TaskCalls(stub func(context.Context, string) (*models.Task, error)) {
+	fake.taskMutex.Lock()
+	defer fake.taskMutex.Unlock()
+	fake.TaskStub = stub
+}
+
+func (fake *FakeBBS) TaskArgsForCall(i int) (context.Context, string) {
+	fake.taskMutex.RLock()
+	defer fake.taskMutex.RUnlock()
+	argsForCall := fake.taskArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2
+}
+
+func (fake *FakeBBS) TaskArgs() []FakeBBSTaskArgs {
+	fake.taskMutex.RLock()
+	defer fake.taskMutex.RUnlock()
+	args := make([]FakeBBSTaskArgs, len(fake.taskArgsForCall))
+	copy(args, fake.taskArgsForCall)
+	return args
+}
+
+func (fake *FakeBBS) TaskReturns(result1 *models.Task, result2 error) {
+	fake.taskMutex.Lock()
+	defer fake.taskMutex.Unlock()
+	fake.TaskStub = nil
+	fake.taskReturns = struct {
+		result1 *models.Task
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeBBS) TaskReturnsOnCall(i int, result1 *models.Task, result2 error) {
+	fake.taskMutex.Lock()
+	defer fake.taskMutex.Unlock()
+	fake.TaskStub = nil
+	if fake.taskReturnsOnCall == nil {
+		fake.taskReturnsOnCall = make(map[int]struct {
+			result1 *models.Task
+			result2 error
+		})
+	}
+	fake.taskReturnsOnCall[i] = struct {
+		result1 *models.Task
+		result2 error
+	}{result1, result2}
 }
 
 func (fake *FakeBBS) Invocations() map[string][][]interface{} {

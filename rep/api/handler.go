@@ -90,6 +90,7 @@ func (h *handler) work(w http.ResponseWriter, r *http.Request) {
 	var work Work
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 	if err := dec.Decode(&work); err != nil {
+		h.logger.Error("work-invalid-json", err)
 		h.fail(w, http.StatusBadRequest, "work: invalid JSON: %v", err)
 		return
 	}

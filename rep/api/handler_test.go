@@ -55,17 +55,23 @@ var _ = Describe("rep API", func() {
 	It("decodes /work as rep.Work and answers the failed work", func() {
 		body := `{"LRPs":[{"instance_guid":"","process_guid":"pg","index":1,"domain":"d","PlacementTags":null,
 			"VolumeDrivers":null,"RootFs":"preloaded:cflinuxfs4","MemoryMB":64,"DiskMB":128,"MaxPids":0,"state":""}],
-			"Tasks":[],"cell_id":"cell-1"}`
-		cell.PerformCalls(func(_ context.Context, w api.Work) (api.Work, error) { return api.Work{LRPs: w.LRPs}, nil })
+			"Tasks":[{"TaskGuid":"t-1","Domain":"d","PlacementTags":null,"VolumeDrivers":null,"RootFs":"preloaded:cflinuxfs4",
+			"MemoryMB":32,"DiskMB":32,"MaxPids":0,"state":"Invalid","failed":false}],"cell_id":"cell-1"}`
+		cell.PerformCalls(func(_ context.Context, w api.Work) (api.Work, error) {
+			return api.Work{LRPs: w.LRPs, Tasks: w.Tasks}, nil
+		})
 		rec := do("POST", "/work", body)
 		Expect(rec.Code).To(Equal(http.StatusOK))
 		_, w := cell.PerformArgsForCall(0)
 		Expect(w.CellID).To(Equal("cell-1"))
 		Expect(w.LRPs).To(Equal([]api.LRP{{ProcessGUID: "pg", Index: 1, Domain: "d",
 			PlacementConstraint: api.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"}, Resource: api.Resource{MemoryMB: 64, DiskMB: 128}}}))
+		Expect(w.Tasks).To(Equal([]api.Task{{TaskGuid: "t-1", Domain: "d",
+			PlacementConstraint: api.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"}, Resource: api.Resource{MemoryMB: 32, DiskMB: 32}}}))
 		var failed api.Work
 		Expect(json.Unmarshal(rec.Body.Bytes(), &failed)).To(Succeed())
 		Expect(failed.LRPs).To(HaveLen(1))
+		Expect(rec.Body.String()).To(ContainSubstring(`"state":"Invalid"`))
 	})
 
 	It("answers 400 for a body that is not JSON, without performing anything", func() {

@@ -1,6 +1,11 @@
 package api
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/cellagent/cellagent/rep/models"
+)
 
 // CellPresence is the value of the cell's Locket presence (bbs
 // models.CellPresence in its JSON form).
@@ -69,8 +74,27 @@ type Task struct {
 	Domain   string
 	PlacementConstraint
 	Resource
-	State  int32 `json:"state"`
-	Failed bool  `json:"failed"`
+	State  TaskState `json:"state"`
+	Failed bool      `json:"failed"`
+}
+
+// TaskState is BBS's Task_State, which travels in JSON by name
+// ("Pending"), as bbs/models/task.go marshals it.
+type TaskState models.Task_State
+
+func (s TaskState) MarshalJSON() ([]byte, error) { return json.Marshal(models.Task_State(s).String()) }
+
+func (s *TaskState) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return err
+	}
+	v, ok := models.Task_State_value[name]
+	if !ok {
+		return fmt.Errorf("unknown task state %q", name)
+	}
+	*s = TaskState(v)
+	return nil
 }
 
 // Work is the body of POST /work and its answer (the items that failed).

@@ -233,7 +233,7 @@ func (c *Cell) State(ctx context.Context) (api.CellState, error) {
 			}
 			out.Tasks = append(out.Tasks, api.Task{TaskGuid: taskGUID, Domain: ctr.Tags[lrp.TagDomain],
 				Resource: api.Resource{MemoryMB: int32(ctr.Resources.MemoryMB), DiskMB: int32(ctr.Resources.DiskMB),
-					MaxPids: int32(ctr.Resources.MaxPids)}, State: int32(taskState(ctr)), Failed: ctr.RunResult.Failed})
+					MaxPids: int32(ctr.Resources.MaxPids)}, State: api.TaskState(taskState(ctr)), Failed: ctr.RunResult.Failed})
 			continue
 		}
 		id, ok := c.identityOf(ctr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -251,6 +252,32 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 	})
 
 	measure(func() *kit { return k }, func() *testagent.Agent { return agent })
+
+	DescribeTable("runs a task to completion and completes it in BBS with how it ended",
+		func(guid, script, resultFile string, failed bool, reason string) {
+			task := fmt.Sprintf(`{"task_guid": %q, "domain": "cellagent-it", "rootfs": "preloaded:%s",
+ "memory_mb": 32, "disk_mb": 32, "result_file": %q, "metric_tags": {"source_id": {"static": %q}},
+ "action": {"run": {"path": "/bin/sh", "args": ["-c", %q], "user": "vcap"}}}`, guid, stack, resultFile, guid, script)
+			_, err := k.bbsctl(task, "desire-task")
+			Expect(err).NotTo(HaveOccurred())
+			_, err = k.bbsctl("", "wait-task", guid, "--state", "Completed", "--timeout", waitLong.String())
+			Expect(err).NotTo(HaveOccurred())
+			out, err := k.bbsctl("", "task", guid)
+			Expect(err).NotTo(HaveOccurred())
+			var got struct {
+				Failed        bool   `json:"failed"`
+				FailureReason string `json:"failure_reason"`
+			}
+			Expect(json.Unmarshal(out, &got)).To(Succeed())
+			Expect(got.Failed).To(Equal(failed))
+			Expect(got.FailureReason).To(ContainSubstring(reason))
+			Eventually(func() ([]executor.Container, error) { return agent.Client.List(context.Background()) },
+				waitLong, time.Second).ShouldNot(ContainElement(HaveField("GUID", guid)))
+		},
+		Entry("exit 0 succeeds", "it-task-ok", "echo done", "", false, ""),
+		Entry("exit 3 fails with the exit status", "it-task-fail", "exit 3", "", true, "app exited with status 3"),
+		Entry("a result file is refused with the reason, nothing run", "it-task-result", "echo hi > /tmp/r", "/tmp/r", true, "result_file"),
+	)
 
 	It("releases its presence when it stops", func() {
 		// The earlier specs' LRPs are removed by now; their containers go

@@ -20,6 +20,8 @@ func FuzzDecodeAsEncodingJSON(f *testing.F) {
 		`{"proxy":null,"stop_grace":null,"network":{"cni_plugin_dirs":null}}`, `{"capacity":{"memory_mb":1e3}}`,
 		`{"preloaded_rootfs":{"x":"/y"},"PRELOADED_ROOTFS":{"z":"/w"}}`, `{"nats":{"tls":{"cert":"a"}},"NATS":{"urls":["x"]}}`,
 		`{"stop_grace":"5s","log_max_bytes":9223372036854775808}`, `{"cell_id":5,"bogus":1}`,
+		`{"diego":{"stacks":{"a":"b"}},"DIEGO":{"rep":{"listen":"x"}}}`, `{"diego":{"emit_routes":false},"diego":null}`,
+		`{"diego":{"bbs":{"bogus":1}}}`, `{"diego":5}`,
 	} {
 		f.Add([]byte(s))
 	}

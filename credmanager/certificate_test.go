@@ -3,9 +3,12 @@ package credmanager_test
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"math/big"
 	"net"
 	"os"
@@ -64,7 +67,7 @@ var _ = Describe("instance certificates", func() {
 			Expect(leaf.IPAddresses).To(HaveLen(2))
 			Expect(leaf.IPAddresses[0]).To(Equal(net.IP{10, 255, 0, 7}))
 			Expect(leaf.IPAddresses[1].Equal(net.ParseIP("fd00::7"))).To(BeTrue())
-			Expect(leaf.Subject.OrganizationalUnit).To(Equal([]string{"organization:o1", "space:s1", "app:a1"}))
+			Expect(leaf.Subject.OrganizationalUnit).To(ConsistOf("organization:o1", "space:s1", "app:a1"))
 
 			Expect(leaf.SerialNumber.Sign()).To(Equal(1))
 			Expect(leaf.SerialNumber.BitLen()).To(BeNumerically("<=", 128))
@@ -82,6 +85,15 @@ var _ = Describe("instance certificates", func() {
 			Expect(leaf.IsCA).To(BeFalse())
 			Expect(check(leaf.PublicKey)).To(BeTrue(), "public key type")
 			Expect(pairMatches(certPEM, keyPEM)).To(BeTrue())
+			// Diego writes PKCS#1 (credmanager.go privateKeyPEMBlockType);
+			// Java's CF security provider rejects PKCS#8.
+			kb, _ := pem.Decode(keyPEM)
+			Expect(kb.Type).To(Equal(map[credmanager.KeyType]string{
+				"":                           "EC PRIVATE KEY",
+				credmanager.KeyTypeECDSAP256: "EC PRIVATE KEY",
+				credmanager.KeyTypeRSA2048:   "RSA PRIVATE KEY",
+				credmanager.KeyTypeRSA3072:   "RSA PRIVATE KEY",
+			}[kt]))
 
 			// What a router does: trust CACertPEM, take the rest from the peer.
 			roots := x509.NewCertPool()
@@ -132,14 +144,35 @@ var _ = Describe("instance certificates", func() {
 		Expect(leaf.NotAfter).To(Equal(epoch.Add(90 * time.Minute)))
 	})
 
-	It("keeps OUs in the given order, whatever string type they need", func() {
-		m := e.manager()
-		id := identity("guid-1")
-		id.OrganizationalUnits = []string{"z-last-alphabetically", "team_a@example", "équipe", "a"}
-		cred, err := m.Issue(e.logger, id)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(parseCerts(cred.CertPEM)[0].Subject.OrganizationalUnit).To(Equal(id.OrganizationalUnits))
-	})
+	DescribeTable("has the DER subject of a certificate made the way Diego's credmanager makes it",
+		func(ous []string, wantString string) {
+			m := e.manager()
+			id := identity("guid-1")
+			id.OrganizationalUnits = ous
+			cred, err := m.Issue(e.logger, id)
+			Expect(err).NotTo(HaveOccurred())
+			leaf := parseCerts(cred.CertPEM)[0]
+
+			// Diego: depot/containerstore/credmanager.go createCertificateTemplate.
+			diego := &x509.Certificate{
+				SerialNumber: big.NewInt(1),
+				Subject:      pkix.Name{CommonName: "guid-1", OrganizationalUnit: ous},
+			}
+			der, err := x509.CreateCertificate(rand.Reader, diego, interm.cert, interm.key.Public(), interm.key)
+			Expect(err).NotTo(HaveOccurred())
+			want, err := x509.ParseCertificate(der)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(leaf.RawSubject).To(Equal(want.RawSubject))
+			Expect(leaf.Subject.String()).To(Equal(wantString))
+		},
+		Entry("CF's three OUs: one multi-valued RDN, then CN",
+			[]string{"organization:o1", "space:s1", "app:a1"},
+			"CN=guid-1,OU=app:a1+OU=space:s1+OU=organization:o1"),
+		Entry("OUs needing UTF8String and PrintableString",
+			[]string{"z-last-alphabetically", "team_a@example", "équipe", "a"},
+			"CN=guid-1,OU=a+OU=équipe+OU=team_a@example+OU=z-last-alphabetically"),
+		Entry("no OU", nil, "CN=guid-1"),
+	)
 
 	It("never lets a leaf outlive its CA", func() {
 		short := makeCA(testCA{notAfter: epoch.Add(3 * time.Hour)})

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -192,11 +193,22 @@ func parseCerts(data []byte) []*x509.Certificate {
 func parseKey(data []byte) crypto.Signer {
 	block, rest := pem.Decode(data)
 	Expect(block).NotTo(BeNil())
-	Expect(block.Type).To(Equal("PRIVATE KEY"), "instance.key is PKCS#8")
 	Expect(rest).To(BeEmpty())
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	k, err := parseDiegoKey(block)
 	Expect(err).NotTo(HaveOccurred())
-	return k.(crypto.Signer)
+	return k
+}
+
+// parseDiegoKey accepts only the encodings Diego-era readers accept:
+// PKCS#1 for RSA, SEC1 for ECDSA (never PKCS#8).
+func parseDiegoKey(block *pem.Block) (crypto.Signer, error) {
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		return x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		return x509.ParseECPrivateKey(block.Bytes)
+	}
+	return nil, fmt.Errorf("instance key is a %q block, want RSA PRIVATE KEY or EC PRIVATE KEY", block.Type)
 }
 
 // pairMatches reports whether the key of keyPEM belongs to the first

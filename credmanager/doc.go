@@ -17,8 +17,9 @@
 // # Certificates
 //
 // CN = DNS SAN = guid, IP SANs = the container's IPv4/IPv6 addresses,
-// OU = certificate_properties.organizational_unit (in the given order, one
-// RDN each; see ValidateCertificateProperties), a positive 128-bit random
+// OU = certificate_properties.organizational_unit (as pkix.Name puts them,
+// like Diego: one multi-valued RDN, in DER's sorted order; see
+// ValidateCertificateProperties), a positive 128-bit random
 // serial, NotBefore = issue time - 1m, NotAfter = issue time + validity
 // (24h), server and client auth, digitalSignature (+ keyEncipherment for
 // RSA). A fresh key of Config.KeyType (ecdsa-p256, rsa-2048, rsa-3072) for
@@ -30,7 +31,7 @@
 // projected volume:
 //
 //	instance.crt        -> ..data/instance.crt         leaf, then the CA file's certificates
-//	instance.key        -> ..data/instance.key         PKCS#8 "PRIVATE KEY", 0600, owner uid:gid
+//	instance.key        -> ..data/instance.key         PKCS#1 "RSA PRIVATE KEY" / SEC1 "EC PRIVATE KEY" (as Diego), 0600, owner uid:gid
 //	instance-bundle.pem -> ..data/instance-bundle.pem  key, then the certificates; 0600, owner uid:gid
 //	..data              -> ..2026_11_27_13_00_00.123456   (the current generation)
 //	..2026_11_27_13_00_00.123456/                      also holds credential.json (serial, times, rotations)

@@ -17,7 +17,8 @@ import (
 const (
 	// CertFile holds the leaf certificate, then the CA chain (PEM).
 	CertFile = "instance.crt"
-	// KeyFile holds the leaf's private key, PKCS#8 ("BEGIN PRIVATE KEY").
+	// KeyFile holds the leaf's private key, PKCS#1 ("BEGIN RSA PRIVATE KEY")
+	// or SEC1 ("BEGIN EC PRIVATE KEY"), as Diego writes it.
 	KeyFile = "instance.key"
 	// BundleFile holds KeyFile's key followed by CertFile's certificates:
 	// one file, so one open(2) always yields a matching pair.

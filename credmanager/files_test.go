@@ -32,11 +32,11 @@ func matchPair(certPEM, keyPEM []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	key, err := parseDiegoKey(kb)
 	if err != nil {
 		return false, err
 	}
-	return key.(crypto.Signer).Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.PublicKey), nil
+	return key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.PublicKey), nil
 }
 
 var _ = Describe("credential files", func() {
@@ -216,8 +216,8 @@ var _ = Describe("credential files", func() {
 					return false, err
 				}
 				// the bundle is key then certificates
-				end := strings.Index(string(b), "-----END PRIVATE KEY-----\n") + len("-----END PRIVATE KEY-----\n")
-				return matchPair(b[end:], b[:end])
+				_, certs := pem.Decode(b)
+				return matchPair(certs, b[:len(b)-len(certs)])
 			}, &bundleReads, &bundleBad)
 			// The naive reader: two separate opens of the visible names. It
 			// may also hit ENOENT when the generation it resolved is removed

@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -61,7 +60,8 @@ type Credential struct {
 	// Rotations counts the certificates written after the first one.
 	Rotations int `json:"rotations"`
 
-	// CertPEM (leaf then chain) and KeyPEM (PKCS#8) are the bytes written to
+	// CertPEM (leaf then chain) and KeyPEM (PKCS#1 for RSA, SEC1 for ECDSA:
+	// see marshalKey) are the bytes written to
 	// instance.crt and instance.key, for handlers that write them elsewhere
 	// (the proxy's SDS file). Never marshalled.
 	CertPEM []byte `json:"-"`
@@ -71,8 +71,6 @@ type Credential struct {
 // FormatSerial is how Credential.Serial spells a serial number; a verifier
 // comparing the serial a TLS peer presents uses it too.
 func FormatSerial(serial *big.Int) string { return serial.Text(16) }
-
-var oidOrganizationalUnit = asn1.ObjectIdentifier{2, 5, 4, 11}
 
 func generateKey(kt KeyType) (crypto.Signer, error) {
 	switch kt {
@@ -112,17 +110,16 @@ func leafTemplate(id Identity, serial *big.Int, notBefore, notAfter time.Time, k
 		}
 		ips = append(ips, ip)
 	}
-	// One RDN per OU keeps the request's order: pkix.Name.OrganizationalUnit
-	// would put them in one DER SET, which sorts them by encoding.
-	var ous []pkix.AttributeTypeAndValue
-	for _, ou := range id.OrganizationalUnits {
-		ous = append(ous, pkix.AttributeTypeAndValue{Type: oidOrganizationalUnit, Value: ou})
-	}
 	return &x509.Certificate{
 		SerialNumber: serial,
+		// Diego's credmanager (createCertificateTemplate) uses exactly this
+		// pkix.Name, so the DER subject is byte for byte Diego's: the OUs in
+		// one multi-valued RDN, which DER sorts by encoding (shortest first
+		// for the usual app:, space:, organization: values), then CN.
+		// Libraries that match the subject string (Steeltoe) expect it.
 		Subject: pkix.Name{
-			CommonName: id.GUID,
-			ExtraNames: ous,
+			CommonName:         id.GUID,
+			OrganizationalUnit: id.OrganizationalUnits,
 		},
 		DNSNames:              []string{id.GUID},
 		IPAddresses:           ips,
@@ -162,9 +159,9 @@ func issue(ca *authority, kt KeyType, id Identity, now time.Time, validity time.
 	if err != nil {
 		return Credential{}, err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	keyPEM, err := marshalKey(key)
 	if err != nil {
-		return Credential{}, fmt.Errorf("marshal key: %w", err)
+		return Credential{}, err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	certPEM = append(certPEM, ca.chainPEM...)
@@ -173,6 +170,25 @@ func issue(ca *authority, kt KeyType, id Identity, now time.Time, validity time.
 		NotBefore: tmpl.NotBefore.UTC(),
 		NotAfter:  tmpl.NotAfter.UTC(),
 		CertPEM:   certPEM,
-		KeyPEM:    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		KeyPEM:    keyPEM,
 	}, nil
+}
+
+// marshalKey encodes an instance key the way Diego's credmanager does:
+// PKCS#1 "RSA PRIVATE KEY" for RSA (x509.MarshalPKCS1PrivateKey), and for
+// ECDSA, which Diego never issues, the matching traditional form, SEC1 "EC
+// PRIVATE KEY". Libraries written against Diego cells (the Java buildpack's
+// security provider) read these and reject PKCS#8 "PRIVATE KEY".
+func marshalKey(key crypto.Signer) ([]byte, error) {
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), nil
+	case *ecdsa.PrivateKey:
+		der, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("marshal key: %w", err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+	}
+	return nil, fmt.Errorf("marshal key: unsupported key type %T", key)
 }

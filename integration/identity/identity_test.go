@@ -86,7 +86,7 @@ var _ = Describe("instance identity in real containers", func() {
 		key, status, err := get(app + "/read?path=/etc/cf-instance-credentials/instance.key")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(status).To(Equal(200))
-		Expect(key).To(ContainSubstring("BEGIN PRIVATE KEY"))
+		Expect(key).To(ContainSubstring("BEGIN EC PRIVATE KEY"), "SEC1, the traditional form Diego-era readers parse")
 
 		By("the certificate names the instance and its IP")
 		crtPEM, _, err := get(app + "/read?path=/etc/cf-instance-credentials/instance.crt")
@@ -98,7 +98,7 @@ var _ = Describe("instance identity in real containers", func() {
 		Expect(cert.Subject.CommonName).To(Equal("id-1"))
 		Expect(cert.DNSNames).To(ConsistOf("id-1"))
 		Expect(cert.IPAddresses).To(ContainElement(BeEquivalentTo(net.ParseIP(c.InternalIP).To4())))
-		Expect(cert.Subject.OrganizationalUnit).To(Equal([]string{"organization:o1", "space:s1", "app:a1"}))
+		Expect(cert.Subject.String()).To(Equal("CN=id-1,OU=app:a1+OU=space:s1+OU=organization:o1"), "Diego's subject: one multi-valued OU RDN")
 
 		By("the key belongs to the container's user, mode 0600, on the host")
 		info, err := os.Stat(filepath.Join(agent.Config.DataDir, "credentials", "id-1", "..data", "instance.key"))

@@ -30,8 +30,8 @@
 // HostDir(guid) = <data_dir>/credentials/<guid>/, laid out like a Kubernetes
 // projected volume:
 //
-//	instance.crt        -> ..data/instance.crt         leaf, then the CA file's certificates
-//	instance.key        -> ..data/instance.key         PKCS#1 "RSA PRIVATE KEY" / SEC1 "EC PRIVATE KEY" (as Diego), 0600, owner uid:gid
+//	instance.crt        (regular file)                 leaf, then the CA file's certificates
+//	instance.key        (regular file)                 PKCS#1 "RSA PRIVATE KEY" / SEC1 "EC PRIVATE KEY" (as Diego), 0600, owner uid:gid
 //	instance-bundle.pem -> ..data/instance-bundle.pem  key, then the certificates; 0600, owner uid:gid
 //	..data              -> ..2026_11_27_13_00_00.123456   (the current generation)
 //	..2026_11_27_13_00_00.123456/                      also holds credential.json (serial, times, rotations)
@@ -41,7 +41,13 @@
 // bind mount), the credentials/ parent 0700 (no host account but root
 // reaches any instance's files), whatever the umask. Key and bundle are owned by
 // Identity.UID:GID with mode 0600 from the moment they exist. A rotation writes a new generation directory,
-// swaps ..data with one rename(2), then removes the old generation.
+// swaps ..data with one rename(2), replaces instance.key and then
+// instance.crt each by rename(2) of a new file (as Diego's
+// InstanceIdentityHandler does, so inotify watchers of the directory, such as
+// the Java buildpack's security provider, see IN_MOVED_TO for both names;
+// a ..data swap alone shows them nothing), then removes the old generation.
+// The directory, not its files, is bind-mounted, so the container sees each
+// rename.
 //
 // What readers can rely on:
 //   - instance-bundle.pem: one open(2) gives key and certificates of one
@@ -50,9 +56,12 @@
 //   - ReadPair (or the same by hand): open ..data once and read both files
 //     relative to that directory (openat); on ENOENT start again. Never a
 //     mixed pair.
-//   - instance.crt and instance.key opened one after the other (what
-//     CF_INSTANCE_CERT / CF_INSTANCE_KEY readers do): NOT guaranteed; a swap
-//     between the two opens gives a new certificate with the old key. Such
+//   - instance.key then instance.crt read after the event that replaced
+//     instance.crt (what a watcher does): a matching pair, unless another
+//     rotation follows at once.
+//   - instance.crt and instance.key opened one after the other at any moment
+//     (what CF_INSTANCE_CERT / CF_INSTANCE_KEY readers do): NOT guaranteed; a
+//     rotation between the two opens gives a new certificate with the old key. Such
 //     readers should compare the certificate's public key with the key and
 //     read again on a mismatch. The tests show this straddle happening.
 //

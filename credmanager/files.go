@@ -41,7 +41,16 @@ const (
 )
 
 // visibleFiles are symlinks to DataDir/<name>, created once per directory.
-var visibleFiles = []string{CertFile, KeyFile, BundleFile}
+var visibleFiles = []string{BundleFile}
+
+// renamedFiles are regular files replaced by rename(2) on every rotation,
+// in this order, as Diego's InstanceIdentityHandler.Update does: a file
+// watcher (the Java buildpack's security provider watches the directory for
+// these names) sees each one replaced, which a ..data swap never shows it.
+// The key goes first because watchers reload on the certificate: once
+// instance.crt is replaced, reading instance.key then instance.crt gives the
+// new pair.
+var renamedFiles = []string{KeyFile, CertFile}
 
 type genFile struct {
 	name string
@@ -54,9 +63,12 @@ type genFile struct {
 //
 //  1. write every file into a new directory dir/..<timestamp>.<random>;
 //  2. point dir/..data at it with symlink(..data_tmp) + rename(2), the one
-//     step that readers can observe;
-//  3. make sure each visible name is a relative symlink to ..data/<name>;
-//  4. remove every older generation.
+//     step that readers of ..data and the bundle observe;
+//  3. replace instance.key, then instance.crt, by rename(2) of a new regular
+//     file (what file watchers and Diego-era readers see; renamedFiles);
+//  4. make sure each other visible name (the bundle) is a relative symlink
+//     to ..data/<name>;
+//  5. remove every older generation.
 //
 // Before step 2 a failure leaves the current generation as it was. Files are
 // owned by uid:gid with the given modes; directories by the caller (the
@@ -107,6 +119,15 @@ func publish(logger lager.Logger, dir string, now time.Time, uid, gid int, files
 	}
 	published = true
 
+	for _, name := range renamedFiles {
+		i := slices.IndexFunc(files, func(f genFile) bool { return f.name == name })
+		if i < 0 {
+			continue
+		}
+		if err := replaceFile(dir, files[i], uid, gid); err != nil {
+			return err
+		}
+	}
 	for _, name := range visibleFiles {
 		want := filepath.Join(DataDir, name)
 		if got, err := os.Readlink(filepath.Join(dir, name)); err == nil && got == want {
@@ -122,6 +143,24 @@ func publish(logger lager.Logger, dir string, now time.Time, uid, gid int, files
 	// ago still finds it (removing it at once gave such readers ENOENT).
 	if err := removeGenerations(dir, filepath.Base(gen), prev); err != nil {
 		logger.Error("remove-old-generations-failed", err, lager.Data{"dir": dir})
+	}
+	return nil
+}
+
+// replaceFile atomically replaces dir/f.name (a file, or the symlink an
+// older agent made) with a regular file holding f.data.
+func replaceFile(dir string, f genFile, uid, gid int) error {
+	tmp := filepath.Join(dir, f.name+tmpSuffix)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := writeOwnedFile(tmp, f.data, f.mode, uid, gid, false); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, f.name)); err != nil {
+		_ = os.Remove(tmp)
+		return err
 	}
 	return nil
 }

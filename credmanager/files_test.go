@@ -14,9 +14,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cellagent/cellagent/credmanager"
 )
@@ -66,15 +69,24 @@ var _ = Describe("credential files", func() {
 		return gens
 	}
 
-	It("lays the directory out like a projected volume, with relative symlinks", func() {
+	It("lays the directory out like a projected volume, with a relative symlink for the bundle", func() {
 		cred, err := m.Issue(e.logger, identity("guid-1"))
 		Expect(err).NotTo(HaveOccurred())
 
-		for _, name := range []string{"instance.crt", "instance.key", "instance-bundle.pem"} {
-			target, err := os.Readlink(filepath.Join(dir, name))
+		target, err := os.Readlink(filepath.Join(dir, "instance-bundle.pem"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(target).To(Equal("..data/instance-bundle.pem"))
+		// instance.crt and instance.key are regular files, replaced by
+		// rename on each rotation as Diego does (see the watcher spec).
+		for _, name := range []string{"instance.crt", "instance.key"} {
+			fi, err := os.Lstat(filepath.Join(dir, name))
 			Expect(err).NotTo(HaveOccurred())
-			Expect(target).To(Equal("..data/" + name))
+			Expect(fi.Mode().IsRegular()).To(BeTrue(), name)
 		}
+		c, k, err := credmanager.ReadPair(dir)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c).To(Equal(cred.CertPEM))
+		Expect(k).To(Equal(cred.KeyPEM))
 		gen, err := os.Readlink(filepath.Join(dir, "..data"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(gen).To(HavePrefix("..2026_11_27_13_00_00."))
@@ -164,6 +176,46 @@ var _ = Describe("credential files", func() {
 		Expect(certPEM).To(Equal(cred.CertPEM))
 		Expect(keyPEM).To(Equal(cred.KeyPEM))
 		Expect(generations()).To(HaveLen(1), "the failed generation was cleaned up")
+	})
+
+	It("replaces instance.key, then instance.crt, by rename on every rotation, as a directory watcher sees it", func() {
+		_, err := m.Issue(e.logger, identity("guid-1"))
+		Expect(err).NotTo(HaveOccurred())
+		w := watchDir(dir)
+
+		for i := 1; i <= 5; i++ {
+			cred, err := credmanager.Renew(m, e.logger, identity("guid-1"), i)
+			Expect(err).NotTo(HaveOccurred())
+			// What the Java buildpack's provider does: wait for an event
+			// naming instance.crt, then read the key, then the certificate.
+			moved := w.until("instance.crt")
+			Expect(moved).To(Equal([]string{"..data", "instance.key", "instance.crt"}), "rotation %d: ..data swapped, then the key replaced, then the certificate", i)
+			k, err := os.ReadFile(filepath.Join(dir, "instance.key"))
+			Expect(err).NotTo(HaveOccurred())
+			c, err := os.ReadFile(filepath.Join(dir, "instance.crt"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(pairMatches(c, k)).To(BeTrue(), "rotation %d", i)
+			Expect(c).To(Equal(cred.CertPEM), "rotation %d: the new certificate", i)
+		}
+	})
+
+	It("turns instance.crt and instance.key left as symlinks by an older agent into files", func() {
+		_, err := m.Issue(e.logger, identity("guid-1"))
+		Expect(err).NotTo(HaveOccurred())
+		for _, name := range []string{"instance.crt", "instance.key"} {
+			Expect(os.Remove(filepath.Join(dir, name))).To(Succeed())
+			Expect(os.Symlink("..data/"+name, filepath.Join(dir, name))).To(Succeed())
+		}
+		cred, err := credmanager.Renew(m, e.logger, identity("guid-1"), 1)
+		Expect(err).NotTo(HaveOccurred())
+		for _, name := range []string{"instance.crt", "instance.key"} {
+			fi, err := os.Lstat(filepath.Join(dir, name))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(fi.Mode().IsRegular()).To(BeTrue(), name)
+		}
+		c, err := os.ReadFile(filepath.Join(dir, "instance.crt"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c).To(Equal(cred.CertPEM))
 	})
 
 	Describe("atomic swaps", func() {
@@ -379,3 +431,46 @@ var _ = Describe("credential files", func() {
 		})
 	})
 })
+
+// dirWatcher reports the names renamed into a directory (IN_MOVED_TO), as an
+// inotify-based file watcher sees them.
+type dirWatcher struct{ fd int }
+
+func watchDir(dir string) *dirWatcher {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { unix.Close(fd) })
+	_, err = unix.InotifyAddWatch(fd, dir, unix.IN_MOVED_TO)
+	Expect(err).NotTo(HaveOccurred())
+	return &dirWatcher{fd: fd}
+}
+
+// until returns the names renamed into the directory up to and including
+// the first one called name. It fails the spec when that does not happen
+// within a generous bound (a missing event must not hang the suite).
+func (w *dirWatcher) until(name string) []string {
+	var names []string
+	buf := make([]byte, 64*1024)
+	for range 100 {
+		fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 100)
+		if err == unix.EINTR || n == 0 {
+			continue
+		}
+		Expect(err).NotTo(HaveOccurred())
+		n, err = unix.Read(w.fd, buf)
+		Expect(err).NotTo(HaveOccurred())
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			raw := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			got := strings.TrimRight(string(raw), "\x00")
+			names = append(names, got)
+			if got == name {
+				return names
+			}
+		}
+	}
+	Fail(fmt.Sprintf("no IN_MOVED_TO event for %s; saw %v", name, names))
+	return nil
+}

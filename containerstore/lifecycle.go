@@ -2,7 +2,6 @@ package containerstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -570,33 +569,6 @@ func runCheck(ctx context.Context, ip string, check *executor.Check) error {
 var checkClient = &http.Client{
 	Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
-
-// instanceEnv is the CF_INSTANCE_* environment of an instance.
-func instanceEnv(inst *Instance) []string {
-	env := []string{
-		"CF_INSTANCE_GUID=" + inst.GUID,
-		"CF_INSTANCE_INDEX=" + strconv.Itoa(inst.Request.Index),
-		"CF_INSTANCE_IP=" + inst.ExternalIP,
-		"CF_INSTANCE_INTERNAL_IP=" + inst.InternalIP,
-	}
-	type port struct {
-		External         uint16 `json:"external"`
-		Internal         uint16 `json:"internal"`
-		ExternalTLSProxy uint16 `json:"external_tls_proxy,omitempty"`
-		InternalTLSProxy uint16 `json:"internal_tls_proxy,omitempty"`
-	}
-	ports := make([]port, 0, len(inst.Ports))
-	for _, p := range inst.Ports {
-		ports = append(ports, port{p.HostPort, p.ContainerPort, p.HostTLSProxyPort, p.ContainerTLSProxyPort})
-	}
-	b, _ := json.Marshal(ports)
-	env = append(env, "CF_INSTANCE_PORTS="+string(b))
-	if len(inst.Ports) > 0 {
-		env = append(env, "CF_INSTANCE_PORT="+strconv.Itoa(int(inst.Ports[0].HostPort)),
-			"PORT="+strconv.Itoa(int(inst.Ports[0].ContainerPort)))
-	}
-	return env
 }
 
 // cpuShares maps cpu_weight (1-100, Diego's scale) to cgroup v1 shares.

@@ -248,6 +248,12 @@ func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *contain
 	}
 	cfg := h.cfg.Proxy
 	cfg.NodeID = inst.GUID
+	// Diego's Envoy forwards to the container's internal IP (envoyconfig
+	// generateProxyConfig), so an app bound only to CF_INSTANCE_INTERNAL_IP
+	// is reachable; in host mode that is 127.0.0.1.
+	if inst.InternalIP != "" {
+		cfg.AppHost = inst.InternalIP
+	}
 	if err := proxyconfig.Write(dir, cfg, mappingsOf(inst), inst.ProxyAdminPort, inst.CertPEM, inst.KeyPEM, inst.Credentials.Serial); err != nil {
 		return fmt.Errorf("write proxy config: %w", err)
 	}

@@ -91,8 +91,14 @@ func main() {
 		}
 		os.Exit(0)
 	}()
-	fmt.Printf("demo-app listening on :%s\n", port)
-	if err := http.ListenAndServe(":"+port, mux); err != nil {
+	// BIND_INTERNAL_IP=1 listens on $CF_INSTANCE_INTERNAL_IP only (not on
+	// loopback), as apps do that bind to the address Diego gives them.
+	host := ""
+	if os.Getenv("BIND_INTERNAL_IP") == "1" {
+		host = os.Getenv("CF_INSTANCE_INTERNAL_IP")
+	}
+	fmt.Printf("demo-app listening on %s:%s\n", host, port)
+	if err := http.ListenAndServe(host+":"+port, mux); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

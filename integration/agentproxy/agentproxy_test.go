@@ -225,6 +225,25 @@ var _ = Describe("the proxy beside the app", func() {
 		Expect(agent.Client.Stop(ctx, "px-noport")).To(Succeed())
 	})
 
+	It("reaches an app bound only to CF_INSTANCE_INTERNAL_IP, as Diego's Envoy does", func() {
+		start(nil)
+		req := request()
+		req.Process.Env = []string{"BIND_INTERNAL_IP=1"}
+		_, err := agent.Client.AllocateAndRun(ctx, "px-ip", req)
+		Expect(err).NotTo(HaveOccurred())
+		c, err := agent.WaitState("px-ip", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() bool { c, _ = agent.Client.Get(ctx, "px-ip"); return c.Routable }, 15*time.Second).Should(BeTrue())
+		rc, err := agent.Client.Logs(ctx, "px-ip", executor.LogOptions{Source: executor.LogSourceApp})
+		Expect(err).NotTo(HaveOccurred())
+		logs, err := io.ReadAll(rc)
+		rc.Close()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(logs)).To(ContainSubstring("demo-app listening on " + c.InternalIP + ":8080"))
+		addr := fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort)
+		Expect(tlsGet(addr, routerTLS(agent, "px-ip"))).To(ContainSubstring("hello from px-ip"))
+	})
+
 	It("brings a killed proxy back and makes the instance routable again", func() {
 		start(nil)
 		_, err := agent.Client.AllocateAndRun(ctx, "px-kill", request())

@@ -19,10 +19,34 @@ type Process struct {
 	User string `json:"user,omitempty"`
 }
 
-// Route is a set of hostnames served by one container port.
+// Route is a set of hostnames served by one container port. The optional
+// fields are Diego's per-route fields, sent to Gorouter in router.register
+// under the same names (route-emitter routingtable/registry_message.go).
 type Route struct {
 	Hostnames []string `json:"hostnames"`
 	Port      uint16   `json:"port"`
+	// RouteServiceURL (https) makes Gorouter send requests through the route
+	// service first.
+	RouteServiceURL string `json:"route_service_url,omitempty"`
+	// IsolationSegment: routers sharding by segment serve only their own.
+	IsolationSegment string `json:"isolation_segment,omitempty"`
+	// Protocol is "http1" (the default) or "http2".
+	Protocol string        `json:"protocol,omitempty"`
+	Options  *RouteOptions `json:"options,omitempty"`
+}
+
+// RouteOptions are Gorouter's per-route options.
+type RouteOptions struct {
+	// LoadBalancing is "round-robin" or "least-connection".
+	LoadBalancing string `json:"loadbalancing,omitempty"`
+}
+
+// MetricTagValue is one metric tag of an instance, as Diego's
+// models.MetricTagValue: a static value, or a dynamic one ("index",
+// "instance_guid") filled in per instance.
+type MetricTagValue struct {
+	Static  string `json:"static,omitempty"`
+	Dynamic string `json:"dynamic,omitempty"`
 }
 
 // BindMount mounts a host directory or file into the container. The host
@@ -92,6 +116,9 @@ type RunRequest struct {
 	// Privileged lets the process user resolve to uid 0 or gid 0, on a cell
 	// whose config sets allow_privileged (README: what that gives).
 	Privileged bool `json:"privileged,omitempty"`
+	// MetricTags become the tags of the instance's router.register
+	// messages (Gorouter's access log and metrics), as in Diego.
+	MetricTags map[string]MetricTagValue `json:"metric_tags,omitempty"`
 }
 
 // EgressRule allows an instance's new connections to some destinations, in

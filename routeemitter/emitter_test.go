@@ -167,6 +167,44 @@ var _ = Describe("Emitter", func() {
 			Expect(decoded.AvailabilityZone).To(Equal("z1"))
 		})
 
+		It("sets endpoint_updated_at_ns as route-emitter does: on an endpoint's first registration only", func() {
+			Expect(emitter.Register(logger, endpoint("g1"))).To(Succeed())
+			Eventually(rec.registers).Should(Equal(1))
+			last := func() (routeemitter.RegistryMessage, string) {
+				rec.mu.Lock()
+				defer rec.mu.Unlock()
+				return rec.registered[len(rec.registered)-1], rec.raw[len(rec.raw)-1]
+			}
+			m, _ := last()
+			Expect(m.EndpointUpdatedAtNs).To(Equal(fakeClock.Now().UnixNano()), "added endpoint")
+
+			By("the periodic re-emission carries none")
+			fakeClock.Increment(cfg.DefaultRegisterInterval + routeemitter.DefaultRegisterInterval)
+			Eventually(rec.registers).Should(BeNumerically(">=", 2))
+			m, raw := last()
+			Expect(m.EndpointUpdatedAtNs).To(BeZero())
+			Expect(raw).NotTo(ContainSubstring("endpoint_updated_at_ns"))
+
+			By("nor a new route on the same endpoint")
+			n := rec.registers()
+			ep := endpoint("g1")
+			ep.Routes[0].Hostnames = append(ep.Routes[0].Hostnames, "more.example.com")
+			Expect(emitter.Register(logger, ep)).To(Succeed())
+			Eventually(rec.registers).Should(BeNumerically(">", n))
+			m, _ = last()
+			Expect(m.URIs).To(ContainElement("more.example.com"))
+			Expect(m.EndpointUpdatedAtNs).To(BeZero())
+
+			By("an endpoint added again after it was removed carries it again")
+			Expect(emitter.Unregister(logger, "g1")).To(Succeed())
+			fakeClock.Increment(time.Second)
+			n = rec.registers()
+			Expect(emitter.Register(logger, endpoint("g1"))).To(Succeed())
+			Eventually(rec.registers).Should(BeNumerically(">", n))
+			m, _ = last()
+			Expect(m.EndpointUpdatedAtNs).To(Equal(fakeClock.Now().UnixNano()))
+		})
+
 		It("rejects invalid routes with ErrInvalidRoute and registers nothing", func() {
 			ep := endpoint("g1")
 			ep.Routes = append(ep.Routes, routeemitter.Route{Hostnames: []string{"x.example.com"}, Port: 9999})

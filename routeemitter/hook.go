@@ -23,16 +23,29 @@ var (
 	_ containerstore.RouteRecoverer   = (*Hook)(nil)
 )
 
-// ValidateRequest checks hostnames, ports and the hostname count.
+// ValidateRequest checks hostnames, ports, the per-route fields, the
+// hostname count and the metric tags.
 func (h *Hook) ValidateRequest(req *executor.RunRequest) error {
-	routes := make([]Route, 0, len(req.Routes))
-	for _, r := range req.Routes {
-		routes = append(routes, Route{Hostnames: r.Hostnames, Port: r.Port})
-	}
-	if err := ValidateRoutes(routes, req.Ports); err != nil {
+	if err := ValidateRoutes(routesOf(req), req.Ports); err != nil {
 		return executor.NewError(executor.ErrInvalidRequest, "routes: %v", err)
 	}
+	if err := ValidateMetricTags(req.MetricTags); err != nil {
+		return executor.NewError(executor.ErrInvalidRequest, "metric_tags: %v", err)
+	}
 	return nil
+}
+
+func routesOf(req *executor.RunRequest) []Route {
+	routes := make([]Route, 0, len(req.Routes))
+	for _, r := range req.Routes {
+		rt := Route{Hostnames: r.Hostnames, Port: r.Port, RouteServiceURL: r.RouteServiceURL,
+			IsolationSegment: r.IsolationSegment, Protocol: r.Protocol}
+		if r.Options != nil {
+			rt.Options = &RouteOptions{LoadBalancing: r.Options.LoadBalancing}
+		}
+		routes = append(routes, rt)
+	}
+	return routes
 }
 
 // EndpointOf is the route emitter's view of an instance.
@@ -43,9 +56,8 @@ func EndpointOf(inst *containerstore.Instance) Endpoint {
 		ep.Mappings = append(ep.Mappings, Mapping{ContainerPort: p.ContainerPort, HostPort: p.HostPort,
 			ContainerTLSPort: p.ContainerTLSProxyPort, HostTLSPort: p.HostTLSProxyPort})
 	}
-	for _, r := range inst.Request.Routes {
-		ep.Routes = append(ep.Routes, Route{Hostnames: r.Hostnames, Port: r.Port})
-	}
+	ep.Routes = routesOf(&inst.Request)
+	ep.Tags = ResolveMetricTags(inst.Request.MetricTags, inst.GUID, inst.Request.Index)
 	return ep
 }
 

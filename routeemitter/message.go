@@ -1,6 +1,7 @@
 package routeemitter
 
 import (
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -30,6 +31,9 @@ type Endpoint struct {
 	InternalIP string
 	Mappings   []Mapping
 	Routes     []Route
+	// Tags are the instance's metric tags, resolved (ResolveMetricTags);
+	// every message carries them plus "component".
+	Tags map[string]string
 }
 
 // Mapping is one app port of the instance. The TLS ports are those of the
@@ -46,23 +50,44 @@ type Mapping struct {
 type Route struct {
 	Hostnames []string `json:"hostnames"`
 	Port      uint16   `json:"port"`
+	// The per-route fields route-emitter sends and Gorouter acts on
+	// (see ValidateRoutes for what each accepts).
+	RouteServiceURL  string        `json:"route_service_url,omitempty"`
+	IsolationSegment string        `json:"isolation_segment,omitempty"`
+	Protocol         string        `json:"protocol,omitempty"`
+	Options          *RouteOptions `json:"options,omitempty"`
+}
+
+// RouteOptions is the "options" object of a registration: Gorouter's
+// RegistryMessageOpts.
+type RouteOptions struct {
+	LoadBalancing string `json:"loadbalancing,omitempty"`
 }
 
 // RegistryMessage is the body of router.register and router.unregister.
 // The JSON types must match Gorouter's (mbus/subscriber.go): a type error
 // makes it drop the whole message. PrivateInstanceIndex is a string there.
+// Names and omissions of the optional fields are route-emitter's
+// (routingtable/registry_message.go).
 type RegistryMessage struct {
 	Host                 string            `json:"host"`
 	Port                 uint16            `json:"port"`
 	TLSPort              uint16            `json:"tls_port,omitempty"`
 	URIs                 []string          `json:"uris"`
+	Protocol             string            `json:"protocol,omitempty"`
 	App                  string            `json:"app"`
+	RouteServiceURL      string            `json:"route_service_url,omitempty"`
 	PrivateInstanceID    string            `json:"private_instance_id"`
 	PrivateInstanceIndex string            `json:"private_instance_index"`
 	ServerCertDomainSAN  string            `json:"server_cert_domain_san"`
+	IsolationSegment     string            `json:"isolation_segment,omitempty"`
 	AvailabilityZone     string            `json:"availability_zone"`
 	Tags                 map[string]string `json:"tags"`
-	EndpointUpdatedAtNs  int64             `json:"endpoint_updated_at_ns"`
+	// EndpointUpdatedAtNs is set, as route-emitter sets it, only in the
+	// first registration of an endpoint (Gorouter measures its route
+	// registration latency from it); re-emissions carry 0, left out.
+	EndpointUpdatedAtNs int64         `json:"endpoint_updated_at_ns,omitempty"`
+	Options             *RouteOptions `json:"options,omitempty"`
 }
 
 // Address is the endpoint key Gorouter uses: host:(tls_port or port).
@@ -88,7 +113,8 @@ func sameEndpoint(a, b RegistryMessage) bool {
 // instanceAddress the container IP and container ports. tls_port is the
 // proxy's port and is left out when the instance has no proxy. Routes whose
 // port has no mapping, and mappings without a usable port, give no message;
-// ValidateRoutes reports the former. now stamps endpoint_updated_at_ns.
+// ValidateRoutes reports the former. now stamps endpoint_updated_at_ns
+// (the caller zeroes it in all but an endpoint's first registration).
 func BuildMessages(ep Endpoint, az string, instanceAddress bool, now time.Time) []RegistryMessage {
 	var msgs []RegistryMessage
 	for _, r := range ep.Routes {
@@ -106,18 +132,32 @@ func BuildMessages(ep Endpoint, az string, instanceAddress bool, now time.Time) 
 			if host == "" || port == 0 {
 				continue
 			}
+			tags := maps.Clone(ep.Tags)
+			if tags == nil {
+				tags = map[string]string{}
+			}
+			tags["component"] = Component
+			var opts *RouteOptions
+			if r.Options != nil && *r.Options != (RouteOptions{}) {
+				o := *r.Options
+				opts = &o
+			}
 			msgs = append(msgs, RegistryMessage{
 				Host:                 host,
 				Port:                 port,
 				TLSPort:              tlsPort,
 				URIs:                 slices.Clone(r.Hostnames),
+				Protocol:             r.Protocol,
 				App:                  ep.LogGUID,
+				RouteServiceURL:      r.RouteServiceURL,
 				PrivateInstanceID:    ep.GUID,
 				PrivateInstanceIndex: strconv.Itoa(ep.Index),
 				ServerCertDomainSAN:  ep.GUID,
+				IsolationSegment:     r.IsolationSegment,
 				AvailabilityZone:     az,
-				Tags:                 map[string]string{"component": Component},
+				Tags:                 tags,
 				EndpointUpdatedAtNs:  now.UnixNano(),
+				Options:              opts,
 			})
 		}
 	}
@@ -133,7 +173,11 @@ func sameRegistrations(a, b []RegistryMessage) bool {
 			x.PrivateInstanceID == y.PrivateInstanceID &&
 			x.PrivateInstanceIndex == y.PrivateInstanceIndex &&
 			x.ServerCertDomainSAN == y.ServerCertDomainSAN &&
-			x.AvailabilityZone == y.AvailabilityZone
+			x.AvailabilityZone == y.AvailabilityZone &&
+			x.Protocol == y.Protocol && x.RouteServiceURL == y.RouteServiceURL &&
+			x.IsolationSegment == y.IsolationSegment &&
+			maps.Equal(x.Tags, y.Tags) &&
+			(x.Options == nil) == (y.Options == nil) && (x.Options == nil || *x.Options == *y.Options)
 	})
 }
 

@@ -30,6 +30,10 @@ type gorouterMessage struct {
 	IsolationSegment        string            `json:"isolation_segment"`
 	EndpointUpdatedAtNs     int64             `json:"endpoint_updated_at_ns"`
 	AvailabilityZone        string            `json:"availability_zone"`
+	Protocol                string            `json:"protocol"`
+	Options                 struct {
+		LoadBalancingAlgorithm string `json:"loadbalancing"`
+	} `json:"options"`
 }
 
 var _ = Describe("BuildMessages", func() {
@@ -77,6 +81,23 @@ var _ = Describe("BuildMessages", func() {
 			{Host: "10.255.0.7", Port: 9090, Uris: []string{"admin.example.com"},
 				App: "a1", PrivateInstanceID: "g1", PrivateInstanceIndex: "3", ServerCertDomainSAN: "g1",
 				AvailabilityZone: "z1", Tags: map[string]string{"component": "cellagent"}, EndpointUpdatedAtNs: now.UnixNano()},
+		}),
+		Entry("Diego's per-route fields and the metric tags", routeemitter.Endpoint{
+			GUID: "g1", LogGUID: "a1", Index: 3, ExternalIP: "10.0.0.5",
+			Mappings: []routeemitter.Mapping{{ContainerPort: 8080, HostPort: 40001, HostTLSPort: 40002}},
+			Routes: []routeemitter.Route{{Hostnames: []string{"app.example.com"}, Port: 8080,
+				RouteServiceURL: "https://rs.example.com/x", IsolationSegment: "iso-1", Protocol: "http2",
+				Options: &routeemitter.RouteOptions{LoadBalancing: "least-connection"}}},
+			Tags: map[string]string{"app_name": "web", "instance_id": "g1"},
+		}, false, []gorouterMessage{
+			{Host: "10.0.0.5", Port: 40001, TLSPort: 40002, Uris: []string{"app.example.com"},
+				App: "a1", PrivateInstanceID: "g1", PrivateInstanceIndex: "3", ServerCertDomainSAN: "g1",
+				AvailabilityZone: "z1", EndpointUpdatedAtNs: now.UnixNano(),
+				Tags:            map[string]string{"component": "cellagent", "app_name": "web", "instance_id": "g1"},
+				RouteServiceURL: "https://rs.example.com/x", IsolationSegment: "iso-1", Protocol: "http2",
+				Options: struct {
+					LoadBalancingAlgorithm string `json:"loadbalancing"`
+				}{"least-connection"}},
 		}),
 		Entry("no routes: no messages", routeemitter.Endpoint{GUID: "g1", ExternalIP: "10.0.0.5",
 			Mappings: []routeemitter.Mapping{{ContainerPort: 8080, HostPort: 40001}}}, false, []gorouterMessage{}),

@@ -63,15 +63,27 @@ func (e *Emitter) Register(logger lager.Logger, ep Endpoint) error {
 	now := e.clock.Now()
 	msgs := BuildMessages(ep, e.cfg.Zone, e.cfg.InstanceAddress, now)
 
+	// route-emitter sets endpoint_updated_at_ns only when an endpoint is
+	// added (routingtable.go messages: emitEndpointUpdatedAt); what is kept
+	// for re-emission and later changes carries 0.
+	stamped := msgs
+	msgs = make([]RegistryMessage, len(stamped))
+	for i, m := range stamped {
+		m.EndpointUpdatedAtNs = 0
+		msgs[i] = m
+	}
+
 	e.mu.Lock()
 	prev, ok := e.registered[ep.GUID]
+	_, adopted := e.journaled[ep.GUID]
 	if !ok {
 		prev = e.journaled[ep.GUID]
 	}
+	added := !ok && !adopted
 	delete(e.journaled, ep.GUID)
 	changed := !sameRegistrations(prev, msgs)
 	if !changed {
-		msgs = prev // keep endpoint_updated_at_ns: the endpoint did not change
+		msgs = prev
 	}
 	if len(msgs) > 0 {
 		e.registered[ep.GUID] = msgs
@@ -100,7 +112,11 @@ func (e *Emitter) Register(logger lager.Logger, ep Endpoint) error {
 		}
 	}
 	if e.sendableLocked() {
-		e.publishLocked(logger, SubjectRegister, msgs)
+		if added {
+			e.publishLocked(logger, SubjectRegister, stamped)
+		} else {
+			e.publishLocked(logger, SubjectRegister, msgs)
+		}
 	}
 	e.mu.Unlock()
 

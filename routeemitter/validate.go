@@ -3,6 +3,7 @@ package routeemitter
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -26,8 +27,9 @@ const (
 
 // ValidateRoutes checks every route: its port must be one of ports (the
 // instance's container ports), it must name at least one hostname, every
-// hostname must pass ValidateHostname, and there may be at most MaxHostnames
-// in total. All problems are returned at once, each wrapping ErrInvalidRoute.
+// hostname must pass ValidateHostname, the optional fields must be what
+// Gorouter accepts (validateRouteFields), and there may be at most
+// MaxHostnames in total. All problems are returned at once, each wrapping ErrInvalidRoute.
 func ValidateRoutes(routes []Route, ports []uint16) error {
 	var errs []error
 	total := 0
@@ -43,6 +45,9 @@ func ValidateRoutes(routes []Route, ports []uint16) error {
 			if err := ValidateHostname(h); err != nil {
 				errs = append(errs, fmt.Errorf("route %d: %w", i, err))
 			}
+		}
+		if err := validateRouteFields(r); err != nil {
+			errs = append(errs, fmt.Errorf("%w: route %d: %w", ErrInvalidRoute, i, err))
 		}
 	}
 	if total > MaxHostnames {
@@ -125,4 +130,44 @@ func validatePath(path string) error {
 		}
 	}
 	return nil
+}
+
+// Protocols are the values of a route's protocol ("" means http1).
+var Protocols = []string{"http1", "http2"}
+
+// LoadBalancingAlgorithms are Gorouter's (config.LoadBalancingStrategies).
+var LoadBalancingAlgorithms = []string{"round-robin", "least-connection"}
+
+// maxFieldLength bounds the free-text route fields.
+const maxFieldLength = 1024
+
+// validateRouteFields checks the per-route fields Gorouter reads. Gorouter
+// drops a registration whose route_service_url does not start with "https"
+// (RegistryMessage.ValidateMessage), which would silently unroute the app,
+// and ignores an unknown load balancing algorithm: both are refused here.
+func validateRouteFields(r Route) error {
+	var errs []error
+	if u := r.RouteServiceURL; u != "" {
+		parsed, err := url.Parse(u)
+		switch {
+		case len(u) > maxFieldLength:
+			errs = append(errs, fmt.Errorf("route_service_url longer than %d characters", maxFieldLength))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("route_service_url %q: %w", u, err))
+		case parsed.Scheme != "https" || parsed.Host == "":
+			errs = append(errs, fmt.Errorf("route_service_url %q: must be an https URL with a host", u))
+		}
+	}
+	if seg := r.IsolationSegment; seg != "" {
+		if len(seg) > maxFieldLength || strings.IndexFunc(seg, func(c rune) bool { return c < ' ' || c == 0x7f }) >= 0 {
+			errs = append(errs, fmt.Errorf("isolation_segment %q: at most %d characters, no control characters", seg, maxFieldLength))
+		}
+	}
+	if r.Protocol != "" && !slices.Contains(Protocols, r.Protocol) {
+		errs = append(errs, fmt.Errorf("protocol %q: must be one of %v", r.Protocol, Protocols))
+	}
+	if o := r.Options; o != nil && o.LoadBalancing != "" && !slices.Contains(LoadBalancingAlgorithms, o.LoadBalancing) {
+		errs = append(errs, fmt.Errorf("options.loadbalancing %q: must be one of %v", o.LoadBalancing, LoadBalancingAlgorithms))
+	}
+	return errors.Join(errs...)
 }

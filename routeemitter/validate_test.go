@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/routeemitter"
 )
 
@@ -76,6 +77,21 @@ var _ = Describe("Validation", func() {
 			[]uint16{8080}, ""),
 		Entry("1,001 hostnames", []routeemitter.Route{{Hostnames: hostnames(600), Port: 8080}, {Hostnames: hostnames(401), Port: 8080}},
 			[]uint16{8080}, "1001 hostnames, at most 1000"),
+		Entry("every optional field valid", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
+			RouteServiceURL: "https://rs.example.com:8443/p?q=1", IsolationSegment: "iso 1", Protocol: "http2",
+			Options: &routeemitter.RouteOptions{LoadBalancing: "round-robin"}}}, []uint16{8080}, ""),
+		Entry("http route service (Gorouter would drop the registration)", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
+			RouteServiceURL: "http://rs.example.com"}}, []uint16{8080}, "must be an https URL"),
+		Entry("route service without a host", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
+			RouteServiceURL: "https:///x"}}, []uint16{8080}, "must be an https URL"),
+		Entry("unparsable route service", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
+			RouteServiceURL: "https://rs.example.com/%zz"}}, []uint16{8080}, "route_service_url"),
+		Entry("unknown protocol", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
+			Protocol: "h2"}}, []uint16{8080}, `protocol "h2"`),
+		Entry("unknown load balancing", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
+			Options: &routeemitter.RouteOptions{LoadBalancing: "random"}}}, []uint16{8080}, `options.loadbalancing "random"`),
+		Entry("isolation segment with a newline", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
+			IsolationSegment: "a\nb"}}, []uint16{8080}, "isolation_segment"),
 		Entry("many bad hostnames are summarized", []routeemitter.Route{{Hostnames: strings.Split(strings.Repeat("-x,", 20), ",")[:20], Port: 8080}},
 			[]uint16{8080}, "and 10 more problems"),
 	)
@@ -88,6 +104,30 @@ var _ = Describe("Validation", func() {
 		Expect(err).To(MatchError(ContainSubstring("port 1")))
 		Expect(err).To(MatchError(ContainSubstring("bad_host")))
 	})
+})
+
+var _ = DescribeTable("ValidateMetricTags",
+	func(tags map[string]executor.MetricTagValue, problem string) {
+		err := routeemitter.ValidateMetricTags(tags)
+		if problem == "" {
+			Expect(err).NotTo(HaveOccurred())
+			return
+		}
+		Expect(err).To(MatchError(ContainSubstring(problem)))
+	},
+	Entry("static and dynamic", map[string]executor.MetricTagValue{"a": {Static: "x"}, "i": {Dynamic: "index"}, "g": {Dynamic: "instance_guid"}}, ""),
+	Entry("both", map[string]executor.MetricTagValue{"a": {Static: "x", Dynamic: "index"}}, "exactly one"),
+	Entry("neither", map[string]executor.MetricTagValue{"a": {}}, "exactly one"),
+	Entry("unknown dynamic", map[string]executor.MetricTagValue{"a": {Dynamic: "cell"}}, `dynamic "cell"`),
+	Entry("empty name", map[string]executor.MetricTagValue{"": {Static: "x"}}, "tag name"),
+	Entry("component is the agent's", map[string]executor.MetricTagValue{"component": {Static: "x"}}, "component"),
+)
+
+var _ = It("resolves dynamic metric tags per instance, as route-emitter does", func() {
+	Expect(routeemitter.ResolveMetricTags(map[string]executor.MetricTagValue{
+		"app": {Static: "web"}, "idx": {Dynamic: "index"}, "id": {Dynamic: "instance_guid"},
+	}, "g-7", 4)).To(Equal(map[string]string{"app": "web", "idx": "4", "id": "g-7"}))
+	Expect(routeemitter.ResolveMetricTags(nil, "g", 0)).To(BeNil())
 })
 
 func hostnames(n int) []string {

@@ -1,0 +1,48 @@
+package routeemitter_test
+
+import (
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/routeemitter"
+)
+
+var _ = Describe("Hook", func() {
+	req := func() executor.RunRequest {
+		return executor.RunRequest{
+			Index: 2,
+			Ports: []uint16{8080},
+			Routes: []executor.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
+				RouteServiceURL: "https://rs.example.com", IsolationSegment: "iso-1", Protocol: "http2",
+				Options: &executor.RouteOptions{LoadBalancing: "least-connection"}}},
+			MetricTags: map[string]executor.MetricTagValue{"app": {Static: "web"}, "index": {Dynamic: "index"}},
+		}
+	}
+
+	It("carries a run request's per-route fields and metric tags into the endpoint", func() {
+		inst := &containerstore.Instance{GUID: "g1", Request: req(), ExternalIP: "10.0.0.5",
+			Ports: []executor.PortMapping{{ContainerPort: 8080, HostPort: 40001}}}
+		ep := routeemitter.EndpointOf(inst)
+		Expect(ep.Routes).To(Equal([]routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
+			RouteServiceURL: "https://rs.example.com", IsolationSegment: "iso-1", Protocol: "http2",
+			Options: &routeemitter.RouteOptions{LoadBalancing: "least-connection"}}}))
+		Expect(ep.Tags).To(Equal(map[string]string{"app": "web", "index": "2"}))
+	})
+
+	DescribeTable("refuses malformed route fields and metric tags as InvalidRequest",
+		func(modify func(*executor.RunRequest), problem string) {
+			r := req()
+			Expect((&routeemitter.Hook{}).ValidateRequest(&r)).To(Succeed())
+			modify(&r)
+			err := (&routeemitter.Hook{}).ValidateRequest(&r)
+			Expect(err).To(MatchError(executor.ErrInvalidRequest))
+			Expect(err).To(MatchError(ContainSubstring(problem)))
+		},
+		Entry("http route service", func(r *executor.RunRequest) { r.Routes[0].RouteServiceURL = "http://rs.example.com" }, "route_service_url"),
+		Entry("protocol", func(r *executor.RunRequest) { r.Routes[0].Protocol = "http3" }, "protocol"),
+		Entry("load balancing", func(r *executor.RunRequest) { r.Routes[0].Options.LoadBalancing = "hash" }, "loadbalancing"),
+		Entry("metric tag", func(r *executor.RunRequest) { r.MetricTags["x"] = executor.MetricTagValue{} }, "metric_tags"),
+	)
+})

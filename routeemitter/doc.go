@@ -17,6 +17,8 @@
 //     Config.AdoptionGrace are unregistered too);
 //   - cell presence: a JSON document per cell in the JetStream key-value bucket
 //     "cellagent-cells", expiring by bucket TTL when the cell stops publishing;
+//     on a server without JetStream (CF's NATS), the same document on the
+//     plain subject "cellagent.presence.<cell id>" ([PresenceSubjectPrefix]);
 //   - [RouteTable] and [WatchRoutes], a Gorouter-like view of router.register
 //     and router.unregister traffic for `cellctl routes --watch`.
 //

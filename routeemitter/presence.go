@@ -23,7 +23,19 @@ type CellPresence struct {
 	Evacuating bool      `json:"evacuating"`
 	// UpdatedAt is set by the emitter (RFC 3339, the emitter's clock).
 	UpdatedAt string `json:"updated_at"`
+	// Gone is set only on the subject (PresenceSubjectPrefix), in the last
+	// message of a cell that shuts down cleanly.
+	Gone bool `json:"gone,omitempty"`
 }
+
+// PresenceSubjectPrefix + cell id is the plain NATS subject presence goes
+// to when the server has no JetStream (Cloud Foundry's NATS normally runs
+// without it). Each message is a CellPresence JSON document, sent every
+// PresenceInterval; a cell's last one on clean shutdown has "gone": true.
+// A subscriber (of "cellagent.presence.>") considers a cell gone after that
+// message, or when nothing came from it for PresenceTTL. As soon as the
+// server offers JetStream the bucket is used again.
+const PresenceSubjectPrefix = "cellagent.presence."
 
 // Resources are the cell's capacity figures, as in /v1/state.
 type Resources struct {
@@ -31,6 +43,8 @@ type Resources struct {
 	DiskMB     int `json:"disk_mb"`
 	Containers int `json:"containers"`
 }
+
+const presenceTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // runPresence writes the cell presence now and every PresenceInterval until
 // ctx ends (an in-flight write is abandoned), then deletes it. The bucket's TTL removes the key of a
@@ -45,7 +59,7 @@ func (e *Emitter) runPresence(ctx context.Context, logger lager.Logger, nc *nats
 	defer ticker.Stop()
 	for {
 		if nc.IsConnected() {
-			if err := p.publish(ctx); err != nil && ctx.Err() == nil {
+			if err := p.publish(ctx, logger); err != nil && ctx.Err() == nil {
 				logger.Error("failed-to-publish-presence", err)
 			}
 		}
@@ -64,9 +78,36 @@ type presencePublisher struct {
 	emitter *Emitter
 	nc      *nats.Conn
 	kv      jetstream.KeyValue
+	// onSubject is set while the server has no JetStream and presence goes
+	// to PresenceSubjectPrefix + cell id instead of the bucket.
+	onSubject bool
 }
 
-func (p *presencePublisher) publish(ctx context.Context) error {
+func (p *presencePublisher) subject() string { return PresenceSubjectPrefix + p.emitter.cfg.CellID }
+
+// noJetStream reports whether err says the server (or the account) has no
+// JetStream, as opposed to a passing failure.
+func noJetStream(err error) bool {
+	return errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) ||
+		errors.Is(err, nats.ErrNoResponders)
+}
+
+// useSubject switches between the bucket and the subject, logging only the
+// change: a server without JetStream is a normal deployment, not an error.
+func (p *presencePublisher) useSubject(logger lager.Logger, on bool) {
+	if on == p.onSubject {
+		return
+	}
+	p.onSubject = on
+	if on {
+		logger.Info("no-jetstream-publishing-presence-on-subject", lager.Data{"subject": p.subject()})
+	} else {
+		logger.Info("jetstream-available-publishing-presence-in-bucket")
+	}
+}
+
+func (p *presencePublisher) publish(ctx context.Context, logger lager.Logger) error {
 	e := p.emitter
 	state := e.presence()
 	if state.CellID == "" {
@@ -78,7 +119,7 @@ func (p *presencePublisher) publish(ctx context.Context) error {
 	if state.APIAddress == "" {
 		state.APIAddress = e.cfg.APIAddress
 	}
-	state.UpdatedAt = e.clock.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	state.UpdatedAt = e.clock.Now().UTC().Format(presenceTimeLayout)
 	data, err := json.Marshal(state)
 	if err != nil {
 		return fmt.Errorf("encode presence: %w", err)
@@ -87,10 +128,18 @@ func (p *presencePublisher) publish(ctx context.Context) error {
 	defer cancel()
 	if p.kv == nil {
 		kv, err := p.bucket(ctx)
+		if noJetStream(err) {
+			p.useSubject(logger, true)
+			if err := p.nc.Publish(p.subject(), data); err != nil {
+				return fmt.Errorf("publish presence on %s: %w", p.subject(), err)
+			}
+			return nil
+		}
 		if err != nil {
 			return err
 		}
 		p.kv = kv
+		p.useSubject(logger, false)
 	}
 	if _, err := p.kv.Put(ctx, e.cfg.CellID, data); err != nil {
 		// The bucket may be gone (memory storage, server restart):
@@ -139,6 +188,16 @@ func (p *presencePublisher) remove(logger lager.Logger) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.emitter.cfg.FlushTimeout)
 	defer cancel()
+	if p.onSubject {
+		data, _ := json.Marshal(CellPresence{CellID: p.emitter.cfg.CellID, Zone: p.emitter.cfg.Zone,
+			APIAddress: p.emitter.cfg.APIAddress, UpdatedAt: p.emitter.clock.Now().UTC().Format(presenceTimeLayout), Gone: true})
+		if err := p.nc.Publish(p.subject(), data); err != nil {
+			logger.Error("failed-to-publish-presence-gone", err)
+			return
+		}
+		logger.Info("presence-gone-published")
+		return
+	}
 	if p.kv == nil {
 		kv, err := p.bucket(ctx)
 		if err != nil {

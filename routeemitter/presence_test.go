@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/clock/fakeclock"
+	"code.cloudfoundry.org/lager/v3"
 	"code.cloudfoundry.org/lager/v3/lagertest"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -130,5 +134,69 @@ var _ = Describe("Presence", func() {
 		Expect(err).NotTo(HaveOccurred())
 		start()
 		Eventually(get).Should(HaveField("CellID", "cell-1"))
+	})
+
+	Describe("on a NATS server without JetStream (CF's usual NATS)", func() {
+		var plain *nats.Conn
+
+		BeforeEach(func() {
+			// A bare nats-server in-process, JetStream off, as CF runs it.
+			srv := natsserver.New(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+			Expect(srv).NotTo(BeNil())
+			go srv.Start()
+			DeferCleanup(srv.Shutdown)
+			Expect(srv.ReadyForConnections(10 * time.Second)).To(BeTrue())
+			Expect(srv.JetStreamEnabled()).To(BeFalse())
+			cfg.URLs = []string{srv.ClientURL()}
+			var err error
+			plain, err = nats.Connect(srv.ClientURL())
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(plain.Close)
+		})
+
+		It("publishes presence on cellagent.presence.<cell id> without logging errors, and a gone message on shutdown", func() {
+			msgs := make(chan *nats.Msg, 16)
+			_, err := plain.ChanSubscribe("cellagent.presence.>", msgs)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(plain.Flush()).To(Succeed())
+
+			p := start()
+			var m *nats.Msg
+			Eventually(msgs, 10*time.Second).Should(Receive(&m))
+			Expect(m.Subject).To(Equal(routeemitter.PresenceSubjectPrefix + "cell-1"))
+			var state routeemitter.CellPresence
+			Expect(json.Unmarshal(m.Data, &state)).To(Succeed())
+			Expect(state).To(Equal(routeemitter.CellPresence{
+				CellID: "cell-1", Zone: "z1", APIAddress: "10.0.0.5:1801",
+				Total:      routeemitter.Resources{MemoryMB: 23000, DiskMB: 100000, Containers: 250},
+				Available:  routeemitter.Resources{MemoryMB: 22807, DiskMB: 99744, Containers: 249},
+				Containers: 1, UpdatedAt: "2023-11-14T22:13:20.000Z",
+			}))
+
+			for i := range 3 {
+				fakeClock.Increment(5 * time.Second)
+				Eventually(msgs, 10*time.Second).Should(Receive(&m), "refresh %d", i)
+				Expect(json.Unmarshal(m.Data, &state)).To(Succeed())
+				Expect(state.Gone).To(BeFalse())
+			}
+
+			ginkgomon_v2.Interrupt(p, 10*time.Second)
+			Eventually(msgs, 10*time.Second).Should(Receive(&m))
+			Expect(json.Unmarshal(m.Data, &state)).To(Succeed())
+			Expect(state.Gone).To(BeTrue())
+			Expect(state.CellID).To(Equal("cell-1"))
+
+			var errs, switched int
+			for _, l := range logger.Logs() {
+				if l.LogLevel >= lager.ERROR {
+					errs++
+				}
+				if strings.HasSuffix(l.Message, "no-jetstream-publishing-presence-on-subject") {
+					switched++
+				}
+			}
+			Expect(errs).To(BeZero(), "no error logged for a server without JetStream")
+			Expect(switched).To(Equal(1), "the fallback is logged once")
+		})
 	})
 })

@@ -142,6 +142,11 @@ type Config struct {
 	Network            Network           `json:"network"`
 	NATS               NATS              `json:"nats"`
 	BindMountAllowlist []string          `json:"bind_mount_allowlist"`
+	// TrustedSystemCertificatesDir, when set, is a host directory of the
+	// platform's trusted CA certificates, mounted read-only in every
+	// container at /etc/cf-system-certificates (CF_SYSTEM_CERT_PATH), as
+	// Diego's rep trusted_certificates_path.
+	TrustedSystemCertificatesDir string `json:"trusted_system_certificates_dir"`
 
 	ReservedExpiration Duration `json:"reserved_expiration"`
 	StartTimeout       Duration `json:"start_timeout"`
@@ -417,6 +422,11 @@ func (c Config) Validate() error {
 			if _, err := os.Stat(path); err != nil {
 				bad("nats.tls.%s %q: %v", key, path, err)
 			}
+		}
+	}
+	if d := c.TrustedSystemCertificatesDir; d != "" {
+		if fi, err := os.Stat(d); !filepath.IsAbs(d) || err != nil || !fi.IsDir() {
+			bad("trusted_system_certificates_dir %q: must be an absolute path of a directory", d)
 		}
 	}
 	for _, p := range c.BindMountAllowlist {

@@ -21,7 +21,15 @@ type Hook struct {
 	Manager *Manager
 	// Observe, when set, is told how long each issuance took (metrics).
 	Observe func(time.Duration)
+	// TrustedSystemCertificatesDir, when set, is mounted read-only at
+	// SystemCertificatesPath with CF_SYSTEM_CERT_PATH pointing at it: what
+	// Diego's storenode does with the rep's trusted_certificates_path.
+	TrustedSystemCertificatesDir string
 }
+
+// SystemCertificatesPath is where the platform's trusted CAs appear in a
+// container (the path Cloud Controller gives Diego in every LRP).
+const SystemCertificatesPath = "/etc/cf-system-certificates"
 
 var (
 	_ containerstore.SetupHook        = (*Hook)(nil)
@@ -93,6 +101,10 @@ func (h *Hook) apply(inst *containerstore.Instance, cred Credential) {
 		// is guaranteed to match across a rotation with two plain opens.
 		"CF_INSTANCE_CERT_BUNDLE="+path.Join(ContainerPath, BundleFile),
 	)
+	if h.TrustedSystemCertificatesDir != "" {
+		inst.Mounts = append(inst.Mounts, containerstore.Mount{Source: h.TrustedSystemCertificatesDir, Destination: SystemCertificatesPath, ReadOnly: true})
+		inst.Env = append(inst.Env, "CF_SYSTEM_CERT_PATH="+SystemCertificatesPath)
+	}
 	inst.Credentials = Info(cred)
 	inst.CertPEM, inst.KeyPEM = cred.CertPEM, cred.KeyPEM
 }

@@ -93,7 +93,7 @@ func run(cfg config.Config) error {
 			return err
 		}
 	}
-	credHook := &credmanager.Hook{Manager: creds}
+	credHook := &credmanager.Hook{Manager: creds, TrustedSystemCertificatesDir: cfg.TrustedSystemCertificatesDir}
 	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}, credHook}
 	hooks = append(hooks, &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist})
 	var readiness []containerstore.Readiness

@@ -51,9 +51,16 @@ var _ = Describe("instance identity in real containers", func() {
 		ctx   = context.Background()
 	)
 
+	var systemCerts string
+
 	BeforeEach(func() {
+		// The platform's trusted CAs, as an operator would configure them.
+		systemCerts = GinkgoT().TempDir()
+		Expect(os.Chmod(systemCerts, 0o755)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(systemCerts, "platform-ca.crt"), []byte("platform CA\n"), 0o644)).To(Succeed())
 		var err error
 		agent, err = testagent.New(GinkgoT().TempDir(), fmt.Sprintf("id%d", time.Now().UnixNano()%100000), func(c *config.Config) {
+			c.TrustedSystemCertificatesDir = systemCerts
 			c.Network.Mode = "bridge"
 			c.Network.Name = "cellagentid"
 			c.Network.Bridge = "cellagentid0"
@@ -87,6 +94,17 @@ var _ = Describe("instance identity in real containers", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(status).To(Equal(200))
 		Expect(key).To(ContainSubstring("BEGIN EC PRIVATE KEY"), "SEC1, the traditional form Diego-era readers parse")
+
+		By("the platform's trusted CAs are mounted where Diego mounts them")
+		env, _, err := get(app + "/env")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(env).To(ContainSubstring("CF_SYSTEM_CERT_PATH=/etc/cf-system-certificates"))
+		Expect(env).To(ContainSubstring("INSTANCE_GUID=id-1"))
+		Expect(env).To(MatchRegexp(`CF_INSTANCE_ADDR=%s:%d`, c.ExternalIP, c.Ports[0].HostPort))
+		ca, status, err := get(app + "/read?path=/etc/cf-system-certificates/platform-ca.crt")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(status).To(Equal(200))
+		Expect(ca).To(Equal("platform CA\n"))
 
 		By("the certificate names the instance and its IP")
 		crtPEM, _, err := get(app + "/read?path=/etc/cf-instance-credentials/instance.crt")

@@ -35,6 +35,9 @@ type ListenerSpec struct {
 	// RequireClientCert demands a certificate; with Validation but without
 	// this, a certificate is verified when the client offers one.
 	RequireClientCert bool
+	// NextProtos is the ALPN offer (alpn_protocols, each entry split on
+	// commas as Envoy does); nil: no ALPN.
+	NextProtos []string
 }
 
 // SecretRef names a secret in a file-based SDS file.
@@ -266,6 +269,15 @@ func parseTransportSocket(ts *object, spec *ListenerSpec) {
 		if v := common.object("validation_context_sds_secret_config", false); v != nil {
 			ref := sdsRef(v)
 			spec.Validation = &ref
+		}
+		for i, entry := range common.strings("alpn_protocols") {
+			for proto := range strings.SplitSeq(entry, ",") {
+				if proto == "" || len(proto) > 255 {
+					common.d.failf(fmt.Sprintf("%s[%d]", common.at("alpn_protocols"), i), "empty or over-long ALPN protocol in %q", entry)
+					continue
+				}
+				spec.NextProtos = append(spec.NextProtos, proto)
+			}
 		}
 		common.done()
 	}

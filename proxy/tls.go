@@ -75,6 +75,7 @@ func tlsConfig(spec ListenerSpec, cert, val *secretSource, now func() time.Time)
 		MaxVersion:   spec.MaxVersion,
 		CipherSuites: spec.CipherSuites,
 		Certificates: []tls.Certificate{*cert.cert.Load().cert},
+		NextProtos:   spec.NextProtos,
 	}
 	if val == nil {
 		return c

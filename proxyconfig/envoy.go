@@ -126,7 +126,12 @@ type commonTLSContext struct {
 	TLSParams                        tlsParams         `json:"tls_params"`
 	TLSCertificateSDSSecretConfigs   []sdsSecretConfig `json:"tls_certificate_sds_secret_configs"`
 	ValidationContextSDSSecretConfig *sdsSecretConfig  `json:"validation_context_sds_secret_config,omitempty"`
+	AlpnProtocols                    []string          `json:"alpn_protocols,omitempty"`
 }
+
+// AlpnProtocols is Diego's value (envoyconfig/config.go): one entry, which
+// Envoy splits on commas, offering h2 then http/1.1.
+var AlpnProtocols = []string{"h2,http/1.1"}
 
 type tlsParams struct {
 	TLSMinimumProtocolVersion string   `json:"tls_minimum_protocol_version"`
@@ -248,11 +253,19 @@ func buildBootstrap(cfg Config, mappings []Mapping, adminPort uint16) bootstrap 
 					Name:        filterTCPProxy,
 					TypedConfig: tcpProxy{Type: typeTCPProxy, StatPrefix: name, Cluster: name},
 				}},
-				TransportSocket: transportSocket{Name: transportTLS, TypedConfig: tlsCtx},
+				TransportSocket: transportSocket{Name: transportTLS, TypedConfig: listenerTLS(tlsCtx, m)},
 			}},
 		})
 	}
 	return b
+}
+
+// listenerTLS is the shared TLS context with m's ALPN.
+func listenerTLS(tlsCtx downstreamTLSContext, m Mapping) downstreamTLSContext {
+	if m.HTTP2 {
+		tlsCtx.CommonTLSContext.AlpnProtocols = append([]string(nil), AlpnProtocols...)
+	}
+	return tlsCtx
 }
 
 func buildCertAndKey(certPEM, keyPEM []byte, version string) discoveryResponse {

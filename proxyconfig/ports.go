@@ -28,6 +28,11 @@ var (
 type Mapping struct {
 	AppPort   uint16 `json:"app_port"`
 	ProxyPort uint16 `json:"proxy_port"`
+	// HTTP2 makes the listener offer ALPN "h2,http/1.1" (AlpnProtocols), as
+	// Diego's Envoy does with http2 enabled; set when a route on the port
+	// has protocol http2. Bytes still pass through untouched: an h2 client
+	// speaks h2 to the app (h2c behind the proxy).
+	HTTP2 bool `json:"http2,omitempty"`
 }
 
 // ValidateAppPorts checks the app ports of a request that will get a proxy.

@@ -18,18 +18,18 @@ var _ = Describe("AllocatePorts", func() {
 			Expect(admin).To(Equal(wantAdmin))
 		},
 		Entry("no ports: admin only", []uint16{}, []proxyconfig.Mapping{}, uint16(61001)),
-		Entry("one port", []uint16{8080}, []m{{8080, 61001}}, uint16(61002)),
+		Entry("one port", []uint16{8080}, []m{{AppPort: 8080, ProxyPort: 61001}}, uint16(61002)),
 		Entry("several ports, in request order", []uint16{9090, 8080, 2222},
-			[]m{{9090, 61001}, {8080, 61002}, {2222, 61003}}, uint16(61004)),
+			[]m{{AppPort: 9090, ProxyPort: 61001}, {AppPort: 8080, ProxyPort: 61002}, {AppPort: 2222, ProxyPort: 61003}}, uint16(61004)),
 		Entry("skips an app port in the range", []uint16{61001, 8080},
-			[]m{{61001, 61002}, {8080, 61003}}, uint16(61004)),
+			[]m{{AppPort: 61001, ProxyPort: 61002}, {AppPort: 8080, ProxyPort: 61003}}, uint16(61004)),
 		Entry("skips an app port for the admin port", []uint16{8080, 61002},
-			[]m{{8080, 61001}, {61002, 61003}}, uint16(61004)),
+			[]m{{AppPort: 8080, ProxyPort: 61001}, {AppPort: 61002, ProxyPort: 61003}}, uint16(61004)),
 		Entry("skips 61443", portsFrom(8000, 443), mappingsFrom(8000, 443, 61443), uint16(61445)),
 		Entry("skips 61443 as admin port", portsFrom(8000, 442), mappingsFrom(8000, 442, 0), uint16(61444)),
 		Entry("app port 61443 gets a proxy port, 61443 is not handed out", []uint16{61443},
-			[]m{{61443, 61001}}, uint16(61002)),
-		Entry("a duplicate app port gets one mapping", []uint16{8080, 8080}, []m{{8080, 61001}}, uint16(61002)),
+			[]m{{AppPort: 61443, ProxyPort: 61001}}, uint16(61002)),
+		Entry("a duplicate app port gets one mapping", []uint16{8080, 8080}, []m{{AppPort: 8080, ProxyPort: 61001}}, uint16(61002)),
 	)
 
 	It("fails when the ports above 61001 run out", func() {
@@ -73,7 +73,7 @@ var _ = Describe("ValidateAppPorts", func() {
 		Expect(proxyconfig.ValidateAppPorts(ports)).To(Succeed())
 		got, admin, err := proxyconfig.AllocatePorts(ports)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(got).To(Equal([]m{{8080, 61001}, {61010, 61002}, {3000, 61003}}))
+		Expect(got).To(Equal([]m{{AppPort: 8080, ProxyPort: 61001}, {AppPort: 61010, ProxyPort: 61002}, {AppPort: 3000, ProxyPort: 61003}}))
 		Expect(admin).To(Equal(uint16(61004)))
 	})
 })

@@ -110,6 +110,25 @@ var _ = Describe("generated files", func() {
 			Entry("several ports, client certs", "bootstrap-several-ports-mtls.golden", true, []uint16{8080, 61010, 2222}),
 		)
 
+		It("offers Diego's ALPN h2,http/1.1 only on listeners of http2 routes, and forwards to the configured app host, per Envoy's types", func() {
+			mappings := []proxyconfig.Mapping{{AppPort: 8080, ProxyPort: 61001, HTTP2: true}, {AppPort: 9090, ProxyPort: 61002}}
+			Expect(proxyconfig.Write(dir, proxyconfig.Config{AppHost: "10.255.0.7"}, mappings, 61003, leafPEM, keyPEM, "1")).To(Succeed())
+			Expect(envoyvalidate.Dir(dir, proxyconfig.BootstrapFile)).To(Succeed())
+			b, err := envoyvalidate.Bootstrap(readFile(dir, proxyconfig.BootstrapFile))
+			Expect(err).NotTo(HaveOccurred())
+			var alpn [][]string
+			for _, l := range b.GetStaticResources().GetListeners() {
+				tctx := &tlsv3.DownstreamTlsContext{}
+				Expect(l.GetFilterChains()[0].GetTransportSocket().GetTypedConfig().UnmarshalTo(tctx)).To(Succeed())
+				alpn = append(alpn, tctx.GetCommonTlsContext().GetAlpnProtocols())
+			}
+			Expect(alpn).To(Equal([][]string{{"h2,http/1.1"}, nil}))
+			for _, c := range b.GetStaticResources().GetClusters() {
+				ep := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+				Expect(ep.GetAddress()).To(Equal("10.255.0.7"))
+			}
+		})
+
 		It("uses the configured in-container directory", func() {
 			cfg := proxyconfig.Config{ConfigDir: "/custom/proxy"}
 			Expect(proxyconfig.WriteBootstrap(dir, cfg, []proxyconfig.Mapping{{AppPort: 8080, ProxyPort: 61001}}, 61002)).To(Succeed())
@@ -125,13 +144,13 @@ var _ = Describe("generated files", func() {
 				Expect(entries(dir)).To(BeEmpty())
 			},
 			Entry("two listeners on one port", proxyconfig.Config{},
-				[]proxyconfig.Mapping{{8080, 61001}, {8081, 61001}}, uint16(61002), "port 61001 already used"),
+				[]proxyconfig.Mapping{{AppPort: 8080, ProxyPort: 61001}, {AppPort: 8081, ProxyPort: 61001}}, uint16(61002), "port 61001 already used"),
 			Entry("admin on a listener port", proxyconfig.Config{},
-				[]proxyconfig.Mapping{{8080, 61001}}, uint16(61001), "already used by admin"),
+				[]proxyconfig.Mapping{{AppPort: 8080, ProxyPort: 61001}}, uint16(61001), "already used by admin"),
 			Entry("client certs without a CA", proxyconfig.Config{RequireClientCerts: true},
-				[]proxyconfig.Mapping{{8080, 61001}}, uint16(61002), "trusted ca: no PEM certificate"),
+				[]proxyconfig.Mapping{{AppPort: 8080, ProxyPort: 61001}}, uint16(61002), "trusted ca: no PEM certificate"),
 			Entry("a relative config dir", proxyconfig.Config{ConfigDir: "envoy_config"},
-				[]proxyconfig.Mapping{{8080, 61001}}, uint16(61002), "not absolute"),
+				[]proxyconfig.Mapping{{AppPort: 8080, ProxyPort: 61001}}, uint16(61002), "not absolute"),
 		)
 	})
 

@@ -224,10 +224,20 @@ func mappingsOf(inst *containerstore.Instance) []proxyconfig.Mapping {
 	var ms []proxyconfig.Mapping
 	for _, p := range inst.Request.Ports {
 		if pp, ok := inst.ProxyPorts[p]; ok {
-			ms = append(ms, proxyconfig.Mapping{AppPort: p, ProxyPort: pp})
+			ms = append(ms, proxyconfig.Mapping{AppPort: p, ProxyPort: pp, HTTP2: http2Port(inst.Request.Routes, p)})
 		}
 	}
 	return ms
+}
+
+// http2Port reports whether a route on port asks for HTTP/2.
+func http2Port(routes []executor.Route, port uint16) bool {
+	for _, r := range routes {
+		if r.Port == port && r.Protocol == "http2" {
+			return true
+		}
+	}
+	return false
 }
 
 func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {

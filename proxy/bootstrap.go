@@ -96,6 +96,17 @@ func ParseBootstrap(name string, data []byte) (*Spec, error) {
 		n.str("cluster", false)
 		n.done()
 	}
+	// stats_config: Diego's bootstrap turns every stat off (reject_all);
+	// cellproxy keeps none, so that is the only setting it accepts.
+	if sc := top.object("stats_config", false); sc != nil {
+		if m := sc.object("stats_matcher", true); m != nil {
+			if !m.boolean("reject_all") && m.d.err == nil {
+				m.d.failf(m.at("reject_all"), "cellproxy keeps no stats; only reject_all: true is accepted")
+			}
+			m.done()
+		}
+		sc.done()
+	}
 	spec := &Spec{}
 	spec.AdminAddr = socketAddress(top.object("admin", true).objectDone("address"))
 

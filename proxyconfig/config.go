@@ -54,7 +54,13 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// NodeID, when set, becomes Envoy's node.id (shows in its admin output).
 	NodeID string
+	// LogLevel, when set, goes on the command line as --log-level (Diego
+	// runs Envoy with "critical"; cellproxy's own logs are kept at info).
+	LogLevel string
 }
+
+// EnvoyLogLevel is the log level Diego runs Envoy with.
+const EnvoyLogLevel = "critical"
 
 // DefaultConfig returns the defaults: Diego's directory, drain time and
 // connect timeout; the app reached on loopback.
@@ -136,9 +142,13 @@ func checkCAPEM(data []byte) error {
 // flags are Envoy's, which cellproxy accepts too.
 func Command(proxyBinary string, cfg Config) []string {
 	cfg = cfg.withDefaults()
-	return []string{
+	argv := []string{
 		proxyBinary,
 		"-c", path.Join(cfg.ConfigDir, BootstrapFile),
 		"--drain-time-s", strconv.FormatInt(int64(cfg.DrainTimeout.Round(time.Second)/time.Second), 10),
 	}
+	if cfg.LogLevel != "" {
+		argv = append(argv, "--log-level", cfg.LogLevel)
+	}
+	return argv
 }

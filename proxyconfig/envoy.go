@@ -26,7 +26,18 @@ const (
 type bootstrap struct {
 	Node            *node           `json:"node,omitempty"`
 	Admin           admin           `json:"admin"`
+	StatsConfig     statsConfig     `json:"stats_config"`
 	StaticResources staticResources `json:"static_resources"`
+}
+
+// statsConfig turns every stat off, as Diego's bootstrap does: Envoy's stats
+// are most of its per-container memory.
+type statsConfig struct {
+	StatsMatcher statsMatcher `json:"stats_matcher"`
+}
+
+type statsMatcher struct {
+	RejectAll bool `json:"reject_all"`
 }
 
 type node struct {
@@ -198,7 +209,8 @@ func ListenerName(m Mapping) string { return "tls-" + strconv.Itoa(int(m.ProxyPo
 
 func buildBootstrap(cfg Config, mappings []Mapping, adminPort uint16) bootstrap {
 	b := bootstrap{
-		Admin: admin{Address: address{socketAddress{Address: "127.0.0.1", PortValue: adminPort}}},
+		Admin:       admin{Address: address{socketAddress{Address: "127.0.0.1", PortValue: adminPort}}},
+		StatsConfig: statsConfig{StatsMatcher: statsMatcher{RejectAll: true}},
 	}
 	if cfg.NodeID != "" {
 		b.Node = &node{ID: cfg.NodeID, Cluster: "cellagent-proxy"}

@@ -20,8 +20,11 @@ import (
 )
 
 const (
-	// BinaryPath is where the proxy binary is mounted in the container.
-	BinaryPath = "/etc/cf-assets/envoy"
+	// AssetsDir is Diego's mount point of the proxy's directory (the rep's
+	// container_proxy_path, holding envoy and its libraries).
+	AssetsDir = "/etc/cf-assets/envoy"
+	// BinaryPath is the proxy executable in the container, Diego's path.
+	BinaryPath = AssetsDir + "/envoy"
 	execID     = "cellagent-proxy"
 	guidKey    = "container-guid"
 )
@@ -36,7 +39,10 @@ type Sink interface {
 
 // Config configures the hook.
 type Config struct {
-	// HostBinary is the proxy executable on the host (cellproxy or Envoy).
+	// HostBinary is the proxy on the host: an executable (cellproxy or
+	// Envoy), mounted alone at BinaryPath, or, as Diego lays Envoy out, a
+	// directory holding "envoy" (and whatever it needs), mounted at
+	// AssetsDir.
 	HostBinary string
 	Proxy      proxyconfig.Config
 	DataDir    string
@@ -127,8 +133,8 @@ func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (
 	if err := cfg.Proxy.Validate(); err != nil {
 		return nil, fmt.Errorf("proxy config: %w", err)
 	}
-	if st, err := os.Stat(cfg.HostBinary); err != nil || st.IsDir() {
-		return nil, fmt.Errorf("proxy binary %q: not a file (build cellproxy next to cellagent or set proxy.binary): %v", cfg.HostBinary, err)
+	if err := checkBinary(cfg.HostBinary); err != nil {
+		return nil, err
 	}
 	v, err := newVerifier(cfg.CACertPEM)
 	if err != nil {
@@ -230,6 +236,33 @@ func mappingsOf(inst *containerstore.Instance) []proxyconfig.Mapping {
 	return ms
 }
 
+// checkBinary accepts an executable file, or a directory holding one named
+// "envoy" (Diego's layout).
+func checkBinary(p string) error {
+	st, err := os.Stat(p)
+	if err == nil && st.IsDir() {
+		exe := filepath.Join(p, "envoy")
+		if fi, err := os.Stat(exe); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("proxy directory %q: holds no file \"envoy\" (Diego's layout): %v", p, err)
+		}
+		return nil
+	}
+	if err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("proxy binary %q: not a file or a directory holding envoy (build cellproxy next to cellagent or set proxy.binary): %v", p, err)
+	}
+	return nil
+}
+
+// binaryMount mounts the proxy so that it runs as BinaryPath: a directory
+// at AssetsDir, as Diego mounts container_proxy_path; a lone executable at
+// BinaryPath itself.
+func binaryMount(hostBinary string) containerstore.Mount {
+	if st, err := os.Stat(hostBinary); err == nil && st.IsDir() {
+		return containerstore.Mount{Source: hostBinary, Destination: AssetsDir, ReadOnly: true}
+	}
+	return containerstore.Mount{Source: hostBinary, Destination: BinaryPath, ReadOnly: true}
+}
+
 // http2Port reports whether a route on port asks for HTTP/2.
 func http2Port(routes []executor.Route, port uint16) bool {
 	for _, r := range routes {
@@ -269,7 +302,7 @@ func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *contain
 	}
 	inst.Mounts = append(inst.Mounts,
 		containerstore.Mount{Source: dir, Destination: cfg.ConfigDir, ReadOnly: true},
-		containerstore.Mount{Source: h.cfg.HostBinary, Destination: BinaryPath, ReadOnly: true})
+		binaryMount(h.cfg.HostBinary))
 	h.mu.Lock()
 	h.instances[inst.GUID] = &instance{inst: inst, serial: inst.Credentials.Serial}
 	h.mu.Unlock()

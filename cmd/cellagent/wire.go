@@ -262,6 +262,9 @@ func newProxyHook(logger lager.Logger, cfg config.Config, caPEM []byte, rt *runt
 	pc := proxyconfig.DefaultConfig()
 	pc.RequireClientCerts = cfg.Proxy.RequireClientCerts
 	pc.VerifySAN = cfg.Proxy.VerifySAN
+	if cfg.Proxy.Kind == "envoy" {
+		pc.LogLevel = proxyconfig.EnvoyLogLevel // Diego's --log-level critical
+	}
 	if cfg.Proxy.TrustedCA != "" {
 		b, err := os.ReadFile(cfg.Proxy.TrustedCA)
 		if err != nil {

@@ -1,0 +1,104 @@
+package proxyhook
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"code.cloudfoundry.org/lager/v3/lagertest"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/proxyconfig"
+)
+
+// setupWith runs the files hook's Setup for one instance with hostBinary as
+// the proxy and answers the mounts it added and the proxy's process spec.
+func setupWith(t *testing.T, hostBinary string, pc proxyconfig.Config) ([]containerstore.Mount, containerstore.ProcessSpec, string) {
+	t.Helper()
+	cert, caPEM := selfSigned(t, "g1")
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	h, err := New(lagertest.NewTestLogger("layout"), Config{HostBinary: hostBinary, Proxy: pc, DataDir: dataDir, CACertPEM: caPEM}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := &containerstore.Instance{GUID: "g1", InternalIP: "10.255.0.7",
+		Request:    executor.RunRequest{Ports: []uint16{8080}},
+		ProxyPorts: map[uint16]uint16{8080: 61001}, ProxyAdminPort: 61002,
+		CertPEM:    caPEM, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		Credentials: &executor.CredentialInfo{Serial: "7"}}
+	f := filesHook{h}
+	if err := f.Setup(context.Background(), lagertest.NewTestLogger("layout"), inst); err != nil {
+		t.Fatal(err)
+	}
+	return inst.Mounts, f.spec(inst), h.dir("g1")
+}
+
+// Diego (executor depot/transformer/transformer.go and
+// proxy_config_handler.go) mounts the rep's container_proxy_path directory
+// at /etc/cf-assets/envoy and the per-container config directory at
+// /etc/cf-assets/envoy_config, and runs
+// /etc/cf-assets/envoy/envoy -c /etc/cf-assets/envoy_config/envoy.yaml
+// --drain-time-s <drain> --log-level critical.
+func TestEnvoyRunsWithDiegosLayoutAndCommandLine(t *testing.T) {
+	envoyDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(envoyDir, "envoy"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pc := proxyconfig.DefaultConfig()
+	pc.LogLevel = proxyconfig.EnvoyLogLevel
+	mounts, spec, configDir := setupWith(t, envoyDir, pc)
+
+	wantMounts := []containerstore.Mount{
+		{Source: configDir, Destination: "/etc/cf-assets/envoy_config", ReadOnly: true},
+		{Source: envoyDir, Destination: "/etc/cf-assets/envoy", ReadOnly: true},
+	}
+	if !reflect.DeepEqual(mounts, wantMounts) {
+		t.Errorf("mounts = %+v, want %+v", mounts, wantMounts)
+	}
+	argv := append([]string{spec.Path}, spec.Args...)
+	want := "/etc/cf-assets/envoy/envoy -c /etc/cf-assets/envoy_config/envoy.yaml --drain-time-s 900 --log-level critical"
+	if got := strings.Join(argv, " "); got != want {
+		t.Errorf("command line = %q, want Diego's %q", got, want)
+	}
+	b, err := os.ReadFile(filepath.Join(configDir, proxyconfig.BootstrapFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "\nstats_config:\n  stats_matcher:\n    reject_all: true\n") {
+		t.Errorf("bootstrap keeps stats: %s", b)
+	}
+}
+
+// The bundled cellproxy is one file: it runs from the same path, mounted
+// alone, and keeps its info logs.
+func TestASingleProxyExecutableRunsFromDiegosPath(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "cellproxy")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mounts, spec, _ := setupWith(t, exe, proxyconfig.DefaultConfig())
+	if m := mounts[len(mounts)-1]; m != (containerstore.Mount{Source: exe, Destination: "/etc/cf-assets/envoy/envoy", ReadOnly: true}) {
+		t.Errorf("binary mount = %+v", m)
+	}
+	if got := strings.Join(append([]string{spec.Path}, spec.Args...), " "); got != "/etc/cf-assets/envoy/envoy -c /etc/cf-assets/envoy_config/envoy.yaml --drain-time-s 900" {
+		t.Errorf("command line = %q", got)
+	}
+}
+
+func TestAProxyDirectoryWithoutEnvoyIsRefused(t *testing.T) {
+	_, err := New(lagertest.NewTestLogger("layout"), Config{HostBinary: t.TempDir(), Proxy: proxyconfig.DefaultConfig(), DataDir: t.TempDir()}, nil)
+	if err == nil || !strings.Contains(err.Error(), `holds no file "envoy"`) {
+		t.Fatalf("err = %v", err)
+	}
+}

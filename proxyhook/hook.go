@@ -100,6 +100,9 @@ type instance struct {
 	serial string // the serial the proxy must serve
 	pid    uint32
 	sup    *supervisor
+	// stopping is set once the proxy presents an invalid certificate (see
+	// Stopping); rotations no longer rewrite its certificate.
+	stopping bool
 }
 
 // New makes the hook.

@@ -35,7 +35,7 @@ func setupWith(t *testing.T, hostBinary string, pc proxyconfig.Config) ([]contai
 	inst := &containerstore.Instance{GUID: "g1", InternalIP: "10.255.0.7",
 		Request:    executor.RunRequest{Ports: []uint16{8080}},
 		ProxyPorts: map[uint16]uint16{8080: 61001}, ProxyAdminPort: 61002,
-		CertPEM:    caPEM, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		CertPEM: caPEM, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 		Credentials: &executor.CredentialInfo{Serial: "7"}}
 	f := filesHook{h}
 	if err := f.Setup(context.Background(), lagertest.NewTestLogger("layout"), inst); err != nil {

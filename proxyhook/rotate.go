@@ -40,6 +40,12 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 	if _, err := os.Stat(filepath.Join(dir, proxyconfig.BootstrapFile)); err != nil {
 		return nil
 	}
+	h.mu.Lock()
+	stopping := in.stopping
+	h.mu.Unlock()
+	if stopping {
+		return nil // draining: the proxy keeps refusing new handshakes
+	}
 	if err := proxyconfig.WriteCertAndKey(dir, cred.CertPEM, cred.KeyPEM, cred.Serial); err != nil {
 		return fmt.Errorf("write proxy certificate: %w", err)
 	}

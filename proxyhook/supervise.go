@@ -57,18 +57,26 @@ func (f filesHook) Adopt(ctx context.Context, logger lager.Logger, inst *contain
 	return nil
 }
 
-// Stopping ends supervision: the app is about to be signalled or gone.
+// Stopping ends supervision: the app is about to be signalled or gone. A
+// proxy still running then presents an invalid certificate before the app
+// gets SIGTERM (refuseNewHandshakes), as Diego's does during drain.
 func (f filesHook) Stopping(logger lager.Logger, guid string) {
 	f.h.mu.Lock()
 	in, ok := f.h.instances[guid]
 	var sup *supervisor
+	first := false
 	if ok {
 		sup, in.sup = in.sup, nil
+		first = !in.stopping
+		in.stopping = true
 	}
 	f.h.mu.Unlock()
 	if sup != nil {
 		close(sup.stop)
 		<-sup.done
+	}
+	if sup != nil && first {
+		f.refuseNewHandshakes(logger, in.inst)
 	}
 }
 

@@ -10,9 +10,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 
 	"net/http"
 	"os"
@@ -244,6 +246,94 @@ var _ = Describe("the proxy beside the app", func() {
 		Expect(tlsGet(addr, routerTLS(agent, "px-ip"))).To(ContainSubstring("hello from px-ip"))
 	})
 
+	It("lets a router that missed the unregister retry elsewhere while an instance stops: the proxy presents an invalid certificate before SIGTERM", func() {
+		start(nil)
+		addrs := map[string]string{}
+		for _, guid := range []string{"px-a", "px-b"} {
+			req := request()
+			// The app keeps serving for 2s after SIGTERM, as a graceful app does.
+			req.Process.Env = []string{"STOP_DELAY=2s"}
+			_, err := agent.Client.AllocateAndRun(ctx, guid, req)
+			Expect(err).NotTo(HaveOccurred())
+			c, err := agent.WaitState(guid, executor.StateRunning, 30*time.Second)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(func() bool { c, _ = agent.Client.Get(ctx, guid); return c.Routable }, 15*time.Second).Should(BeTrue())
+			addrs[guid] = fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort)
+		}
+
+		// Gorouter's rule: a dial or handshake failure is retried on another
+		// instance; a failure after the request was sent is a 502.
+		var (
+			sent, failed, retried, certRefused atomic.Int64
+			lastErr                            atomic.Value
+			stop                               = make(chan struct{})
+			done                               = make(chan struct{})
+		)
+		send := func(guid string) error {
+			d := &net.Dialer{Timeout: 2 * time.Second}
+			conn, err := tls.DialWithDialer(d, "tcp", addrs[guid], routerTLS(agent, guid))
+			if err != nil {
+				return &handshakeError{err}
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			sent.Add(1)
+			if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"); err != nil {
+				return err
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}
+		go func() {
+			defer close(done)
+			for i := 0; i < 20000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				first, other := "px-a", "px-b"
+				if i%2 == 1 {
+					first, other = other, first
+				}
+				err := send(first)
+				var he *handshakeError
+				if errors.As(err, &he) {
+					var cve *tls.CertificateVerificationError
+					if first == "px-a" && errors.As(he.err, &cve) {
+						certRefused.Add(1)
+					}
+					retried.Add(1)
+					err = send(other)
+				}
+				if err != nil {
+					failed.Add(1)
+					lastErr.Store(err)
+				}
+			}
+		}()
+		Eventually(sent.Load).Should(BeNumerically(">", 20))
+		Expect(agent.Client.Stop(ctx, "px-a")).To(Succeed())
+		_, err := agent.WaitState("px-a", executor.StateCompleted, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		n := sent.Load()
+		Eventually(sent.Load).Should(BeNumerically(">", n+20), "requests go on to px-b")
+		close(stop)
+		<-done
+
+		Expect(failed.Load()).To(BeZero(), "no request failed after it was sent; last error: %v", lastErr.Load())
+		Expect(certRefused.Load()).To(BeNumerically(">", 0), "px-a's proxy refused handshakes with an invalid certificate before its app stopped")
+		Expect(retried.Load()).To(BeNumerically(">=", certRefused.Load()))
+		GinkgoWriter.Printf("requests sent %d, retried %d (invalid certificate %d), failed %d\n", sent.Load(), retried.Load(), certRefused.Load(), failed.Load())
+	})
+
 	It("brings a killed proxy back and makes the instance routable again", func() {
 		start(nil)
 		_, err := agent.Client.AllocateAndRun(ctx, "px-kill", request())
@@ -407,3 +497,9 @@ func proxyPid(agent *testagent.Agent, guid string) string {
 	}
 	return ""
 }
+
+// handshakeError marks a dial or TLS handshake failure: Gorouter retries
+// those on another instance.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return "handshake: " + e.err.Error() }

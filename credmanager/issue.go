@@ -27,6 +27,9 @@ type Identity struct {
 	OrganizationalUnits []string
 	// UID and GID own instance.key (mode 0600): the container's user.
 	UID, GID int
+	// DNSNames are DNS SANs after the guid: the internal route hostnames
+	// of a container-to-container certificate (IssueC2C).
+	DNSNames []string
 }
 
 // Validate checks everything that Issue checks before touching the disk.
@@ -40,6 +43,11 @@ func (id Identity) Validate() error {
 	}
 	if id.UID < 0 || id.GID < 0 {
 		errs = append(errs, fmt.Errorf("uid %d / gid %d: must not be negative", id.UID, id.GID))
+	}
+	for _, n := range id.DNSNames {
+		if !validDNSName(n) {
+			errs = append(errs, fmt.Errorf("dns name %q: letters, digits, '-' and '.' only, 1 to 253 characters", n))
+		}
 	}
 	for _, ip := range id.IPs {
 		if len(ip) != net.IPv4len && len(ip) != net.IPv6len {
@@ -121,7 +129,7 @@ func leafTemplate(id Identity, serial *big.Int, notBefore, notAfter time.Time, k
 			CommonName:         id.GUID,
 			OrganizationalUnit: id.OrganizationalUnits,
 		},
-		DNSNames:              []string{id.GUID},
+		DNSNames:              append([]string{id.GUID}, id.DNSNames...),
 		IPAddresses:           ips,
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
@@ -191,4 +199,16 @@ func marshalKey(key crypto.Signer) ([]byte, error) {
 		return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
 	}
 	return nil, fmt.Errorf("marshal key: unsupported key type %T", key)
+}
+
+func validDNSName(n string) bool {
+	if n == "" || len(n) > 253 || n[0] == '.' || n[len(n)-1] == '.' {
+		return false
+	}
+	for _, c := range []byte(n) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -196,6 +196,24 @@ func (m *Manager) Issue(logger lager.Logger, id Identity) (Credential, error) {
 	return cred, nil
 }
 
+// IssueC2C issues the container-to-container certificate of an instance,
+// as Diego's credmanager generateC2cCred does: signed by the identity CA,
+// CN and first DNS SAN the guid, then one DNS SAN per internal route
+// hostname, the same OUs, no IP SAN. It touches no file and is not tracked:
+// the caller (the proxy, which serves it on 61443) issues a new one at each
+// rotation of the instance identity.
+func (m *Manager) IssueC2C(guid string, ous []string, hostnames []string) (Credential, error) {
+	id := Identity{GUID: guid, OrganizationalUnits: ous, DNSNames: hostnames}
+	if err := id.Validate(); err != nil {
+		return Credential{}, err
+	}
+	ca, err := m.authority()
+	if err != nil {
+		return Credential{}, err
+	}
+	return issue(ca, m.keyType, id, m.clock.Now(), m.validity)
+}
+
 // renew issues a certificate for id and publishes it as the current
 // generation of its directory.
 func (m *Manager) renew(logger lager.Logger, id Identity, rotations int) (Credential, error) {

@@ -20,6 +20,11 @@ const (
 	CertAndKeySecret        = "id-cert-and-key"
 	ValidationContextSecret = "id-validation-context"
 
+	// C2CCertAndKeyFile and C2CCertAndKeySecret hold the
+	// container-to-container certificate served on C2CTLSPort (Diego's names).
+	C2CCertAndKeyFile   = "sds-c2c-cert-and-key.yaml"
+	C2CCertAndKeySecret = "c2c-cert-and-key"
+
 	// DefaultConfigDir is where the host directory is mounted in the container.
 	DefaultConfigDir = "/etc/cf-assets/envoy_config"
 )

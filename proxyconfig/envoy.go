@@ -241,22 +241,24 @@ func buildBootstrap(cfg Config, mappings []Mapping, adminPort uint16) bootstrap 
 	}
 	b.StaticResources.Listeners = []listener{}
 	b.StaticResources.Clusters = []cluster{}
+	c2cCtx := downstreamTLSContext{
+		Type: typeDownstream,
+		CommonTLSContext: commonTLSContext{
+			TLSParams:                      tlsCtx.CommonTLSContext.TLSParams,
+			TLSCertificateSDSSecretConfigs: []sdsSecretConfig{sds(C2CCertAndKeySecret, C2CCertAndKeyFile)},
+		},
+	}
+	clusters := map[string]bool{}
 	for _, m := range mappings {
 		name := ClusterName(m)
-		b.StaticResources.Clusters = append(b.StaticResources.Clusters, cluster{
-			Name:           name,
-			Type:           "STATIC",
-			ConnectTimeout: durationJSON(cfg.ConnectTimeout),
-			CircuitBreakers: circuitBreakers{Thresholds: []threshold{{
-				MaxConnections: unlimited, MaxPendingRequests: unlimited, MaxRequests: unlimited,
-			}}},
-			LoadAssignment: loadAssignment{
-				ClusterName: name,
-				Endpoints: []localityLbEndpoint{{LbEndpoints: []lbEndpoint{{Endpoint: endpoint{
-					Address: address{socketAddress{Address: cfg.AppHost, PortValue: m.AppPort}},
-				}}}}},
-			},
-		})
+		if !clusters[name] {
+			clusters[name] = true
+			b.StaticResources.Clusters = append(b.StaticResources.Clusters, appCluster(cfg, m))
+		}
+		ctx := listenerTLS(tlsCtx, m)
+		if m.C2C {
+			ctx = c2cCtx
+		}
 		b.StaticResources.Listeners = append(b.StaticResources.Listeners, listener{
 			Name:    ListenerName(m),
 			Address: address{socketAddress{Address: "0.0.0.0", PortValue: m.ProxyPort}},
@@ -265,11 +267,30 @@ func buildBootstrap(cfg Config, mappings []Mapping, adminPort uint16) bootstrap 
 					Name:        filterTCPProxy,
 					TypedConfig: tcpProxy{Type: typeTCPProxy, StatPrefix: name, Cluster: name},
 				}},
-				TransportSocket: transportSocket{Name: transportTLS, TypedConfig: listenerTLS(tlsCtx, m)},
+				TransportSocket: transportSocket{Name: transportTLS, TypedConfig: ctx},
 			}},
 		})
 	}
 	return b
+}
+
+// appCluster is the one-endpoint cluster of m's app port.
+func appCluster(cfg Config, m Mapping) cluster {
+	name := ClusterName(m)
+	return cluster{
+		Name:           name,
+		Type:           "STATIC",
+		ConnectTimeout: durationJSON(cfg.ConnectTimeout),
+		CircuitBreakers: circuitBreakers{Thresholds: []threshold{{
+			MaxConnections: unlimited, MaxPendingRequests: unlimited, MaxRequests: unlimited,
+		}}},
+		LoadAssignment: loadAssignment{
+			ClusterName: name,
+			Endpoints: []localityLbEndpoint{{LbEndpoints: []lbEndpoint{{Endpoint: endpoint{
+				Address: address{socketAddress{Address: cfg.AppHost, PortValue: m.AppPort}},
+			}}}}},
+		},
+	}
 }
 
 // listenerTLS is the shared TLS context with m's ALPN.
@@ -281,9 +302,13 @@ func listenerTLS(tlsCtx downstreamTLSContext, m Mapping) downstreamTLSContext {
 }
 
 func buildCertAndKey(certPEM, keyPEM []byte, version string) discoveryResponse {
+	return buildSecret(CertAndKeySecret, certPEM, keyPEM, version)
+}
+
+func buildSecret(name string, certPEM, keyPEM []byte, version string) discoveryResponse {
 	return discoveryResponse{VersionInfo: version, Resources: []secret{{
 		Type: typeSecret,
-		Name: CertAndKeySecret,
+		Name: name,
 		TLSCertificate: &tlsCertificate{
 			CertificateChain: dataSource{InlineString: string(certPEM)},
 			PrivateKey:       dataSource{InlineString: string(keyPEM)},

@@ -33,7 +33,18 @@ type Mapping struct {
 	// has protocol http2. Bytes still pass through untouched: an h2 client
 	// speaks h2 to the app (h2c behind the proxy).
 	HTTP2 bool `json:"http2,omitempty"`
+	// C2C marks Diego's container-to-container listener (ProxyPort
+	// C2CTLSPort): it serves the c2c certificate (C2CCertAndKeyFile), asks no
+	// client certificate and offers no ALPN.
+	C2C bool `json:"c2c,omitempty"`
 }
+
+// C2CMapping is the listener Diego adds for app port 8080 (the default
+// HTTP port): 61443, reachable from other containers only.
+func C2CMapping() Mapping { return Mapping{AppPort: DefaultHTTPPort, ProxyPort: C2CTLSPort, C2C: true} }
+
+// DefaultHTTPPort is the app port that gets the c2c listener, as in Diego.
+const DefaultHTTPPort = 8080
 
 // ValidateAppPorts checks the app ports of a request that will get a proxy.
 //

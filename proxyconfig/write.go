@@ -56,6 +56,18 @@ func WriteCertAndKey(hostDir string, certPEM, keyPEM []byte, version string) err
 	return writeYAML(hostDir, CertAndKeyFile, buildCertAndKey(certPEM, keyPEM, version))
 }
 
+// WriteC2CCertAndKey writes sds-c2c-cert-and-key.yaml, the certificate of
+// the c2c listener, like WriteCertAndKey.
+func WriteC2CCertAndKey(hostDir string, certPEM, keyPEM []byte, version string) error {
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return fmt.Errorf("write %s: %w", C2CCertAndKeyFile, err)
+	}
+	if version == "" {
+		return fmt.Errorf("write %s: empty version", C2CCertAndKeyFile)
+	}
+	return writeYAML(hostDir, C2CCertAndKeyFile, buildSecret(C2CCertAndKeySecret, certPEM, keyPEM, version))
+}
+
 // WriteValidationContext writes sds-id-validation-context.yaml: the trusted
 // CA and the SAN matchers. Its version_info is a hash of the content.
 func WriteValidationContext(hostDir string, cfg Config) error {

@@ -129,6 +129,38 @@ var _ = Describe("generated files", func() {
 			}
 		})
 
+		It("adds Diego's c2c listener: 61443 to app port 8080 with the c2c certificate, no client certificate, no ALPN, per Envoy's types", func() {
+			cfg := mtls()
+			mappings := []proxyconfig.Mapping{{AppPort: 8080, ProxyPort: 61001, HTTP2: true}, proxyconfig.C2CMapping()}
+			Expect(proxyconfig.Write(dir, cfg, mappings, 61002, leafPEM, keyPEM, "1")).To(Succeed())
+			Expect(proxyconfig.WriteC2CCertAndKey(dir, leafPEM, keyPEM, "c1")).To(Succeed())
+			Expect(envoyvalidate.Dir(dir, proxyconfig.BootstrapFile)).To(Succeed())
+			_, secrets, err := envoyvalidate.Secrets(readFile(dir, proxyconfig.C2CCertAndKeyFile))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(secrets).To(HaveLen(1))
+			Expect(secrets[0].GetName()).To(Equal("c2c-cert-and-key"))
+
+			b, err := envoyvalidate.Bootstrap(readFile(dir, proxyconfig.BootstrapFile))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(b.GetStaticResources().GetClusters()).To(HaveLen(1), "one cluster for app port 8080")
+			ls := b.GetStaticResources().GetListeners()
+			Expect(ls).To(HaveLen(2))
+			c2c := ls[1]
+			Expect(c2c.GetAddress().GetSocketAddress().GetPortValue()).To(BeEquivalentTo(61443))
+			tp := &tcpproxyv3.TcpProxy{}
+			Expect(c2c.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(tp)).To(Succeed())
+			Expect(tp.GetCluster()).To(Equal("app-8080"))
+			tctx := &tlsv3.DownstreamTlsContext{}
+			Expect(c2c.GetFilterChains()[0].GetTransportSocket().GetTypedConfig().UnmarshalTo(tctx)).To(Succeed())
+			common := tctx.GetCommonTlsContext()
+			Expect(common.GetTlsCertificateSdsSecretConfigs()[0].GetName()).To(Equal("c2c-cert-and-key"))
+			Expect(common.GetTlsCertificateSdsSecretConfigs()[0].GetSdsConfig().GetPathConfigSource().GetPath()).
+				To(Equal("/etc/cf-assets/envoy_config/sds-c2c-cert-and-key.yaml"))
+			Expect(tctx.GetRequireClientCertificate().GetValue()).To(BeFalse())
+			Expect(common.GetValidationContextSdsSecretConfig()).To(BeNil())
+			Expect(common.GetAlpnProtocols()).To(BeEmpty())
+		})
+
 		It("uses the configured in-container directory", func() {
 			cfg := proxyconfig.Config{ConfigDir: "/custom/proxy"}
 			Expect(proxyconfig.WriteBootstrap(dir, cfg, []proxyconfig.Mapping{{AppPort: 8080, ProxyPort: 61001}}, 61002)).To(Succeed())

@@ -26,6 +26,13 @@ import (
 //
 // The app's own env comes after this (containerd's WithEnv keeps the last
 // value of a name), so an app can still override any of these.
+// c2cAppPort and c2cTLSPort are Diego's container-to-container listener
+// (the proxy's, see proxyconfig.C2CMapping): app port 8080 on 61443.
+const (
+	c2cAppPort = 8080
+	c2cTLSPort = 61443
+)
+
 func instanceEnv(inst *Instance) []string {
 	index := strconv.Itoa(inst.Request.Index)
 	env := []string{
@@ -54,9 +61,15 @@ func instanceEnv(inst *Instance) []string {
 		ExternalTLSProxy uint16 `json:"external_tls_proxy,omitempty"`
 		InternalTLSProxy uint16 `json:"internal_tls_proxy,omitempty"`
 	}
-	ports := make([]port, 0, len(inst.Ports))
+	ports := make([]port, 0, len(inst.Ports)+1)
 	for _, p := range inst.Ports {
 		ports = append(ports, port{p.HostPort, p.ContainerPort, p.HostTLSProxyPort, p.ContainerTLSProxyPort})
+		if p.ContainerPort == c2cAppPort && p.ContainerTLSProxyPort != 0 {
+			// Diego lists the proxy's c2c listener as a second mapping of
+			// 8080 (storenode portMappingFromContainerInfo), without host
+			// TLS port: it is reachable from containers only.
+			ports = append(ports, port{p.HostPort, p.ContainerPort, 0, c2cTLSPort})
+		}
 	}
 	b, _ := json.Marshal(ports)
 	return append(env, "CF_INSTANCE_PORTS="+string(b), "PORT="+strconv.Itoa(int(first.ContainerPort)))

@@ -119,6 +119,15 @@ type RunRequest struct {
 	// MetricTags become the tags of the instance's router.register
 	// messages (Gorouter's access log and metrics), as in Diego.
 	MetricTags map[string]MetricTagValue `json:"metric_tags,omitempty"`
+	// InternalRoutes are the instance's container-to-container hostnames
+	// (Diego's internal_routes): DNS SANs of the certificate the proxy
+	// serves on 61443 for app port 8080.
+	InternalRoutes []InternalRoute `json:"internal_routes,omitempty"`
+}
+
+// InternalRoute is one internal route, as Diego's internalroutes JSON.
+type InternalRoute struct {
+	Hostname string `json:"hostname"`
 }
 
 // EgressRule allows an instance's new connections to some destinations, in

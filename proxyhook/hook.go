@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/proxyconfig"
 )
@@ -76,6 +77,10 @@ type Config struct {
 	// the agent's own hard limit): each client connection takes two
 	// descriptors.
 	NoFile uint64
+	// IssueC2C, when set, issues the container-to-container certificate
+	// (credmanager.Manager.IssueC2C); an instance with app port 8080 then
+	// gets Diego's c2c listener on 61443 serving it.
+	IssueC2C func(guid string, ous, hostnames []string) (credmanager.Credential, error)
 }
 
 // DefaultNoFile is the proxy's file limit when Config leaves it 0.
@@ -239,6 +244,29 @@ func mappingsOf(inst *containerstore.Instance) []proxyconfig.Mapping {
 	return ms
 }
 
+// hasC2C reports whether the instance gets Diego's c2c listener: app port
+// 8080 behind the proxy.
+func hasC2C(inst *containerstore.Instance) bool {
+	_, ok := inst.ProxyPorts[proxyconfig.DefaultHTTPPort]
+	return ok
+}
+
+// writeC2C issues the instance's c2c certificate and writes its SDS file.
+func (h *Hook) writeC2C(inst *containerstore.Instance) error {
+	var ous, hosts []string
+	if cp := inst.Request.CertificateProperties; cp != nil {
+		ous = cp.OrganizationalUnit
+	}
+	for _, r := range inst.Request.InternalRoutes {
+		hosts = append(hosts, r.Hostname)
+	}
+	cred, err := h.cfg.IssueC2C(inst.GUID, ous, hosts)
+	if err != nil {
+		return fmt.Errorf("issue c2c certificate: %w", err)
+	}
+	return proxyconfig.WriteC2CCertAndKey(h.dir(inst.GUID), cred.CertPEM, cred.KeyPEM, cred.Serial)
+}
+
 // checkBinary accepts an executable file, or a directory holding one named
 // "envoy" (Diego's layout).
 func checkBinary(p string) error {
@@ -300,7 +328,16 @@ func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *contain
 	if inst.InternalIP != "" {
 		cfg.AppHost = inst.InternalIP
 	}
-	if err := proxyconfig.Write(dir, cfg, mappingsOf(inst), inst.ProxyAdminPort, inst.CertPEM, inst.KeyPEM, inst.Credentials.Serial); err != nil {
+	mappings := mappingsOf(inst)
+	if h.cfg.IssueC2C != nil && hasC2C(inst) {
+		// The c2c secret first: the proxy refuses a bootstrap whose SDS
+		// files are missing.
+		if err := h.writeC2C(inst); err != nil {
+			return err
+		}
+		mappings = append(mappings, proxyconfig.C2CMapping())
+	}
+	if err := proxyconfig.Write(dir, cfg, mappings, inst.ProxyAdminPort, inst.CertPEM, inst.KeyPEM, inst.Credentials.Serial); err != nil {
 		return fmt.Errorf("write proxy config: %w", err)
 	}
 	inst.Mounts = append(inst.Mounts,

@@ -14,13 +14,14 @@ import (
 	"code.cloudfoundry.org/lager/v3/lagertest"
 
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/proxyconfig"
 )
 
 // setupWith runs the files hook's Setup for one instance with hostBinary as
 // the proxy and answers the mounts it added and the proxy's process spec.
-func setupWith(t *testing.T, hostBinary string, pc proxyconfig.Config) ([]containerstore.Mount, containerstore.ProcessSpec, string) {
+func setupWith(t *testing.T, hostBinary string, pc proxyconfig.Config, issue ...func(string, []string, []string) (credmanager.Credential, error)) ([]containerstore.Mount, containerstore.ProcessSpec, string) {
 	t.Helper()
 	cert, caPEM := selfSigned(t, "g1")
 	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
@@ -28,12 +29,18 @@ func setupWith(t *testing.T, hostBinary string, pc proxyconfig.Config) ([]contai
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	h, err := New(lagertest.NewTestLogger("layout"), Config{HostBinary: hostBinary, Proxy: pc, DataDir: dataDir, CACertPEM: caPEM}, nil)
+	cfg := Config{HostBinary: hostBinary, Proxy: pc, DataDir: dataDir, CACertPEM: caPEM}
+	if len(issue) > 0 {
+		cfg.IssueC2C = issue[0]
+	}
+	h, err := New(lagertest.NewTestLogger("layout"), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	inst := &containerstore.Instance{GUID: "g1", InternalIP: "10.255.0.7",
-		Request:    executor.RunRequest{Ports: []uint16{8080}},
+		Request: executor.RunRequest{Ports: []uint16{8080},
+			InternalRoutes:        []executor.InternalRoute{{Hostname: "app.apps.internal"}},
+			CertificateProperties: &executor.CertificateProperties{OrganizationalUnit: []string{"app:a1"}}},
 		ProxyPorts: map[uint16]uint16{8080: 61001}, ProxyAdminPort: 61002,
 		CertPEM: caPEM, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 		Credentials: &executor.CredentialInfo{Serial: "7"}}
@@ -100,5 +107,39 @@ func TestAProxyDirectoryWithoutEnvoyIsRefused(t *testing.T) {
 	_, err := New(lagertest.NewTestLogger("layout"), Config{HostBinary: t.TempDir(), Proxy: proxyconfig.DefaultConfig(), DataDir: t.TempDir()}, nil)
 	if err == nil || !strings.Contains(err.Error(), `holds no file "envoy"`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// An instance with app port 8080 gets Diego's c2c listener on 61443, with a
+// certificate issued for its internal routes.
+func TestC2CListenerForPort8080(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "cellproxy")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	cert, _ := selfSigned(t, "g1")
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(guid string, ous, hosts []string) (credmanager.Credential, error) {
+		asked = append(append(append(asked, guid), ous...), hosts...)
+		return credmanager.Credential{Serial: "c2c-1", CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
+			KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})}, nil
+	}
+	_, _, dir := setupWith(t, exe, proxyconfig.DefaultConfig(), issue)
+	if want := []string{"g1", "app:a1", "app.apps.internal"}; !reflect.DeepEqual(asked, want) {
+		t.Errorf("IssueC2C asked for %v, want %v", asked, want)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, proxyconfig.BootstrapFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "port_value: 61443") || !strings.Contains(string(b), "name: c2c-cert-and-key") {
+		t.Errorf("no c2c listener in the bootstrap: %s", b)
+	}
+	if c, err := os.ReadFile(filepath.Join(dir, proxyconfig.C2CCertAndKeyFile)); err != nil || !strings.Contains(string(c), "version_info: c2c-1") {
+		t.Errorf("c2c secret: %v %s", err, c)
 	}
 }

@@ -49,6 +49,13 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 	if err := proxyconfig.WriteCertAndKey(dir, cred.CertPEM, cred.KeyPEM, cred.Serial); err != nil {
 		return fmt.Errorf("write proxy certificate: %w", err)
 	}
+	// The c2c certificate is renewed with the identity, as Diego's
+	// credmanager regenerates both on its timer.
+	if _, err := os.Stat(filepath.Join(dir, proxyconfig.C2CCertAndKeyFile)); err == nil && h.cfg.IssueC2C != nil {
+		if err := h.writeC2C(in.inst); err != nil {
+			return fmt.Errorf("renew c2c certificate: %w", err)
+		}
+	}
 	h.mu.Lock()
 	in.serial = cred.Serial
 	running := in.sup != nil

@@ -2,6 +2,8 @@ package routeemitter
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 
 	"code.cloudfoundry.org/lager/v3"
 
@@ -32,7 +34,28 @@ func (h *Hook) ValidateRequest(req *executor.RunRequest) error {
 	if err := ValidateMetricTags(req.MetricTags); err != nil {
 		return executor.NewError(executor.ErrInvalidRequest, "metric_tags: %v", err)
 	}
+	if err := ValidateInternalRoutes(req.InternalRoutes); err != nil {
+		return executor.NewError(executor.ErrInvalidRequest, "internal_routes: %v", err)
+	}
 	return nil
+}
+
+// ValidateInternalRoutes checks internal route hostnames: DNS names (no
+// path), at most MaxHostnames.
+func ValidateInternalRoutes(routes []executor.InternalRoute) error {
+	var errs []error
+	if len(routes) > MaxHostnames {
+		errs = append(errs, fmt.Errorf("%w: %d internal routes, at most %d allowed", ErrInvalidRoute, len(routes), MaxHostnames))
+	}
+	for i, r := range routes {
+		if err := validateHost(r.Hostname); err != nil || strings.HasPrefix(r.Hostname, "*.") {
+			errs = append(errs, fmt.Errorf("%w: internal route %d: hostname %q must be a DNS name without wildcard or path", ErrInvalidRoute, i, r.Hostname))
+		}
+		if len(errs) >= maxReportedErrors {
+			break
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func routesOf(req *executor.RunRequest) []Route {

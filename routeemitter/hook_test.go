@@ -17,7 +17,8 @@ var _ = Describe("Hook", func() {
 			Routes: []executor.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
 				RouteServiceURL: "https://rs.example.com", IsolationSegment: "iso-1", Protocol: "http2",
 				Options: &executor.RouteOptions{LoadBalancing: "least-connection"}}},
-			MetricTags: map[string]executor.MetricTagValue{"app": {Static: "web"}, "index": {Dynamic: "index"}},
+			MetricTags:     map[string]executor.MetricTagValue{"app": {Static: "web"}, "index": {Dynamic: "index"}},
+			InternalRoutes: []executor.InternalRoute{{Hostname: "app.apps.internal"}},
 		}
 	}
 
@@ -44,5 +45,11 @@ var _ = Describe("Hook", func() {
 		Entry("protocol", func(r *executor.RunRequest) { r.Routes[0].Protocol = "http3" }, "protocol"),
 		Entry("load balancing", func(r *executor.RunRequest) { r.Routes[0].Options.LoadBalancing = "hash" }, "loadbalancing"),
 		Entry("metric tag", func(r *executor.RunRequest) { r.MetricTags["x"] = executor.MetricTagValue{} }, "metric_tags"),
+		Entry("internal route with a path", func(r *executor.RunRequest) {
+			r.InternalRoutes = []executor.InternalRoute{{Hostname: "app.apps.internal/x"}}
+		}, "internal_routes"),
+		Entry("wildcard internal route", func(r *executor.RunRequest) {
+			r.InternalRoutes = []executor.InternalRoute{{Hostname: "*.apps.internal"}}
+		}, "internal_routes"),
 	)
 })

@@ -45,6 +45,9 @@ func checkProxyBinary(cfg config.Config) error {
 	}
 	switch cfg.Proxy.Kind {
 	case "envoy":
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			path = filepath.Join(path, "envoy") // Diego's layout: a directory holding envoy
+		}
 		if err := execcheck.Executable(path); err != nil {
 			return fmt.Errorf("%s %q: %v", key, path, err)
 		}

@@ -57,6 +57,8 @@ func TestCheckProxyBinary(t *testing.T) {
 		wantErr []string
 	}{
 		{name: "envoy: an executable is enough", cfg: cfgWith("envoy", script, nil)},
+		{name: "envoy: Diego's directory holding envoy", cfg: cfgWith("envoy", dir, nil)},
+		{name: "envoy: a directory without envoy", cfg: cfgWith("envoy", t.TempDir(), nil), wantErr: []string{"envoy\": "}},
 		{name: "envoy: not executable", cfg: cfgWith("envoy", notExec, nil), wantErr: []string{`proxy.binary "` + notExec + `": not executable`}},
 		{name: "cellproxy: a script is not a static ELF", cfg: cfgWith("cellproxy", script, nil),
 			wantErr: []string{"not an ELF executable", "CGO_ENABLED=0 go build -o bin/ ./cmd/cellproxy"}},

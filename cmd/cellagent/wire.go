@@ -89,7 +89,7 @@ func run(cfg config.Config) error {
 	if cfg.Proxy.Enabled {
 		if cfg.Network.Mode == "host" {
 			logger.Info("proxy-disabled-in-host-network-mode", lager.Data{"reason": "every proxy would bind the same ports on the host"})
-		} else if proxy, err = newProxyHook(logger, cfg, creds.CACertPEM(), rt, clk); err != nil {
+		} else if proxy, err = newProxyHook(logger, cfg, creds, rt, clk); err != nil {
 			return err
 		}
 	}
@@ -254,7 +254,7 @@ func presence(store *containerstore.Store) func() routeemitter.CellPresence {
 	}
 }
 
-func newProxyHook(logger lager.Logger, cfg config.Config, caPEM []byte, rt *runtime.Client, clk clock.Clock) (*proxyhook.Hook, error) {
+func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Manager, rt *runtime.Client, clk clock.Clock) (*proxyhook.Hook, error) {
 	binary, bundled, err := proxyBinary(cfg)
 	if err != nil {
 		return nil, err
@@ -273,7 +273,7 @@ func newProxyHook(logger lager.Logger, cfg config.Config, caPEM []byte, rt *runt
 		pc.TrustedCAPEM = b
 	}
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
-		CACertPEM: caPEM, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
+		CACertPEM: creds.CACertPEM(), IssueC2C: creds.IssueC2C, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
 		UpstreamBeforeHandshake: bundled,
 		User:                    containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
 	if err != nil {

@@ -227,10 +227,11 @@ var _ = Describe("the proxy beside the app", func() {
 		Expect(agent.Client.Stop(ctx, "px-noport")).To(Succeed())
 	})
 
-	It("reaches an app bound only to CF_INSTANCE_INTERNAL_IP, as Diego's Envoy does", func() {
+	It("reaches an app bound only to CF_INSTANCE_INTERNAL_IP, as Diego's Envoy does, also on the c2c port", func() {
 		start(nil)
 		req := request()
 		req.Process.Env = []string{"BIND_INTERNAL_IP=1"}
+		req.InternalRoutes = []executor.InternalRoute{{Hostname: "app.apps.internal"}}
 		_, err := agent.Client.AllocateAndRun(ctx, "px-ip", req)
 		Expect(err).NotTo(HaveOccurred())
 		c, err := agent.WaitState("px-ip", executor.StateRunning, 30*time.Second)
@@ -244,6 +245,12 @@ var _ = Describe("the proxy beside the app", func() {
 		Expect(string(logs)).To(ContainSubstring("demo-app listening on " + c.InternalIP + ":8080"))
 		addr := fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort)
 		Expect(tlsGet(addr, routerTLS(agent, "px-ip"))).To(ContainSubstring("hello from px-ip"))
+
+		By("Diego's c2c listener: 61443 on the container IP, a certificate for the internal route")
+		c2c := fmt.Sprintf("%s:61443", c.InternalIP)
+		Expect(tlsGet(c2c, routerTLS(agent, "app.apps.internal"))).To(ContainSubstring("hello from px-ip"))
+		_, err = tlsGet(c2c, routerTLS(agent, "other.apps.internal"))
+		Expect(err).To(MatchError(ContainSubstring("other.apps.internal")))
 	})
 
 	It("lets a router that missed the unregister retry elsewhere while an instance stops: the proxy presents an invalid certificate before SIGTERM", func() {

@@ -24,8 +24,14 @@ const (
 	// AssetsDir is Diego's mount point of the proxy's directory (the rep's
 	// container_proxy_path, holding envoy and its libraries).
 	AssetsDir = "/etc/cf-assets/envoy"
-	// BinaryPath is the proxy executable in the container, Diego's path.
-	BinaryPath = AssetsDir + "/envoy"
+	// DirBinaryPath is the proxy executable in a mounted AssetsDir, Diego's
+	// path.
+	DirBinaryPath = AssetsDir + "/envoy"
+	// BinaryPath is where a lone proxy executable (the bundled cellproxy)
+	// is mounted: AssetsDir itself, the mount point existing rootfses and
+	// running containers have (scripts/lib.sh make_rootfs creates it as a
+	// file).
+	BinaryPath = AssetsDir
 	execID     = "cellagent-proxy"
 	guidKey    = "container-guid"
 )
@@ -43,7 +49,7 @@ type Config struct {
 	// HostBinary is the proxy on the host: an executable (cellproxy or
 	// Envoy), mounted alone at BinaryPath, or, as Diego lays Envoy out, a
 	// directory holding "envoy" (and whatever it needs), mounted at
-	// AssetsDir.
+	// AssetsDir and run as DirBinaryPath.
 	HostBinary string
 	Proxy      proxyconfig.Config
 	DataDir    string
@@ -284,14 +290,18 @@ func checkBinary(p string) error {
 	return nil
 }
 
-// binaryMount mounts the proxy so that it runs as BinaryPath: a directory
-// at AssetsDir, as Diego mounts container_proxy_path; a lone executable at
-// BinaryPath itself.
+// binaryMount mounts the proxy: a directory at AssetsDir, as Diego mounts
+// container_proxy_path; a lone executable at BinaryPath.
 func binaryMount(hostBinary string) containerstore.Mount {
+	return containerstore.Mount{Source: hostBinary, Destination: AssetsDir, ReadOnly: true}
+}
+
+// binaryPath is the proxy executable in the container for hostBinary.
+func binaryPath(hostBinary string) string {
 	if st, err := os.Stat(hostBinary); err == nil && st.IsDir() {
-		return containerstore.Mount{Source: hostBinary, Destination: AssetsDir, ReadOnly: true}
+		return DirBinaryPath
 	}
-	return containerstore.Mount{Source: hostBinary, Destination: BinaryPath, ReadOnly: true}
+	return BinaryPath
 }
 
 // http2Port reports whether a route on port asks for HTTP/2.

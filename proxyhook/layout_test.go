@@ -87,18 +87,19 @@ func TestEnvoyRunsWithDiegosLayoutAndCommandLine(t *testing.T) {
 	}
 }
 
-// The bundled cellproxy is one file: it runs from the same path, mounted
-// alone, and keeps its info logs.
-func TestASingleProxyExecutableRunsFromDiegosPath(t *testing.T) {
+// The bundled cellproxy is one file: it is mounted at /etc/cf-assets/envoy
+// itself (the mount point rootfses made for cellagent have), and keeps its
+// info logs.
+func TestASingleProxyExecutableIsMountedAtTheAssetsPath(t *testing.T) {
 	exe := filepath.Join(t.TempDir(), "cellproxy")
 	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	mounts, spec, _ := setupWith(t, exe, proxyconfig.DefaultConfig())
-	if m := mounts[len(mounts)-1]; m != (containerstore.Mount{Source: exe, Destination: "/etc/cf-assets/envoy/envoy", ReadOnly: true}) {
+	if m := mounts[len(mounts)-1]; m != (containerstore.Mount{Source: exe, Destination: "/etc/cf-assets/envoy", ReadOnly: true}) {
 		t.Errorf("binary mount = %+v", m)
 	}
-	if got := strings.Join(append([]string{spec.Path}, spec.Args...), " "); got != "/etc/cf-assets/envoy/envoy -c /etc/cf-assets/envoy_config/envoy.yaml --drain-time-s 900" {
+	if got := strings.Join(append([]string{spec.Path}, spec.Args...), " "); got != "/etc/cf-assets/envoy -c /etc/cf-assets/envoy_config/envoy.yaml --drain-time-s 900" {
 		t.Errorf("command line = %q", got)
 	}
 }

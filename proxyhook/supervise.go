@@ -22,7 +22,7 @@ type supervisor struct {
 }
 
 func (f filesHook) spec(inst *containerstore.Instance) containerstore.ProcessSpec {
-	argv := proxyconfig.Command(BinaryPath, f.h.cfg.Proxy)
+	argv := proxyconfig.Command(binaryPath(f.h.cfg.HostBinary), f.h.cfg.Proxy)
 	return containerstore.ProcessSpec{Path: argv[0], Args: argv[1:], User: f.h.cfg.User,
 		NoCapabilities: true, NoFile: f.h.cfg.NoFile,
 		LogPath: containerstore.LogPath(f.h.cfg.DataDir, inst.GUID, executor.LogSourceProxy), LogMaxBytes: f.h.cfg.LogMaxBytes}

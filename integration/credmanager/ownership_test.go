@@ -70,7 +70,7 @@ var _ = Describe("credential file ownership", func() {
 		}
 	})
 
-	It("lets the container's uid read key and certificate through the bind mount and the symlinks", func() {
+	It("lets the container's uid read key, certificate and bundle through the bind mount (files replaced by rename, the bundle a symlink into ..data)", func() {
 		for _, name := range []string{credmanager.KeyFile, credmanager.CertFile, credmanager.BundleFile} {
 			out, err := readAs(containerUID, containerGID, filepath.Join(mounted, name))
 			Expect(err).NotTo(HaveOccurred(), string(out))

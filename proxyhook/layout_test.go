@@ -29,7 +29,7 @@ func setupWith(t *testing.T, hostBinary string, pc proxyconfig.Config, issue ...
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	cfg := Config{HostBinary: hostBinary, Proxy: pc, DataDir: dataDir, CACertPEM: caPEM}
+	cfg := Config{HostBinary: hostBinary, Proxy: pc, DataDir: dataDir, CACertPEM: caPEM, User: testProxyUser()}
 	if len(issue) > 0 {
 		cfg.IssueC2C = issue[0]
 	}
@@ -105,7 +105,7 @@ func TestASingleProxyExecutableIsMountedAtTheAssetsPath(t *testing.T) {
 }
 
 func TestAProxyDirectoryWithoutEnvoyIsRefused(t *testing.T) {
-	_, err := New(lagertest.NewTestLogger("layout"), Config{HostBinary: t.TempDir(), Proxy: proxyconfig.DefaultConfig(), DataDir: t.TempDir()}, nil)
+	_, err := New(lagertest.NewTestLogger("layout"), Config{HostBinary: t.TempDir(), Proxy: proxyconfig.DefaultConfig(), DataDir: t.TempDir(), User: testProxyUser()}, nil)
 	if err == nil || !strings.Contains(err.Error(), `holds no file "envoy"`) {
 		t.Fatalf("err = %v", err)
 	}

@@ -28,13 +28,16 @@ var _ CNI = gocni.CNI(nil)
 const containerIfName = "eth0"
 
 // requiredPlugins are the CNI plugin binaries bridge mode runs.
-var requiredPlugins = []string{"loopback", "bridge", "host-local"}
+var requiredPlugins = []string{"loopback", "bridge", "host-local", "tuning"}
 
 // ConfList returns the CNI network configuration list of bridge mode:
 // bridge (gateway, hairpin) with host-local IPAM whose files live in
 // ipamDir. Host ports and masquerading are not CNI's: portmap and ipMasq
 // cost 36 iptables runs per container; NFTables does both with one
-// transaction.
+// transaction. tuning turns IPv6 off in the container's namespace: the
+// filter is IPv4 only, and where br_netfilter is on the bridge ports are
+// not isolated, so an fe80:: address on eth0 would let any container reach
+// another's ports directly.
 func ConfList(cfg Config, ipamDir string) ([]byte, error) {
 	subnet, err := parseSubnet(cfg.Subnet)
 	if err != nil {
@@ -56,6 +59,13 @@ func ConfList(cfg Config, ipamDir string) ([]byte, error) {
 					"ranges":  [][]obj{{{"subnet": subnet.String()}}},
 					"routes":  []obj{{"dst": "0.0.0.0/0"}},
 					"dataDir": ipamDir,
+				},
+			},
+			{
+				"type": "tuning",
+				"sysctl": obj{
+					"net.ipv6.conf.all.disable_ipv6":     "1",
+					"net.ipv6.conf.default.disable_ipv6": "1",
 				},
 			},
 		},

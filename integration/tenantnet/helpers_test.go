@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -225,4 +226,19 @@ func dropEgressBlock(path string) {
 	b, err = json.Marshal(cfg)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(os.WriteFile(path, b, 0o600)).To(Succeed())
+}
+
+// eui64LinkLocal is the fe80:: address the kernel gives eth0 in ns (from
+// its MAC), whether or not IPv6 is on there.
+func eui64LinkLocal(ns string) string {
+	GinkgoHelper()
+	out, err := exec.Command("ip", "-n", ns, "-o", "link", "show", "dev", "eth0").Output()
+	Expect(err).NotTo(HaveOccurred())
+	f := strings.Fields(string(out))
+	i := slices.Index(f, "link/ether")
+	Expect(i).To(BeNumerically(">=", 0), "eth0 of %s has a MAC: %s", ns, out)
+	mac, err := net.ParseMAC(f[i+1])
+	Expect(err).NotTo(HaveOccurred())
+	ip := net.IP{0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]}
+	return ip.String()
 }

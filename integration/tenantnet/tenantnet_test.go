@@ -181,6 +181,22 @@ var _ = Describe("a hostile tenant", func() {
 				record("other log guid app-o -> destination:8080", false, dial(ns("tn-o"), dst.InternalIP, 8080))
 				record("destination -> policy source (not the policy's direction)", false, dial(ns("tn-d"), mustIP(agent, "tn-s"), 8080))
 			})
+
+			It("reaches no other container over IPv6 link-local", func() {
+				// The table is IPv4 only, and the app listens on every family.
+				// With IPv6 on in the containers, eth0 has an fe80:: address
+				// (EUI-64 of its MAC) that another container reaches directly
+				// where br_netfilter is on (the ports are not isolated there).
+				run("tn-6a", "app-6a", nil)
+				run("tn-6b", "app-6b", nil)
+				ll := eui64LinkLocal(ns("tn-6b"))
+				record("container -> other container's app port over IPv6 link-local "+ll, false, dial(ns("tn-6a"), ll+"%eth0", 8080))
+				for _, guid := range []string{"tn-6a", "tn-6b"} {
+					out, err := exec.Command("ip", "-n", ns(guid), "-6", "addr", "show").CombinedOutput()
+					Expect(err).NotTo(HaveOccurred())
+					record("container "+guid+" has an IPv6 address", false, strings.Contains(string(out), "inet6"))
+				}
+			})
 		})
 	}
 

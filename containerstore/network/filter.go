@@ -64,9 +64,18 @@ func (n NFTables) filterBaseRules(subnet string) []string {
 		"add chain " + t + " forward { type filter hook forward priority 0; policy accept; }",
 		"add chain " + t + " input { type filter hook input priority 0; policy accept; }",
 		"add chain " + t + " filter_output { type filter hook output priority 0; policy accept; }",
+		"add chain " + t + " filter_prerouting { type filter hook prerouting priority -150; policy accept; }",
+		"flush chain " + t + " filter_prerouting",
 		"flush chain " + t + " forward",
 		"flush chain " + t + " input",
 		"flush chain " + t + " filter_output",
+		// A new connection from a container to a host address is judged
+		// by its egress rules before the host ports' DNAT hides that
+		// address: else the plain host port of every instance, on every
+		// host address, would be open to every container (past
+		// proxy.require_client_certs).
+		"add rule " + t + " filter_prerouting iifname " + quote(br) + " ct state new fib daddr type local ip saddr vmap @egress",
+		"add rule " + t + " filter_prerouting iifname " + quote(br) + " ct state new fib daddr type local drop",
 		"add rule " + t + " forward ct state established,related accept",
 		"add rule " + t + " forward ip daddr " + subnet + " ct status dnat accept",
 		"add rule " + t + " forward ip daddr " + subnet + " ip daddr vmap @ingress",

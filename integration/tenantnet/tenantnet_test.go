@@ -159,6 +159,7 @@ var _ = Describe("a hostile tenant", func() {
 				record("outside machine -> cell:host_port", true, dial(outsideNS, outHostIP, int(b.Ports[0].HostPort)))
 				record("container -> external_ip:host_port of another (hairpin)", true, dial(ns("tn-a"), b.ExternalIP, int(b.Ports[0].HostPort)))
 				record("container -> external_ip:host_port of itself (hairpin)", true, dial(ns("tn-a"), a.ExternalIP, int(a.Ports[0].HostPort)))
+				record("container -> another host address "+dummyIP+":host_port of another (no rule opens that address)", false, dial(ns("tn-a"), dummyIP, int(b.Ports[0].HostPort)))
 
 				By("the denials are counted per guid")
 				f := networkFilter(agent.API, "tn-a")

@@ -19,7 +19,9 @@
 //
 // The same table filters, default deny (filter.go): each container has an
 // e_<guid> chain for its new connections (reached from the forward and
-// input hooks through the egress map, keyed by its address) and an
+// input hooks through the egress map, keyed by its address, and from the
+// prerouting hook, before the host ports' DNAT, for those to a host
+// address) and an
 // i_<guid> chain for new connections to it that did not come through its
 // host ports (ingress map). e_ drops loopback, link-local and the bridge
 // address first, then accepts what the cell's default rules and the

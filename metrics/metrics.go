@@ -11,8 +11,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,10 +36,11 @@ type Config struct {
 	Source Source
 	// Usage answers a running container's memory use (may be nil).
 	Usage func(guid string) *executor.MemoryUsage
-	// CPUAcctDir is the cgroup v1 cpuacct directory of the containers
-	// (/sys/fs/cgroup/cpuacct/<containerd namespace>); empty = no CPU.
-	CPUAcctDir string
-	Clock      clock.Clock
+	// CPUTime answers the CPU time a container has used (the runtime
+	// adapter reads it from the container's cgroup, v1 or v2); nil = no
+	// CPU figures.
+	CPUTime func(guid string) (time.Duration, error)
+	Clock   clock.Clock
 }
 
 // Metrics is the registry and its event consumer.
@@ -258,11 +257,9 @@ func (s *scrape) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(u.ProxyBytes), c.GUID, "proxy")
 			}
 		}
-		if m.cfg.CPUAcctDir != "" {
-			if b, err := os.ReadFile(filepath.Join(m.cfg.CPUAcctDir, c.GUID, "cpuacct.usage")); err == nil {
-				if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
-					ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, float64(n)/1e9, c.GUID)
-				}
+		if m.cfg.CPUTime != nil {
+			if d, err := m.cfg.CPUTime(c.GUID); err == nil {
+				ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, d.Seconds(), c.GUID)
 			}
 		}
 	}

@@ -118,3 +118,36 @@ func TestCountersFollowEvents(t *testing.T) {
 }
 
 type osSignal = os.Signal
+
+// TestScrapeAsksTheRuntimeForCPU: the CPU counter is what the runtime
+// adapter's CPUTime answers (from cgroup v1 or v2), per running container;
+// a container without a figure has no sample rather than a zero.
+func TestScrapeAsksTheRuntimeForCPU(t *testing.T) {
+	src := &source{list: []executor.Container{{GUID: "g1", State: executor.StateRunning}, {GUID: "g2", State: executor.StateRunning},
+		{GUID: "g3", State: executor.StateCompleted}}}
+	var asked []string
+	m := metrics.New(metrics.Config{Source: src, CPUTime: func(guid string) (time.Duration, error) {
+		asked = append(asked, guid)
+		if guid == "g2" {
+			return 0, os.ErrNotExist
+		}
+		return 2500 * time.Millisecond, nil
+	}})
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v", err)
+	}
+	f := fams["cellagent_container_cpu_seconds_total"]
+	if f == nil || len(f.Metric) != 1 {
+		t.Fatalf("cpu samples = %v, want one (g1)", f)
+	}
+	if got := f.Metric[0].Counter.GetValue(); got != 2.5 {
+		t.Errorf("g1 cpu seconds = %v, want 2.5", got)
+	}
+	if strings.Join(asked, ",") != "g1,g2" {
+		t.Errorf("asked for %v, want the running containers g1,g2", asked)
+	}
+}

@@ -3,29 +3,19 @@ package proxyhook
 import (
 	"bufio"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/cellagent/cellagent/executor"
 )
 
-// Usage answers the memory guid uses, app and proxy apart: the proxy's
-// anonymous resident memory (RssAnon) from /proc, the app's the rest of
-// the container's cgroup. RssAnon, not VmRSS: the binary's file pages are
-// usually charged to the cgroup that first read them (the host), so VmRSS
-// can exceed the whole cgroup's usage.
-// cgroupDir is the cgroup v1 memory directory of the containers
-// (/sys/fs/cgroup/memory/<containerd namespace>).
-func (h *Hook) Usage(cgroupDir, guid string) *executor.MemoryUsage {
-	b, err := os.ReadFile(filepath.Join(cgroupDir, guid, "memory.usage_in_bytes"))
-	if err != nil {
-		return nil
-	}
-	total, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return nil
-	}
+// Usage splits total, the memory charged to guid's container cgroup (the
+// runtime adapter reads it, on either cgroup hierarchy), into app and
+// proxy: the proxy's share is its anonymous resident memory (RssAnon) from
+// /proc, the app's the rest. RssAnon, not VmRSS: the binary's file pages
+// are usually charged to the cgroup that first read them (the host), so
+// VmRSS can exceed the whole cgroup's usage.
+func (h *Hook) Usage(guid string, total uint64) *executor.MemoryUsage {
 	h.mu.Lock()
 	var pid uint32
 	if in, ok := h.instances[guid]; ok && in.sup != nil {
@@ -34,7 +24,7 @@ func (h *Hook) Usage(cgroupDir, guid string) *executor.MemoryUsage {
 	h.mu.Unlock()
 	proxy := uint64(0)
 	if pid != 0 {
-		proxy = rss(pid)
+		proxy = rss("/proc", pid)
 	}
 	if proxy > total {
 		proxy = total
@@ -42,9 +32,9 @@ func (h *Hook) Usage(cgroupDir, guid string) *executor.MemoryUsage {
 	return &executor.MemoryUsage{AppBytes: total - proxy, ProxyBytes: proxy}
 }
 
-// rss reads RssAnon of pid in bytes (0 when it is gone).
-func rss(pid uint32) uint64 {
-	f, err := os.Open("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/status")
+// rss reads RssAnon of pid in bytes from procfs (0 when it is gone).
+func rss(procfs string, pid uint32) uint64 {
+	f, err := os.Open(procfs + "/" + strconv.FormatUint(uint64(pid), 10) + "/status")
 	if err != nil {
 		return 0
 	}

@@ -104,8 +104,13 @@ func run(cfg config.Config) error {
 			credHook, proxy.FilesHook(), &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist}}
 		readiness = append(readiness, proxy.FilesHook().(containerstore.Readiness))
 		overhead = cfg.Proxy.MemoryOverheadMB
-		cgroupDir := filepath.Join("/sys/fs/cgroup/memory", cfg.Containerd.Namespace)
-		usage = func(guid string) *executor.MemoryUsage { return proxy.Usage(cgroupDir, guid) }
+		usage = func(guid string) *executor.MemoryUsage {
+			total, err := rt.Cgroups().MemoryBytes(guid)
+			if err != nil {
+				return nil
+			}
+			return proxy.Usage(guid, total)
+		}
 	}
 
 	store, err := containerstore.New(logger, containerstore.Config{
@@ -145,7 +150,7 @@ func run(cfg config.Config) error {
 	routeHook.Emitter = emitter
 
 	met := metrics.New(metrics.Config{Source: store, Usage: usage, Clock: clk,
-		CPUAcctDir: filepath.Join("/sys/fs/cgroup/cpuacct", cfg.Containerd.Namespace)})
+		CPUTime: rt.Cgroups().CPUTime})
 	routeHook.OnRegister, routeHook.OnUnregister = met.Registered, met.Unregistered
 	credHook.Observe = met.ObserveIssuance
 	creds.ObserveRotations(met.ObserveRotation)

@@ -54,6 +54,9 @@ type Config struct {
 	Preloaded map[string]string
 	// LoggerBinary is the executable the shim runs to write app output.
 	LoggerBinary string
+	// CgroupRoot is where the cgroup file system is mounted; empty is
+	// DefaultCgroupRoot.
+	CgroupRoot string
 }
 
 // Client is the containerd adapter.
@@ -65,6 +68,7 @@ type Client struct {
 	snapshotter string
 	rootfs      map[string]string
 	logger      string
+	cgroups     *Cgroups
 
 	preloadMu sync.Mutex        // guards preloaded
 	preloaded map[string]string // name -> committed snapshot key
@@ -82,13 +86,21 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Snapshotter == "" {
 		cfg.Snapshotter = "overlayfs"
 	}
+	if cfg.CgroupRoot == "" {
+		cfg.CgroupRoot = DefaultCgroupRoot
+	}
 	cl, err := containerd.New(cfg.Socket, containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Socket, err)
 	}
 	return &Client{client: cl, socket: cfg.Socket, ns: cfg.Namespace, cellID: cfg.CellID, snapshotter: cfg.Snapshotter,
-		rootfs: cfg.Preloaded, logger: cfg.LoggerBinary, preloaded: map[string]string{}}, nil
+		rootfs: cfg.Preloaded, logger: cfg.LoggerBinary, preloaded: map[string]string{},
+		cgroups: NewCgroups(cfg.CgroupRoot, cfg.Namespace)}, nil
 }
+
+// Cgroups answers the reader of this namespace's container cgroups (memory
+// and CPU figures on a v1 or v2 host).
+func (c *Client) Cgroups() *Cgroups { return c.cgroups }
 
 // Close closes the connection; containers keep running.
 func (c *Client) Close() error { return c.client.Close() }
@@ -361,7 +373,7 @@ func (c *Client) Delete(ctx context.Context, logger lager.Logger, guid string) e
 			if err := c.killStrayShims(ctx, logger, func(id string) bool { return id == guid }); err != nil {
 				errs = append(errs, err)
 			}
-			if err := removeCgroups("/sys/fs/cgroup", c.ns, guid); err != nil {
+			if err := c.cgroups.Remove(guid); err != nil {
 				errs = append(errs, err)
 			}
 		} else {

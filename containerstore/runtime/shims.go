@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -128,17 +127,7 @@ func (c *Client) CleanupStrayShims(ctx context.Context, logger lager.Logger) err
 // removeStrayCgroups removes the namespace's cgroups whose container is
 // gone or has no task.
 func (c *Client) removeStrayCgroups(ctx context.Context, logger lager.Logger) error {
-	const root = "/sys/fs/cgroup"
-	guids := map[string]bool{}
-	controllers, _ := os.ReadDir(root)
-	for _, ctrl := range controllers {
-		entries, _ := os.ReadDir(filepath.Join(root, ctrl.Name(), c.ns))
-		for _, e := range entries {
-			if e.IsDir() {
-				guids[e.Name()] = true
-			}
-		}
-	}
+	guids := c.cgroups.IDs()
 	if len(guids) == 0 {
 		return nil
 	}
@@ -152,7 +141,7 @@ func (c *Client) removeStrayCgroups(ctx context.Context, logger lager.Logger) er
 			continue
 		}
 		logger.Info("removing-stray-cgroup", lager.Data{"container-guid": guid})
-		errs = append(errs, removeCgroups(root, c.ns, guid))
+		errs = append(errs, c.cgroups.Remove(guid))
 	}
 	return errors.Join(errs...)
 }
@@ -185,7 +174,7 @@ func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, match 
 		// A child may be the task's `runc init`, which made the
 		// container's cgroups; runc's delete would have removed them.
 		waitGone(pids, 2*time.Second)
-		if err := removeCgroups("/sys/fs/cgroup", c.ns, s.ID); err != nil {
+		if err := c.cgroups.Remove(s.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -207,25 +196,6 @@ func waitGone(pids []int, timeout time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// removeCgroups removes the cgroup guid of namespace in every hierarchy
-// under root (cgroup v1: <root>/<controller>/<namespace>/<guid>, the path
-// containerd gives runc). A cgroup that still has processes cannot be
-// removed and is an error; one that is not there is not.
-func removeCgroups(root, namespace, guid string) error {
-	controllers, err := os.ReadDir(root)
-	if err != nil {
-		return nil // no cgroup file system mounted here
-	}
-	var errs []error
-	for _, c := range controllers {
-		dir := filepath.Join(root, c.Name(), namespace, guid)
-		if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // hasTask asks containerd about guid's task alone; only a clear "not

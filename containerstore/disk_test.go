@@ -70,6 +70,7 @@ var _ = Describe("disk_mb enforcement", func() {
 		c, _ := store.Get(ctx, "big")
 		Expect(c.RunResult.Failed).To(BeTrue())
 		Expect(c.RunResult.FailureReason).To(HavePrefix("disk limit exceeded: 65 MiB written"))
+		Expect(c.RunResult.FailureCode).To(Equal(executor.FailureDiskLimit))
 		Expect(state("small")()).To(Equal(executor.StateRunning))
 	})
 })

@@ -33,6 +33,7 @@ func (s *Store) Explain(ctx context.Context, guid string) (executor.Explanation,
 		e.Blocker = fmt.Sprintf("reserved but not run yet (the reservation expires in %s)", left.Round(time.Second))
 	case v.State == executor.StateCompleted && v.RunResult.Failed:
 		e.Blocker = "completed: " + v.RunResult.FailureReason
+		e.FailureCode = v.RunResult.FailureCode
 	case v.State == executor.StateCompleted:
 		e.Blocker = "completed: stopped"
 	case stopping:

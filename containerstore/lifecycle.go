@@ -27,6 +27,32 @@ func (e *exitError) Error() string {
 	return fmt.Sprintf("app exited with status %d before it was ready", e.exit.Status)
 }
 
+// failure is a start error with its failure code, set where the step that
+// failed is known.
+type failure struct {
+	code executor.FailureCode
+	err  error
+}
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+// failureCode answers the code of a start error: an app exit, no room,
+// the code a step gave it, else FailureOther.
+func failureCode(err error) executor.FailureCode {
+	var ee *exitError
+	var f *failure
+	switch {
+	case errors.As(err, &ee) && ee.exit.Err == nil:
+		return executor.FailureAppExited
+	case errors.Is(err, executor.ErrInsufficientResources):
+		return executor.FailureInsufficientResources
+	case errors.As(err, &f):
+		return f.code
+	}
+	return executor.FailureOther
+}
+
 // lifecycle starts a container and supervises it until its task exits or
 // the agent stops supervising. It owns c.exited and c.done.
 func (s *Store) lifecycle(ctx context.Context, c *container) {
@@ -62,10 +88,10 @@ func (s *Store) failStart(logger lager.Logger, c *container, exits <-chan Exit, 
 	}
 	close(c.exited)
 	s.notifyStopping(logger, c.info.GUID)
-	stopping, failReason := s.stopCause(c, ownExit && ee.exit.Err == nil)
-	result := executor.RunResult{Failed: true, FailureReason: err.Error()}
+	stopping, failReason, failCode := s.stopCause(c, ownExit && ee.exit.Err == nil)
+	result := executor.RunResult{Failed: true, FailureReason: err.Error(), FailureCode: failureCode(err)}
 	if failReason != "" {
-		result.FailureReason = failReason
+		result.FailureReason, result.FailureCode = failReason, failCode
 	} else if stopping {
 		result = executor.RunResult{Stopped: true}
 	}
@@ -116,18 +142,18 @@ wait:
 	close(c.exited)
 	s.notifyStopping(logger, c.info.GUID)
 	s.unroute(logger, c)
-	stopping, failReason := s.stopCause(c, ownExit && ex.Err == nil)
+	stopping, failReason, failCode := s.stopCause(c, ownExit && ex.Err == nil)
 	status := int(ex.Status)
 	result := executor.RunResult{ExitStatus: &status}
 	switch {
 	case failReason != "":
-		result.Failed, result.FailureReason = true, failReason
+		result.Failed, result.FailureReason, result.FailureCode = true, failReason, failCode
 	case stopping:
 		result.Stopped = true
 	case ex.Err != nil:
-		result.Failed, result.FailureReason = true, "task wait failed: "+ex.Err.Error()
+		result.Failed, result.FailureReason, result.FailureCode = true, "task wait failed: "+ex.Err.Error(), executor.FailureOther
 	default:
-		result.Failed, result.FailureReason = true, fmt.Sprintf("app exited with status %d", ex.Status)
+		result.Failed, result.FailureReason, result.FailureCode = true, fmt.Sprintf("app exited with status %d", ex.Status), executor.FailureAppExited
 	}
 	logger.Info("task-exited", lager.Data{"status": ex.Status, "stopping": stopping})
 	s.complete(logger, c, result)
@@ -146,13 +172,13 @@ func (s *Store) markExited(c *container) bool {
 // stopCause answers whether c was being stopped and why it failed, if a
 // Fail stopped it. A Fail that came too late to signal an app that had
 // already exited by itself (ownExit) is no cause: the app's exit wins.
-func (s *Store) stopCause(c *container, ownExit bool) (stopping bool, failReason string) {
+func (s *Store) stopCause(c *container, ownExit bool) (stopping bool, failReason string, failCode executor.FailureCode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ownExit && c.failReason != "" {
-		return false, ""
+		return false, "", ""
 	}
-	return c.stopping, c.failReason
+	return c.stopping, c.failReason, c.failCode
 }
 
 // reattach waits for containerd to answer again and re-attaches to c's
@@ -225,7 +251,7 @@ func (s *Store) complete(logger lager.Logger, c *container, result executor.RunR
 	if !result.Failed {
 		msg = "state completed: stopped"
 	}
-	s.publish(executor.EventContainerState, c.info.GUID, msg, &snap)
+	s.publishCompleted(c.info.GUID, msg, &snap)
 }
 
 // start runs initialize -> created -> running. A non-nil exits means the
@@ -237,7 +263,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 
 	user, err := s.deps.Runtime.Prepare(ctx, logger, guid, req.Image, req.Process.User)
 	if err != nil {
-		return nil, fmt.Errorf("prepare rootfs: %w", err)
+		return nil, &failure{executor.FailureSetup, fmt.Errorf("prepare rootfs: %w", err)}
 	}
 	if err := s.checkPrivilege(req, user); err != nil {
 		return nil, err
@@ -247,7 +273,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	inst := &Instance{GUID: guid, Request: req, User: user}
 	for _, h := range s.deps.Hooks {
 		if err := h.Setup(ctx, logger, inst); err != nil {
-			return nil, fmt.Errorf("%s: %w", h.Name(), err)
+			return nil, &failure{executor.FailureSetup, fmt.Errorf("%s: %w", h.Name(), err)}
 		}
 	}
 	s.defaultHostNetwork(inst)
@@ -288,7 +314,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	for _, h := range s.deps.Hooks {
 		if st, ok := h.(Starter); ok {
 			if err := st.Start(ctx, logger, inst); err != nil {
-				return s.exitOr(exits, fmt.Errorf("%s: %w", h.Name(), err))
+				return s.exitOr(exits, &failure{executor.FailureSetup, fmt.Errorf("%s: %w", h.Name(), err)})
 			}
 		}
 	}
@@ -458,7 +484,7 @@ func (s *Store) waitReady(ctx context.Context, logger lager.Logger, inst *Instan
 	case <-timer.C():
 		cancel()
 		last := <-results
-		return fmt.Errorf("start timeout: not ready within %s (%v)", timeout, last)
+		return &failure{executor.FailureStartTimeout, fmt.Errorf("start timeout: not ready within %s (%v)", timeout, last)}
 	case <-ctx.Done():
 		cancel()
 		<-results

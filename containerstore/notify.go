@@ -26,9 +26,9 @@ func (s *Store) UpdateCredentials(guid string, info executor.CredentialInfo) {
 // Publish puts an event about guid on the stream (for hooks).
 func (s *Store) Publish(typ, guid, msg string) { s.publish(typ, guid, msg, nil) }
 
-// Fail stops guid and completes it failed with reason. It returns at
-// once; the stop runs on a goroutine the store owns.
-func (s *Store) Fail(guid, reason string) {
+// Fail stops guid and completes it failed with code and reason. It
+// returns at once; the stop runs on a goroutine the store owns.
+func (s *Store) Fail(guid string, code executor.FailureCode, reason string) {
 	if s.rootCtx.Err() != nil {
 		return // the agent stopped supervising: it signals nothing
 	}
@@ -42,10 +42,11 @@ func (s *Store) Fail(guid, reason string) {
 		return // the app's own exit decides its result
 	}
 	if c.failReason == "" {
-		c.failReason = reason
+		c.failReason, c.failCode = reason, code
 	}
 	s.mu.Unlock()
-	s.publish(executor.EventContainerState, guid, "failing: "+reason, nil)
+	s.events.publish(executor.Event{Type: executor.EventContainerState, GUID: guid, Time: s.deps.Clock.Now(),
+		Message: "failing: " + reason, FailureCode: code})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -175,6 +175,7 @@ var _ = Describe("Recover", func() {
 			Expect(c.State).To(Equal(executor.StateCompleted))
 			Expect(c.RunResult.Failed).To(BeTrue())
 			Expect(c.RunResult.FailureReason).To(Equal("app exited with status 2 while the agent was down"))
+			Expect(c.RunResult.FailureCode).To(Equal(executor.FailureAppExited))
 			Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(2)))
 
 			c, err = store.Get(ctx, "gone1")
@@ -182,6 +183,7 @@ var _ = Describe("Recover", func() {
 			Expect(c.State).To(Equal(executor.StateCompleted))
 			Expect(c.RunResult.Retryable).To(BeTrue())
 			Expect(c.RunResult.FailureReason).To(Equal("missing runtime container after agent restart"))
+			Expect(c.RunResult.FailureCode).To(Equal(executor.FailureAgentRestart))
 
 			c, err = store.Get(ctx, "done1")
 			Expect(err).NotTo(HaveOccurred())

@@ -70,15 +70,15 @@ func (s *Store) Recover(logger lager.Logger) error {
 			continue
 		case inRT && rc.Status == TaskStopped:
 			status := int(rc.ExitStatus)
-			s.markCompleted(c, executor.RunResult{Failed: true, ExitStatus: &status,
+			s.markCompleted(c, executor.RunResult{Failed: true, ExitStatus: &status, FailureCode: executor.FailureAppExited,
 				FailureReason: fmt.Sprintf("app exited with status %d while the agent was down", rc.ExitStatus)})
 			completed++
 		case inRT:
-			s.markCompleted(c, executor.RunResult{Failed: true, Retryable: true,
+			s.markCompleted(c, executor.RunResult{Failed: true, Retryable: true, FailureCode: executor.FailureAgentRestart,
 				FailureReason: fmt.Sprintf("agent restarted while the container was %s (task %s)", rec.Container.State, rc.Status)})
 			completed++
 		default:
-			s.markCompleted(c, executor.RunResult{Failed: true, Retryable: true,
+			s.markCompleted(c, executor.RunResult{Failed: true, Retryable: true, FailureCode: executor.FailureAgentRestart,
 				FailureReason: "missing runtime container after agent restart"})
 			completed++
 		}
@@ -103,7 +103,7 @@ func (s *Store) Recover(logger lager.Logger) error {
 			err := s.adopt(ctx, logger, a.c, a.rec)
 			if err != nil {
 				logger.Error("adopt-failed", err, lager.Data{guidKey: a.c.info.GUID})
-				s.markCompleted(a.c, executor.RunResult{Failed: true, FailureReason: "could not adopt after agent restart: " + err.Error()})
+				s.markCompleted(a.c, executor.RunResult{Failed: true, FailureCode: executor.FailureAgentRestart, FailureReason: "could not adopt after agent restart: " + err.Error()})
 				close(a.c.exited)
 				close(a.c.done)
 			}
@@ -194,7 +194,7 @@ func (s *Store) markCompleted(c *container, result executor.RunResult) {
 	snap := s.viewLocked(c)
 	s.mu.Unlock()
 	s.save(c)
-	s.publish(executor.EventContainerState, c.info.GUID, result.FailureReason, &snap)
+	s.publishCompleted(c.info.GUID, result.FailureReason, &snap)
 }
 
 // adopt re-attaches to a running task and restores the hooks' state.

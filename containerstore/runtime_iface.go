@@ -2,6 +2,7 @@ package containerstore
 
 import (
 	"context"
+	"errors"
 	"syscall"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -117,12 +118,18 @@ type ProcessSpec struct {
 	NoFile uint64
 }
 
+// ErrProcessNotRunning: a process that AttachExec was asked for exists
+// but has exited; there is nothing to attach to.
+var ErrProcessNotRunning = errors.New("process not running")
+
 // ProcessRunner runs extra processes in a container's task.
 type ProcessRunner interface {
 	// Exec starts id in guid's task (replacing an exited process of the
 	// same id) and answers its host pid and exit.
 	Exec(ctx context.Context, logger lager.Logger, guid, id string, spec ProcessSpec) (uint32, <-chan Exit, error)
 	// AttachExec re-attaches to a running process after an agent restart.
+	// A process that is there but not running answers an error wrapping
+	// ErrProcessNotRunning; one that is gone, executor.ErrContainerNotFound.
 	AttachExec(ctx context.Context, logger lager.Logger, guid, id string) (uint32, <-chan Exit, error)
 	SignalExec(ctx context.Context, guid, id string, sig syscall.Signal) error
 }

@@ -93,7 +93,8 @@ type container struct {
 	reserved   time.Time
 
 	stopping   bool
-	failReason string // set by Fail: the stop is a failure, not a request
+	failReason string               // set by Fail: the stop is a failure, not a request
+	failCode   executor.FailureCode // set with failReason
 	// signalled and appExited order a stop's signal against the app's own
 	// exit: whichever is marked first decides whether a Fail's reason or
 	// the app's exit status is the result.
@@ -301,6 +302,13 @@ func (s *Store) expireReservations(logger lager.Logger) {
 
 func (s *Store) publish(typ, guid, msg string, ctr *executor.Container) {
 	s.events.publish(executor.Event{Type: typ, GUID: guid, Time: s.deps.Clock.Now(), Message: msg, Container: ctr})
+}
+
+// publishCompleted publishes the completion of guid (snap is completed)
+// with its failure code.
+func (s *Store) publishCompleted(guid, msg string, snap *executor.Container) {
+	s.events.publish(executor.Event{Type: executor.EventContainerState, GUID: guid, Time: s.deps.Clock.Now(), Message: msg,
+		FailureCode: snap.RunResult.FailureCode, Container: snap})
 }
 
 func (s *Store) Ping(ctx context.Context) error { return s.deps.Tasks.Ping(ctx) }

@@ -545,6 +545,7 @@ var _ = Describe("Store", func() {
 			c := get("g1")
 			Expect(c.RunResult.Failed).To(BeTrue())
 			Expect(c.RunResult.FailureReason).To(Equal("app exited with status 3"))
+			Expect(c.RunResult.FailureCode).To(Equal(executor.FailureAppExited))
 			Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(3)))
 			Expect(c.RunResult.Stopped).To(BeFalse())
 			Expect(c.Routable).To(BeFalse())
@@ -568,6 +569,7 @@ var _ = Describe("Store", func() {
 				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
 				c := get("g1")
 				Expect(c.RunResult.FailureReason).To(Equal("app exited with status 1 before it was ready"))
+				Expect(c.RunResult.FailureCode).To(Equal(executor.FailureAppExited))
 				Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(1)))
 				Expect(runner.SignalCallCount()).To(BeZero(), "nothing to kill")
 			})
@@ -624,7 +626,7 @@ var _ = Describe("Store", func() {
 
 			It("completes with the app's exit, and signals nothing", func() {
 				runToRunning("g1")
-				store.Fail("g1", "instance proxy failed: exited 6 times in a row (last status 255)")
+				store.Fail("g1", executor.FailureProxyFailed, "instance proxy failed: exited 6 times in a row (last status 255)")
 				// The failing stop unregistered the routes and drains (the
 				// fake clock holds it there) when the app exits.
 				Eventually(order.all).Should(ContainElement("routes.Unroutable g1"))
@@ -633,11 +635,12 @@ var _ = Describe("Store", func() {
 				c := get("g1")
 				Expect(c.RunResult.Failed).To(BeTrue())
 				Expect(c.RunResult.FailureReason).To(Equal("app exited with status 3"))
+				Expect(c.RunResult.FailureCode).To(Equal(executor.FailureAppExited), "the app's exit wins, code and all")
 				Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(3)))
 				Expect(c.RunResult.Stopped).To(BeFalse())
 				Consistently(runner.SignalCallCount, "100ms").Should(BeZero())
 
-				store.Fail("g1", "instance proxy failed: too late")
+				store.Fail("g1", executor.FailureProxyFailed, "instance proxy failed: too late")
 				Expect(get("g1").RunResult.FailureReason).To(Equal("app exited with status 3"))
 			})
 
@@ -646,10 +649,11 @@ var _ = Describe("Store", func() {
 		Context("when the proxy fails and the stop signals the app", func() {
 			It("reports the proxy failure", func() {
 				runToRunning("g1")
-				store.Fail("g1", "instance proxy failed: exited 6 times in a row (last status 255)")
+				store.Fail("g1", executor.FailureProxyFailed, "instance proxy failed: exited 6 times in a row (last status 255)")
 				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
 				c := get("g1")
 				Expect(c.RunResult.FailureReason).To(Equal("instance proxy failed: exited 6 times in a row (last status 255)"))
+				Expect(c.RunResult.FailureCode).To(Equal(executor.FailureProxyFailed))
 				Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(143)))
 			})
 		})
@@ -739,6 +743,7 @@ var _ = Describe("Store", func() {
 				c := get("g1")
 				Expect(c.RunResult.Failed).To(BeTrue())
 				Expect(c.RunResult.FailureReason).To(Equal("start timeout: not ready within 10s (proxy not listening)"))
+				Expect(c.RunResult.FailureCode).To(Equal(executor.FailureStartTimeout))
 				Expect(c.RunResult.Stopped).To(BeFalse())
 				Expect(runner.SignalCallCount()).To(Equal(1))
 				_, guid, sig := runner.SignalArgsForCall(0)
@@ -756,6 +761,7 @@ var _ = Describe("Store", func() {
 			c := get("g1")
 			Expect(c.RunResult.Failed).To(BeTrue())
 			Expect(c.RunResult.FailureReason).To(Equal("credentials: ca unavailable"))
+			Expect(c.RunResult.FailureCode).To(Equal(executor.FailureSetup))
 			Expect(network.SetupCallCount()).To(Equal(1))
 			Expect(runtime.CreateCallCount()).To(BeZero())
 			Expect(runner.StartCallCount()).To(BeZero())
@@ -768,7 +774,39 @@ var _ = Describe("Store", func() {
 			Expect(err).NotTo(HaveOccurred())
 			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
 			Expect(get("g1").RunResult.FailureReason).To(Equal("prepare rootfs: no such user vcap"))
+			Expect(get("g1").RunResult.FailureCode).To(Equal(executor.FailureSetup))
 			Expect(network.SetupCallCount()).To(BeZero())
+		})
+
+		It("completes with insufficient_resources when a step finds no room, whatever the step's name", func() {
+			network.SetupReturns(executor.NewError(executor.ErrInsufficientResources, "no free host ports"))
+			_, err := store.AllocateAndRun(ctx, "g1", runRequest())
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+			Expect(get("g1").RunResult.FailureCode).To(Equal(executor.FailureInsufficientResources))
+		})
+
+		It("completes failed with the code and reason Fail was given, on the failing and the completed event", func() {
+			runToRunning("g1")
+			store.Fail("g1", executor.FailureProxyFailed, "instance proxy failed: exited 6 times in a row")
+			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+			c := get("g1")
+			Expect(c.RunResult.Failed).To(BeTrue())
+			Expect(c.RunResult.FailureCode).To(Equal(executor.FailureProxyFailed))
+			Expect(c.RunResult.FailureReason).To(Equal("instance proxy failed: exited 6 times in a row"))
+			codes := func() []executor.FailureCode {
+				var out []executor.FailureCode
+				for _, e := range rec.all() {
+					if e.GUID == "g1" && e.FailureCode != "" {
+						out = append(out, e.FailureCode)
+					}
+				}
+				return out
+			}
+			Eventually(codes).Should(Equal([]executor.FailureCode{executor.FailureProxyFailed, executor.FailureProxyFailed}))
+			e, err := store.Explain(ctx, "g1")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(e.FailureCode).To(Equal(executor.FailureProxyFailed))
 		})
 
 		It("refuses to run a container twice", func() {

@@ -132,7 +132,7 @@ func (h *Hook) CleanupOrphans(ctx context.Context, logger lager.Logger, keep fun
 // CredentialSink is the store's side of rotations.
 type CredentialSink interface {
 	UpdateCredentials(guid string, info executor.CredentialInfo)
-	Fail(guid, reason string)
+	Fail(guid string, code executor.FailureCode, reason string)
 	Publish(typ, guid, msg string)
 }
 
@@ -158,5 +158,5 @@ func (n Notifier) CredentialsRotated(logger lager.Logger, guid string, cred Cred
 }
 
 func (n Notifier) CredentialsExpired(logger lager.Logger, guid string, cred Credential, err error) {
-	n.Sink.Fail(guid, fmt.Sprintf("instance identity certificate expired at %s: every rotation failed: %v", cred.NotAfter.Format("2006-01-02T15:04:05Z07:00"), err))
+	n.Sink.Fail(guid, executor.FailureCertificateExpired, fmt.Sprintf("instance identity certificate expired at %s: every rotation failed: %v", cred.NotAfter.Format("2006-01-02T15:04:05Z07:00"), err))
 }

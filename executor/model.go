@@ -195,14 +195,56 @@ type CredentialInfo struct {
 	Rotations int       `json:"rotations"`
 }
 
-// RunResult says how a completed container ended.
+// RunResult says how a completed container ended. FailureCode is for
+// programs (metrics labels, explain, a scheduler's retry decision);
+// FailureReason says the same for people and may change wording.
 type RunResult struct {
-	Failed        bool   `json:"failed"`
-	FailureReason string `json:"failure_reason"`
-	Retryable     bool   `json:"retryable"`
-	Stopped       bool   `json:"stopped"`
-	ExitStatus    *int   `json:"exit_status,omitempty"`
+	Failed        bool        `json:"failed"`
+	FailureCode   FailureCode `json:"failure_code,omitempty"`
+	FailureReason string      `json:"failure_reason"`
+	Retryable     bool        `json:"retryable"`
+	Stopped       bool        `json:"stopped"`
+	ExitStatus    *int        `json:"exit_status,omitempty"`
 }
+
+// FailureCode says why a container failed, one of the values below. The
+// set is closed: a new way to fail gets a new code here, not a new
+// wording that a reader of FailureReason must match. Its string is the
+// metrics label value.
+type FailureCode string
+
+const (
+	// FailureAppExited: the app's process exited (before or after it
+	// was ready, or while the agent was down). ExitStatus has its status.
+	FailureAppExited FailureCode = "app_exited"
+	// FailureStartTimeout: the instance was not ready within its start
+	// timeout.
+	FailureStartTimeout FailureCode = "start_timeout"
+	// FailureSetup: a setup step failed (rootfs, network, credentials,
+	// proxy files or start, bind mounts).
+	FailureSetup FailureCode = "setup_failed"
+	// FailureInsufficientResources: a setup step found no room (host
+	// ports, addresses, memory).
+	FailureInsufficientResources FailureCode = "insufficient_resources"
+	// FailureProxyFailed: the instance proxy kept failing and was given up.
+	FailureProxyFailed FailureCode = "proxy_failed"
+	// FailureCertificateExpired: the instance certificate expired after
+	// every rotation failed.
+	FailureCertificateExpired FailureCode = "certificate_expired"
+	// FailureDiskLimit: the instance wrote more than its disk_mb
+	// (writable layer and logs) and was stopped.
+	FailureDiskLimit FailureCode = "disk_limit_exceeded"
+	// FailureAgentRestart: the agent restarted and could not take the
+	// container back (task gone, or in a state it cannot resume).
+	FailureAgentRestart FailureCode = "agent_restart"
+	// FailureOther: anything else (the runtime refused the task, the
+	// wait on it broke, the start was cancelled without a stop).
+	FailureOther FailureCode = "other"
+)
+
+// FailureCodes is every FailureCode, for label sets and tests.
+var FailureCodes = []FailureCode{FailureAppExited, FailureStartTimeout, FailureSetup, FailureInsufficientResources,
+	FailureProxyFailed, FailureCertificateExpired, FailureAgentRestart, FailureOther}
 
 // MemoryUsage is memory in use, app and proxy apart.
 type MemoryUsage struct {
@@ -271,26 +313,34 @@ const (
 	EventCredentialsIssued   = "credentials_issued"
 	EventContainerReady      = "container_ready"
 	EventStopStep            = "stop_step"
+	// EventRotationUnconfirmed: a rotated certificate was written but
+	// the proxy's listeners were not seen serving it.
+	EventRotationUnconfirmed = "rotation_unconfirmed"
 )
 
 // Event is one entry of GET /v1/events. Seq grows by one per event.
 type Event struct {
-	Seq       uint64     `json:"seq"`
-	Type      string     `json:"type"`
-	Time      time.Time  `json:"time"`
-	GUID      string     `json:"guid,omitempty"`
-	Message   string     `json:"message,omitempty"`
-	Container *Container `json:"container,omitempty"`
+	Seq     uint64    `json:"seq"`
+	Type    string    `json:"type"`
+	Time    time.Time `json:"time"`
+	GUID    string    `json:"guid,omitempty"`
+	Message string    `json:"message,omitempty"`
+	// FailureCode is set on the events of a failure: an instance being
+	// failed (container_state_changed "failing: ...") and its completion.
+	FailureCode FailureCode `json:"failure_code,omitempty"`
+	Container   *Container  `json:"container,omitempty"`
 }
 
 // Explanation is the answer of GET /v1/containers/{guid}/explain: what
 // happened to an instance and, when it is not routable, why.
 type Explanation struct {
-	GUID     string  `json:"guid"`
-	State    State   `json:"state"`
-	Routable bool    `json:"routable"`
-	Blocker  string  `json:"blocker,omitempty"`
-	Timeline []Event `json:"timeline"`
+	GUID     string `json:"guid"`
+	State    State  `json:"state"`
+	Routable bool   `json:"routable"`
+	Blocker  string `json:"blocker,omitempty"`
+	// FailureCode is the RunResult's code of a container that failed.
+	FailureCode FailureCode `json:"failure_code,omitempty"`
+	Timeline    []Event     `json:"timeline"`
 	// TimelineComplete is false when older events left the buffer.
 	TimelineComplete bool `json:"timeline_complete"`
 }

@@ -11,7 +11,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -114,26 +113,13 @@ func (m *Metrics) ObserveRotation(d time.Duration) { m.rotationSeconds.Observe(d
 func (m *Metrics) Registered()   { m.registrations.Inc() }
 func (m *Metrics) Unregistered() { m.unregistrations.Inc() }
 
-// FailureReason sorts a failure reason into a small set of label values.
-func FailureReason(reason string) string {
-	r := strings.ToLower(reason)
-	switch {
-	case strings.HasPrefix(r, "start timeout"):
-		return "start_timeout"
-	case strings.Contains(r, "exited with status"):
-		return "app_exited"
-	case strings.Contains(r, "instance proxy failed"):
-		return "proxy_failed"
-	case strings.Contains(r, "certificate expired"):
-		return "certificate_expired"
-	case strings.Contains(r, "missing runtime container"), strings.Contains(r, "agent restarted"), strings.Contains(r, "could not adopt"):
-		return "agent_restart"
-	case strings.Contains(r, "insufficient"):
-		return "insufficient_resources"
-	case strings.HasPrefix(r, "network"), strings.HasPrefix(r, "credentials"), strings.HasPrefix(r, "proxy"), strings.HasPrefix(r, "bind-mounts"):
-		return "setup_failed"
+// failureLabel is the label value of a failure: its code, or "other" for
+// a result without one (written by an agent before codes existed).
+func failureLabel(code executor.FailureCode) string {
+	if code == "" {
+		return string(executor.FailureOther)
 	}
-	return "other"
+	return string(code)
 }
 
 // Run consumes the event stream until signalled.
@@ -169,7 +155,7 @@ func (m *Metrics) record(ev executor.Event) {
 			m.starts.Inc()
 		case executor.StateCompleted:
 			if rr := ev.Container.RunResult; rr.Failed {
-				m.failures.WithLabelValues(FailureReason(rr.FailureReason)).Inc()
+				m.failures.WithLabelValues(failureLabel(rr.FailureCode)).Inc()
 			}
 		}
 	case executor.EventContainerRoutable:
@@ -192,7 +178,7 @@ func (m *Metrics) record(ev executor.Event) {
 		m.rotations.Inc()
 	case executor.EventCredentialsFailed:
 		m.rotationFailures.Inc()
-	case "rotation_unconfirmed":
+	case executor.EventRotationUnconfirmed:
 		m.unconfirmed.Inc()
 	case executor.EventProxyRestarted:
 		m.proxyRestarts.Inc()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,25 +15,6 @@ import (
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/metrics"
 )
-
-func TestFailureReason(t *testing.T) {
-	cases := map[string]string{
-		"start timeout: not ready within 1m0s (tcp check ...)":                   "start_timeout",
-		"app exited with status 3":                                               "app_exited",
-		"app exited with status 7 while the agent was down":                      "app_exited",
-		"instance proxy failed: exited 6 times in a row":                         "proxy_failed",
-		"instance identity certificate expired at ...: every rotation failed: x": "certificate_expired",
-		"missing runtime container after agent restart":                          "agent_restart",
-		"network: insufficient resources: no free host ports":                    "insufficient_resources",
-		"credentials: write /var/lib/x: no space left on device":                 "setup_failed",
-		"something new": "other",
-	}
-	for reason, want := range cases {
-		if got := metrics.FailureReason(reason); got != want {
-			t.Errorf("FailureReason(%q) = %q, want %q", reason, got, want)
-		}
-	}
-}
 
 // source is a Source that answers fixed state and a scripted event stream.
 type source struct {
@@ -64,7 +46,14 @@ func TestCountersFollowEvents(t *testing.T) {
 	src.events <- executor.Event{Type: executor.EventContainerRoutable, GUID: "g1", Time: now.Add(time.Minute), Container: &executor.Container{Routable: true, CreatedAt: created}}
 	src.events <- executor.Event{Type: executor.EventCredentialsRotated, GUID: "g1"}
 	src.events <- executor.Event{Type: executor.EventContainerState, GUID: "g1", Container: &executor.Container{State: executor.StateCompleted,
-		RunResult: executor.RunResult{Failed: true, FailureReason: "app exited with status 1"}}}
+		RunResult: executor.RunResult{Failed: true, FailureCode: executor.FailureAppExited, FailureReason: "app exited with status 1"}}}
+	// The label is the code, whatever the message says.
+	src.events <- executor.Event{Type: executor.EventContainerState, GUID: "g2", Container: &executor.Container{State: executor.StateCompleted,
+		RunResult: executor.RunResult{Failed: true, FailureCode: executor.FailureProxyFailed, FailureReason: "app exited with status 1"}}}
+	// One written before codes existed counts as other.
+	src.events <- executor.Event{Type: executor.EventContainerState, GUID: "g3", Container: &executor.Container{State: executor.StateCompleted,
+		RunResult: executor.RunResult{Failed: true, FailureReason: "start timeout: not ready"}}}
+	src.events <- executor.Event{Type: executor.EventRotationUnconfirmed, GUID: "g1"}
 	m.Registered()
 	m.ObserveRotation(1500 * time.Millisecond)
 	close(src.events)
@@ -96,18 +85,27 @@ func TestCountersFollowEvents(t *testing.T) {
 		return -1
 	}
 	for name, want := range map[string]float64{
-		"cellagent_container_starts_total":      1,
-		"cellagent_start_to_routable_seconds":   1, // the second routable event is not a new start
-		"cellagent_credential_rotations_total":  1,
-		"cellagent_credential_rotation_seconds": 1,
-		"cellagent_container_failures_total":    1,
-		"cellagent_route_registrations_total":   1,
-		"cellagent_nats_connected":              1,
-		"cellagent_containers_routable":         0,
+		"cellagent_container_starts_total":                 1,
+		"cellagent_start_to_routable_seconds":              1, // the second routable event is not a new start
+		"cellagent_credential_rotations_total":             1,
+		"cellagent_credential_rotation_seconds":            1,
+		"cellagent_credential_rotations_unconfirmed_total": 1,
+		"cellagent_route_registrations_total":              1,
+		"cellagent_nats_connected":                         1,
+		"cellagent_containers_routable":                    0,
 	} {
 		if got := value(name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
+	}
+	failures := map[string]float64{}
+	for _, mt := range fams["cellagent_container_failures_total"].GetMetric() {
+		for _, l := range mt.GetLabel() {
+			failures[l.GetName()+"="+l.GetValue()] = mt.GetCounter().GetValue()
+		}
+	}
+	if want := map[string]float64{"reason=app_exited": 1, "reason=proxy_failed": 1, "reason=other": 1}; !reflect.DeepEqual(failures, want) {
+		t.Errorf("failures = %v, want %v", failures, want)
 	}
 	if got := fams["cellagent_start_to_routable_seconds"].Metric[0].Histogram.GetSampleSum(); got < 1.9 || got > 2.1 {
 		t.Errorf("start to routable sum = %v, want ~2s", got)

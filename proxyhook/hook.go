@@ -40,7 +40,7 @@ const (
 type Sink interface {
 	Unroute(guid, reason string)
 	Reroute(guid string)
-	Fail(guid, reason string)
+	Fail(guid string, code executor.FailureCode, reason string)
 	Publish(typ, guid, msg string)
 }
 

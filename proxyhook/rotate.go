@@ -10,12 +10,9 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/credmanager"
+	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/proxyconfig"
 )
-
-// EventRotationUnconfirmed is published when the proxy did not serve a
-// rotated certificate in time; the rotation is then retried.
-const EventRotationUnconfirmed = "rotation_unconfirmed"
 
 var _ credmanager.Handler = (*Hook)(nil)
 
@@ -79,7 +76,7 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 		select {
 		case <-ctx.Done():
 			if sink := h.getSink(); sink != nil {
-				sink.Publish(EventRotationUnconfirmed, guid, err.Error())
+				sink.Publish(executor.EventRotationUnconfirmed, guid, err.Error())
 			}
 			return fmt.Errorf("rotation not confirmed by the proxy: %w", err)
 		case <-h.cfg.Clock.After(250 * time.Millisecond):

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -143,7 +142,7 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 		}
 		if failures > h.cfg.MaxRestarts {
 			if sink != nil {
-				sink.Fail(guid, fmt.Sprintf("instance proxy failed: exited %d times in a row (last status %d)", failures, ex.Status))
+				sink.Fail(guid, executor.FailureProxyFailed, fmt.Sprintf("instance proxy failed: exited %d times in a row (last status %d)", failures, ex.Status))
 			}
 			return
 		}
@@ -175,7 +174,7 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 			failures++
 			if failures > h.cfg.MaxRestarts {
 				if sink != nil {
-					sink.Fail(guid, "instance proxy failed: "+err.Error())
+					sink.Fail(guid, executor.FailureProxyFailed, "instance proxy failed: "+err.Error())
 				}
 				return
 			}
@@ -223,7 +222,7 @@ func (f filesHook) reattach(logger lager.Logger, guid string, sup *supervisor) (
 			f.h.mu.Unlock()
 			return exits, true
 		}
-		if errors.Is(err, executor.ErrContainerNotFound) || strings.Contains(err.Error(), "not running") {
+		if errors.Is(err, executor.ErrContainerNotFound) || errors.Is(err, containerstore.ErrProcessNotRunning) {
 			return nil, false
 		}
 		select {

@@ -38,6 +38,9 @@ func (c *cli) explain(ctx context.Context, args []string) error {
 	if e.Blocker != "" {
 		fmt.Fprintf(c.out, "not routable because: %s\n", e.Blocker)
 	}
+	if e.FailureCode != "" {
+		fmt.Fprintf(c.out, "failure code: %s\n", e.FailureCode)
+	}
 	fmt.Fprintln(c.out, "\ntimeline:")
 	if !e.TimelineComplete {
 		fmt.Fprintln(c.out, "  (older events have left the agent's buffer)")

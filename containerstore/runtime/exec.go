@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/executor"
 )
 
 var _ containerstore.ProcessRunner = (*Client)(nil)
@@ -88,8 +89,14 @@ func (c *Client) AttachExec(ctx context.Context, logger lager.Logger, guid, id s
 		return 0, nil, notFound(guid+"/"+id, err)
 	}
 	st, err := proc.Status(ctx)
-	if err != nil || st.Status != containerd.Running {
-		return 0, nil, fmt.Errorf("process %s in %s is not running (%v): %w", id, guid, st.Status, err)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			err = executor.ErrContainerNotFound
+		}
+		return 0, nil, fmt.Errorf("status of process %s in %s: %w", id, guid, err)
+	}
+	if st.Status != containerd.Running {
+		return 0, nil, fmt.Errorf("process %s in %s is %s: %w", id, guid, st.Status, containerstore.ErrProcessNotRunning)
 	}
 	exits, err := waitProcess(ctx, proc)
 	if err != nil {

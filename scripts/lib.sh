@@ -14,7 +14,7 @@ need_root() { [[ $(id -u) == 0 ]] || die "run as root (containerd, runc and CNI 
 
 # install_packages installs the Debian packages cellagent needs, only when one is missing.
 install_packages() {
-  local pkgs=(containerd runc containernetworking-plugins nftables iptables iproute2 busybox-static haproxy)
+  local pkgs=(containerd runc containernetworking-plugins nftables iptables iproute2 busybox-static haproxy gcc libc6-dev)
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   ((${#missing[@]} == 0)) && return 0

@@ -77,6 +77,7 @@ type Exit struct {
 //go:generate go tool counterfeiter -o containerstorefakes/fake_setup_hook.go . SetupHook
 //go:generate go tool counterfeiter -o containerstorefakes/fake_readiness.go . Readiness
 //go:generate go tool counterfeiter -o containerstorefakes/fake_route_hook.go . RouteHook
+//go:generate go tool counterfeiter -o containerstorefakes/fake_process_runner.go . ProcessRunner
 
 // ContainerRuntime makes and removes containers (containerd adapter).
 type ContainerRuntime interface {

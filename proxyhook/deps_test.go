@@ -1,0 +1,12 @@
+package proxyhook_test
+
+import (
+	"testing"
+
+	"github.com/cellagent/cellagent/internal/depcheck"
+)
+
+// TestImportRules: the proxy step uses credmanager and proxyconfig, runs processes through the store's ProcessRunner, and knows no other adapter.
+func TestImportRules(t *testing.T) {
+	depcheck.Check(t, depcheck.Rule{Package: "proxyhook", Forbidden: []string{"containerstore/runtime/...", "containerstore/network/...", "routeemitter/...", "proxy/...", "executor/httpapi", "config", "metrics", "cmd/..."}})
+}

@@ -15,6 +15,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/internal/backoff"
 )
 
 // exitError is a start that ended because the app exited.
@@ -185,7 +186,7 @@ func (s *Store) stopCause(c *container, ownExit bool) (stopping bool, failReason
 // task. It answers false when the task is gone (the caller completes the
 // container) or the agent is shutting down.
 func (s *Store) reattach(logger lager.Logger, c *container) (<-chan Exit, bool) {
-	backoff := 250 * time.Millisecond
+	retry := backoff.New(s.deps.Clock, 250*time.Millisecond, 8*time.Second)
 	for attempt := 0; ; attempt++ {
 		exits, err := s.deps.Tasks.Attach(s.rootCtx, logger, c.info.GUID)
 		if err == nil {
@@ -198,13 +199,8 @@ func (s *Store) reattach(logger lager.Logger, c *container) (<-chan Exit, bool) 
 			return nil, false
 		}
 		logger.Info("waiting-for-containerd", lager.Data{errorKey: err.Error(), "attempt": attempt + 1})
-		select {
-		case <-s.deps.Clock.After(backoff):
-		case <-s.rootCtx.Done():
+		if !retry.Wait(s.rootCtx.Done()) {
 			return nil, false
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
 		}
 	}
 }

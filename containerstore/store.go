@@ -17,6 +17,7 @@ import (
 	"github.com/tedsuo/ifrit"
 
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/internal/backoff"
 	"github.com/cellagent/cellagent/logfile"
 )
 
@@ -239,7 +240,7 @@ func (s *Store) Evacuate() error {
 // exits only when no container is left, so giving up would leave an
 // evacuating cell running forever with nothing to retry it.
 func (s *Store) evacuateAll(logger lager.Logger) {
-	backoff := time.Second
+	retry := backoff.New(s.deps.Clock, time.Second, 30*time.Second)
 	for attempt := 1; ; attempt++ {
 		s.mu.Lock()
 		guids := make([]string, 0, len(s.containers))
@@ -261,7 +262,7 @@ func (s *Store) evacuateAll(logger lager.Logger) {
 				defer func() { <-sem }()
 				if err := s.Delete(s.rootCtx, g); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
 					logger.Error("evacuation-delete", err, lager.Data{guidKey: g, "attempt": attempt})
-					s.publish(executor.EventCellEvacuating, g, fmt.Sprintf("delete failed, retrying in %s: %v", backoff, err), nil)
+					s.publish(executor.EventCellEvacuating, g, fmt.Sprintf("delete failed, retrying in %s: %v", retry.Current(), err), nil)
 				}
 			}(g)
 		}
@@ -269,12 +270,9 @@ func (s *Store) evacuateAll(logger lager.Logger) {
 		if s.count() == 0 {
 			return
 		}
-		select {
-		case <-s.deps.Clock.After(backoff):
-		case <-s.rootCtx.Done():
+		if !retry.Wait(s.rootCtx.Done()) {
 			return
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 

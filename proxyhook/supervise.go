@@ -10,6 +10,7 @@ import (
 
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/internal/backoff"
 	"github.com/cellagent/cellagent/proxyconfig"
 )
 
@@ -101,7 +102,7 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 	logger := h.logger.Session("supervise", lager.Data{guidKey: guid})
 	clk := h.cfg.Clock
 	failures := 0
-	backoff := 500 * time.Millisecond
+	retry := backoff.New(clk, 500*time.Millisecond, 16*time.Second)
 	startedAt := clk.Now()
 	for {
 		var ex containerstore.Exit
@@ -133,7 +134,8 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 		}
 		sink := h.getSink()
 		if clk.Since(startedAt) > time.Minute {
-			failures, backoff = 0, 500*time.Millisecond
+			failures = 0
+			retry.Reset()
 		}
 		failures++
 		logger.Info("proxy-exited", lager.Data{"status": ex.Status, "failures": failures})
@@ -147,16 +149,11 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 			return
 		}
 		if sink != nil {
-			sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d in %s", ex.Status, failures, backoff))
+			sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d in %s", ex.Status, failures, retry.Current()))
 		}
 		for {
-			select {
-			case <-clk.After(backoff):
-			case <-sup.stop:
+			if !retry.Wait(sup.stop) {
 				return
-			}
-			if backoff < 16*time.Second {
-				backoff *= 2
 			}
 			in, ok := f.instance(guid)
 			if !ok {
@@ -208,10 +205,10 @@ func (f filesHook) rerouteWhenReady(guid string, sup *supervisor) {
 }
 
 // reattach re-attaches to the proxy after a broken wait, retrying while
-// containerd does not answer (bounded: about a minute). It answers false
-// when the proxy process is gone or supervision stops.
+// containerd does not answer (bounded: 20 attempts, about two minutes). It
+// answers false when the proxy process is gone or supervision stops.
 func (f filesHook) reattach(logger lager.Logger, guid string, sup *supervisor) (<-chan containerstore.Exit, bool) {
-	backoff := 250 * time.Millisecond
+	retry := backoff.New(f.h.cfg.Clock, 250*time.Millisecond, 8*time.Second)
 	for range 20 {
 		pid, exits, err := f.h.runner.AttachExec(context.Background(), logger, guid, execID)
 		if err == nil {
@@ -225,13 +222,8 @@ func (f filesHook) reattach(logger lager.Logger, guid string, sup *supervisor) (
 		if errors.Is(err, executor.ErrContainerNotFound) || errors.Is(err, containerstore.ErrProcessNotRunning) {
 			return nil, false
 		}
-		select {
-		case <-f.h.cfg.Clock.After(backoff):
-		case <-sup.stop:
+		if !retry.Wait(sup.stop) {
 			return nil, false
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
 		}
 	}
 	return nil, false

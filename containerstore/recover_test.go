@@ -135,6 +135,7 @@ var _ = Describe("Recover", func() {
 			writeRecord(executor.StateCompleted, "done1")
 			Expect(os.WriteFile(filepath.Join(dataDir, "containers", "bad.json"), []byte("{"), 0o600)).To(Succeed())
 			Expect(os.WriteFile(filepath.Join(dataDir, "containers", "x.json.tmp"), []byte("{}"), 0o600)).To(Succeed())
+			Expect(os.WriteFile(filepath.Join(dataDir, "containers", ".y.json.tmp-123"), []byte("{"), 0o600)).To(Succeed())
 			Expect(os.MkdirAll(filepath.Join(dataDir, "logs", "orphan1"), 0o700)).To(Succeed())
 			Expect(os.MkdirAll(filepath.Join(dataDir, "logs", "run1"), 0o700)).To(Succeed())
 			runtime.ListReturns([]containerstore.RuntimeContainer{
@@ -142,6 +143,17 @@ var _ = Describe("Recover", func() {
 				{GUID: "stop1", Status: containerstore.TaskStopped, ExitStatus: 2},
 				{GUID: "orphan1", Status: containerstore.TaskRunning},
 			}, nil)
+		})
+
+		It("removes unreadable records and writes a crash cut short, and keeps the rest", func() {
+			start()
+			entries, err := os.ReadDir(filepath.Join(dataDir, "containers"))
+			Expect(err).NotTo(HaveOccurred())
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			Expect(names).To(ConsistOf("run1.json", "stop1.json", "gone1.json", "done1.json"))
 		})
 
 		It("adopts running containers without signalling them", func() {

@@ -163,9 +163,11 @@ func TakeInventory(a *Agent) (Inventory, error) {
 	inv.Credentials = namesIn(filepath.Join(cfg.DataDir, "credentials"), "")
 	inv.Proxy = namesIn(filepath.Join(cfg.DataDir, "proxy"), "")
 	inv.Logs = namesIn(filepath.Join(cfg.DataDir, "logs"), "")
-	// A record is <guid>.json; <guid>.json.tmp is a write that did not finish.
+	// A record is <guid>.json; .<guid>.json.tmp-N (<guid>.json.tmp from an
+	// older agent) is a write that did not finish.
 	for _, name := range namesIn(filepath.Join(cfg.DataDir, "containers"), "") {
-		inv.Records = append(inv.Records, strings.TrimSuffix(strings.TrimSuffix(name, ".tmp"), ".json"))
+		guid, _, _ := strings.Cut(strings.TrimPrefix(name, "."), ".json")
+		inv.Records = append(inv.Records, guid)
 	}
 
 	controllers, _ := os.ReadDir("/sys/fs/cgroup")

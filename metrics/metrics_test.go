@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -61,13 +62,7 @@ func TestCountersFollowEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
-	if err != nil {
-		t.Fatalf("metrics do not parse: %v", err)
-	}
+	fams := scrape(t, m)
 	value := func(name string) float64 {
 		f := fams[name]
 		if f == nil || len(f.Metric) == 0 {
@@ -117,6 +112,19 @@ func TestCountersFollowEvents(t *testing.T) {
 
 type osSignal = os.Signal
 
+// scrape answers what GET /metrics serves, parsed.
+func scrape(t *testing.T, m *metrics.Metrics) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v", err)
+	}
+	return fams
+}
+
 // TestScrapeAsksTheRuntimeForCPU: the CPU counter is what the runtime
 // adapter's CPUTime answers (from cgroup v1 or v2), per running container;
 // a container without a figure has no sample rather than a zero.
@@ -131,13 +139,7 @@ func TestScrapeAsksTheRuntimeForCPU(t *testing.T) {
 		}
 		return 2500 * time.Millisecond, nil
 	}})
-	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
-	if err != nil {
-		t.Fatalf("metrics do not parse: %v", err)
-	}
+	fams := scrape(t, m)
 	f := fams["cellagent_container_cpu_seconds_total"]
 	if f == nil || len(f.Metric) != 1 {
 		t.Fatalf("cpu samples = %v, want one (g1)", f)

@@ -49,8 +49,9 @@ type Inventory struct {
 	Logs        []string
 	Records     []string
 
-	// Cgroups are "<controller>/<guid>" under /sys/fs/cgroup/<controller>/<namespace>.
-	Cgroups map[string][]string // guid -> controllers
+	// Cgroups are the namespace's container cgroups, as the agent's
+	// runtime adapter finds them (v1 or v2).
+	Cgroups map[string][]string // guid -> hierarchy
 
 	// RegisteredRoutes are the guids with registrations in the route
 	// journal; Tombstones those whose unregistrations are still repeated.
@@ -170,17 +171,13 @@ func TakeInventory(a *Agent) (Inventory, error) {
 		inv.Records = append(inv.Records, guid)
 	}
 
-	controllers, _ := os.ReadDir("/sys/fs/cgroup")
-	for _, c := range controllers {
-		if c.Type()&os.ModeSymlink != 0 || !c.IsDir() {
-			continue // cpu -> cpu,cpuacct
-		}
-		entries, _ := os.ReadDir(filepath.Join("/sys/fs/cgroup", c.Name(), cfg.Containerd.Namespace))
-		for _, e := range entries {
-			if e.IsDir() { // the rest are the cgroup's control files
-				inv.Cgroups[e.Name()] = append(inv.Cgroups[e.Name()], c.Name())
-			}
-		}
+	cgroups := runtime.NewCgroups(runtime.DefaultCgroupRoot, cfg.Containerd.Namespace)
+	hierarchy := "cgroup v1"
+	if cgroups.Unified() {
+		hierarchy = "cgroup v2"
+	}
+	for guid := range cgroups.IDs() {
+		inv.Cgroups[guid] = []string{hierarchy}
 	}
 
 	var journal struct {

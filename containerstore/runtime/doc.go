@@ -12,5 +12,9 @@
 // that the containerd shim starts, so logs keep flowing while the agent is
 // down and no FIFO fills up behind a restarting agent.
 //
+// Cgroups reads the containers' memory and CPU figures and removes the
+// cgroups a killed `runc init` leaves, on cgroup v1 and v2 hosts alike;
+// nothing else in the module knows where cgroups live.
+//
 // All methods are safe for concurrent use; containerd serialises what it must.
 package runtime

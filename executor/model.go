@@ -242,10 +242,6 @@ const (
 	FailureOther FailureCode = "other"
 )
 
-// FailureCodes is every FailureCode, for label sets and tests.
-var FailureCodes = []FailureCode{FailureAppExited, FailureStartTimeout, FailureSetup, FailureInsufficientResources,
-	FailureProxyFailed, FailureCertificateExpired, FailureAgentRestart, FailureOther}
-
 // MemoryUsage is memory in use, app and proxy apart.
 type MemoryUsage struct {
 	AppBytes   uint64 `json:"app_bytes"`

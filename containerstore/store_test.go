@@ -555,6 +555,35 @@ var _ = Describe("Store", func() {
 			Expect(available().MemoryMB).To(Equal(1024-160), "capacity is held until delete")
 		})
 
+		It("re-attaches after a lost wait, backing off while containerd does not answer, and keeps supervising", func() {
+			runToRunning("g1")
+			attaches := runner.AttachCallCount()
+			down := 2
+			runner.AttachStub = func(_ context.Context, _ lager.Logger, guid string) (<-chan containerstore.Exit, error) {
+				if down > 0 {
+					down--
+					return nil, errors.New("connection refused")
+				}
+				return tk.channel(guid), nil
+			}
+			watchers := clk.WatcherCount()
+			tk.channel("g1") <- containerstore.Exit{Err: errors.New("wait: connection reset")}
+			Eventually(runner.AttachCallCount).Should(Equal(attaches + 1))
+			Eventually(clk.WatcherCount).Should(Equal(watchers+1), "the first retry timer")
+			clk.Increment(250 * time.Millisecond)
+			Eventually(runner.AttachCallCount).Should(Equal(attaches + 2))
+			Eventually(clk.WatcherCount).Should(Equal(watchers+1), "the second retry timer")
+			clk.Increment(499 * time.Millisecond)
+			Expect(clk.WatcherCount()).To(Equal(watchers+1), "the delay doubled: not due yet")
+			clk.Increment(time.Millisecond)
+			Eventually(runner.AttachCallCount).Should(Equal(attaches + 3))
+			Expect(stateOf("g1")()).To(Equal(executor.StateRunning))
+
+			tk.exit("g1", 4)
+			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+			Expect(get("g1").RunResult.FailureCode).To(Equal(executor.FailureAppExited))
+		})
+
 		Context("when the app exits before it is ready", func() {
 			BeforeEach(func() {
 				deps.Readiness = []containerstore.Readiness{ready}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/cellagent/cellagent/executor"
@@ -135,7 +134,7 @@ func describe(err error, api string) string {
 		return fmt.Sprintf("%s (%s)", apiErr.Message, apiErr.Code)
 	}
 	msg := err.Error()
-	if strings.Contains(msg, "connection refused") {
+	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Sprintf("%s\n  is cellagent running and listening on %s? set --api or $CELLAGENT_API", msg, api)
 	}
 	return msg

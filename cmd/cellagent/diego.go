@@ -46,7 +46,7 @@ func diegoMembers(logger lager.Logger, cfg config.Config, store executor.Client,
 	}
 	c := cell.New(logger, cell.Config{CellID: cfg.CellID, Zone: cfg.Zone, RepURL: repURL, Stacks: d.Stacks,
 		EmitRoutes: d.RoutesEmitted(), PlacementTags: d.PlacementTags, OptionalPlacementTags: d.OptionalPlacementTags,
-		PreferInstanceAddress: cfg.Routing.InstanceAddress}, store, bbsClient, clk)
+		PreferInstanceAddress: cfg.Routing.InstanceAddress, AllowPrivileged: cfg.AllowPrivileged}, store, bbsClient, clk)
 
 	value, err := json.Marshal(api.CellPresence{CellID: cfg.CellID, RepAddress: d.Rep.URL, RepURL: repURL, Zone: cfg.Zone,
 		Capacity:              api.Capacity{MemoryMB: total.MemoryMB, DiskMB: total.DiskMB, Containers: total.Containers},

@@ -107,8 +107,11 @@ var _ = Describe("Client", func() {
 
 	It("keeps fields of a desired LRP it does not declare as unknown fields", func() {
 		handler = func(w http.ResponseWriter, r *http.Request) {
-			// Wrap a desired LRP carrying egress_rules (field 20) as BBS sends it.
+			// Wrap a desired LRP carrying sidecars (field 36, not declared)
+			// and egress_rules (field 20, declared) as BBS sends it.
 			inner, _ := proto.Marshal(&models.DesiredLRP{ProcessGuid: "pg", Instances: 3})
+			inner = protowire.AppendTag(inner, 36, protowire.BytesType)
+			inner = protowire.AppendBytes(inner, []byte{0x0a, 0x03, 'r', 'u', 'n'})
 			inner = protowire.AppendTag(inner, 20, protowire.BytesType)
 			inner = protowire.AppendBytes(inner, []byte{0x0a, 0x03, 't', 'c', 'p'})
 			b := protowire.AppendTag(nil, 2, protowire.BytesType) // DesiredLRPResponse.desired_lrp
@@ -119,6 +122,8 @@ var _ = Describe("Client", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(d.GetInstances()).To(BeEquivalentTo(3))
 		Expect(d.ProtoReflect().GetUnknown()).NotTo(BeEmpty())
+		Expect(d.GetEgressRules()).To(HaveLen(1))
+		Expect(d.GetEgressRules()[0].GetProtocol()).To(Equal("tcp"))
 	})
 
 	It("answers a clear error for HTTP failures", func() {

@@ -53,6 +53,8 @@ type Config struct {
 	// (routing.instance_address).
 	PreferInstanceAddress bool
 	ReconcileInterval     time.Duration // default 30s
+	// AllowPrivileged is the agent's allow_privileged (lrp.Settings).
+	AllowPrivileged bool
 }
 
 // Cell is a Diego cell over a container store.

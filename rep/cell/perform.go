@@ -90,7 +90,8 @@ func (c *Cell) prepare(ctx context.Context, l api.LRP, cache map[string]*models.
 		}
 		cache[l.ProcessGUID] = desired
 	}
-	req, err := lrp.Translate(desired, l.Index, lrp.Settings{Stacks: c.cfg.Stacks, EmitRoutes: c.cfg.EmitRoutes})
+	req, err := lrp.Translate(desired, l.Index, lrp.Settings{Stacks: c.cfg.Stacks, EmitRoutes: c.cfg.EmitRoutes,
+		AllowPrivileged: c.cfg.AllowPrivileged})
 	if err != nil {
 		return placement{}, err
 	}

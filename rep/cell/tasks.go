@@ -73,7 +73,7 @@ func (c *Cell) prepareTask(ctx context.Context, t api.Task) (taskPlacement, erro
 	if err != nil {
 		return taskPlacement{}, fmt.Errorf("read task: %w", err)
 	}
-	req, err := lrp.TranslateTask(task.GetTaskDefinition(), lrp.Settings{Stacks: c.cfg.Stacks})
+	req, err := lrp.TranslateTask(task.GetTaskDefinition(), lrp.Settings{Stacks: c.cfg.Stacks, AllowPrivileged: c.cfg.AllowPrivileged})
 	if err != nil {
 		return taskPlacement{}, err
 	}

@@ -8,7 +8,8 @@
 // tree run / serial / codependent holding exactly one run action, env,
 // ports, memory, disk, max pids, CPU weight, start timeout, a single tcp
 // or http check_definition check, certificate properties, cf-router
-// routes, log guid, metric tags. Refused: everything else (see Refusal).
+// routes, log guid, metric tags, egress rules (see EgressRules), and
+// privileged on a cell that allows it. Refused: everything else (see Refusal).
 package lrp
 
 import (
@@ -45,6 +46,9 @@ type Settings struct {
 	Stacks map[string]string
 	// EmitRoutes registers routes["cf-router"] from the cell.
 	EmitRoutes bool
+	// AllowPrivileged is the agent's allow_privileged: without it a
+	// privileged desired LRP or task is refused here, at placement.
+	AllowPrivileged bool
 }
 
 // Refusal is why a desired LRP cannot run on this cell.
@@ -75,13 +79,13 @@ func Image(rootfs string, stacks map[string]string) (string, error) {
 // Names of the BBS fields this cell does not implement yet, by message and
 // field number; they are the unknown fields of our messages.
 var unsupportedFields = map[protoreflect.FullName]map[protowire.Number]string{
-	"models.DesiredLRP": {20: "egress_rules", 22: "cached_dependencies", 25: "volume_mounts", 26: "network",
+	"models.DesiredLRP": {22: "cached_dependencies", 25: "volume_mounts", 26: "network",
 		31: "image_username", 32: "image_password", 34: "image_layers", 36: "sidecars", 37: "log_rate_limit",
 		38: "volume_mounted_files"},
 	"models.Action": {1: "download action", 2: "upload action", 4: "timeout action", 5: "emit_progress action",
 		6: "try action", 7: "parallel action"},
 	"models.RunAction": {9: "volume_mounted_files"},
-	"models.TaskDefinition": {14: "egress_rules", 15: "cached_dependencies", 18: "volume_mounts", 19: "network",
+	"models.TaskDefinition": {15: "cached_dependencies", 18: "volume_mounts", 19: "network",
 		23: "image_username", 24: "image_password", 25: "image_layers", 26: "log_rate_limit"},
 }
 
@@ -134,7 +138,7 @@ func Translate(d *models.DesiredLRP, index int32, s Settings) (executor.RunReque
 	req, err := translateCommon(d, common{rootfs: d.GetRootFs(), privileged: d.GetPrivileged(),
 		trustedCerts: d.GetTrustedSystemCertificatesPath(), action: d.GetAction(), env: d.GetEnvironmentVariables(),
 		memoryMB: d.GetMemoryMb(), diskMB: d.GetDiskMb(), maxPids: d.GetMaxPids(), cpuWeight: d.GetCpuWeight(),
-		logGUID: d.GetLogGuid(), certs: d.GetCertificateProperties()}, s)
+		logGUID: d.GetLogGuid(), certs: d.GetCertificateProperties(), egress: d.GetEgressRules()}, s)
 	if err != nil {
 		return executor.RunRequest{}, err
 	}
@@ -171,7 +175,7 @@ func TranslateTask(t *models.TaskDefinition, s Settings) (executor.RunRequest, e
 	return translateCommon(t, common{rootfs: t.GetRootFs(), privileged: t.GetPrivileged(),
 		trustedCerts: t.GetTrustedSystemCertificatesPath(), action: t.GetAction(), env: t.GetEnvironmentVariables(),
 		memoryMB: t.GetMemoryMb(), diskMB: t.GetDiskMb(), maxPids: t.GetMaxPids(), cpuWeight: t.GetCpuWeight(),
-		logGUID: t.GetLogGuid(), certs: t.GetCertificateProperties()}, s)
+		logGUID: t.GetLogGuid(), certs: t.GetCertificateProperties(), egress: t.GetEgressRules()}, s)
 }
 
 // common are the fields desired LRPs and tasks share.
@@ -183,6 +187,7 @@ type common struct {
 	memoryMB, diskMB, maxPids     int32
 	cpuWeight                     uint32
 	certs                         *models.CertificateProperties
+	egress                        []*models.SecurityGroupRule
 }
 
 // translateCommon refuses what neither kind supports and fills what both
@@ -194,8 +199,8 @@ func translateCommon(msg proto.Message, c common, s Settings) (executor.RunReque
 		sort.Strings(unknown)
 		return executor.RunRequest{}, refuse("not supported by this cell: %s", strings.Join(dedupe(unknown), ", "))
 	}
-	if c.privileged {
-		return executor.RunRequest{}, refuse("privileged containers are not allowed on this cell")
+	if c.privileged && !s.AllowPrivileged {
+		return executor.RunRequest{}, refuse("privileged: this cell's allow_privileged is false")
 	}
 	if c.trustedCerts != "" {
 		return executor.RunRequest{}, refuse("trusted_system_certificates_path %q is not supported", c.trustedCerts)
@@ -212,11 +217,15 @@ func translateCommon(msg proto.Message, c common, s Settings) (executor.RunReque
 		return executor.RunRequest{}, refuse("run action resource_limits (nofile, nproc) are not supported")
 	}
 	req := executor.RunRequest{
-		LogGUID:   c.logGUID,
-		Resources: &executor.Resources{MemoryMB: int(c.memoryMB), DiskMB: int(c.diskMB), MaxPids: int(c.maxPids)},
-		Image:     image,
-		Process:   executor.Process{Path: run.GetPath(), Args: run.GetArgs(), Dir: run.GetDir(), User: run.GetUser()},
-		CPUWeight: int(c.cpuWeight),
+		LogGUID:    c.logGUID,
+		Resources:  &executor.Resources{MemoryMB: int(c.memoryMB), DiskMB: int(c.diskMB), MaxPids: int(c.maxPids)},
+		Image:      image,
+		Process:    executor.Process{Path: run.GetPath(), Args: run.GetArgs(), Dir: run.GetDir(), User: run.GetUser()},
+		CPUWeight:  int(c.cpuWeight),
+		Privileged: c.privileged,
+	}
+	if req.EgressRules, err = EgressRules(c.egress); err != nil {
+		return executor.RunRequest{}, err
 	}
 	for _, e := range slices.Concat(c.env, run.GetEnv()) {
 		req.Process.Env = append(req.Process.Env, e.GetName()+"="+e.GetValue())

@@ -103,7 +103,8 @@ var _ = Describe("Translate", func() {
 		},
 		Entry("a docker image", func(d *models.DesiredLRP) { d.RootFs = "docker:///busybox" }, "only preloaded:STACK"),
 		Entry("another stack", func(d *models.DesiredLRP) { d.RootFs = "preloaded:cflinuxfs3" }, `stack "cflinuxfs3"`),
-		Entry("privileged", func(d *models.DesiredLRP) { d.Privileged = true }, "privileged"),
+		Entry("privileged without allow_privileged", func(d *models.DesiredLRP) { d.Privileged = true },
+			"privileged: this cell's allow_privileged is false"),
 		Entry("a setup action", func(d *models.DesiredLRP) { d.Setup = run("/bin/true") }, "setup actions"),
 		Entry("a monitor without check_definition", func(d *models.DesiredLRP) {
 			d.CheckDefinition, d.Monitor = nil, run("/bin/true")
@@ -129,7 +130,10 @@ var _ = Describe("Translate", func() {
 		Entry("trusted system certificates", func(d *models.DesiredLRP) {
 			d.TrustedSystemCertificatesPath = "/etc/cf-system-certificates"
 		}, "trusted_system_certificates_path"),
-		Entry("egress rules (field 20)", func(d *models.DesiredLRP) { withUnknownField(d, 20) }, "egress_rules"),
+		Entry("an egress rule it cannot map exactly", func(d *models.DesiredLRP) {
+			d.EgressRules = []*models.SecurityGroupRule{{Protocol: "icmp", Destinations: []string{"10.0.0.1"},
+				IcmpInfo: &models.ICMPInfo{Type: 8, Code: 0}}}
+		}, "egress_rules[0].icmp_info type 8 code 0"),
 		Entry("sidecars (field 36)", func(d *models.DesiredLRP) { withUnknownField(d, 36) }, "sidecars"),
 		Entry("a field this cell does not know", func(d *models.DesiredLRP) { withUnknownField(d, 99) }, "field 99"),
 		Entry("a download action in the tree", func(d *models.DesiredLRP) {
@@ -170,8 +174,11 @@ var _ = Describe("TranslateTask", func() {
 			Expect(err.Error()).To(ContainSubstring(reason))
 		},
 		Entry("a result file", func(t *models.TaskDefinition) { t.ResultFile = "/tmp/result" }, "result_file"),
-		Entry("privileged", func(t *models.TaskDefinition) { t.Privileged = true }, "privileged"),
-		Entry("egress rules (field 14)", func(t *models.TaskDefinition) { withUnknownField(t, 14) }, "egress_rules"),
+		Entry("privileged without allow_privileged", func(t *models.TaskDefinition) { t.Privileged = true },
+			"privileged: this cell's allow_privileged is false"),
+		Entry("an egress rule without ports", func(t *models.TaskDefinition) {
+			t.EgressRules = []*models.SecurityGroupRule{{Protocol: "tcp", Destinations: []string{"10.0.0.1"}}}
+		}, "egress_rules[0].ports"),
 		Entry("a docker image", func(t *models.TaskDefinition) { t.RootFs = "docker:///busybox" }, "only preloaded:STACK"),
 	)
 })

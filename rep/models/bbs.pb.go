@@ -332,7 +332,7 @@ func (x DesiredLRP_UpdateStrategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DesiredLRP_UpdateStrategy.Descriptor instead.
 func (DesiredLRP_UpdateStrategy) EnumDescriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{29, 0}
+	return file_bbs_proto_rawDescGZIP(), []int{32, 0}
 }
 
 type Task_State int32
@@ -387,7 +387,7 @@ func (x Task_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Task_State.Descriptor instead.
 func (Task_State) EnumDescriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{33, 0}
+	return file_bbs_proto_rawDescGZIP(), []int{36, 0}
 }
 
 // error.proto
@@ -2254,6 +2254,203 @@ func (x *MetricTagValue) GetDynamic() MetricTagValue_DynamicValue {
 	return MetricTagValue_DynamicValueInvalid
 }
 
+// security_group.proto: an egress rule of an application security group.
+type PortRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         uint32                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	End           uint32                 `protobuf:"varint,2,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortRange) Reset() {
+	*x = PortRange{}
+	mi := &file_bbs_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortRange) ProtoMessage() {}
+
+func (x *PortRange) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
+func (*PortRange) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PortRange) GetStart() uint32 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *PortRange) GetEnd() uint32 {
+	if x != nil {
+		return x.End
+	}
+	return 0
+}
+
+type ICMPInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          int32                  `protobuf:"varint,1,opt,name=type,proto3" json:"type,omitempty"`
+	Code          int32                  `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ICMPInfo) Reset() {
+	*x = ICMPInfo{}
+	mi := &file_bbs_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ICMPInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ICMPInfo) ProtoMessage() {}
+
+func (x *ICMPInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ICMPInfo.ProtoReflect.Descriptor instead.
+func (*ICMPInfo) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ICMPInfo) GetType() int32 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *ICMPInfo) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+type SecurityGroupRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Protocol      string                 `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Destinations  []string               `protobuf:"bytes,2,rep,name=destinations,proto3" json:"destinations,omitempty"`
+	Ports         []uint32               `protobuf:"varint,3,rep,name=ports,proto3" json:"ports,omitempty"`
+	PortRange     *PortRange             `protobuf:"bytes,4,opt,name=port_range,json=portRange,proto3" json:"port_range,omitempty"`
+	IcmpInfo      *ICMPInfo              `protobuf:"bytes,5,opt,name=icmp_info,json=icmpInfo,proto3" json:"icmp_info,omitempty"`
+	Log           bool                   `protobuf:"varint,6,opt,name=log,proto3" json:"log,omitempty"`
+	Annotations   []string               `protobuf:"bytes,7,rep,name=annotations,proto3" json:"annotations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecurityGroupRule) Reset() {
+	*x = SecurityGroupRule{}
+	mi := &file_bbs_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecurityGroupRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecurityGroupRule) ProtoMessage() {}
+
+func (x *SecurityGroupRule) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecurityGroupRule.ProtoReflect.Descriptor instead.
+func (*SecurityGroupRule) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SecurityGroupRule) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *SecurityGroupRule) GetDestinations() []string {
+	if x != nil {
+		return x.Destinations
+	}
+	return nil
+}
+
+func (x *SecurityGroupRule) GetPorts() []uint32 {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *SecurityGroupRule) GetPortRange() *PortRange {
+	if x != nil {
+		return x.PortRange
+	}
+	return nil
+}
+
+func (x *SecurityGroupRule) GetIcmpInfo() *ICMPInfo {
+	if x != nil {
+		return x.IcmpInfo
+	}
+	return nil
+}
+
+func (x *SecurityGroupRule) GetLog() bool {
+	if x != nil {
+		return x.Log
+	}
+	return false
+}
+
+func (x *SecurityGroupRule) GetAnnotations() []string {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
 // desired_lrp.proto. Values of routes are JSON documents (BBS's Routes
 // type is map[string]*json.RawMessage).
 type ProtoRoutes struct {
@@ -2265,7 +2462,7 @@ type ProtoRoutes struct {
 
 func (x *ProtoRoutes) Reset() {
 	*x = ProtoRoutes{}
-	mi := &file_bbs_proto_msgTypes[28]
+	mi := &file_bbs_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2474,7 @@ func (x *ProtoRoutes) String() string {
 func (*ProtoRoutes) ProtoMessage() {}
 
 func (x *ProtoRoutes) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[28]
+	mi := &file_bbs_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2487,7 @@ func (x *ProtoRoutes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProtoRoutes.ProtoReflect.Descriptor instead.
 func (*ProtoRoutes) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{28}
+	return file_bbs_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ProtoRoutes) GetRoutes() map[string][]byte {
@@ -2322,6 +2519,7 @@ type DesiredLRP struct {
 	LogGuid                       string                     `protobuf:"bytes,17,opt,name=log_guid,json=logGuid,proto3" json:"log_guid,omitempty"`
 	MetricsGuid                   string                     `protobuf:"bytes,18,opt,name=metrics_guid,json=metricsGuid,proto3" json:"metrics_guid,omitempty"`
 	Annotation                    string                     `protobuf:"bytes,19,opt,name=annotation,proto3" json:"annotation,omitempty"`
+	EgressRules                   []*SecurityGroupRule       `protobuf:"bytes,20,rep,name=egress_rules,json=egressRules,proto3" json:"egress_rules,omitempty"`
 	ModificationTag               *ModificationTag           `protobuf:"bytes,21,opt,name=modification_tag,json=modificationTag,proto3" json:"modification_tag,omitempty"`
 	LegacyDownloadUser            string                     `protobuf:"bytes,23,opt,name=legacy_download_user,json=legacyDownloadUser,proto3" json:"legacy_download_user,omitempty"`
 	TrustedSystemCertificatesPath string                     `protobuf:"bytes,24,opt,name=trusted_system_certificates_path,json=trustedSystemCertificatesPath,proto3" json:"trusted_system_certificates_path,omitempty"`
@@ -2337,7 +2535,7 @@ type DesiredLRP struct {
 
 func (x *DesiredLRP) Reset() {
 	*x = DesiredLRP{}
-	mi := &file_bbs_proto_msgTypes[29]
+	mi := &file_bbs_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2547,7 @@ func (x *DesiredLRP) String() string {
 func (*DesiredLRP) ProtoMessage() {}
 
 func (x *DesiredLRP) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[29]
+	mi := &file_bbs_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2560,7 @@ func (x *DesiredLRP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredLRP.ProtoReflect.Descriptor instead.
 func (*DesiredLRP) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{29}
+	return file_bbs_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DesiredLRP) GetProcessGuid() string {
@@ -2505,6 +2703,13 @@ func (x *DesiredLRP) GetAnnotation() string {
 	return ""
 }
 
+func (x *DesiredLRP) GetEgressRules() []*SecurityGroupRule {
+	if x != nil {
+		return x.EgressRules
+	}
+	return nil
+}
+
 func (x *DesiredLRP) GetModificationTag() *ModificationTag {
 	if x != nil {
 		return x.ModificationTag
@@ -2578,7 +2783,7 @@ type DesiredLRPByProcessGuidRequest struct {
 
 func (x *DesiredLRPByProcessGuidRequest) Reset() {
 	*x = DesiredLRPByProcessGuidRequest{}
-	mi := &file_bbs_proto_msgTypes[30]
+	mi := &file_bbs_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2590,7 +2795,7 @@ func (x *DesiredLRPByProcessGuidRequest) String() string {
 func (*DesiredLRPByProcessGuidRequest) ProtoMessage() {}
 
 func (x *DesiredLRPByProcessGuidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[30]
+	mi := &file_bbs_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2603,7 +2808,7 @@ func (x *DesiredLRPByProcessGuidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredLRPByProcessGuidRequest.ProtoReflect.Descriptor instead.
 func (*DesiredLRPByProcessGuidRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{30}
+	return file_bbs_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DesiredLRPByProcessGuidRequest) GetProcessGuid() string {
@@ -2623,7 +2828,7 @@ type DesiredLRPResponse struct {
 
 func (x *DesiredLRPResponse) Reset() {
 	*x = DesiredLRPResponse{}
-	mi := &file_bbs_proto_msgTypes[31]
+	mi := &file_bbs_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2840,7 @@ func (x *DesiredLRPResponse) String() string {
 func (*DesiredLRPResponse) ProtoMessage() {}
 
 func (x *DesiredLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[31]
+	mi := &file_bbs_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2853,7 @@ func (x *DesiredLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredLRPResponse.ProtoReflect.Descriptor instead.
 func (*DesiredLRPResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{31}
+	return file_bbs_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DesiredLRPResponse) GetError() *Error {
@@ -2665,8 +2870,8 @@ func (x *DesiredLRPResponse) GetDesiredLrp() *DesiredLRP {
 	return nil
 }
 
-// task.proto. Not declared (so refused by the translator): egress_rules
-// (14), cached_dependencies (15), volume_mounts (18), network (19), image
+// task.proto. Not declared (so refused by the translator):
+// cached_dependencies (15), volume_mounts (18), network (19), image
 // credentials (23, 24), image_layers (25), log_rate_limit (26).
 type TaskDefinition struct {
 	state                         protoimpl.MessageState     `protogen:"open.v1"`
@@ -2683,6 +2888,7 @@ type TaskDefinition struct {
 	ResultFile                    string                     `protobuf:"bytes,11,opt,name=result_file,json=resultFile,proto3" json:"result_file,omitempty"`
 	CompletionCallbackUrl         string                     `protobuf:"bytes,12,opt,name=completion_callback_url,json=completionCallbackUrl,proto3" json:"completion_callback_url,omitempty"`
 	Annotation                    string                     `protobuf:"bytes,13,opt,name=annotation,proto3" json:"annotation,omitempty"`
+	EgressRules                   []*SecurityGroupRule       `protobuf:"bytes,14,rep,name=egress_rules,json=egressRules,proto3" json:"egress_rules,omitempty"`
 	LegacyDownloadUser            string                     `protobuf:"bytes,16,opt,name=legacy_download_user,json=legacyDownloadUser,proto3" json:"legacy_download_user,omitempty"`
 	TrustedSystemCertificatesPath string                     `protobuf:"bytes,17,opt,name=trusted_system_certificates_path,json=trustedSystemCertificatesPath,proto3" json:"trusted_system_certificates_path,omitempty"`
 	PlacementTags                 []string                   `protobuf:"bytes,20,rep,name=placement_tags,json=placementTags,proto3" json:"placement_tags,omitempty"`
@@ -2695,7 +2901,7 @@ type TaskDefinition struct {
 
 func (x *TaskDefinition) Reset() {
 	*x = TaskDefinition{}
-	mi := &file_bbs_proto_msgTypes[32]
+	mi := &file_bbs_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +2913,7 @@ func (x *TaskDefinition) String() string {
 func (*TaskDefinition) ProtoMessage() {}
 
 func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[32]
+	mi := &file_bbs_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +2926,7 @@ func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDefinition.ProtoReflect.Descriptor instead.
 func (*TaskDefinition) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{32}
+	return file_bbs_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskDefinition) GetRootFs() string {
@@ -2814,6 +3020,13 @@ func (x *TaskDefinition) GetAnnotation() string {
 	return ""
 }
 
+func (x *TaskDefinition) GetEgressRules() []*SecurityGroupRule {
+	if x != nil {
+		return x.EgressRules
+	}
+	return nil
+}
+
 func (x *TaskDefinition) GetLegacyDownloadUser() string {
 	if x != nil {
 		return x.LegacyDownloadUser
@@ -2877,7 +3090,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_bbs_proto_msgTypes[33]
+	mi := &file_bbs_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3102,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[33]
+	mi := &file_bbs_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3115,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{33}
+	return file_bbs_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Task) GetTaskDefinition() *TaskDefinition {
@@ -3006,7 +3219,7 @@ type TaskLifecycleResponse struct {
 
 func (x *TaskLifecycleResponse) Reset() {
 	*x = TaskLifecycleResponse{}
-	mi := &file_bbs_proto_msgTypes[34]
+	mi := &file_bbs_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3018,7 +3231,7 @@ func (x *TaskLifecycleResponse) String() string {
 func (*TaskLifecycleResponse) ProtoMessage() {}
 
 func (x *TaskLifecycleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[34]
+	mi := &file_bbs_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3031,7 +3244,7 @@ func (x *TaskLifecycleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLifecycleResponse.ProtoReflect.Descriptor instead.
 func (*TaskLifecycleResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{34}
+	return file_bbs_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskLifecycleResponse) GetError() *Error {
@@ -3051,7 +3264,7 @@ type StartTaskRequest struct {
 
 func (x *StartTaskRequest) Reset() {
 	*x = StartTaskRequest{}
-	mi := &file_bbs_proto_msgTypes[35]
+	mi := &file_bbs_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3063,7 +3276,7 @@ func (x *StartTaskRequest) String() string {
 func (*StartTaskRequest) ProtoMessage() {}
 
 func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[35]
+	mi := &file_bbs_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3076,7 +3289,7 @@ func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskRequest.ProtoReflect.Descriptor instead.
 func (*StartTaskRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{35}
+	return file_bbs_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StartTaskRequest) GetTaskGuid() string {
@@ -3103,7 +3316,7 @@ type StartTaskResponse struct {
 
 func (x *StartTaskResponse) Reset() {
 	*x = StartTaskResponse{}
-	mi := &file_bbs_proto_msgTypes[36]
+	mi := &file_bbs_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3115,7 +3328,7 @@ func (x *StartTaskResponse) String() string {
 func (*StartTaskResponse) ProtoMessage() {}
 
 func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[36]
+	mi := &file_bbs_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3128,7 +3341,7 @@ func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskResponse.ProtoReflect.Descriptor instead.
 func (*StartTaskResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{36}
+	return file_bbs_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StartTaskResponse) GetError() *Error {
@@ -3158,7 +3371,7 @@ type CompleteTaskRequest struct {
 
 func (x *CompleteTaskRequest) Reset() {
 	*x = CompleteTaskRequest{}
-	mi := &file_bbs_proto_msgTypes[37]
+	mi := &file_bbs_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3170,7 +3383,7 @@ func (x *CompleteTaskRequest) String() string {
 func (*CompleteTaskRequest) ProtoMessage() {}
 
 func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[37]
+	mi := &file_bbs_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3183,7 +3396,7 @@ func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskRequest.ProtoReflect.Descriptor instead.
 func (*CompleteTaskRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{37}
+	return file_bbs_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CompleteTaskRequest) GetTaskGuid() string {
@@ -3230,7 +3443,7 @@ type TaskByGuidRequest struct {
 
 func (x *TaskByGuidRequest) Reset() {
 	*x = TaskByGuidRequest{}
-	mi := &file_bbs_proto_msgTypes[38]
+	mi := &file_bbs_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3242,7 +3455,7 @@ func (x *TaskByGuidRequest) String() string {
 func (*TaskByGuidRequest) ProtoMessage() {}
 
 func (x *TaskByGuidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[38]
+	mi := &file_bbs_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3255,7 +3468,7 @@ func (x *TaskByGuidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskByGuidRequest.ProtoReflect.Descriptor instead.
 func (*TaskByGuidRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{38}
+	return file_bbs_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskByGuidRequest) GetTaskGuid() string {
@@ -3275,7 +3488,7 @@ type TaskResponse struct {
 
 func (x *TaskResponse) Reset() {
 	*x = TaskResponse{}
-	mi := &file_bbs_proto_msgTypes[39]
+	mi := &file_bbs_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3287,7 +3500,7 @@ func (x *TaskResponse) String() string {
 func (*TaskResponse) ProtoMessage() {}
 
 func (x *TaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[39]
+	mi := &file_bbs_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3300,7 +3513,7 @@ func (x *TaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResponse.ProtoReflect.Descriptor instead.
 func (*TaskResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{39}
+	return file_bbs_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskResponse) GetError() *Error {
@@ -3504,12 +3717,27 @@ const file_bbs_proto_rawDesc = "" +
 	"\fDynamicValue\x12\x17\n" +
 	"\x13DynamicValueInvalid\x10\x00\x12\t\n" +
 	"\x05INDEX\x10\x01\x12\x11\n" +
-	"\rINSTANCE_GUID\x10\x02\"\x81\x01\n" +
+	"\rINSTANCE_GUID\x10\x02\"3\n" +
+	"\tPortRange\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\rR\x05start\x12\x10\n" +
+	"\x03end\x18\x02 \x01(\rR\x03end\"2\n" +
+	"\bICMPInfo\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\x05R\x04type\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\"\x82\x02\n" +
+	"\x11SecurityGroupRule\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\"\n" +
+	"\fdestinations\x18\x02 \x03(\tR\fdestinations\x12\x18\n" +
+	"\x05ports\x18\x03 \x03(\rB\x02\x10\x00R\x05ports\x120\n" +
+	"\n" +
+	"port_range\x18\x04 \x01(\v2\x11.models.PortRangeR\tportRange\x12-\n" +
+	"\ticmp_info\x18\x05 \x01(\v2\x10.models.ICMPInfoR\bicmpInfo\x12\x10\n" +
+	"\x03log\x18\x06 \x01(\bR\x03log\x12 \n" +
+	"\vannotations\x18\a \x03(\tR\vannotations\"\x81\x01\n" +
 	"\vProtoRoutes\x127\n" +
 	"\x06routes\x18\x01 \x03(\v2\x1f.models.ProtoRoutes.RoutesEntryR\x06routes\x1a9\n" +
 	"\vRoutesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x97\v\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xd5\v\n" +
 	"\n" +
 	"DesiredLRP\x12!\n" +
 	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12\x16\n" +
@@ -3538,7 +3766,8 @@ const file_bbs_proto_rawDesc = "" +
 	"\fmetrics_guid\x18\x12 \x01(\tR\vmetricsGuid\x12\x1e\n" +
 	"\n" +
 	"annotation\x18\x13 \x01(\tR\n" +
-	"annotation\x12B\n" +
+	"annotation\x12<\n" +
+	"\fegress_rules\x18\x14 \x03(\v2\x19.models.SecurityGroupRuleR\vegressRules\x12B\n" +
 	"\x10modification_tag\x18\x15 \x01(\v2\x17.models.ModificationTagR\x0fmodificationTag\x120\n" +
 	"\x14legacy_download_user\x18\x17 \x01(\tR\x12legacyDownloadUser\x12G\n" +
 	" trusted_system_certificates_path\x18\x18 \x01(\tR\x1dtrustedSystemCertificatesPath\x12$\n" +
@@ -3560,7 +3789,7 @@ const file_bbs_proto_rawDesc = "" +
 	"\x12DesiredLRPResponse\x12#\n" +
 	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\x123\n" +
 	"\vdesired_lrp\x18\x02 \x01(\v2\x12.models.DesiredLRPR\n" +
-	"desiredLrp\"\xa1\a\n" +
+	"desiredLrp\"\xdf\a\n" +
 	"\x0eTaskDefinition\x12\x17\n" +
 	"\aroot_fs\x18\x01 \x01(\tR\x06rootFs\x12P\n" +
 	"\x15environment_variables\x18\x02 \x03(\v2\x1b.models.EnvironmentVariableR\x14environmentVariables\x12&\n" +
@@ -3582,7 +3811,8 @@ const file_bbs_proto_rawDesc = "" +
 	"\x17completion_callback_url\x18\f \x01(\tR\x15completionCallbackUrl\x12\x1e\n" +
 	"\n" +
 	"annotation\x18\r \x01(\tR\n" +
-	"annotation\x120\n" +
+	"annotation\x12<\n" +
+	"\fegress_rules\x18\x0e \x03(\v2\x19.models.SecurityGroupRuleR\vegressRules\x120\n" +
 	"\x14legacy_download_user\x18\x10 \x01(\tR\x12legacyDownloadUser\x12G\n" +
 	" trusted_system_certificates_path\x18\x11 \x01(\tR\x1dtrustedSystemCertificatesPath\x12%\n" +
 	"\x0eplacement_tags\x18\x14 \x03(\tR\rplacementTags\x12\x19\n" +
@@ -3649,7 +3879,7 @@ func file_bbs_proto_rawDescGZIP() []byte {
 }
 
 var file_bbs_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_bbs_proto_goTypes = []any{
 	(Error_Type)(0),                        // 0: models.Error.Type
 	(ActualLRPNetInfo_PreferredAddress)(0), // 1: models.ActualLRPNetInfo.PreferredAddress
@@ -3685,23 +3915,26 @@ var file_bbs_proto_goTypes = []any{
 	(*HTTPCheck)(nil),                      // 31: models.HTTPCheck
 	(*CertificateProperties)(nil),          // 32: models.CertificateProperties
 	(*MetricTagValue)(nil),                 // 33: models.MetricTagValue
-	(*ProtoRoutes)(nil),                    // 34: models.ProtoRoutes
-	(*DesiredLRP)(nil),                     // 35: models.DesiredLRP
-	(*DesiredLRPByProcessGuidRequest)(nil), // 36: models.DesiredLRPByProcessGuidRequest
-	(*DesiredLRPResponse)(nil),             // 37: models.DesiredLRPResponse
-	(*TaskDefinition)(nil),                 // 38: models.TaskDefinition
-	(*Task)(nil),                           // 39: models.Task
-	(*TaskLifecycleResponse)(nil),          // 40: models.TaskLifecycleResponse
-	(*StartTaskRequest)(nil),               // 41: models.StartTaskRequest
-	(*StartTaskResponse)(nil),              // 42: models.StartTaskResponse
-	(*CompleteTaskRequest)(nil),            // 43: models.CompleteTaskRequest
-	(*TaskByGuidRequest)(nil),              // 44: models.TaskByGuidRequest
-	(*TaskResponse)(nil),                   // 45: models.TaskResponse
-	nil,                                    // 46: models.ActualLRP.MetricTagsEntry
-	nil,                                    // 47: models.StartActualLRPRequest.MetricTagsEntry
-	nil,                                    // 48: models.ProtoRoutes.RoutesEntry
-	nil,                                    // 49: models.DesiredLRP.MetricTagsEntry
-	nil,                                    // 50: models.TaskDefinition.MetricTagsEntry
+	(*PortRange)(nil),                      // 34: models.PortRange
+	(*ICMPInfo)(nil),                       // 35: models.ICMPInfo
+	(*SecurityGroupRule)(nil),              // 36: models.SecurityGroupRule
+	(*ProtoRoutes)(nil),                    // 37: models.ProtoRoutes
+	(*DesiredLRP)(nil),                     // 38: models.DesiredLRP
+	(*DesiredLRPByProcessGuidRequest)(nil), // 39: models.DesiredLRPByProcessGuidRequest
+	(*DesiredLRPResponse)(nil),             // 40: models.DesiredLRPResponse
+	(*TaskDefinition)(nil),                 // 41: models.TaskDefinition
+	(*Task)(nil),                           // 42: models.Task
+	(*TaskLifecycleResponse)(nil),          // 43: models.TaskLifecycleResponse
+	(*StartTaskRequest)(nil),               // 44: models.StartTaskRequest
+	(*StartTaskResponse)(nil),              // 45: models.StartTaskResponse
+	(*CompleteTaskRequest)(nil),            // 46: models.CompleteTaskRequest
+	(*TaskByGuidRequest)(nil),              // 47: models.TaskByGuidRequest
+	(*TaskResponse)(nil),                   // 48: models.TaskResponse
+	nil,                                    // 49: models.ActualLRP.MetricTagsEntry
+	nil,                                    // 50: models.StartActualLRPRequest.MetricTagsEntry
+	nil,                                    // 51: models.ProtoRoutes.RoutesEntry
+	nil,                                    // 52: models.DesiredLRP.MetricTagsEntry
+	nil,                                    // 53: models.TaskDefinition.MetricTagsEntry
 }
 var file_bbs_proto_depIdxs = []int32{
 	0,  // 0: models.Error.type:type_name -> models.Error.Type
@@ -3713,14 +3946,14 @@ var file_bbs_proto_depIdxs = []int32{
 	7,  // 6: models.ActualLRP.modification_tag:type_name -> models.ModificationTag
 	2,  // 7: models.ActualLRP.presence:type_name -> models.ActualLRP.Presence
 	12, // 8: models.ActualLRP.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
-	46, // 9: models.ActualLRP.metric_tags:type_name -> models.ActualLRP.MetricTagsEntry
+	49, // 9: models.ActualLRP.metric_tags:type_name -> models.ActualLRP.MetricTagsEntry
 	6,  // 10: models.ActualLRPLifecycleResponse.error:type_name -> models.Error
 	10, // 11: models.ClaimActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	9,  // 12: models.StartActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
 	10, // 13: models.StartActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	11, // 14: models.StartActualLRPRequest.actual_lrp_net_info:type_name -> models.ActualLRPNetInfo
 	12, // 15: models.StartActualLRPRequest.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
-	47, // 16: models.StartActualLRPRequest.metric_tags:type_name -> models.StartActualLRPRequest.MetricTagsEntry
+	50, // 16: models.StartActualLRPRequest.metric_tags:type_name -> models.StartActualLRPRequest.MetricTagsEntry
 	9,  // 17: models.CrashActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
 	10, // 18: models.CrashActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	9,  // 19: models.FailActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
@@ -3739,36 +3972,40 @@ var file_bbs_proto_depIdxs = []int32{
 	30, // 32: models.Check.tcp_check:type_name -> models.TCPCheck
 	31, // 33: models.Check.http_check:type_name -> models.HTTPCheck
 	3,  // 34: models.MetricTagValue.dynamic:type_name -> models.MetricTagValue.DynamicValue
-	48, // 35: models.ProtoRoutes.routes:type_name -> models.ProtoRoutes.RoutesEntry
-	22, // 36: models.DesiredLRP.environment_variables:type_name -> models.EnvironmentVariable
-	23, // 37: models.DesiredLRP.setup:type_name -> models.Action
-	23, // 38: models.DesiredLRP.action:type_name -> models.Action
-	23, // 39: models.DesiredLRP.monitor:type_name -> models.Action
-	34, // 40: models.DesiredLRP.routes:type_name -> models.ProtoRoutes
-	7,  // 41: models.DesiredLRP.modification_tag:type_name -> models.ModificationTag
-	32, // 42: models.DesiredLRP.certificate_properties:type_name -> models.CertificateProperties
-	28, // 43: models.DesiredLRP.check_definition:type_name -> models.CheckDefinition
-	49, // 44: models.DesiredLRP.metric_tags:type_name -> models.DesiredLRP.MetricTagsEntry
-	4,  // 45: models.DesiredLRP.update_strategy:type_name -> models.DesiredLRP.UpdateStrategy
-	6,  // 46: models.DesiredLRPResponse.error:type_name -> models.Error
-	35, // 47: models.DesiredLRPResponse.desired_lrp:type_name -> models.DesiredLRP
-	22, // 48: models.TaskDefinition.environment_variables:type_name -> models.EnvironmentVariable
-	23, // 49: models.TaskDefinition.action:type_name -> models.Action
-	32, // 50: models.TaskDefinition.certificate_properties:type_name -> models.CertificateProperties
-	50, // 51: models.TaskDefinition.metric_tags:type_name -> models.TaskDefinition.MetricTagsEntry
-	38, // 52: models.Task.task_definition:type_name -> models.TaskDefinition
-	5,  // 53: models.Task.state:type_name -> models.Task.State
-	6,  // 54: models.TaskLifecycleResponse.error:type_name -> models.Error
-	6,  // 55: models.StartTaskResponse.error:type_name -> models.Error
-	6,  // 56: models.TaskResponse.error:type_name -> models.Error
-	39, // 57: models.TaskResponse.task:type_name -> models.Task
-	33, // 58: models.DesiredLRP.MetricTagsEntry.value:type_name -> models.MetricTagValue
-	33, // 59: models.TaskDefinition.MetricTagsEntry.value:type_name -> models.MetricTagValue
-	60, // [60:60] is the sub-list for method output_type
-	60, // [60:60] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	34, // 35: models.SecurityGroupRule.port_range:type_name -> models.PortRange
+	35, // 36: models.SecurityGroupRule.icmp_info:type_name -> models.ICMPInfo
+	51, // 37: models.ProtoRoutes.routes:type_name -> models.ProtoRoutes.RoutesEntry
+	22, // 38: models.DesiredLRP.environment_variables:type_name -> models.EnvironmentVariable
+	23, // 39: models.DesiredLRP.setup:type_name -> models.Action
+	23, // 40: models.DesiredLRP.action:type_name -> models.Action
+	23, // 41: models.DesiredLRP.monitor:type_name -> models.Action
+	37, // 42: models.DesiredLRP.routes:type_name -> models.ProtoRoutes
+	36, // 43: models.DesiredLRP.egress_rules:type_name -> models.SecurityGroupRule
+	7,  // 44: models.DesiredLRP.modification_tag:type_name -> models.ModificationTag
+	32, // 45: models.DesiredLRP.certificate_properties:type_name -> models.CertificateProperties
+	28, // 46: models.DesiredLRP.check_definition:type_name -> models.CheckDefinition
+	52, // 47: models.DesiredLRP.metric_tags:type_name -> models.DesiredLRP.MetricTagsEntry
+	4,  // 48: models.DesiredLRP.update_strategy:type_name -> models.DesiredLRP.UpdateStrategy
+	6,  // 49: models.DesiredLRPResponse.error:type_name -> models.Error
+	38, // 50: models.DesiredLRPResponse.desired_lrp:type_name -> models.DesiredLRP
+	22, // 51: models.TaskDefinition.environment_variables:type_name -> models.EnvironmentVariable
+	23, // 52: models.TaskDefinition.action:type_name -> models.Action
+	36, // 53: models.TaskDefinition.egress_rules:type_name -> models.SecurityGroupRule
+	32, // 54: models.TaskDefinition.certificate_properties:type_name -> models.CertificateProperties
+	53, // 55: models.TaskDefinition.metric_tags:type_name -> models.TaskDefinition.MetricTagsEntry
+	41, // 56: models.Task.task_definition:type_name -> models.TaskDefinition
+	5,  // 57: models.Task.state:type_name -> models.Task.State
+	6,  // 58: models.TaskLifecycleResponse.error:type_name -> models.Error
+	6,  // 59: models.StartTaskResponse.error:type_name -> models.Error
+	6,  // 60: models.TaskResponse.error:type_name -> models.Error
+	42, // 61: models.TaskResponse.task:type_name -> models.Task
+	33, // 62: models.DesiredLRP.MetricTagsEntry.value:type_name -> models.MetricTagValue
+	33, // 63: models.TaskDefinition.MetricTagsEntry.value:type_name -> models.MetricTagValue
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_bbs_proto_init() }
@@ -3795,7 +4032,7 @@ func file_bbs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bbs_proto_rawDesc), len(file_bbs_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   45,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

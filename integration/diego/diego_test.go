@@ -173,7 +173,30 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 		Eventually(func() ([]actualLRP, error) { return k.actualLRPs(guid) }, waitLong, time.Second).Should(
 			ConsistOf(And(HaveField("State", "UNCLAIMED"), HaveField("PlacementError", Not(BeEmpty())))))
 		Expect(diegoContainers(agent, guid)).To(BeEmpty())
-		Expect(agent.LogText()).To(ContainSubstring("privileged containers are not allowed on this cell"))
+		Expect(agent.LogText()).To(ContainSubstring("privileged: this cell's allow_privileged is false"))
+	})
+
+	It("runs a desired LRP with egress rules, which the instance's network filter holds", func() {
+		const guid = "it-egress"
+		lrp := strings.Replace(desiredLRP(guid, 1), `"instances"`, `"egress_rules": [
+ {"protocol": "tcp", "destinations": ["10.9.8.7"], "ports": [443, 8443], "log": true},
+ {"protocol": "udp", "destinations": ["10.9.0.0/16"], "port_range": {"start": 53, "end": 60}},
+ {"protocol": "icmp", "destinations": ["10.9.8.7"], "icmp_info": {"type": -1, "code": -1}}], "instances"`, 1)
+		_, err := k.bbsctl(lrp, "desire-lrp")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _, _ = k.bbsctl("", "remove-lrp", guid) })
+		lrps, err := k.waitActual(guid, "RUNNING", 1, waitLong)
+		Expect(err).NotTo(HaveOccurred())
+
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		filter, err := agent.Client.NetworkFilter(c, lrps[0].InstanceGUID)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(filter.EgressRules).To(Equal([]executor.EgressRule{
+			{Protocol: "tcp", Destinations: []string{"10.9.8.7"}, Ports: "443,8443", Log: true},
+			{Protocol: "udp", Destinations: []string{"10.9.0.0-10.9.255.255"}, Ports: "53-60"},
+			{Protocol: "icmp", Destinations: []string{"10.9.8.7"}},
+		}))
 	})
 
 	It("restarts an instance that crashes, counting the crash", func() {

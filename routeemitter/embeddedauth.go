@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/cellagent/cellagent/internal/atomicfile"
 )
 
 // EmbeddedAuthFile, in the agent's data dir, holds the embedded NATS
@@ -44,24 +46,10 @@ func EnsureEmbeddedAuth(dataDir string, configured EmbeddedAuth) (EmbeddedAuth, 
 	}
 	b, _ := json.Marshal(auth)
 	path := filepath.Join(dataDir, EmbeddedAuthFile)
-	tmp, err := os.CreateTemp(dataDir, "."+EmbeddedAuthFile+".tmp-*")
-	if err != nil {
-		return EmbeddedAuth{}, fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+	// A router may be configured with it: it must not change or vanish
+	// after a machine crash.
+	if err := atomicfile.WriteFile(path, b, 0o600, atomicfile.SyncFileAndDir); err != nil {
 		return EmbeddedAuth{}, err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return EmbeddedAuth{}, err
-	}
-	if err := tmp.Close(); err != nil {
-		return EmbeddedAuth{}, err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return EmbeddedAuth{}, fmt.Errorf("write %s: %w", path, err)
 	}
 	return auth, nil
 }

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/cellagent/cellagent/internal/atomicfile"
 )
 
 const (
@@ -71,36 +73,10 @@ func (j journal) save(st journalState) (retErr error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create route journal dir: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, journalFile+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create route journal temp file: %w", err)
-	}
-	defer func() {
-		if retErr != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write route journal: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("sync route journal: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close route journal: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), j.path); err != nil {
-		return fmt.Errorf("rename route journal: %w", err)
-	}
-	// The rename is durable only once the directory is synced.
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open route journal dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync route journal dir: %w", err)
+	// The journal decides what is unregistered after a restart: it must
+	// survive a machine crash once save returns.
+	if err := atomicfile.WriteFile(j.path, data, 0o600, atomicfile.SyncFileAndDir); err != nil {
+		return fmt.Errorf("route journal: %w", err)
 	}
 	return nil
 }

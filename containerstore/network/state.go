@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/internal/atomicfile"
 )
 
 // containerState is what is persisted per container in
@@ -124,36 +125,14 @@ func (s stateStore) guids() ([]string, error) {
 	return guids, nil
 }
 
-// writeFileAtomic writes data to a temporary file beside path, syncs it and
-// renames it over path, so a reader (or a restart) never sees half a file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (retErr error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// writeFileAtomic replaces path so a reader (or a restart) never sees half
+// a file; the data is synced before the rename (atomicfile.SyncFile), as
+// adoption after a machine crash reads it.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.WriteFile(path, data, perm, atomicfile.SyncFile)
 }
 
 // compactIP gives IPv4 addresses their 4-byte form, which JSON decoding loses.

@@ -168,11 +168,7 @@ func (c *Cell) StopLRP(ctx context.Context, processGUID, instanceGUID string) er
 	if !ok || id.key.ProcessGuid != processGUID {
 		return fmt.Errorf("%w: instance %s of %s", api.ErrNotFound, instanceGUID, processGUID)
 	}
-	c.mu.Lock()
-	already := c.stopping[instanceGUID]
-	c.stopping[instanceGUID] = true
-	c.mu.Unlock()
-	if already {
+	if !c.markStopping(instanceGUID) {
 		return nil
 	}
 	c.wg.Add(1)
@@ -260,4 +256,16 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// markStopping marks guid as being stopped and answers whether this call
+// did it (false: a stop or cancel is already under way).
+func (c *Cell) markStopping(guid string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping[guid] {
+		return false
+	}
+	c.stopping[guid] = true
+	return true
 }

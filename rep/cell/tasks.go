@@ -176,11 +176,7 @@ func (c *Cell) CancelTask(ctx context.Context, taskGUID string) error {
 	if err != nil || ctr.Tags[lrp.TagTaskGUID] != taskGUID {
 		return fmt.Errorf("%w: task %s", api.ErrNotFound, taskGUID)
 	}
-	c.mu.Lock()
-	already := c.stopping[taskGUID]
-	c.stopping[taskGUID] = true
-	c.mu.Unlock()
-	if already {
+	if !c.markStopping(taskGUID) {
 		return nil
 	}
 	c.wg.Add(1)

@@ -937,7 +937,9 @@ var _ = Describe("Store", func() {
 		It("runs the hooks' liveness and the app's check every interval, and unroutes an instance that stops being alive", func() {
 			run()
 			tick(1)
-			Eventually(accepted).Should(Equal(2), "the app's own TCP check")
+			// tick may advance more than one interval before the first round
+			// runs (a loaded machine): each round dials the app exactly once.
+			Eventually(func() int { return accepted() - ready.AliveCallCount() }).Should(Equal(1), "the app's own TCP check, once per round")
 			ready.AliveReturns(errors.New("proxy not ready on 10.0.0.2:61001: no answer"))
 			n := ready.AliveCallCount()
 			tick(n + 1)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/clock"
+
+	"github.com/cellagent/cellagent/routeemitter/natsauth"
 )
 
 const (
@@ -41,8 +43,8 @@ type Config struct {
 	TLS TLSFiles
 	// EmbeddedListen is host:port of the embedded server.
 	EmbeddedListen string
-	// EmbeddedAuth is presented to the embedded server (EnsureEmbeddedAuth).
-	EmbeddedAuth EmbeddedAuth
+	// EmbeddedAuth is presented to the embedded server (natsauth.EnsureEmbeddedAuth).
+	EmbeddedAuth natsauth.EmbeddedAuth
 	// CredentialsFile (a NATS .creds file: JWT and nkey seed) or
 	// NKeySeedFile (an nkey seed) authenticate to an external NATS.
 	CredentialsFile, NKeySeedFile string

@@ -9,6 +9,7 @@ import (
 	"github.com/tedsuo/ifrit"
 
 	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/embeddednats"
 )
 
 var _ = Describe("Config", func() {
@@ -51,12 +52,12 @@ var _ = Describe("Config", func() {
 
 var _ = Describe("EmbeddedNATS", func() {
 	It("rejects a bad listen address", func() {
-		_, err := routeemitter.NewEmbeddedNATS(lagertest.NewTestLogger("test"), "4222", GinkgoT().TempDir())
+		_, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("test"), "4222", GinkgoT().TempDir())
 		Expect(err).To(HaveOccurred())
 	})
 
 	It("knows its URL before Run for a fixed port", func() {
-		e, err := routeemitter.NewEmbeddedNATS(lagertest.NewTestLogger("test"), "127.0.0.1:4333", GinkgoT().TempDir())
+		e, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("test"), "127.0.0.1:4333", GinkgoT().TempDir())
 		Expect(err).NotTo(HaveOccurred())
 		Expect(e.ClientURL()).To(Equal("nats://127.0.0.1:4333"))
 	})
@@ -68,7 +69,7 @@ var _ = Describe("EmbeddedNATS", func() {
 		Expect(first.url()).NotTo(HaveSuffix(":0"))
 		Expect(first.connect().IsConnected()).To(BeTrue())
 
-		second, err := routeemitter.NewEmbeddedNATS(lagertest.NewTestLogger("test"),
+		second, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("test"),
 			first.url()[len("nats://"):], GinkgoT().TempDir())
 		Expect(err).NotTo(HaveOccurred())
 		p := ifrit.Background(second)

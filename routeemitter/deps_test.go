@@ -8,5 +8,5 @@ import (
 
 // TestImportRules: a lower package: it knows no sibling adapter and nothing above the store.
 func TestImportRules(t *testing.T) {
-	depcheck.Check(t, depcheck.Rule{Package: "routeemitter", Forbidden: []string{"containerstore/runtime/...", "containerstore/network/...", "credmanager/...", "proxyhook/...", "proxy/...", "executor/httpapi", "config", "metrics", "cmd/..."}, ForbiddenDeps: []string{"github.com/containerd/"}})
+	depcheck.Check(t, depcheck.Rule{Package: "routeemitter", Forbidden: []string{"routeemitter/embeddednats", "containerstore/runtime/...", "containerstore/network/...", "credmanager/...", "proxyhook/...", "proxy/...", "executor/httpapi", "config", "metrics", "cmd/..."}, ForbiddenDeps: []string{"github.com/containerd/", "github.com/nats-io/nats-server/"}})
 }

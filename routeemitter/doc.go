@@ -2,11 +2,12 @@
 // over NATS and publishes the cell's presence for orchestrators.
 //
 // It owns:
-//   - the NATS connection (nats.go, reconnecting forever) and, when no NATS URL
-//     is configured, an embedded nats-server with JetStream ([EmbeddedNATS]);
+//   - the NATS connection (nats.go, reconnecting forever); when no NATS URL
+//     is configured it connects to the embedded server (package embeddednats,
+//     started separately) with the credential of package natsauth;
 //   - Gorouter's protocol: router.greet on connect (retried every second, up to
 //     30 tries), router.start, and router.register / router.unregister bodies
-//     ([RegistryMessage], built by the pure [BuildMessages]);
+//     ([routetable.RegistryMessage], built by the pure [BuildMessages]);
 //   - the route table of this cell: what is registered, re-sent every
 //     minimumRegisterIntervalInSeconds; tombstones of what was unregistered,
 //     repeated at +5s, +15s, +30s and +60s because a lost unregister leaves a
@@ -18,9 +19,13 @@
 //   - cell presence: a JSON document per cell in the JetStream key-value bucket
 //     "cellagent-cells", expiring by bucket TTL when the cell stops publishing;
 //     on a server without JetStream (CF's NATS), the same document on the
-//     plain subject "cellagent.presence.<cell id>" ([PresenceSubjectPrefix]);
-//   - [RouteTable] and [WatchRoutes], a Gorouter-like view of router.register
-//     and router.unregister traffic for `cellctl routes --watch`.
+//     plain subject "cellagent.presence.<cell id>" ([PresenceSubjectPrefix]).
+//
+// Its sub-packages keep what other binaries need apart from it:
+// routetable (the message body and subjects, and a Gorouter-like view of
+// the traffic for `cellctl routes --watch`), natsauth (the embedded
+// server's credential file) and embeddednats (the server itself, the only
+// importer of nats-server). `cellctl` links the first two only.
 //
 // The container side (which instance is routable, with which IPs and ports) is
 // decided by the agent and handed in through [Emitter.Register] and

@@ -15,6 +15,8 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/nats-io/nats.go"
 	"github.com/tedsuo/ifrit"
+
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 const (
@@ -69,9 +71,9 @@ type Emitter struct {
 	mu sync.Mutex
 	// guarded by mu:
 	nc           *nats.Conn
-	registered   map[string][]RegistryMessage // guid -> what is registered and re-emitted
-	journaled    map[string][]RegistryMessage // guid -> found in the journal, awaiting Register or Recover
-	adoptBy      time.Time                    // set by Recover: journaled guids not claimed by then are unregistered
+	registered   map[string][]routetable.RegistryMessage // guid -> what is registered and re-emitted
+	journaled    map[string][]routetable.RegistryMessage // guid -> found in the journal, awaiting Register or Recover
+	adoptBy      time.Time                               // set by Recover: journaled guids not claimed by then are unregistered
 	tombstones   map[string]*tombstone
 	interval     time.Duration
 	nextEmit     time.Time
@@ -117,8 +119,8 @@ func New(logger lager.Logger, cfg Config, presence func() CellPresence) (*Emitte
 		presence:   presence,
 		journal:    newJournal(cfg.DataDir),
 		wake:       make(chan struct{}, 1),
-		registered: map[string][]RegistryMessage{},
-		journaled:  map[string][]RegistryMessage{},
+		registered: map[string][]routetable.RegistryMessage{},
+		journaled:  map[string][]routetable.RegistryMessage{},
 		tombstones: map[string]*tombstone{},
 		interval:   cfg.DefaultRegisterInterval,
 	}
@@ -265,7 +267,7 @@ func (e *Emitter) connect(logger lager.Logger) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}
 	inbox := nc.NewRespInbox()
-	for subject, start := range map[string]bool{SubjectStart: true, inbox: false} {
+	for subject, start := range map[string]bool{routetable.SubjectStart: true, inbox: false} {
 		_, err := nc.Subscribe(subject, func(msg *nats.Msg) { e.onHello(logger, msg, start) })
 		if err != nil {
 			nc.Close()
@@ -337,7 +339,7 @@ func (e *Emitter) tick(logger lager.Logger, now time.Time) bool {
 		e.greetTries, e.greetNext = 0, now
 		e.emitAllLocked(logger, now)
 		for _, ts := range e.tombstones {
-			e.publishLocked(logger, SubjectUnregister, ts.msgs)
+			e.publishLocked(logger, routetable.SubjectUnregister, ts.msgs)
 			ts.catchUp(now)
 		}
 	}
@@ -351,7 +353,7 @@ func (e *Emitter) tick(logger lager.Logger, now time.Time) bool {
 
 	if !e.greetNext.IsZero() && !now.Before(e.greetNext) {
 		e.greetTries++
-		if err := e.nc.PublishRequest(SubjectGreet, e.greetInbox, nil); err != nil {
+		if err := e.nc.PublishRequest(routetable.SubjectGreet, e.greetInbox, nil); err != nil {
 			logger.Error("failed-to-greet", err)
 		}
 		e.greetNext = now.Add(greetRetryInterval)
@@ -399,7 +401,7 @@ func (e *Emitter) emitAllLocked(logger lager.Logger, now time.Time) {
 		return
 	}
 	for _, msgs := range e.registered {
-		e.publishLocked(logger, SubjectRegister, msgs)
+		e.publishLocked(logger, routetable.SubjectRegister, msgs)
 	}
 }
 
@@ -410,7 +412,7 @@ func (e *Emitter) sendableLocked() bool {
 }
 
 // publishLocked hands msgs to nats.go's buffer; it does not wait.
-func (e *Emitter) publishLocked(logger lager.Logger, subject string, msgs []RegistryMessage) {
+func (e *Emitter) publishLocked(logger lager.Logger, subject string, msgs []routetable.RegistryMessage) {
 	if e.nc == nil {
 		return
 	}

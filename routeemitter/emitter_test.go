@@ -17,6 +17,7 @@ import (
 	"github.com/tedsuo/ifrit/ginkgomon_v2"
 
 	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 var _ = Describe("Emitter", func() {
@@ -33,7 +34,7 @@ var _ = Describe("Emitter", func() {
 	// fakeRouter answers router.greet like Gorouter, with interval seconds.
 	fakeRouter := func(interval int) *atomic.Int32 {
 		greets := &atomic.Int32{}
-		_, err := client.Subscribe(routeemitter.SubjectGreet, func(m *nats.Msg) {
+		_, err := client.Subscribe(routetable.SubjectGreet, func(m *nats.Msg) {
 			greets.Add(1)
 			if interval > 0 {
 				body := fmt.Sprintf(`{"id":"router-1","hosts":["10.0.0.1"],"minimumRegisterIntervalInSeconds":%d,"pruneThresholdInSeconds":120}`, interval)
@@ -47,7 +48,7 @@ var _ = Describe("Emitter", func() {
 
 	routerStart := func(interval int) {
 		body := fmt.Sprintf(`{"id":"router-2","hosts":["10.0.0.2"],"minimumRegisterIntervalInSeconds":%d,"pruneThresholdInSeconds":120}`, interval)
-		Expect(client.Publish(routeemitter.SubjectStart, []byte(body))).To(Succeed())
+		Expect(client.Publish(routetable.SubjectStart, []byte(body))).To(Succeed())
 		Expect(client.Flush()).To(Succeed())
 	}
 
@@ -170,7 +171,7 @@ var _ = Describe("Emitter", func() {
 		It("sets endpoint_updated_at_ns as route-emitter does: on an endpoint's first registration only", func() {
 			Expect(emitter.Register(logger, endpoint("g1"))).To(Succeed())
 			Eventually(rec.registers).Should(Equal(1))
-			last := func() (routeemitter.RegistryMessage, string) {
+			last := func() (routetable.RegistryMessage, string) {
 				rec.mu.Lock()
 				defer rec.mu.Unlock()
 				return rec.registered[len(rec.registered)-1], rec.raw[len(rec.raw)-1]
@@ -229,7 +230,7 @@ var _ = Describe("Emitter", func() {
 
 		BeforeEach(func() {
 			var err error
-			sub, err = client.SubscribeSync(routeemitter.SubjectUnregister)
+			sub, err = client.SubscribeSync(routetable.SubjectUnregister)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(client.Flush()).To(Succeed())
 			emitter = newEmitter()
@@ -334,8 +335,8 @@ var _ = Describe("Emitter", func() {
 			Expect(e.Register(logger, endpoint("g1"))).To(Succeed())
 			path := filepath.Join(cfg.DataDir, "routeemitter", "routes.json")
 			var journal struct {
-				Version    int                                       `json:"version"`
-				Registered map[string][]routeemitter.RegistryMessage `json:"registered"`
+				Version    int                                     `json:"version"`
+				Registered map[string][]routetable.RegistryMessage `json:"registered"`
 			}
 			data, err := os.ReadFile(path)
 			Expect(err).NotTo(HaveOccurred())

@@ -15,6 +15,9 @@ import (
 	"github.com/tedsuo/ifrit/ginkgomon_v2"
 
 	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/embeddednats"
+	"github.com/cellagent/cellagent/routeemitter/natsauth"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 // Issue 13 item 9: the embedded NATS had no authentication and could bind
@@ -23,16 +26,16 @@ import (
 var _ = Describe("embedded NATS authentication", func() {
 	It("listens on loopback only", func() {
 		for _, addr := range []string{"0.0.0.0:4222", "10.1.2.3:4222", "[::]:4222", "cell.example:4222"} {
-			_, err := routeemitter.NewEmbeddedNATS(lagertest.NewTestLogger("test"), addr, GinkgoT().TempDir())
+			_, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("test"), addr, GinkgoT().TempDir())
 			Expect(err).To(MatchError(ContainSubstring("must be a loopback address")), addr)
 		}
 	})
 
 	It("accepts only clients with the user and password", func() {
 		leakCheck()
-		e, err := routeemitter.NewEmbeddedNATS(lagertest.NewTestLogger("nats"), fmt.Sprintf("127.0.0.1:%d", freePort()), GinkgoT().TempDir())
+		e, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("nats"), fmt.Sprintf("127.0.0.1:%d", freePort()), GinkgoT().TempDir())
 		Expect(err).NotTo(HaveOccurred())
-		e.RequireAuth(routeemitter.EmbeddedAuth{User: "cellagent", Password: "s3cret"})
+		e.RequireAuth(natsauth.EmbeddedAuth{User: "cellagent", Password: "s3cret"})
 		p := ifrit.Invoke(e)
 		DeferCleanup(func() { ginkgomon_v2.Interrupt(p, 10*time.Second) })
 
@@ -48,28 +51,28 @@ var _ = Describe("embedded NATS authentication", func() {
 	Describe("EnsureEmbeddedAuth", func() {
 		It("makes a random credential once, 0600, and keeps it", func() {
 			dir := GinkgoT().TempDir()
-			a, err := routeemitter.EnsureEmbeddedAuth(dir, routeemitter.EmbeddedAuth{})
+			a, err := natsauth.EnsureEmbeddedAuth(dir, natsauth.EmbeddedAuth{})
 			Expect(err).NotTo(HaveOccurred())
 			Expect(a.User).NotTo(BeEmpty())
 			Expect(len(a.Password)).To(BeNumerically(">=", 32))
-			fi, err := os.Stat(filepath.Join(dir, routeemitter.EmbeddedAuthFile))
+			fi, err := os.Stat(filepath.Join(dir, natsauth.EmbeddedAuthFile))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o600)))
-			again, err := routeemitter.EnsureEmbeddedAuth(dir, routeemitter.EmbeddedAuth{})
+			again, err := natsauth.EnsureEmbeddedAuth(dir, natsauth.EmbeddedAuth{})
 			Expect(err).NotTo(HaveOccurred())
 			Expect(again).To(Equal(a))
-			read, err := routeemitter.ReadEmbeddedAuth(dir)
+			read, err := natsauth.ReadEmbeddedAuth(dir)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(read).To(Equal(a))
 		})
 
 		It("takes the configured credential and writes it for cellctl", func() {
 			dir := GinkgoT().TempDir()
-			conf := routeemitter.EmbeddedAuth{User: "router", Password: "from-config"}
-			_, err := routeemitter.EnsureEmbeddedAuth(dir, routeemitter.EmbeddedAuth{})
+			conf := natsauth.EmbeddedAuth{User: "router", Password: "from-config"}
+			_, err := natsauth.EnsureEmbeddedAuth(dir, natsauth.EmbeddedAuth{})
 			Expect(err).NotTo(HaveOccurred())
-			Expect(routeemitter.EnsureEmbeddedAuth(dir, conf)).To(Equal(conf))
-			Expect(routeemitter.ReadEmbeddedAuth(dir)).To(Equal(conf))
+			Expect(natsauth.EnsureEmbeddedAuth(dir, conf)).To(Equal(conf))
+			Expect(natsauth.ReadEmbeddedAuth(dir)).To(Equal(conf))
 		})
 	})
 })
@@ -100,7 +103,7 @@ var _ = Describe("router.start intervals", func() {
 	})
 	start := func(interval, prune int64) {
 		body := fmt.Sprintf(`{"id":"router-x","hosts":["10.0.0.9"],"minimumRegisterIntervalInSeconds":%d,"pruneThresholdInSeconds":%d}`, interval, prune)
-		Expect(client.Publish(routeemitter.SubjectStart, []byte(body))).To(Succeed())
+		Expect(client.Publish(routetable.SubjectStart, []byte(body))).To(Succeed())
 		Expect(client.Flush()).To(Succeed())
 	}
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 // Hook plugs the Emitter into the container store: routable instances are
@@ -64,7 +65,7 @@ func routesOf(req *executor.RunRequest) []Route {
 		rt := Route{Hostnames: r.Hostnames, Port: r.Port, RouteServiceURL: r.RouteServiceURL,
 			IsolationSegment: r.IsolationSegment, Protocol: r.Protocol}
 		if r.Options != nil {
-			rt.Options = &RouteOptions{LoadBalancing: r.Options.LoadBalancing}
+			rt.Options = &routetable.RouteOptions{LoadBalancing: r.Options.LoadBalancing}
 		}
 		routes = append(routes, rt)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 var _ = Describe("Hook", func() {
@@ -28,7 +29,7 @@ var _ = Describe("Hook", func() {
 		ep := routeemitter.EndpointOf(inst)
 		Expect(ep.Routes).To(Equal([]routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
 			RouteServiceURL: "https://rs.example.com", IsolationSegment: "iso-1", Protocol: "http2",
-			Options: &routeemitter.RouteOptions{LoadBalancing: "least-connection"}}}))
+			Options: &routetable.RouteOptions{LoadBalancing: "least-connection"}}}))
 		Expect(ep.Tags).To(Equal(map[string]string{"app": "web", "index": "2"}))
 	})
 

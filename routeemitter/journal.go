@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/cellagent/cellagent/internal/atomicfile"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 const (
@@ -20,9 +21,9 @@ const (
 // journalState is what the route journal file holds: the registrations
 // sent per instance guid, and the unregistrations still being repeated.
 type journalState struct {
-	Version    int                          `json:"version"`
-	Registered map[string][]RegistryMessage `json:"registered"`
-	Tombstones map[string][]RegistryMessage `json:"tombstones"`
+	Version    int                                     `json:"version"`
+	Registered map[string][]routetable.RegistryMessage `json:"registered"`
+	Tombstones map[string][]routetable.RegistryMessage `json:"tombstones"`
 }
 
 // journal persists journalState atomically (temp file + fsync + rename), so

@@ -2,18 +2,11 @@ package routeemitter
 
 import (
 	"maps"
-	"net"
 	"slices"
 	"strconv"
 	"time"
-)
 
-// Subjects of Gorouter's NATS protocol.
-const (
-	SubjectRegister   = "router.register"
-	SubjectUnregister = "router.unregister"
-	SubjectGreet      = "router.greet"
-	SubjectStart      = "router.start"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 // Component is the value of the "component" tag of every registration.
@@ -52,59 +45,15 @@ type Route struct {
 	Port      uint16   `json:"port"`
 	// The per-route fields route-emitter sends and Gorouter acts on
 	// (see ValidateRoutes for what each accepts).
-	RouteServiceURL  string        `json:"route_service_url,omitempty"`
-	IsolationSegment string        `json:"isolation_segment,omitempty"`
-	Protocol         string        `json:"protocol,omitempty"`
-	Options          *RouteOptions `json:"options,omitempty"`
+	RouteServiceURL  string                   `json:"route_service_url,omitempty"`
+	IsolationSegment string                   `json:"isolation_segment,omitempty"`
+	Protocol         string                   `json:"protocol,omitempty"`
+	Options          *routetable.RouteOptions `json:"options,omitempty"`
 }
-
-// RouteOptions is the "options" object of a registration: Gorouter's
-// RegistryMessageOpts.
-type RouteOptions struct {
-	LoadBalancing string `json:"loadbalancing,omitempty"`
-}
-
-// RegistryMessage is the body of router.register and router.unregister.
-// The JSON types must match Gorouter's (mbus/subscriber.go): a type error
-// makes it drop the whole message. PrivateInstanceIndex is a string there.
-// Names and omissions of the optional fields are route-emitter's
-// (routingtable/registry_message.go).
-type RegistryMessage struct {
-	Host                 string            `json:"host"`
-	Port                 uint16            `json:"port"`
-	TLSPort              uint16            `json:"tls_port,omitempty"`
-	URIs                 []string          `json:"uris"`
-	Protocol             string            `json:"protocol,omitempty"`
-	App                  string            `json:"app"`
-	RouteServiceURL      string            `json:"route_service_url,omitempty"`
-	PrivateInstanceID    string            `json:"private_instance_id"`
-	PrivateInstanceIndex string            `json:"private_instance_index"`
-	ServerCertDomainSAN  string            `json:"server_cert_domain_san"`
-	IsolationSegment     string            `json:"isolation_segment,omitempty"`
-	AvailabilityZone     string            `json:"availability_zone"`
-	Tags                 map[string]string `json:"tags"`
-	// EndpointUpdatedAtNs is set, as route-emitter sets it, only in the
-	// first registration of an endpoint (Gorouter measures its route
-	// registration latency from it); re-emissions carry 0, left out.
-	EndpointUpdatedAtNs int64         `json:"endpoint_updated_at_ns,omitempty"`
-	Options             *RouteOptions `json:"options,omitempty"`
-}
-
-// Address is the endpoint key Gorouter uses: host:(tls_port or port).
-func (m RegistryMessage) Address() string {
-	port := m.Port
-	if m.TLSPort != 0 {
-		port = m.TLSPort
-	}
-	return net.JoinHostPort(m.Host, strconv.Itoa(int(port)))
-}
-
-// TLS reports whether Gorouter treats the endpoint as a TLS endpoint.
-func (m RegistryMessage) TLS() bool { return m.TLSPort != 0 }
 
 // sameEndpoint reports whether a and b address the same Gorouter endpoint
 // with the same ports, i.e. an unregister built from one removes the other.
-func sameEndpoint(a, b RegistryMessage) bool {
+func sameEndpoint(a, b routetable.RegistryMessage) bool {
 	return a.Host == b.Host && a.Port == b.Port && a.TLSPort == b.TLSPort
 }
 
@@ -115,8 +64,8 @@ func sameEndpoint(a, b RegistryMessage) bool {
 // port has no mapping, and mappings without a usable port, give no message;
 // ValidateRoutes reports the former. now stamps endpoint_updated_at_ns
 // (the caller zeroes it in all but an endpoint's first registration).
-func BuildMessages(ep Endpoint, az string, instanceAddress bool, now time.Time) []RegistryMessage {
-	var msgs []RegistryMessage
+func BuildMessages(ep Endpoint, az string, instanceAddress bool, now time.Time) []routetable.RegistryMessage {
+	var msgs []routetable.RegistryMessage
 	for _, r := range ep.Routes {
 		if len(r.Hostnames) == 0 {
 			continue
@@ -137,12 +86,12 @@ func BuildMessages(ep Endpoint, az string, instanceAddress bool, now time.Time) 
 				tags = map[string]string{}
 			}
 			tags["component"] = Component
-			var opts *RouteOptions
-			if r.Options != nil && *r.Options != (RouteOptions{}) {
+			var opts *routetable.RouteOptions
+			if r.Options != nil && *r.Options != (routetable.RouteOptions{}) {
 				o := *r.Options
 				opts = &o
 			}
-			msgs = append(msgs, RegistryMessage{
+			msgs = append(msgs, routetable.RegistryMessage{
 				Host:                 host,
 				Port:                 port,
 				TLSPort:              tlsPort,
@@ -166,8 +115,8 @@ func BuildMessages(ep Endpoint, az string, instanceAddress bool, now time.Time) 
 
 // sameRegistrations reports whether a and b register the same routes,
 // ignoring endpoint_updated_at_ns.
-func sameRegistrations(a, b []RegistryMessage) bool {
-	return slices.EqualFunc(a, b, func(x, y RegistryMessage) bool {
+func sameRegistrations(a, b []routetable.RegistryMessage) bool {
+	return slices.EqualFunc(a, b, func(x, y routetable.RegistryMessage) bool {
 		return x.Host == y.Host && x.Port == y.Port && x.TLSPort == y.TLSPort &&
 			slices.Equal(x.URIs, y.URIs) && x.App == y.App &&
 			x.PrivateInstanceID == y.PrivateInstanceID &&
@@ -184,12 +133,12 @@ func sameRegistrations(a, b []RegistryMessage) bool {
 // subtractRoutes answers the parts of old that are not registered by cur:
 // per endpoint, the uris cur no longer carries. Unregistering the result
 // removes exactly what was dropped and nothing cur still registers.
-func subtractRoutes(old, cur []RegistryMessage) []RegistryMessage {
-	var out []RegistryMessage
+func subtractRoutes(old, cur []routetable.RegistryMessage) []routetable.RegistryMessage {
+	var out []routetable.RegistryMessage
 	for _, o := range old {
 		var gone []string
 		for _, uri := range o.URIs {
-			kept := slices.ContainsFunc(cur, func(c RegistryMessage) bool {
+			kept := slices.ContainsFunc(cur, func(c routetable.RegistryMessage) bool {
 				return sameEndpoint(o, c) && slices.Contains(c.URIs, uri)
 			})
 			if !kept {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 // fuzzMappings packs mappings as the fuzzer's bytes: four big-endian
@@ -112,7 +113,7 @@ func checkHostname(t *testing.T, h string) {
 	}
 }
 
-func checkGorouterMessage(t *testing.T, ep routeemitter.Endpoint, m routeemitter.RegistryMessage) {
+func checkGorouterMessage(t *testing.T, ep routeemitter.Endpoint, m routetable.RegistryMessage) {
 	t.Helper()
 	if m.Host == "" || m.Port == 0 || len(m.URIs) == 0 {
 		t.Fatalf("message without a usable address or uris: %+v", m)

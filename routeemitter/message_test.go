@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 // gorouterMessage mirrors the JSON types of Gorouter's RegistryMessage
@@ -87,7 +88,7 @@ var _ = Describe("BuildMessages", func() {
 			Mappings: []routeemitter.Mapping{{ContainerPort: 8080, HostPort: 40001, HostTLSPort: 40002}},
 			Routes: []routeemitter.Route{{Hostnames: []string{"app.example.com"}, Port: 8080,
 				RouteServiceURL: "https://rs.example.com/x", IsolationSegment: "iso-1", Protocol: "http2",
-				Options: &routeemitter.RouteOptions{LoadBalancing: "least-connection"}}},
+				Options: &routetable.RouteOptions{LoadBalancing: "least-connection"}}},
 			Tags: map[string]string{"app_name": "web", "instance_id": "g1"},
 		}, false, []gorouterMessage{
 			{Host: "10.0.0.5", Port: 40001, TLSPort: 40002, Uris: []string{"app.example.com"},

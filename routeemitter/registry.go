@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 // tombstoneSchedule: an unregistration is sent at once and repeated at these
@@ -16,7 +18,7 @@ var tombstoneSchedule = []time.Duration{0, 5 * time.Second, 15 * time.Second, 30
 
 // tombstone is an unregistration being repeated.
 type tombstone struct {
-	msgs  []RegistryMessage
+	msgs  []routetable.RegistryMessage
 	start time.Time
 	sent  int // sends done; the next is due at start + tombstoneSchedule[sent]
 }
@@ -67,7 +69,7 @@ func (e *Emitter) Register(logger lager.Logger, ep Endpoint) error {
 	// added (routingtable.go messages: emitEndpointUpdatedAt); what is kept
 	// for re-emission and later changes carries 0.
 	stamped := msgs
-	msgs = make([]RegistryMessage, len(stamped))
+	msgs = make([]routetable.RegistryMessage, len(stamped))
 	for i, m := range stamped {
 		m.EndpointUpdatedAtNs = 0
 		msgs[i] = m
@@ -107,15 +109,15 @@ func (e *Emitter) Register(logger lager.Logger, ep Endpoint) error {
 	if removed := subtractRoutes(prev, msgs); len(removed) > 0 {
 		e.addTombstoneLocked(ep.GUID, removed, now)
 		if e.sendableLocked() {
-			e.publishLocked(logger, SubjectUnregister, removed)
+			e.publishLocked(logger, routetable.SubjectUnregister, removed)
 			e.tombstones[ep.GUID].sent = 1
 		}
 	}
 	if e.sendableLocked() {
 		if added {
-			e.publishLocked(logger, SubjectRegister, stamped)
+			e.publishLocked(logger, routetable.SubjectRegister, stamped)
 		} else {
-			e.publishLocked(logger, SubjectRegister, msgs)
+			e.publishLocked(logger, routetable.SubjectRegister, msgs)
 		}
 	}
 	e.mu.Unlock()
@@ -153,7 +155,7 @@ func (e *Emitter) Unregister(logger lager.Logger, guid string) error {
 	nc := e.nc
 	sent := e.sendableLocked()
 	if sent {
-		e.publishLocked(logger, SubjectUnregister, msgs)
+		e.publishLocked(logger, routetable.SubjectUnregister, msgs)
 		e.tombstones[guid].sent = 1
 	}
 	e.mu.Unlock()
@@ -210,7 +212,7 @@ func (e *Emitter) Recover(logger lager.Logger, keep func(guid string) bool) erro
 }
 
 // Registered answers the registrations currently re-emitted for guid.
-func (e *Emitter) Registered(guid string) []RegistryMessage {
+func (e *Emitter) Registered(guid string) []routetable.RegistryMessage {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.registered[guid])
@@ -234,7 +236,7 @@ func (e *Emitter) abandonUnadoptedLocked(logger lager.Logger, now time.Time) boo
 
 // addTombstoneLocked starts (or restarts) the unregister schedule of guid
 // with msgs added; the first send is due at once.
-func (e *Emitter) addTombstoneLocked(guid string, msgs []RegistryMessage, now time.Time) {
+func (e *Emitter) addTombstoneLocked(guid string, msgs []routetable.RegistryMessage, now time.Time) {
 	ts := e.tombstones[guid]
 	if ts == nil {
 		ts = &tombstone{}
@@ -253,7 +255,7 @@ func (e *Emitter) tombstonesDueLocked(logger lager.Logger, now time.Time) bool {
 			if now.Before(ts.due()) {
 				continue
 			}
-			e.publishLocked(logger, SubjectUnregister, ts.msgs)
+			e.publishLocked(logger, routetable.SubjectUnregister, ts.msgs)
 			ts.catchUp(now)
 		}
 		if ts.done() {
@@ -273,8 +275,8 @@ func (e *Emitter) saveJournal(logger lager.Logger) {
 	defer e.journalMu.Unlock()
 	e.mu.Lock()
 	st := journalState{
-		Registered: make(map[string][]RegistryMessage, len(e.registered)+len(e.journaled)),
-		Tombstones: make(map[string][]RegistryMessage, len(e.tombstones)),
+		Registered: make(map[string][]routetable.RegistryMessage, len(e.registered)+len(e.journaled)),
+		Tombstones: make(map[string][]routetable.RegistryMessage, len(e.tombstones)),
 	}
 	maps.Copy(st.Registered, e.journaled)
 	maps.Copy(st.Registered, e.registered)
@@ -292,7 +294,7 @@ func (e *Emitter) saveJournal(logger lager.Logger) {
 	}
 }
 
-func uriCount(msgs []RegistryMessage) int {
+func uriCount(msgs []routetable.RegistryMessage) int {
 	n := 0
 	for _, m := range msgs {
 		n += len(m.URIs)

@@ -16,6 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/embeddednats"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 func TestRouteEmitter(t *testing.T) {
@@ -48,13 +50,13 @@ func freePort() int {
 // natsServer is an embedded NATS server for one spec, restartable on the
 // same port.
 type natsServer struct {
-	runner  *routeemitter.EmbeddedNATS
+	runner  *embeddednats.EmbeddedNATS
 	process ifrit.Process
 	listen  string
 }
 
 func startNATS(listen string) *natsServer {
-	runner, err := routeemitter.NewEmbeddedNATS(lagertest.NewTestLogger("nats"), listen, GinkgoT().TempDir())
+	runner, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("nats"), listen, GinkgoT().TempDir())
 	Expect(err).NotTo(HaveOccurred())
 	s := &natsServer{runner: runner, listen: listen}
 	s.start()
@@ -87,8 +89,8 @@ func (s *natsServer) connect() *nats.Conn {
 // one subscriber.
 type recorder struct {
 	mu           sync.Mutex
-	registered   []routeemitter.RegistryMessage
-	unregistered []routeemitter.RegistryMessage
+	registered   []routetable.RegistryMessage
+	unregistered []routetable.RegistryMessage
 	raw          []string
 	greets       int
 	sub          *nats.Subscription
@@ -98,20 +100,20 @@ func record(nc *nats.Conn) *recorder {
 	r := &recorder{}
 	sub, err := nc.Subscribe("router.*", func(m *nats.Msg) {
 		defer GinkgoRecover()
-		var msg routeemitter.RegistryMessage
-		if m.Subject == routeemitter.SubjectGreet {
+		var msg routetable.RegistryMessage
+		if m.Subject == routetable.SubjectGreet {
 			r.mu.Lock()
 			r.greets++
 			r.mu.Unlock()
 		}
-		if m.Subject != routeemitter.SubjectRegister && m.Subject != routeemitter.SubjectUnregister {
+		if m.Subject != routetable.SubjectRegister && m.Subject != routetable.SubjectUnregister {
 			return
 		}
 		Expect(json.Unmarshal(m.Data, &msg)).To(Succeed())
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.raw = append(r.raw, string(m.Data))
-		if m.Subject == routeemitter.SubjectRegister {
+		if m.Subject == routetable.SubjectRegister {
 			r.registered = append(r.registered, msg)
 		} else {
 			r.unregistered = append(r.unregistered, msg)
@@ -141,7 +143,7 @@ func (r *recorder) unregisters() int {
 	return len(r.unregistered)
 }
 
-func (r *recorder) lastUnregister() routeemitter.RegistryMessage {
+func (r *recorder) lastUnregister() routetable.RegistryMessage {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.unregistered[len(r.unregistered)-1]

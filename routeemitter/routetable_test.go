@@ -12,22 +12,23 @@ import (
 	"github.com/tedsuo/ifrit/ginkgomon_v2"
 
 	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 var _ = Describe("RouteTable", func() {
-	msg := func(host string, port, tlsPort uint16, guid string, uris ...string) routeemitter.RegistryMessage {
-		return routeemitter.RegistryMessage{Host: host, Port: port, TLSPort: tlsPort, URIs: uris,
+	msg := func(host string, port, tlsPort uint16, guid string, uris ...string) routetable.RegistryMessage {
+		return routetable.RegistryMessage{Host: host, Port: port, TLSPort: tlsPort, URIs: uris,
 			App: "a1", PrivateInstanceID: guid, PrivateInstanceIndex: "0", ServerCertDomainSAN: guid}
 	}
 	type step struct {
-		msg        routeemitter.RegistryMessage
+		msg        routetable.RegistryMessage
 		registered bool
 		changed    bool
 	}
 
 	DescribeTable("applies registers and unregisters like Gorouter",
 		func(steps []step, want []string) {
-			table := routeemitter.NewRouteTable()
+			table := routetable.NewRouteTable()
 			for i, s := range steps {
 				Expect(table.Apply(s.msg, s.registered)).To(Equal(s.changed), "step %d", i)
 			}
@@ -76,12 +77,12 @@ var _ = Describe("RouteTable", func() {
 		leakCheck()
 		logger := lagertest.NewTestLogger("test")
 		srv := startNATS(fmt.Sprintf("127.0.0.1:%d", freePort()))
-		table := routeemitter.NewRouteTable()
+		table := routetable.NewRouteTable()
 		var (
 			mu     sync.Mutex
-			events []routeemitter.RouteEvent
+			events []routetable.RouteEvent
 		)
-		sub, err := routeemitter.WatchRoutes(logger, srv.connect(), table, func(ev routeemitter.RouteEvent) {
+		sub, err := routetable.WatchRoutes(logger, srv.connect(), table, func(ev routetable.RouteEvent) {
 			mu.Lock()
 			defer mu.Unlock()
 			events = append(events, ev)
@@ -91,7 +92,7 @@ var _ = Describe("RouteTable", func() {
 
 		// A bad message (index as a number) is skipped, like Gorouter does.
 		other := srv.connect()
-		Expect(other.Publish(routeemitter.SubjectRegister, []byte(`{"host":"10.0.0.9","port":1,"uris":["x.example.com"],"private_instance_index":0}`))).To(Succeed())
+		Expect(other.Publish(routetable.SubjectRegister, []byte(`{"host":"10.0.0.9","port":1,"uris":["x.example.com"],"private_instance_index":0}`))).To(Succeed())
 
 		emitter, err := routeemitter.New(logger, routeemitter.Config{
 			URLs: []string{srv.url()}, DataDir: GinkgoT().TempDir(), CellID: "cell-1", Zone: "z1",

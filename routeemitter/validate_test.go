@@ -9,6 +9,7 @@ import (
 
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 var _ = Describe("Validation", func() {
@@ -79,7 +80,7 @@ var _ = Describe("Validation", func() {
 			[]uint16{8080}, "1001 hostnames, at most 1000"),
 		Entry("every optional field valid", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
 			RouteServiceURL: "https://rs.example.com:8443/p?q=1", IsolationSegment: "iso 1", Protocol: "http2",
-			Options: &routeemitter.RouteOptions{LoadBalancing: "round-robin"}}}, []uint16{8080}, ""),
+			Options: &routetable.RouteOptions{LoadBalancing: "round-robin"}}}, []uint16{8080}, ""),
 		Entry("http route service (Gorouter would drop the registration)", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
 			RouteServiceURL: "http://rs.example.com"}}, []uint16{8080}, "must be an https URL"),
 		Entry("route service without a host", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
@@ -89,7 +90,7 @@ var _ = Describe("Validation", func() {
 		Entry("unknown protocol", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
 			Protocol: "h2"}}, []uint16{8080}, `protocol "h2"`),
 		Entry("unknown load balancing", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
-			Options: &routeemitter.RouteOptions{LoadBalancing: "random"}}}, []uint16{8080}, `options.loadbalancing "random"`),
+			Options: &routetable.RouteOptions{LoadBalancing: "random"}}}, []uint16{8080}, `options.loadbalancing "random"`),
 		Entry("isolation segment with a newline", []routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
 			IsolationSegment: "a\nb"}}, []uint16{8080}, "isolation_segment"),
 		Entry("many bad hostnames are summarized", []routeemitter.Route{{Hostnames: strings.Split(strings.Repeat("-x,", 20), ",")[:20], Port: 8080}},

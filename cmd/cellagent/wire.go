@@ -30,6 +30,8 @@ import (
 	"github.com/cellagent/cellagent/proxyconfig"
 	"github.com/cellagent/cellagent/proxyhook"
 	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/embeddednats"
+	"github.com/cellagent/cellagent/routeemitter/natsauth"
 )
 
 func loadConfig(path string) (config.Config, error) {
@@ -130,9 +132,9 @@ func run(cfg config.Config) error {
 		return err
 	}
 
-	var natsAuth routeemitter.EmbeddedAuth
+	var natsAuth natsauth.EmbeddedAuth
 	if len(cfg.NATS.URLs) == 0 {
-		natsAuth, err = routeemitter.EnsureEmbeddedAuth(cfg.DataDir, routeemitter.EmbeddedAuth(cfg.NATS.EmbeddedAuth))
+		natsAuth, err = natsauth.EnsureEmbeddedAuth(cfg.DataDir, natsauth.EmbeddedAuth(cfg.NATS.EmbeddedAuth))
 		if err != nil {
 			return fmt.Errorf("embedded nats credential: %w", err)
 		}
@@ -174,7 +176,7 @@ func run(cfg config.Config) error {
 		Extra:   map[string]http.Handler{"GET /metrics": met.Handler()}})
 	var members grouper.Members
 	if len(cfg.NATS.URLs) == 0 {
-		embedded, err := routeemitter.NewEmbeddedNATS(logger, cfg.NATS.EmbeddedListen, filepath.Join(cfg.DataDir, "nats"))
+		embedded, err := embeddednats.NewEmbeddedNATS(logger, cfg.NATS.EmbeddedListen, filepath.Join(cfg.DataDir, "nats"))
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)
 		}

@@ -6,7 +6,13 @@ import (
 	"github.com/cellagent/cellagent/internal/depcheck"
 )
 
-// TestImportRules: the CLI talks HTTP to the agent; it must not link containerd (it still links the store and nats-server through routeemitter: issue 15).
+// TestImportRules: the CLI talks HTTP to the agent and watches routes as a
+// NATS client: it must link neither containerd, nor the store, nor the
+// embedded NATS server, nor the emitter (issue 15).
 func TestImportRules(t *testing.T) {
-	depcheck.Check(t, depcheck.Rule{Package: "cmd/cellctl", ForbiddenDeps: []string{"github.com/containerd/"}})
+	depcheck.Check(t, depcheck.Rule{Package: "cmd/cellctl", Forbidden: []string{"routeemitter", "routeemitter/embeddednats"}, ForbiddenDeps: []string{
+		"github.com/containerd/",
+		depcheck.Module + "/containerstore",
+		"github.com/nats-io/nats-server/",
+	}})
 }

@@ -13,7 +13,8 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/nats-io/nats.go"
 
-	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/natsauth"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 // routes prints the route table seen on NATS: what a Gorouter listening on
@@ -26,7 +27,7 @@ func (c *cli) routes(ctx context.Context, args []string, stderr io.Writer) error
 	watch := fs.Bool("watch", false, "keep printing the table as it changes")
 	listen := fs.Duration("listen", 21*time.Second, "without --watch: how long to collect re-sent registrations")
 	dataDir := fs.String("data-dir", envOr("CELLAGENT_DATA_DIR", "/var/lib/cellagent"),
-		"the agent's data_dir: the embedded NATS user and password are read from its "+routeemitter.EmbeddedAuthFile+" when the URL has none (root on the cell)")
+		"the agent's data_dir: the embedded NATS user and password are read from its "+natsauth.EmbeddedAuthFile+" when the URL has none (root on the cell)")
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
@@ -37,13 +38,13 @@ func (c *cli) routes(ctx context.Context, args []string, stderr io.Writer) error
 	nc, err := nats.Connect(*natsURL, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w (is the agent's NATS there? set --nats or $CELLAGENT_NATS; the embedded NATS wants the user and password of %s: nats://USER:PASSWORD@HOST:PORT, or run as root on the cell)",
-			redactURL(*natsURL), err, filepath.Join(*dataDir, routeemitter.EmbeddedAuthFile))
+			redactURL(*natsURL), err, filepath.Join(*dataDir, natsauth.EmbeddedAuthFile))
 	}
 	defer nc.Close()
-	table := routeemitter.NewRouteTable()
+	table := routetable.NewRouteTable()
 	changed := make(chan struct{}, 1)
 	logger := lager.NewLogger("cellctl")
-	sub, err := routeemitter.WatchRoutes(logger, nc, table, func(ev routeemitter.RouteEvent) {
+	sub, err := routetable.WatchRoutes(logger, nc, table, func(ev routetable.RouteEvent) {
 		if ev.Changed {
 			select {
 			case changed <- struct{}{}:
@@ -79,7 +80,7 @@ func (c *cli) routes(ctx context.Context, args []string, stderr io.Writer) error
 	}
 }
 
-func (c *cli) printRoutes(table *routeemitter.RouteTable) error {
+func (c *cli) printRoutes(table *routetable.RouteTable) error {
 	entries := table.Snapshot()
 	if c.json {
 		return c.printJSON(map[string]any{"routes": entries})
@@ -102,7 +103,7 @@ func natsAuth(natsURL, dataDir string) []nats.Option {
 	if u, err := url.Parse(natsURL); err == nil && u.User != nil {
 		return nil
 	}
-	a, err := routeemitter.ReadEmbeddedAuth(dataDir)
+	a, err := natsauth.ReadEmbeddedAuth(dataDir)
 	if err != nil {
 		return nil
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/integration/testagent"
-	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/natsauth"
 )
 
 var ctx = context.Background()
@@ -263,9 +263,9 @@ var _ = Describe("the proxy and the app in their container (items 2, 13 and capa
 var _ = Describe("the embedded NATS (item 9)", func() {
 	It("requires its user and password, which the agent uses and cellctl routes reads as root on the cell", func() {
 		agent := startAgent("hnt", func(c *config.Config) { c.NATS.EmbeddedAuth = config.NATSAuth{} }) // generated
-		auth, err := routeemitter.ReadEmbeddedAuth(agent.Config.DataDir)
+		auth, err := natsauth.ReadEmbeddedAuth(agent.Config.DataDir)
 		Expect(err).NotTo(HaveOccurred())
-		fi, err := os.Stat(filepath.Join(agent.Config.DataDir, routeemitter.EmbeddedAuthFile))
+		fi, err := os.Stat(filepath.Join(agent.Config.DataDir, natsauth.EmbeddedAuthFile))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o600)))
 

@@ -13,7 +13,7 @@ import (
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/integration/testagent"
-	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 // registerLog records when each instance's router.register arrived.
@@ -23,7 +23,7 @@ type registerLog struct {
 }
 
 func (l *registerLog) add(m *nats.Msg) {
-	var msg routeemitter.RegistryMessage
+	var msg routetable.RegistryMessage
 	if json.Unmarshal(m.Data, &msg) != nil {
 		return
 	}
@@ -90,13 +90,13 @@ var _ = Describe("route registration on a NATS cluster", func() {
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(nc.Close)
 		regs := &registerLog{at: map[string][]time.Time{}}
-		_, err = nc.Subscribe(routeemitter.SubjectRegister, regs.add)
+		_, err = nc.Subscribe(routetable.SubjectRegister, regs.add)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(nc.Flush()).To(Succeed())
 
 		By("a router starts and asks for re-registration every 2s")
 		started := time.Now()
-		Expect(nc.Publish(routeemitter.SubjectStart,
+		Expect(nc.Publish(routetable.SubjectStart,
 			[]byte(`{"id":"it-router","hosts":["127.0.0.1"],"minimumRegisterIntervalInSeconds":2,"pruneThresholdInSeconds":6}`))).To(Succeed())
 		for _, cell := range cells {
 			// router.start's prompt re-emission, then two rounds at 2s (+ jitter).

@@ -11,7 +11,7 @@ import (
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/integration/testagent"
-	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 // One network for the single-agent specs, which run one after the other.
@@ -30,7 +30,7 @@ func routerFor(agent *testagent.Agent) *testRouter {
 	return router
 }
 
-func sans(eps []routeemitter.RegistryMessage) []string {
+func sans(eps []routetable.RegistryMessage) []string {
 	var out []string
 	for _, ep := range eps {
 		out = append(out, ep.ServerCertDomainSAN)

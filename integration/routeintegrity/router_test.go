@@ -17,7 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/cellagent/cellagent/routeemitter"
+	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
 // maxAttempts is Gorouter's backends.max_attempts in CF deployments.
@@ -35,16 +35,16 @@ type testRouter struct {
 
 	mu sync.Mutex
 	// guarded by mu:
-	pools            map[string]map[string]routeemitter.RegistryMessage // uri -> address -> registration
-	next             int                                                // round-robin position
-	ignoreUnregister bool                                               // drop router.unregister, as a lost message would be
-	ignored          []routeemitter.RegistryMessage                     // unregisters dropped so
-	pruned           []string                                           // "address san: reason"
+	pools            map[string]map[string]routetable.RegistryMessage // uri -> address -> registration
+	next             int                                              // round-robin position
+	ignoreUnregister bool                                             // drop router.unregister, as a lost message would be
+	ignored          []routetable.RegistryMessage                     // unregisters dropped so
+	pruned           []string                                         // "address san: reason"
 }
 
 // served is what answered a request routed through the testRouter.
 type served struct {
-	Endpoint routeemitter.RegistryMessage
+	Endpoint routetable.RegistryMessage
 	Body     string
 }
 
@@ -57,12 +57,12 @@ func newTestRouter(nc *nats.Conn, caPEMs ...[]byte) (*testRouter, error) {
 			return nil, errors.New("no CA certificate in PEM")
 		}
 	}
-	r := &testRouter{roots: roots, pools: map[string]map[string]routeemitter.RegistryMessage{}}
-	for subject, handle := range map[string]func(routeemitter.RegistryMessage){
-		routeemitter.SubjectRegister: r.register, routeemitter.SubjectUnregister: r.unregister,
+	r := &testRouter{roots: roots, pools: map[string]map[string]routetable.RegistryMessage{}}
+	for subject, handle := range map[string]func(routetable.RegistryMessage){
+		routetable.SubjectRegister: r.register, routetable.SubjectUnregister: r.unregister,
 	} {
 		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-			var msg routeemitter.RegistryMessage
+			var msg routetable.RegistryMessage
 			if json.Unmarshal(m.Data, &msg) == nil { // Gorouter drops what it cannot decode
 				handle(msg)
 			}
@@ -81,18 +81,18 @@ func (r *testRouter) close() {
 	}
 }
 
-func (r *testRouter) register(m routeemitter.RegistryMessage) {
+func (r *testRouter) register(m routetable.RegistryMessage) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, uri := range m.URIs {
 		if r.pools[uri] == nil {
-			r.pools[uri] = map[string]routeemitter.RegistryMessage{}
+			r.pools[uri] = map[string]routetable.RegistryMessage{}
 		}
 		r.pools[uri][m.Address()] = m
 	}
 }
 
-func (r *testRouter) unregister(m routeemitter.RegistryMessage) {
+func (r *testRouter) unregister(m routetable.RegistryMessage) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ignoreUnregister {
@@ -111,18 +111,18 @@ func (r *testRouter) loseUnregisters() {
 	r.ignoreUnregister = true
 }
 
-func (r *testRouter) ignoredUnregisters() []routeemitter.RegistryMessage {
+func (r *testRouter) ignoredUnregisters() []routetable.RegistryMessage {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.ignored)
 }
 
 // endpoints answers uri's endpoints, ordered by address.
-func (r *testRouter) endpoints(uri string) []routeemitter.RegistryMessage {
+func (r *testRouter) endpoints(uri string) []routetable.RegistryMessage {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pool := r.pools[uri]
-	var out []routeemitter.RegistryMessage
+	var out []routetable.RegistryMessage
 	for _, addr := range slices.Sorted(maps.Keys(pool)) {
 		out = append(out, pool[addr])
 	}
@@ -157,19 +157,19 @@ func (r *testRouter) get(uri string) (served, error) {
 	return served{}, errors.Join(errs...)
 }
 
-func (r *testRouter) pick(uri string) (routeemitter.RegistryMessage, bool) {
+func (r *testRouter) pick(uri string) (routetable.RegistryMessage, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pool := r.pools[uri]
 	if len(pool) == 0 {
-		return routeemitter.RegistryMessage{}, false
+		return routetable.RegistryMessage{}, false
 	}
 	addrs := slices.Sorted(maps.Keys(pool))
 	r.next++
 	return pool[addrs[r.next%len(addrs)]], true
 }
 
-func (r *testRouter) prune(uri string, ep routeemitter.RegistryMessage, reason error) {
+func (r *testRouter) prune(uri string, ep routetable.RegistryMessage, reason error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur, ok := r.pools[uri][ep.Address()]; ok && cur.PrivateInstanceID == ep.PrivateInstanceID {
@@ -180,7 +180,7 @@ func (r *testRouter) prune(uri string, ep routeemitter.RegistryMessage, reason e
 
 // roundTrip sends one request to ep over a verified TLS connection; no byte
 // of the request leaves before the handshake has verified the identity.
-func (r *testRouter) roundTrip(uri string, ep routeemitter.RegistryMessage) (string, error) {
+func (r *testRouter) roundTrip(uri string, ep routetable.RegistryMessage) (string, error) {
 	if !ep.TLS() {
 		return "", fmt.Errorf("%s: not a TLS endpoint", ep.Address())
 	}

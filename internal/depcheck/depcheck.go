@@ -8,6 +8,7 @@ package depcheck
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 )
 
@@ -95,4 +96,27 @@ func list(t T, args ...string) []string {
 		t.Fatalf("go list %v answered nothing", args)
 	}
 	return lines
+}
+
+// OnlyImporter fails t for every package of the module that imports a
+// path starting with prefix and is not among importers (relative to
+// Module; a trailing "/..." takes the subtree): it keeps a third-party
+// dependency behind one adapter.
+func OnlyImporter(t T, prefix string, importers ...string) {
+	t.Helper()
+	lines := list(t, "-f", `{{.ImportPath}}{{range .Imports}},{{.}}{{end}}`, Module+"/...")
+	if len(lines) < 10 {
+		t.Fatalf("go list saw only %d packages", len(lines))
+	}
+	for _, line := range lines {
+		fields := strings.Split(line, ",")
+		if slices.ContainsFunc(importers, func(p string) bool { return matches(rel(fields[0]), p) }) {
+			continue
+		}
+		for _, imp := range fields[1:] {
+			if strings.HasPrefix(imp, prefix) {
+				t.Errorf("%s imports %s; only %v may import %s", rel(fields[0]), imp, importers, prefix)
+			}
+		}
+	}
 }

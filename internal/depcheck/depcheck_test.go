@@ -38,3 +38,19 @@ func TestCheckFindsWhatBreaksARule(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyImporterFindsAnotherImporter: a dependency imported by two
+// packages fails for the one that is not named, and passes when the only
+// importer is named.
+func TestOnlyImporterFindsAnotherImporter(t *testing.T) {
+	var r recorder
+	depcheck.OnlyImporter(&r, "github.com/nats-io/nats.go", "routeemitter/embeddednats", "integration/...")
+	if got := strings.Join(r.errs, "\n"); !strings.Contains(got, "routeemitter/routetable imports github.com/nats-io/nats.go") {
+		t.Errorf("errors %q, want routetable named", got)
+	}
+	r = recorder{}
+	depcheck.OnlyImporter(&r, "github.com/nats-io/nats-server/", "routeemitter/embeddednats", "integration/...")
+	if len(r.errs) != 0 {
+		t.Errorf("errors %q, want none", r.errs)
+	}
+}

@@ -1,4 +1,4 @@
-package routeemitter
+package routetable
 
 import (
 	"cmp"
@@ -135,7 +135,7 @@ type RouteEvent struct {
 // Gorouter would drop (bad JSON or JSON types) are logged and skipped.
 // Unsubscribe the answered subscription to stop.
 func WatchRoutes(logger lager.Logger, nc *nats.Conn, table *RouteTable, onChange func(RouteEvent)) (*nats.Subscription, error) {
-	logger = logger.Session("routeemitter.watch")
+	logger = logger.Session("routetable.watch")
 	// One wildcard subscription keeps register and unregister in order.
 	sub, err := nc.Subscribe("router.*", func(m *nats.Msg) {
 		var registered bool

@@ -1,4 +1,4 @@
-package routeemitter
+package embeddednats
 
 import (
 	"errors"
@@ -12,6 +12,8 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/tedsuo/ifrit"
+
+	"github.com/cellagent/cellagent/routeemitter/natsauth"
 )
 
 const (
@@ -36,7 +38,7 @@ type EmbeddedNATS struct {
 	storeDir string
 
 	// auth, when set (RequireAuth), is the one user clients must present.
-	auth EmbeddedAuth
+	auth natsauth.EmbeddedAuth
 
 	mu sync.Mutex
 	// clientURL is guarded by mu; set once a server accepts clients.
@@ -80,7 +82,7 @@ func NewEmbeddedNATS(logger lager.Logger, listen, storeDir string) (*EmbeddedNAT
 
 // RequireAuth makes the server accept only clients presenting auth (call
 // before Run).
-func (e *EmbeddedNATS) RequireAuth(auth EmbeddedAuth) { e.auth = auth }
+func (e *EmbeddedNATS) RequireAuth(auth natsauth.EmbeddedAuth) { e.auth = auth }
 
 // ClientURL is the URL clients connect to. With a fixed port it is known at
 // once; with port 0 only after Run is ready.

@@ -1,4 +1,4 @@
-package routeemitter
+package natsauth
 
 import (
 	"crypto/rand"

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cellagent/cellagent/containerstore/network"
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/executor/netrules"
 )
 
 type Duration = executor.Duration
@@ -371,7 +371,7 @@ func (c Config) Validate() error {
 	if c.Network.PortQuarantine < 0 {
 		bad("network.port_quarantine must not be negative")
 	}
-	if _, err := network.ValidateEgressRules("network.egress.default", c.Network.Egress.Default); err != nil {
+	if _, err := netrules.ValidateEgressRules("network.egress.default", c.Network.Egress.Default); err != nil {
 		bad("%v", err)
 	}
 	for _, e := range c.hostModeErrors() {

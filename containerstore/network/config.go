@@ -13,6 +13,7 @@ import (
 	"code.cloudfoundry.org/clock"
 
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/executor/netrules"
 )
 
 // Modes of Config.Mode.
@@ -127,7 +128,7 @@ func (c Config) Validate() error {
 			add("network bridge name %q: %w", c.BridgeName, err)
 		}
 	}
-	if _, err := ValidateEgressRules("network.egress.default", c.DefaultEgress); err != nil {
+	if _, err := netrules.ValidateEgressRules("network.egress.default", c.DefaultEgress); err != nil {
 		add("%w", err)
 	}
 	return errors.Join(errs...)

@@ -1,5 +1,7 @@
 package network
 
+import "github.com/cellagent/cellagent/executor/netrules"
+
 // Exported for tests only.
 var (
 	ExternalIPFrom = externalIPFrom
@@ -7,12 +9,12 @@ var (
 
 // Covers says whether one of the canonical destinations holds ip.
 func Covers(dests []string, ip string) bool {
-	want, err := parseDestination(ip)
+	want, err := netrules.ParseDestination(ip)
 	if err != nil {
 		return false
 	}
 	for _, d := range dests {
-		if r, err := parseDestination(d); err == nil && r.first <= want.first && want.last <= r.last {
+		if r, err := netrules.ParseDestination(d); err == nil && r.First <= want.First && want.Last <= r.Last {
 			return true
 		}
 	}

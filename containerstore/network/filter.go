@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/executor/netrules"
 )
 
 // FilterSpec is what a container may reach and what may reach it.
@@ -94,7 +95,7 @@ func (n NFTables) filterBaseRules(subnet string) []string {
 // gateway is the bridge's address: host-local gives the first one.
 func gateway(subnet *net.IPNet) net.IP {
 	v := binary.BigEndian.Uint32(subnet.IP.To4()) + 1
-	return u32IP(v)
+	return netrules.IPv4(v)
 }
 
 // Filter installs (or replaces, atomically) guid's filter: its egress and
@@ -206,8 +207,8 @@ func quote(s string) string { return `"` + s + `"` }
 
 // canonicalSpec validates spec and puts its rules in canonical form.
 func canonicalSpec(spec FilterSpec) (FilterSpec, error) {
-	egress, err1 := ValidateEgressRules("egress_rules", spec.Egress)
-	policies, err2 := ValidatePolicies("network_policies", spec.Policies)
+	egress, err1 := netrules.ValidateEgressRules("egress_rules", spec.Egress)
+	policies, err2 := netrules.ValidatePolicies("network_policies", spec.Policies)
 	if err := errors.Join(err1, err2); err != nil {
 		return FilterSpec{}, err
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/cellagent/cellagent/executor/netrules"
 )
 
 // The per-container transactions (filter here, host ports in
@@ -92,9 +94,9 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 	// addrSet makes an anonymous interval set of addresses; a lookup of
 	// the address in register 1 in it.
 	addrSet := func(dests []string) (expr.Any, error) {
-		var rs []ipRange
+		var rs []netrules.Range
 		for _, d := range dests {
-			r, err := parseDestination(d)
+			r, err := netrules.ParseDestination(d)
 			if err != nil {
 				return nil, err
 			}
@@ -102,10 +104,10 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 		}
 		set := &nftables.Set{ID: nextSetID(), Name: "__set%d", Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeIPAddr}
 		var elems []nftables.SetElement
-		for _, r := range mergeRanges(rs) {
-			elems = append(elems, nftables.SetElement{Key: u32IP(r.first).To4()})
-			if r.last != ^uint32(0) {
-				elems = append(elems, nftables.SetElement{Key: u32IP(r.last + 1).To4(), IntervalEnd: true})
+		for _, r := range netrules.MergeRanges(rs) {
+			elems = append(elems, nftables.SetElement{Key: netrules.IPv4(r.First).To4()})
+			if r.Last != ^uint32(0) {
+				elems = append(elems, nftables.SetElement{Key: netrules.IPv4(r.Last + 1).To4(), IntervalEnd: true})
 			}
 		}
 		if err := c.AddSet(set, elems); err != nil {
@@ -141,7 +143,7 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 	saddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
 	dport := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
 	l4proto := func(proto string) []expr.Any {
-		num := map[string]byte{ProtoTCP: unix.IPPROTO_TCP, ProtoUDP: unix.IPPROTO_UDP, ProtoICMP: unix.IPPROTO_ICMP}[proto]
+		num := map[string]byte{netrules.ProtoTCP: unix.IPPROTO_TCP, netrules.ProtoUDP: unix.IPPROTO_UDP, netrules.ProtoICMP: unix.IPPROTO_ICMP}[proto]
 		return []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{num}}}
 	}
 	logged := func(prefix string) []expr.Any {
@@ -186,7 +188,7 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 					return nil, err
 				}
 				m = append(append(m, l4proto(r.Protocol)...), dport, ports)
-			case r.Protocol != ProtoAll:
+			case r.Protocol != netrules.ProtoAll:
 				m = append(m, l4proto(r.Protocol)...)
 			}
 			return m, nil

@@ -13,6 +13,7 @@ import (
 	gocni "github.com/containerd/go-cni"
 
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/executor/netrules"
 )
 
 const logKeyGUID = "container-guid"
@@ -90,7 +91,7 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		cni:        deps.CNI,
 		hostPorts:  deps.HostPorts,
 	}
-	m.defaultEgress, _ = ValidateEgressRules("network.egress.default", cfg.DefaultEgress) // valid: checked above
+	m.defaultEgress, _ = netrules.ValidateEgressRules("network.egress.default", cfg.DefaultEgress) // valid: checked above
 	if cfg.ExternalIP != "" {
 		m.externalIP = net.ParseIP(cfg.ExternalIP)
 	} else {

@@ -6,6 +6,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/executor/netrules"
 )
 
 // SetEgress replaces guid's own egress rules on the running container, in
@@ -16,7 +17,7 @@ func (m *Manager) SetEgress(ctx context.Context, logger lager.Logger, guid strin
 	if err := ValidateGUID(guid); err != nil {
 		return executor.NetworkFilter{}, executor.NewError(executor.ErrInvalidRequest, "%v", err)
 	}
-	canon, err := ValidateEgressRules("egress_rules", rules)
+	canon, err := netrules.ValidateEgressRules("egress_rules", rules)
 	if err != nil {
 		return executor.NetworkFilter{}, executor.NewError(executor.ErrInvalidRequest, "%v", err)
 	}

@@ -9,11 +9,16 @@
 //	   │              │              │           │
 //	   └──────────────┴──────────────┴───────────┴──> completed
 //
-// Start: reserve (capacity) -> initialize (image, hooks: network,
-// credentials, proxy files; containerd container) -> created (task
-// started) -> running (readiness check passed). Stop: routes off, SIGTERM,
+// Start: reserve (capacity) -> initialize (image, hooks: proxy ports,
+// network, credentials, proxy files, bind mounts; containerd container) ->
+// created (task started) -> running (readiness check passed). Stop: routes off, SIGTERM,
 // stop_grace, SIGKILL, completed. Delete: stop, remove the runtime
 // container, hooks' Teardown in reverse order, release the reservation.
+//
+// The hooks are this package's interfaces (SetupHook, RouteHook, ...); the
+// ones binding credmanager, containerstore/network and routeemitter live in
+// internal/adapters, proxyhook binds itself, and cmd/cellagent/wire.go
+// orders them. None of those lower packages imports this one.
 //
 // Concurrency: Store.mu guards the container map, capacity and every
 // container's fields. Long operations (containerd calls, checks) run

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/cellagent/cellagent/executor"
 )
 
 // ErrInvalidRoute is wrapped by every validation error of this package; the
@@ -168,6 +170,24 @@ func validateRouteFields(r Route) error {
 	}
 	if o := r.Options; o != nil && o.LoadBalancing != "" && !slices.Contains(LoadBalancingAlgorithms, o.LoadBalancing) {
 		errs = append(errs, fmt.Errorf("options.loadbalancing %q: must be one of %v", o.LoadBalancing, LoadBalancingAlgorithms))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateInternalRoutes checks internal route hostnames: DNS names (no
+// path), at most MaxHostnames.
+func ValidateInternalRoutes(routes []executor.InternalRoute) error {
+	var errs []error
+	if len(routes) > MaxHostnames {
+		errs = append(errs, fmt.Errorf("%w: %d internal routes, at most %d allowed", ErrInvalidRoute, len(routes), MaxHostnames))
+	}
+	for i, r := range routes {
+		if err := validateHost(r.Hostname); err != nil || strings.HasPrefix(r.Hostname, "*.") {
+			errs = append(errs, fmt.Errorf("%w: internal route %d: hostname %q must be a DNS name without wildcard or path", ErrInvalidRoute, i, r.Hostname))
+		}
+		if len(errs) >= maxReportedErrors {
+			break
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/executor/httpapi"
+	"github.com/cellagent/cellagent/internal/adapters"
 	"github.com/cellagent/cellagent/metrics"
 	"github.com/cellagent/cellagent/proxyconfig"
 	"github.com/cellagent/cellagent/proxyhook"
@@ -86,7 +87,7 @@ func run(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
-	routeHook := &routeemitter.Hook{}
+	routeHook := &adapters.Routes{}
 	var proxy *proxyhook.Hook
 	if cfg.Proxy.Enabled {
 		if cfg.Network.Mode == "host" {
@@ -95,14 +96,14 @@ func run(cfg config.Config) error {
 			return err
 		}
 	}
-	credHook := &credmanager.Hook{Manager: creds, TrustedSystemCertificatesDir: cfg.TrustedSystemCertificatesDir}
-	hooks := []containerstore.SetupHook{&network.Hook{Manager: netMgr}, credHook}
+	credHook := &adapters.Credentials{Manager: creds, TrustedSystemCertificatesDir: cfg.TrustedSystemCertificatesDir}
+	hooks := []containerstore.SetupHook{&adapters.Network{Manager: netMgr}, credHook}
 	hooks = append(hooks, &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist})
 	var readiness []containerstore.Readiness
 	overhead := 0
 	var usage func(string) *executor.MemoryUsage
 	if proxy != nil {
-		hooks = []containerstore.SetupHook{proxy.PortsHook(), &network.Hook{Manager: netMgr, ProxyPortsPerAppPort: 1},
+		hooks = []containerstore.SetupHook{proxy.PortsHook(), &adapters.Network{Manager: netMgr, ProxyPortsPerAppPort: 1},
 			credHook, proxy.FilesHook(), &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist}}
 		readiness = append(readiness, proxy.FilesHook().(containerstore.Readiness))
 		overhead = cfg.Proxy.MemoryOverheadMB
@@ -157,7 +158,7 @@ func run(cfg config.Config) error {
 	credHook.Observe = met.ObserveIssuance
 	creds.ObserveRotations(met.ObserveRotation)
 
-	notifier := credmanager.Notifier{Sink: store}
+	notifier := adapters.CredentialNotifier{Sink: store}
 	creds.AddHandler(notifier)
 	if proxy != nil {
 		proxy.SetSink(store)

@@ -1,4 +1,4 @@
-package credmanager
+package adapters
 
 import (
 	"context"
@@ -11,14 +11,15 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 )
 
-// Hook plugs the Manager into the container store: it issues each
-// instance's identity at initialize, mounts it, tracks its rotation, and
-// removes it at delete.
-type Hook struct {
-	Manager *Manager
+// Credentials plugs the credential manager into the container store: it
+// issues each instance's identity at initialize, mounts it, tracks its
+// rotation, and removes it at delete.
+type Credentials struct {
+	Manager *credmanager.Manager
 	// Observe, when set, is told how long each issuance took (metrics).
 	Observe func(time.Duration)
 	// TrustedSystemCertificatesDir, when set, is mounted read-only at
@@ -32,26 +33,26 @@ type Hook struct {
 const SystemCertificatesPath = "/etc/cf-system-certificates"
 
 var (
-	_ containerstore.SetupHook        = (*Hook)(nil)
-	_ containerstore.Restorer         = (*Hook)(nil)
-	_ containerstore.OrphanCleaner    = (*Hook)(nil)
-	_ containerstore.RequestValidator = (*Hook)(nil)
+	_ containerstore.SetupHook        = (*Credentials)(nil)
+	_ containerstore.Restorer         = (*Credentials)(nil)
+	_ containerstore.OrphanCleaner    = (*Credentials)(nil)
+	_ containerstore.RequestValidator = (*Credentials)(nil)
 )
 
-func (h *Hook) Name() string { return "credentials" }
+func (h *Credentials) Name() string { return "credentials" }
 
-func (h *Hook) ValidateRequest(req *executor.RunRequest) error {
+func (h *Credentials) ValidateRequest(req *executor.RunRequest) error {
 	if req.CertificateProperties == nil {
 		return nil
 	}
-	if err := ValidateCertificateProperties(req.CertificateProperties.OrganizationalUnit); err != nil {
+	if err := credmanager.ValidateCertificateProperties(req.CertificateProperties.OrganizationalUnit); err != nil {
 		return executor.NewError(executor.ErrInvalidRequest, "certificate_properties: %v", err)
 	}
 	return nil
 }
 
-func identity(inst *containerstore.Instance) Identity {
-	id := Identity{GUID: inst.GUID, UID: int(inst.User.UID), GID: int(inst.User.GID)}
+func identity(inst *containerstore.Instance) credmanager.Identity {
+	id := credmanager.Identity{GUID: inst.GUID, UID: int(inst.User.UID), GID: int(inst.User.GID)}
 	for _, s := range []string{inst.InternalIP, inst.InternalIPv6} {
 		if ip := net.ParseIP(s); ip != nil && !ip.IsLoopback() {
 			if v4 := ip.To4(); v4 != nil {
@@ -66,12 +67,12 @@ func identity(inst *containerstore.Instance) Identity {
 	return id
 }
 
-// Info is the API's view of a credential.
-func Info(c Credential) *executor.CredentialInfo {
+// CredentialInfo is the API's view of a credential.
+func CredentialInfo(c credmanager.Credential) *executor.CredentialInfo {
 	return &executor.CredentialInfo{Serial: c.Serial, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Rotations: c.Rotations}
 }
 
-func (h *Hook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+func (h *Credentials) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
 	id := identity(inst)
 	start := time.Now()
 	cred, err := h.Manager.Issue(logger, id)
@@ -79,7 +80,7 @@ func (h *Hook) Setup(ctx context.Context, logger lager.Logger, inst *containerst
 		h.Observe(time.Since(start))
 	}
 	if err != nil {
-		if errors.Is(err, ErrInvalidCertificateProperties) {
+		if errors.Is(err, credmanager.ErrInvalidCertificateProperties) {
 			return fmt.Errorf("%w: %v", executor.ErrInvalidRequest, err)
 		}
 		return err
@@ -91,41 +92,41 @@ func (h *Hook) Setup(ctx context.Context, logger lager.Logger, inst *containerst
 	return nil
 }
 
-func (h *Hook) apply(inst *containerstore.Instance, cred Credential) {
+func (h *Credentials) apply(inst *containerstore.Instance, cred credmanager.Credential) {
 	dir, _ := h.Manager.HostDir(inst.GUID)
-	inst.Mounts = append(inst.Mounts, containerstore.Mount{Source: dir, Destination: ContainerPath, ReadOnly: true})
+	inst.Mounts = append(inst.Mounts, containerstore.Mount{Source: dir, Destination: credmanager.ContainerPath, ReadOnly: true})
 	inst.Env = append(inst.Env,
-		"CF_INSTANCE_CERT="+path.Join(ContainerPath, CertFile),
-		"CF_INSTANCE_KEY="+path.Join(ContainerPath, KeyFile),
+		"CF_INSTANCE_CERT="+path.Join(credmanager.ContainerPath, credmanager.CertFile),
+		"CF_INSTANCE_KEY="+path.Join(credmanager.ContainerPath, credmanager.KeyFile),
 		// One file holding key and chain: the only way to read a pair that
 		// is guaranteed to match across a rotation with two plain opens.
-		"CF_INSTANCE_CERT_BUNDLE="+path.Join(ContainerPath, BundleFile),
+		"CF_INSTANCE_CERT_BUNDLE="+path.Join(credmanager.ContainerPath, credmanager.BundleFile),
 	)
 	if h.TrustedSystemCertificatesDir != "" {
 		inst.Mounts = append(inst.Mounts, containerstore.Mount{Source: h.TrustedSystemCertificatesDir, Destination: SystemCertificatesPath, ReadOnly: true})
 		inst.Env = append(inst.Env, "CF_SYSTEM_CERT_PATH="+SystemCertificatesPath)
 	}
-	inst.Credentials = Info(cred)
+	inst.Credentials = CredentialInfo(cred)
 	inst.CertPEM, inst.KeyPEM = cred.CertPEM, cred.KeyPEM
 }
 
-func (h *Hook) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
+func (h *Credentials) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
 	h.Manager.Untrack(guid)
 	return h.Manager.Remove(logger, guid)
 }
 
-func (h *Hook) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+func (h *Credentials) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
 	id := identity(inst)
 	cred, err := h.Manager.Adopt(logger, id)
 	if err != nil {
 		return err
 	}
-	inst.Credentials = Info(cred)
+	inst.Credentials = CredentialInfo(cred)
 	inst.CertPEM, inst.KeyPEM = cred.CertPEM, cred.KeyPEM
 	return nil
 }
 
-func (h *Hook) CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(string) bool) error {
+func (h *Credentials) CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(string) bool) error {
 	return h.Manager.RemoveOrphans(logger, keep)
 }
 
@@ -136,27 +137,27 @@ type CredentialSink interface {
 	Publish(typ, guid, msg string)
 }
 
-// Notifier tells the store about rotations (event + GET /v1/containers)
-// and fails an instance whose certificate expired.
-type Notifier struct {
+// CredentialNotifier tells the store about rotations (event + GET
+// /v1/containers) and fails an instance whose certificate expired.
+type CredentialNotifier struct {
 	Sink CredentialSink
 }
 
 var (
-	_ Handler        = Notifier{}
-	_ ExpiryHandler  = Notifier{}
-	_ FailureHandler = Notifier{}
+	_ credmanager.Handler        = CredentialNotifier{}
+	_ credmanager.ExpiryHandler  = CredentialNotifier{}
+	_ credmanager.FailureHandler = CredentialNotifier{}
 )
 
-func (n Notifier) CredentialsRotationFailed(logger lager.Logger, guid string, err error, retryAt time.Time) {
+func (n CredentialNotifier) CredentialsRotationFailed(logger lager.Logger, guid string, err error, retryAt time.Time) {
 	n.Sink.Publish(executor.EventCredentialsFailed, guid, fmt.Sprintf("rotation failed, retrying at %s: %v", retryAt.Format(time.RFC3339), err))
 }
 
-func (n Notifier) CredentialsRotated(logger lager.Logger, guid string, cred Credential) error {
-	n.Sink.UpdateCredentials(guid, *Info(cred))
+func (n CredentialNotifier) CredentialsRotated(logger lager.Logger, guid string, cred credmanager.Credential) error {
+	n.Sink.UpdateCredentials(guid, *CredentialInfo(cred))
 	return nil
 }
 
-func (n Notifier) CredentialsExpired(logger lager.Logger, guid string, cred Credential, err error) {
+func (n CredentialNotifier) CredentialsExpired(logger lager.Logger, guid string, cred credmanager.Credential, err error) {
 	n.Sink.Fail(guid, executor.FailureCertificateExpired, fmt.Sprintf("instance identity certificate expired at %s: every rotation failed: %v", cred.NotAfter.Format("2006-01-02T15:04:05Z07:00"), err))
 }

@@ -1,4 +1,4 @@
-package network
+package adapters
 
 import (
 	"context"
@@ -8,79 +8,79 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/containerstore/network"
 	"github.com/cellagent/cellagent/executor"
 )
 
-// Hook plugs the Manager into the container store: it gives each
-// container its netns, IP and host ports.
-type Hook struct {
-	Manager *Manager
+// Network plugs the network manager into the container store: it gives
+// each container its netns, IP and host ports.
+type Network struct {
+	Manager *network.Manager
 	// ProxyPortsPerAppPort is how many extra host ports each app port needs
 	// (1 with the proxy on), for the synchronous capacity check.
 	ProxyPortsPerAppPort int
 }
 
 var (
-	_ containerstore.SetupHook        = (*Hook)(nil)
-	_ containerstore.Restorer         = (*Hook)(nil)
-	_ containerstore.OrphanCleaner    = (*Hook)(nil)
-	_ containerstore.RequestValidator = (*Hook)(nil)
+	_ containerstore.SetupHook        = (*Network)(nil)
+	_ containerstore.Restorer         = (*Network)(nil)
+	_ containerstore.OrphanCleaner    = (*Network)(nil)
+	_ containerstore.RequestValidator = (*Network)(nil)
 )
 
-func (h *Hook) Name() string { return "network" }
+func (h *Network) Name() string { return "network" }
 
 // ValidateRequest refuses at once a request whose ports cannot be mapped
 // now; the allocation itself happens at Setup.
-func (h *Hook) ValidateRequest(req *executor.RunRequest) error {
-	if _, err := canonicalSpec(FilterSpecOf(req)); err != nil {
+func (h *Network) ValidateRequest(req *executor.RunRequest) error {
+	if err := network.ValidateFilterSpec(network.FilterSpecOf(req)); err != nil {
 		return executor.NewError(executor.ErrInvalidRequest, "%v", err)
 	}
-	if h.Manager.cfg.Mode == ModeHost {
+	if h.Manager.Mode() == network.ModeHost {
 		return nil
 	}
 	need := len(req.Ports) * (1 + h.ProxyPortsPerAppPort)
-	inUse, quarantined := h.Manager.ports.Stats()
-	total := int(h.Manager.ports.last) - int(h.Manager.ports.first) + 1
-	if free := total - inUse - quarantined; need > free {
+	st := h.Manager.HostPorts()
+	if need > st.Free {
 		return executor.NewError(executor.ErrInsufficientResources,
 			"insufficient host ports: need %d, %d free in %s (%d in use, %d in quarantine)",
-			need, free, h.Manager.cfg.HostPortRange, inUse, quarantined)
+			need, st.Free, st.Range, st.InUse, st.Quarantined)
 	}
 	return nil
 }
 
-func (h *Hook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
-	res, err := h.Manager.SetupFiltered(ctx, logger, inst.GUID, inst.ContainerPorts(), FilterSpecOf(&inst.Request))
+func (h *Network) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	res, err := h.Manager.SetupFiltered(ctx, logger, inst.GUID, inst.ContainerPorts(), network.FilterSpecOf(&inst.Request))
 	if err != nil {
-		if errors.Is(err, ErrInsufficientPorts) || errors.Is(err, ErrPortInUse) {
+		if errors.Is(err, network.ErrInsufficientPorts) || errors.Is(err, network.ErrPortInUse) {
 			return fmt.Errorf("%w: %v", executor.ErrInsufficientResources, err)
 		}
 		return err
 	}
-	apply(inst, res)
+	applyNetwork(inst, res)
 	return nil
 }
 
-func (h *Hook) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
+func (h *Network) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
 	return h.Manager.Teardown(ctx, logger, guid)
 }
 
-func (h *Hook) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+func (h *Network) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
 	res, err := h.Manager.Restore(logger, inst.GUID)
 	if err != nil {
 		return err
 	}
-	apply(inst, res)
+	applyNetwork(inst, res)
 	return nil
 }
 
-func (h *Hook) CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(string) bool) error {
+func (h *Network) CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(string) bool) error {
 	return h.Manager.CleanupOrphans(ctx, logger, keep)
 }
 
-// apply copies a network result into the instance, pairing each app port
+// applyNetwork copies a network result into the instance, pairing each app port
 // with its proxy port's mapping.
-func apply(inst *containerstore.Instance, res Result) {
+func applyNetwork(inst *containerstore.Instance, res network.Result) {
 	inst.NetNSPath = res.NetNSPath
 	if res.IPv4 != nil {
 		inst.InternalIP = res.IPv4.String()

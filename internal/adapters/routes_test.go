@@ -1,4 +1,4 @@
-package routeemitter_test
+package adapters_test
 
 import (
 	. "github.com/onsi/ginkgo/v2"
@@ -6,11 +6,12 @@ import (
 
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/internal/adapters"
 	"github.com/cellagent/cellagent/routeemitter"
 	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
-var _ = Describe("Hook", func() {
+var _ = Describe("Routes", func() {
 	req := func() executor.RunRequest {
 		return executor.RunRequest{
 			Index: 2,
@@ -26,7 +27,7 @@ var _ = Describe("Hook", func() {
 	It("carries a run request's per-route fields and metric tags into the endpoint", func() {
 		inst := &containerstore.Instance{GUID: "g1", Request: req(), ExternalIP: "10.0.0.5",
 			Ports: []executor.PortMapping{{ContainerPort: 8080, HostPort: 40001}}}
-		ep := routeemitter.EndpointOf(inst)
+		ep := adapters.EndpointOf(inst)
 		Expect(ep.Routes).To(Equal([]routeemitter.Route{{Hostnames: []string{"a.example.com"}, Port: 8080,
 			RouteServiceURL: "https://rs.example.com", IsolationSegment: "iso-1", Protocol: "http2",
 			Options: &routetable.RouteOptions{LoadBalancing: "least-connection"}}}))
@@ -36,9 +37,9 @@ var _ = Describe("Hook", func() {
 	DescribeTable("refuses malformed route fields and metric tags as InvalidRequest",
 		func(modify func(*executor.RunRequest), problem string) {
 			r := req()
-			Expect((&routeemitter.Hook{}).ValidateRequest(&r)).To(Succeed())
+			Expect((&adapters.Routes{}).ValidateRequest(&r)).To(Succeed())
 			modify(&r)
-			err := (&routeemitter.Hook{}).ValidateRequest(&r)
+			err := (&adapters.Routes{}).ValidateRequest(&r)
 			Expect(err).To(MatchError(executor.ErrInvalidRequest))
 			Expect(err).To(MatchError(ContainSubstring(problem)))
 		},

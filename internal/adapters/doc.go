@@ -1,0 +1,20 @@
+// Package adapters binds the lower packages to the container store: each
+// type implements the store's own interfaces (containerstore.SetupHook,
+// Restorer, OrphanCleaner, RequestValidator, RouteHook, RouteRecoverer)
+// over one package's manager, and translates between the store's Instance
+// and that package's types:
+//
+//   - Credentials: credmanager (issue, mount, track rotation, remove);
+//     CredentialNotifier tells the store about rotations and expiry;
+//   - Network: containerstore/network (netns, IP, host ports, filter);
+//   - Routes: routeemitter (register when routable, unregister first on
+//     stop, recover journaled routes).
+//
+// So credmanager, containerstore/network and routeemitter import nothing
+// of the store (their deps_test.go files check it), and the store knows
+// them only by its interfaces. cmd/cellagent wires these adapters; the
+// proxy's hook (proxyhook) still binds itself.
+//
+// The adapters hold no state of their own beyond their configuration and
+// start no goroutine.
+package adapters

@@ -50,7 +50,7 @@ var _ = Describe("disk_mb enforcement", func() {
 			Capacity:           executor.ResourceTotals{MemoryMB: 1024, DiskMB: 1024, Containers: 4},
 			ReservedExpiration: time.Minute, DefaultStartTimeout: time.Minute, DefaultStopGrace: time.Second,
 			DefaultUser: "vcap", HealthInterval: time.Second,
-		}, containerstore.Deps{Runtime: rt, Tasks: tasks, Routes: &containerstorefakes.FakeRouteHook{}, Clock: clk,
+		}, containerstore.Deps{Runtime: rt, Tasks: tasks, Pipeline: containerstore.Pipeline{Routes: &containerstorefakes.FakeRouteHook{}}, Clock: clk,
 			DiskUsage: func(_ context.Context, guid string) (int64, error) { return usage[guid], nil }})
 		Expect(err).NotTo(HaveOccurred())
 		p := ifrit.Background(store.Runner())
@@ -84,7 +84,7 @@ var _ = Describe("the agent's disk reserve", func() {
 			ReservedExpiration: time.Minute, DefaultStartTimeout: time.Minute, DefaultStopGrace: time.Second,
 			DefaultUser: "vcap", DiskReserveMB: 1 << 40, // more than any disk here
 		}, containerstore.Deps{Runtime: &containerstorefakes.FakeContainerRuntime{}, Tasks: &containerstorefakes.FakeTaskRunner{},
-			Routes: &containerstorefakes.FakeRouteHook{}, Clock: fakeclock.NewFakeClock(time.Now())})
+			Pipeline: containerstore.Pipeline{Routes: &containerstorefakes.FakeRouteHook{}}, Clock: fakeclock.NewFakeClock(time.Now())})
 		Expect(err).NotTo(HaveOccurred())
 		p := ifrit.Background(store.Runner())
 		Eventually(p.Ready()).Should(BeClosed())

@@ -9,16 +9,21 @@
 //	   │              │              │           │
 //	   └──────────────┴──────────────┴───────────┴──> completed
 //
-// Start: reserve (capacity) -> initialize (image, hooks: proxy ports,
-// network, credentials, proxy files, bind mounts; containerd container) ->
-// created (task started) -> running (readiness check passed). Stop: routes off, SIGTERM,
-// stop_grace, SIGKILL, completed. Delete: stop, remove the runtime
-// container, hooks' Teardown in reverse order, release the reservation.
+// Start: reserve (capacity) -> initialize (image, the Pipeline's steps:
+// proxy ports, network, credentials, proxy, bind mounts; containerd
+// container) -> created (task started) -> running (readiness check
+// passed); once verified the instance is routable (a flag, not a state:
+// the Pipeline's Routes registers it). Stop:
+// routes off, SIGTERM, stop_grace, SIGKILL, completed. Delete: stop,
+// remove the runtime container, the steps' Teardown in reverse order,
+// release the reservation.
 //
-// The hooks are this package's interfaces (SetupHook, RouteHook, ...); the
-// ones binding credmanager, containerstore/network and routeemitter live in
+// Pipeline (pipeline.go) names each step in a field; the field order is
+// the step order, with the reason for each position beside it. The steps
+// are this package's interfaces (SetupHook, RouteHook, ...); the ones
+// binding credmanager, containerstore/network and routeemitter live in
 // internal/adapters, proxyhook binds itself, and cmd/cellagent/wire.go
-// orders them. None of those lower packages imports this one.
+// fills the Pipeline once. None of those lower packages imports this one.
 //
 // Concurrency: Store.mu guards the container map, capacity and every
 // container's fields. Long operations (containerd calls, checks) run

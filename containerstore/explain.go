@@ -59,7 +59,7 @@ func (s *Store) blocker(ctx context.Context, inst *Instance, state executor.Stat
 	if state != executor.StateRunning {
 		return fmt.Sprintf("%s: ready, becoming running", state)
 	}
-	for _, h := range s.deps.Hooks {
+	for _, h := range s.hooks {
 		if v, ok := h.(Verifier); ok {
 			if err := v.Verify(ctx, s.logger, inst); err != nil {
 				return err.Error()

@@ -9,8 +9,8 @@ import (
 )
 
 // Instance is the working set of one container's start. The store fills
-// GUID, Request and User; hooks add to the rest in order (network first:
-// credentials need the IPs; proxy files need the credentials).
+// GUID, Request and User; the Pipeline's steps add to the rest, in its
+// field order.
 type Instance struct {
 	GUID    string
 	Request executor.RunRequest
@@ -71,6 +71,13 @@ type Restorer interface {
 // store no longer knows.
 type OrphanCleaner interface {
 	CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(guid string) bool) error
+}
+
+// HostPortChecker is the Network step's capacity check at request time:
+// whether n host ports can be allocated now (an InsufficientResources
+// error if not). The store counts n from the pipeline (Pipeline.ProxyPorts).
+type HostPortChecker interface {
+	CheckHostPorts(n int) error
 }
 
 // RequestValidator is a SetupHook with checks of its own on run requests

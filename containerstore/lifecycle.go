@@ -267,7 +267,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	// inst is private to this goroutine until the hooks have filled it;
 	// only then is it published in c (Explain and health checks read it).
 	inst := &Instance{GUID: guid, Request: req, User: user}
-	for _, h := range s.deps.Hooks {
+	for _, h := range s.hooks {
 		if err := h.Setup(ctx, logger, inst); err != nil {
 			return nil, &failure{executor.FailureSetup, fmt.Errorf("%s: %w", h.Name(), err)}
 		}
@@ -307,7 +307,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	if err != nil {
 		return nil, err
 	}
-	for _, h := range s.deps.Hooks {
+	for _, h := range s.hooks {
 		if st, ok := h.(Starter); ok {
 			if err := st.Start(ctx, logger, inst); err != nil {
 				return s.exitOr(exits, &failure{executor.FailureSetup, fmt.Errorf("%s: %w", h.Name(), err)})
@@ -370,7 +370,7 @@ func (s *Store) route(logger lager.Logger, c *container) {
 	if stopping || inst == nil {
 		return
 	}
-	for _, h := range s.deps.Hooks {
+	for _, h := range s.hooks {
 		if v, ok := h.(Verifier); ok {
 			if err := v.Verify(s.rootCtx, logger, inst); err != nil {
 				logger.Error("not-verified", err)
@@ -388,8 +388,8 @@ func (s *Store) route(logger lager.Logger, c *container) {
 	if stopping {
 		return // stopped while verifying: register nothing
 	}
-	if s.deps.Routes != nil {
-		if err := s.deps.Routes.Routable(logger, inst); err != nil {
+	if s.deps.Pipeline.Routes != nil {
+		if err := s.deps.Pipeline.Routes.Routable(logger, inst); err != nil {
 			logger.Error("not-routable", err)
 			s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable: "+err.Error(), nil)
 			return
@@ -400,8 +400,8 @@ func (s *Store) route(logger lager.Logger, c *container) {
 		s.mu.Unlock()
 		// A stop began after the check above; its unroute waits for
 		// routeMu, so withdrawing here keeps the order anyway.
-		if s.deps.Routes != nil {
-			_ = s.deps.Routes.Unroutable(logger, c.info.GUID)
+		if s.deps.Pipeline.Routes != nil {
+			_ = s.deps.Pipeline.Routes.Unroutable(logger, c.info.GUID)
 		}
 		return
 	}
@@ -419,8 +419,8 @@ func (s *Store) unroute(logger lager.Logger, c *container) {
 	was := c.info.Routable
 	c.info.Routable = false
 	s.mu.Unlock()
-	if s.deps.Routes != nil {
-		if err := s.deps.Routes.Unroutable(logger, c.info.GUID); err != nil {
+	if s.deps.Pipeline.Routes != nil {
+		if err := s.deps.Pipeline.Routes.Unroutable(logger, c.info.GUID); err != nil {
 			logger.Error("unroute", err)
 		}
 	}
@@ -441,7 +441,7 @@ func (s *Store) readyMessage(inst *Instance) string {
 }
 
 func (s *Store) notifyStopping(logger lager.Logger, guid string) {
-	for _, h := range s.deps.Hooks {
+	for _, h := range s.hooks {
 		if st, ok := h.(Starter); ok {
 			st.Stopping(logger, guid)
 		}

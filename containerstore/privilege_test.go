@@ -41,7 +41,7 @@ var _ = Describe("a process user that resolves to root", func() {
 	JustBeforeEach(func() {
 		var err error
 		store, err = containerstore.New(lagertest.NewTestLogger("store"), cfg, containerstore.Deps{
-			Runtime: rt, Tasks: &containerstorefakes.FakeTaskRunner{}, Routes: &containerstorefakes.FakeRouteHook{},
+			Runtime: rt, Tasks: &containerstorefakes.FakeTaskRunner{}, Pipeline: containerstore.Pipeline{Routes: &containerstorefakes.FakeRouteHook{}},
 			Clock: fakeclock.NewFakeClock(time.Now())})
 		Expect(err).NotTo(HaveOccurred())
 		p := ifrit.Background(store.Runner())

@@ -78,8 +78,8 @@ var _ = Describe("Recover", func() {
 			ReservedExpiration: 4 * time.Second, DefaultStartTimeout: 10 * time.Second, DefaultStopGrace: 5 * time.Second,
 			ProxyMemoryOverheadMB: 32,
 		}
-		deps = containerstore.Deps{Runtime: runtime, Tasks: runner, Routes: routes, Clock: clk,
-			Hooks: []containerstore.SetupHook{network}}
+		deps = containerstore.Deps{Runtime: runtime, Tasks: runner, Clock: clk,
+			Pipeline: containerstore.Pipeline{Network: network, Routes: routes}}
 	})
 
 	// start runs a store over dataDir until the spec ends.

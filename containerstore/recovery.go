@@ -135,7 +135,7 @@ func (s *Store) Recover(logger lager.Logger) error {
 			logger.Error("cleanup-stray-shims", err)
 		}
 	}
-	for _, h := range s.deps.Hooks {
+	for _, h := range s.hooks {
 		if oc, ok := h.(OrphanCleaner); ok {
 			if err := oc.CleanupOrphans(ctx, logger, s.known); err != nil {
 				logger.Error("cleanup-orphans", err, lager.Data{"hook": h.Name()})
@@ -143,7 +143,7 @@ func (s *Store) Recover(logger lager.Logger) error {
 		}
 	}
 	s.removeUnknownLogs(logger)
-	if rr, ok := s.deps.Routes.(RouteRecoverer); ok {
+	if rr, ok := s.deps.Pipeline.Routes.(RouteRecoverer); ok {
 		// Keep only containers that may still serve: adopted ones
 		// re-register themselves once verified.
 		if err := rr.RecoverRoutes(logger, s.running); err != nil {
@@ -202,7 +202,7 @@ func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, re
 	inst := &Instance{GUID: c.info.GUID, Request: rec.Request, User: rec.User, NetNSPath: rec.NetNSPath,
 		InternalIP: rec.Container.InternalIP, ExternalIP: rec.Container.ExternalIP, Ports: rec.Container.Ports,
 		Credentials: rec.Container.Credentials}
-	for _, h := range s.deps.Hooks {
+	for _, h := range s.hooks {
 		if r, ok := h.(Restorer); ok {
 			if err := r.Restore(ctx, logger, inst); err != nil {
 				return fmt.Errorf("restore %s: %w", h.Name(), err)
@@ -213,7 +213,7 @@ func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, re
 	if err != nil {
 		return err
 	}
-	for _, h := range s.deps.Hooks {
+	for _, h := range s.hooks {
 		if st, ok := h.(Starter); ok {
 			if err := st.Adopt(ctx, logger, inst); err != nil {
 				logger.Error("adopt-hook", err, lager.Data{"hook": h.Name(), guidKey: c.info.GUID})

@@ -154,8 +154,8 @@ func (s *Store) teardown(ctx context.Context, logger lager.Logger, guid string) 
 	if err := s.deps.Runtime.Delete(ctx, logger, guid); err != nil {
 		errs = append(errs, err)
 	}
-	for i := len(s.deps.Hooks) - 1; i >= 0; i-- {
-		h := s.deps.Hooks[i]
+	for i := len(s.hooks) - 1; i >= 0; i-- {
+		h := s.hooks[i]
 		if err := h.Teardown(ctx, logger, guid); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h.Name(), err))
 		}

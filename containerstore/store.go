@@ -61,11 +61,11 @@ type Config struct {
 
 // Deps are the parts the store drives.
 type Deps struct {
-	Runtime   ContainerRuntime
-	Tasks     TaskRunner
-	Hooks     []SetupHook
+	Runtime ContainerRuntime
+	Tasks   TaskRunner
+	// Pipeline is each container's steps, in order.
+	Pipeline  Pipeline
 	Readiness []Readiness
-	Routes    RouteHook
 	Clock     clock.Clock
 	// NATSState answers the route emitter's connection state for /v1/state.
 	NATSState func() string
@@ -110,6 +110,7 @@ type container struct {
 type Store struct {
 	cfg    Config
 	deps   Deps
+	hooks  []SetupHook // deps.Pipeline.Steps(), in order
 	logger lager.Logger
 	events *eventHub
 
@@ -149,7 +150,7 @@ func New(logger lager.Logger, cfg Config, deps Deps) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Store{
-		cfg: cfg, deps: deps, logger: logger.Session("containerstore"),
+		cfg: cfg, deps: deps, hooks: deps.Pipeline.Steps(), logger: logger.Session("containerstore"),
 		events:     newEventHub(cfg.EventBuffer, deps.Clock.Now()),
 		rootCtx:    ctx,
 		rootCancel: cancel,
@@ -401,10 +402,10 @@ func (s *Store) validateRun(ctx context.Context, req *executor.RunRequest, requi
 		return err
 	}
 	validators := []any{}
-	for _, h := range s.deps.Hooks {
+	for _, h := range s.hooks {
 		validators = append(validators, h)
 	}
-	validators = append(validators, s.deps.Routes)
+	validators = append(validators, s.deps.Pipeline.Routes)
 	for _, h := range validators {
 		if v, ok := h.(RequestValidator); ok {
 			if err := v.ValidateRequest(req); err != nil {
@@ -414,6 +415,11 @@ func (s *Store) validateRun(ctx context.Context, req *executor.RunRequest, requi
 				}
 				return executor.NewError(executor.ErrInvalidRequest, "%v", err)
 			}
+		}
+	}
+	if hc, ok := s.deps.Pipeline.Network.(HostPortChecker); ok {
+		if err := hc.CheckHostPorts(s.deps.Pipeline.hostPortsNeeded(req)); err != nil {
+			return err
 		}
 	}
 	user := req.Process.User

@@ -253,8 +253,8 @@ var _ = Describe("Store", func() {
 			ProxyMemoryOverheadMB: 32,
 			ExternalIP:            "10.0.0.5",
 		}
-		deps = containerstore.Deps{Runtime: runtime, Tasks: runner, Routes: routes, Clock: clk,
-			Hooks: []containerstore.SetupHook{network, creds}}
+		deps = containerstore.Deps{Runtime: runtime, Tasks: runner, Clock: clk,
+			Pipeline: containerstore.Pipeline{Network: network, Credentials: creds, Routes: routes}}
 	})
 
 	JustBeforeEach(func() {
@@ -608,10 +608,10 @@ var _ = Describe("Store", func() {
 			BeforeEach(func() {
 				proxy := &containerstorefakes.FakeSetupHook{}
 				proxy.NameReturns("proxy")
-				deps.Hooks = append(deps.Hooks, starterHook{FakeSetupHook: proxy, start: func(guid string) error {
+				deps.Pipeline.Proxy = starterHook{FakeSetupHook: proxy, start: func(guid string) error {
 					tk.exit(guid, 3) // the app is gone: containerd refuses the exec
 					return fmt.Errorf("start proxy: exec cellagent-proxy in %s: cannot exec in a stopped state: unknown", guid)
-				}})
+				}}
 			})
 
 			It("completes failed with the app's exit status, not the proxy's error", func() {
@@ -630,9 +630,9 @@ var _ = Describe("Store", func() {
 			BeforeEach(func() {
 				proxy := &containerstorefakes.FakeSetupHook{}
 				proxy.NameReturns("proxy")
-				deps.Hooks = append(deps.Hooks, starterHook{FakeSetupHook: proxy, start: func(guid string) error {
+				deps.Pipeline.Proxy = starterHook{FakeSetupHook: proxy, start: func(guid string) error {
 					return errors.New("start proxy: exec format error")
-				}})
+				}}
 			})
 
 			It("waits a moment for an exit, then kills the app and reports the proxy's error", func() {

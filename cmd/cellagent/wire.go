@@ -97,14 +97,17 @@ func run(cfg config.Config) error {
 		}
 	}
 	credHook := &adapters.Credentials{Manager: creds, TrustedSystemCertificatesDir: cfg.TrustedSystemCertificatesDir}
-	hooks := []containerstore.SetupHook{&adapters.Network{Manager: netMgr}, credHook}
-	hooks = append(hooks, &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist})
+	pipeline := containerstore.Pipeline{
+		Network:     &adapters.Network{Manager: netMgr},
+		Credentials: credHook,
+		BindMounts:  &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist},
+		Routes:      routeHook,
+	}
 	var readiness []containerstore.Readiness
 	overhead := 0
 	var usage func(string) *executor.MemoryUsage
 	if proxy != nil {
-		hooks = []containerstore.SetupHook{proxy.PortsHook(), &adapters.Network{Manager: netMgr, ProxyPortsPerAppPort: 1},
-			credHook, proxy.FilesHook(), &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist}}
+		pipeline.ProxyPorts, pipeline.Proxy = proxy.PortsHook(), proxy.FilesHook()
 		readiness = append(readiness, proxy.FilesHook().(containerstore.Readiness))
 		overhead = cfg.Proxy.MemoryOverheadMB
 		usage = func(guid string) *executor.MemoryUsage {
@@ -126,7 +129,7 @@ func run(cfg config.Config) error {
 		HealthInterval: time.Duration(cfg.HealthInterval), DrainWindow: time.Duration(cfg.DrainWindow),
 		DefaultMaxPids: cfg.DefaultMaxPids, AllowPrivileged: cfg.AllowPrivileged, DiskReserveMB: cfg.DiskReserveMB,
 		EvacuationTimeout: time.Duration(cfg.EvacuationTimeout),
-	}, containerstore.Deps{Runtime: rt, Tasks: rt, Hooks: hooks, Readiness: readiness, Routes: routeHook, Clock: clk, Usage: usage,
+	}, containerstore.Deps{Runtime: rt, Tasks: rt, Pipeline: pipeline, Readiness: readiness, Clock: clk, Usage: usage,
 		DiskUsage: rt.WritableBytes,
 		NATSState: func() string { return routeHook.Emitter.ConnectionState() }})
 	if err != nil {

@@ -16,9 +16,6 @@ import (
 // each container its netns, IP and host ports.
 type Network struct {
 	Manager *network.Manager
-	// ProxyPortsPerAppPort is how many extra host ports each app port needs
-	// (1 with the proxy on), for the synchronous capacity check.
-	ProxyPortsPerAppPort int
 }
 
 var (
@@ -26,20 +23,26 @@ var (
 	_ containerstore.Restorer         = (*Network)(nil)
 	_ containerstore.OrphanCleaner    = (*Network)(nil)
 	_ containerstore.RequestValidator = (*Network)(nil)
+	_ containerstore.HostPortChecker  = (*Network)(nil)
 )
 
 func (h *Network) Name() string { return "network" }
 
-// ValidateRequest refuses at once a request whose ports cannot be mapped
-// now; the allocation itself happens at Setup.
+// ValidateRequest refuses at once a request whose network rules are
+// malformed; the allocation itself happens at Setup.
 func (h *Network) ValidateRequest(req *executor.RunRequest) error {
 	if err := network.ValidateFilterSpec(network.FilterSpecOf(req)); err != nil {
 		return executor.NewError(executor.ErrInvalidRequest, "%v", err)
 	}
+	return nil
+}
+
+// CheckHostPorts refuses at once a request whose need host ports (the
+// store counts app and proxy ports) cannot be mapped now.
+func (h *Network) CheckHostPorts(need int) error {
 	if h.Manager.Mode() == network.ModeHost {
 		return nil
 	}
-	need := len(req.Ports) * (1 + h.ProxyPortsPerAppPort)
 	st := h.Manager.HostPorts()
 	if need > st.Free {
 		return executor.NewError(executor.ErrInsufficientResources,

@@ -28,17 +28,17 @@ var _ = Describe("Network", func() {
 		return m
 	}
 
-	It("refuses at once a request whose host ports (with the proxy's) do not fit in the free range", func() {
-		h := &adapters.Network{Manager: manager(network.ModeBridge), ProxyPortsPerAppPort: 1}
-		Expect(h.ValidateRequest(&executor.RunRequest{Ports: []uint16{8080, 9090}})).To(Succeed(), "4 ports of 4")
-		err := h.ValidateRequest(&executor.RunRequest{Ports: []uint16{8080, 9090, 7070}})
+	It("refuses at once host ports that do not fit in the free range", func() {
+		h := &adapters.Network{Manager: manager(network.ModeBridge)}
+		Expect(h.CheckHostPorts(4)).To(Succeed(), "4 ports of 4")
+		err := h.CheckHostPorts(6)
 		Expect(err).To(MatchError(executor.ErrInsufficientResources))
 		Expect(err).To(MatchError(ContainSubstring("need 6, 4 free in 40000-40003 (0 in use, 0 in quarantine)")))
 	})
 
 	It("needs no host port in host mode", func() {
-		h := &adapters.Network{Manager: manager(network.ModeHost), ProxyPortsPerAppPort: 1}
-		Expect(h.ValidateRequest(&executor.RunRequest{Ports: []uint16{1, 2, 3, 4, 5}})).To(Succeed())
+		h := &adapters.Network{Manager: manager(network.ModeHost)}
+		Expect(h.CheckHostPorts(10)).To(Succeed())
 	})
 
 	It("refuses a malformed egress rule as InvalidRequest", func() {

@@ -6,10 +6,8 @@ import (
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/tedsuo/ifrit"
 
 	"github.com/cellagent/cellagent/routeemitter"
-	"github.com/cellagent/cellagent/routeemitter/embeddednats"
 )
 
 var _ = Describe("Config", func() {
@@ -47,32 +45,5 @@ var _ = Describe("Config", func() {
 	It("is checked by New", func() {
 		_, err := routeemitter.New(lagertest.NewTestLogger("test"), routeemitter.Config{}, nil)
 		Expect(err).To(MatchError(ContainSubstring("data dir is required")))
-	})
-})
-
-var _ = Describe("EmbeddedNATS", func() {
-	It("rejects a bad listen address", func() {
-		_, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("test"), "4222", GinkgoT().TempDir())
-		Expect(err).To(HaveOccurred())
-	})
-
-	It("knows its URL before Run for a fixed port", func() {
-		e, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("test"), "127.0.0.1:4333", GinkgoT().TempDir())
-		Expect(err).NotTo(HaveOccurred())
-		Expect(e.ClientURL()).To(Equal("nats://127.0.0.1:4333"))
-	})
-
-	It("picks a free port for port 0 and fails to start on a port in use", func() {
-		leakCheck()
-		first := startNATS("127.0.0.1:0")
-		Expect(first.url()).To(MatchRegexp(`^nats://127\.0\.0\.1:\d+$`))
-		Expect(first.url()).NotTo(HaveSuffix(":0"))
-		Expect(first.connect().IsConnected()).To(BeTrue())
-
-		second, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("test"),
-			first.url()[len("nats://"):], GinkgoT().TempDir())
-		Expect(err).NotTo(HaveOccurred())
-		p := ifrit.Background(second)
-		Eventually(p.Wait()).Should(Receive(HaveOccurred()))
 	})
 })

@@ -2,8 +2,6 @@ package routeemitter_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"code.cloudfoundry.org/clock/fakeclock"
@@ -15,67 +13,8 @@ import (
 	"github.com/tedsuo/ifrit/ginkgomon_v2"
 
 	"github.com/cellagent/cellagent/routeemitter"
-	"github.com/cellagent/cellagent/routeemitter/embeddednats"
-	"github.com/cellagent/cellagent/routeemitter/natsauth"
 	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
-
-// Issue 13 item 9: the embedded NATS had no authentication and could bind
-// off loopback; a router.start with a huge interval stopped
-// re-registration (and could overflow).
-var _ = Describe("embedded NATS authentication", func() {
-	It("listens on loopback only", func() {
-		for _, addr := range []string{"0.0.0.0:4222", "10.1.2.3:4222", "[::]:4222", "cell.example:4222"} {
-			_, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("test"), addr, GinkgoT().TempDir())
-			Expect(err).To(MatchError(ContainSubstring("must be a loopback address")), addr)
-		}
-	})
-
-	It("accepts only clients with the user and password", func() {
-		leakCheck()
-		e, err := embeddednats.NewEmbeddedNATS(lagertest.NewTestLogger("nats"), fmt.Sprintf("127.0.0.1:%d", freePort()), GinkgoT().TempDir())
-		Expect(err).NotTo(HaveOccurred())
-		e.RequireAuth(natsauth.EmbeddedAuth{User: "cellagent", Password: "s3cret"})
-		p := ifrit.Invoke(e)
-		DeferCleanup(func() { ginkgomon_v2.Interrupt(p, 10*time.Second) })
-
-		_, err = nats.Connect(e.ClientURL(), nats.NoReconnect())
-		Expect(err).To(MatchError(ContainSubstring("Authorization Violation")))
-		_, err = nats.Connect(e.ClientURL(), nats.UserInfo("cellagent", "wrong"), nats.NoReconnect())
-		Expect(err).To(HaveOccurred())
-		nc, err := nats.Connect(e.ClientURL(), nats.UserInfo("cellagent", "s3cret"))
-		Expect(err).NotTo(HaveOccurred())
-		nc.Close()
-	})
-
-	Describe("EnsureEmbeddedAuth", func() {
-		It("makes a random credential once, 0600, and keeps it", func() {
-			dir := GinkgoT().TempDir()
-			a, err := natsauth.EnsureEmbeddedAuth(dir, natsauth.EmbeddedAuth{})
-			Expect(err).NotTo(HaveOccurred())
-			Expect(a.User).NotTo(BeEmpty())
-			Expect(len(a.Password)).To(BeNumerically(">=", 32))
-			fi, err := os.Stat(filepath.Join(dir, natsauth.EmbeddedAuthFile))
-			Expect(err).NotTo(HaveOccurred())
-			Expect(fi.Mode().Perm()).To(Equal(os.FileMode(0o600)))
-			again, err := natsauth.EnsureEmbeddedAuth(dir, natsauth.EmbeddedAuth{})
-			Expect(err).NotTo(HaveOccurred())
-			Expect(again).To(Equal(a))
-			read, err := natsauth.ReadEmbeddedAuth(dir)
-			Expect(err).NotTo(HaveOccurred())
-			Expect(read).To(Equal(a))
-		})
-
-		It("takes the configured credential and writes it for cellctl", func() {
-			dir := GinkgoT().TempDir()
-			conf := natsauth.EmbeddedAuth{User: "router", Password: "from-config"}
-			_, err := natsauth.EnsureEmbeddedAuth(dir, natsauth.EmbeddedAuth{})
-			Expect(err).NotTo(HaveOccurred())
-			Expect(natsauth.EnsureEmbeddedAuth(dir, conf)).To(Equal(conf))
-			Expect(natsauth.ReadEmbeddedAuth(dir)).To(Equal(conf))
-		})
-	})
-})
 
 var _ = Describe("router.start intervals", func() {
 	var (

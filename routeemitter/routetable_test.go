@@ -15,64 +15,7 @@ import (
 	"github.com/cellagent/cellagent/routeemitter/routetable"
 )
 
-var _ = Describe("RouteTable", func() {
-	msg := func(host string, port, tlsPort uint16, guid string, uris ...string) routetable.RegistryMessage {
-		return routetable.RegistryMessage{Host: host, Port: port, TLSPort: tlsPort, URIs: uris,
-			App: "a1", PrivateInstanceID: guid, PrivateInstanceIndex: "0", ServerCertDomainSAN: guid}
-	}
-	type step struct {
-		msg        routetable.RegistryMessage
-		registered bool
-		changed    bool
-	}
-
-	DescribeTable("applies registers and unregisters like Gorouter",
-		func(steps []step, want []string) {
-			table := routetable.NewRouteTable()
-			for i, s := range steps {
-				Expect(table.Apply(s.msg, s.registered)).To(Equal(s.changed), "step %d", i)
-			}
-			var got []string
-			for _, e := range table.Snapshot() {
-				got = append(got, fmt.Sprintf("%s %s %s tls=%t", e.URI, e.Address, e.PrivateInstanceID, e.TLS))
-			}
-			Expect(got).To(Equal(want))
-			Expect(table.Len()).To(Equal(len(want)))
-		},
-		Entry("sorted by uri, then address", []step{
-			{msg("10.0.0.5", 40001, 0, "g2", "b.example.com", "a.example.com"), true, true},
-			{msg("10.0.0.4", 40001, 40002, "g1", "b.example.com"), true, true},
-		}, []string{
-			"a.example.com 10.0.0.5:40001 g2 tls=false",
-			"b.example.com 10.0.0.4:40002 g1 tls=true",
-			"b.example.com 10.0.0.5:40001 g2 tls=false",
-		}),
-		Entry("a re-emission changes nothing", []step{
-			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com"), true, true},
-			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com"), true, false},
-		}, []string{"a.example.com 10.0.0.5:40002 g1 tls=true"}),
-		Entry("same key replaces the endpoint (a reused host port)", []step{
-			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com"), true, true},
-			{msg("10.0.0.5", 40009, 40002, "g2", "a.example.com"), true, true},
-		}, []string{"a.example.com 10.0.0.5:40002 g2 tls=true"}),
-		Entry("unregister removes exactly the key", []step{
-			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com", "b.example.com"), true, true},
-			{msg("10.0.0.5", 40003, 40004, "g2", "a.example.com"), true, true},
-			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com"), false, true},
-		}, []string{
-			"a.example.com 10.0.0.5:40004 g2 tls=true",
-			"b.example.com 10.0.0.5:40002 g1 tls=true",
-		}),
-		Entry("unregister of an unknown key is a no-op", []step{
-			{msg("10.0.0.5", 40001, 0, "g1", "a.example.com"), true, true},
-			{msg("10.0.0.5", 40001, 40002, "g1", "a.example.com"), false, false},
-		}, []string{"a.example.com 10.0.0.5:40001 g1 tls=false"}),
-		Entry("uris compare case-insensitively without a trailing slash", []step{
-			{msg("10.0.0.5", 40001, 0, "g1", "App.Example.com/"), true, true},
-			{msg("10.0.0.5", 40001, 0, "g1", "app.example.com"), false, true},
-		}, nil),
-	)
-
+var _ = Describe("RouteTable fed by the Emitter", func() {
 	It("is fed by WatchRoutes from an Emitter over real NATS", func() {
 		leakCheck()
 		logger := lagertest.NewTestLogger("test")

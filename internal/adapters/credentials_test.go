@@ -2,6 +2,8 @@ package adapters_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/credmanager"
+	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/internal/adapters"
 )
 
@@ -41,11 +44,53 @@ var _ = Describe("Credentials", func() {
 			"CF_INSTANCE_KEY=/etc/cf-instance-credentials/instance.key"))
 	})
 
+	It("restores an adopted instance's credential (the one issued at setup) without issuing another", func() {
+		h := &adapters.Credentials{Manager: manager()}
+		inst := setup(h)
+		restored := &containerstore.Instance{GUID: inst.GUID, User: inst.User}
+		Expect(h.Restore(context.Background(), logger, restored)).To(Succeed())
+		Expect(restored.Credentials).To(Equal(inst.Credentials))
+		Expect(restored.CertPEM).To(Equal(inst.CertPEM))
+	})
+
 	It("mounts nothing more and sets no CF_SYSTEM_CERT_PATH without a directory", func() {
 		inst := setup(&adapters.Credentials{Manager: manager()})
 		Expect(inst.Mounts).To(HaveLen(1), "only the instance credentials")
 		for _, v := range inst.Env {
 			Expect(v).NotTo(HavePrefix("CF_SYSTEM_CERT_PATH="))
 		}
+	})
+})
+
+// sink records what a CredentialNotifier tells the store.
+type sink struct{ calls []string }
+
+func (s *sink) UpdateCredentials(guid string, info executor.CredentialInfo) {
+	s.calls = append(s.calls, fmt.Sprintf("update %s %s rotations=%d", guid, info.Serial, info.Rotations))
+}
+
+func (s *sink) Fail(guid string, code executor.FailureCode, reason string) {
+	s.calls = append(s.calls, fmt.Sprintf("fail %s %s: %s", guid, code, reason))
+}
+
+func (s *sink) Publish(typ, guid, msg string) {
+	s.calls = append(s.calls, fmt.Sprintf("publish %s %s: %s", typ, guid, msg))
+}
+
+var _ = Describe("CredentialNotifier", func() {
+	It("tells the store of a rotation, a failed rotation and an expiry, with the failure code", func() {
+		s := &sink{}
+		n := adapters.CredentialNotifier{Sink: s}
+		logger := lagertest.NewTestLogger("test")
+		notAfter := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+		cred := credmanager.Credential{Serial: "ab12", NotAfter: notAfter, Rotations: 2}
+		Expect(n.CredentialsRotated(logger, "g1", cred)).To(Succeed())
+		n.CredentialsRotationFailed(logger, "g1", errors.New("ca unreachable"), notAfter.Add(-time.Hour))
+		n.CredentialsExpired(logger, "g1", cred, errors.New("ca unreachable"))
+		Expect(s.calls).To(Equal([]string{
+			"update g1 ab12 rotations=2",
+			"publish " + executor.EventCredentialsFailed + " g1: rotation failed, retrying at 2026-12-02T06:00:00Z: ca unreachable",
+			"fail g1 " + string(executor.FailureCertificateExpired) + ": instance identity certificate expired at 2026-12-02T07:00:00Z: every rotation failed: ca unreachable",
+		}))
 	})
 })

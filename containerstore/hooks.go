@@ -86,8 +86,8 @@ type RequestValidator interface {
 	ValidateRequest(req *executor.RunRequest) error
 }
 
-// Readiness is what must be ready, beyond the app's own check, before a
-// container is running (the proxy): Ready is one attempt. Alive is the
+// Readiness is a step that must be ready, beyond the app's own check,
+// before a container is running (the proxy): Ready is one attempt. Alive is the
 // cheaper check the periodic health monitoring uses on running instances.
 type Readiness interface {
 	Ready(ctx context.Context, logger lager.Logger, inst *Instance) error

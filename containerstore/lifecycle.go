@@ -431,7 +431,7 @@ func (s *Store) unroute(logger lager.Logger, c *container) {
 
 func (s *Store) readyMessage(inst *Instance) string {
 	msg := "ready"
-	if len(s.deps.Readiness) > 0 && len(inst.ProxyPorts) > 0 {
+	if len(s.readiness) > 0 && len(inst.ProxyPorts) > 0 {
 		msg += ": proxy answers TLS"
 	}
 	if inst.Request.Check != nil {
@@ -525,7 +525,7 @@ func (s *Store) readyOnce(ctx context.Context, inst *Instance) error {
 	if err := runCheck(ctx, inst.InternalIP, inst.Request.Check); err != nil {
 		return err
 	}
-	for _, r := range s.deps.Readiness {
+	for _, r := range s.readiness {
 		if err := r.Ready(ctx, s.logger, inst); err != nil {
 			return err
 		}
@@ -537,7 +537,7 @@ func (s *Store) readyOnce(ctx context.Context, inst *Instance) error {
 // and the app's own check, unless a hook's liveness already covered it.
 func (s *Store) aliveOnce(ctx context.Context, inst *Instance) error {
 	check := inst.Request.Check
-	for _, r := range s.deps.Readiness {
+	for _, r := range s.readiness {
 		if err := r.Alive(ctx, s.logger, inst); err != nil {
 			return err
 		}

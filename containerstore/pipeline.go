@@ -18,9 +18,9 @@ type Pipeline struct {
 	// Credentials issues the instance identity and mounts it: after
 	// Network, because the certificate names the container's IPs.
 	Credentials SetupHook
-	// Proxy writes the proxy's files, runs it (Starter) and confirms it
-	// (Verifier): after Credentials, whose certificate it serves, and
-	// Network, whose ports it listens on.
+	// Proxy writes the proxy's files, runs it (Starter), waits for it
+	// (Readiness) and confirms it (Verifier): after Credentials, whose
+	// certificate it serves, and Network, whose ports it listens on.
 	Proxy SetupHook
 	// BindMounts adds the operator-allowed host directories; it needs
 	// nothing of the others.

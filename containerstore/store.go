@@ -64,9 +64,8 @@ type Deps struct {
 	Runtime ContainerRuntime
 	Tasks   TaskRunner
 	// Pipeline is each container's steps, in order.
-	Pipeline  Pipeline
-	Readiness []Readiness
-	Clock     clock.Clock
+	Pipeline Pipeline
+	Clock    clock.Clock
 	// NATSState answers the route emitter's connection state for /v1/state.
 	NATSState func() string
 	// Usage answers a running container's memory use, app and proxy apart.
@@ -108,11 +107,13 @@ type container struct {
 
 // Store is the container store; it implements executor.Client.
 type Store struct {
-	cfg    Config
-	deps   Deps
-	hooks  []SetupHook // deps.Pipeline.Steps(), in order
-	logger lager.Logger
-	events *eventHub
+	cfg   Config
+	deps  Deps
+	hooks []SetupHook // deps.Pipeline.Steps(), in order
+	// readiness are the steps that are a Readiness (the proxy), in order.
+	readiness []Readiness
+	logger    lager.Logger
+	events    *eventHub
 
 	rootCtx    context.Context
 	rootCancel context.CancelFunc
@@ -148,9 +149,16 @@ func New(logger lager.Logger, cfg Config, deps Deps) (*Store, error) {
 			return nil, fmt.Errorf("make data dir: %w", err)
 		}
 	}
+	hooks := deps.Pipeline.Steps()
+	var readiness []Readiness
+	for _, h := range hooks {
+		if r, ok := h.(Readiness); ok {
+			readiness = append(readiness, r)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Store{
-		cfg: cfg, deps: deps, hooks: deps.Pipeline.Steps(), logger: logger.Session("containerstore"),
+		cfg: cfg, deps: deps, hooks: hooks, readiness: readiness, logger: logger.Session("containerstore"),
 		events:     newEventHub(cfg.EventBuffer, deps.Clock.Now()),
 		rootCtx:    ctx,
 		rootCancel: cancel,

@@ -34,6 +34,18 @@ type coveringReadiness struct {
 	covers map[uint16]bool
 }
 
+// readyStep is a pipeline step that is a Readiness, as the proxy is.
+type readyStep struct {
+	*containerstorefakes.FakeSetupHook
+	containerstore.Readiness
+}
+
+// coveringStep is a pipeline step whose readiness covers TCP ports.
+type coveringStep struct {
+	*containerstorefakes.FakeSetupHook
+	coveringReadiness
+}
+
 func (c coveringReadiness) CoversTCP(_ *containerstore.Instance, port uint16) bool {
 	return c.covers[port]
 }
@@ -586,7 +598,7 @@ var _ = Describe("Store", func() {
 
 		Context("when the app exits before it is ready", func() {
 			BeforeEach(func() {
-				deps.Readiness = []containerstore.Readiness{ready}
+				deps.Pipeline.Proxy = readyStep{&containerstorefakes.FakeSetupHook{}, ready}
 				ready.ReadyReturns(errors.New("not yet"))
 			})
 
@@ -750,7 +762,7 @@ var _ = Describe("Store", func() {
 
 		Context("when the instance never gets ready", func() {
 			BeforeEach(func() {
-				deps.Readiness = []containerstore.Readiness{ready}
+				deps.Pipeline.Proxy = readyStep{&containerstorefakes.FakeSetupHook{}, ready}
 				ready.ReadyReturns(errors.New("proxy not listening"))
 			})
 
@@ -915,7 +927,7 @@ var _ = Describe("Store", func() {
 			cfg.HealthInterval = 10 * time.Second
 			port, accepted = countingListener()
 			covering = coveringReadiness{FakeReadiness: ready, covers: map[uint16]bool{}}
-			deps.Readiness = []containerstore.Readiness{covering}
+			deps.Pipeline.Proxy = coveringStep{&containerstorefakes.FakeSetupHook{}, covering}
 		})
 
 		run := func() {

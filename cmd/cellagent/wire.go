@@ -103,12 +103,10 @@ func run(cfg config.Config) error {
 		BindMounts:  &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist},
 		Routes:      routeHook,
 	}
-	var readiness []containerstore.Readiness
 	overhead := 0
 	var usage func(string) *executor.MemoryUsage
 	if proxy != nil {
 		pipeline.ProxyPorts, pipeline.Proxy = proxy.PortsHook(), proxy.FilesHook()
-		readiness = append(readiness, proxy.FilesHook().(containerstore.Readiness))
 		overhead = cfg.Proxy.MemoryOverheadMB
 		usage = func(guid string) *executor.MemoryUsage {
 			total, err := rt.Cgroups().MemoryBytes(guid)
@@ -129,7 +127,7 @@ func run(cfg config.Config) error {
 		HealthInterval: time.Duration(cfg.HealthInterval), DrainWindow: time.Duration(cfg.DrainWindow),
 		DefaultMaxPids: cfg.DefaultMaxPids, AllowPrivileged: cfg.AllowPrivileged, DiskReserveMB: cfg.DiskReserveMB,
 		EvacuationTimeout: time.Duration(cfg.EvacuationTimeout),
-	}, containerstore.Deps{Runtime: rt, Tasks: rt, Pipeline: pipeline, Readiness: readiness, Clock: clk, Usage: usage,
+	}, containerstore.Deps{Runtime: rt, Tasks: rt, Pipeline: pipeline, Clock: clk, Usage: usage,
 		DiskUsage: rt.WritableBytes,
 		NATSState: func() string { return routeHook.Emitter.ConnectionState() }})
 	if err != nil {

@@ -1,0 +1,26 @@
+// Command cellinit is the container's first process that runs an app and
+// its proxy (see internal/cellinit). The agent bind-mounts it read-only
+// into the container; it is static (CGO_ENABLED=0) and links no more than
+// the init needs.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/cellagent/cellagent/internal/cellinit"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == cellinit.ExecAsArg {
+		err := cellinit.ExecAs(os.Args[2:])
+		fmt.Fprintf(os.Stderr, "cellinit: %v\n", err)
+		os.Exit(127)
+	}
+	cfg, err := cellinit.Parse(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Exit(cellinit.Run(cfg, os.Stderr))
+}

@@ -1,0 +1,350 @@
+package cellinit_test
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cellagent/cellagent/internal/cellinit"
+)
+
+// The tests run the real binary (built once) as a subprocess: the init
+// reaps every child of its own and adopts orphans, which must not happen
+// to the test binary.
+var initBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cellinit-test-")
+	if err != nil {
+		panic(err)
+	}
+	initBin = filepath.Join(dir, "cellinit")
+	build := exec.Command("go", "build", "-o", initBin, "github.com/cellagent/cellagent/cmd/cellinit")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// started is a running init with its stdout (the app's) read line by line.
+type started struct {
+	cmd   *exec.Cmd
+	lines chan string
+	out   *strings.Builder
+}
+
+func start(t *testing.T, cfg cellinit.Config) *started {
+	t.Helper()
+	cmd := exec.Command(initBin, cfg.Args()...)
+	// Its own process group: the cleanup kills whatever a failed test
+	// left running in it (the init is not pid 1 here).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &started{cmd: cmd, lines: make(chan string, 100), out: &stderr}
+	go func() {
+		defer close(s.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			s.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if cmd.ProcessState == nil {
+			_ = cmd.Wait()
+		}
+	})
+	return s
+}
+
+// waitLine reads the app's output up to line (bounded: a hung init fails
+// the test instead of hanging it).
+func (s *started) waitLine(t *testing.T, line string) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("app output ended before %q", line)
+			}
+			if l == line {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no line %q from the app", line)
+		}
+	}
+}
+
+// wait answers the init's exit status and the rest of the app's output.
+func (s *started) wait(t *testing.T) (int, string) {
+	t.Helper()
+	var rest []string
+	for l := range s.lines {
+		rest = append(rest, l)
+	}
+	err := s.cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return s.cmd.ProcessState.ExitCode(), strings.Join(rest, "\n")
+}
+
+func app(script string) []string { return []string{"/bin/sh", "-c", script} }
+
+func TestInitExitsWithTheAppsStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script string
+		want   int
+	}{
+		{"success", "exit 0", 0},
+		{"exit code", "exit 7", 7},
+		{"killed by a signal: 128+N as containerd reports it", "kill -KILL $$", 128 + int(syscall.SIGKILL)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := start(t, cellinit.Config{App: app(tc.script), Proxy: []string{"/bin/sleep", "100"}})
+			if got, _ := s.wait(t); got != tc.want {
+				t.Fatalf("exit status %d, want %d (stderr %q)", got, tc.want, s.out)
+			}
+		})
+	}
+}
+
+func TestSignalsGoToTheAppAndItsExitStatusIsKept(t *testing.T) {
+	s := start(t, cellinit.Config{
+		App:   app(`trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done`),
+		Proxy: app(`trap 'echo proxy-got-term >&2' TERM; while :; do sleep 0.05; done`),
+	})
+	s.waitLine(t, "ready")
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	got, rest := s.wait(t)
+	if got != 42 || !strings.Contains(rest, "got-term") {
+		t.Fatalf("status %d output %q: want 42 after the app's TERM trap", got, rest)
+	}
+}
+
+func TestAppAndProxyOutputStayApart(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "proxy.log")
+	s := start(t, cellinit.Config{
+		App:      app(`echo app-line; echo app-err >&2; while [ ! -s ` + log + ` ]; do sleep 0.02; done; echo done`),
+		Proxy:    app(`echo proxy-line; echo proxy-err >&2; exec sleep 100`),
+		ProxyLog: log, ProxyLogMaxBytes: 1 << 20,
+	})
+	s.waitLine(t, "app-line")
+	s.waitLine(t, "done")
+	if got, _ := s.wait(t); got != 0 {
+		t.Fatalf("status %d", got)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyLog := string(b)
+	if !strings.Contains(proxyLog, "proxy-line") || strings.Contains(proxyLog, "app-") {
+		t.Fatalf("proxy log %q: want the proxy's lines only", proxyLog)
+	}
+	if !strings.Contains(s.out.String(), "app-err") || strings.Contains(s.out.String(), "proxy-") {
+		t.Fatalf("app stderr %q: want the app's lines only", s.out)
+	}
+}
+
+// readState polls the state file until ok accepts it (bounded).
+func readState(t *testing.T, dir string, ok func(cellinit.ProxyState) bool) cellinit.ProxyState {
+	t.Helper()
+	var last cellinit.ProxyState
+	for range 400 {
+		st, err := cellinit.ReadState(dir)
+		if err == nil {
+			last = st
+			if ok(st) {
+				return st
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("proxy state never as wanted; last %+v", last)
+	return last
+}
+
+func TestProxyIsRestartedThenGivenUpAfterMaxRestarts(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, cellinit.Config{
+		App:      app(`echo ready; exec sleep 100`),
+		Proxy:    app(`echo $$ >>` + filepath.Join(dir, "pids") + `; exit 3`),
+		StateDir: dir, MaxRestarts: 2,
+	})
+	s.waitLine(t, "ready")
+	st := readState(t, dir, func(st cellinit.ProxyState) bool { return st.Phase == cellinit.PhaseFailed })
+	if st.Failures != 3 || st.Status != 3 || st.PID != 0 {
+		t.Fatalf("state %+v: want failed after 3 exits with status 3", st)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "pids"))
+	if pids := strings.Fields(string(b)); len(pids) != 3 {
+		t.Fatalf("proxy ran %d times (%v), want 3: the first start and 2 restarts", len(pids), pids)
+	}
+	if !strings.Contains(s.out.String(), "proxy exited 3 times in a row") {
+		t.Fatalf("app stderr %q: want the init's reason", s.out)
+	}
+	// The app keeps running: the agent fails the instance.
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.wait(t); got != 128+int(syscall.SIGTERM) {
+		t.Fatalf("status %d", got)
+	}
+}
+
+func TestARestartedProxyIsReportedWithItsNewPid(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "first-ran")
+	// The first proxy exits 9; the second keeps running.
+	s := start(t, cellinit.Config{
+		App:      app(`echo ready; exec sleep 100`),
+		Proxy:    app(`if [ -e ` + marker + ` ]; then exec sleep 100; fi; touch ` + marker + `; exit 9`),
+		StateDir: dir, MaxRestarts: 5,
+	})
+	s.waitLine(t, "ready")
+	st := readState(t, dir, func(st cellinit.ProxyState) bool { return st.Phase == cellinit.PhaseRunning && st.Failures == 1 })
+	if st.Status != 9 || st.PID == 0 || st.Seq < 3 {
+		t.Fatalf("state %+v: want running again after one exit with status 9 (seq: started, exited, started)", st)
+	}
+	if !alive(st.PID) {
+		t.Fatalf("reported proxy pid %d is not running", st.PID)
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	s.wait(t)
+	if alive(st.PID) {
+		t.Fatalf("proxy %d outlived the init", st.PID)
+	}
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: a zombie is not alive.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+func TestOrphansAreReaped(t *testing.T) {
+	// The app's child starts a grandchild and exits: the grandchild is
+	// re-parented to the init, which must reap it when it exits.
+	s := start(t, cellinit.Config{App: app(`sh -c 'sleep 0.2 & echo $!'; echo spawned; exec sleep 100`)})
+	var orphan int
+	select {
+	case l := <-s.lines:
+		orphan, _ = strconv.Atoi(l)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no orphan pid")
+	}
+	s.waitLine(t, "spawned")
+	for range 400 {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(orphan)); os.IsNotExist(err) {
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+			s.wait(t)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("orphan %d was never reaped (still in /proc)", orphan)
+}
+
+func TestAnAppThatCannotStartAnswers127WithTheReason(t *testing.T) {
+	s := start(t, cellinit.Config{App: []string{"/no/such/app"}, Proxy: []string{"/bin/sleep", "100"}})
+	got, _ := s.wait(t)
+	if got != 127 || !strings.Contains(s.out.String(), "start app") || !strings.Contains(s.out.String(), "/no/such/app") {
+		t.Fatalf("status %d stderr %q", got, s.out)
+	}
+}
+
+func TestAProxyThatCannotStartCountsAsAFailure(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, cellinit.Config{App: app(`echo ready; exec sleep 100`), Proxy: []string{"/no/such/proxy"}, StateDir: dir, MaxRestarts: 0})
+	s.waitLine(t, "ready")
+	st := readState(t, dir, func(st cellinit.ProxyState) bool { return st.Phase == cellinit.PhaseFailed })
+	if !strings.Contains(st.Error, "/no/such/proxy") || st.Failures != 1 {
+		t.Fatalf("state %+v", st)
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	if got, _ := s.wait(t); got != 128+int(syscall.SIGTERM) {
+		t.Fatalf("status %d", got)
+	}
+}
+
+func TestTheAppKeepsItsEnvironmentAndTheProxyGetsNoneOfIt(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("CELLINIT_TEST_SECRET", "app-only")
+	s := start(t, cellinit.Config{
+		App:   app(`echo "secret=$CELLINIT_TEST_SECRET"; while [ ! -s ` + dir + `/env ]; do sleep 0.02; done; echo done`),
+		Proxy: app(`env >` + dir + `/env.tmp; mv ` + dir + `/env.tmp ` + dir + `/env; exec sleep 100`),
+	})
+	s.waitLine(t, "secret=app-only")
+	s.waitLine(t, "done")
+	s.wait(t)
+	b, _ := os.ReadFile(dir + "/env")
+	if strings.Contains(string(b), "CELLINIT_TEST_SECRET") || !strings.Contains(string(b), "PATH=/usr/local/sbin") {
+		t.Fatalf("proxy environment %q", b)
+	}
+}
+
+func TestConfigArgsParseBack(t *testing.T) {
+	want := cellinit.Config{
+		App: []string{"/app/server", "-flag", "--", "x"}, AppUser: &cellinit.Cred{UID: 2000, GID: 2000},
+		AppNoFile: cellinit.Limit{Soft: 1024, Hard: 4096}, AppHome: true,
+		Proxy: []string{"/etc/cf-assets/envoy", "-c", "/etc/cf-assets/envoy_config/bootstrap.json"}, ProxyUser: &cellinit.Cred{UID: 2001, GID: 2001},
+		ProxyNoFile: 65536, ProxyDropCaps: true, ProxyLog: "/run/x/proxy.log", ProxyLogMaxBytes: 1 << 20,
+		StateDir: "/run/x", MaxRestarts: 5,
+	}
+	got, err := cellinit.Parse(want.Args())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got.Args(), "\x00") != strings.Join(want.Args(), "\x00") {
+		t.Fatalf("parsed %+v from %q", got, want.Args())
+	}
+}
+
+func TestParseRefusesWhatItCannotRun(t *testing.T) {
+	for _, args := range [][]string{
+		{}, // no app
+		{"-proxy", "p", "-proxy-user", "0:5", "--", "a"}, // proxy as root
+		{"-app-user", "2000", "--", "a"},                 // no gid
+		{"-app-nofile", "10:5", "--", "a"},               // soft above hard
+		{"-max-restarts", "-1", "--", "a"},               // negative
+		{"-no-such-flag", "--", "a"},
+	} {
+		if _, err := cellinit.Parse(args); err == nil {
+			t.Errorf("Parse(%q) accepted", args)
+		}
+	}
+}
+
+var _ io.Writer = (*strings.Builder)(nil)

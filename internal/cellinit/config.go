@@ -1,0 +1,171 @@
+package cellinit
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Config is what the agent puts on the init's command line:
+//
+//	cellinit [flags] -- APP [ARG...]
+type Config struct {
+	App []string
+	// AppUser runs the app; nil keeps the init's own user (tests; a
+	// privileged app is uid 0 anyway).
+	AppUser *Cred
+	// AppNoFile is the app's RLIMIT_NOFILE (soft, hard); zero keeps the
+	// init's.
+	AppNoFile Limit
+	// AppHome sets HOME to the app user's home in the container's
+	// /etc/passwd (runc's rule; "/" when there is none): runc set the
+	// init's HOME for root, not for the app.
+	AppHome bool
+
+	// Proxy is the proxy's argv; empty runs no proxy.
+	Proxy     []string
+	ProxyUser *Cred
+	// ProxyNoFile is the proxy's RLIMIT_NOFILE (soft = hard).
+	ProxyNoFile uint64
+	// ProxyDropCaps empties every capability set of the proxy, bounding
+	// included (needs CAP_SETPCAP: the init runs as root).
+	ProxyDropCaps bool
+	// ProxyLog receives the proxy's stdout and stderr, capped at
+	// ProxyLogMaxBytes (one rotated generation); empty discards them.
+	ProxyLog         string
+	ProxyLogMaxBytes int64
+	// StateDir holds StateFile; empty writes none.
+	StateDir string
+	// MaxRestarts quick proxy exits in a row are restarted; one more
+	// fails the instance.
+	MaxRestarts int
+}
+
+// Cred is a uid and gid.
+type Cred struct{ UID, GID uint32 }
+
+func (c *Cred) String() string {
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d", c.UID, c.GID)
+}
+
+// Limit is a soft and hard resource limit.
+type Limit struct{ Soft, Hard uint64 }
+
+func (l Limit) String() string { return fmt.Sprintf("%d:%d", l.Soft, l.Hard) }
+
+// Args answers the command line that Parse reads back (the agent's side).
+func (c Config) Args() []string {
+	var a []string
+	if c.AppUser != nil {
+		a = append(a, "-app-user", c.AppUser.String())
+	}
+	if c.AppNoFile != (Limit{}) {
+		a = append(a, "-app-nofile", c.AppNoFile.String())
+	}
+	if c.AppHome {
+		a = append(a, "-app-home")
+	}
+	for _, p := range c.Proxy {
+		a = append(a, "-proxy", p)
+	}
+	if c.ProxyUser != nil {
+		a = append(a, "-proxy-user", c.ProxyUser.String())
+	}
+	if c.ProxyNoFile > 0 {
+		a = append(a, "-proxy-nofile", strconv.FormatUint(c.ProxyNoFile, 10))
+	}
+	if c.ProxyDropCaps {
+		a = append(a, "-proxy-drop-caps")
+	}
+	if c.ProxyLog != "" {
+		a = append(a, "-proxy-log", c.ProxyLog, "-proxy-log-max-bytes", strconv.FormatInt(c.ProxyLogMaxBytes, 10))
+	}
+	if c.StateDir != "" {
+		a = append(a, "-state-dir", c.StateDir)
+	}
+	a = append(a, "-max-restarts", strconv.Itoa(c.MaxRestarts), "--")
+	return append(a, c.App...)
+}
+
+// Parse reads the init's command line (without argv[0]).
+func Parse(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("cellinit", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Func("app-user", "uid:gid of the app", credFlag(&c.AppUser))
+	fs.Func("app-nofile", "soft:hard RLIMIT_NOFILE of the app", func(s string) error {
+		soft, hard, err := pair(s)
+		c.AppNoFile = Limit{soft, hard}
+		return err
+	})
+	fs.BoolVar(&c.AppHome, "app-home", false, "set HOME to the app user's home")
+	fs.Func("proxy", "one argument of the proxy's argv (repeated, in order)", func(s string) error {
+		c.Proxy = append(c.Proxy, s)
+		return nil
+	})
+	fs.Func("proxy-user", "uid:gid of the proxy", credFlag(&c.ProxyUser))
+	fs.Uint64Var(&c.ProxyNoFile, "proxy-nofile", 0, "RLIMIT_NOFILE of the proxy")
+	fs.BoolVar(&c.ProxyDropCaps, "proxy-drop-caps", false, "empty every capability set of the proxy")
+	fs.StringVar(&c.ProxyLog, "proxy-log", "", "the proxy's log file")
+	fs.Int64Var(&c.ProxyLogMaxBytes, "proxy-log-max-bytes", 0, "cap of the proxy's log file")
+	fs.StringVar(&c.StateDir, "state-dir", "", "directory of the proxy state file")
+	fs.IntVar(&c.MaxRestarts, "max-restarts", 5, "quick proxy exits in a row that are restarted")
+	if err := fs.Parse(args); err != nil {
+		return c, fmt.Errorf("cellinit: %w", err)
+	}
+	c.App = fs.Args()
+	var errs []error
+	if len(c.App) == 0 {
+		errs = append(errs, errors.New("no app command after the flags"))
+	}
+	if c.AppNoFile.Soft > c.AppNoFile.Hard {
+		errs = append(errs, fmt.Errorf("app-nofile %s: soft above hard", c.AppNoFile))
+	}
+	if len(c.Proxy) > 0 && c.ProxyUser != nil && (c.ProxyUser.UID == 0 || c.ProxyUser.GID == 0) {
+		errs = append(errs, fmt.Errorf("proxy-user %s: the proxy does not run as root", c.ProxyUser))
+	}
+	if c.MaxRestarts < 0 {
+		errs = append(errs, fmt.Errorf("max-restarts %d: negative", c.MaxRestarts))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("cellinit: %w", err)
+	}
+	return c, nil
+}
+
+func credFlag(dst **Cred) func(string) error {
+	return func(s string) error {
+		u, g, err := pair(s)
+		if err != nil {
+			return err
+		}
+		if u > 1<<32-1 || g > 1<<32-1 {
+			return fmt.Errorf("%q: out of range", s)
+		}
+		*dst = &Cred{uint32(u), uint32(g)}
+		return nil
+	}
+}
+
+// pair parses "A:B" of two unsigned integers.
+func pair(s string) (uint64, uint64, error) {
+	a, b, ok := strings.Cut(s, ":")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: want A:B", s)
+	}
+	x, err := strconv.ParseUint(a, 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q: %w", s, err)
+	}
+	y, err := strconv.ParseUint(b, 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q: %w", s, err)
+	}
+	return x, y, nil
+}

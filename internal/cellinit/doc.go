@@ -1,0 +1,43 @@
+// Package cellinit is the container's first process when the agent runs an
+// instance's proxy beside its app without a second runc run (issue 16).
+//
+// Before it, a start ran the app as the task's process and then the proxy
+// with `runc exec`: a second runc run and a second logging-driver process
+// per start, which on a busy cell queue behind every other start (the
+// exec alone was ~55-75 ms of a one-at-a-time start and ~400 ms p50 of 20
+// at once on 2 cores). cellinit, a static binary bind-mounted read-only
+// into the container, starts both itself:
+//
+//   - the app with its exact argv, environment and working directory, as
+//     its own user (setgroups(0), setgid, setuid; a non-root app keeps no
+//     effective, permitted, inheritable or ambient capability, its
+//     bounding set is the container's, as runc gave it), with the app's
+//     file limit; its stdout and stderr are the task's (the app's log).
+//   - the proxy as the proxy's user with every capability set empty,
+//     bounding included, its own file limit, working directory "/", and
+//     its output in a log file of its own (never the app's log).
+//
+// Dropping to a user and emptying the bounding set must happen between
+// fork and exec, which os/exec cannot express: cellinit re-executes itself
+// ("cellinit exec-as ...", see ExecAs) on one locked OS thread, changes
+// its credentials there and execs the target. One static exec costs a
+// millisecond; a runc exec costs tens.
+//
+// The init forwards the signals the agent sends the task (TERM, INT, HUP,
+// QUIT, USR1, USR2, WINCH, ALRM, CONT) to the app only, reaps every zombie
+// (it is pid 1, and a child subreaper when it is not), and exits with the
+// app's status: its exit code, or 128+N for a signal N, which is what
+// containerd reported for the app as the task's process. The proxy dies
+// with the container.
+//
+// The proxy is restarted when it exits, with the policy the agent's
+// supervisor had (proxyhook restartLoop): a doubling delay from 500 ms to
+// 16 s, reset after a minute of running, and after MaxRestarts quick
+// failures in a row no more restarts: the state says "failed" and the
+// agent fails the instance. Every change is written to a state file (see
+// ProxyState), replaced atomically, which the agent reads when it adopts
+// a container after a restart and watches while it runs.
+//
+// Concurrency: Run is one loop over signals and a restart timer; one
+// goroutine copies the proxy's output into its capped log file.
+package cellinit

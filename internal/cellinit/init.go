@@ -1,0 +1,229 @@
+package cellinit
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cellagent/cellagent/logfile"
+)
+
+// Forwarded are the signals the init passes to the app (the agent signals
+// the task, that is the init).
+var Forwarded = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
+	unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, unix.SIGALRM, unix.SIGCONT}
+
+// proxyEnv is the proxy's environment: a runc exec's default, nothing of
+// the app's.
+var proxyEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+// Run is the init: it starts the app and the proxy and supervises both
+// until the app exits, and answers the app's status for os.Exit. Its own
+// failures go to stderr (the app's log): a failed app start answers 127.
+func Run(cfg Config, stderr io.Writer) int {
+	// Not pid 1 (a test): adopt orphans anyway, to reap them.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "cellinit: %v\n", err)
+		return 127
+	}
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, Forwarded...)...)
+	defer signal.Stop(sigs)
+
+	s := &supervisor{cfg: cfg, self: self, stderr: stderr, policy: newRestartPolicy(cfg.MaxRestarts)}
+	app := execAs{cred: cfg.AppUser, nofile: cfg.AppNoFile, home: cfg.AppHome, argv: cfg.App}
+	files := []uintptr{0, 1, 2}
+	s.appPID, err = s.spawn(app, files)
+	if err != nil {
+		fmt.Fprintf(stderr, "cellinit: start app: %v\n", err)
+		return 127
+	}
+	if len(cfg.Proxy) > 0 {
+		if err := s.openProxyOutput(); err != nil {
+			fmt.Fprintf(stderr, "cellinit: proxy output: %v\n", err)
+		}
+		s.startProxy()
+	}
+	for {
+		select {
+		case sig := <-sigs:
+			if sig != unix.SIGCHLD {
+				_ = unix.Kill(s.appPID, sig.(syscall.Signal))
+				continue
+			}
+			if status, done := s.reap(); done {
+				s.stopProxy()
+				return status
+			}
+		case <-s.restart:
+			s.restart = nil
+			s.startProxy()
+		}
+	}
+}
+
+// supervisor is Run's state; only Run's goroutine touches it.
+type supervisor struct {
+	cfg    Config
+	self   string
+	stderr io.Writer
+	appPID int
+
+	policy     *restartPolicy
+	proxyOut   *os.File // write end of the pipe to the proxy's log
+	proxyPID   int      // 0: not running
+	proxyStart time.Time
+	restart    <-chan time.Time
+	state      ProxyState
+}
+
+// spawn starts the helper for e with files as its descriptors 0, 1, 2
+// and waits for its exec: answers the pid or why the target did not
+// start.
+func (s *supervisor) spawn(e execAs, files []uintptr) (int, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	env := e.env
+	if env == nil {
+		env = os.Environ()
+	}
+	pid, err := syscall.ForkExec(s.self, e.args(s.self), &syscall.ProcAttr{Env: env, Files: append(files, w.Fd())})
+	w.Close()
+	if err != nil {
+		return 0, err
+	}
+	msg, _ := io.ReadAll(io.LimitReader(r, 4096))
+	if len(msg) > 0 {
+		// The helper exits at once; the SIGCHLD loop reaps it.
+		return 0, fmt.Errorf("%s", msg)
+	}
+	return pid, nil
+}
+
+func (s *supervisor) openProxyOutput() error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	s.proxyOut = w
+	var out io.Writer = io.Discard
+	if s.cfg.ProxyLog != "" {
+		c, err := logfile.OpenCapped(s.cfg.ProxyLog, s.cfg.ProxyLogMaxBytes)
+		if err != nil {
+			r.Close()
+			return err
+		}
+		out = c
+	}
+	// Ends with the init (the container): nothing waits for it.
+	go func() { _, _ = io.Copy(out, r) }()
+	return nil
+}
+
+func (s *supervisor) startProxy() {
+	files := []uintptr{devNull(), devNull(), devNull()}
+	if s.proxyOut != nil {
+		files[1], files[2] = s.proxyOut.Fd(), s.proxyOut.Fd()
+	}
+	p := execAs{cred: s.cfg.ProxyUser, nofile: Limit{s.cfg.ProxyNoFile, s.cfg.ProxyNoFile},
+		dropCaps: s.cfg.ProxyDropCaps, home: true, dir: "/", argv: s.cfg.Proxy, env: proxyEnv}
+	if s.cfg.ProxyNoFile == 0 {
+		p.nofile = Limit{}
+	}
+	pid, err := s.spawn(p, files)
+	if err != nil {
+		s.state.Error = err.Error()
+		delay, giveUp := s.policy.failed()
+		s.settle(255, delay, giveUp)
+		return
+	}
+	s.proxyPID, s.proxyStart = pid, time.Now()
+	s.state.Phase, s.state.PID, s.state.Error, s.state.RestartInMS = PhaseRunning, pid, "", 0
+	s.write()
+}
+
+// settle records a proxy that is down: a restart after delay, or none.
+func (s *supervisor) settle(status int, delay time.Duration, giveUp bool) {
+	s.state.Status, s.state.Failures, s.state.PID = status, s.policy.failures, 0
+	if giveUp {
+		s.state.Phase, s.state.RestartInMS = PhaseFailed, 0
+		fmt.Fprintf(s.stderr, "cellinit: proxy exited %d times in a row (last status %d): not restarted\n", s.policy.failures, status)
+	} else {
+		s.state.Phase, s.state.RestartInMS = PhaseExited, delay.Milliseconds()
+		s.restart = time.After(delay)
+	}
+	s.write()
+}
+
+func (s *supervisor) write() {
+	if s.cfg.StateDir == "" {
+		return
+	}
+	s.state.Seq++
+	if err := WriteState(s.cfg.StateDir, s.state); err != nil {
+		fmt.Fprintf(s.stderr, "cellinit: write proxy state: %v\n", err)
+	}
+}
+
+// reap collects every exited child; it answers the app's status once the
+// app has exited.
+func (s *supervisor) reap() (int, bool) {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if pid <= 0 || err != nil {
+			return 0, false
+		}
+		switch pid {
+		case s.appPID:
+			return exitStatus(ws), true
+		case s.proxyPID:
+			s.proxyPID = 0
+			delay, giveUp := s.policy.exited(time.Since(s.proxyStart))
+			s.settle(exitStatus(ws), delay, giveUp)
+		}
+	}
+}
+
+// stopProxy kills a running proxy. As pid 1 the init's exit would take
+// it anyway; as a test's subprocess it would outlive it.
+func (s *supervisor) stopProxy() {
+	if s.proxyPID != 0 {
+		_ = unix.Kill(s.proxyPID, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(s.proxyPID, &ws, 0, nil)
+	}
+}
+
+// exitStatus is the status containerd reports for a process that ended
+// with ws: its exit code, or 128+N for signal N.
+func exitStatus(ws unix.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+var nullFD uintptr
+
+func devNull() uintptr {
+	if nullFD == 0 {
+		if f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+			nullFD = f.Fd() // kept open for every restart
+		}
+	}
+	return nullFD
+}

@@ -1,0 +1,65 @@
+package cellinit
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/cellagent/cellagent/internal/atomicfile"
+)
+
+// StateFile is the name of the proxy's state file in the state directory.
+const StateFile = "proxy-state.json"
+
+// Phase is what the init last saw of the proxy.
+type Phase string
+
+const (
+	// PhaseRunning: the proxy was started (PID) and has not exited since.
+	PhaseRunning Phase = "running"
+	// PhaseExited: the proxy exited (Status); a restart is due.
+	PhaseExited Phase = "exited"
+	// PhaseFailed: the proxy exited more than MaxRestarts times in a row
+	// (or could not be started): no more restarts, the instance fails.
+	PhaseFailed Phase = "failed"
+)
+
+// ProxyState is the content of the state file. Seq grows with every
+// change, so a reader tells a new exit from one it has seen.
+type ProxyState struct {
+	Seq   uint64 `json:"seq"`
+	Phase Phase  `json:"phase"`
+	// PID is the proxy's pid in the container's pid namespace.
+	PID int `json:"pid,omitempty"`
+	// Status is the last exit status (128+N for signal N).
+	Status int `json:"status"`
+	// Failures counts quick exits in a row (see restartPolicy).
+	Failures int `json:"failures"`
+	// RestartInMS is the delay before the next start (PhaseExited).
+	RestartInMS int64 `json:"restart_in_ms,omitempty"`
+	// Error says why a start failed, if one did.
+	Error string `json:"error,omitempty"`
+}
+
+// WriteState replaces the state file in dir. The file outlives only the
+// container (NoSync): a machine crash ends both.
+func WriteState(dir string, st ProxyState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(dir+"/"+StateFile, append(b, '\n'), 0o640, atomicfile.NoSync)
+}
+
+// ReadState reads the state file in dir.
+func ReadState(dir string) (ProxyState, error) {
+	var st ProxyState
+	b, err := os.ReadFile(dir + "/" + StateFile)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("proxy state %s: %w", dir, err)
+	}
+	return st, nil
+}

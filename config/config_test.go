@@ -58,6 +58,9 @@ var _ = Describe("Config", func() {
 				Expect(err).To(MatchError(ContainSubstring(message)))
 			},
 			Entry("cell id with a slash", func(c *config.Config) { c.CellID = "a/b" }, "cell_id"),
+			Entry("cellinit with Envoy (issue 16)", func(c *config.Config) {
+				c.Proxy.Kind, c.Proxy.Binary, c.Proxy.Init = "envoy", "/opt/envoy", true
+			}, "proxy.init runs cellproxy only"),
 			Entry("host mode with the plain loopback admin API (issue 13 item 10)", func(c *config.Config) { c.Network.Mode = "host" },
 				"network.mode host: listen.admin 127.0.0.1:1800 is plain HTTP on loopback"),
 			Entry("host mode with an external NATS without credentials", func(c *config.Config) {

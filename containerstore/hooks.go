@@ -38,6 +38,9 @@ type Instance struct {
 	CertPEM, KeyPEM []byte
 	// MemoryOverheadMB is added to the container's memory limit (the proxy's).
 	MemoryOverheadMB int
+	// Init, set by the proxy hook, runs the app under a first process of
+	// its own (ContainerSpec.Init).
+	Init *ProcessInit
 }
 
 // ContainerPorts are the ports to map to the host: app ports, then the

@@ -291,7 +291,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 		Dir: req.Process.Dir, User: user,
 		MemoryLimitBytes: limit, MaxPids: s.maxPids(res), CPUShares: cpuShares(req.CPUWeight),
 		NetNSPath: inst.NetNSPath, Hostname: hostname(guid), Mounts: inst.Mounts,
-		LogPath: s.logPath(guid), LogMaxBytes: s.cfg.LogMaxBytes,
+		LogPath: s.logPath(guid), LogMaxBytes: s.cfg.LogMaxBytes, Init: inst.Init,
 	}
 	if err := s.deps.Runtime.Create(ctx, logger, spec); err != nil {
 		return nil, err

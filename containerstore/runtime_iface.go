@@ -6,6 +6,8 @@ import (
 	"syscall"
 
 	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/internal/cellinit"
 )
 
 // Mount is a bind mount into a container.
@@ -44,6 +46,19 @@ type ContainerSpec struct {
 	LogPath     string
 	LogMaxBytes int64
 	Labels      map[string]string
+	// Init, when set, is the container's first process: it runs the app
+	// (Path, Args, Env, Dir, User) and whatever else its Config says.
+	Init *ProcessInit
+}
+
+// ProcessInit is a first process that starts the app as its child (the
+// proxy hook's cellinit, issue 16). The runtime adds the app's argv, user,
+// file limit and HOME rule to Config and runs Path as root: the init
+// drops each child to its user.
+type ProcessInit struct {
+	// Path is the init's executable in the container (a hook mounts it).
+	Path   string
+	Config cellinit.Config
 }
 
 // TaskStatus is what containerd reports of a container's task.

@@ -87,6 +87,14 @@ type Config struct {
 	// (credmanager.Manager.IssueC2C); an instance with app port 8080 then
 	// gets Diego's c2c listener on 61443 serving it.
 	IssueC2C func(guid string, ous, hostnames []string) (credmanager.Credential, error)
+	// InitBinary, when set, is cellinit on the host: it becomes each
+	// proxied container's first process and runs the proxy beside the app,
+	// one runc run per start instead of two (see initmode.go). Empty: the
+	// proxy is a runc exec.
+	InitBinary string
+	// StatePoll is how often a cellinit-run proxy's state file is checked
+	// (0: one second).
+	StatePoll time.Duration
 }
 
 // DefaultNoFile is the proxy's file limit when Config leaves it 0.
@@ -133,6 +141,9 @@ func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (
 	if cfg.NoFile == 0 {
 		cfg.NoFile = DefaultNoFile
 	}
+	if cfg.StatePoll <= 0 {
+		cfg.StatePoll = time.Second
+	}
 	if cfg.User.UID == 0 || cfg.User.GID == 0 {
 		return nil, fmt.Errorf("proxy user %d:%d: the proxy does not run as root (uid or gid 0)", cfg.User.UID, cfg.User.GID)
 	}
@@ -149,6 +160,11 @@ func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (
 	}
 	if err := checkBinary(cfg.HostBinary); err != nil {
 		return nil, err
+	}
+	if cfg.InitBinary != "" {
+		if st, err := os.Stat(cfg.InitBinary); err != nil || !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("init binary %q: not a file (build cellinit next to cellagent): %v", cfg.InitBinary, err)
+		}
 	}
 	v, err := newVerifier(cfg.CACertPEM)
 	if err != nil {
@@ -353,6 +369,11 @@ func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *contain
 	inst.Mounts = append(inst.Mounts,
 		containerstore.Mount{Source: dir, Destination: cfg.ConfigDir, ReadOnly: true},
 		binaryMount(h.cfg.HostBinary))
+	if h.cfg.InitBinary != "" {
+		if err := f.setupInit(inst); err != nil {
+			return err
+		}
+	}
 	h.mu.Lock()
 	h.instances[inst.GUID] = &instance{inst: inst, serial: inst.Credentials.Serial}
 	h.mu.Unlock()

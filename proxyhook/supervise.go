@@ -35,6 +35,10 @@ func (f filesHook) Start(ctx context.Context, logger lager.Logger, inst *contain
 	if !proxied(inst) {
 		return nil
 	}
+	if inst.Init != nil {
+		f.superviseInit(inst.GUID) // cellinit started it with the app
+		return nil
+	}
 	pid, exits, err := f.h.runner.Exec(context.Background(), logger, inst.GUID, execID, f.spec(inst))
 	if err != nil {
 		return fmt.Errorf("start proxy: %w", err)
@@ -46,6 +50,10 @@ func (f filesHook) Start(ctx context.Context, logger lager.Logger, inst *contain
 // Adopt re-attaches to the proxy of an adopted container, or starts one.
 func (f filesHook) Adopt(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
 	if !proxied(inst) {
+		return nil
+	}
+	if f.h.runByInit(inst.GUID) {
+		f.superviseInit(inst.GUID)
 		return nil
 	}
 	pid, exits, err := f.h.runner.AttachExec(context.Background(), logger, inst.GUID, execID)

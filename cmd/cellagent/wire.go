@@ -281,10 +281,18 @@ func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Man
 		}
 		pc.TrustedCAPEM = b
 	}
+	initBinary := ""
+	if cfg.Proxy.Init {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find own executable: %w", err)
+		}
+		initBinary = filepath.Join(filepath.Dir(self), "cellinit")
+	}
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
 		CACertPEM: creds.CACertPEM(), IssueC2C: creds.IssueC2C, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
-		UpstreamBeforeHandshake: bundled,
-		User:                    containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
+		UpstreamBeforeHandshake: bundled, InitBinary: initBinary,
+		User: containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}

@@ -241,7 +241,11 @@ func (c *Client) Create(ctx context.Context, logger lager.Logger, spec container
 		seccomp.WithDefaultProfile(),
 		oci.WithNoNewPrivileges,
 		oci.WithDroppedCapabilities([]string{"CAP_NET_RAW"}),
-		withoutCapabilitiesUnlessRoot(spec.User.UID),
+	}
+	if spec.Init == nil {
+		opts = append(opts, withoutCapabilitiesUnlessRoot(spec.User.UID))
+	} else {
+		opts = append(opts, withInit(*spec.Init))
 	}
 	if spec.MemoryLimitBytes > 0 {
 		opts = append(opts, oci.WithMemoryLimit(spec.MemoryLimitBytes))

@@ -12,7 +12,7 @@ import (
 
 // TestImportRules: the containerd adapter implements the store's interfaces and knows no other adapter.
 func TestImportRules(t *testing.T) {
-	depcheck.Check(t, depcheck.Rule{Package: "containerstore/runtime", Project: []string{"containerstore", "executor"}})
+	depcheck.Check(t, depcheck.Rule{Package: "containerstore/runtime", Project: []string{"containerstore", "executor", "internal/cellinit"}})
 }
 
 // TestOnlyTheAdapterKnowsWhereCgroupsLive: the cgroup paths (v1 and v2

@@ -1,0 +1,53 @@
+package runtime
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/internal/cellinit"
+)
+
+// Issue 16: with an init the process is the init, as root with the
+// container's capabilities (it drops its children itself); the app's argv,
+// user, file limit and HOME rule move to the init's command line.
+func TestWithInitRunsTheInitAsRootAndHandsItTheApp(t *testing.T) {
+	s := specWithCaps()
+	s.Process.Args = []string{"/app/server", "8080"}
+	s.Process.User = specs.User{UID: 2000, GID: 2000}
+	s.Process.Env = []string{"PATH=/bin", "PORT=8080"}
+	s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}}
+	in := containerstore.ProcessInit{Path: "/etc/cf-assets/cellinit", Config: cellinit.Config{
+		Proxy: []string{"/etc/cf-assets/envoy"}, ProxyUser: &cellinit.Cred{UID: 2001, GID: 2001}, ProxyNoFile: 65536, ProxyDropCaps: true, MaxRestarts: 5}}
+	if err := withInit(in)(context.Background(), nil, nil, s); err != nil {
+		t.Fatal(err)
+	}
+	p := s.Process
+	if p.User.UID != 0 || p.User.GID != 0 || len(p.Capabilities.Effective) != 3 {
+		t.Fatalf("init runs as %d:%d with %v: want root with the container's capabilities", p.User.UID, p.User.GID, p.Capabilities.Effective)
+	}
+	if p.Args[0] != in.Path {
+		t.Fatalf("process %q: want the init", p.Args)
+	}
+	got, err := cellinit.Parse(p.Args[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.App, []string{"/app/server", "8080"}) || *got.AppUser != (cellinit.Cred{UID: 2000, GID: 2000}) ||
+		got.AppNoFile != (cellinit.Limit{Soft: 1024, Hard: 1024}) || !got.AppHome || got.ProxyNoFile != 65536 || !got.ProxyDropCaps {
+		t.Fatalf("init config %+v", got)
+	}
+	if p.Rlimits[0].Hard != 65536 {
+		t.Fatalf("init file limit %+v: want the proxy's (the init lowers the app's)", p.Rlimits)
+	}
+	s.Process.Env = append(s.Process.Env, "HOME=/app")
+	s.Process.Args = []string{"/app/server"}
+	s.Process.User = specs.User{UID: 2000, GID: 2000}
+	_ = withInit(in)(context.Background(), nil, nil, s)
+	if got, _ := cellinit.Parse(s.Process.Args[1:]); got.AppHome {
+		t.Fatal("an explicit HOME was overridden by the passwd rule")
+	}
+}

@@ -1,0 +1,153 @@
+package proxyhook
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/internal/cellinit"
+	"github.com/cellagent/cellagent/proxyconfig"
+)
+
+// With Config.InitBinary set, the proxy is not a runc exec beside the app:
+// cellinit is the container's first process and starts both (issue 16;
+// see internal/cellinit). The proxy's log and cellinit's state file live
+// in the instance's log directory, mounted read-write at InitRunDir (root
+// only, mode 0750: a non-root app cannot enter it). The hook learns the
+// proxy's exits and restarts from the state file: it polls it (a stat per
+// StatePoll; the file is replaced on every change), also after an agent
+// restart, so adoption needs nothing from containerd.
+const (
+	// InitPath is where cellinit is mounted in the container.
+	InitPath = "/etc/cf-assets/cellinit"
+	// InitRunDir is the instance's log directory in the container.
+	InitRunDir = "/etc/cf-assets/cellinit-run"
+)
+
+// runDir is guid's log directory on the host: the proxy's log is there.
+func (h *Hook) runDir(guid string) string {
+	return filepath.Dir(containerstore.LogPath(h.cfg.DataDir, guid, executor.LogSourceProxy))
+}
+
+// setupInit makes inst's first process cellinit, which runs the proxy.
+// An initial state file (seq 0) marks the instance as run by cellinit for
+// an agent that adopts it, whatever its own configuration then says.
+func (f filesHook) setupInit(inst *containerstore.Instance) error {
+	h := f.h
+	dir := h.runDir(inst.GUID)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	if err := cellinit.WriteState(dir, cellinit.ProxyState{Phase: "starting"}); err != nil {
+		return fmt.Errorf("proxy state: %w", err)
+	}
+	argv := proxyconfig.Command(binaryPath(h.cfg.HostBinary), h.cfg.Proxy)
+	inst.Mounts = append(inst.Mounts,
+		containerstore.Mount{Source: h.cfg.InitBinary, Destination: InitPath, ReadOnly: true},
+		containerstore.Mount{Source: dir, Destination: InitRunDir})
+	inst.Init = &containerstore.ProcessInit{Path: InitPath, Config: cellinit.Config{
+		Proxy: argv, ProxyUser: &cellinit.Cred{UID: h.cfg.User.UID, GID: h.cfg.User.GID}, ProxyNoFile: h.cfg.NoFile,
+		ProxyDropCaps: true, ProxyLog: InitRunDir + "/" + executor.LogSourceProxy + ".log", ProxyLogMaxBytes: h.cfg.LogMaxBytes,
+		StateDir: InitRunDir, MaxRestarts: h.cfg.MaxRestarts,
+	}}
+	return nil
+}
+
+// runByInit says whether guid's proxy is cellinit's: its state file exists.
+func (h *Hook) runByInit(guid string) bool {
+	_, err := os.Stat(filepath.Join(h.runDir(guid), cellinit.StateFile))
+	return err == nil
+}
+
+// superviseInit follows the proxy that cellinit runs in guid.
+func (f filesHook) superviseInit(guid string) {
+	sup := &supervisor{stop: make(chan struct{}), done: make(chan struct{})}
+	f.h.mu.Lock()
+	in, ok := f.h.instances[guid]
+	if !ok || in.sup != nil {
+		f.h.mu.Unlock()
+		close(sup.done)
+		return
+	}
+	in.sup = sup
+	f.h.mu.Unlock()
+	go f.watchInit(guid, sup)
+}
+
+// watchInit polls cellinit's state file and does what restartLoop does
+// for a proxy it runs itself: unroute at an exit, an event per restart,
+// reroute once the restarted proxy answers, fail the instance when
+// cellinit gave up.
+func (f filesHook) watchInit(guid string, sup *supervisor) {
+	defer close(sup.done)
+	h := f.h
+	logger := h.logger.Session("supervise-init", lager.Data{guidKey: guid})
+	path := filepath.Join(h.runDir(guid), cellinit.StateFile)
+	t := h.cfg.Clock.NewTicker(h.cfg.StatePoll)
+	defer t.Stop()
+	var seen fs.FileInfo
+	var last cellinit.ProxyState
+	for {
+		if st, err := os.Stat(path); err == nil && (seen == nil || !os.SameFile(st, seen) || !st.ModTime().Equal(seen.ModTime())) {
+			seen = st
+			cur, err := cellinit.ReadState(filepath.Dir(path))
+			switch {
+			case err != nil:
+				logger.Error("read-proxy-state", err)
+			case cur.Seq != last.Seq:
+				if done := f.initChanged(logger, guid, sup, last, cur); done {
+					return
+				}
+				last = cur
+			}
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			logger.Error("stat-proxy-state", err)
+		}
+		select {
+		case <-sup.stop:
+			return
+		case <-t.C():
+		}
+	}
+}
+
+// initChanged acts on a new state; it answers true when supervision ends
+// (the instance failed). Polling may miss a state in between: a higher
+// failure count or another pid is an exit all the same.
+func (f filesHook) initChanged(logger lager.Logger, guid string, sup *supervisor, prev, cur cellinit.ProxyState) bool {
+	sink := f.h.getSink()
+	down := cur.Phase == cellinit.PhaseExited || cur.Phase == cellinit.PhaseFailed
+	exited := down || cur.Failures > prev.Failures || (prev.PID != 0 && cur.PID != prev.PID)
+	if exited && (prev.Phase != cur.Phase || cur.Failures != prev.Failures) {
+		logger.Info("proxy-exited", lager.Data{"status": cur.Status, "failures": cur.Failures})
+		if sink != nil {
+			sink.Unroute(guid, "proxy exited")
+		}
+	}
+	switch {
+	case cur.Phase == cellinit.PhaseFailed:
+		reason := fmt.Sprintf("instance proxy failed: exited %d times in a row (last status %d)", cur.Failures, cur.Status)
+		if cur.Error != "" {
+			reason = "instance proxy failed: " + cur.Error
+		}
+		if sink != nil {
+			sink.Fail(guid, executor.FailureProxyFailed, reason)
+		}
+		return true
+	case cur.Phase == cellinit.PhaseExited && cur.Failures != prev.Failures:
+		if sink != nil {
+			delay := time.Duration(cur.RestartInMS) * time.Millisecond
+			sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d in %s", cur.Status, cur.Failures, delay))
+		}
+	case cur.Phase == cellinit.PhaseRunning && prev.Seq > 0 && cur.Failures > 0 && cur.PID != prev.PID:
+		f.rerouteWhenReady(guid, sup)
+	}
+	return false
+}

@@ -1,0 +1,138 @@
+package proxyhook_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"code.cloudfoundry.org/clock/fakeclock"
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/internal/cellinit"
+	"github.com/cellagent/cellagent/proxyhook"
+)
+
+func newInitFixture(t *testing.T, clk *fakeclock.FakeClock) *fixture {
+	t.Helper()
+	initBin := filepath.Join(t.TempDir(), "cellinit")
+	if err := os.WriteFile(initBin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return newFixture(t, clk, func(c *proxyhook.Config) { c.InitBinary = initBin; c.StatePoll = time.Second })
+}
+
+// Issue 16: with an init binary the proxy is no runc exec: the instance's
+// first process is cellinit, told how to run the proxy as today's exec did.
+func TestWithAnInitTheProxyIsCellinitsChild(t *testing.T) {
+	f := newInitFixture(t, fakeclock.NewFakeClock(time.Unix(1000, 0)))
+	inst := f.instance(t, "g1", 10, 0)
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	last := inst.Mounts[len(inst.Mounts)-2:]
+	want := []containerstore.Mount{{Source: f.cfg.InitBinary, Destination: proxyhook.InitPath, ReadOnly: true},
+		{Source: runDir, Destination: proxyhook.InitRunDir}}
+	if fmt.Sprint(last) != fmt.Sprint(want) {
+		t.Fatalf("mounts %v, want them to end with %v", inst.Mounts, want)
+	}
+	in := inst.Init
+	if in == nil || in.Path != proxyhook.InitPath {
+		t.Fatalf("init %+v", in)
+	}
+	c := in.Config
+	if c.Proxy[0] != proxyhook.BinaryPath || *c.ProxyUser != (cellinit.Cred{UID: f.cfg.User.UID, GID: f.cfg.User.GID}) || !c.ProxyDropCaps ||
+		c.ProxyNoFile == 0 || c.StateDir != proxyhook.InitRunDir || c.ProxyLog != proxyhook.InitRunDir+"/proxy.log" || c.MaxRestarts != f.cfg.MaxRestarts {
+		t.Fatalf("init config %+v", c)
+	}
+	if st, err := cellinit.ReadState(runDir); err != nil || st.Seq != 0 {
+		t.Fatalf("initial state %+v %v: want the marker an adopting agent reads", st, err)
+	}
+	if err := f.starter().Start(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
+	}
+	f.starter().Stopping(f.logger, "g1")
+	if f.runner.ExecCallCount() != 0 {
+		t.Fatal("the proxy was started with a runc exec as well")
+	}
+}
+
+// The supervisor follows cellinit's state file as it followed its exec's
+// exit: unroute and an event per restart, reroute when the restarted
+// proxy answers, fail the instance when cellinit gave up.
+func TestTheInitsProxyExitsRestartsAndFailureReachTheStore(t *testing.T) {
+	clk := fakeclock.NewFakeClock(time.Unix(1000, 0))
+	f := newInitFixture(t, clk)
+	inst := f.instance(t, "g1", 10, 0) // no TLS ports: Ready passes at once
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	write := func(st cellinit.ProxyState) {
+		t.Helper()
+		if err := cellinit.WriteState(runDir, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(cellinit.ProxyState{Seq: 1, Phase: cellinit.PhaseRunning, PID: 5})
+	if err := f.starter().Start(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
+	}
+	tick := func() { clk.WaitForWatcherAndIncrement(time.Second) }
+	// readiness steps the clock until the reroute's readiness poll ran
+	// (the state ticker is a watcher too, so waiting for one proves
+	// nothing); bounded.
+	readiness := func() {
+		t.Helper()
+		for range 500 {
+			select {
+			case c := <-f.sink.calls:
+				if c != "reroute g1" {
+					t.Fatalf("sink call %q, want the reroute", c)
+				}
+				return
+			case <-time.After(10 * time.Millisecond):
+				clk.Increment(200 * time.Millisecond)
+			}
+		}
+		t.Fatal("no reroute")
+	}
+	write(cellinit.ProxyState{Seq: 2, Phase: cellinit.PhaseExited, Status: 1, Failures: 1, RestartInMS: 500})
+	tick()
+	f.sink.expect(t, "unroute g1", "publish proxy_restarted g1: proxy exited with status 1; restart 1 in 500ms")
+	write(cellinit.ProxyState{Seq: 3, Phase: cellinit.PhaseRunning, PID: 9, Status: 1, Failures: 1})
+	tick()
+	readiness()
+	// Exited and restarted between two polls: still an exit.
+	write(cellinit.ProxyState{Seq: 5, Phase: cellinit.PhaseRunning, PID: 11, Status: 2, Failures: 2})
+	tick()
+	f.sink.expect(t, "unroute g1")
+	readiness()
+	write(cellinit.ProxyState{Seq: 6, Phase: cellinit.PhaseFailed, Status: 7, Failures: 3})
+	tick()
+	f.sink.expect(t, "unroute g1", "fail g1 proxy_failed: instance proxy failed: exited 3 times in a row (last status 7)")
+	f.starter().Stopping(f.logger, "g1") // the supervisor ended: returns at once
+	f.sink.none(t)
+}
+
+// After an agent restart the proxy of a cellinit instance is followed
+// through its state file: nothing is asked of containerd, nothing started.
+func TestAdoptFollowsAnInitsProxyWithoutContainerd(t *testing.T) {
+	clk := fakeclock.NewFakeClock(time.Unix(1000, 0))
+	f := newInitFixture(t, clk)
+	inst := f.instance(t, "g1", 10, 0)
+	adopted := &containerstore.Instance{GUID: "g1", Request: inst.Request, Ports: inst.Ports, InternalIP: inst.InternalIP}
+	if err := cellinit.WriteState(filepath.Join(f.cfg.DataDir, "logs", "g1"), cellinit.ProxyState{Seq: 4, Phase: cellinit.PhaseFailed, Status: 3, Failures: 6}); err != nil {
+		t.Fatal(err)
+	}
+	adopter := f.hook.FilesHook().(interface {
+		Adopt(context.Context, lager.Logger, *containerstore.Instance) error
+	})
+	if err := adopter.Adopt(context.Background(), f.logger, adopted); err != nil {
+		t.Fatal(err)
+	}
+	// Failed while the agent was away: the instance fails now.
+	f.sink.expect(t, "unroute g1", "fail g1 proxy_failed: instance proxy failed: exited 6 times in a row (last status 3)")
+	if f.runner.AttachExecCallCount()+f.runner.ExecCallCount() != 0 {
+		t.Fatal("asked containerd for a proxy cellinit runs")
+	}
+	f.starter().Stopping(f.logger, "g1")
+}

@@ -603,7 +603,7 @@ func TestCredentialsRotated(t *testing.T) {
 
 func TestUsageSplitsTheCgroupsTotal(t *testing.T) {
 	f := newFixture(t, clock.NewClock(), nil)
-	if u := f.hook.Usage("g1", 1000); u.AppBytes != 1000 || u.ProxyBytes != 0 {
+	if u := f.hook.Usage("g1", 1000, nil); u.AppBytes != 1000 || u.ProxyBytes != 0 {
 		t.Errorf("Usage without a proxy = %+v, want all of it the app's", u)
 	}
 	inst := f.instance(t, "g1", 10, 0)
@@ -613,11 +613,11 @@ func TestUsageSplitsTheCgroupsTotal(t *testing.T) {
 	defer f.starter().Stopping(f.logger, "g1")
 	// The fake proxy's pid is this test process: its RssAnon is real.
 	const total = 1 << 40
-	u := f.hook.Usage("g1", total)
+	u := f.hook.Usage("g1", total, nil)
 	if u.ProxyBytes == 0 || u.AppBytes+u.ProxyBytes != total {
 		t.Errorf("Usage = %+v, want a proxy share and the rest the app's", u)
 	}
-	if u := f.hook.Usage("g1", 1); u.ProxyBytes != 1 || u.AppBytes != 0 {
+	if u := f.hook.Usage("g1", 1, nil); u.ProxyBytes != 1 || u.AppBytes != 0 {
 		t.Errorf("Usage with a total below the proxy's RSS = %+v, want the proxy capped at the total", u)
 	}
 }

@@ -136,3 +136,31 @@ func TestAdoptFollowsAnInitsProxyWithoutContainerd(t *testing.T) {
 	}
 	f.starter().Stopping(f.logger, "g1")
 }
+
+// The memory split finds cellinit's proxy among the container's processes
+// by its pid in the container (the state file's); here the "container" is
+// this test process, whose innermost pid is its own.
+func TestUsageFindsTheInitsProxyInTheContainersCgroup(t *testing.T) {
+	clk := fakeclock.NewFakeClock(time.Unix(1000, 0))
+	f := newInitFixture(t, clk)
+	inst := f.instance(t, "g1", 10, 0)
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	if err := cellinit.WriteState(runDir, cellinit.ProxyState{Seq: 1, Phase: cellinit.PhaseRunning, PID: os.Getpid()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.starter().Start(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
+	}
+	defer f.starter().Stopping(f.logger, "g1")
+	procs := func(guid string) ([]uint32, error) { return []uint32{1, uint32(os.Getpid())}, nil }
+	const total = 1 << 40
+	if u := f.hook.Usage("g1", total, procs); u.ProxyBytes == 0 || u.AppBytes+u.ProxyBytes != total {
+		t.Errorf("Usage = %+v, want the proxy's share found through the cgroup", u)
+	}
+	if err := cellinit.WriteState(runDir, cellinit.ProxyState{Seq: 2, Phase: cellinit.PhaseExited, Status: 1, Failures: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if u := f.hook.Usage("g1", total, procs); u.ProxyBytes != 0 {
+		t.Errorf("Usage of an exited proxy = %+v, want none", u)
+	}
+}

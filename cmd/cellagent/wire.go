@@ -113,7 +113,7 @@ func run(cfg config.Config) error {
 			if err != nil {
 				return nil
 			}
-			return proxy.Usage(guid, total)
+			return proxy.Usage(guid, total, rt.Cgroups().Procs)
 		}
 	}
 

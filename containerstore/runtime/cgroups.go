@@ -63,6 +63,30 @@ func (g *Cgroups) MemoryBytes(guid string) (uint64, error) {
 	return readUint(filepath.Join(g.root, "memory", g.namespace, guid, "memory.usage_in_bytes"))
 }
 
+// Procs answers the host pids of the processes in guid's cgroup.
+func (g *Cgroups) Procs(guid string) ([]uint32, error) {
+	if err := checkID(guid); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(g.root, g.namespace, guid, "cgroup.procs")
+	if !g.unified {
+		path = filepath.Join(g.root, "memory", g.namespace, guid, "cgroup.procs")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var pids []uint32
+	for _, f := range strings.Fields(string(b)) {
+		pid, err := strconv.ParseUint(f, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		pids = append(pids, uint32(pid))
+	}
+	return pids, nil
+}
+
 // CPUTime answers the CPU time guid's cgroup has used, user and system.
 func (g *Cgroups) CPUTime(guid string) (time.Duration, error) {
 	if err := checkID(guid); err != nil {

@@ -186,3 +186,18 @@ func BenchmarkCgroupsMemoryBytes(b *testing.B) {
 		}
 	}
 }
+
+func TestProcsListsTheContainersProcessesOnEitherHierarchy(t *testing.T) {
+	for name, root := range map[string]string{
+		"v1": tree(t, map[string]string{"memory/ns/g1/cgroup.procs": "10\n11\n"}),
+		"v2": tree(t, map[string]string{"cgroup.controllers": "memory\n", "ns/g1/cgroup.procs": "10\n11\n"}),
+	} {
+		got, err := runtime.NewCgroups(root, "ns").Procs("g1")
+		if err != nil || !reflect.DeepEqual(got, []uint32{10, 11}) {
+			t.Errorf("%s: Procs = %v, %v", name, got, err)
+		}
+		if _, err := runtime.NewCgroups(root, "ns").Procs("../g1"); err == nil {
+			t.Errorf("%s: a path as id was read", name)
+		}
+	}
+}

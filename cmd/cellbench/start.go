@@ -18,6 +18,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/nats-io/nats.go"
 
+	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/containerstore/runtime"
 	"github.com/cellagent/cellagent/executor"
@@ -63,6 +64,7 @@ func cmdStart(args []string) error {
 	conc := fs.Int("c", 20, "concurrent starts per round")
 	rounds := fs.Int("rounds", 3, "concurrent rounds")
 	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
+	proxyInit := fs.Bool("proxy-init", false, "run the agent with proxy.init (cellinit starts app and proxy; issue 16)")
 	parseFlags(fs, args)
 	dir, err := workdir(*workDir)
 	if err != nil {
@@ -87,7 +89,7 @@ func cmdStart(args []string) error {
 	sr.RawConcP50, sr.RawConcP99 = median(p50s), median(p99s)
 	progress("raw: one at a time p50 %.0f ms; %d at once p99 %.0f ms", sr.RawSeq.P50, *conc, sr.RawConcP99)
 
-	a, err := newAgent(dir, "start", nil)
+	a, err := newAgent(dir, "start", func(c *config.Config) { c.Proxy.Init = *proxyInit })
 	if err != nil {
 		recordError(*results, "start", err)
 		return err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,7 +42,26 @@ func TestMain(m *testing.M) {
 type started struct {
 	cmd   *exec.Cmd
 	lines chan string
-	out   *strings.Builder
+	out   *lockedBuffer
+}
+
+// lockedBuffer is the init's stderr: exec's copying goroutine writes it
+// while a test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func start(t *testing.T, cfg cellinit.Config) *started {
@@ -54,12 +74,12 @@ func start(t *testing.T, cfg cellinit.Config) *started {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &started{cmd: cmd, lines: make(chan string, 100), out: &stderr}
+	s := &started{cmd: cmd, lines: make(chan string, 100), out: stderr}
 	go func() {
 		defer close(s.lines)
 		sc := bufio.NewScanner(stdout)
@@ -347,4 +367,4 @@ func TestParseRefusesWhatItCannotRun(t *testing.T) {
 	}
 }
 
-var _ io.Writer = (*strings.Builder)(nil)
+var _ io.Writer = (*lockedBuffer)(nil)

@@ -6,8 +6,13 @@ import (
 	"github.com/cellagent/cellagent/internal/depcheck"
 )
 
-// TestImportRules: the init is linked into a binary of its own that runs in
-// every container: it takes the two leaves it needs and nothing of the agent.
+// TestImportRules: the init runs as the container's first process, a
+// static binary of its own; it links the standard library, x/sys and
+// two file helpers, never containerd or NATS.
 func TestImportRules(t *testing.T) {
-	depcheck.Check(t, depcheck.Rule{Package: "internal/cellinit", Project: []string{"internal/atomicfile", "logfile"}})
+	depcheck.Check(t, depcheck.Rule{
+		Package:       "internal/cellinit",
+		Project:       []string{"internal/atomicfile", "logfile"},
+		ForbiddenDeps: []string{"github.com/containerd/", "github.com/nats-io/"},
+	})
 }

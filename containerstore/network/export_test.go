@@ -20,3 +20,9 @@ func Covers(dests []string, ip string) bool {
 	}
 	return false
 }
+
+// The marks Map and Filter leave in the table.
+var (
+	ForwardMark = forwardMark
+	FilterMark  = filterMark
+)

@@ -233,7 +233,9 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 	}
 
 	// An element of the same key that leads elsewhere (a guid that had
-	// this address and was not cleaned up) would fail the batch: replace it.
+	// this address and was not cleaned up) would fail the batch, and the
+	// kernel keeps the comment of an element added again: replace both.
+	mark := filterMark(guid, ip, spec)
 	for name, target := range map[string]string{"egress": e, "ingress": i} {
 		m, err := n.dispatchMap(c, name)
 		if err != nil {
@@ -244,13 +246,13 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 			return fmt.Errorf("list %s map: %w", name, err)
 		}
 		for _, el := range elems {
-			if net.IP(el.Key).Equal(ip) && verdictChain(el) != target {
+			if net.IP(el.Key).Equal(ip) && (verdictChain(el) != target || el.Comment != mark) {
 				if err := c.SetDeleteElements(m, []nftables.SetElement{{Key: ip.To4()}}); err != nil {
 					return err
 				}
 			}
 		}
-		if err := c.SetAddElements(m, []nftables.SetElement{{Key: ip.To4(), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: target}}}); err != nil {
+		if err := c.SetAddElements(m, []nftables.SetElement{{Key: ip.To4(), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: target}, Comment: mark}}); err != nil {
 			return err
 		}
 	}

@@ -28,6 +28,9 @@ type HostPorts interface {
 	// Mapped answers the host ports mapped to each guid that has any
 	// (and an empty list for a guid with only a filter).
 	Mapped(ctx context.Context) (map[string][]uint16, error)
+	// Held answers what the table holds of each container (Held), read
+	// in one pass.
+	Held(ctx context.Context) (map[string]Held, error)
 	// Filter installs or replaces guid's filter (FilterSpec).
 	Filter(ctx context.Context, guid string, ip net.IP, spec FilterSpec) error
 	// Unfilter removes guid's filter; what is not there is not an error.
@@ -151,6 +154,14 @@ func (n NFTables) Mapped(ctx context.Context) (map[string][]uint16, error) {
 	return tbl.ports, nil
 }
 
+func (n NFTables) Held(ctx context.Context) (map[string]Held, error) {
+	tbl, err := n.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tbl.held, nil
+}
+
 // list reads what the table holds per container.
 func (n NFTables) list(context.Context) (nftTable, error) {
 	tbl, err := n.listLink()
@@ -171,6 +182,8 @@ type nftTable struct {
 	setsOf map[string][]string
 	// denied are the e_/i_<guid> counters' packets.
 	denied map[string]map[string]uint64
+	// held are the marks of each guid's batches (Held).
+	held map[string]Held
 }
 
 // guidOfChain answers the guid of a per-container chain or counter, and

@@ -24,6 +24,7 @@ func (n NFTables) mapLink(guid string, ip net.IP, ports []PortMapping) error {
 	t := n.nlTable()
 	ch := c.AddChain(&nftables.Chain{Name: chainPrefix + guid, Table: t})
 	c.FlushChain(ch)
+	mark := forwardMark(guid, ip, ports)
 	var elems []nftables.SetElement
 	for _, p := range ports {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
@@ -36,11 +37,24 @@ func (n NFTables) mapLink(guid string, ip net.IP, ports []PortMapping) error {
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
 		}})
 		elems = append(elems, nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p.HostPort),
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ch.Name}})
+			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ch.Name}, Comment: mark})
 	}
 	m, err := n.dispatchMap(c, "hostports")
 	if err != nil {
 		return err
+	}
+	// The kernel keeps the comment of an element that is added again:
+	// ours with another mark (an earlier Map) are replaced.
+	have, err := c.GetSetElements(m)
+	if err != nil {
+		return fmt.Errorf("list hostports map: %w", err)
+	}
+	for _, el := range have {
+		if verdictChain(el) == ch.Name && el.Comment != mark {
+			if err := c.SetDeleteElements(m, []nftables.SetElement{{Key: el.Key}}); err != nil {
+				return err
+			}
+		}
 	}
 	if err := c.SetAddElements(m, elems); err != nil {
 		return err
@@ -90,7 +104,7 @@ func (n NFTables) unmapLink(guid string) error {
 // listLink reads what the table holds per container through netlink.
 func (n NFTables) listLink() (nftTable, error) {
 	tbl := nftTable{ports: map[string][]uint16{}, addrs: map[string][]string{}, setsOf: map[string][]string{},
-		denied: map[string]map[string]uint64{}}
+		denied: map[string]map[string]uint64{}, held: map[string]Held{}}
 	c, err := nftables.New()
 	if err != nil {
 		return tbl, err
@@ -118,8 +132,9 @@ func (n NFTables) listLink() (nftTable, error) {
 	if err != nil {
 		return tbl, fmt.Errorf("list sets: %w", err)
 	}
+	forwardMarks, egressMarks, ingressMarks := markSet{}, markSet{}, markSet{}
 	for _, s := range sets {
-		if s.Name != "hostports" && s.Name != "egress" && !strings.HasPrefix(s.Name, logSetPrefix) {
+		if s.Name != "hostports" && s.Name != "egress" && s.Name != "ingress" && !strings.HasPrefix(s.Name, logSetPrefix) {
 			continue
 		}
 		elems, err := c.GetSetElements(s)
@@ -131,10 +146,16 @@ func (n NFTables) listLink() (nftTable, error) {
 			case s.Name == "hostports" && len(el.Key) == 2:
 				if guid, ok := strings.CutPrefix(verdictChain(el), chainPrefix); ok {
 					tbl.ports[guid] = append(tbl.ports[guid], binary.BigEndian.Uint16(el.Key))
+					forwardMarks.add(guid, el.Comment)
 				}
 			case s.Name == "egress" && len(el.Key) == 4:
 				if guid, ok := strings.CutPrefix(verdictChain(el), egressPrefix); ok {
 					tbl.addrs[guid] = append(tbl.addrs[guid], net.IP(el.Key).String())
+					egressMarks.add(guid, el.Comment)
+				}
+			case s.Name == "ingress" && len(el.Key) == 4:
+				if guid, ok := strings.CutPrefix(verdictChain(el), ingressPrefix); ok {
+					ingressMarks.add(guid, el.Comment)
 				}
 			case len(el.Key) == 4:
 				ip := net.IP(el.Key).String()
@@ -160,6 +181,25 @@ func (n NFTables) listLink() (nftTable, error) {
 	}
 	for guid := range tbl.ports {
 		slices.Sort(tbl.ports[guid])
+		h := Held{ForwardMark: forwardMarks[guid]}
+		if len(tbl.ports[guid]) > 0 {
+			h.HostPorts = tbl.ports[guid]
+		}
+		if e := egressMarks[guid]; e != "" && e == ingressMarks[guid] {
+			h.FilterMark = e
+		}
+		tbl.held[guid] = h
 	}
 	return tbl, nil
+}
+
+// markSet collects the one mark each guid's elements carry: a guid whose
+// elements disagree (or carry none) gets "".
+type markSet map[string]string
+
+func (ms markSet) add(guid, comment string) {
+	if have, seen := ms[guid]; seen && have != comment {
+		comment = ""
+	}
+	ms[guid] = comment
 }

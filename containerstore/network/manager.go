@@ -64,6 +64,8 @@ type Manager struct {
 	cni        CNI
 	hostPorts  HostPorts
 	locks      keyedMutex
+	// held is the table as the first Restore read it.
+	held heldTable
 	// defaultEgress is cfg.DefaultEgress in canonical form.
 	defaultEgress []executor.EgressRule
 }
@@ -417,22 +419,7 @@ func (m *Manager) Restore(logger lager.Logger, guid string) (Result, error) {
 		return Result{}, fmt.Errorf("restore network of %s: %w", guid, err)
 	}
 	if st.Mode == ModeBridge && m.hostPorts != nil {
-		// The forwards may be gone (an `nft flush ruleset`, a reloaded
-		// nftables.service): Map is safe to repeat. A failure is logged,
-		// not fatal: the container runs either way.
-		if err := m.hostPorts.Map(context.Background(), guid, st.IPv4, st.Ports); err != nil {
-			logger.Error("failed-to-reapply-host-ports", err)
-		}
-		// Exactly the rules it had; a state from before filters gets
-		// today's defaults.
-		if st.Filter == nil {
-			st.DefaultEgress, st.Filter = m.defaultEgress, &FilterSpec{}
-		}
-		// Without its chains the container is not open but cut off:
-		// the base chains drop what no container chain takes.
-		if err := m.hostPorts.Filter(context.Background(), guid, st.IPv4, st.effectiveFilter()); err != nil {
-			logger.Error("failed-to-reapply-filter", err)
-		}
+		m.reapplyLocked(logger, st)
 	}
 	logger.Info("restored", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports})
 	return st.result(), nil

@@ -67,7 +67,7 @@ func removeLeftovers() {
 			// The agent's nftables table: gather the guid's forwards,
 			// removed below with the agent's own code.
 			var port uint16
-			if _, err := fmt.Sscanf(spec, "hostports %d : goto", &port); err == nil {
+			if _, err := fmt.Sscanf(spec, "hostports %d", &port); err == nil {
 				nftPorts[owner] = append(nftPorts[owner], port)
 			} else if _, ok := nftPorts[owner]; !ok {
 				nftPorts[owner] = nil

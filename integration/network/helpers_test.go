@@ -93,6 +93,20 @@ func nftTableLines() []string {
 	return lines
 }
 
+// containerRules lists, sorted, the table's lines that belong to guid.
+func containerRules(guid string) []string {
+	rules, err := testagent.NFTContainerRules(netName)
+	Expect(err).NotTo(HaveOccurred())
+	var lines []string
+	for r, g := range rules {
+		if g == guid {
+			lines = append(lines, r)
+		}
+	}
+	slices.Sort(lines)
+	return lines
+}
+
 // ruleLineCount is `iptables-save | wc -l` over nat and filter plus the
 // lines of our nftables table.
 func ruleLineCount() int {

@@ -271,6 +271,50 @@ var _ = Describe("bridge mode", func() {
 	})
 
 	Describe("agent restart", func() {
+		It("re-applies what the table lost and sends nothing for what it holds", func() {
+			kept, err := manager.Setup(ctx, logger, "keep-me", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			startHTTPD("cellagentit-keep-me", 8080, "still here")
+			answers(hostPort(net.IPv4(127, 0, 0, 1), kept.Ports[0].HostPort), "still here")
+			rules := containerRules("keep-me")
+			Expect(rules).To(ContainElements(ContainSubstring("c_keep-me"), ContainSubstring("e_keep-me"), ContainSubstring("i_keep-me")))
+			reapplied := func() int {
+				n := 0
+				for _, m := range logger.LogMessages() {
+					if strings.HasSuffix(m, ".restore.reapplied") {
+						n++
+					}
+				}
+				return n
+			}
+
+			By("restarting with the table intact: nothing to re-apply")
+			_, err = newManager().Restore(logger, "keep-me")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(reapplied()).To(Equal(0))
+			Expect(containerRules("keep-me")).To(Equal(rules))
+			answers(hostPort(net.IPv4(127, 0, 0, 1), kept.Ports[0].HostPort), "still here")
+
+			By("restarting after the table was deleted (nft flush ruleset, a reloaded nftables.service)")
+			mustRun("nft", "delete", "table", "ip", nftTable)
+			Expect(containerRules("keep-me")).To(BeEmpty())
+			_, err = newManager().Restore(logger, "keep-me")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(reapplied()).To(Equal(1))
+			Expect(containerRules("keep-me")).To(Equal(rules), "the same forwards and filter, marks included")
+			answers(hostPort(net.IPv4(127, 0, 0, 1), kept.Ports[0].HostPort), "still here")
+			answers(hostPort(externalIP, kept.Ports[0].HostPort), "still here")
+
+			By("restarting once more: the re-applied batches carry their marks")
+			_, err = newManager().Restore(logger, "keep-me")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(reapplied()).To(Equal(1))
+
+			stopProcesses("cellagentit-keep-me")
+			Expect(manager.Teardown(ctx, logger, "keep-me")).To(Succeed())
+			expectHostClean()
+		})
+
 		It("restores running containers and cleans up the orphans", func() {
 			kept, err := manager.Setup(ctx, logger, "keep-me", []uint16{8080})
 			Expect(err).NotTo(HaveOccurred())

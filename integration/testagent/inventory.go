@@ -352,7 +352,7 @@ func networkRules(network, subnet string) (map[string]string, error) {
 	return out, nil
 }
 
-var nftGotoRe = regexp.MustCompile(`^(\S+) : goto ([cei])_(\S+)$`)
+var nftGotoRe = regexp.MustCompile(`^(\S+)(?: comment "[^"]*")? : goto ([cei])_(\S+)$`)
 
 // NFTContainerRules answers the container parts of the agent's nftables
 // table of network (ip cellagent_<network>), each with its guid: the map

@@ -30,6 +30,17 @@ type FakeHostPorts struct {
 	filterReturnsOnCall map[int]struct {
 		result1 error
 	}
+	HeldStub        func(context.Context) (map[string]network.Held, error)
+	heldMutex       sync.RWMutex
+	heldArgsForCall []FakeHostPortsHeldArgs
+	heldReturns     struct {
+		result1 map[string]network.Held
+		result2 error
+	}
+	heldReturnsOnCall map[int]struct {
+		result1 map[string]network.Held
+		result2 error
+	}
 	InitStub        func(context.Context) error
 	initMutex       sync.RWMutex
 	initArgsForCall []FakeHostPortsInitArgs
@@ -93,6 +104,11 @@ type FakeHostPortsFilterArgs struct {
 	Arg2 string
 	Arg3 net.IP
 	Arg4 network.FilterSpec
+}
+
+// FakeHostPortsHeldArgs holds the arguments of one call to Held.
+type FakeHostPortsHeldArgs struct {
+	Arg1 context.Context
 }
 
 // FakeHostPortsInitArgs holds the arguments of one call to Init.
@@ -266,6 +282,76 @@ func (fake *FakeHostPorts) FilterReturnsOnCall(i int, result1 error) {
 	fake.filterReturnsOnCall[i] = struct {
 		result1 error
 	}{result1}
+}
+
+func (fake *FakeHostPorts) Held(arg1 context.Context) (map[string]network.Held, error) {
+	fake.heldMutex.Lock()
+	ret, specificReturn := fake.heldReturnsOnCall[len(fake.heldArgsForCall)]
+	fake.heldArgsForCall = append(fake.heldArgsForCall, FakeHostPortsHeldArgs{arg1})
+	stub := fake.HeldStub
+	fakeReturns := fake.heldReturns
+	fake.recordInvocation("Held", []interface{}{arg1})
+	fake.heldMutex.Unlock()
+	if stub != nil {
+		return stub(arg1)
+	}
+	if specificReturn {
+		return ret.result1, ret.result2
+	}
+	return fakeReturns.result1, fakeReturns.result2
+}
+
+func (fake *FakeHostPorts) HeldCallCount() int {
+	fake.heldMutex.RLock()
+	defer fake.heldMutex.RUnlock()
+	return len(fake.heldArgsForCall)
+}
+
+func (fake *FakeHostPorts) HeldCalls(stub func(context.Context) (map[string]network.Held, error)) {
+	fake.heldMutex.Lock()
+	defer fake.heldMutex.Unlock()
+	fake.HeldStub = stub
+}
+
+func (fake *FakeHostPorts) HeldArgsForCall(i int) context.Context {
+	fake.heldMutex.RLock()
+	defer fake.heldMutex.RUnlock()
+	argsForCall := fake.heldArgsForCall[i]
+	return argsForCall.Arg1
+}
+
+func (fake *FakeHostPorts) HeldArgs() []FakeHostPortsHeldArgs {
+	fake.heldMutex.RLock()
+	defer fake.heldMutex.RUnlock()
+	args := make([]FakeHostPortsHeldArgs, len(fake.heldArgsForCall))
+	copy(args, fake.heldArgsForCall)
+	return args
+}
+
+func (fake *FakeHostPorts) HeldReturns(result1 map[string]network.Held, result2 error) {
+	fake.heldMutex.Lock()
+	defer fake.heldMutex.Unlock()
+	fake.HeldStub = nil
+	fake.heldReturns = struct {
+		result1 map[string]network.Held
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeHostPorts) HeldReturnsOnCall(i int, result1 map[string]network.Held, result2 error) {
+	fake.heldMutex.Lock()
+	defer fake.heldMutex.Unlock()
+	fake.HeldStub = nil
+	if fake.heldReturnsOnCall == nil {
+		fake.heldReturnsOnCall = make(map[int]struct {
+			result1 map[string]network.Held
+			result2 error
+		})
+	}
+	fake.heldReturnsOnCall[i] = struct {
+		result1 map[string]network.Held
+		result2 error
+	}{result1, result2}
 }
 
 func (fake *FakeHostPorts) Init(arg1 context.Context) error {

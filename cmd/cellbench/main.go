@@ -109,7 +109,7 @@ type Results struct {
 	Start    *StartResults      `json:"start,omitempty"`
 	Routes   *RouteResults      `json:"routes,omitempty"`
 	Density  *DensityResults    `json:"density,omitempty"`
-	Restart  *RestartResults    `json:"restart,omitempty"`
+	Restarts []RestartResults   `json:"restarts,omitempty"`
 	Rotation []RotationResult   `json:"rotation,omitempty"`
 	Errors   map[string]string  `json:"errors,omitempty"`
 	Profiles map[string]string  `json:"profiles,omitempty"` // name -> pprof -top text
@@ -207,7 +207,7 @@ const (
 	benchBridge   = "cellagentbm0"
 	benchSubnet   = "10.254.130.0/23"
 	benchPortsLow = 49000
-	benchPorts    = "49000-49999"
+	benchPorts    = "49000-50999" // two per instance (app + proxy): 500 instances and room
 )
 
 func benchConfig(c *config.Config) {
@@ -221,7 +221,7 @@ func benchConfig(c *config.Config) {
 	c.Proxy.Enabled = true
 	c.Capacity.MemoryMB = 100000
 	c.Capacity.DiskMB = 100000
-	c.Capacity.MaxContainers = 300
+	c.Capacity.MaxContainers = 600
 	c.Listen.Pprof = true // CPU profiles for the report
 }
 

@@ -106,7 +106,7 @@ func (rp *report) render(command, started, runtimeS string) string {
 			row{fmt.Sprintf("2. idle agent CPU with %d instances", d.N), fmt.Sprintf("%.2f%% of a core (%.2f CPU-s in %.0f s; schedstat %.3f CPU-s)", d.IdleCPUPercent, d.IdleCPUSeconds, d.IdleSeconds, d.IdleCPUPrecise),
 				"-", "-", "< 1% of a core", yes(d.IdleCPUPercent < 1)},
 			row{fmt.Sprintf("2. time to start all %d (%d PUTs in flight)", d.N, d.Conc), fmt.Sprintf("%.1f s", d.StartAllSeconds),
-				fmt.Sprintf("each PUT -> routable p50 %s, p99 %s", msf(d.StartEach.P50), msf(d.StartEach.P99)), "-", "(none)", nil})
+				fmt.Sprintf("each PUT -> routable p50 %s, p99 %s", msf(d.StartEach.P50), msf(d.StartEach.P99)), "-", "< 60 s", yes(d.StartAllSeconds < 60)})
 		if d.AgentRSSMB >= 100 {
 			rp.missed = append(rp.missed, "density-start")
 		}
@@ -156,14 +156,25 @@ func (rp *report) render(command, started, runtimeS string) string {
 		v, _ := strconv.ParseFloat(m[1], 64)
 		rows = append(rows, row{"5. proxy data path, p99", fmt.Sprintf("%.2fx haproxy", v), "haproxy (same run)", fmt.Sprintf("%.2fx", v), "<= 1.5x", yes(v <= 1.5)})
 	}
-	if x := r.Restart; x != nil {
+	if runs := r.Restarts; len(runs) > 0 {
+		var adopted, routes []string
+		allAdopted, allRoutes := len(runs) >= 3, len(runs) >= 3
+		regMin, regMax, appRestarts, proxyRestarts := 1<<30, 0, 0, 0
+		for i, x := range runs {
+			adopted = append(adopted, fmt.Sprintf("run %d: %.2f s (API %.2f s)", i+1, x.AdoptedSeconds, x.APISeconds))
+			routes = append(routes, fmt.Sprintf("%.2f s", x.RoutesSeconds))
+			allAdopted = allAdopted && x.AdoptedSeconds < 3
+			allRoutes = allRoutes && x.RoutesSeconds < 3
+			regMin, regMax = min(regMin, x.RegistersPerGUIDMn), max(regMax, x.RegistersPerGUIDMx)
+			appRestarts, proxyRestarts = appRestarts+x.AppRestarts, proxyRestarts+x.ProxyRestarts
+		}
 		rows = append(rows,
-			row{fmt.Sprintf("6. agent restart (kill -9, %d instances): all running + routable", x.N), fmt.Sprintf("%.2f s (API up %.2f s)", x.AdoptedSeconds, x.APISeconds),
-				"-", "-", "< 3 s", yes(x.AdoptedSeconds < 3)},
-			row{"6. agent restart: all routes re-sent (router.register per guid)", fmt.Sprintf("%.2f s; %d-%d registers per guid in the first %.0f s", x.RoutesSeconds, x.RegistersPerGUIDMn, x.RegistersPerGUIDMx, x.CountWindowSeconds),
-				"-", "-", "< 3 s", yes(x.RoutesSeconds < 3)},
-			row{"6. agent restart: app restarts (task pids before/after)", fmt.Sprintf("%d (proxy processes changed: %d)", x.AppRestarts, x.ProxyRestarts),
-				"-", "-", "0", yes(x.AppRestarts == 0)})
+			row{fmt.Sprintf("6. agent restart (kill -9, %d instances, %d runs): all running + routable", runs[0].N, len(runs)), strings.Join(adopted, "; "),
+				"-", "-", "< 3 s in each of 3 runs", yes(allAdopted)},
+			row{"6. agent restart: all routes re-sent (router.register per guid)", fmt.Sprintf("%s; %d-%d registers per guid in the first 5 s",
+				strings.Join(routes, ", "), regMin, regMax), "-", "-", "< 3 s in each of 3 runs", yes(allRoutes)},
+			row{"6. agent restart: app restarts (task pids before/after), all runs", fmt.Sprintf("%d (proxy processes changed: %d)", appRestarts, proxyRestarts),
+				"-", "-", "0", yes(appRestarts == 0)})
 	}
 	if x := r.Routes; x != nil {
 		rows = append(rows,
@@ -245,7 +256,7 @@ func (rp *report) details() {
 	}
 	if d := r.Density; d != nil {
 		rp.p("### 2. Density\n\n")
-		rp.p("%d instances (memory_mb 32 each, proxy overhead 32) started %d PUTs at a time; after all were routable and\n", d.N, d.Conc)
+		rp.p("%d instances (memory_mb %d each, proxy overhead %d) started %d PUTs at a time; after all were routable and\n", d.N, d.MemoryMB, d.ProxyOverheadMB, d.Conc)
 		rp.p("10 s of settling: agent VmRSS from `/proc/<pid>/status`; each container's processes from `ctr -n NS tasks ps`:\n")
 		rp.p("the task's own pid is the app, the other one the proxy. VmRSS counts the proxy's static binary pages in full\n")
 		rp.p("in every proxy although the page cache holds them once; Pss (`/proc/<pid>/smaps_rollup`) splits them among the\n")
@@ -298,8 +309,10 @@ func (rp *report) details() {
 	if rp.proxy != "" {
 		rp.p("### 5. Proxy data path\n\n`scripts/bench-proxy` (cmd/proxybench), verbatim:\n\n```\n%s\n```\n\n", strings.TrimSpace(rp.proxy))
 	}
-	if x := r.Restart; x != nil {
+	if runs := r.Restarts; len(runs) > 0 {
+		x := runs[0]
 		rp.p("### 6. Agent restart\n\n")
+		rp.p("Run %d times, one after the other, each judged on its own.\n", len(runs))
 		rp.p("With the %d density instances running and routable: task pids (`ctr tasks ls`, `ctr tasks ps`) recorded, the\n", x.N)
 		rp.p("agent killed with SIGKILL and started again with the same config; times from the new process's start: its API\n")
 		rp.p("answering, `GET /v1/containers` showing all %d running and routable (polled every 20 ms), and a\n", x.N)

@@ -250,6 +250,9 @@ func (b *bench) measure(name string, round int, s *samples) error {
 		return err
 	}
 	s.rssIdle = append(s.rssIdle, float64(idle))
+	if anon, err := statusKiB(p.pid(), "RssAnon"); err == nil {
+		s.anonIdle = append(s.anonIdle, float64(anon))
+	}
 	if b.o.idleConns > 0 {
 		release, err := holdConns(t, b.o.idleConns, b.o.hsWorkers)
 		if err != nil {
@@ -257,6 +260,9 @@ func (b *bench) measure(name string, round int, s *samples) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 		held, err := rssKiB(p.pid())
+		if anon, err := statusKiB(p.pid(), "RssAnon"); err == nil {
+			s.anonConns = append(s.anonConns, float64(anon))
+		}
 		release()
 		if err != nil {
 			return err
@@ -264,7 +270,15 @@ func (b *bench) measure(name string, round int, s *samples) error {
 		s.rssConns = append(s.rssConns, float64(held))
 		time.Sleep(500 * time.Millisecond) // let the closes drain
 	}
-	return b.loadPhases(t, p, s)
+	if err := b.loadPhases(t, p, s); err != nil {
+		return err
+	}
+	// The peak over the round: the held connections, the keep-alive load
+	// and the handshakes (what a container's memory limit must allow).
+	if hwm, err := statusKiB(p.pid(), "VmHWM"); err == nil {
+		s.hwm = append(s.hwm, float64(hwm))
+	}
+	return nil
 }
 
 // loadPhases runs warm-up, keep-alive and new-connection load, accounting

@@ -21,15 +21,19 @@ type samples struct {
 	rps, hs           []float64
 	p50, p99          []float64
 	rssIdle, rssConns []float64
-	proxyCPUPerReq    []float64
-	appCPUPerReq      []float64
-	proxyCPUPerHS     []float64
-	serverBusy        []float64
-	genBusy           []float64
-	hsGenBusy         []float64
-	hsServerBusy      []float64
-	neighbours        []float64
-	hsNeighbours      []float64
+	// anonIdle and anonConns are RssAnon (the private heap and stacks,
+	// what the proxy alone adds to its container's memory); hwm is VmHWM
+	// at the end of the round (KiB).
+	anonIdle, anonConns, hwm []float64
+	proxyCPUPerReq           []float64
+	appCPUPerReq             []float64
+	proxyCPUPerHS            []float64
+	serverBusy               []float64
+	genBusy                  []float64
+	hsGenBusy                []float64
+	hsServerBusy             []float64
+	neighbours               []float64
+	hsNeighbours             []float64
 }
 
 func median(v []float64) float64 {
@@ -95,6 +99,16 @@ func printTable(o options, res map[string]*samples) {
 			median(s.rps), dur(median(s.p50)), dur(median(s.p99)), hs,
 			mib(median(s.rssIdle)), mib(median(s.rssConns)),
 			median(s.rps)/median(h.rps), median(s.rps)/median(d.rps))
+	}
+	w.Flush()
+
+	fmt.Println("\nproxy memory (medians; RssAnon = private heap and stacks; peak = VmHWM over the round: held")
+	fmt.Println("connections, keep-alive load and handshakes; VmRSS also counts the binary's shared, file-backed pages):")
+	w = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "target\tRssAnon idle\tRssAnon @%d conns\tpeak VmRSS\t\n", o.idleConns)
+	for _, name := range []string{"cellproxy", "haproxy"} {
+		s := res[name]
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t\n", name, mib(median(s.anonIdle)), mib(median(s.anonConns)), mib(median(s.hwm)))
 	}
 	w.Flush()
 

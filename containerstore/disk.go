@@ -14,11 +14,18 @@ import (
 )
 
 // disk_mb is enforced the way kubelet enforces ephemeral-storage: every
-// health interval a running instance's writable layer (Deps.DiskUsage) and
-// its log files are measured, and an instance over its disk_mb is failed
+// diskCheckEvery health intervals a running instance's writable layer
+// (Deps.DiskUsage) and its log files are measured, and an instance over its disk_mb is failed
 // with DiskLimitExceeded. Without it an app could fill the filesystem under
 // containerd and data_dir, and every instance's records, rotations and
 // logs would then fail.
+
+// diskCheckEvery is how many health rounds pass between two disk checks of
+// an instance: once a minute at the default 30 s interval. The check is a
+// containerd round trip and a walk of the log directory per instance, about
+// a fifth of an idle agent's CPU when it ran every round (250 instances,
+// BENCHMARKS.md idle profile).
+const diskCheckEvery = 2
 
 // DiskLimitExceeded starts the failure reason of an instance stopped for
 // writing past its disk_mb.

@@ -111,6 +111,7 @@ func (s *Store) failStart(logger lager.Logger, c *container, exits <-chan Exit, 
 func (s *Store) supervise(logger lager.Logger, c *container, exits <-chan Exit) {
 	var ex Exit
 	var health <-chan time.Time
+	round := 0 // health rounds so far
 	if s.cfg.HealthInterval > 0 {
 		t := s.deps.Clock.NewTicker(s.cfg.HealthInterval)
 		defer t.Stop()
@@ -133,7 +134,10 @@ wait:
 			return
 		case <-health:
 			s.checkHealth(logger, c)
-			s.checkDisk(logger, c)
+			if round%diskCheckEvery == 0 {
+				s.checkDisk(logger, c)
+			}
+			round++
 		}
 	}
 	if s.rootCtx.Err() != nil {

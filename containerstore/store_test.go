@@ -961,6 +961,34 @@ var _ = Describe("Store", func() {
 			Eventually(func() bool { return get("g1").Routable }).Should(BeTrue(), "ready again: routed again")
 		})
 
+		Context("with a disk usage to measure", func() {
+			var (
+				mu       sync.Mutex
+				measured int // guarded by mu
+			)
+			BeforeEach(func() {
+				measured = 0
+				deps.DiskUsage = func(context.Context, string) (int64, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					measured++
+					return 0, nil
+				}
+			})
+
+			It("measures it every other round, not every round", func() {
+				run()
+				tick(6)
+				// A round checks liveness, then (every other one) the disk.
+				Eventually(func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					rounds := ready.AliveCallCount()
+					return rounds >= 6 && measured == (rounds+1)/2
+				}).Should(BeTrue())
+			})
+		})
+
 		It("skips a TCP check of a port the liveness already proved", func() {
 			covering.covers[port] = true
 			run()

@@ -22,7 +22,7 @@
 //
 // Needs root and the private containerd (scripts/lib.sh start_containerd).
 // Every agent it starts uses network cellagentbm (bridge cellagentbm0,
-// 10.254.130.0/23, host ports 49000-49999) and a containerd namespace of its
+// 10.254.144.0/22, host ports 49000-50999) and a containerd namespace of its
 // own, one agent at a time, and deletes its containers when done.
 package main
 
@@ -205,7 +205,7 @@ func median(v []float64) float64 {
 const (
 	benchNetName  = "cellagentbm"
 	benchBridge   = "cellagentbm0"
-	benchSubnet   = "10.254.130.0/23"
+	benchSubnet   = "10.254.144.0/22" // 1022 addresses; 10.254.131.0/24 is integration/hardening's
 	benchPortsLow = 49000
 	benchPorts    = "49000-50999" // two per instance (app + proxy): 500 instances and room
 )

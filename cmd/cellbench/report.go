@@ -225,7 +225,7 @@ func (rp *report) details() {
 	r := rp.r
 	rp.p("## How each figure is measured\n\n")
 	rp.p("All agents run with bridge networking (CNI network `cellagentbm`, bridge `cellagentbm0`, `10.254.144.0/22`,\n")
-	rp.p("host ports 49000-49999), a containerd namespace of their own, identity credentials and cellproxy in every\n")
+	rp.p("host ports 49000-50999), a containerd namespace of their own, identity credentials and cellproxy in every\n")
 	rp.p("container, log level info; the app is the demo app (`/app/server 8080`, tcp check, one route). One agent\n")
 	rp.p("runs at a time; each deletes its containers before the next step.\n\n")
 	if s := r.Start; s != nil {

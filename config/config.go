@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -193,7 +194,7 @@ func DefaultConfig() Config {
 			"busybox": "/var/lib/cellagent/rootfs/busybox",
 		},
 		Identity: Identity{KeyType: "ecdsa-p256", Validity: Duration(24 * time.Hour)},
-		Proxy: Proxy{Enabled: true, Kind: "cellproxy", MemoryOverheadMB: 32, VerifySAN: []string{},
+		Proxy: Proxy{Enabled: true, Kind: "cellproxy", MemoryOverheadMB: ProxyMemoryOverheadMB["cellproxy"], VerifySAN: []string{},
 			UID: 61000, GID: 61000},
 		Network: Network{Mode: "bridge", Subnet: "10.255.0.0/22", HostPortRange: "40000-59999",
 			PortQuarantine: Duration(3 * time.Minute), Bridge: "cellagent0", Name: "cellagent",
@@ -242,7 +243,30 @@ func load(path string) (cfg Config, whole bool, err error) {
 	if err := Decode(b, &cfg); err != nil {
 		return cfg, errors.Is(err, ErrSyntax), inFile(path, err)
 	}
+	if !proxyOverheadGiven(b) {
+		if mb, ok := ProxyMemoryOverheadMB[cfg.Proxy.Kind]; ok {
+			cfg.Proxy.MemoryOverheadMB = mb
+		}
+	}
 	return cfg, false, nil
+}
+
+// ProxyMemoryOverheadMB is proxy.memory_overhead_mb's default per
+// proxy.kind: the memory added to each container's limit for its proxy.
+// cellproxy's is what it was measured to need under load plus headroom
+// (README, "Memory"); Envoy's is Diego's 32 MB.
+var ProxyMemoryOverheadMB = map[string]int{"cellproxy": 16, "envoy": 32}
+
+// proxyOverheadGiven says whether the config file sets
+// proxy.memory_overhead_mb (else the kind's default applies).
+func proxyOverheadGiven(b []byte) bool {
+	var f struct {
+		Proxy struct {
+			MemoryOverheadMB *json.RawMessage `json:"memory_overhead_mb"`
+		} `json:"proxy"`
+	}
+	_ = json.Unmarshal(b, &f) // decoded already; a problem was reported there
+	return f.Proxy.MemoryOverheadMB != nil
 }
 
 // inFile names path in each of err's problems.

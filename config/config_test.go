@@ -224,6 +224,21 @@ var _ = Describe("Config", func() {
 			Expect(cfg.Zone).To(Equal("z1"))
 		})
 
+		DescribeTable("reserves the proxy kind's memory unless the file sets proxy.memory_overhead_mb",
+			func(file string, want int) {
+				path := filepath.Join(GinkgoT().TempDir(), "cellagent.json")
+				Expect(os.WriteFile(path, []byte(file), 0o600)).To(Succeed())
+				cfg, err := config.Load(path)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(cfg.Proxy.MemoryOverheadMB).To(Equal(want))
+			},
+			Entry("no proxy section: cellproxy's", `{}`, 16),
+			Entry("cellproxy", `{"proxy":{"kind":"cellproxy"}}`, 16),
+			Entry("envoy: Diego's 32 MB", `{"proxy":{"kind":"envoy","binary":"/opt/envoy"}}`, 32),
+			Entry("envoy with its own figure", `{"proxy":{"kind":"envoy","binary":"/opt/envoy","memory_overhead_mb":48}}`, 48),
+			Entry("cellproxy with its own figure, 0 included", `{"proxy":{"memory_overhead_mb":0}}`, 0),
+		)
+
 		It("names the file when it cannot be decoded", func() {
 			path := filepath.Join(GinkgoT().TempDir(), "bad.json")
 			Expect(os.WriteFile(path, []byte(`{"cell":"x"}`), 0o600)).To(Succeed())

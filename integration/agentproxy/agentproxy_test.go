@@ -135,15 +135,17 @@ var _ = Describe("the proxy beside the app", func() {
 		_, err = tlsGet(addr, routerTLS(agent, "px-other"))
 		Expect(err).To(MatchError(ContainSubstring("px-other")))
 
-		By("the cgroup limit is requested memory plus the proxy overhead")
-		Expect(c.MemoryLimitBytes).To(Equal(uint64(64+32) << 20))
+		By("the cgroup limit is requested memory plus the proxy overhead (cellproxy's default: 16 MB)")
+		const overhead = 16
+		Expect(agent.Config.Proxy.MemoryOverheadMB).To(Equal(overhead))
+		Expect(c.MemoryLimitBytes).To(Equal(uint64(64+overhead) << 20))
 		limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", agent.Config.Containerd.Namespace, "px-1", "memory.limit_in_bytes"))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(strings.TrimSpace(string(limit))).To(Equal(strconv.Itoa((64 + 32) << 20)))
+		Expect(strings.TrimSpace(string(limit))).To(Equal(strconv.Itoa((64 + overhead) << 20)))
 		st, err := agent.Client.State(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(st.ProxyMemoryOverheadMB).To(Equal(32))
-		Expect(st.Total.MemoryMB - st.Available.MemoryMB).To(Equal(64 + 32))
+		Expect(st.ProxyMemoryOverheadMB).To(Equal(overhead))
+		Expect(st.Total.MemoryMB - st.Available.MemoryMB).To(Equal(64 + overhead))
 		Expect(c.Memory).NotTo(BeNil())
 		Expect(c.Memory.ProxyBytes).To(BeNumerically(">", 0))
 

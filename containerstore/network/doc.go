@@ -32,7 +32,11 @@
 // Containers on the bridge reach each other only through the forward hook:
 // by br_netfilter where it is on, through isolated bridge ports and proxy
 // ARP where it is not. The rules a container got are in its state file
-// (default rules included) and re-applied as they are by Restore.
+// (default rules included). After an agent restart, Restore reads the table
+// once and re-applies a container's forwards or filter only where the
+// table no longer holds them: every Map and Filter batch leaves a mark (a
+// fingerprint of its arguments) as the comment of the map elements it adds,
+// and a batch is applied by the kernel whole or not at all (restore.go).
 //
 // # Why not CNI's portmap
 //

@@ -120,18 +120,38 @@ func parentOf(statPath string) (int, bool) {
 // Then it removes the cgroups of the namespace that belong to no task: a
 // `runc init` killed before its task existed leaves them behind.
 func (c *Client) CleanupStrayShims(ctx context.Context, logger lager.Logger) error {
-	err := c.killStrayShims(ctx, logger, func(string) bool { return true })
-	return errors.Join(err, c.removeStrayCgroups(ctx, logger))
+	// One task list for both: containerd asks every task's shim for its
+	// state to answer it (500 shim calls on a 500-instance cell).
+	tasks := c.tasksOnce(ctx)
+	err := c.killStrayShims(ctx, logger, tasks, func(string) bool { return true })
+	return errors.Join(err, c.removeStrayCgroups(ctx, logger, tasks))
+}
+
+// tasksOnce answers taskIDs, asked of containerd at the first call only.
+// For one goroutine.
+func (c *Client) tasksOnce(ctx context.Context) func() (map[string]bool, error) {
+	var (
+		ids   map[string]bool
+		err   error
+		asked bool
+	)
+	return func() (map[string]bool, error) {
+		if !asked {
+			ids, err = c.taskIDs(ctx)
+			asked = true
+		}
+		return ids, err
+	}
 }
 
 // removeStrayCgroups removes the namespace's cgroups whose container is
 // gone or has no task.
-func (c *Client) removeStrayCgroups(ctx context.Context, logger lager.Logger) error {
+func (c *Client) removeStrayCgroups(ctx context.Context, logger lager.Logger, tasks func() (map[string]bool, error)) error {
 	guids := c.cgroups.IDs()
 	if len(guids) == 0 {
 		return nil
 	}
-	withTask, err := c.taskIDs(ctx)
+	withTask, err := tasks()
 	if err != nil {
 		return err
 	}
@@ -147,7 +167,7 @@ func (c *Client) removeStrayCgroups(ctx context.Context, logger lager.Logger) er
 }
 
 // killStrayShims is CleanupStrayShims for the guids match accepts.
-func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, match func(guid string) bool) error {
+func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, tasks func() (map[string]bool, error), match func(guid string) bool) error {
 	shims, err := FindShims("/proc", c.ns, c.socket)
 	if err != nil {
 		return fmt.Errorf("find shims: %w", err)
@@ -155,7 +175,7 @@ func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, match 
 	if len(shims) == 0 {
 		return nil
 	}
-	withTask, err := c.taskIDs(ctx)
+	withTask, err := tasks()
 	if err != nil {
 		return err
 	}

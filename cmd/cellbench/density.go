@@ -18,11 +18,14 @@ import (
 
 // DensityResults: N instances with proxies on one agent.
 type DensityResults struct {
-	N               int     `json:"n"`
-	Conc            int     `json:"conc"`
-	MemoryMB        int     `json:"memory_mb"`
-	ProxyOverheadMB int     `json:"proxy_overhead_mb"`
+	N               int `json:"n"`
+	Conc            int `json:"conc"`
+	MemoryMB        int `json:"memory_mb"`
+	ProxyOverheadMB int `json:"proxy_overhead_mb"`
+	// StartAllSeconds is the time spent starting all N (the steps' starts
+	// added up); Started were started in this step.
 	StartAllSeconds float64 `json:"start_all_s"`
+	Started         int     `json:"started"`
 	StartEach       Dist    `json:"start_each"`
 	AgentRSSMB      float64 `json:"agent_rss_mb"`
 	AgentHWMMB      float64 `json:"agent_hwm_mb"`
@@ -60,31 +63,49 @@ type RestartResults struct {
 func cmdDensity(args []string) error {
 	fs := flag.NewFlagSet("density", flag.ExitOnError)
 	results := fs.String("results", "results.json", "results file")
-	n := fs.Int("n", 250, "instances")
+	n := fs.String("n", "250", "instances; a rising list (250,500) measures each step, starting only the new ones")
 	conc := fs.Int("c", 10, "PUTs in flight while starting them")
 	idle := fs.Duration("idle", 60*time.Second, "idle CPU window")
 	memoryMB := fs.Int("memory", 8, "memory_mb of each instance")
-	restarts := fs.Int("restarts", 3, "kill -9 restarts, one after the other")
+	restarts := fs.Int("restarts", 3, "kill -9 restarts at each step, one after the other")
 	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
 	parseFlags(fs, args)
+	steps, err := parseSteps(*n)
+	if err != nil {
+		return err
+	}
 	dir, err := workdir(*workDir)
 	if err != nil {
 		return err
 	}
-	err = density(*results, dir, densityOpts{n: *n, conc: *conc, idle: *idle, memoryMB: *memoryMB, restarts: *restarts})
+	err = density(*results, dir, densityOpts{steps: steps, conc: *conc, idle: *idle, memoryMB: *memoryMB, restarts: *restarts})
 	if err != nil {
 		recordError(*results, "density", err)
 	}
 	return err
 }
 
+// parseSteps reads "250,500": positive, rising.
+func parseSteps(list string) ([]int, error) {
+	var steps []int
+	for _, f := range strings.Split(list, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v <= 0 || (len(steps) > 0 && v <= steps[len(steps)-1]) {
+			return nil, fmt.Errorf("-n %q: want rising positive counts, such as 250,500", list)
+		}
+		steps = append(steps, v)
+	}
+	return steps, nil
+}
+
 type densityOpts struct {
-	n, conc, memoryMB, restarts int
-	idle                        time.Duration
+	steps                    []int
+	conc, memoryMB, restarts int
+	idle                     time.Duration
 }
 
 func density(results, dir string, o densityOpts) error {
-	n, conc, idle := o.n, o.conc, o.idle
+	conc := o.conc
 	// An external NATS (in this process) that outlives the agent, as in
 	// production: with the embedded one, kill -9 takes the server down and
 	// the bench's subscriber would miss what the restarted agent sends while
@@ -109,26 +130,64 @@ func density(results, dir string, o densityOpts) error {
 		return err
 	}
 	defer closeRec()
+	if err := update(results, func(r *Results) { r.Density, r.Restarts = nil, nil }); err != nil {
+		return err
+	}
 
 	var guids []string
-	for i := 0; i < n; i++ {
-		guids = append(guids, fmt.Sprintf("d-%03d", i))
+	startedS := 0.0 // starting all steps so far
+	for _, n := range o.steps {
+		more := make([]string, 0, n-len(guids))
+		for i := len(guids); i < n; i++ {
+			more = append(more, fmt.Sprintf("d-%03d", i))
+		}
+		dr := DensityResults{N: n, Conc: conc, MemoryMB: o.memoryMB, ProxyOverheadMB: a.Config.Proxy.MemoryOverheadMB,
+			HealthSeconds: time.Duration(a.Config.HealthInterval).Seconds()}
+		progress("density: starting %d more instances with proxies (%d in all), %d at a time", len(more), n, conc)
+		stopProfile := asyncProfile(results, a, 20, dir, fmt.Sprintf("density-start-%d", n))
+		t0 := time.Now()
+		took, err := startMany(ctx, a, w, more, conc, o.memoryMB)
+		if err != nil {
+			return fmt.Errorf("start %d: %w", len(more), err)
+		}
+		startedS += time.Since(t0).Seconds()
+		guids = append(guids, more...)
+		dr.StartAllSeconds, dr.Started = startedS, len(more)
+		dr.StartEach = dist(took)
+		stopProfile()
+		progress("density: %d routable after %.1f s of starts; settling 10 s", n, dr.StartAllSeconds)
+		time.Sleep(10 * time.Second)
+		if err := measureDensity(a, results, dir, guids, o.idle, &dr); err != nil {
+			return err
+		}
+		if err := update(results, func(r *Results) { r.Density = append(r.Density, dr); delete(r.Errors, "density") }); err != nil {
+			return err
+		}
+		// Each run is judged on its own: a restart's cost varies run to run.
+		for i := range o.restarts {
+			rr, err := restart(ctx, a, rec, guids)
+			if err != nil {
+				recordError(results, "restart", fmt.Errorf("%d instances, run %d: %w", n, i+1, err))
+				return err
+			}
+			if err := update(results, func(r *Results) { r.Restarts = append(r.Restarts, *rr); delete(r.Errors, "restart") }); err != nil {
+				return err
+			}
+		}
 	}
-	dr := DensityResults{N: n, Conc: conc, MemoryMB: o.memoryMB, ProxyOverheadMB: a.Config.Proxy.MemoryOverheadMB,
-		HealthSeconds: time.Duration(a.Config.HealthInterval).Seconds()}
-	progress("density: starting %d instances with proxies, %d at a time", n, conc)
-	stopProfile := asyncProfile(results, a, 20, dir, "density-start")
-	t0 := time.Now()
-	took, err := startMany(ctx, a, w, guids, conc, o.memoryMB)
-	if err != nil {
-		return fmt.Errorf("start %d: %w", n, err)
-	}
-	dr.StartAllSeconds = time.Since(t0).Seconds()
-	dr.StartEach = dist(took)
-	stopProfile()
-	progress("density: %d routable in %.1f s; settling 10 s", n, dr.StartAllSeconds)
-	time.Sleep(10 * time.Second)
 
+	progress("density: deleting %d instances, %d at a time", len(guids), conc)
+	d0 := time.Now()
+	if err := deleteMany(ctx, a, guids, conc); err != nil {
+		return err
+	}
+	secs := time.Since(d0).Seconds()
+	return update(results, func(r *Results) { r.Density[len(r.Density)-1].DeleteAllSecond = secs })
+}
+
+// measureDensity fills dr with the agent's RSS, every proxy's memory and
+// the idle agent's CPU with guids running.
+func measureDensity(a *testagent.Agent, results, dir string, guids []string, idle time.Duration, dr *DensityResults) error {
 	pid := a.Pid()
 	rss, _ := procStatusKB(pid, "VmRSS")
 	hwm, _ := procStatusKB(pid, "VmHWM")
@@ -182,36 +241,8 @@ func density(results, dir string, o densityOpts) error {
 	progress("density: idle agent CPU %.2f%% of a core", dr.IdleCPUPercent)
 	// A profile of the idle agent, taken after the measurement so that
 	// profiling does not add to it.
-	asyncProfile(results, a, 15, dir, "density-idle")()
-	if err := update(results, func(r *Results) { r.Density = &dr; delete(r.Errors, "density") }); err != nil {
-		return err
-	}
-
-	// Each run is judged on its own: a restart's cost varies run to run.
-	for i := range o.restarts {
-		rr, err := restart(ctx, a, rec, guids)
-		if err != nil {
-			recordError(results, "restart", fmt.Errorf("run %d: %w", i+1, err))
-			return err
-		}
-		if err := update(results, func(r *Results) {
-			if i == 0 {
-				r.Restarts = nil
-			}
-			r.Restarts = append(r.Restarts, *rr)
-			delete(r.Errors, "restart")
-		}); err != nil {
-			return err
-		}
-	}
-
-	progress("density: deleting %d instances, %d at a time", n, conc)
-	d0 := time.Now()
-	if err := deleteMany(ctx, a, guids, conc); err != nil {
-		return err
-	}
-	secs := time.Since(d0).Seconds()
-	return update(results, func(r *Results) { r.Density.DeleteAllSecond = secs })
+	asyncProfile(results, a, 15, dir, fmt.Sprintf("density-idle-%d", len(guids)))()
+	return nil
 }
 
 func restart(ctx context.Context, a *testagent.Agent, rec *routeRecorder, guids []string) (*RestartResults, error) {

@@ -108,7 +108,7 @@ func progress(format string, args ...any) {
 type Results struct {
 	Start    *StartResults      `json:"start,omitempty"`
 	Routes   *RouteResults      `json:"routes,omitempty"`
-	Density  *DensityResults    `json:"density,omitempty"`
+	Density  []DensityResults   `json:"density,omitempty"`
 	Restarts []RestartResults   `json:"restarts,omitempty"`
 	Rotation []RotationResult   `json:"rotation,omitempty"`
 	Errors   map[string]string  `json:"errors,omitempty"`

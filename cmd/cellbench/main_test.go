@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -54,5 +55,27 @@ func TestStrayArguments(t *testing.T) {
 	// Without the stray argument the same command gets as far as the file.
 	if code, stderr := runMain(t, "report -results "+missing); code != 1 || !strings.Contains(stderr, "no such file") {
 		t.Errorf("cellbench report: exit %d, stderr %q; want 1 and the missing file", code, stderr)
+	}
+}
+
+func TestParseSteps(t *testing.T) {
+	for in, want := range map[string]string{"250": "[250]", "250,500": "[250 500]", " 100 , 200 ": "[100 200]"} {
+		got, err := parseSteps(in)
+		if err != nil || fmt.Sprint(got) != want {
+			t.Errorf("parseSteps(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "500,250", "250,250", "x"} {
+		if _, err := parseSteps(in); err == nil {
+			t.Errorf("parseSteps(%q) took it", in)
+		}
+	}
+}
+
+func TestRestartsByN(t *testing.T) {
+	runs := []RestartResults{{N: 250, AdoptedSeconds: 1}, {N: 250, AdoptedSeconds: 2}, {N: 500, AdoptedSeconds: 3}}
+	got := restartsByN(runs)
+	if len(got) != 2 || len(got[0]) != 2 || len(got[1]) != 1 || got[1][0].AdoptedSeconds != 3 {
+		t.Errorf("restartsByN = %+v", got)
 	}
 }

@@ -96,22 +96,22 @@ func (rp *report) render(command, started, runtimeS string) string {
 			rp.missed = append(rp.missed, "start-concurrent")
 		}
 	}
-	if d := r.Density; d != nil {
+	for _, d := range r.Density {
 		rows = append(rows,
 			row{fmt.Sprintf("2. agent RSS with %d instances", d.N), fmt.Sprintf("%.1f MB (peak %.1f MB)", d.AgentRSSMB, d.AgentHWMMB),
 				"-", "-", "< 100 MB", yes(d.AgentRSSMB < 100)},
-			row{"2. memory per proxy: Pss (shared binary pages split among the proxies); VmRSS; RssAnon", fmt.Sprintf("Pss median %.1f MB, max %.1f MB; VmRSS median %.1f MB, max %.1f MB; RssAnon median %.1f MB, max %.1f MB (%d proxies)",
+			row{fmt.Sprintf("2. memory per proxy (%d instances): Pss (shared binary pages split among the proxies); VmRSS; RssAnon", d.N), fmt.Sprintf("Pss median %.1f MB, max %.1f MB; VmRSS median %.1f MB, max %.1f MB; RssAnon median %.1f MB, max %.1f MB (%d proxies)",
 				d.ProxyPssMedMB, d.ProxyPssMaxMB, d.ProxyRSSMedMB, d.ProxyRSSMaxMB, d.ProxyAnonMedMB, d.ProxyAnonMaxMB, d.Proxies),
 				fmt.Sprintf("demo app (Go) VmRSS median %.1f MB", d.AppRSSMedMB), "-", "< 8 MB each (Pss max)", yes(d.ProxyPssMaxMB < 8 && d.Proxies == d.N)},
 			row{fmt.Sprintf("2. idle agent CPU with %d instances", d.N), fmt.Sprintf("%.2f%% of a core (%.2f CPU-s in %.0f s; schedstat %.3f CPU-s)", d.IdleCPUPercent, d.IdleCPUSeconds, d.IdleSeconds, d.IdleCPUPrecise),
 				"-", "-", "< 1% of a core", yes(d.IdleCPUPercent < 1)},
 			row{fmt.Sprintf("2. time to start all %d (%d PUTs in flight)", d.N, d.Conc), fmt.Sprintf("%.1f s", d.StartAllSeconds),
-				fmt.Sprintf("each PUT -> routable p50 %s, p99 %s", msf(d.StartEach.P50), msf(d.StartEach.P99)), "-", "< 60 s", yes(d.StartAllSeconds < 60)})
+				fmt.Sprintf("each PUT -> routable p50 %s, p99 %s (the %d started in this step)", msf(d.StartEach.P50), msf(d.StartEach.P99), d.Started), "-", "< 60 s", yes(d.StartAllSeconds < 60)})
 		if d.AgentRSSMB >= 100 {
-			rp.missed = append(rp.missed, "density-start")
+			rp.missed = append(rp.missed, fmt.Sprintf("density-start-%d", d.N))
 		}
 		if d.IdleCPUPercent >= 1 {
-			rp.missed = append(rp.missed, "density-idle")
+			rp.missed = append(rp.missed, fmt.Sprintf("density-idle-%d", d.N))
 		}
 	}
 	var ecdsa, rsa *RotationResult
@@ -156,7 +156,7 @@ func (rp *report) render(command, started, runtimeS string) string {
 		v, _ := strconv.ParseFloat(m[1], 64)
 		rows = append(rows, row{"5. proxy data path, p99", fmt.Sprintf("%.2fx haproxy", v), "haproxy (same run)", fmt.Sprintf("%.2fx", v), "<= 1.5x", yes(v <= 1.5)})
 	}
-	if runs := r.Restarts; len(runs) > 0 {
+	for _, runs := range restartsByN(r.Restarts) {
 		var adopted, routes []string
 		allAdopted, allRoutes := len(runs) >= 3, len(runs) >= 3
 		regMin, regMax, appRestarts, proxyRestarts := 1<<30, 0, 0, 0
@@ -171,9 +171,9 @@ func (rp *report) render(command, started, runtimeS string) string {
 		rows = append(rows,
 			row{fmt.Sprintf("6. agent restart (kill -9, %d instances, %d runs): all running + routable", runs[0].N, len(runs)), strings.Join(adopted, "; "),
 				"-", "-", "< 3 s in each of 3 runs", yes(allAdopted)},
-			row{"6. agent restart: all routes re-sent (router.register per guid)", fmt.Sprintf("%s; %d-%d registers per guid in the first 5 s",
+			row{fmt.Sprintf("6. agent restart (%d instances): all routes re-sent (router.register per guid)", runs[0].N), fmt.Sprintf("%s; %d-%d registers per guid in the first 5 s",
 				strings.Join(routes, ", "), regMin, regMax), "-", "-", "< 3 s in each of 3 runs", yes(allRoutes)},
-			row{"6. agent restart: app restarts (task pids before/after), all runs", fmt.Sprintf("%d (proxy processes changed: %d)", appRestarts, proxyRestarts),
+			row{fmt.Sprintf("6. agent restart (%d instances): app restarts (task pids before/after), all runs", runs[0].N), fmt.Sprintf("%d (proxy processes changed: %d)", appRestarts, proxyRestarts),
 				"-", "-", "0", yes(appRestarts == 0)})
 	}
 	if x := r.Routes; x != nil {
@@ -254,19 +254,24 @@ func (rp *report) details() {
 		}
 		rp.profile("start-concurrent", "agent CPU profile during the concurrent rounds (10 s)")
 	}
-	if d := r.Density; d != nil {
+	if len(r.Density) > 0 {
+		d, last := r.Density[0], r.Density[len(r.Density)-1]
 		rp.p("### 2. Density\n\n")
-		rp.p("%d instances (memory_mb %d each, proxy overhead %d) started %d PUTs at a time; after all were routable and\n", d.N, d.MemoryMB, d.ProxyOverheadMB, d.Conc)
+		rp.p("Steps of %s instances on one agent (memory_mb %d each, proxy overhead %d), each step starting only the new ones,\n", stepList(r.Density), d.MemoryMB, d.ProxyOverheadMB)
+		rp.p("%d PUTs at a time; the start time of N adds up the steps' starts. After all were routable and\n", d.Conc)
 		rp.p("10 s of settling: agent VmRSS from `/proc/<pid>/status`; each container's processes from `ctr -n NS tasks ps`:\n")
 		rp.p("the task's own pid is the app, the other one the proxy. VmRSS counts the proxy's static binary pages in full\n")
 		rp.p("in every proxy although the page cache holds them once; Pss (`/proc/<pid>/smaps_rollup`) splits them among the\n")
 		rp.p("processes mapping them, so the target is judged on Pss; RssAnon is the private heap and stacks alone.\n")
 		rp.p("Idle CPU: utime+stime of the agent from `/proc/<pid>/stat` over %.0f s with all instances running\n", d.IdleSeconds)
-		rp.p("(health checks every %.0f s, the agent's default `health_check_interval`: a resumed TLS handshake with the proxy\n", d.HealthSeconds)
-		rp.p("and the app's own check per instance; route re-emits every 20 s), no profiling during that window.\n")
-		rp.p("Deleting all %d afterwards took %.1f s.\n\n", d.N, d.DeleteAllSecond)
-		rp.profile("density-start", "agent CPU profile while starting them (first 20 s)")
-		rp.profile("density-idle", "agent CPU profile while idle (15 s, after the idle measurement)")
+		rp.p("(health checks every %.0f s, the agent's default `health_check_interval`: a ClientHello answered by the proxy\n", d.HealthSeconds)
+		rp.p("per instance, which also proves the app accepts; the disk use every other round; route re-emits every 20 s),\n")
+		rp.p("no profiling during that window. Then the kill -9 restarts of section 6, then the next step.\n")
+		rp.p("Deleting all %d afterwards took %.1f s.\n\n", last.N, last.DeleteAllSecond)
+		for _, x := range r.Density {
+			rp.profile(fmt.Sprintf("density-start-%d", x.N), fmt.Sprintf("agent CPU profile while starting the step to %d (first 20 s)", x.N))
+			rp.profile(fmt.Sprintf("density-idle-%d", x.N), fmt.Sprintf("agent CPU profile while idle with %d (15 s, after the idle measurement)", x.N))
+		}
 	}
 	if len(r.Rotation) > 0 {
 		rp.p("### 3 and 4. Rotation cost and rotation under load\n\n")
@@ -310,12 +315,11 @@ func (rp *report) details() {
 		rp.p("### 5. Proxy data path\n\n`scripts/bench-proxy` (cmd/proxybench), verbatim:\n\n```\n%s\n```\n\n", strings.TrimSpace(rp.proxy))
 	}
 	if runs := r.Restarts; len(runs) > 0 {
-		x := runs[0]
 		rp.p("### 6. Agent restart\n\n")
-		rp.p("Run %d times, one after the other, each judged on its own.\n", len(runs))
-		rp.p("With the %d density instances running and routable: task pids (`ctr tasks ls`, `ctr tasks ps`) recorded, the\n", x.N)
+		rp.p("At each density step, %d times one after the other, each run judged on its own.\n", len(restartsByN(runs)[0]))
+		rp.p("With all instances of the step running and routable: task pids (`ctr tasks ls`, `ctr tasks ps`) recorded, the\n")
 		rp.p("agent killed with SIGKILL and started again with the same config; times from the new process's start: its API\n")
-		rp.p("answering, `GET /v1/containers` showing all %d running and routable (polled every 20 ms), and a\n", x.N)
+		rp.p("answering, `GET /v1/containers` showing all of them running and routable (polled every 20 ms), and a\n")
 		rp.p("`router.register` for every guid received on NATS after the kill. Pids compared afterwards. This agent's NATS\n")
 		rp.p("is an external nats-server (run inside cellbench, as production's NATS is outside the agent) so that it survives\n")
 		rp.p("the kill: with the embedded default the kill takes the server down and a subscriber reconnecting would miss the\n")
@@ -451,4 +455,25 @@ func maxLoad(notes string) float64 {
 		}
 	}
 	return m
+}
+
+// restartsByN groups the restart runs by instance count, in order.
+func restartsByN(runs []RestartResults) [][]RestartResults {
+	var out [][]RestartResults
+	for _, x := range runs {
+		if len(out) == 0 || out[len(out)-1][0].N != x.N {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], x)
+	}
+	return out
+}
+
+// stepList is "250 then 500".
+func stepList(ds []DensityResults) string {
+	var parts []string
+	for _, d := range ds {
+		parts = append(parts, strconv.Itoa(d.N))
+	}
+	return strings.Join(parts, " then ")
 }

@@ -131,7 +131,13 @@ func (s *Store) Recover(logger lager.Logger) error {
 		s.publish(executor.EventContainerOrphanGone, guid, "owned by this cell but unknown: removed", nil)
 	}
 	if sc, ok := s.deps.Runtime.(StrayShimCleaner); ok {
-		if err := sc.CleanupStrayShims(ctx, logger); err != nil {
+		// The tasks listed at the start that the store still holds: asking
+		// containerd again would have it ask every shim for its state.
+		hadTask := func(guid string) bool {
+			rc, ok := inRuntime[guid]
+			return ok && rc.Status != TaskNone && s.known(guid)
+		}
+		if err := sc.CleanupStrayShims(ctx, logger, hadTask); err != nil {
 			logger.Error("cleanup-stray-shims", err)
 		}
 	}

@@ -155,5 +155,7 @@ type ProcessRunner interface {
 // of an interrupted task creation). Recovery calls it after removing the
 // orphans, before the API serves.
 type StrayShimCleaner interface {
-	CleanupStrayShims(ctx context.Context, logger lager.Logger) error
+	// hadTask answers true for a container known to have a task (it is
+	// then not asked of containerd again); false means "ask".
+	CleanupStrayShims(ctx context.Context, logger lager.Logger, hadTask func(guid string) bool) error
 }

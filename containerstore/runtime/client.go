@@ -374,7 +374,7 @@ func (c *Client) Delete(ctx context.Context, logger lager.Logger, guid string) e
 		} else if errdefs.IsNotFound(err) {
 			// No task: its creation may have been cut short (agent
 			// killed), leaving a shim that nothing else will end.
-			if err := c.killStrayShims(ctx, logger, c.tasksOnce(ctx), func(id string) bool { return id == guid }); err != nil {
+			if err := c.killStrayShims(ctx, logger, c.taskCheck(ctx, nil), func(id string) bool { return id == guid }); err != nil {
 				errs = append(errs, err)
 			}
 			if err := c.cgroups.Remove(guid); err != nil {

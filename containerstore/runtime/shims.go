@@ -119,17 +119,40 @@ func parentOf(statPath string) (int, bool) {
 //
 // Then it removes the cgroups of the namespace that belong to no task: a
 // `runc init` killed before its task existed leaves them behind.
-func (c *Client) CleanupStrayShims(ctx context.Context, logger lager.Logger) error {
-	// One task list for both: containerd asks every task's shim for its
-	// state to answer it (500 shim calls on a 500-instance cell).
-	tasks := c.tasksOnce(ctx)
-	err := c.killStrayShims(ctx, logger, tasks, func(string) bool { return true })
-	return errors.Join(err, c.removeStrayCgroups(ctx, logger, tasks))
+func (c *Client) CleanupStrayShims(ctx context.Context, logger lager.Logger, hadTask func(guid string) bool) error {
+	has := c.taskCheck(ctx, hadTask)
+	err := c.killStrayShims(ctx, logger, has, func(string) bool { return true })
+	return errors.Join(err, c.removeStrayCgroups(ctx, logger, has))
+}
+
+// taskCheck answers whether a container has a task: yes for what known
+// says yes to, else what containerd's task list says, asked once.
+// Containerd asks every task's shim for its state to list them (500 shim
+// calls on a 500-instance cell), so a restart where known covers every
+// shim and cgroup does not list them at all.
+func (c *Client) taskCheck(ctx context.Context, known func(guid string) bool) func(guid string) (bool, error) {
+	return taskChecker(known, c.tasksOnce(ctx))
+}
+
+// taskChecker is taskCheck with the list (asked once) given.
+func taskChecker(known func(guid string) bool, listed func() (map[string]bool, error)) func(guid string) (bool, error) {
+	return func(guid string) (bool, error) {
+		if known != nil && known(guid) {
+			return true, nil
+		}
+		ids, err := listed()
+		return ids[guid], err
+	}
 }
 
 // tasksOnce answers taskIDs, asked of containerd at the first call only.
 // For one goroutine.
 func (c *Client) tasksOnce(ctx context.Context) func() (map[string]bool, error) {
+	return once(func() (map[string]bool, error) { return c.taskIDs(ctx) })
+}
+
+// once calls list at the first call only and answers the same after.
+func once(list func() (map[string]bool, error)) func() (map[string]bool, error) {
 	var (
 		ids   map[string]bool
 		err   error
@@ -137,7 +160,7 @@ func (c *Client) tasksOnce(ctx context.Context) func() (map[string]bool, error) 
 	)
 	return func() (map[string]bool, error) {
 		if !asked {
-			ids, err = c.taskIDs(ctx)
+			ids, err = list()
 			asked = true
 		}
 		return ids, err
@@ -146,18 +169,14 @@ func (c *Client) tasksOnce(ctx context.Context) func() (map[string]bool, error) 
 
 // removeStrayCgroups removes the namespace's cgroups whose container is
 // gone or has no task.
-func (c *Client) removeStrayCgroups(ctx context.Context, logger lager.Logger, tasks func() (map[string]bool, error)) error {
-	guids := c.cgroups.IDs()
-	if len(guids) == 0 {
-		return nil
-	}
-	withTask, err := tasks()
-	if err != nil {
-		return err
-	}
+func (c *Client) removeStrayCgroups(ctx context.Context, logger lager.Logger, has func(guid string) (bool, error)) error {
 	var errs []error
-	for guid := range guids {
-		if withTask[guid] || c.hasTask(ctx, guid) {
+	for guid := range c.cgroups.IDs() {
+		withTask, err := has(guid)
+		if err != nil {
+			return err
+		}
+		if withTask || c.hasTask(ctx, guid) {
 			continue
 		}
 		logger.Info("removing-stray-cgroup", lager.Data{"container-guid": guid})
@@ -167,21 +186,21 @@ func (c *Client) removeStrayCgroups(ctx context.Context, logger lager.Logger, ta
 }
 
 // killStrayShims is CleanupStrayShims for the guids match accepts.
-func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, tasks func() (map[string]bool, error), match func(guid string) bool) error {
+func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, has func(guid string) (bool, error), match func(guid string) bool) error {
 	shims, err := FindShims("/proc", c.ns, c.socket)
 	if err != nil {
 		return fmt.Errorf("find shims: %w", err)
 	}
-	if len(shims) == 0 {
-		return nil
-	}
-	withTask, err := tasks()
-	if err != nil {
-		return err
-	}
 	var errs []error
 	for _, s := range shims {
-		if !match(s.ID) || withTask[s.ID] || c.hasTask(ctx, s.ID) {
+		if !match(s.ID) {
+			continue
+		}
+		withTask, err := has(s.ID)
+		if err != nil {
+			return err
+		}
+		if withTask || c.hasTask(ctx, s.ID) {
 			continue
 		}
 		logger.Info("killing-stray-shim", lager.Data{"container-guid": s.ID, "pid": s.PID, "children": s.Children})

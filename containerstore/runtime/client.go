@@ -72,6 +72,9 @@ type Client struct {
 
 	preloadMu sync.Mutex        // guards preloaded
 	preloaded map[string]string // name -> committed snapshot key
+
+	upperMu sync.Mutex        // guards uppers
+	uppers  map[string]string // guid -> writable directory (WritableBytes)
 }
 
 var (
@@ -363,6 +366,7 @@ func (c *Client) Signal(ctx context.Context, guid string, sig syscall.Signal) er
 
 func (c *Client) Delete(ctx context.Context, logger lager.Logger, guid string) error {
 	ctx = c.nsCtx(ctx)
+	c.forgetUpperDir(guid)
 	var errs []error
 	ctr, err := c.client.LoadContainer(ctx, guid)
 	switch {

@@ -121,10 +121,6 @@ func density(results, dir string, o densityOpts) error {
 	}
 	defer cleanup(a)
 	ctx := context.Background()
-	w, err := watchRoutable(ctx, a)
-	if err != nil {
-		return err
-	}
 	rec, closeRec, err := recordRoutes(a)
 	if err != nil {
 		return err
@@ -143,10 +139,19 @@ func density(results, dir string, o densityOpts) error {
 		}
 		dr := DensityResults{N: n, Conc: conc, MemoryMB: o.memoryMB, ProxyOverheadMB: a.Config.Proxy.MemoryOverheadMB,
 			HealthSeconds: time.Duration(a.Config.HealthInterval).Seconds()}
+		// The event stream of the agent as it runs now: a restart of the
+		// previous step ended the one before.
+		stepCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		w, err := watchRoutable(stepCtx, a)
+		if err != nil {
+			return err
+		}
 		progress("density: starting %d more instances with proxies (%d in all), %d at a time", len(more), n, conc)
 		stopProfile := asyncProfile(results, a, 20, dir, fmt.Sprintf("density-start-%d", n))
 		t0 := time.Now()
 		took, err := startMany(ctx, a, w, more, conc, o.memoryMB)
+		stopWatch()
 		if err != nil {
 			return fmt.Errorf("start %d: %w", len(more), err)
 		}

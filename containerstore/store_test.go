@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -1113,6 +1114,60 @@ var _ = Describe("Store", func() {
 
 			Expect(store.Delete(ctx, "g1")).To(Succeed())
 			Expect(available()).To(Equal(cfg.Capacity))
+		})
+	})
+
+	Describe("UpdateRoutes", func() {
+		var seen []string // hostnames of each Routable call, in order
+		JustBeforeEach(func() {
+			seen = nil
+			routes.RoutableStub = func(_ lager.Logger, inst *containerstore.Instance) error {
+				var hosts []string
+				for _, r := range inst.Request.Routes {
+					hosts = append(hosts, r.Hostnames...)
+				}
+				seen = append(seen, strings.Join(hosts, ","))
+				return nil
+			}
+		})
+
+		It("registers the new routes of a running instance again, and withdraws them all when none are left", func() {
+			runToRunning("g1")
+			Expect(seen).To(Equal([]string{"app.example.com"}))
+			tags := map[string]executor.MetricTagValue{"source_id": {Static: "s1"}}
+			c, err := store.UpdateRoutes(ctx, "g1", executor.RouteUpdate{MetricTags: tags,
+				Routes: []executor.Route{{Hostnames: []string{"new.example.com"}, Port: 8080}}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(c.Routes).To(Equal([]executor.Route{{Hostnames: []string{"new.example.com"}, Port: 8080}}))
+			Expect(seen).To(Equal([]string{"app.example.com", "new.example.com"}))
+			_, inst := routes.RoutableArgsForCall(1)
+			Expect(inst.Request.MetricTags).To(Equal(tags))
+			Expect(get("g1").Routes).To(Equal(c.Routes))
+
+			_, err = store.UpdateRoutes(ctx, "g1", executor.RouteUpdate{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(routes.UnroutableCallCount()).To(Equal(1))
+			Expect(routes.RoutableCallCount()).To(Equal(2))
+			Expect(get("g1").Routes).To(BeEmpty())
+			Expect(get("g1").State).To(Equal(executor.StateRunning))
+		})
+
+		It("refuses an instance that does not run, and a port's protocol change, changing nothing", func() {
+			failures, err := store.Allocate(ctx, []executor.AllocationRequest{{GUID: "r1", Resources: executor.Resources{MemoryMB: 1}}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failures).To(BeEmpty())
+			_, err = store.UpdateRoutes(ctx, "r1", executor.RouteUpdate{})
+			Expect(errors.Is(err, executor.ErrInvalidTransition)).To(BeTrue())
+			_, err = store.UpdateRoutes(ctx, "nope", executor.RouteUpdate{})
+			Expect(errors.Is(err, executor.ErrContainerNotFound)).To(BeTrue())
+
+			runToRunning("g1")
+			_, err = store.UpdateRoutes(ctx, "g1", executor.RouteUpdate{
+				Routes: []executor.Route{{Hostnames: []string{"h2.example.com"}, Port: 8080, Protocol: "http2"}}})
+			Expect(errors.Is(err, executor.ErrInvalidRequest)).To(BeTrue())
+			Expect(err).To(MatchError(ContainSubstring("protocol cannot change")))
+			Expect(get("g1").Routes[0].Hostnames).To(Equal([]string{"app.example.com"}))
+			Expect(routes.RoutableCallCount()).To(Equal(1))
 		})
 	})
 

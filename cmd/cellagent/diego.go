@@ -13,6 +13,7 @@ import (
 	"github.com/tedsuo/ifrit/http_server"
 
 	"github.com/cellagent/cellagent/config"
+	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/rep/api"
 	"github.com/cellagent/cellagent/rep/bbs"
@@ -25,7 +26,7 @@ import (
 // section), in start order: the rep API, the cell (BBS reports), and the
 // Locket presence last, so the control plane only learns of the cell once
 // it can be called, and forgets it first on shutdown.
-func diegoMembers(logger lager.Logger, cfg config.Config, store executor.Client, total executor.ResourceTotals, clk clock.Clock) (grouper.Members, error) {
+func diegoMembers(logger lager.Logger, cfg config.Config, store *containerstore.Store, total executor.ResourceTotals, clk clock.Clock) (grouper.Members, error) {
 	d := cfg.Diego
 	if d == nil {
 		return nil, nil
@@ -46,7 +47,7 @@ func diegoMembers(logger lager.Logger, cfg config.Config, store executor.Client,
 	}
 	c := cell.New(logger, cell.Config{CellID: cfg.CellID, Zone: cfg.Zone, RepURL: repURL, Stacks: d.Stacks,
 		EmitRoutes: d.RoutesEmitted(), PlacementTags: d.PlacementTags, OptionalPlacementTags: d.OptionalPlacementTags,
-		PreferInstanceAddress: cfg.Routing.InstanceAddress, AllowPrivileged: cfg.AllowPrivileged}, store, bbsClient, clk)
+		PreferInstanceAddress: cfg.Routing.InstanceAddress, AllowPrivileged: cfg.AllowPrivileged, Routes: store}, store, bbsClient, clk)
 
 	value, err := json.Marshal(api.CellPresence{CellID: cfg.CellID, RepAddress: d.Rep.URL, RepURL: repURL, Zone: cfg.Zone,
 		Capacity:              api.Capacity{MemoryMB: total.MemoryMB, DiskMB: total.DiskMB, Containers: total.Containers},

@@ -164,6 +164,31 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 		}, 15*time.Second, 500*time.Millisecond).Should(Succeed())
 	})
 
+	It("re-registers a running instance's routes when the desired LRP's routes and metric tags change", func() {
+		const guid = "it-update"
+		rec := recordRoutes(agent.NATSURL())
+		lrps := runOne(k, guid)
+		ig := lrps[0].InstanceGUID
+		Eventually(func() bool { return rec.registered(ig, guid+".example.com", "source_id", guid) }, 30*time.Second,
+			200*time.Millisecond).Should(BeTrue())
+
+		// Routes reach the cell through BBS's event stream, metric tags
+		// through BBS's PUT /v2/lrps/... to the rep API.
+		_, err := k.bbsctl(`{"routes": {"cf-router": [{"hostnames": ["renamed.example.com"], "port": 8080}]},
+			"metric_tags": {"source_id": {"static": "it-update-v2"}}}`, "update-lrp", guid)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() bool { return rec.registered(ig, "renamed.example.com", "source_id", "it-update-v2") }, 30*time.Second,
+			200*time.Millisecond).Should(BeTrue())
+		Eventually(func() int { return rec.first("router.unregister", ig, guid+".example.com") }, 30*time.Second,
+			200*time.Millisecond).Should(BeNumerically(">=", 0))
+		Expect(rec.registered(ig, guid+".example.com", "", "")).To(BeFalse())
+		// The same instance: nothing restarted.
+		now, err := k.actualLRPs(guid)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(now).To(ConsistOf(And(HaveField("InstanceGUID", ig), HaveField("State", "RUNNING"))))
+		Expect(diegoContainers(agent, guid)[0].Routes[0].Hostnames).To(Equal([]string{"renamed.example.com"}))
+	})
+
 	It("refuses a desired LRP it cannot run fully and starts nothing", func() {
 		const guid = "it-unsupported"
 		lrp := strings.Replace(desiredLRP(guid, 1), `"instances"`, `"privileged": true, "instances"`, 1)

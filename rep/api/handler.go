@@ -28,6 +28,8 @@ type Cell interface {
 	Perform(ctx context.Context, w Work) (Work, error)
 	// StopLRP stops an instance in the background.
 	StopLRP(ctx context.Context, processGUID, instanceGUID string) error
+	// UpdateLRP applies an LRP update to a running instance.
+	UpdateLRP(ctx context.Context, u LRPUpdate) error
 	// CancelTask deletes a task's container in the background.
 	CancelTask(ctx context.Context, taskGUID string) error
 	Ping(ctx context.Context) error
@@ -43,8 +45,8 @@ func New(logger lager.Logger, cell Cell) http.Handler {
 	mux.HandleFunc("GET /state", h.state)
 	mux.HandleFunc("POST /work", h.work)
 	mux.HandleFunc("POST /v1/lrps/{process_guid}/instances/{instance_guid}/stop", h.stop)
-	mux.HandleFunc("PUT /v1/lrps/{process_guid}/instances/{instance_guid}", h.notImplemented)
-	mux.HandleFunc("PUT /v2/lrps/{process_guid}/instances/{instance_guid}", h.notImplemented)
+	mux.HandleFunc("PUT /v1/lrps/{process_guid}/instances/{instance_guid}", h.update)
+	mux.HandleFunc("PUT /v2/lrps/{process_guid}/instances/{instance_guid}", h.update)
 	mux.HandleFunc("POST /v1/tasks/{task_guid}/cancel", h.cancelTask)
 	return mux
 }
@@ -115,8 +117,30 @@ func (h *handler) stop(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *handler) notImplemented(w http.ResponseWriter, r *http.Request) {
-	h.fail(w, http.StatusNotImplemented, "LRP updates (routes, annotation, metric tags) are not supported by this cell yet")
+// update applies rep.LRPUpdate; the path names the instance, and a body
+// naming another one is refused.
+func (h *handler) update(w http.ResponseWriter, r *http.Request) {
+	var u LRPUpdate
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxBody)).Decode(&u); err != nil {
+		h.fail(w, http.StatusBadRequest, "lrp update: invalid JSON: %v", err)
+		return
+	}
+	pg, ig := r.PathValue("process_guid"), r.PathValue("instance_guid")
+	if (u.ProcessGUID != "" && u.ProcessGUID != pg) || (u.InstanceGUID != "" && u.InstanceGUID != ig) {
+		h.fail(w, http.StatusBadRequest, "lrp update: body names %s/%s, path %s/%s", u.ProcessGUID, u.InstanceGUID, pg, ig)
+		return
+	}
+	u.ProcessGUID, u.InstanceGUID = pg, ig
+	err := h.cell.UpdateLRP(r.Context(), u)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		h.fail(w, http.StatusNotFound, "%v", err)
+	case err != nil:
+		h.logger.Error("update-lrp", err)
+		h.fail(w, http.StatusInternalServerError, "update: %v", err)
+	default:
+		w.WriteHeader(http.StatusAccepted)
+	}
 }
 
 func (h *handler) cancelTask(w http.ResponseWriter, r *http.Request) {

@@ -87,8 +87,24 @@ var _ = Describe("rep API", func() {
 		Expect(do("POST", "/v1/lrps/pg/instances/x/stop", "").Code).To(Equal(http.StatusNotFound))
 	})
 
-	It("says LRP updates are not implemented yet", func() {
-		Expect(do("PUT", "/v2/lrps/pg/instances/ig", "{}").Code).To(Equal(http.StatusNotImplemented))
+	It("decodes rep.LRPUpdate on PUT /v2 and /v1, names the instance from the path, and answers 202", func() {
+		body := `{"instance_guid":"ig","process_guid":"pg","index":1,"domain":"d",
+			"internal_routes":[{"hostname":"a.apps.internal"}],"metric_tags":{"source_id":"s"}}`
+		Expect(do("PUT", "/v2/lrps/pg/instances/ig", body).Code).To(Equal(http.StatusAccepted))
+		_, u := cell.UpdateLRPArgsForCall(0)
+		Expect(u).To(Equal(api.LRPUpdate{InstanceGUID: "ig", ProcessGUID: "pg", Index: 1, Domain: "d",
+			InternalRoutes: []api.InternalRoute{{Hostname: "a.apps.internal"}}, MetricTags: map[string]string{"source_id": "s"}}))
+		Expect(do("PUT", "/v1/lrps/pg/instances/ig", `{"metric_tags":null}`).Code).To(Equal(http.StatusAccepted))
+		_, u = cell.UpdateLRPArgsForCall(1)
+		Expect(u.InstanceGUID).To(Equal("ig"))
+
+		rec := do("PUT", "/v2/lrps/pg/instances/ig", `{"instance_guid":"other"}`)
+		Expect(rec.Code).To(Equal(http.StatusBadRequest))
+		Expect(rec.Body.String()).To(ContainSubstring("body names"))
+		Expect(do("PUT", "/v2/lrps/pg/instances/ig", `{`).Code).To(Equal(http.StatusBadRequest))
+		cell.UpdateLRPReturns(fmt.Errorf("%w: instance x", api.ErrNotFound))
+		Expect(do("PUT", "/v2/lrps/pg/instances/x", `{}`).Code).To(Equal(http.StatusNotFound))
+		Expect(cell.UpdateLRPCallCount()).To(Equal(3))
 	})
 
 	It("accepts a task cancel with 202 and answers 404 for an unknown task", func() {

@@ -148,3 +148,20 @@ func (p RootFSProviders) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(out)
 }
+
+// LRPUpdate is the body of PUT /v2/lrps/{process_guid}/instances/{instance_guid}
+// (rep.LRPUpdate: BBS sends it when a desired LRP's internal routes or
+// metric tags change; metric tags come resolved for the instance).
+type LRPUpdate struct {
+	InstanceGUID   string            `json:"instance_guid"`
+	ProcessGUID    string            `json:"process_guid"`
+	Index          int32             `json:"index"`
+	Domain         string            `json:"domain"`
+	InternalRoutes []InternalRoute   `json:"internal_routes"`
+	MetricTags     map[string]string `json:"metric_tags"`
+}
+
+// InternalRoute is one of routing-info's internalroutes.InternalRoutes.
+type InternalRoute struct {
+	Hostname string `json:"hostname"`
+}

@@ -36,6 +36,11 @@ const (
 	routeTaskByGUID     = "/v1/tasks/get_by_task_guid.r3"
 	routeStartTask      = "/v1/tasks/start"
 	routeCompleteTask   = "/v1/tasks/complete"
+	routeEvacClaimed    = "/v1/actual_lrps/evacuate_claimed"
+	routeEvacRunning    = "/v1/actual_lrps/evacuate_running.r1"
+	routeEvacStopped    = "/v1/actual_lrps/evacuate_stopped"
+	routeEvacCrashed    = "/v1/actual_lrps/evacuate_crashed"
+	routeRemoveEvac     = "/v1/actual_lrps/remove_evacuating"
 	protobufContentType = "application/x-protobuf"
 	maxResponseBytes    = 32 << 20
 )
@@ -65,6 +70,8 @@ type Config struct {
 type Client struct {
 	url  string
 	http *http.Client
+	// stream has no overall timeout: event streams stay open.
+	stream *http.Client
 }
 
 // New makes a client; it does not contact BBS.
@@ -80,7 +87,8 @@ func New(cfg Config) (*Client, error) {
 		cfg.Timeout = 10 * time.Second
 	}
 	tr := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
-	return &Client{url: strings.TrimRight(cfg.URL, "/"), http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}, nil
+	return &Client{url: strings.TrimRight(cfg.URL, "/"), http: &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		stream: &http.Client{Transport: tr}}, nil
 }
 
 type errorResponse interface {
@@ -211,4 +219,49 @@ func (c *Client) StartTask(ctx context.Context, taskGUID, cellID string) (bool, 
 func (c *Client) CompleteTask(ctx context.Context, taskGUID, cellID string, failed bool, reason, result string) error {
 	return c.do(ctx, routeCompleteTask, &models.CompleteTaskRequest{TaskGuid: taskGUID, CellId: cellID, Failed: failed,
 		FailureReason: reason, Result: result}, &models.TaskLifecycleResponse{})
+}
+
+// Evacuation (bbs/handlers/evacuation_handler.go). Each call answers
+// keep_container: whether the cell must keep running the instance for now
+// (BBS holds it as EVACUATING until a replacement runs elsewhere).
+
+// EvacuateRunning hands a running instance over to a replacement: BBS
+// keeps this one as the EVACUATING record (routable) and auctions a new
+// one.
+func (c *Client) EvacuateRunning(ctx context.Context, s Start) (bool, error) {
+	resp := &models.EvacuationResponse{}
+	err := c.do(ctx, routeEvacRunning, &models.EvacuateRunningActualLRPRequest{ActualLrpKey: s.Key,
+		ActualLrpInstanceKey: s.Instance, ActualLrpNetInfo: s.Net, MetricTags: s.MetricTags,
+		OptionalRoutable: &models.EvacuateRunningActualLRPRequest_Routable{Routable: s.Routable},
+		AvailabilityZone: s.AvailabilityZone}, resp)
+	return resp.GetKeepContainer(), err
+}
+
+// EvacuateClaimed gives up a claimed (starting) instance: BBS unclaims it
+// and auctions it again.
+func (c *Client) EvacuateClaimed(ctx context.Context, key *models.ActualLRPKey, inst *models.ActualLRPInstanceKey) (bool, error) {
+	resp := &models.EvacuationResponse{}
+	err := c.do(ctx, routeEvacClaimed, &models.EvacuateClaimedActualLRPRequest{ActualLrpKey: key, ActualLrpInstanceKey: inst}, resp)
+	return resp.GetKeepContainer(), err
+}
+
+// EvacuateStopped reports an evacuating instance stopped.
+func (c *Client) EvacuateStopped(ctx context.Context, key *models.ActualLRPKey, inst *models.ActualLRPInstanceKey) (bool, error) {
+	resp := &models.EvacuationResponse{}
+	err := c.do(ctx, routeEvacStopped, &models.EvacuateStoppedActualLRPRequest{ActualLrpKey: key, ActualLrpInstanceKey: inst}, resp)
+	return resp.GetKeepContainer(), err
+}
+
+// EvacuateCrashed reports an instance that crashed during evacuation.
+func (c *Client) EvacuateCrashed(ctx context.Context, key *models.ActualLRPKey, inst *models.ActualLRPInstanceKey, reason string) (bool, error) {
+	resp := &models.EvacuationResponse{}
+	err := c.do(ctx, routeEvacCrashed, &models.EvacuateCrashedActualLRPRequest{ActualLrpKey: key, ActualLrpInstanceKey: inst,
+		ErrorMessage: reason}, resp)
+	return resp.GetKeepContainer(), err
+}
+
+// RemoveEvacuating drops the EVACUATING record of an instance.
+func (c *Client) RemoveEvacuating(ctx context.Context, key *models.ActualLRPKey, inst *models.ActualLRPInstanceKey) error {
+	return c.do(ctx, routeRemoveEvac, &models.RemoveEvacuatingActualLRPRequest{ActualLrpKey: key, ActualLrpInstanceKey: inst},
+		&models.RemoveEvacuatingActualLRPResponse{})
 }

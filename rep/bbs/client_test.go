@@ -8,7 +8,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -144,5 +146,59 @@ var _ = Describe("Client", func() {
 	It("refuses a plain http BBS URL", func() {
 		_, err := bbs.New(bbs.Config{URL: "http://127.0.0.1:1", TLS: files})
 		Expect(err).To(MatchError(ContainSubstring("https")))
+	})
+
+	It("streams desired_lrp_changed events for the cell, skipping other events, until the stream ends", func() {
+		var sub models.EventsByCellId
+		handler = func(w http.ResponseWriter, r *http.Request) {
+			defer GinkgoRecover()
+			Expect(r.URL.Path).To(Equal("/v1/events/lrp_instances.r1"))
+			b, _ := io.ReadAll(r.Body)
+			Expect(proto.Unmarshal(b, &sub)).To(Succeed())
+			w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
+			ev := func(id int, name string, m proto.Message) {
+				raw, err := proto.Marshal(m)
+				Expect(err).NotTo(HaveOccurred())
+				fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", id, name, base64.StdEncoding.EncodeToString(raw))
+			}
+			ev(0, "actual_lrp_instance_changed", &models.ActualLRP{})
+			ev(1, "desired_lrp_changed", &models.DesiredLRPChangedEvent{After: &models.DesiredLRP{ProcessGuid: "pg", Instances: 2}})
+		}
+		var got []*models.DesiredLRPChangedEvent
+		connected := 0
+		err := client.DesiredLRPChanges(context.Background(), "cell-1", func() { connected++ },
+			func(e *models.DesiredLRPChangedEvent) { got = append(got, e) })
+		Expect(err).To(MatchError(io.EOF))
+		Expect(sub.GetCellId()).To(Equal("cell-1"))
+		Expect(connected).To(Equal(1))
+		Expect(got).To(HaveLen(1))
+		Expect(got[0].GetAfter().GetProcessGuid()).To(Equal("pg"))
+	})
+
+	It("ends the event stream with the reason on a payload it cannot decode", func() {
+		handler = func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "event: desired_lrp_changed\ndata: !!notbase64\n\n")
+		}
+		err := client.DesiredLRPChanges(context.Background(), "cell-1", nil, func(*models.DesiredLRPChangedEvent) {
+			Fail("no event expected")
+		})
+		Expect(err).To(MatchError(ContainSubstring("event desired_lrp_changed")))
+	})
+
+	It("answers keep_container from the evacuation calls", func() {
+		handler = func(w http.ResponseWriter, r *http.Request) {
+			defer GinkgoRecover()
+			Expect(r.URL.Path).To(Equal("/v1/actual_lrps/evacuate_running.r1"))
+			b, _ := io.ReadAll(r.Body)
+			var req models.EvacuateRunningActualLRPRequest
+			Expect(proto.Unmarshal(b, &req)).To(Succeed())
+			Expect(req.GetActualLrpNetInfo().GetAddress()).To(Equal("10.0.0.1"))
+			Expect(req.GetRoutable()).To(BeTrue())
+			answer(w, &models.EvacuationResponse{KeepContainer: true})
+		}
+		keep, err := client.EvacuateRunning(context.Background(), bbs.Start{Key: &models.ActualLRPKey{ProcessGuid: "pg"},
+			Instance: &models.ActualLRPInstanceKey{InstanceGuid: "ig"}, Net: &models.ActualLRPNetInfo{Address: "10.0.0.1"}, Routable: true})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(keep).To(BeTrue())
 	})
 })

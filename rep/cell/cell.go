@@ -36,6 +36,12 @@ type BBS interface {
 	Task(ctx context.Context, taskGUID string) (*models.Task, error)
 	StartTask(ctx context.Context, taskGUID, cellID string) (bool, error)
 	CompleteTask(ctx context.Context, taskGUID, cellID string, failed bool, reason, result string) error
+	DesiredLRPChanges(ctx context.Context, cellID string, connected func(), changed func(*models.DesiredLRPChangedEvent)) error
+	EvacuateRunning(ctx context.Context, s bbs.Start) (bool, error)
+	EvacuateClaimed(ctx context.Context, key *models.ActualLRPKey, inst *models.ActualLRPInstanceKey) (bool, error)
+	EvacuateStopped(ctx context.Context, key *models.ActualLRPKey, inst *models.ActualLRPInstanceKey) (bool, error)
+	EvacuateCrashed(ctx context.Context, key *models.ActualLRPKey, inst *models.ActualLRPInstanceKey, reason string) (bool, error)
+	RemoveEvacuating(ctx context.Context, key *models.ActualLRPKey, inst *models.ActualLRPInstanceKey) error
 }
 
 var _ BBS = (*bbs.Client)(nil)
@@ -55,6 +61,9 @@ type Config struct {
 	ReconcileInterval     time.Duration // default 30s
 	// AllowPrivileged is the agent's allow_privileged (lrp.Settings).
 	AllowPrivileged bool
+	// Routes updates running instances' routes when their desired LRP
+	// changes (nil: routes stay as placed).
+	Routes RouteUpdater
 }
 
 // Cell is a Diego cell over a container store.
@@ -161,6 +170,11 @@ func (c *Cell) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 		return fmt.Errorf("subscribe to container events: %w", err)
 	}
 	close(ready)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.watchDesired()
+	}()
 	c.syncAll()
 	ticker := c.clock.NewTicker(c.cfg.ReconcileInterval)
 	defer ticker.Stop()
@@ -175,7 +189,8 @@ func (c *Cell) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			switch {
 			case ev.Type == executor.EventGap:
 				c.syncAll()
-			case ev.Type == executor.EventContainerState || ev.Type == executor.EventContainerAdopted:
+			case ev.Type == executor.EventContainerState || ev.Type == executor.EventContainerAdopted ||
+				ev.Type == executor.EventContainerRoutable:
 				c.sync(ev.GUID)
 			}
 		case <-ticker.C():
@@ -219,7 +234,10 @@ func (c *Cell) report(ctr executor.Container) {
 	logger := c.logger.Session("report", data)
 	switch ctr.State {
 	case executor.StateRunning:
-		if !c.markReported(ctr.GUID, reportedRunning) {
+		// Reported once routable (its routes registered, its proxy
+		// verified): BBS then counts it as serving, and an evacuating
+		// instance elsewhere is let go only after this one is routable.
+		if !ctr.Routable || !c.markReported(ctr.GUID, reportedRunning) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, bbsCallTimeout)
@@ -252,6 +270,11 @@ func (c *Cell) report(ctr executor.Container) {
 func (c *Cell) finish(logger lager.Logger, ctr executor.Container, id identity) {
 	ctx, cancel := context.WithTimeout(c.ctx, bbsCallTimeout)
 	defer cancel()
+	if _, err := c.store.Get(ctx, ctr.GUID); errors.Is(err, executor.ErrContainerNotFound) {
+		// A replayed event of a container another finish already reported
+		// and deleted (it forgets the guid only after the delete).
+		return
+	}
 	if ctr.RunResult.Stopped {
 		if c.markReported(ctr.GUID, reportedRemoved) {
 			if err := c.bbs.Remove(ctx, id.key, id.inst); err != nil {

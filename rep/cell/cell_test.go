@@ -87,7 +87,7 @@ func (s *store) has(guid string) bool {
 }
 
 func diegoContainer(guid string, state executor.State) executor.Container {
-	return executor.Container{GUID: guid, State: state, ExternalIP: "10.0.0.5", InternalIP: "10.255.0.2",
+	return executor.Container{GUID: guid, State: state, Routable: state == executor.StateRunning, ExternalIP: "10.0.0.5", InternalIP: "10.255.0.2",
 		Ports: []executor.PortMapping{{ContainerPort: 8080, HostPort: 40001, ContainerTLSProxyPort: 61001, HostTLSProxyPort: 40002}},
 		Tags: map[string]string{lrp.TagProcessGUID: "pg-1", lrp.TagIndex: "1", lrp.TagDomain: "d",
 			lrp.TagInstanceGUID: guid, "diego.metric-tag.source_id": "pg-1"}}
@@ -107,6 +107,9 @@ var _ = Describe("Cell", func() {
 		clk     *fakeclock.FakeClock
 		c       *cell.Cell
 		proc    ifrit.Process
+		routes  *cellfakes.FakeRouteUpdater
+		changes chan *models.DesiredLRPChangedEvent
+		drop    chan struct{} // ends the current event stream
 	)
 
 	BeforeEach(func() {
@@ -114,7 +117,22 @@ var _ = Describe("Cell", func() {
 		st = newStore(client)
 		clk = fakeclock.NewFakeClock(time.Now())
 		fakeBBS.DesiredLRPReturns(supported(), nil)
-		c = cell.New(lagertest.NewTestLogger("cell"), cell.Config{CellID: "cell-1", Zone: "z1",
+		routes = &cellfakes.FakeRouteUpdater{}
+		changes, drop = make(chan *models.DesiredLRPChangedEvent), make(chan struct{})
+		fakeBBS.DesiredLRPChangesCalls(func(ctx context.Context, _ string, connected func(), changed func(*models.DesiredLRPChangedEvent)) error {
+			connected()
+			for {
+				select {
+				case ev := <-changes:
+					changed(ev)
+				case <-drop:
+					return errors.New("stream lost")
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		})
+		c = cell.New(lagertest.NewTestLogger("cell"), cell.Config{CellID: "cell-1", Zone: "z1", EmitRoutes: true, Routes: routes,
 			Stacks: map[string]string{"cflinuxfs4": "busybox"}, ReconcileInterval: time.Minute}, client, fakeBBS, clk)
 		proc = ifrit.Invoke(c)
 	})
@@ -251,9 +269,75 @@ var _ = Describe("Cell", func() {
 			Eventually(func() bool { return st.has("ig-1") }).Should(BeFalse())
 		})
 
+		It("starts the actual LRP only once the instance is routable", func() {
+			ctr := diegoContainer("ig-1", executor.StateRunning)
+			ctr.Routable = false
+			st.set(ctr)
+			Consistently(fakeBBS.StartCallCount).Should(BeZero())
+			ctr.Routable = true
+			st.set(ctr)
+			Eventually(fakeBBS.StartCallCount).Should(Equal(1))
+		})
+
 		It("ignores containers that are not Diego's", func() {
 			st.set(executor.Container{GUID: "v1-ctr", State: executor.StateRunning})
 			Consistently(fakeBBS.StartCallCount).Should(BeZero())
+		})
+	})
+
+	Describe("LRP updates", func() {
+		cfRoutes := func(json string) *models.DesiredLRP {
+			d := supported()
+			d.Routes = &models.ProtoRoutes{Routes: map[string][]byte{"cf-router": []byte(json)}}
+			return d
+		}
+
+		It("gives running instances of a changed desired LRP its new routes, and leaves other processes alone", func() {
+			st.set(diegoContainer("ig-1", executor.StateRunning))
+			Eventually(fakeBBS.StartCallCount).Should(Equal(1))
+			changes <- &models.DesiredLRPChangedEvent{After: cfRoutes(`[{"hostnames":["new.example.com"],"port":8080}]`)}
+			Eventually(routes.UpdateRoutesCallCount).Should(Equal(1))
+			_, guid, u := routes.UpdateRoutesArgsForCall(0)
+			Expect(guid).To(Equal("ig-1"))
+			Expect(u.Routes).To(Equal([]executor.Route{{Hostnames: []string{"new.example.com"}, Port: 8080}}))
+
+			other := cfRoutes(`[{"hostnames":["other.example.com"],"port":8080}]`)
+			other.ProcessGuid = "pg-2"
+			changes <- &models.DesiredLRPChangedEvent{After: other}
+			Consistently(routes.UpdateRoutesCallCount).Should(Equal(1))
+		})
+
+		It("reads the desired routes of its running instances when the event stream (re)connects", func() {
+			Eventually(client.ListCallCount).Should(Equal(2)) // syncAll and the first stream's resync found nothing
+			drop <- struct{}{}                                // the first stream breaks
+			fakeBBS.DesiredLRPReturns(cfRoutes(`[{"hostnames":["missed.example.com"],"port":8080}]`), nil)
+			st.mu.Lock()
+			st.ctrs["ig-1"] = diegoContainer("ig-1", executor.StateRunning)
+			st.mu.Unlock()
+			Consistently(routes.UpdateRoutesCallCount).Should(BeZero())
+			Eventually(clk.WatcherCount).Should(Equal(2)) // the reconcile ticker and the retry wait
+			clk.Increment(time.Second)
+			Eventually(fakeBBS.DesiredLRPChangesCallCount).Should(Equal(2))
+			Eventually(routes.UpdateRoutesCallCount).Should(Equal(1))
+			_, _, u := routes.UpdateRoutesArgsForCall(0)
+			Expect(u.Routes[0].Hostnames).To(Equal([]string{"missed.example.com"}))
+		})
+
+		It("applies BBS's PUT metric tags to the instance's registrations, keeping its routes", func() {
+			fakeBBS.DesiredLRPReturns(cfRoutes(`[{"hostnames":["a.example.com"],"port":8080}]`), nil) // no change to resync
+			ctr := diegoContainer("ig-1", executor.StateRunning)
+			ctr.Routes = []executor.Route{{Hostnames: []string{"a.example.com"}, Port: 8080}}
+			st.set(ctr)
+			Eventually(fakeBBS.StartCallCount).Should(Equal(1))
+			Expect(c.UpdateLRP(context.Background(), api.LRPUpdate{ProcessGUID: "pg-1", InstanceGUID: "ig-1",
+				MetricTags: map[string]string{"source_id": "s2", "empty": ""}})).To(Succeed())
+			Expect(routes.UpdateRoutesCallCount()).To(Equal(1))
+			_, _, u := routes.UpdateRoutesArgsForCall(0)
+			Expect(u.Routes).To(Equal(ctr.Routes))
+			Expect(u.MetricTags).To(Equal(map[string]executor.MetricTagValue{"source_id": {Static: "s2"}}))
+
+			Expect(c.UpdateLRP(context.Background(), api.LRPUpdate{ProcessGUID: "pg-2", InstanceGUID: "ig-1"})).To(MatchError(api.ErrNotFound))
+			Expect(c.UpdateLRP(context.Background(), api.LRPUpdate{ProcessGUID: "pg-1", InstanceGUID: "nope"})).To(MatchError(api.ErrNotFound))
 		})
 	})
 

@@ -5,7 +5,8 @@
 //
 //	/work  -> reserve container (guid = instance guid, tags = actual LRP key)
 //	       -> claim in BBS -> run
-//	running               -> StartActualLRP (net info)
+//	running and routable  -> StartActualLRP (net info)
+//	desired LRP changed   -> new routes registered (routes.go)
 //	completed, not asked  -> CrashActualLRP (reason) -> delete container
 //	stop (BBS asks)       -> delete container -> RemoveActualLRP
 //
@@ -22,7 +23,8 @@
 // A periodic reconcile against BBS's actual LRPs for this cell removes
 // records whose container is gone and containers BBS no longer knows.
 //
-// Concurrency: Cell.Run owns the event loop and the reconcile ticker;
+// Concurrency: Cell.Run owns the event loop and the reconcile ticker,
+// and starts the watcher of BBS's desired LRP changes (tracked by wg);
 // per-instance work (claim+run, stop) runs in goroutines tracked by the
 // Cell's WaitGroup, which Run waits for before it returns. mu guards the
 // reported map.

@@ -96,8 +96,12 @@ func (c *Cell) prepare(ctx context.Context, l api.LRP, cache map[string]*models.
 		return placement{}, err
 	}
 	req.Tags = tags(l, guid)
-	for k, v := range lrp.MetricTags(desired, l.Index, guid) {
+	resolved := lrp.MetricTags(desired, l.Index, guid)
+	for k, v := range resolved {
 		req.Tags[metricTagPrefix+k] = v
+	}
+	if len(req.Routes) > 0 {
+		req.MetricTags = staticTags(resolved) // the tags of its route registrations
 	}
 	if err := req.Validate(true); err != nil {
 		return placement{}, &lrp.Refusal{Reason: "run request: " + err.Error()}

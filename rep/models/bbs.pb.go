@@ -286,7 +286,7 @@ func (x MetricTagValue_DynamicValue) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MetricTagValue_DynamicValue.Descriptor instead.
 func (MetricTagValue_DynamicValue) EnumDescriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{27, 0}
+	return file_bbs_proto_rawDescGZIP(), []int{34, 0}
 }
 
 type DesiredLRP_UpdateStrategy int32
@@ -332,7 +332,7 @@ func (x DesiredLRP_UpdateStrategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DesiredLRP_UpdateStrategy.Descriptor instead.
 func (DesiredLRP_UpdateStrategy) EnumDescriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{32, 0}
+	return file_bbs_proto_rawDescGZIP(), []int{39, 0}
 }
 
 type Task_State int32
@@ -387,7 +387,7 @@ func (x Task_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Task_State.Descriptor instead.
 func (Task_State) EnumDescriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{36, 0}
+	return file_bbs_proto_rawDescGZIP(), []int{43, 0}
 }
 
 // error.proto
@@ -1500,6 +1500,434 @@ func (x *ActualLRPsResponse) GetActualLrps() []*ActualLRP {
 	return nil
 }
 
+// evacuation.proto
+type EvacuationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	KeepContainer bool                   `protobuf:"varint,2,opt,name=keep_container,json=keepContainer,proto3" json:"keep_container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvacuationResponse) Reset() {
+	*x = EvacuationResponse{}
+	mi := &file_bbs_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuationResponse) ProtoMessage() {}
+
+func (x *EvacuationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuationResponse.ProtoReflect.Descriptor instead.
+func (*EvacuationResponse) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *EvacuationResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *EvacuationResponse) GetKeepContainer() bool {
+	if x != nil {
+		return x.KeepContainer
+	}
+	return false
+}
+
+type EvacuateClaimedActualLRPRequest struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	ActualLrpKey         *ActualLRPKey          `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	ActualLrpInstanceKey *ActualLRPInstanceKey  `protobuf:"bytes,2,opt,name=actual_lrp_instance_key,json=actualLrpInstanceKey,proto3" json:"actual_lrp_instance_key,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *EvacuateClaimedActualLRPRequest) Reset() {
+	*x = EvacuateClaimedActualLRPRequest{}
+	mi := &file_bbs_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateClaimedActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateClaimedActualLRPRequest) ProtoMessage() {}
+
+func (x *EvacuateClaimedActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateClaimedActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*EvacuateClaimedActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *EvacuateClaimedActualLRPRequest) GetActualLrpKey() *ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *EvacuateClaimedActualLRPRequest) GetActualLrpInstanceKey() *ActualLRPInstanceKey {
+	if x != nil {
+		return x.ActualLrpInstanceKey
+	}
+	return nil
+}
+
+type EvacuateRunningActualLRPRequest struct {
+	state                   protoimpl.MessageState    `protogen:"open.v1"`
+	ActualLrpKey            *ActualLRPKey             `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	ActualLrpInstanceKey    *ActualLRPInstanceKey     `protobuf:"bytes,2,opt,name=actual_lrp_instance_key,json=actualLrpInstanceKey,proto3" json:"actual_lrp_instance_key,omitempty"`
+	ActualLrpNetInfo        *ActualLRPNetInfo         `protobuf:"bytes,3,opt,name=actual_lrp_net_info,json=actualLrpNetInfo,proto3" json:"actual_lrp_net_info,omitempty"`
+	ActualLrpInternalRoutes []*ActualLRPInternalRoute `protobuf:"bytes,5,rep,name=actual_lrp_internal_routes,json=actualLrpInternalRoutes,proto3" json:"actual_lrp_internal_routes,omitempty"`
+	MetricTags              map[string]string         `protobuf:"bytes,6,rep,name=metric_tags,json=metricTags,proto3" json:"metric_tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Types that are valid to be assigned to OptionalRoutable:
+	//
+	//	*EvacuateRunningActualLRPRequest_Routable
+	OptionalRoutable isEvacuateRunningActualLRPRequest_OptionalRoutable `protobuf_oneof:"optional_routable"`
+	AvailabilityZone string                                             `protobuf:"bytes,8,opt,name=availability_zone,json=availabilityZone,proto3" json:"availability_zone,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *EvacuateRunningActualLRPRequest) Reset() {
+	*x = EvacuateRunningActualLRPRequest{}
+	mi := &file_bbs_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateRunningActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateRunningActualLRPRequest) ProtoMessage() {}
+
+func (x *EvacuateRunningActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateRunningActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*EvacuateRunningActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetActualLrpKey() *ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetActualLrpInstanceKey() *ActualLRPInstanceKey {
+	if x != nil {
+		return x.ActualLrpInstanceKey
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetActualLrpNetInfo() *ActualLRPNetInfo {
+	if x != nil {
+		return x.ActualLrpNetInfo
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetActualLrpInternalRoutes() []*ActualLRPInternalRoute {
+	if x != nil {
+		return x.ActualLrpInternalRoutes
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetMetricTags() map[string]string {
+	if x != nil {
+		return x.MetricTags
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetOptionalRoutable() isEvacuateRunningActualLRPRequest_OptionalRoutable {
+	if x != nil {
+		return x.OptionalRoutable
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetRoutable() bool {
+	if x != nil {
+		if x, ok := x.OptionalRoutable.(*EvacuateRunningActualLRPRequest_Routable); ok {
+			return x.Routable
+		}
+	}
+	return false
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetAvailabilityZone() string {
+	if x != nil {
+		return x.AvailabilityZone
+	}
+	return ""
+}
+
+type isEvacuateRunningActualLRPRequest_OptionalRoutable interface {
+	isEvacuateRunningActualLRPRequest_OptionalRoutable()
+}
+
+type EvacuateRunningActualLRPRequest_Routable struct {
+	Routable bool `protobuf:"varint,7,opt,name=Routable,proto3,oneof"`
+}
+
+func (*EvacuateRunningActualLRPRequest_Routable) isEvacuateRunningActualLRPRequest_OptionalRoutable() {
+}
+
+type EvacuateStoppedActualLRPRequest struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	ActualLrpKey         *ActualLRPKey          `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	ActualLrpInstanceKey *ActualLRPInstanceKey  `protobuf:"bytes,2,opt,name=actual_lrp_instance_key,json=actualLrpInstanceKey,proto3" json:"actual_lrp_instance_key,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *EvacuateStoppedActualLRPRequest) Reset() {
+	*x = EvacuateStoppedActualLRPRequest{}
+	mi := &file_bbs_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateStoppedActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateStoppedActualLRPRequest) ProtoMessage() {}
+
+func (x *EvacuateStoppedActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateStoppedActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*EvacuateStoppedActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *EvacuateStoppedActualLRPRequest) GetActualLrpKey() *ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *EvacuateStoppedActualLRPRequest) GetActualLrpInstanceKey() *ActualLRPInstanceKey {
+	if x != nil {
+		return x.ActualLrpInstanceKey
+	}
+	return nil
+}
+
+type EvacuateCrashedActualLRPRequest struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	ActualLrpKey         *ActualLRPKey          `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	ActualLrpInstanceKey *ActualLRPInstanceKey  `protobuf:"bytes,2,opt,name=actual_lrp_instance_key,json=actualLrpInstanceKey,proto3" json:"actual_lrp_instance_key,omitempty"`
+	ErrorMessage         string                 `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *EvacuateCrashedActualLRPRequest) Reset() {
+	*x = EvacuateCrashedActualLRPRequest{}
+	mi := &file_bbs_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateCrashedActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateCrashedActualLRPRequest) ProtoMessage() {}
+
+func (x *EvacuateCrashedActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateCrashedActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*EvacuateCrashedActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *EvacuateCrashedActualLRPRequest) GetActualLrpKey() *ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *EvacuateCrashedActualLRPRequest) GetActualLrpInstanceKey() *ActualLRPInstanceKey {
+	if x != nil {
+		return x.ActualLrpInstanceKey
+	}
+	return nil
+}
+
+func (x *EvacuateCrashedActualLRPRequest) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+type RemoveEvacuatingActualLRPRequest struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	ActualLrpKey         *ActualLRPKey          `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	ActualLrpInstanceKey *ActualLRPInstanceKey  `protobuf:"bytes,2,opt,name=actual_lrp_instance_key,json=actualLrpInstanceKey,proto3" json:"actual_lrp_instance_key,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *RemoveEvacuatingActualLRPRequest) Reset() {
+	*x = RemoveEvacuatingActualLRPRequest{}
+	mi := &file_bbs_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveEvacuatingActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveEvacuatingActualLRPRequest) ProtoMessage() {}
+
+func (x *RemoveEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveEvacuatingActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*RemoveEvacuatingActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RemoveEvacuatingActualLRPRequest) GetActualLrpKey() *ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *RemoveEvacuatingActualLRPRequest) GetActualLrpInstanceKey() *ActualLRPInstanceKey {
+	if x != nil {
+		return x.ActualLrpInstanceKey
+	}
+	return nil
+}
+
+type RemoveEvacuatingActualLRPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveEvacuatingActualLRPResponse) Reset() {
+	*x = RemoveEvacuatingActualLRPResponse{}
+	mi := &file_bbs_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveEvacuatingActualLRPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveEvacuatingActualLRPResponse) ProtoMessage() {}
+
+func (x *RemoveEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveEvacuatingActualLRPResponse.ProtoReflect.Descriptor instead.
+func (*RemoveEvacuatingActualLRPResponse) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RemoveEvacuatingActualLRPResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 // environment_variables.proto
 type EnvironmentVariable struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1511,7 +1939,7 @@ type EnvironmentVariable struct {
 
 func (x *EnvironmentVariable) Reset() {
 	*x = EnvironmentVariable{}
-	mi := &file_bbs_proto_msgTypes[16]
+	mi := &file_bbs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1951,7 @@ func (x *EnvironmentVariable) String() string {
 func (*EnvironmentVariable) ProtoMessage() {}
 
 func (x *EnvironmentVariable) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[16]
+	mi := &file_bbs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1964,7 @@ func (x *EnvironmentVariable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentVariable.ProtoReflect.Descriptor instead.
 func (*EnvironmentVariable) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{16}
+	return file_bbs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EnvironmentVariable) GetName() string {
@@ -1566,7 +1994,7 @@ type Action struct {
 
 func (x *Action) Reset() {
 	*x = Action{}
-	mi := &file_bbs_proto_msgTypes[17]
+	mi := &file_bbs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +2006,7 @@ func (x *Action) String() string {
 func (*Action) ProtoMessage() {}
 
 func (x *Action) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[17]
+	mi := &file_bbs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +2019,7 @@ func (x *Action) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Action.ProtoReflect.Descriptor instead.
 func (*Action) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{17}
+	return file_bbs_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Action) GetRunAction() *RunAction {
@@ -1631,7 +2059,7 @@ type RunAction struct {
 
 func (x *RunAction) Reset() {
 	*x = RunAction{}
-	mi := &file_bbs_proto_msgTypes[18]
+	mi := &file_bbs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +2071,7 @@ func (x *RunAction) String() string {
 func (*RunAction) ProtoMessage() {}
 
 func (x *RunAction) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[18]
+	mi := &file_bbs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +2084,7 @@ func (x *RunAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunAction.ProtoReflect.Descriptor instead.
 func (*RunAction) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{18}
+	return file_bbs_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RunAction) GetPath() string {
@@ -1731,7 +2159,7 @@ type ResourceLimits struct {
 
 func (x *ResourceLimits) Reset() {
 	*x = ResourceLimits{}
-	mi := &file_bbs_proto_msgTypes[19]
+	mi := &file_bbs_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +2171,7 @@ func (x *ResourceLimits) String() string {
 func (*ResourceLimits) ProtoMessage() {}
 
 func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[19]
+	mi := &file_bbs_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +2184,7 @@ func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
 func (*ResourceLimits) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{19}
+	return file_bbs_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ResourceLimits) GetOptionalNofile() isResourceLimits_OptionalNofile {
@@ -1821,7 +2249,7 @@ type SerialAction struct {
 
 func (x *SerialAction) Reset() {
 	*x = SerialAction{}
-	mi := &file_bbs_proto_msgTypes[20]
+	mi := &file_bbs_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +2261,7 @@ func (x *SerialAction) String() string {
 func (*SerialAction) ProtoMessage() {}
 
 func (x *SerialAction) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[20]
+	mi := &file_bbs_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +2274,7 @@ func (x *SerialAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SerialAction.ProtoReflect.Descriptor instead.
 func (*SerialAction) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{20}
+	return file_bbs_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SerialAction) GetActions() []*Action {
@@ -1873,7 +2301,7 @@ type CodependentAction struct {
 
 func (x *CodependentAction) Reset() {
 	*x = CodependentAction{}
-	mi := &file_bbs_proto_msgTypes[21]
+	mi := &file_bbs_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +2313,7 @@ func (x *CodependentAction) String() string {
 func (*CodependentAction) ProtoMessage() {}
 
 func (x *CodependentAction) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[21]
+	mi := &file_bbs_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2326,7 @@ func (x *CodependentAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CodependentAction.ProtoReflect.Descriptor instead.
 func (*CodependentAction) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{21}
+	return file_bbs_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CodependentAction) GetActions() []*Action {
@@ -1927,7 +2355,7 @@ type CheckDefinition struct {
 
 func (x *CheckDefinition) Reset() {
 	*x = CheckDefinition{}
-	mi := &file_bbs_proto_msgTypes[22]
+	mi := &file_bbs_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2367,7 @@ func (x *CheckDefinition) String() string {
 func (*CheckDefinition) ProtoMessage() {}
 
 func (x *CheckDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[22]
+	mi := &file_bbs_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2380,7 @@ func (x *CheckDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckDefinition.ProtoReflect.Descriptor instead.
 func (*CheckDefinition) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{22}
+	return file_bbs_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CheckDefinition) GetChecks() []*Check {
@@ -1986,7 +2414,7 @@ type Check struct {
 
 func (x *Check) Reset() {
 	*x = Check{}
-	mi := &file_bbs_proto_msgTypes[23]
+	mi := &file_bbs_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2426,7 @@ func (x *Check) String() string {
 func (*Check) ProtoMessage() {}
 
 func (x *Check) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[23]
+	mi := &file_bbs_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2439,7 @@ func (x *Check) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Check.ProtoReflect.Descriptor instead.
 func (*Check) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{23}
+	return file_bbs_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Check) GetTcpCheck() *TCPCheck {
@@ -2039,7 +2467,7 @@ type TCPCheck struct {
 
 func (x *TCPCheck) Reset() {
 	*x = TCPCheck{}
-	mi := &file_bbs_proto_msgTypes[24]
+	mi := &file_bbs_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2479,7 @@ func (x *TCPCheck) String() string {
 func (*TCPCheck) ProtoMessage() {}
 
 func (x *TCPCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[24]
+	mi := &file_bbs_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2492,7 @@ func (x *TCPCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TCPCheck.ProtoReflect.Descriptor instead.
 func (*TCPCheck) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{24}
+	return file_bbs_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TCPCheck) GetPort() uint32 {
@@ -2100,7 +2528,7 @@ type HTTPCheck struct {
 
 func (x *HTTPCheck) Reset() {
 	*x = HTTPCheck{}
-	mi := &file_bbs_proto_msgTypes[25]
+	mi := &file_bbs_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2540,7 @@ func (x *HTTPCheck) String() string {
 func (*HTTPCheck) ProtoMessage() {}
 
 func (x *HTTPCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[25]
+	mi := &file_bbs_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2553,7 @@ func (x *HTTPCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCheck.ProtoReflect.Descriptor instead.
 func (*HTTPCheck) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{25}
+	return file_bbs_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HTTPCheck) GetPort() uint32 {
@@ -2166,7 +2594,7 @@ type CertificateProperties struct {
 
 func (x *CertificateProperties) Reset() {
 	*x = CertificateProperties{}
-	mi := &file_bbs_proto_msgTypes[26]
+	mi := &file_bbs_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +2606,7 @@ func (x *CertificateProperties) String() string {
 func (*CertificateProperties) ProtoMessage() {}
 
 func (x *CertificateProperties) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[26]
+	mi := &file_bbs_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +2619,7 @@ func (x *CertificateProperties) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateProperties.ProtoReflect.Descriptor instead.
 func (*CertificateProperties) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{26}
+	return file_bbs_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CertificateProperties) GetOrganizationalUnit() []string {
@@ -2212,7 +2640,7 @@ type MetricTagValue struct {
 
 func (x *MetricTagValue) Reset() {
 	*x = MetricTagValue{}
-	mi := &file_bbs_proto_msgTypes[27]
+	mi := &file_bbs_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2652,7 @@ func (x *MetricTagValue) String() string {
 func (*MetricTagValue) ProtoMessage() {}
 
 func (x *MetricTagValue) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[27]
+	mi := &file_bbs_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2665,7 @@ func (x *MetricTagValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricTagValue.ProtoReflect.Descriptor instead.
 func (*MetricTagValue) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{27}
+	return file_bbs_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MetricTagValue) GetStatic() string {
@@ -2265,7 +2693,7 @@ type PortRange struct {
 
 func (x *PortRange) Reset() {
 	*x = PortRange{}
-	mi := &file_bbs_proto_msgTypes[28]
+	mi := &file_bbs_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2705,7 @@ func (x *PortRange) String() string {
 func (*PortRange) ProtoMessage() {}
 
 func (x *PortRange) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[28]
+	mi := &file_bbs_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2718,7 @@ func (x *PortRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
 func (*PortRange) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{28}
+	return file_bbs_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PortRange) GetStart() uint32 {
@@ -2317,7 +2745,7 @@ type ICMPInfo struct {
 
 func (x *ICMPInfo) Reset() {
 	*x = ICMPInfo{}
-	mi := &file_bbs_proto_msgTypes[29]
+	mi := &file_bbs_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2757,7 @@ func (x *ICMPInfo) String() string {
 func (*ICMPInfo) ProtoMessage() {}
 
 func (x *ICMPInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[29]
+	mi := &file_bbs_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2770,7 @@ func (x *ICMPInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ICMPInfo.ProtoReflect.Descriptor instead.
 func (*ICMPInfo) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{29}
+	return file_bbs_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ICMPInfo) GetType() int32 {
@@ -2374,7 +2802,7 @@ type SecurityGroupRule struct {
 
 func (x *SecurityGroupRule) Reset() {
 	*x = SecurityGroupRule{}
-	mi := &file_bbs_proto_msgTypes[30]
+	mi := &file_bbs_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2814,7 @@ func (x *SecurityGroupRule) String() string {
 func (*SecurityGroupRule) ProtoMessage() {}
 
 func (x *SecurityGroupRule) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[30]
+	mi := &file_bbs_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2827,7 @@ func (x *SecurityGroupRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityGroupRule.ProtoReflect.Descriptor instead.
 func (*SecurityGroupRule) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{30}
+	return file_bbs_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SecurityGroupRule) GetProtocol() string {
@@ -2462,7 +2890,7 @@ type ProtoRoutes struct {
 
 func (x *ProtoRoutes) Reset() {
 	*x = ProtoRoutes{}
-	mi := &file_bbs_proto_msgTypes[31]
+	mi := &file_bbs_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2474,7 +2902,7 @@ func (x *ProtoRoutes) String() string {
 func (*ProtoRoutes) ProtoMessage() {}
 
 func (x *ProtoRoutes) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[31]
+	mi := &file_bbs_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2487,7 +2915,7 @@ func (x *ProtoRoutes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProtoRoutes.ProtoReflect.Descriptor instead.
 func (*ProtoRoutes) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{31}
+	return file_bbs_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ProtoRoutes) GetRoutes() map[string][]byte {
@@ -2535,7 +2963,7 @@ type DesiredLRP struct {
 
 func (x *DesiredLRP) Reset() {
 	*x = DesiredLRP{}
-	mi := &file_bbs_proto_msgTypes[32]
+	mi := &file_bbs_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2547,7 +2975,7 @@ func (x *DesiredLRP) String() string {
 func (*DesiredLRP) ProtoMessage() {}
 
 func (x *DesiredLRP) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[32]
+	mi := &file_bbs_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2560,7 +2988,7 @@ func (x *DesiredLRP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredLRP.ProtoReflect.Descriptor instead.
 func (*DesiredLRP) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{32}
+	return file_bbs_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DesiredLRP) GetProcessGuid() string {
@@ -2783,7 +3211,7 @@ type DesiredLRPByProcessGuidRequest struct {
 
 func (x *DesiredLRPByProcessGuidRequest) Reset() {
 	*x = DesiredLRPByProcessGuidRequest{}
-	mi := &file_bbs_proto_msgTypes[33]
+	mi := &file_bbs_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +3223,7 @@ func (x *DesiredLRPByProcessGuidRequest) String() string {
 func (*DesiredLRPByProcessGuidRequest) ProtoMessage() {}
 
 func (x *DesiredLRPByProcessGuidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[33]
+	mi := &file_bbs_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +3236,7 @@ func (x *DesiredLRPByProcessGuidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredLRPByProcessGuidRequest.ProtoReflect.Descriptor instead.
 func (*DesiredLRPByProcessGuidRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{33}
+	return file_bbs_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DesiredLRPByProcessGuidRequest) GetProcessGuid() string {
@@ -2828,7 +3256,7 @@ type DesiredLRPResponse struct {
 
 func (x *DesiredLRPResponse) Reset() {
 	*x = DesiredLRPResponse{}
-	mi := &file_bbs_proto_msgTypes[34]
+	mi := &file_bbs_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2840,7 +3268,7 @@ func (x *DesiredLRPResponse) String() string {
 func (*DesiredLRPResponse) ProtoMessage() {}
 
 func (x *DesiredLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[34]
+	mi := &file_bbs_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2853,7 +3281,7 @@ func (x *DesiredLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredLRPResponse.ProtoReflect.Descriptor instead.
 func (*DesiredLRPResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{34}
+	return file_bbs_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DesiredLRPResponse) GetError() *Error {
@@ -2901,7 +3329,7 @@ type TaskDefinition struct {
 
 func (x *TaskDefinition) Reset() {
 	*x = TaskDefinition{}
-	mi := &file_bbs_proto_msgTypes[35]
+	mi := &file_bbs_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3341,7 @@ func (x *TaskDefinition) String() string {
 func (*TaskDefinition) ProtoMessage() {}
 
 func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[35]
+	mi := &file_bbs_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3354,7 @@ func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDefinition.ProtoReflect.Descriptor instead.
 func (*TaskDefinition) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{35}
+	return file_bbs_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskDefinition) GetRootFs() string {
@@ -3090,7 +3518,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_bbs_proto_msgTypes[36]
+	mi := &file_bbs_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3102,7 +3530,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[36]
+	mi := &file_bbs_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3115,7 +3543,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{36}
+	return file_bbs_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Task) GetTaskDefinition() *TaskDefinition {
@@ -3219,7 +3647,7 @@ type TaskLifecycleResponse struct {
 
 func (x *TaskLifecycleResponse) Reset() {
 	*x = TaskLifecycleResponse{}
-	mi := &file_bbs_proto_msgTypes[37]
+	mi := &file_bbs_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3231,7 +3659,7 @@ func (x *TaskLifecycleResponse) String() string {
 func (*TaskLifecycleResponse) ProtoMessage() {}
 
 func (x *TaskLifecycleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[37]
+	mi := &file_bbs_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3244,7 +3672,7 @@ func (x *TaskLifecycleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLifecycleResponse.ProtoReflect.Descriptor instead.
 func (*TaskLifecycleResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{37}
+	return file_bbs_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TaskLifecycleResponse) GetError() *Error {
@@ -3264,7 +3692,7 @@ type StartTaskRequest struct {
 
 func (x *StartTaskRequest) Reset() {
 	*x = StartTaskRequest{}
-	mi := &file_bbs_proto_msgTypes[38]
+	mi := &file_bbs_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3276,7 +3704,7 @@ func (x *StartTaskRequest) String() string {
 func (*StartTaskRequest) ProtoMessage() {}
 
 func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[38]
+	mi := &file_bbs_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3289,7 +3717,7 @@ func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskRequest.ProtoReflect.Descriptor instead.
 func (*StartTaskRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{38}
+	return file_bbs_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StartTaskRequest) GetTaskGuid() string {
@@ -3316,7 +3744,7 @@ type StartTaskResponse struct {
 
 func (x *StartTaskResponse) Reset() {
 	*x = StartTaskResponse{}
-	mi := &file_bbs_proto_msgTypes[39]
+	mi := &file_bbs_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3328,7 +3756,7 @@ func (x *StartTaskResponse) String() string {
 func (*StartTaskResponse) ProtoMessage() {}
 
 func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[39]
+	mi := &file_bbs_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3341,7 +3769,7 @@ func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskResponse.ProtoReflect.Descriptor instead.
 func (*StartTaskResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{39}
+	return file_bbs_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StartTaskResponse) GetError() *Error {
@@ -3371,7 +3799,7 @@ type CompleteTaskRequest struct {
 
 func (x *CompleteTaskRequest) Reset() {
 	*x = CompleteTaskRequest{}
-	mi := &file_bbs_proto_msgTypes[40]
+	mi := &file_bbs_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3383,7 +3811,7 @@ func (x *CompleteTaskRequest) String() string {
 func (*CompleteTaskRequest) ProtoMessage() {}
 
 func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[40]
+	mi := &file_bbs_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3396,7 +3824,7 @@ func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskRequest.ProtoReflect.Descriptor instead.
 func (*CompleteTaskRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{40}
+	return file_bbs_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CompleteTaskRequest) GetTaskGuid() string {
@@ -3443,7 +3871,7 @@ type TaskByGuidRequest struct {
 
 func (x *TaskByGuidRequest) Reset() {
 	*x = TaskByGuidRequest{}
-	mi := &file_bbs_proto_msgTypes[41]
+	mi := &file_bbs_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3455,7 +3883,7 @@ func (x *TaskByGuidRequest) String() string {
 func (*TaskByGuidRequest) ProtoMessage() {}
 
 func (x *TaskByGuidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[41]
+	mi := &file_bbs_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3468,7 +3896,7 @@ func (x *TaskByGuidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskByGuidRequest.ProtoReflect.Descriptor instead.
 func (*TaskByGuidRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{41}
+	return file_bbs_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TaskByGuidRequest) GetTaskGuid() string {
@@ -3488,7 +3916,7 @@ type TaskResponse struct {
 
 func (x *TaskResponse) Reset() {
 	*x = TaskResponse{}
-	mi := &file_bbs_proto_msgTypes[42]
+	mi := &file_bbs_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3500,7 +3928,7 @@ func (x *TaskResponse) String() string {
 func (*TaskResponse) ProtoMessage() {}
 
 func (x *TaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[42]
+	mi := &file_bbs_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3513,7 +3941,7 @@ func (x *TaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResponse.ProtoReflect.Descriptor instead.
 func (*TaskResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{42}
+	return file_bbs_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TaskResponse) GetError() *Error {
@@ -3528,6 +3956,112 @@ func (x *TaskResponse) GetTask() *Task {
 		return x.Task
 	}
 	return nil
+}
+
+// events.proto: the LRP instance event stream (/v1/events/lrp_instances.r1)
+// carries these base64-encoded in server-sent events.
+type EventsByCellId struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CellId        string                 `protobuf:"bytes,1,opt,name=cell_id,json=cellId,proto3" json:"cell_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsByCellId) Reset() {
+	*x = EventsByCellId{}
+	mi := &file_bbs_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsByCellId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsByCellId) ProtoMessage() {}
+
+func (x *EventsByCellId) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsByCellId.ProtoReflect.Descriptor instead.
+func (*EventsByCellId) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *EventsByCellId) GetCellId() string {
+	if x != nil {
+		return x.CellId
+	}
+	return ""
+}
+
+type DesiredLRPChangedEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *DesiredLRP            `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *DesiredLRP            `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	TraceId       string                 `protobuf:"bytes,3,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DesiredLRPChangedEvent) Reset() {
+	*x = DesiredLRPChangedEvent{}
+	mi := &file_bbs_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DesiredLRPChangedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DesiredLRPChangedEvent) ProtoMessage() {}
+
+func (x *DesiredLRPChangedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DesiredLRPChangedEvent.ProtoReflect.Descriptor instead.
+func (*DesiredLRPChangedEvent) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *DesiredLRPChangedEvent) GetBefore() *DesiredLRP {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *DesiredLRPChangedEvent) GetAfter() *DesiredLRP {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *DesiredLRPChangedEvent) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
 }
 
 var File_bbs_proto protoreflect.FileDescriptor
@@ -3657,7 +4191,38 @@ const file_bbs_proto_rawDesc = "" +
 	"\x12ActualLRPsResponse\x12#\n" +
 	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\x122\n" +
 	"\vactual_lrps\x18\x02 \x03(\v2\x11.models.ActualLRPR\n" +
-	"actualLrps\"?\n" +
+	"actualLrps\"`\n" +
+	"\x12EvacuationResponse\x12#\n" +
+	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\x12%\n" +
+	"\x0ekeep_container\x18\x02 \x01(\bR\rkeepContainer\"\xb2\x01\n" +
+	"\x1fEvacuateClaimedActualLRPRequest\x12:\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x14.models.ActualLRPKeyR\factualLrpKey\x12S\n" +
+	"\x17actual_lrp_instance_key\x18\x02 \x01(\v2\x1c.models.ActualLRPInstanceKeyR\x14actualLrpInstanceKey\"\xd7\x04\n" +
+	"\x1fEvacuateRunningActualLRPRequest\x12:\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x14.models.ActualLRPKeyR\factualLrpKey\x12S\n" +
+	"\x17actual_lrp_instance_key\x18\x02 \x01(\v2\x1c.models.ActualLRPInstanceKeyR\x14actualLrpInstanceKey\x12G\n" +
+	"\x13actual_lrp_net_info\x18\x03 \x01(\v2\x18.models.ActualLRPNetInfoR\x10actualLrpNetInfo\x12[\n" +
+	"\x1aactual_lrp_internal_routes\x18\x05 \x03(\v2\x1e.models.ActualLRPInternalRouteR\x17actualLrpInternalRoutes\x12X\n" +
+	"\vmetric_tags\x18\x06 \x03(\v27.models.EvacuateRunningActualLRPRequest.MetricTagsEntryR\n" +
+	"metricTags\x12\x1c\n" +
+	"\bRoutable\x18\a \x01(\bH\x00R\bRoutable\x12+\n" +
+	"\x11availability_zone\x18\b \x01(\tR\x10availabilityZone\x1a=\n" +
+	"\x0fMetricTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x13\n" +
+	"\x11optional_routableJ\x04\b\x04\x10\x05\"\xb2\x01\n" +
+	"\x1fEvacuateStoppedActualLRPRequest\x12:\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x14.models.ActualLRPKeyR\factualLrpKey\x12S\n" +
+	"\x17actual_lrp_instance_key\x18\x02 \x01(\v2\x1c.models.ActualLRPInstanceKeyR\x14actualLrpInstanceKey\"\xd7\x01\n" +
+	"\x1fEvacuateCrashedActualLRPRequest\x12:\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x14.models.ActualLRPKeyR\factualLrpKey\x12S\n" +
+	"\x17actual_lrp_instance_key\x18\x02 \x01(\v2\x1c.models.ActualLRPInstanceKeyR\x14actualLrpInstanceKey\x12#\n" +
+	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\"\xb3\x01\n" +
+	" RemoveEvacuatingActualLRPRequest\x12:\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x14.models.ActualLRPKeyR\factualLrpKey\x12S\n" +
+	"\x17actual_lrp_instance_key\x18\x02 \x01(\v2\x1c.models.ActualLRPInstanceKeyR\x14actualLrpInstanceKey\"H\n" +
+	"!RemoveEvacuatingActualLRPResponse\x12#\n" +
+	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\"?\n" +
 	"\x13EnvironmentVariable\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xbf\x01\n" +
@@ -3864,7 +4429,13 @@ const file_bbs_proto_rawDesc = "" +
 	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\"U\n" +
 	"\fTaskResponse\x12#\n" +
 	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\x12 \n" +
-	"\x04task\x18\x02 \x01(\v2\f.models.TaskR\x04taskB+Z)github.com/cellagent/cellagent/rep/modelsb\x06proto3"
+	"\x04task\x18\x02 \x01(\v2\f.models.TaskR\x04task\")\n" +
+	"\x0eEventsByCellId\x12\x17\n" +
+	"\acell_id\x18\x01 \x01(\tR\x06cellId\"\x89\x01\n" +
+	"\x16DesiredLRPChangedEvent\x12*\n" +
+	"\x06before\x18\x01 \x01(\v2\x12.models.DesiredLRPR\x06before\x12(\n" +
+	"\x05after\x18\x02 \x01(\v2\x12.models.DesiredLRPR\x05after\x12\x19\n" +
+	"\btrace_id\x18\x03 \x01(\tR\atraceIdB+Z)github.com/cellagent/cellagent/rep/modelsb\x06proto3"
 
 var (
 	file_bbs_proto_rawDescOnce sync.Once
@@ -3879,62 +4450,72 @@ func file_bbs_proto_rawDescGZIP() []byte {
 }
 
 var file_bbs_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_bbs_proto_goTypes = []any{
-	(Error_Type)(0),                        // 0: models.Error.Type
-	(ActualLRPNetInfo_PreferredAddress)(0), // 1: models.ActualLRPNetInfo.PreferredAddress
-	(ActualLRP_Presence)(0),                // 2: models.ActualLRP.Presence
-	(MetricTagValue_DynamicValue)(0),       // 3: models.MetricTagValue.DynamicValue
-	(DesiredLRP_UpdateStrategy)(0),         // 4: models.DesiredLRP.UpdateStrategy
-	(Task_State)(0),                        // 5: models.Task.State
-	(*Error)(nil),                          // 6: models.Error
-	(*ModificationTag)(nil),                // 7: models.ModificationTag
-	(*PortMapping)(nil),                    // 8: models.PortMapping
-	(*ActualLRPKey)(nil),                   // 9: models.ActualLRPKey
-	(*ActualLRPInstanceKey)(nil),           // 10: models.ActualLRPInstanceKey
-	(*ActualLRPNetInfo)(nil),               // 11: models.ActualLRPNetInfo
-	(*ActualLRPInternalRoute)(nil),         // 12: models.ActualLRPInternalRoute
-	(*ActualLRP)(nil),                      // 13: models.ActualLRP
-	(*ActualLRPLifecycleResponse)(nil),     // 14: models.ActualLRPLifecycleResponse
-	(*ClaimActualLRPRequest)(nil),          // 15: models.ClaimActualLRPRequest
-	(*StartActualLRPRequest)(nil),          // 16: models.StartActualLRPRequest
-	(*CrashActualLRPRequest)(nil),          // 17: models.CrashActualLRPRequest
-	(*FailActualLRPRequest)(nil),           // 18: models.FailActualLRPRequest
-	(*RemoveActualLRPRequest)(nil),         // 19: models.RemoveActualLRPRequest
-	(*ActualLRPsRequest)(nil),              // 20: models.ActualLRPsRequest
-	(*ActualLRPsResponse)(nil),             // 21: models.ActualLRPsResponse
-	(*EnvironmentVariable)(nil),            // 22: models.EnvironmentVariable
-	(*Action)(nil),                         // 23: models.Action
-	(*RunAction)(nil),                      // 24: models.RunAction
-	(*ResourceLimits)(nil),                 // 25: models.ResourceLimits
-	(*SerialAction)(nil),                   // 26: models.SerialAction
-	(*CodependentAction)(nil),              // 27: models.CodependentAction
-	(*CheckDefinition)(nil),                // 28: models.CheckDefinition
-	(*Check)(nil),                          // 29: models.Check
-	(*TCPCheck)(nil),                       // 30: models.TCPCheck
-	(*HTTPCheck)(nil),                      // 31: models.HTTPCheck
-	(*CertificateProperties)(nil),          // 32: models.CertificateProperties
-	(*MetricTagValue)(nil),                 // 33: models.MetricTagValue
-	(*PortRange)(nil),                      // 34: models.PortRange
-	(*ICMPInfo)(nil),                       // 35: models.ICMPInfo
-	(*SecurityGroupRule)(nil),              // 36: models.SecurityGroupRule
-	(*ProtoRoutes)(nil),                    // 37: models.ProtoRoutes
-	(*DesiredLRP)(nil),                     // 38: models.DesiredLRP
-	(*DesiredLRPByProcessGuidRequest)(nil), // 39: models.DesiredLRPByProcessGuidRequest
-	(*DesiredLRPResponse)(nil),             // 40: models.DesiredLRPResponse
-	(*TaskDefinition)(nil),                 // 41: models.TaskDefinition
-	(*Task)(nil),                           // 42: models.Task
-	(*TaskLifecycleResponse)(nil),          // 43: models.TaskLifecycleResponse
-	(*StartTaskRequest)(nil),               // 44: models.StartTaskRequest
-	(*StartTaskResponse)(nil),              // 45: models.StartTaskResponse
-	(*CompleteTaskRequest)(nil),            // 46: models.CompleteTaskRequest
-	(*TaskByGuidRequest)(nil),              // 47: models.TaskByGuidRequest
-	(*TaskResponse)(nil),                   // 48: models.TaskResponse
-	nil,                                    // 49: models.ActualLRP.MetricTagsEntry
-	nil,                                    // 50: models.StartActualLRPRequest.MetricTagsEntry
-	nil,                                    // 51: models.ProtoRoutes.RoutesEntry
-	nil,                                    // 52: models.DesiredLRP.MetricTagsEntry
-	nil,                                    // 53: models.TaskDefinition.MetricTagsEntry
+	(Error_Type)(0),                           // 0: models.Error.Type
+	(ActualLRPNetInfo_PreferredAddress)(0),    // 1: models.ActualLRPNetInfo.PreferredAddress
+	(ActualLRP_Presence)(0),                   // 2: models.ActualLRP.Presence
+	(MetricTagValue_DynamicValue)(0),          // 3: models.MetricTagValue.DynamicValue
+	(DesiredLRP_UpdateStrategy)(0),            // 4: models.DesiredLRP.UpdateStrategy
+	(Task_State)(0),                           // 5: models.Task.State
+	(*Error)(nil),                             // 6: models.Error
+	(*ModificationTag)(nil),                   // 7: models.ModificationTag
+	(*PortMapping)(nil),                       // 8: models.PortMapping
+	(*ActualLRPKey)(nil),                      // 9: models.ActualLRPKey
+	(*ActualLRPInstanceKey)(nil),              // 10: models.ActualLRPInstanceKey
+	(*ActualLRPNetInfo)(nil),                  // 11: models.ActualLRPNetInfo
+	(*ActualLRPInternalRoute)(nil),            // 12: models.ActualLRPInternalRoute
+	(*ActualLRP)(nil),                         // 13: models.ActualLRP
+	(*ActualLRPLifecycleResponse)(nil),        // 14: models.ActualLRPLifecycleResponse
+	(*ClaimActualLRPRequest)(nil),             // 15: models.ClaimActualLRPRequest
+	(*StartActualLRPRequest)(nil),             // 16: models.StartActualLRPRequest
+	(*CrashActualLRPRequest)(nil),             // 17: models.CrashActualLRPRequest
+	(*FailActualLRPRequest)(nil),              // 18: models.FailActualLRPRequest
+	(*RemoveActualLRPRequest)(nil),            // 19: models.RemoveActualLRPRequest
+	(*ActualLRPsRequest)(nil),                 // 20: models.ActualLRPsRequest
+	(*ActualLRPsResponse)(nil),                // 21: models.ActualLRPsResponse
+	(*EvacuationResponse)(nil),                // 22: models.EvacuationResponse
+	(*EvacuateClaimedActualLRPRequest)(nil),   // 23: models.EvacuateClaimedActualLRPRequest
+	(*EvacuateRunningActualLRPRequest)(nil),   // 24: models.EvacuateRunningActualLRPRequest
+	(*EvacuateStoppedActualLRPRequest)(nil),   // 25: models.EvacuateStoppedActualLRPRequest
+	(*EvacuateCrashedActualLRPRequest)(nil),   // 26: models.EvacuateCrashedActualLRPRequest
+	(*RemoveEvacuatingActualLRPRequest)(nil),  // 27: models.RemoveEvacuatingActualLRPRequest
+	(*RemoveEvacuatingActualLRPResponse)(nil), // 28: models.RemoveEvacuatingActualLRPResponse
+	(*EnvironmentVariable)(nil),               // 29: models.EnvironmentVariable
+	(*Action)(nil),                            // 30: models.Action
+	(*RunAction)(nil),                         // 31: models.RunAction
+	(*ResourceLimits)(nil),                    // 32: models.ResourceLimits
+	(*SerialAction)(nil),                      // 33: models.SerialAction
+	(*CodependentAction)(nil),                 // 34: models.CodependentAction
+	(*CheckDefinition)(nil),                   // 35: models.CheckDefinition
+	(*Check)(nil),                             // 36: models.Check
+	(*TCPCheck)(nil),                          // 37: models.TCPCheck
+	(*HTTPCheck)(nil),                         // 38: models.HTTPCheck
+	(*CertificateProperties)(nil),             // 39: models.CertificateProperties
+	(*MetricTagValue)(nil),                    // 40: models.MetricTagValue
+	(*PortRange)(nil),                         // 41: models.PortRange
+	(*ICMPInfo)(nil),                          // 42: models.ICMPInfo
+	(*SecurityGroupRule)(nil),                 // 43: models.SecurityGroupRule
+	(*ProtoRoutes)(nil),                       // 44: models.ProtoRoutes
+	(*DesiredLRP)(nil),                        // 45: models.DesiredLRP
+	(*DesiredLRPByProcessGuidRequest)(nil),    // 46: models.DesiredLRPByProcessGuidRequest
+	(*DesiredLRPResponse)(nil),                // 47: models.DesiredLRPResponse
+	(*TaskDefinition)(nil),                    // 48: models.TaskDefinition
+	(*Task)(nil),                              // 49: models.Task
+	(*TaskLifecycleResponse)(nil),             // 50: models.TaskLifecycleResponse
+	(*StartTaskRequest)(nil),                  // 51: models.StartTaskRequest
+	(*StartTaskResponse)(nil),                 // 52: models.StartTaskResponse
+	(*CompleteTaskRequest)(nil),               // 53: models.CompleteTaskRequest
+	(*TaskByGuidRequest)(nil),                 // 54: models.TaskByGuidRequest
+	(*TaskResponse)(nil),                      // 55: models.TaskResponse
+	(*EventsByCellId)(nil),                    // 56: models.EventsByCellId
+	(*DesiredLRPChangedEvent)(nil),            // 57: models.DesiredLRPChangedEvent
+	nil,                                       // 58: models.ActualLRP.MetricTagsEntry
+	nil,                                       // 59: models.StartActualLRPRequest.MetricTagsEntry
+	nil,                                       // 60: models.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	nil,                                       // 61: models.ProtoRoutes.RoutesEntry
+	nil,                                       // 62: models.DesiredLRP.MetricTagsEntry
+	nil,                                       // 63: models.TaskDefinition.MetricTagsEntry
 }
 var file_bbs_proto_depIdxs = []int32{
 	0,  // 0: models.Error.type:type_name -> models.Error.Type
@@ -3946,66 +4527,83 @@ var file_bbs_proto_depIdxs = []int32{
 	7,  // 6: models.ActualLRP.modification_tag:type_name -> models.ModificationTag
 	2,  // 7: models.ActualLRP.presence:type_name -> models.ActualLRP.Presence
 	12, // 8: models.ActualLRP.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
-	49, // 9: models.ActualLRP.metric_tags:type_name -> models.ActualLRP.MetricTagsEntry
+	58, // 9: models.ActualLRP.metric_tags:type_name -> models.ActualLRP.MetricTagsEntry
 	6,  // 10: models.ActualLRPLifecycleResponse.error:type_name -> models.Error
 	10, // 11: models.ClaimActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	9,  // 12: models.StartActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
 	10, // 13: models.StartActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	11, // 14: models.StartActualLRPRequest.actual_lrp_net_info:type_name -> models.ActualLRPNetInfo
 	12, // 15: models.StartActualLRPRequest.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
-	50, // 16: models.StartActualLRPRequest.metric_tags:type_name -> models.StartActualLRPRequest.MetricTagsEntry
+	59, // 16: models.StartActualLRPRequest.metric_tags:type_name -> models.StartActualLRPRequest.MetricTagsEntry
 	9,  // 17: models.CrashActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
 	10, // 18: models.CrashActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	9,  // 19: models.FailActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
 	10, // 20: models.RemoveActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	6,  // 21: models.ActualLRPsResponse.error:type_name -> models.Error
 	13, // 22: models.ActualLRPsResponse.actual_lrps:type_name -> models.ActualLRP
-	24, // 23: models.Action.run_action:type_name -> models.RunAction
-	26, // 24: models.Action.serial_action:type_name -> models.SerialAction
-	27, // 25: models.Action.codependent_action:type_name -> models.CodependentAction
-	22, // 26: models.RunAction.env:type_name -> models.EnvironmentVariable
-	25, // 27: models.RunAction.resource_limits:type_name -> models.ResourceLimits
-	23, // 28: models.SerialAction.actions:type_name -> models.Action
-	23, // 29: models.CodependentAction.actions:type_name -> models.Action
-	29, // 30: models.CheckDefinition.checks:type_name -> models.Check
-	29, // 31: models.CheckDefinition.readiness_checks:type_name -> models.Check
-	30, // 32: models.Check.tcp_check:type_name -> models.TCPCheck
-	31, // 33: models.Check.http_check:type_name -> models.HTTPCheck
-	3,  // 34: models.MetricTagValue.dynamic:type_name -> models.MetricTagValue.DynamicValue
-	34, // 35: models.SecurityGroupRule.port_range:type_name -> models.PortRange
-	35, // 36: models.SecurityGroupRule.icmp_info:type_name -> models.ICMPInfo
-	51, // 37: models.ProtoRoutes.routes:type_name -> models.ProtoRoutes.RoutesEntry
-	22, // 38: models.DesiredLRP.environment_variables:type_name -> models.EnvironmentVariable
-	23, // 39: models.DesiredLRP.setup:type_name -> models.Action
-	23, // 40: models.DesiredLRP.action:type_name -> models.Action
-	23, // 41: models.DesiredLRP.monitor:type_name -> models.Action
-	37, // 42: models.DesiredLRP.routes:type_name -> models.ProtoRoutes
-	36, // 43: models.DesiredLRP.egress_rules:type_name -> models.SecurityGroupRule
-	7,  // 44: models.DesiredLRP.modification_tag:type_name -> models.ModificationTag
-	32, // 45: models.DesiredLRP.certificate_properties:type_name -> models.CertificateProperties
-	28, // 46: models.DesiredLRP.check_definition:type_name -> models.CheckDefinition
-	52, // 47: models.DesiredLRP.metric_tags:type_name -> models.DesiredLRP.MetricTagsEntry
-	4,  // 48: models.DesiredLRP.update_strategy:type_name -> models.DesiredLRP.UpdateStrategy
-	6,  // 49: models.DesiredLRPResponse.error:type_name -> models.Error
-	38, // 50: models.DesiredLRPResponse.desired_lrp:type_name -> models.DesiredLRP
-	22, // 51: models.TaskDefinition.environment_variables:type_name -> models.EnvironmentVariable
-	23, // 52: models.TaskDefinition.action:type_name -> models.Action
-	36, // 53: models.TaskDefinition.egress_rules:type_name -> models.SecurityGroupRule
-	32, // 54: models.TaskDefinition.certificate_properties:type_name -> models.CertificateProperties
-	53, // 55: models.TaskDefinition.metric_tags:type_name -> models.TaskDefinition.MetricTagsEntry
-	41, // 56: models.Task.task_definition:type_name -> models.TaskDefinition
-	5,  // 57: models.Task.state:type_name -> models.Task.State
-	6,  // 58: models.TaskLifecycleResponse.error:type_name -> models.Error
-	6,  // 59: models.StartTaskResponse.error:type_name -> models.Error
-	6,  // 60: models.TaskResponse.error:type_name -> models.Error
-	42, // 61: models.TaskResponse.task:type_name -> models.Task
-	33, // 62: models.DesiredLRP.MetricTagsEntry.value:type_name -> models.MetricTagValue
-	33, // 63: models.TaskDefinition.MetricTagsEntry.value:type_name -> models.MetricTagValue
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	6,  // 23: models.EvacuationResponse.error:type_name -> models.Error
+	9,  // 24: models.EvacuateClaimedActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
+	10, // 25: models.EvacuateClaimedActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
+	9,  // 26: models.EvacuateRunningActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
+	10, // 27: models.EvacuateRunningActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
+	11, // 28: models.EvacuateRunningActualLRPRequest.actual_lrp_net_info:type_name -> models.ActualLRPNetInfo
+	12, // 29: models.EvacuateRunningActualLRPRequest.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
+	60, // 30: models.EvacuateRunningActualLRPRequest.metric_tags:type_name -> models.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	9,  // 31: models.EvacuateStoppedActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
+	10, // 32: models.EvacuateStoppedActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
+	9,  // 33: models.EvacuateCrashedActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
+	10, // 34: models.EvacuateCrashedActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
+	9,  // 35: models.RemoveEvacuatingActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
+	10, // 36: models.RemoveEvacuatingActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
+	6,  // 37: models.RemoveEvacuatingActualLRPResponse.error:type_name -> models.Error
+	31, // 38: models.Action.run_action:type_name -> models.RunAction
+	33, // 39: models.Action.serial_action:type_name -> models.SerialAction
+	34, // 40: models.Action.codependent_action:type_name -> models.CodependentAction
+	29, // 41: models.RunAction.env:type_name -> models.EnvironmentVariable
+	32, // 42: models.RunAction.resource_limits:type_name -> models.ResourceLimits
+	30, // 43: models.SerialAction.actions:type_name -> models.Action
+	30, // 44: models.CodependentAction.actions:type_name -> models.Action
+	36, // 45: models.CheckDefinition.checks:type_name -> models.Check
+	36, // 46: models.CheckDefinition.readiness_checks:type_name -> models.Check
+	37, // 47: models.Check.tcp_check:type_name -> models.TCPCheck
+	38, // 48: models.Check.http_check:type_name -> models.HTTPCheck
+	3,  // 49: models.MetricTagValue.dynamic:type_name -> models.MetricTagValue.DynamicValue
+	41, // 50: models.SecurityGroupRule.port_range:type_name -> models.PortRange
+	42, // 51: models.SecurityGroupRule.icmp_info:type_name -> models.ICMPInfo
+	61, // 52: models.ProtoRoutes.routes:type_name -> models.ProtoRoutes.RoutesEntry
+	29, // 53: models.DesiredLRP.environment_variables:type_name -> models.EnvironmentVariable
+	30, // 54: models.DesiredLRP.setup:type_name -> models.Action
+	30, // 55: models.DesiredLRP.action:type_name -> models.Action
+	30, // 56: models.DesiredLRP.monitor:type_name -> models.Action
+	44, // 57: models.DesiredLRP.routes:type_name -> models.ProtoRoutes
+	43, // 58: models.DesiredLRP.egress_rules:type_name -> models.SecurityGroupRule
+	7,  // 59: models.DesiredLRP.modification_tag:type_name -> models.ModificationTag
+	39, // 60: models.DesiredLRP.certificate_properties:type_name -> models.CertificateProperties
+	35, // 61: models.DesiredLRP.check_definition:type_name -> models.CheckDefinition
+	62, // 62: models.DesiredLRP.metric_tags:type_name -> models.DesiredLRP.MetricTagsEntry
+	4,  // 63: models.DesiredLRP.update_strategy:type_name -> models.DesiredLRP.UpdateStrategy
+	6,  // 64: models.DesiredLRPResponse.error:type_name -> models.Error
+	45, // 65: models.DesiredLRPResponse.desired_lrp:type_name -> models.DesiredLRP
+	29, // 66: models.TaskDefinition.environment_variables:type_name -> models.EnvironmentVariable
+	30, // 67: models.TaskDefinition.action:type_name -> models.Action
+	43, // 68: models.TaskDefinition.egress_rules:type_name -> models.SecurityGroupRule
+	39, // 69: models.TaskDefinition.certificate_properties:type_name -> models.CertificateProperties
+	63, // 70: models.TaskDefinition.metric_tags:type_name -> models.TaskDefinition.MetricTagsEntry
+	48, // 71: models.Task.task_definition:type_name -> models.TaskDefinition
+	5,  // 72: models.Task.state:type_name -> models.Task.State
+	6,  // 73: models.TaskLifecycleResponse.error:type_name -> models.Error
+	6,  // 74: models.StartTaskResponse.error:type_name -> models.Error
+	6,  // 75: models.TaskResponse.error:type_name -> models.Error
+	49, // 76: models.TaskResponse.task:type_name -> models.Task
+	45, // 77: models.DesiredLRPChangedEvent.before:type_name -> models.DesiredLRP
+	45, // 78: models.DesiredLRPChangedEvent.after:type_name -> models.DesiredLRP
+	40, // 79: models.DesiredLRP.MetricTagsEntry.value:type_name -> models.MetricTagValue
+	40, // 80: models.TaskDefinition.MetricTagsEntry.value:type_name -> models.MetricTagValue
+	81, // [81:81] is the sub-list for method output_type
+	81, // [81:81] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_bbs_proto_init() }
@@ -4022,7 +4620,10 @@ func file_bbs_proto_init() {
 	file_bbs_proto_msgTypes[14].OneofWrappers = []any{
 		(*ActualLRPsRequest_Index)(nil),
 	}
-	file_bbs_proto_msgTypes[19].OneofWrappers = []any{
+	file_bbs_proto_msgTypes[18].OneofWrappers = []any{
+		(*EvacuateRunningActualLRPRequest_Routable)(nil),
+	}
+	file_bbs_proto_msgTypes[26].OneofWrappers = []any{
 		(*ResourceLimits_Nofile)(nil),
 		(*ResourceLimits_Nproc)(nil),
 	}
@@ -4032,7 +4633,7 @@ func file_bbs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bbs_proto_rawDesc), len(file_bbs_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   48,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

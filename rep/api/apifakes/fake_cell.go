@@ -58,6 +58,15 @@ type FakeCell struct {
 	stopLRPReturnsOnCall map[int]struct {
 		result1 error
 	}
+	UpdateLRPStub        func(context.Context, api.LRPUpdate) error
+	updateLRPMutex       sync.RWMutex
+	updateLRPArgsForCall []FakeCellUpdateLRPArgs
+	updateLRPReturns     struct {
+		result1 error
+	}
+	updateLRPReturnsOnCall map[int]struct {
+		result1 error
+	}
 	invocations      map[string][][]interface{}
 	callOrder        []string
 	invocationsMutex sync.RWMutex
@@ -90,6 +99,12 @@ type FakeCellStopLRPArgs struct {
 	Arg1 context.Context
 	Arg2 string
 	Arg3 string
+}
+
+// FakeCellUpdateLRPArgs holds the arguments of one call to UpdateLRP.
+type FakeCellUpdateLRPArgs struct {
+	Arg1 context.Context
+	Arg2 api.LRPUpdate
 }
 
 func (fake *FakeCell) CancelTask(arg1 context.Context, arg2 string) error {
@@ -429,6 +444,73 @@ func (fake *FakeCell) StopLRPReturnsOnCall(i int, result1 error) {
 		})
 	}
 	fake.stopLRPReturnsOnCall[i] = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeCell) UpdateLRP(arg1 context.Context, arg2 api.LRPUpdate) error {
+	fake.updateLRPMutex.Lock()
+	ret, specificReturn := fake.updateLRPReturnsOnCall[len(fake.updateLRPArgsForCall)]
+	fake.updateLRPArgsForCall = append(fake.updateLRPArgsForCall, FakeCellUpdateLRPArgs{arg1, arg2})
+	stub := fake.UpdateLRPStub
+	fakeReturns := fake.updateLRPReturns
+	fake.recordInvocation("UpdateLRP", []interface{}{arg1, arg2})
+	fake.updateLRPMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2)
+	}
+	if specificReturn {
+		return ret.result1
+	}
+	return fakeReturns.result1
+}
+
+func (fake *FakeCell) UpdateLRPCallCount() int {
+	fake.updateLRPMutex.RLock()
+	defer fake.updateLRPMutex.RUnlock()
+	return len(fake.updateLRPArgsForCall)
+}
+
+func (fake *FakeCell) UpdateLRPCalls(stub func(context.Context, api.LRPUpdate) error) {
+	fake.updateLRPMutex.Lock()
+	defer fake.updateLRPMutex.Unlock()
+	fake.UpdateLRPStub = stub
+}
+
+func (fake *FakeCell) UpdateLRPArgsForCall(i int) (context.Context, api.LRPUpdate) {
+	fake.updateLRPMutex.RLock()
+	defer fake.updateLRPMutex.RUnlock()
+	argsForCall := fake.updateLRPArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2
+}
+
+func (fake *FakeCell) UpdateLRPArgs() []FakeCellUpdateLRPArgs {
+	fake.updateLRPMutex.RLock()
+	defer fake.updateLRPMutex.RUnlock()
+	args := make([]FakeCellUpdateLRPArgs, len(fake.updateLRPArgsForCall))
+	copy(args, fake.updateLRPArgsForCall)
+	return args
+}
+
+func (fake *FakeCell) UpdateLRPReturns(result1 error) {
+	fake.updateLRPMutex.Lock()
+	defer fake.updateLRPMutex.Unlock()
+	fake.UpdateLRPStub = nil
+	fake.updateLRPReturns = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeCell) UpdateLRPReturnsOnCall(i int, result1 error) {
+	fake.updateLRPMutex.Lock()
+	defer fake.updateLRPMutex.Unlock()
+	fake.UpdateLRPStub = nil
+	if fake.updateLRPReturnsOnCall == nil {
+		fake.updateLRPReturnsOnCall = make(map[int]struct {
+			result1 error
+		})
+	}
+	fake.updateLRPReturnsOnCall[i] = struct {
 		result1 error
 	}{result1}
 }

@@ -60,6 +60,59 @@ type FakeBBS struct {
 		result1 *models.DesiredLRP
 		result2 error
 	}
+	DesiredLRPChangesStub        func(context.Context, string, func(), func(*models.DesiredLRPChangedEvent)) error
+	desiredLRPChangesMutex       sync.RWMutex
+	desiredLRPChangesArgsForCall []FakeBBSDesiredLRPChangesArgs
+	desiredLRPChangesReturns     struct {
+		result1 error
+	}
+	desiredLRPChangesReturnsOnCall map[int]struct {
+		result1 error
+	}
+	EvacuateClaimedStub        func(context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey) (bool, error)
+	evacuateClaimedMutex       sync.RWMutex
+	evacuateClaimedArgsForCall []FakeBBSEvacuateClaimedArgs
+	evacuateClaimedReturns     struct {
+		result1 bool
+		result2 error
+	}
+	evacuateClaimedReturnsOnCall map[int]struct {
+		result1 bool
+		result2 error
+	}
+	EvacuateCrashedStub        func(context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey, string) (bool, error)
+	evacuateCrashedMutex       sync.RWMutex
+	evacuateCrashedArgsForCall []FakeBBSEvacuateCrashedArgs
+	evacuateCrashedReturns     struct {
+		result1 bool
+		result2 error
+	}
+	evacuateCrashedReturnsOnCall map[int]struct {
+		result1 bool
+		result2 error
+	}
+	EvacuateRunningStub        func(context.Context, bbs.Start) (bool, error)
+	evacuateRunningMutex       sync.RWMutex
+	evacuateRunningArgsForCall []FakeBBSEvacuateRunningArgs
+	evacuateRunningReturns     struct {
+		result1 bool
+		result2 error
+	}
+	evacuateRunningReturnsOnCall map[int]struct {
+		result1 bool
+		result2 error
+	}
+	EvacuateStoppedStub        func(context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey) (bool, error)
+	evacuateStoppedMutex       sync.RWMutex
+	evacuateStoppedArgsForCall []FakeBBSEvacuateStoppedArgs
+	evacuateStoppedReturns     struct {
+		result1 bool
+		result2 error
+	}
+	evacuateStoppedReturnsOnCall map[int]struct {
+		result1 bool
+		result2 error
+	}
 	FailStub        func(context.Context, *models.ActualLRPKey, string) error
 	failMutex       sync.RWMutex
 	failArgsForCall []FakeBBSFailArgs
@@ -76,6 +129,15 @@ type FakeBBS struct {
 		result1 error
 	}
 	removeReturnsOnCall map[int]struct {
+		result1 error
+	}
+	RemoveEvacuatingStub        func(context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey) error
+	removeEvacuatingMutex       sync.RWMutex
+	removeEvacuatingArgsForCall []FakeBBSRemoveEvacuatingArgs
+	removeEvacuatingReturns     struct {
+		result1 error
+	}
+	removeEvacuatingReturnsOnCall map[int]struct {
 		result1 error
 	}
 	StartStub        func(context.Context, bbs.Start) error
@@ -151,6 +213,42 @@ type FakeBBSDesiredLRPArgs struct {
 	Arg2 string
 }
 
+// FakeBBSDesiredLRPChangesArgs holds the arguments of one call to DesiredLRPChanges.
+type FakeBBSDesiredLRPChangesArgs struct {
+	Arg1 context.Context
+	Arg2 string
+	Arg3 func()
+	Arg4 func(*models.DesiredLRPChangedEvent)
+}
+
+// FakeBBSEvacuateClaimedArgs holds the arguments of one call to EvacuateClaimed.
+type FakeBBSEvacuateClaimedArgs struct {
+	Arg1 context.Context
+	Arg2 *models.ActualLRPKey
+	Arg3 *models.ActualLRPInstanceKey
+}
+
+// FakeBBSEvacuateCrashedArgs holds the arguments of one call to EvacuateCrashed.
+type FakeBBSEvacuateCrashedArgs struct {
+	Arg1 context.Context
+	Arg2 *models.ActualLRPKey
+	Arg3 *models.ActualLRPInstanceKey
+	Arg4 string
+}
+
+// FakeBBSEvacuateRunningArgs holds the arguments of one call to EvacuateRunning.
+type FakeBBSEvacuateRunningArgs struct {
+	Arg1 context.Context
+	Arg2 bbs.Start
+}
+
+// FakeBBSEvacuateStoppedArgs holds the arguments of one call to EvacuateStopped.
+type FakeBBSEvacuateStoppedArgs struct {
+	Arg1 context.Context
+	Arg2 *models.ActualLRPKey
+	Arg3 *models.ActualLRPInstanceKey
+}
+
 // FakeBBSFailArgs holds the arguments of one call to Fail.
 type FakeBBSFailArgs struct {
 	Arg1 context.Context
@@ -160,6 +258,13 @@ type FakeBBSFailArgs struct {
 
 // FakeBBSRemoveArgs holds the arguments of one call to Remove.
 type FakeBBSRemoveArgs struct {
+	Arg1 context.Context
+	Arg2 *models.ActualLRPKey
+	Arg3 *models.ActualLRPInstanceKey
+}
+
+// FakeBBSRemoveEvacuatingArgs holds the arguments of one call to RemoveEvacuating.
+type FakeBBSRemoveEvacuatingArgs struct {
 	Arg1 context.Context
 	Arg2 *models.ActualLRPKey
 	Arg3 *models.ActualLRPInstanceKey
@@ -525,6 +630,353 @@ func (fake *FakeBBS) DesiredLRPReturnsOnCall(i int, result1 *models.DesiredLRP, 
 	}{result1, result2}
 }
 
+func (fake *FakeBBS) DesiredLRPChanges(arg1 context.Context, arg2 string, arg3 func(), arg4 func(*models.DesiredLRPChangedEvent)) error {
+	fake.desiredLRPChangesMutex.Lock()
+	ret, specificReturn := fake.desiredLRPChangesReturnsOnCall[len(fake.desiredLRPChangesArgsForCall)]
+	fake.desiredLRPChangesArgsForCall = append(fake.desiredLRPChangesArgsForCall, FakeBBSDesiredLRPChangesArgs{arg1, arg2, arg3, arg4})
+	stub := fake.DesiredLRPChangesStub
+	fakeReturns := fake.desiredLRPChangesReturns
+	fake.recordInvocation("DesiredLRPChanges", []interface{}{arg1, arg2, arg3, arg4})
+	fake.desiredLRPChangesMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3, arg4)
+	}
+	if specificReturn {
+		return ret.result1
+	}
+	return fakeReturns.result1
+}
+
+func (fake *FakeBBS) DesiredLRPChangesCallCount() int {
+	fake.desiredLRPChangesMutex.RLock()
+	defer fake.desiredLRPChangesMutex.RUnlock()
+	return len(fake.desiredLRPChangesArgsForCall)
+}
+
+func (fake *FakeBBS) DesiredLRPChangesCalls(stub func(context.Context, string, func(), func(*models.DesiredLRPChangedEvent)) error) {
+	fake.desiredLRPChangesMutex.Lock()
+	defer fake.desiredLRPChangesMutex.Unlock()
+	fake.DesiredLRPChangesStub = stub
+}
+
+func (fake *FakeBBS) DesiredLRPChangesArgsForCall(i int) (context.Context, string, func(), func(*models.DesiredLRPChangedEvent)) {
+	fake.desiredLRPChangesMutex.RLock()
+	defer fake.desiredLRPChangesMutex.RUnlock()
+	argsForCall := fake.desiredLRPChangesArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3, argsForCall.Arg4
+}
+
+func (fake *FakeBBS) DesiredLRPChangesArgs() []FakeBBSDesiredLRPChangesArgs {
+	fake.desiredLRPChangesMutex.RLock()
+	defer fake.desiredLRPChangesMutex.RUnlock()
+	args := make([]FakeBBSDesiredLRPChangesArgs, len(fake.desiredLRPChangesArgsForCall))
+	copy(args, fake.desiredLRPChangesArgsForCall)
+	return args
+}
+
+func (fake *FakeBBS) DesiredLRPChangesReturns(result1 error) {
+	fake.desiredLRPChangesMutex.Lock()
+	defer fake.desiredLRPChangesMutex.Unlock()
+	fake.DesiredLRPChangesStub = nil
+	fake.desiredLRPChangesReturns = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeBBS) DesiredLRPChangesReturnsOnCall(i int, result1 error) {
+	fake.desiredLRPChangesMutex.Lock()
+	defer fake.desiredLRPChangesMutex.Unlock()
+	fake.DesiredLRPChangesStub = nil
+	if fake.desiredLRPChangesReturnsOnCall == nil {
+		fake.desiredLRPChangesReturnsOnCall = make(map[int]struct {
+			result1 error
+		})
+	}
+	fake.desiredLRPChangesReturnsOnCall[i] = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeBBS) EvacuateClaimed(arg1 context.Context, arg2 *models.ActualLRPKey, arg3 *models.ActualLRPInstanceKey) (bool, error) {
+	fake.evacuateClaimedMutex.Lock()
+	ret, specificReturn := fake.evacuateClaimedReturnsOnCall[len(fake.evacuateClaimedArgsForCall)]
+	fake.evacuateClaimedArgsForCall = append(fake.evacuateClaimedArgsForCall, FakeBBSEvacuateClaimedArgs{arg1, arg2, arg3})
+	stub := fake.EvacuateClaimedStub
+	fakeReturns := fake.evacuateClaimedReturns
+	fake.recordInvocation("EvacuateClaimed", []interface{}{arg1, arg2, arg3})
+	fake.evacuateClaimedMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3)
+	}
+	if specificReturn {
+		return ret.result1, ret.result2
+	}
+	return fakeReturns.result1, fakeReturns.result2
+}
+
+func (fake *FakeBBS) EvacuateClaimedCallCount() int {
+	fake.evacuateClaimedMutex.RLock()
+	defer fake.evacuateClaimedMutex.RUnlock()
+	return len(fake.evacuateClaimedArgsForCall)
+}
+
+func (fake *FakeBBS) EvacuateClaimedCalls(stub func(context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey) (bool, error)) {
+	fake.evacuateClaimedMutex.Lock()
+	defer fake.evacuateClaimedMutex.Unlock()
+	fake.EvacuateClaimedStub = stub
+}
+
+func (fake *FakeBBS) EvacuateClaimedArgsForCall(i int) (context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey) {
+	fake.evacuateClaimedMutex.RLock()
+	defer fake.evacuateClaimedMutex.RUnlock()
+	argsForCall := fake.evacuateClaimedArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3
+}
+
+func (fake *FakeBBS) EvacuateClaimedArgs() []FakeBBSEvacuateClaimedArgs {
+	fake.evacuateClaimedMutex.RLock()
+	defer fake.evacuateClaimedMutex.RUnlock()
+	args := make([]FakeBBSEvacuateClaimedArgs, len(fake.evacuateClaimedArgsForCall))
+	copy(args, fake.evacuateClaimedArgsForCall)
+	return args
+}
+
+func (fake *FakeBBS) EvacuateClaimedReturns(result1 bool, result2 error) {
+	fake.evacuateClaimedMutex.Lock()
+	defer fake.evacuateClaimedMutex.Unlock()
+	fake.EvacuateClaimedStub = nil
+	fake.evacuateClaimedReturns = struct {
+		result1 bool
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeBBS) EvacuateClaimedReturnsOnCall(i int, result1 bool, result2 error) {
+	fake.evacuateClaimedMutex.Lock()
+	defer fake.evacuateClaimedMutex.Unlock()
+	fake.EvacuateClaimedStub = nil
+	if fake.evacuateClaimedReturnsOnCall == nil {
+		fake.evacuateClaimedReturnsOnCall = make(map[int]struct {
+			result1 bool
+			result2 error
+		})
+	}
+	fake.evacuateClaimedReturnsOnCall[i] = struct {
+		result1 bool
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeBBS) EvacuateCrashed(arg1 context.Context, arg2 *models.ActualLRPKey, arg3 *models.ActualLRPInstanceKey, arg4 string) (bool, error) {
+	fake.evacuateCrashedMutex.Lock()
+	ret, specificReturn := fake.evacuateCrashedReturnsOnCall[len(fake.evacuateCrashedArgsForCall)]
+	fake.evacuateCrashedArgsForCall = append(fake.evacuateCrashedArgsForCall, FakeBBSEvacuateCrashedArgs{arg1, arg2, arg3, arg4})
+	stub := fake.EvacuateCrashedStub
+	fakeReturns := fake.evacuateCrashedReturns
+	fake.recordInvocation("EvacuateCrashed", []interface{}{arg1, arg2, arg3, arg4})
+	fake.evacuateCrashedMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3, arg4)
+	}
+	if specificReturn {
+		return ret.result1, ret.result2
+	}
+	return fakeReturns.result1, fakeReturns.result2
+}
+
+func (fake *FakeBBS) EvacuateCrashedCallCount() int {
+	fake.evacuateCrashedMutex.RLock()
+	defer fake.evacuateCrashedMutex.RUnlock()
+	return len(fake.evacuateCrashedArgsForCall)
+}
+
+func (fake *FakeBBS) EvacuateCrashedCalls(stub func(context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey, string) (bool, error)) {
+	fake.evacuateCrashedMutex.Lock()
+	defer fake.evacuateCrashedMutex.Unlock()
+	fake.EvacuateCrashedStub = stub
+}
+
+func (fake *FakeBBS) EvacuateCrashedArgsForCall(i int) (context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey, string) {
+	fake.evacuateCrashedMutex.RLock()
+	defer fake.evacuateCrashedMutex.RUnlock()
+	argsForCall := fake.evacuateCrashedArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3, argsForCall.Arg4
+}
+
+func (fake *FakeBBS) EvacuateCrashedArgs() []FakeBBSEvacuateCrashedArgs {
+	fake.evacuateCrashedMutex.RLock()
+	defer fake.evacuateCrashedMutex.RUnlock()
+	args := make([]FakeBBSEvacuateCrashedArgs, len(fake.evacuateCrashedArgsForCall))
+	copy(args, fake.evacuateCrashedArgsForCall)
+	return args
+}
+
+func (fake *FakeBBS) EvacuateCrashedReturns(result1 bool, result2 error) {
+	fake.evacuateCrashedMutex.Lock()
+	defer fake.evacuateCrashedMutex.Unlock()
+	fake.EvacuateCrashedStub = nil
+	fake.evacuateCrashedReturns = struct {
+		result1 bool
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeBBS) EvacuateCrashedReturnsOnCall(i int, result1 bool, result2 error) {
+	fake.evacuateCrashedMutex.Lock()
+	defer fake.evacuateCrashedMutex.Unlock()
+	fake.EvacuateCrashedStub = nil
+	if fake.evacuateCrashedReturnsOnCall == nil {
+		fake.evacuateCrashedReturnsOnCall = make(map[int]struct {
+			result1 bool
+			result2 error
+		})
+	}
+	fake.evacuateCrashedReturnsOnCall[i] = struct {
+		result1 bool
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeBBS) EvacuateRunning(arg1 context.Context, arg2 bbs.Start) (bool, error) {
+	fake.evacuateRunningMutex.Lock()
+	ret, specificReturn := fake.evacuateRunningReturnsOnCall[len(fake.evacuateRunningArgsForCall)]
+	fake.evacuateRunningArgsForCall = append(fake.evacuateRunningArgsForCall, FakeBBSEvacuateRunningArgs{arg1, arg2})
+	stub := fake.EvacuateRunningStub
+	fakeReturns := fake.evacuateRunningReturns
+	fake.recordInvocation("EvacuateRunning", []interface{}{arg1, arg2})
+	fake.evacuateRunningMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2)
+	}
+	if specificReturn {
+		return ret.result1, ret.result2
+	}
+	return fakeReturns.result1, fakeReturns.result2
+}
+
+func (fake *FakeBBS) EvacuateRunningCallCount() int {
+	fake.evacuateRunningMutex.RLock()
+	defer fake.evacuateRunningMutex.RUnlock()
+	return len(fake.evacuateRunningArgsForCall)
+}
+
+func (fake *FakeBBS) EvacuateRunningCalls(stub func(context.Context, bbs.Start) (bool, error)) {
+	fake.evacuateRunningMutex.Lock()
+	defer fake.evacuateRunningMutex.Unlock()
+	fake.EvacuateRunningStub = stub
+}
+
+func (fake *FakeBBS) EvacuateRunningArgsForCall(i int) (context.Context, bbs.Start) {
+	fake.evacuateRunningMutex.RLock()
+	defer fake.evacuateRunningMutex.RUnlock()
+	argsForCall := fake.evacuateRunningArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2
+}
+
+func (fake *FakeBBS) EvacuateRunningArgs() []FakeBBSEvacuateRunningArgs {
+	fake.evacuateRunningMutex.RLock()
+	defer fake.evacuateRunningMutex.RUnlock()
+	args := make([]FakeBBSEvacuateRunningArgs, len(fake.evacuateRunningArgsForCall))
+	copy(args, fake.evacuateRunningArgsForCall)
+	return args
+}
+
+func (fake *FakeBBS) EvacuateRunningReturns(result1 bool, result2 error) {
+	fake.evacuateRunningMutex.Lock()
+	defer fake.evacuateRunningMutex.Unlock()
+	fake.EvacuateRunningStub = nil
+	fake.evacuateRunningReturns = struct {
+		result1 bool
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeBBS) EvacuateRunningReturnsOnCall(i int, result1 bool, result2 error) {
+	fake.evacuateRunningMutex.Lock()
+	defer fake.evacuateRunningMutex.Unlock()
+	fake.EvacuateRunningStub = nil
+	if fake.evacuateRunningReturnsOnCall == nil {
+		fake.evacuateRunningReturnsOnCall = make(map[int]struct {
+			result1 bool
+			result2 error
+		})
+	}
+	fake.evacuateRunningReturnsOnCall[i] = struct {
+		result1 bool
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeBBS) EvacuateStopped(arg1 context.Context, arg2 *models.ActualLRPKey, arg3 *models.ActualLRPInstanceKey) (bool, error) {
+	fake.evacuateStoppedMutex.Lock()
+	ret, specificReturn := fake.evacuateStoppedReturnsOnCall[len(fake.evacuateStoppedArgsForCall)]
+	fake.evacuateStoppedArgsForCall = append(fake.evacuateStoppedArgsForCall, FakeBBSEvacuateStoppedArgs{arg1, arg2, arg3})
+	stub := fake.EvacuateStoppedStub
+	fakeReturns := fake.evacuateStoppedReturns
+	fake.recordInvocation("EvacuateStopped", []interface{}{arg1, arg2, arg3})
+	fake.evacuateStoppedMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3)
+	}
+	if specificReturn {
+		return ret.result1, ret.result2
+	}
+	return fakeReturns.result1, fakeReturns.result2
+}
+
+func (fake *FakeBBS) EvacuateStoppedCallCount() int {
+	fake.evacuateStoppedMutex.RLock()
+	defer fake.evacuateStoppedMutex.RUnlock()
+	return len(fake.evacuateStoppedArgsForCall)
+}
+
+func (fake *FakeBBS) EvacuateStoppedCalls(stub func(context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey) (bool, error)) {
+	fake.evacuateStoppedMutex.Lock()
+	defer fake.evacuateStoppedMutex.Unlock()
+	fake.EvacuateStoppedStub = stub
+}
+
+func (fake *FakeBBS) EvacuateStoppedArgsForCall(i int) (context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey) {
+	fake.evacuateStoppedMutex.RLock()
+	defer fake.evacuateStoppedMutex.RUnlock()
+	argsForCall := fake.evacuateStoppedArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3
+}
+
+func (fake *FakeBBS) EvacuateStoppedArgs() []FakeBBSEvacuateStoppedArgs {
+	fake.evacuateStoppedMutex.RLock()
+	defer fake.evacuateStoppedMutex.RUnlock()
+	args := make([]FakeBBSEvacuateStoppedArgs, len(fake.evacuateStoppedArgsForCall))
+	copy(args, fake.evacuateStoppedArgsForCall)
+	return args
+}
+
+func (fake *FakeBBS) EvacuateStoppedReturns(result1 bool, result2 error) {
+	fake.evacuateStoppedMutex.Lock()
+	defer fake.evacuateStoppedMutex.Unlock()
+	fake.EvacuateStoppedStub = nil
+	fake.evacuateStoppedReturns = struct {
+		result1 bool
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeBBS) EvacuateStoppedReturnsOnCall(i int, result1 bool, result2 error) {
+	fake.evacuateStoppedMutex.Lock()
+	defer fake.evacuateStoppedMutex.Unlock()
+	fake.EvacuateStoppedStub = nil
+	if fake.evacuateStoppedReturnsOnCall == nil {
+		fake.evacuateStoppedReturnsOnCall = make(map[int]struct {
+			result1 bool
+			result2 error
+		})
+	}
+	fake.evacuateStoppedReturnsOnCall[i] = struct {
+		result1 bool
+		result2 error
+	}{result1, result2}
+}
+
 func (fake *FakeBBS) Fail(arg1 context.Context, arg2 *models.ActualLRPKey, arg3 string) error {
 	fake.failMutex.Lock()
 	ret, specificReturn := fake.failReturnsOnCall[len(fake.failArgsForCall)]
@@ -655,6 +1107,73 @@ func (fake *FakeBBS) RemoveReturnsOnCall(i int, result1 error) {
 		})
 	}
 	fake.removeReturnsOnCall[i] = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeBBS) RemoveEvacuating(arg1 context.Context, arg2 *models.ActualLRPKey, arg3 *models.ActualLRPInstanceKey) error {
+	fake.removeEvacuatingMutex.Lock()
+	ret, specificReturn := fake.removeEvacuatingReturnsOnCall[len(fake.removeEvacuatingArgsForCall)]
+	fake.removeEvacuatingArgsForCall = append(fake.removeEvacuatingArgsForCall, FakeBBSRemoveEvacuatingArgs{arg1, arg2, arg3})
+	stub := fake.RemoveEvacuatingStub
+	fakeReturns := fake.removeEvacuatingReturns
+	fake.recordInvocation("RemoveEvacuating", []interface{}{arg1, arg2, arg3})
+	fake.removeEvacuatingMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3)
+	}
+	if specificReturn {
+		return ret.result1
+	}
+	return fakeReturns.result1
+}
+
+func (fake *FakeBBS) RemoveEvacuatingCallCount() int {
+	fake.removeEvacuatingMutex.RLock()
+	defer fake.removeEvacuatingMutex.RUnlock()
+	return len(fake.removeEvacuatingArgsForCall)
+}
+
+func (fake *FakeBBS) RemoveEvacuatingCalls(stub func(context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey) error) {
+	fake.removeEvacuatingMutex.Lock()
+	defer fake.removeEvacuatingMutex.Unlock()
+	fake.RemoveEvacuatingStub = stub
+}
+
+func (fake *FakeBBS) RemoveEvacuatingArgsForCall(i int) (context.Context, *models.ActualLRPKey, *models.ActualLRPInstanceKey) {
+	fake.removeEvacuatingMutex.RLock()
+	defer fake.removeEvacuatingMutex.RUnlock()
+	argsForCall := fake.removeEvacuatingArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3
+}
+
+func (fake *FakeBBS) RemoveEvacuatingArgs() []FakeBBSRemoveEvacuatingArgs {
+	fake.removeEvacuatingMutex.RLock()
+	defer fake.removeEvacuatingMutex.RUnlock()
+	args := make([]FakeBBSRemoveEvacuatingArgs, len(fake.removeEvacuatingArgsForCall))
+	copy(args, fake.removeEvacuatingArgsForCall)
+	return args
+}
+
+func (fake *FakeBBS) RemoveEvacuatingReturns(result1 error) {
+	fake.removeEvacuatingMutex.Lock()
+	defer fake.removeEvacuatingMutex.Unlock()
+	fake.RemoveEvacuatingStub = nil
+	fake.removeEvacuatingReturns = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeBBS) RemoveEvacuatingReturnsOnCall(i int, result1 error) {
+	fake.removeEvacuatingMutex.Lock()
+	defer fake.removeEvacuatingMutex.Unlock()
+	fake.RemoveEvacuatingStub = nil
+	if fake.removeEvacuatingReturnsOnCall == nil {
+		fake.removeEvacuatingReturnsOnCall = make(map[int]struct {
+			result1 error
+		})
+	}
+	fake.removeEvacuatingReturnsOnCall[i] = struct {
 		result1 error
 	}{result1}
 }

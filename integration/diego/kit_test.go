@@ -186,6 +186,10 @@ type cellNetwork struct{ name, bridge, subnet, ports string }
 type cellOptions struct {
 	repTLS bool // REP_TLS=1: https rep URL, mutual TLS on the rep API
 	proxy  bool // the TLS proxy beside each app (the agent's default)
+	// natsURLs, when set, is the NATS the cell registers routes on
+	// (instead of its embedded one): cells that share one NATS let a
+	// spec see their route messages in one order.
+	natsURLs []string
 }
 
 // startCell starts a control plane (REP_TLS=1 with opts.repTLS) and a
@@ -218,6 +222,9 @@ func startAgent(k *kit, name string, opts cellOptions, netw cellNetwork) *testag
 		c.Network.Name, c.Network.Bridge, c.Network.Subnet, c.Network.HostPortRange = netw.name, netw.bridge, netw.subnet, netw.ports
 		c.Network.ExternalIP = "127.0.0.1"
 		c.Proxy.Enabled = opts.proxy
+		if len(opts.natsURLs) > 0 {
+			c.NATS.URLs = opts.natsURLs
+		}
 		c.Diego = &config.Diego{
 			BBS: config.DiegoBBS{URL: k.env["BBS_URL"], CACert: k.env["CELL_CA"], Cert: k.env["CELL_CERT"], Key: k.env["CELL_KEY"]},
 			Locket: config.DiegoLocket{Address: k.env["LOCKET_ADDRESS"], CACert: k.env["LOCKET_CA"],

@@ -59,6 +59,9 @@ type Config struct {
 	// (routing.instance_address).
 	PreferInstanceAddress bool
 	ReconcileInterval     time.Duration // default 30s
+	// EvacuationPollInterval is how often an evacuating cell asks BBS
+	// again about its running instances (default 5s).
+	EvacuationPollInterval time.Duration
 	// AllowPrivileged is the agent's allow_privileged (lrp.Settings).
 	AllowPrivileged bool
 	// Routes updates running instances' routes when their desired LRP
@@ -78,15 +81,19 @@ type Cell struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex        // guards reported and stopping
-	reported map[string]string // instance guid -> last state reported to BBS
-	stopping map[string]bool   // instance guids BBS asked to stop
+	mu         sync.Mutex        // guards reported, stopping and evacuating
+	reported   map[string]string // instance guid -> last state reported to BBS
+	stopping   map[string]bool   // instance guids BBS asked to stop
+	evacuating bool              // set once, when the store starts evacuating
 }
 
 // New makes a cell; nothing happens before Run.
 func New(logger lager.Logger, cfg Config, store executor.Client, b BBS, clk clock.Clock) *Cell {
 	if cfg.ReconcileInterval == 0 {
 		cfg.ReconcileInterval = 30 * time.Second
+	}
+	if cfg.EvacuationPollInterval == 0 {
+		cfg.EvacuationPollInterval = 5 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Cell{logger: logger.Session("diego-cell"), cfg: cfg, store: store, bbs: b, clock: clk,
@@ -175,18 +182,42 @@ func (c *Cell) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 		defer c.wg.Done()
 		c.watchDesired()
 	}()
-	c.syncAll()
 	ticker := c.clock.NewTicker(c.cfg.ReconcileInterval)
 	defer ticker.Stop()
+	var evacTicker clock.Ticker // nil until the cell evacuates
+	var evacPoll <-chan time.Time
+	defer func() {
+		if evacTicker != nil {
+			evacTicker.Stop()
+		}
+	}()
+	evacuate := func() {
+		if !c.startEvacuation() {
+			return
+		}
+		c.logger.Info("evacuating")
+		evacTicker = c.clock.NewTicker(c.cfg.EvacuationPollInterval)
+		evacPoll = evacTicker.C()
+		c.evacuateAll()
+	}
+	if st, err := c.store.State(c.ctx); err == nil && st.Evacuating {
+		evacuate()
+	} else {
+		c.syncAll()
+	}
 	for {
 		select {
 		case <-signals:
 			return nil
+		case <-evacPoll:
+			c.evacuateAll()
 		case ev, ok := <-events:
 			if !ok {
 				return errors.New("container event stream ended")
 			}
 			switch {
+			case ev.Type == executor.EventCellEvacuating && ev.GUID == "":
+				evacuate()
 			case ev.Type == executor.EventGap:
 				c.syncAll()
 			case ev.Type == executor.EventContainerState || ev.Type == executor.EventContainerAdopted ||
@@ -228,6 +259,10 @@ func (c *Cell) report(ctr executor.Container) {
 	id, ok := c.identityOf(ctr)
 	if !ok {
 		return // not a Diego container (a /v1 one)
+	}
+	if c.isEvacuating() {
+		c.evacuateOne(ctr)
+		return
 	}
 	data := lrpData(id.key.ProcessGuid, id.key.Index, ctr.GUID)
 	data["state"] = ctr.State.String()

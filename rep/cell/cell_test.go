@@ -341,6 +341,68 @@ var _ = Describe("Cell", func() {
 		})
 	})
 
+	Describe("evacuation", func() {
+		evacuate := func() {
+			st.events <- executor.Event{Type: executor.EventCellEvacuating, Message: "cell is evacuating"}
+		}
+
+		It("hands a running instance over with EvacuateRunning until BBS lets it go, then deletes it; no remove, no crash", func() {
+			st.set(diegoContainer("ig-1", executor.StateRunning))
+			Eventually(fakeBBS.StartCallCount).Should(Equal(1))
+			fakeBBS.EvacuateRunningReturnsOnCall(0, true, nil)
+			fakeBBS.EvacuateRunningReturnsOnCall(1, false, nil)
+			evacuate()
+			Eventually(fakeBBS.EvacuateRunningCallCount).Should(Equal(1))
+			_, s := fakeBBS.EvacuateRunningArgsForCall(0)
+			Expect(s.Instance.GetInstanceGuid()).To(Equal("ig-1"))
+			Expect(s.Net.GetPorts()[0].GetHostPort()).To(BeEquivalentTo(40001))
+			Consistently(func() bool { return st.has("ig-1") }).Should(BeTrue()) // kept while the replacement starts
+
+			Eventually(clk.WatcherCount).Should(Equal(2)) // the reconcile and evacuation tickers
+			clk.Increment(5 * time.Second)
+			Eventually(fakeBBS.EvacuateRunningCallCount).Should(Equal(2))
+			Eventually(func() bool { return st.has("ig-1") }).Should(BeFalse())
+			Expect(fakeBBS.RemoveCallCount()).To(BeZero())
+			Expect(fakeBBS.CrashCallCount()).To(BeZero())
+			Expect(fakeBBS.StartCallCount()).To(Equal(1))
+		})
+
+		It("gives back a starting instance and reports a crashed one through the evacuation endpoints, deleting both", func() {
+			crashed := diegoContainer("ig-3", executor.StateCompleted)
+			crashed.RunResult = executor.RunResult{Failed: true, FailureReason: "app exited with status 3"}
+			Eventually(client.ListCallCount).Should(Equal(2)) // the start's syncAll and the stream's resync are done
+			st.mu.Lock()
+			st.ctrs["ig-2"] = diegoContainer("ig-2", executor.StateCreated)
+			st.ctrs["ig-3"] = crashed
+			st.ctrs["reserved"] = diegoContainer("reserved", executor.StateReserved)
+			st.mu.Unlock()
+			evacuate()
+			Eventually(fakeBBS.EvacuateClaimedCallCount).Should(Equal(1))
+			_, _, inst := fakeBBS.EvacuateClaimedArgsForCall(0)
+			Expect(inst.GetInstanceGuid()).To(Equal("ig-2"))
+			Eventually(fakeBBS.EvacuateCrashedCallCount).Should(Equal(1))
+			_, _, inst, reason := fakeBBS.EvacuateCrashedArgsForCall(0)
+			Expect(inst.GetInstanceGuid()).To(Equal("ig-3"))
+			Expect(reason).To(Equal("app exited with status 3"))
+			Eventually(func() bool { return st.has("ig-2") || st.has("ig-3") }).Should(BeFalse())
+			Expect(st.has("reserved")).To(BeTrue()) // not claimed yet: its run comes back as an event
+			Expect(fakeBBS.CrashCallCount()).To(BeZero())
+		})
+
+		It("keeps an instance BBS answers with an error for, and asks again at the next poll", func() {
+			st.set(diegoContainer("ig-1", executor.StateRunning))
+			Eventually(fakeBBS.StartCallCount).Should(Equal(1))
+			fakeBBS.EvacuateRunningReturnsOnCall(0, false, errors.New("bbs unreachable"))
+			fakeBBS.EvacuateRunningReturnsOnCall(1, false, nil)
+			evacuate()
+			Eventually(fakeBBS.EvacuateRunningCallCount).Should(Equal(1))
+			Consistently(func() bool { return st.has("ig-1") }).Should(BeTrue())
+			Eventually(clk.WatcherCount).Should(Equal(2))
+			clk.Increment(5 * time.Second)
+			Eventually(func() bool { return st.has("ig-1") }).Should(BeFalse())
+		})
+	})
+
 	Describe("StopLRP", func() {
 		It("deletes the container, then removes the actual LRP; no crash is reported", func() {
 			st.set(diegoContainer("ig-1", executor.StateRunning))
@@ -466,13 +528,19 @@ var _ = Describe("Cell", func() {
 				return &models.ActualLRP{ActualLrpKey: &models.ActualLRPKey{ProcessGuid: "pg-1"}, State: state,
 					ActualLrpInstanceKey: &models.ActualLRPInstanceKey{InstanceGuid: guid, CellId: "cell-1"}}
 			}
-			fakeBBS.ActualLRPsReturns([]*models.ActualLRP{lrpOn("kept", "RUNNING"), lrpOn("gone", "RUNNING")}, nil)
+			st.mu.Lock()
+			st.ctrs["evacuating"] = diegoContainer("evacuating", executor.StateRunning)
+			st.mu.Unlock()
+			evac := lrpOn("evacuating", "RUNNING")
+			evac.Presence = models.ActualLRP_EVACUATING
+			fakeBBS.ActualLRPsReturns([]*models.ActualLRP{lrpOn("kept", "RUNNING"), lrpOn("gone", "RUNNING"), evac}, nil)
 			clk.WaitForWatcherAndIncrement(time.Minute)
 			Eventually(fakeBBS.RemoveCallCount).Should(Equal(1))
 			_, _, inst := fakeBBS.RemoveArgsForCall(0)
 			Expect(inst.GetInstanceGuid()).To(Equal("gone"))
 			Eventually(func() bool { return st.has("orphan") }).Should(BeFalse())
 			Expect(st.has("kept")).To(BeTrue())
+			Expect(st.has("evacuating")).To(BeTrue()) // BBS holds it as EVACUATING: still this cell's
 		})
 	})
 

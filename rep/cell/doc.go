@@ -7,6 +7,7 @@
 //	       -> claim in BBS -> run
 //	running and routable  -> StartActualLRP (net info)
 //	desired LRP changed   -> new routes registered (routes.go)
+//	store evacuating      -> evacuate_* endpoints, delete when BBS lets go (evacuate.go)
 //	completed, not asked  -> CrashActualLRP (reason) -> delete container
 //	stop (BBS asks)       -> delete container -> RemoveActualLRP
 //

@@ -34,10 +34,15 @@ func (c *Cell) reconcile() {
 	known := map[string]bool{}
 	for _, a := range actuals {
 		inst := a.GetActualLrpInstanceKey()
-		if inst.GetCellId() != c.cfg.CellID || a.GetPresence() != models.ActualLRP_ORDINARY {
+		if inst.GetCellId() != c.cfg.CellID {
 			continue
 		}
+		// An EVACUATING record is this cell's instance too: it runs on
+		// until BBS lets it go.
 		known[inst.GetInstanceGuid()] = true
+		if a.GetPresence() != models.ActualLRP_ORDINARY {
+			continue
+		}
 		if a.GetState() != models.ActualLRPStateClaimed && a.GetState() != models.ActualLRPStateRunning {
 			continue
 		}

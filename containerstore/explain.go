@@ -20,7 +20,8 @@ func (s *Store) Explain(ctx context.Context, guid string) (executor.Explanation,
 	v, inst, stopping, reserved := s.viewLocked(c), c.inst, c.stopping, c.reserved
 	s.mu.Unlock()
 	timeline, complete := s.events.forGUID(guid)
-	e := executor.Explanation{GUID: guid, State: v.State, Routable: v.Routable, Timeline: timeline, TimelineComplete: complete}
+	e := executor.Explanation{GUID: guid, State: v.State, Routable: v.Routable, Timeline: timeline, TimelineComplete: complete,
+		Tags: v.Tags}
 	if e.Timeline == nil {
 		e.Timeline = []executor.Event{}
 	}

@@ -291,6 +291,24 @@ type CellState struct {
 	// is under the agent's reserve (disk_reserve_mb): no new containers.
 	DiskFreeMB int64 `json:"disk_free_mb"`
 	DiskLow    bool  `json:"disk_low"`
+	// Diego is a Diego cell's view (absent without a diego section).
+	Diego *DiegoState `json:"diego,omitempty"`
+}
+
+// DiegoState is how a Diego cell stands with its control plane.
+type DiegoState struct {
+	// PresenceHeld: the cell's Locket presence is held (the auctioneer
+	// can see it).
+	PresenceHeld bool `json:"presence_held"`
+	// BBSReachable: the last BBS call got an answer; BBSError is the last
+	// failed call's error.
+	BBSReachable bool   `json:"bbs_reachable"`
+	BBSError     string `json:"bbs_error,omitempty"`
+	Evacuating   bool   `json:"evacuating"`
+	// LRPs counts the cell's LRP instances by state (RESERVED, CLAIMED,
+	// RUNNING, COMPLETED); Tasks its tasks (Pending, Running, Completed).
+	LRPs  map[string]int `json:"lrps"`
+	Tasks map[string]int `json:"tasks"`
 }
 
 // Event types on the event stream.
@@ -339,4 +357,7 @@ type Explanation struct {
 	Timeline    []Event     `json:"timeline"`
 	// TimelineComplete is false when older events left the buffer.
 	TimelineComplete bool `json:"timeline_complete"`
+	// Tags are the container's tags (a Diego instance's process guid and
+	// index are there).
+	Tags map[string]string `json:"tags,omitempty"`
 }

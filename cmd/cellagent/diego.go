@@ -15,6 +15,8 @@ import (
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/executor/httpapi"
+	"github.com/cellagent/cellagent/metrics"
 	"github.com/cellagent/cellagent/rep/api"
 	"github.com/cellagent/cellagent/rep/bbs"
 	"github.com/cellagent/cellagent/rep/cell"
@@ -25,15 +27,22 @@ import (
 // diegoMembers are the runners of a Diego cell (nil without a diego
 // section), in start order: the rep API, the cell (BBS reports), and the
 // Locket presence last, so the control plane only learns of the cell once
-// it can be called, and forgets it first on shutdown.
-func diegoMembers(logger lager.Logger, cfg config.Config, store *containerstore.Store, total executor.ResourceTotals, clk clock.Clock) (grouper.Members, error) {
+// it can be called, and forgets it first on shutdown. The view is the
+// cell's part of GET /v1/state.
+func diegoMembers(logger lager.Logger, cfg config.Config, store *containerstore.Store, total executor.ResourceTotals,
+	clk clock.Clock, met *metrics.Metrics) (grouper.Members, httpapi.DiegoView, error) {
 	d := cfg.Diego
 	if d == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
-	bbsClient, err := bbs.New(bbs.Config{URL: d.BBS.URL, TLS: mtls.Files{CACert: d.BBS.CACert, Cert: d.BBS.Cert, Key: d.BBS.Key}})
+	calls := metrics.NewBBSCalls()
+	if err := met.Register(calls); err != nil {
+		return nil, nil, fmt.Errorf("metrics: %w", err)
+	}
+	bbsClient, err := bbs.New(bbs.Config{URL: d.BBS.URL, TLS: mtls.Files{CACert: d.BBS.CACert, Cert: d.BBS.Cert, Key: d.BBS.Key},
+		Observe: calls.Observe})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stacks := make([]string, 0, len(d.Stacks))
 	for s := range d.Stacks {
@@ -45,9 +54,11 @@ func diegoMembers(logger lager.Logger, cfg config.Config, store *containerstore.
 	if tlsOn {
 		repURL = d.Rep.URL
 	}
+	var presence *locket.Presence // set below, before anything runs
 	c := cell.New(logger, cell.Config{CellID: cfg.CellID, Zone: cfg.Zone, RepURL: repURL, Stacks: d.Stacks,
 		EmitRoutes: d.RoutesEmitted(), PlacementTags: d.PlacementTags, OptionalPlacementTags: d.OptionalPlacementTags,
-		PreferInstanceAddress: cfg.Routing.InstanceAddress, AllowPrivileged: cfg.AllowPrivileged, Routes: store}, store, bbsClient, clk)
+		PreferInstanceAddress: cfg.Routing.InstanceAddress, AllowPrivileged: cfg.AllowPrivileged, Routes: store,
+		PresenceHeld: func() bool { return presence.Held() }}, store, bbsClient, clk)
 
 	value, err := json.Marshal(api.CellPresence{CellID: cfg.CellID, RepAddress: d.Rep.URL, RepURL: repURL, Zone: cfg.Zone,
 		Capacity:              api.Capacity{MemoryMB: total.MemoryMB, DiskMB: total.DiskMB, Containers: total.Containers},
@@ -55,13 +66,13 @@ func diegoMembers(logger lager.Logger, cfg config.Config, store *containerstore.
 		PlacementTags:         nonNilStrings(d.PlacementTags),
 		OptionalPlacementTags: nonNilStrings(d.OptionalPlacementTags)})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	presence, err := locket.New(logger, locket.Config{Address: d.Locket.Address, Key: cfg.CellID, Value: value, Clock: clk,
+	presence, err = locket.New(logger, locket.Config{Address: d.Locket.Address, Key: cfg.CellID, Value: value, Clock: clk,
 		OwnerFile: filepath.Join(cfg.DataDir, "diego-locket-owner"),
 		TLS:       mtls.Files{CACert: d.Locket.CACert, Cert: d.Locket.Cert, Key: d.Locket.Key}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	handler := api.New(logger, c)
@@ -69,7 +80,7 @@ func diegoMembers(logger lager.Logger, cfg config.Config, store *containerstore.
 	if tlsOn {
 		tc, err := mtls.Server(mtls.Files{CACert: d.Rep.TLS.ClientCA, Cert: d.Rep.TLS.Cert, Key: d.Rep.TLS.Key})
 		if err != nil {
-			return nil, fmt.Errorf("diego.rep.tls: %w", err)
+			return nil, nil, fmt.Errorf("diego.rep.tls: %w", err)
 		}
 		server = http_server.NewTLSServer(d.Rep.Listen, handler, tc)
 	}
@@ -77,7 +88,7 @@ func diegoMembers(logger lager.Logger, cfg config.Config, store *containerstore.
 		{Name: "diego-rep-api", Runner: server},
 		{Name: "diego-cell", Runner: c},
 		{Name: "diego-presence", Runner: presence},
-	}, nil
+	}, c, nil
 }
 
 func nonNilStrings(s []string) []string {

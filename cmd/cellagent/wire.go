@@ -173,9 +173,13 @@ func run(cfg config.Config) error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
+	diego, diegoView, err := diegoMembers(logger, cfg, store, total, clk, met)
+	if err != nil {
+		return fmt.Errorf("diego: %w", err)
+	}
 	api := httpapi.New(logger, httpapi.Config{Client: store, Evacuator: store, Explainer: store, Images: rt,
 		Network: network.FilterAPI{Manager: netMgr, Logger: logger},
-		Extra:   map[string]http.Handler{"GET /metrics": met.Handler()}})
+		Extra:   map[string]http.Handler{"GET /metrics": met.Handler()}, Diego: diegoView})
 	var members grouper.Members
 	if len(cfg.NATS.URLs) == 0 {
 		embedded, err := embeddednats.NewEmbeddedNATS(logger, cfg.NATS.EmbeddedListen, filepath.Join(cfg.DataDir, "nats"))
@@ -197,10 +201,6 @@ func run(cfg config.Config) error {
 		return err
 	}
 	members = append(members, apiMembers...)
-	diego, err := diegoMembers(logger, cfg, store, total, clk)
-	if err != nil {
-		return fmt.Errorf("diego: %w", err)
-	}
 	members = append(members, diego...)
 	group := grouper.NewOrdered(os.Interrupt, members)
 	logger.Info("starting", lager.Data{"cell-id": cfg.CellID, "admin": cfg.Listen.Admin, "data-dir": cfg.DataDir,

@@ -35,6 +35,7 @@ func (c *cli) state(ctx context.Context) error {
 		parts = append(parts, fmt.Sprintf("%s=%d", s, st.Containers[s.String()]))
 	}
 	fmt.Fprintf(w, "by state\t%s\t\n", strings.Join(parts, " "))
+	printDiegoState(w, st.Diego)
 	return w.Flush()
 }
 
@@ -299,6 +300,11 @@ func (c *cli) printEvent(ev executor.Event) {
 	}
 	if ev.Message != "" {
 		line += "  " + ev.Message
+	}
+	if ev.Container != nil {
+		if id := diegoIdentity(ev.GUID, ev.Container.Tags); id != "" {
+			line += "  [" + id + "]"
+		}
 	}
 	fmt.Fprintln(c.out, line)
 }

@@ -35,6 +35,9 @@ func (c *cli) explain(ctx context.Context, args []string) error {
 		}{e, nf})
 	}
 	fmt.Fprintf(c.out, "%s: %s, routable %s\n", e.GUID, e.State, yesNo(e.Routable))
+	if id := diegoIdentity(e.GUID, e.Tags); id != "" {
+		fmt.Fprintln(c.out, id)
+	}
 	if e.Blocker != "" {
 		fmt.Fprintf(c.out, "not routable because: %s\n", e.Blocker)
 	}

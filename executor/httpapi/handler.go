@@ -46,6 +46,11 @@ type NetworkFilters interface {
 	NetworkFilter(ctx context.Context, guid string) (executor.NetworkFilter, error)
 }
 
+// DiegoView answers a Diego cell's view for GET /v1/state (optional).
+type DiegoView interface {
+	DiegoState(ctx context.Context) (executor.DiegoState, error)
+}
+
 // Config wires the handler.
 type Config struct {
 	Client    executor.Client
@@ -53,6 +58,7 @@ type Config struct {
 	Explainer Explainer
 	Images    ImageImporter
 	Network   NetworkFilters
+	Diego     DiegoView
 	// Extra routes (e.g. /metrics, pprof) mounted as they are.
 	Extra map[string]http.Handler
 	// Heartbeat is how often an idle event stream gets a comment line.
@@ -184,6 +190,14 @@ func (h *handler) state(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if h.cfg.Diego != nil {
+		d, err := h.cfg.Diego.DiegoState(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		st.Diego = &d
 	}
 	writeJSON(w, http.StatusOK, st)
 }

@@ -29,6 +29,13 @@ type fakeEvacuator struct {
 
 func (f *fakeEvacuator) Evacuate() error { f.calls.Add(1); return f.err }
 
+type diegoView struct {
+	state executor.DiegoState
+	err   error
+}
+
+func (d *diegoView) DiegoState(context.Context) (executor.DiegoState, error) { return d.state, d.err }
+
 const validRun = `{"image":"preloaded:busybox","process":{"path":"/bin/sh"},"ports":[8080]}`
 
 var _ = Describe("Handler", func() {
@@ -111,6 +118,27 @@ var _ = Describe("Handler", func() {
 		It("answers 500 with the message for an error without a code", func() {
 			client.StateReturns(executor.CellState{}, errors.New("boom"))
 			expectError(serve("GET", "/v1/state", ""), http.StatusInternalServerError, "InternalError", "boom")
+		})
+
+		Context("on a Diego cell", func() {
+			var view *diegoView
+			BeforeEach(func() {
+				view = &diegoView{state: executor.DiegoState{PresenceHeld: true, BBSReachable: true,
+					LRPs: map[string]int{"RUNNING": 1}, Tasks: map[string]int{}}}
+				cfg.Diego = view
+			})
+
+			It("adds the Diego view", func() {
+				client.StateReturns(executor.CellState{CellID: "c1"}, nil)
+				w := serve("GET", "/v1/state", "")
+				Expect(w.Code).To(Equal(http.StatusOK))
+				Expect(w.Body.String()).To(ContainSubstring(`"diego":{"presence_held":true,"bbs_reachable":true,"evacuating":false,"lrps":{"RUNNING":1},"tasks":{}}`))
+			})
+
+			It("answers the view's error", func() {
+				view.err = executor.NewError(executor.ErrUnavailable, "store down")
+				expectError(serve("GET", "/v1/state", ""), http.StatusServiceUnavailable, "Unavailable", "store down")
+			})
 		})
 	})
 

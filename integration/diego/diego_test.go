@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -189,6 +191,33 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 		Expect(diegoContainers(agent, guid)[0].Routes[0].Hostnames).To(Equal([]string{"renamed.example.com"}))
 	})
 
+	It("shows operators the Diego view: state, explain and events name the instance, metrics count BBS calls", func() {
+		const guid = "it-ops"
+		ig := runOne(k, guid)[0].InstanceGUID
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := agent.Client.State(c)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.Diego).NotTo(BeNil())
+		Expect(st.Diego.PresenceHeld).To(BeTrue())
+		Expect(st.Diego.BBSReachable).To(BeTrue())
+		Expect(st.Diego.LRPs["RUNNING"]).To(BeNumerically(">=", 1))
+
+		cellctl := func(args ...string) string {
+			out, err := exec.Command(filepath.Join(binDir(), "cellctl"), append([]string{"-api", agent.API}, args...)...).CombinedOutput()
+			Expect(err).NotTo(HaveOccurred(), string(out))
+			return string(out)
+		}
+		Expect(cellctl("state")).To(MatchRegexp(`diego\s+presence held\s+bbs reachable`))
+		Expect(cellctl("explain", ig)).To(ContainSubstring("diego lrp: process guid " + guid + ", index 0, instance guid " + ig))
+		Expect(cellctl("events")).To(ContainSubstring("[diego lrp: process guid " + guid + ", index 0, instance guid " + ig + "]"))
+
+		metrics, err := get(agent.API + "/metrics")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(metrics).To(MatchRegexp(`cellagent_diego_bbs_calls_total\{route="/v1/actual_lrps/start.r1"\} [1-9]`))
+		Expect(metrics).To(MatchRegexp(`cellagent_diego_bbs_calls_total\{route="/v1/actual_lrps/claim"\} [1-9]`))
+	})
+
 	It("refuses a desired LRP it cannot run fully and starts nothing", func() {
 		const guid = "it-unsupported"
 		lrp := strings.Replace(desiredLRP(guid, 1), `"instances"`, `"privileged": true, "instances"`, 1)
@@ -263,6 +292,27 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 		// Convergence runs every 10s; two rounds later nothing has changed.
 		Consistently(func() ([]actualLRP, error) { return k.actualLRPs(guid) }, 25*time.Second, 5*time.Second).Should(
 			ConsistOf(And(HaveField("InstanceGUID", before.InstanceGUID), HaveField("State", "RUNNING"))))
+	})
+
+	It("reconciles an actual LRP whose container vanished behind the cell's back: BBS's record is removed and the LRP runs again", func() {
+		const guid = "it-reconcile"
+		before := runOne(k, guid)[0]
+
+		// While the agent is down its record of the container is lost: the
+		// restarted store removes the container as an orphan, and no event
+		// tells the cell. Only the periodic reconcile with BBS finds the
+		// RUNNING record without a container.
+		agent.Kill9()
+		Expect(os.Remove(filepath.Join(agent.Config.DataDir, "containers", before.InstanceGUID+".json"))).To(Succeed())
+		Expect(agent.Start()).To(Succeed())
+		Eventually(func() []executor.Container { return diegoContainers(agent, guid) }, 30*time.Second, time.Second).ShouldNot(
+			ContainElement(HaveField("GUID", before.InstanceGUID)))
+
+		Eventually(func() ([]actualLRP, error) { return k.actualLRPs(guid) }, waitLong, time.Second).Should(
+			ConsistOf(And(HaveField("State", "RUNNING"), HaveField("Index", before.Index),
+				HaveField("InstanceGUID", Not(Equal(before.InstanceGUID))))))
+		Expect(agent.LogText()).To(ContainSubstring("removed-residual-actual-lrp"))
+		Expect(diegoContainers(agent, guid)).To(ConsistOf(HaveField("State", executor.StateRunning)))
 	})
 
 	It("gets its presence back after Locket is unreachable for 30s, and loses no instance", func() {

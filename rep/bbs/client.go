@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -64,6 +65,8 @@ type Config struct {
 	URL     string
 	TLS     mtls.Files
 	Timeout time.Duration // per request; default 10s
+	// Observe, when set, is told of every call's outcome (metrics).
+	Observe func(route string, err error)
 }
 
 // Client calls BBS.
@@ -71,7 +74,32 @@ type Client struct {
 	url  string
 	http *http.Client
 	// stream has no overall timeout: event streams stay open.
-	stream *http.Client
+	stream  *http.Client
+	observe func(route string, err error)
+
+	mu        sync.Mutex // guards reachable and lastError
+	reachable bool       // the last call got an answer from BBS
+	lastError string     // the last failed call's error
+}
+
+// Reachable answers whether the last call got an answer from BBS (a BBS
+// error in it included) and the last failed call's error.
+func (c *Client) Reachable() (bool, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reachable, c.lastError
+}
+
+func (c *Client) record(route string, answered bool, err error) {
+	c.mu.Lock()
+	c.reachable = answered
+	if err != nil {
+		c.lastError = err.Error()
+	}
+	c.mu.Unlock()
+	if c.observe != nil {
+		c.observe(route, err)
+	}
 }
 
 // New makes a client; it does not contact BBS.
@@ -88,7 +116,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
 	return &Client{url: strings.TrimRight(cfg.URL, "/"), http: &http.Client{Transport: tr, Timeout: cfg.Timeout},
-		stream: &http.Client{Transport: tr}}, nil
+		stream: &http.Client{Transport: tr}, observe: cfg.Observe}, nil
 }
 
 type errorResponse interface {
@@ -99,34 +127,41 @@ type errorResponse interface {
 // do posts req to route and decodes the answer into resp; a BBS error in
 // the answer becomes an *Error.
 func (c *Client) do(ctx context.Context, route string, req proto.Message, resp errorResponse) error {
+	answered, err := c.call(ctx, route, req, resp)
+	c.record(route, answered, err)
+	return err
+}
+
+// call makes one call; answered says BBS sent a protobuf answer.
+func (c *Client) call(ctx context.Context, route string, req proto.Message, resp errorResponse) (bool, error) {
 	body, err := proto.Marshal(req)
 	if err != nil {
-		return fmt.Errorf("bbs %s: encode: %w", route, err)
+		return false, fmt.Errorf("bbs %s: encode: %w", route, err)
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+route, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("bbs %s: %w", route, err)
+		return false, fmt.Errorf("bbs %s: %w", route, err)
 	}
 	hreq.Header.Set("Content-Type", protobufContentType)
 	hresp, err := c.http.Do(hreq)
 	if err != nil {
-		return fmt.Errorf("bbs %s: %w", route, err)
+		return false, fmt.Errorf("bbs %s: %w", route, err)
 	}
 	defer hresp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(hresp.Body, maxResponseBytes))
 	if err != nil {
-		return fmt.Errorf("bbs %s: read answer: %w", route, err)
+		return false, fmt.Errorf("bbs %s: read answer: %w", route, err)
 	}
 	if hresp.StatusCode != http.StatusOK {
-		return fmt.Errorf("bbs %s: http %d: %.200s", route, hresp.StatusCode, b)
+		return false, fmt.Errorf("bbs %s: http %d: %.200s", route, hresp.StatusCode, b)
 	}
 	if err := proto.Unmarshal(b, resp); err != nil {
-		return fmt.Errorf("bbs %s: decode answer: %w", route, err)
+		return false, fmt.Errorf("bbs %s: decode answer: %w", route, err)
 	}
 	if e := resp.GetError(); e != nil {
-		return &Error{Type: e.GetType(), Message: e.GetMessage()}
+		return true, &Error{Type: e.GetType(), Message: e.GetMessage()}
 	}
-	return nil
+	return true, nil
 }
 
 // Claim claims the actual LRP (process guid, index) for this instance.

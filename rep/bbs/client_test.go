@@ -128,6 +128,28 @@ var _ = Describe("Client", func() {
 		Expect(d.GetEgressRules()[0].GetProtocol()).To(Equal("tcp"))
 	})
 
+	It("tells whether BBS answered the last call, and each call's outcome to Observe", func() {
+		var seen []string
+		observed, err := bbs.New(bbs.Config{URL: server.URL, TLS: files, Observe: func(route string, err error) {
+			seen = append(seen, fmt.Sprintf("%s %v", route, err != nil))
+		}})
+		Expect(err).NotTo(HaveOccurred())
+		handler = func(w http.ResponseWriter, r *http.Request) {
+			answer(w, &models.ActualLRPLifecycleResponse{Error: &models.Error{Type: models.Error_ActualLRPCannotBeClaimed, Message: "taken"}})
+		}
+		Expect(observed.Claim(context.Background(), &models.ActualLRPKey{}, &models.ActualLRPInstanceKey{})).NotTo(Succeed())
+		ok, last := observed.Reachable()
+		Expect(ok).To(BeTrue()) // an error BBS answered: BBS is there
+		Expect(last).To(ContainSubstring("taken"))
+		handler = func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", http.StatusBadGateway) }
+		_, err = observed.ActualLRPs(context.Background(), "c")
+		Expect(err).To(HaveOccurred())
+		ok, last = observed.Reachable()
+		Expect(ok).To(BeFalse())
+		Expect(last).To(ContainSubstring("http 502"))
+		Expect(seen).To(Equal([]string{"/v1/actual_lrps/claim true", "/v1/actual_lrps/list true"}))
+	})
+
 	It("answers a clear error for HTTP failures", func() {
 		handler = func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", http.StatusInternalServerError) }
 		_, err := client.ActualLRPs(context.Background(), "cell-1")

@@ -67,6 +67,9 @@ type Config struct {
 	// Routes updates running instances' routes when their desired LRP
 	// changes (nil: routes stay as placed).
 	Routes RouteUpdater
+	// PresenceHeld answers whether the Locket presence is held (for
+	// DiegoState; nil: reported as not held).
+	PresenceHeld func() bool
 }
 
 // Cell is a Diego cell over a container store.

@@ -565,6 +565,23 @@ var _ = Describe("Cell", func() {
 		})
 	})
 
+	It("shows operators its instances and tasks by state, and whether BBS answered", func() {
+		st.mu.Lock()
+		st.ctrs["ig-1"] = diegoContainer("ig-1", executor.StateRunning)
+		st.ctrs["ig-2"] = diegoContainer("ig-2", executor.StateCreated)
+		st.ctrs["ig-3"] = diegoContainer("ig-3", executor.StateReserved)
+		st.ctrs["t-1"] = executor.Container{GUID: "t-1", State: executor.StateRunning, Tags: map[string]string{lrp.TagTaskGUID: "t-1"}}
+		st.ctrs["v1"] = executor.Container{GUID: "v1", State: executor.StateRunning}
+		st.mu.Unlock()
+		d, err := c.DiegoState(context.Background())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(d.LRPs).To(Equal(map[string]int{"RUNNING": 1, "CLAIMED": 1, "RESERVED": 1}))
+		Expect(d.Tasks).To(Equal(map[string]int{"Running": 1}))
+		Expect(d.PresenceHeld).To(BeFalse()) // no presence wired in this test
+		Expect(d.BBSReachable).To(BeFalse()) // the fake is no BBSHealth
+		Expect(d.Evacuating).To(BeFalse())
+	})
+
 	It("does not fail the BBS error check for unrelated errors", func() {
 		Expect(bbs.IsType(errors.New("x"), models.Error_ResourceNotFound)).To(BeFalse())
 	})

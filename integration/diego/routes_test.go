@@ -2,7 +2,9 @@ package diego_test
 
 import (
 	"encoding/json"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	. "github.com/onsi/ginkgo/v2"
@@ -20,6 +22,7 @@ type routerMessage struct {
 type routerEvent struct {
 	subject string
 	msg     routerMessage
+	at      time.Time // when the test received it
 }
 
 // routeRecorder keeps the router.* messages of one NATS subscription in
@@ -43,7 +46,7 @@ func recordRoutes(url string) *routeRecorder {
 				return
 			}
 			rec.mu.Lock()
-			rec.msgs = append(rec.msgs, routerEvent{m.Subject, rm})
+			rec.msgs = append(rec.msgs, routerEvent{m.Subject, rm, time.Now()})
 			rec.mu.Unlock()
 		})
 		Expect(err).NotTo(HaveOccurred())
@@ -93,4 +96,15 @@ func (r *routeRecorder) registered(guid, uri, tagKey, tagValue string) bool {
 		state = e.subject == "router.register" && (tagKey == "" || e.msg.Tags[tagKey] == tagValue)
 	}
 	return state
+}
+
+// registeredAt answers when the first router.register naming uri (any
+// instance) arrived, or the zero time.
+func (r *routeRecorder) registeredAt(uri string) time.Time {
+	for _, e := range r.all() {
+		if e.subject == "router.register" && slices.Contains(e.msg.URIs, uri) {
+			return e.at
+		}
+	}
+	return time.Time{}
 }

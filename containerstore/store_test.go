@@ -1171,6 +1171,23 @@ var _ = Describe("Store", func() {
 		})
 	})
 
+	Describe("ReadFile", func() {
+		It("checks the path and the container before asking the runtime", func() {
+			_, err := store.ReadFile(ctx, "g1", "../etc/passwd", 10)
+			Expect(errors.Is(err, executor.ErrInvalidRequest)).To(BeTrue())
+			_, err = store.ReadFile(ctx, "nope", "/tmp/r", 10)
+			Expect(errors.Is(err, executor.ErrContainerNotFound)).To(BeTrue())
+			failures, err := store.Allocate(ctx, []executor.AllocationRequest{{GUID: "r1", Resources: executor.Resources{MemoryMB: 1}}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failures).To(BeEmpty())
+			_, err = store.ReadFile(ctx, "r1", "/tmp/r", 10)
+			Expect(errors.Is(err, executor.ErrInvalidTransition)).To(BeTrue())
+			runToRunning("g1")
+			_, err = store.ReadFile(ctx, "g1", "/tmp/r", 10) // the fake runtime reads no files
+			Expect(errors.Is(err, executor.ErrUnavailable)).To(BeTrue())
+		})
+	})
+
 	Describe("shutdown", func() {
 		It("stops supervising and leaves running containers alone", func() {
 			runToRunning("g1")

@@ -57,7 +57,7 @@ func diegoMembers(logger lager.Logger, cfg config.Config, store *containerstore.
 	var presence *locket.Presence // set below, before anything runs
 	c := cell.New(logger, cell.Config{CellID: cfg.CellID, Zone: cfg.Zone, RepURL: repURL, Stacks: d.Stacks,
 		EmitRoutes: d.RoutesEmitted(), PlacementTags: d.PlacementTags, OptionalPlacementTags: d.OptionalPlacementTags,
-		PreferInstanceAddress: cfg.Routing.InstanceAddress, AllowPrivileged: cfg.AllowPrivileged, Routes: store,
+		PreferInstanceAddress: cfg.Routing.InstanceAddress, AllowPrivileged: cfg.AllowPrivileged, Routes: store, Files: store,
 		PresenceHeld: func() bool { return presence.Held() }}, store, bbsClient, clk)
 
 	value, err := json.Marshal(api.CellPresence{CellID: cfg.CellID, RepAddress: d.Rep.URL, RepURL: repURL, Zone: cfg.Zone,

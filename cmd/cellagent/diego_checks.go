@@ -5,5 +5,9 @@ import (
 	"github.com/cellagent/cellagent/rep/cell"
 )
 
-// The store is the Diego cell's route updater (rep/cell may not import it).
-var _ cell.RouteUpdater = (*containerstore.Store)(nil)
+// The store is the Diego cell's route updater and result file reader
+// (rep/cell may not import it).
+var (
+	_ cell.RouteUpdater = (*containerstore.Store)(nil)
+	_ cell.FileReader   = (*containerstore.Store)(nil)
+)

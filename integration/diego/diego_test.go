@@ -352,7 +352,7 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 	measure(func() *kit { return k }, func() *testagent.Agent { return agent })
 
 	DescribeTable("runs a task to completion and completes it in BBS with how it ended",
-		func(guid, script, resultFile string, failed bool, reason string) {
+		func(guid, script, resultFile string, failed bool, reason, result string) {
 			task := fmt.Sprintf(`{"task_guid": %q, "domain": "cellagent-it", "rootfs": "preloaded:%s",
  "memory_mb": 32, "disk_mb": 32, "result_file": %q, "metric_tags": {"source_id": {"static": %q}},
  "action": {"run": {"path": "/bin/sh", "args": ["-c", %q], "user": "vcap"}}}`, guid, stack, resultFile, guid, script)
@@ -365,16 +365,22 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 			var got struct {
 				Failed        bool   `json:"failed"`
 				FailureReason string `json:"failure_reason"`
+				Result        string `json:"result"`
 			}
 			Expect(json.Unmarshal(out, &got)).To(Succeed())
 			Expect(got.Failed).To(Equal(failed))
 			Expect(got.FailureReason).To(ContainSubstring(reason))
+			Expect(got.Result).To(Equal(result))
 			Eventually(func() ([]executor.Container, error) { return agent.Client.List(context.Background()) },
 				waitLong, time.Second).ShouldNot(ContainElement(HaveField("GUID", guid)))
 		},
-		Entry("exit 0 succeeds", "it-task-ok", "echo done", "", false, ""),
-		Entry("exit 3 fails with the exit status", "it-task-fail", "exit 3", "", true, "app exited with status 3"),
-		Entry("a result file is refused with the reason, nothing run", "it-task-result", "echo hi > /tmp/r", "/tmp/r", true, "result_file"),
+		Entry("exit 0 succeeds", "it-task-ok", "echo done", "", false, "", ""),
+		Entry("exit 3 fails with the exit status", "it-task-fail", "exit 3", "", true, "app exited with status 3", ""),
+		Entry("its result file becomes the task's result", "it-task-result", "echo hi > /tmp/r", "/tmp/r", false, "", "hi\n"),
+		Entry("a result file it did not write fails it", "it-task-noresult", "true", "/tmp/r", true,
+			"failed to fetch result: /tmp/r: no such file in container it-task-noresult", ""),
+		Entry("a result file that is a link out of its filesystem fails it, nothing of the host read", "it-task-escape",
+			"ln -s /etc/hostname /tmp/r", "/tmp/r", true, "failed to fetch result", ""),
 	)
 
 	It("releases its presence when it stops", func() {

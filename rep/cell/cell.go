@@ -70,6 +70,9 @@ type Config struct {
 	// PresenceHeld answers whether the Locket presence is held (for
 	// DiegoState; nil: reported as not held).
 	PresenceHeld func() bool
+	// Files reads tasks' result files (nil: tasks with a result_file are
+	// refused).
+	Files FileReader
 }
 
 // Cell is a Diego cell over a container store.

@@ -108,6 +108,7 @@ var _ = Describe("Cell", func() {
 		c       *cell.Cell
 		proc    ifrit.Process
 		routes  *cellfakes.FakeRouteUpdater
+		files   *cellfakes.FakeFileReader
 		changes chan *models.DesiredLRPChangedEvent
 		drop    chan struct{} // ends the current event stream
 	)
@@ -117,7 +118,7 @@ var _ = Describe("Cell", func() {
 		st = newStore(client)
 		clk = fakeclock.NewFakeClock(time.Now())
 		fakeBBS.DesiredLRPReturns(supported(), nil)
-		routes = &cellfakes.FakeRouteUpdater{}
+		routes, files = &cellfakes.FakeRouteUpdater{}, &cellfakes.FakeFileReader{}
 		changes, drop = make(chan *models.DesiredLRPChangedEvent), make(chan struct{})
 		fakeBBS.DesiredLRPChangesCalls(func(ctx context.Context, _ string, connected func(), changed func(*models.DesiredLRPChangedEvent)) error {
 			connected()
@@ -132,7 +133,7 @@ var _ = Describe("Cell", func() {
 				}
 			}
 		})
-		c = cell.New(lagertest.NewTestLogger("cell"), cell.Config{CellID: "cell-1", Zone: "z1", EmitRoutes: true, Routes: routes,
+		c = cell.New(lagertest.NewTestLogger("cell"), cell.Config{CellID: "cell-1", Zone: "z1", EmitRoutes: true, Routes: routes, Files: files,
 			Stacks: map[string]string{"cflinuxfs4": "busybox"}, ReconcileInterval: time.Minute}, client, fakeBBS, clk)
 		proc = ifrit.Invoke(c)
 	})
@@ -484,9 +485,44 @@ var _ = Describe("Cell", func() {
 			Entry("exit 3 fails with the reason", 3, true, "app exited with status 3"),
 		)
 
-		It("completes a task it cannot run as failed with the reason, reserving nothing", func() {
+		It("reads the result file of a task that ended and completes the task with it", func() {
+			files.ReadFileReturns([]byte("42\n"), nil)
+			ctr := taskContainer(0)
+			ctr.Tags[lrp.TagResultFile] = "/tmp/result"
+			st.set(ctr)
+			Eventually(fakeBBS.CompleteTaskCallCount).Should(Equal(1))
+			_, guid, path, limit := files.ReadFileArgsForCall(0)
+			Expect([]any{guid, path, limit}).To(Equal([]any{"task-1", "/tmp/result", int64(50 << 10)}))
+			_, _, _, gotFailed, _, result := fakeBBS.CompleteTaskArgsForCall(0)
+			Expect(gotFailed).To(BeFalse())
+			Expect(result).To(Equal("42\n"))
+		})
+
+		It("fails a task that succeeded when its result file cannot be read, as the rep does", func() {
+			files.ReadFileReturns(nil, errors.New("/tmp/result: no such file in container task-1"))
+			ctr := taskContainer(0)
+			ctr.Tags[lrp.TagResultFile] = "/tmp/result"
+			st.set(ctr)
+			Eventually(fakeBBS.CompleteTaskCallCount).Should(Equal(1))
+			_, _, _, gotFailed, reason, result := fakeBBS.CompleteTaskArgsForCall(0)
+			Expect(gotFailed).To(BeTrue())
+			Expect(reason).To(Equal("failed to fetch result: /tmp/result: no such file in container task-1"))
+			Expect(result).To(BeEmpty())
+		})
+
+		It("tags the task's container with its result file", func() {
 			t := taskDef()
 			t.TaskDefinition.ResultFile = "/tmp/result"
+			fakeBBS.TaskReturns(t, nil)
+			_, err := c.Perform(context.Background(), taskWork())
+			Expect(err).NotTo(HaveOccurred())
+			_, reqs := client.AllocateArgsForCall(0)
+			Expect(reqs[0].Tags).To(HaveKeyWithValue(lrp.TagResultFile, "/tmp/result"))
+		})
+
+		It("completes a task it cannot run as failed with the reason, reserving nothing", func() {
+			t := taskDef()
+			t.TaskDefinition.ResultFile = "tmp/result" // relative
 			fakeBBS.TaskReturns(t, nil)
 			failed, err := c.Perform(context.Background(), taskWork())
 			Expect(err).NotTo(HaveOccurred())

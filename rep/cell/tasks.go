@@ -23,7 +23,20 @@ const (
 	keyTaskGUID = "task-guid"
 	// reasonFailedToRun is the rep's TaskCompletionReasonFailedToRunContainer.
 	reasonFailedToRun = "failed to run container"
+	// reasonFailedToFetchResult is the rep's TaskCompletionReasonFailedToFetchResult.
+	reasonFailedToFetchResult = "failed to fetch result"
+	// maxResultSize is the rep's MAX_RESULT_SIZE: a larger result file
+	// fails the task.
+	maxResultSize = 50 << 10
 )
+
+//go:generate go tool counterfeiter -o cellfakes/fake_file_reader.go . FileReader
+
+// FileReader reads a file from a container (the container store;
+// cmd/cellagent checks that it implements it).
+type FileReader interface {
+	ReadFile(ctx context.Context, guid, path string, limit int64) ([]byte, error)
+}
 
 // taskPlacement is a task accepted at /work, reserved, not yet started.
 type taskPlacement struct {
@@ -78,6 +91,12 @@ func (c *Cell) prepareTask(ctx context.Context, t api.Task) (taskPlacement, erro
 		return taskPlacement{}, err
 	}
 	req.Tags = map[string]string{lrp.TagTaskGUID: t.TaskGuid, lrp.TagDomain: t.Domain}
+	if f := task.GetTaskDefinition().GetResultFile(); f != "" {
+		if c.cfg.Files == nil {
+			return taskPlacement{}, &lrp.Refusal{Reason: "result_file: this cell cannot read container files"}
+		}
+		req.Tags[lrp.TagResultFile] = f
+	}
 	if err := req.Validate(true); err != nil {
 		return taskPlacement{}, &lrp.Refusal{Reason: "run request: " + err.Error()}
 	}
@@ -160,7 +179,20 @@ func (c *Cell) reportTask(ctr executor.Container, taskGUID string) {
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, bbsCallTimeout)
 		defer cancel()
-		if err := c.bbs.CompleteTask(ctx, taskGUID, c.cfg.CellID, failed, reason, ""); err != nil {
+		result := ""
+		if f := ctr.Tags[lrp.TagResultFile]; f != "" && c.cfg.Files != nil && !res.Stopped {
+			// As the rep: a result that cannot be read fails a task that
+			// succeeded; a failed task keeps its own reason.
+			b, err := c.cfg.Files.ReadFile(ctx, ctr.GUID, f, maxResultSize)
+			switch {
+			case err == nil:
+				result = string(b)
+			case !failed:
+				logger.Error("fetch-result", err)
+				failed, reason = true, reasonFailedToFetchResult+": "+err.Error()
+			}
+		}
+		if err := c.bbs.CompleteTask(ctx, taskGUID, c.cfg.CellID, failed, reason, result); err != nil {
 			logger.Error("complete-task", err)
 		} else {
 			logger.Info("completed", lager.Data{"failed": failed, "reason": reason})

@@ -38,6 +38,9 @@ const (
 	TagInstanceGUID = "diego.instance-guid"
 	// TagTaskGUID marks a task's container (its guid is the task guid).
 	TagTaskGUID = "diego.task-guid"
+	// TagResultFile is the path of a task's result file in its container
+	// (read when the task ends, as the rep's result-file tag).
+	TagResultFile = "diego.result-file"
 )
 
 // Settings are the cell's part of the translation.
@@ -167,10 +170,13 @@ func Translate(d *models.DesiredLRP, index int32, s Settings) (executor.RunReque
 }
 
 // TranslateTask answers the run request of a task. A task's container
-// has no ports and no check: it runs until its process exits.
+// has no ports and no check: it runs until its process exits. Its
+// result_file (an absolute, clean path) is the caller's to read.
 func TranslateTask(t *models.TaskDefinition, s Settings) (executor.RunRequest, error) {
 	if f := t.GetResultFile(); f != "" {
-		return executor.RunRequest{}, refuse("result_file %q is not supported yet", f)
+		if err := executor.ValidateFilePath(f); err != nil {
+			return executor.RunRequest{}, refuse("result_file: %v", err)
+		}
 	}
 	return translateCommon(t, common{rootfs: t.GetRootFs(), privileged: t.GetPrivileged(),
 		trustedCerts: t.GetTrustedSystemCertificatesPath(), action: t.GetAction(), env: t.GetEnvironmentVariables(),

@@ -173,7 +173,8 @@ var _ = Describe("TranslateTask", func() {
 			Expect(err).To(BeAssignableToTypeOf(&lrp.Refusal{}))
 			Expect(err.Error()).To(ContainSubstring(reason))
 		},
-		Entry("a result file", func(t *models.TaskDefinition) { t.ResultFile = "/tmp/result" }, "result_file"),
+		Entry("a relative result file", func(t *models.TaskDefinition) { t.ResultFile = "tmp/result" }, "result_file: file path"),
+		Entry("a result file leaving its directory", func(t *models.TaskDefinition) { t.ResultFile = "/tmp/../etc/shadow" }, "must be clean"),
 		Entry("privileged without allow_privileged", func(t *models.TaskDefinition) { t.Privileged = true },
 			"privileged: this cell's allow_privileged is false"),
 		Entry("an egress rule without ports", func(t *models.TaskDefinition) {

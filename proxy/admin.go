@@ -26,7 +26,54 @@ func (p *Proxy) adminHandler() http.Handler {
 		enc.SetIndent("", " ")
 		_ = enc.Encode(p.certsReport())
 	})
+	mux.HandleFunc("GET /secrets", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, p.secretsReport(nil))
+	})
+	// cellproxy's own (Envoy has no such endpoint): the agent calls it once
+	// after rewriting an SDS file, and the answer says whether the new
+	// certificate is served, without waiting for the poll and without a
+	// TLS handshake to find out.
+	mux.HandleFunc("POST /secrets/reload", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, p.secretsReport(p.reload(p.logger.Session("admin-reload"))))
+	})
 	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// SecretsReport is the body of GET /secrets and POST /secrets/reload: the
+// certificate each listener gives new handshakes, and what the reload
+// (POST only) failed to load.
+type SecretsReport struct {
+	Listeners []ListenerSecret `json:"listeners"`
+	Errors    []string         `json:"errors,omitempty"`
+}
+
+// ListenerSecret is what one listener serves.
+type ListenerSecret struct {
+	// Listener is the Envoy listener's name, Secret the name of its SDS
+	// certificate secret and Version that secret's version_info.
+	Listener string `json:"listener"`
+	Secret   string `json:"secret"`
+	Version  string `json:"version"`
+	// SerialNumber is the leaf's, lower-case hex of its bytes (as /certs).
+	SerialNumber string `json:"serial_number"`
+}
+
+func (p *Proxy) secretsReport(errs []error) SecretsReport {
+	r := SecretsReport{Listeners: make([]ListenerSecret, 0, len(p.listeners))}
+	for _, l := range p.listeners {
+		c := l.served.Load()
+		r.Listeners = append(r.Listeners, ListenerSecret{Listener: l.spec.Name, Secret: l.spec.Cert.Name,
+			Version: c.version, SerialNumber: serialHex(c.cert.Leaf)})
+	}
+	for _, err := range errs {
+		r.Errors = append(r.Errors, err.Error())
+	}
+	return r
 }
 
 // CertsReport is the body of /certs, in Envoy's field names: one entry per

@@ -20,9 +20,11 @@ type listener struct {
 	val  *secretSource // nil without client certificate validation
 	ln   net.Listener
 	// conf is what GetConfigForClient hands to new handshakes; replaced
-	// whole when a secret changes.
-	conf  atomic.Pointer[tls.Config]
-	outer *tls.Config
+	// whole when a secret changes. served is the certificate secret conf
+	// was built from (what /secrets reports).
+	conf   atomic.Pointer[tls.Config]
+	served atomic.Pointer[certSecret]
+	outer  *tls.Config
 }
 
 func (p *Proxy) newListener(spec ListenerSpec) *listener {
@@ -38,7 +40,9 @@ func (p *Proxy) newListener(spec ListenerSpec) *listener {
 }
 
 func (l *listener) refresh(now func() time.Time) {
-	l.conf.Store(tlsConfig(l.spec, l.cert, l.val, now))
+	c := l.cert.cert.Load()
+	l.conf.Store(tlsConfig(l.spec, c, l.val, now))
+	l.served.Store(c)
 }
 
 // serve accepts until the listener is closed.

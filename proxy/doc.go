@@ -20,13 +20,19 @@
 //     open connections continue. A file that fails to load is logged and the
 //     previous secret kept.
 //   - the admin listener: /ready (200 "LIVE" once every listener is bound,
-//     503 otherwise) and /certs (Envoy's JSON shape).
+//     503 otherwise) and /certs (Envoy's JSON shape); and, cellproxy's own,
+//     GET /secrets (the certificate secret, version and leaf serial each
+//     listener gives new handshakes) and POST /secrets/reload (the same
+//     check of the SDS files the poll makes, at once, then the answer of
+//     GET /secrets plus what failed to load). The agent confirms a rotation
+//     with one POST instead of waiting for the poll and handshaking.
 //   - drain: on a signal it stops accepting, /ready turns 503 "DRAINING",
 //     open connections get up to DrainTimeout to finish, the rest are closed,
 //     and Run returns nil. A second signal closes them at once.
 //
 // Concurrency: Proxy.Run owns every goroutine: one accept loop per listener,
 // two per connection pair (the handler and one copy direction), one watcher,
-// one admin server. Run returns only after all of them ended. TLS settings are
+// one admin server. Run returns only after all of them ended. Reloads (the
+// watcher's and the admin's) are serialised by reloadMu. TLS settings are
 // swapped through atomic pointers, so handshakes never take a lock.
 package proxy

@@ -169,6 +169,20 @@ func (f *fixture) adminGet(path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// secrets asks /secrets or /secrets/reload and decodes the answer.
+func (f *fixture) secrets(method, path string) proxy.SecretsReport {
+	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", f.admin, path), nil)
+	Expect(err).NotTo(HaveOccurred())
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: ioTimeout}
+	resp, err := client.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	var report proxy.SecretsReport
+	Expect(json.NewDecoder(resp.Body).Decode(&report)).To(Succeed())
+	return report
+}
+
 // roundTrip sends a line and expects the backend's name and the line back;
 // with TLS 1.3 a rejected client certificate shows up here, not in Dial.
 func roundTrip(c net.Conn, line string) (string, error) {

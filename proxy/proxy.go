@@ -87,8 +87,12 @@ type Proxy struct {
 
 	secrets   map[SecretRef]*secretSource // fixed after New
 	listeners []*listener                 // bound in Run
-	state     atomic.Int32
-	active    atomic.Int64 // client connections being served
+	// reloadMu serialises reloads (the poll and POST /secrets/reload):
+	// it guards every secretSource's stamp and orders the listeners'
+	// refreshes.
+	reloadMu sync.Mutex
+	state    atomic.Int32
+	active   atomic.Int64 // client connections being served
 
 	connsMu sync.Mutex
 	conns   map[net.Conn]struct{} // guarded by connsMu
@@ -263,17 +267,27 @@ func (p *Proxy) watch(logger lager.Logger, stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C():
-			if p.reloadChanged(logger) {
-				for _, l := range p.listeners {
-					l.refresh(p.clock.Now)
-				}
-			}
+			_ = p.reload(logger)
 		}
 	}
 }
 
-func (p *Proxy) reloadChanged(logger lager.Logger) bool {
-	changed := false
+// reload re-reads every SDS file that changed since it was last read and,
+// when one did, gives new handshakes on every listener the new secrets.
+// It answers the failures (the previous secret is kept for each).
+func (p *Proxy) reload(logger lager.Logger) []error {
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
+	changed, errs := p.reloadChangedLocked(logger)
+	if changed {
+		for _, l := range p.listeners {
+			l.refresh(p.clock.Now)
+		}
+	}
+	return errs
+}
+
+func (p *Proxy) reloadChangedLocked(logger lager.Logger) (changed bool, errs []error) {
 	for _, s := range p.sortedSecrets() {
 		st := statFile(s.ref.Path)
 		if st == s.stamp {
@@ -282,11 +296,14 @@ func (p *Proxy) reloadChanged(logger lager.Logger) bool {
 		s.stamp = st
 		data := lager.Data{"secret": s.ref.Name, "path": s.ref.Path}
 		if st.missing {
-			logger.Error("secret-file-missing", errors.New("keeping the loaded secret"), data)
+			err := fmt.Errorf("secret %s: %s is missing: keeping the loaded secret", s.ref.Name, s.ref.Path)
+			logger.Error("secret-file-missing", err, data)
+			errs = append(errs, err)
 			continue
 		}
 		if err := s.load(); err != nil {
 			logger.Error("secret-reload-failed", err, data)
+			errs = append(errs, err)
 			continue
 		}
 		data["version"] = s.version()
@@ -296,7 +313,7 @@ func (p *Proxy) reloadChanged(logger lager.Logger) bool {
 		logger.Info("secret-reloaded", data)
 		changed = true
 	}
-	return changed
+	return changed, errs
 }
 
 func (p *Proxy) sortedSecrets() []*secretSource {

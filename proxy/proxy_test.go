@@ -126,6 +126,44 @@ var _ = Describe("Proxy", func() {
 			Expect(f.logger).To(gbytes.Say("secret-reloaded"))
 		})
 
+		Describe("POST /secrets/reload", func() {
+			BeforeEach(func() { opts.ports = 2 })
+
+			It("loads a rewritten SDS file at once, without a poll, and answers the serial every listener now serves", func() {
+				next := f.ca.issue(instanceGUID, instanceGUID)
+				Expect(proxyconfig.WriteCertAndKey(f.dir, next.certPEM, next.keyPEM, "2")).To(Succeed())
+				// No poll has run (the fake clock stands still): GET
+				// reports what handshakes get, the old certificate.
+				Expect(f.secrets("GET", "/secrets").Listeners).To(HaveEach(HaveField("SerialNumber", f.server.serial())))
+				Expect(f.servedSerial(0)).To(Equal(f.server.serial()))
+
+				report := f.secrets("POST", "/secrets/reload")
+				Expect(report.Errors).To(BeEmpty())
+				Expect(report.Listeners).To(HaveLen(2))
+				for _, l := range report.Listeners {
+					Expect(l).To(Equal(proxy.ListenerSecret{Listener: l.Listener, Secret: proxyconfig.CertAndKeySecret, Version: "2", SerialNumber: next.serial()}))
+				}
+				Expect(f.servedSerial(0)).To(Equal(next.serial()))
+				Expect(f.servedSerial(1)).To(Equal(next.serial()))
+				Expect(f.secrets("GET", "/secrets").Listeners).To(HaveEach(HaveField("SerialNumber", next.serial())))
+			})
+
+			It("answers the kept certificate and the reason when the new file does not load", func() {
+				Expect(os.WriteFile(filepath.Join(f.dir, "tmp"), []byte("resources: [{name: x}]\n"), 0o600)).To(Succeed())
+				Expect(os.Rename(filepath.Join(f.dir, "tmp"), filepath.Join(f.dir, proxyconfig.CertAndKeyFile))).To(Succeed())
+				report := f.secrets("POST", "/secrets/reload")
+				Expect(report.Errors).To(ConsistOf(ContainSubstring(proxyconfig.CertAndKeyFile)))
+				Expect(report.Listeners).To(HaveEach(HaveField("SerialNumber", f.server.serial())))
+				Expect(f.servedSerial(0)).To(Equal(f.server.serial()))
+			})
+
+			It("answers without errors when nothing changed", func() {
+				report := f.secrets("POST", "/secrets/reload")
+				Expect(report.Errors).To(BeEmpty())
+				Expect(report.Listeners).To(HaveEach(HaveField("Version", "1")))
+			})
+		})
+
 		It("keeps the loaded certificate when the new file is broken", func() {
 			Expect(os.WriteFile(filepath.Join(f.dir, "tmp"), []byte("resources: [{name: x}]\n"), 0o600)).To(Succeed())
 			Expect(os.Rename(filepath.Join(f.dir, "tmp"), filepath.Join(f.dir, proxyconfig.CertAndKeyFile))).To(Succeed())

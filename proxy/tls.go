@@ -12,14 +12,14 @@ import (
 )
 
 // secretSource is one SDS file and what was last loaded from it. The
-// pointers are read by handshakes and /certs; stamp is touched only by the
-// watcher goroutine (and by New before it starts).
+// pointers are read by handshakes and /certs; stamp is guarded by
+// Proxy.reloadMu (New sets it before anything else runs).
 type secretSource struct {
 	ref        SecretRef
 	validation bool
 	cert       atomic.Pointer[certSecret]
 	val        atomic.Pointer[validationSecret]
-	stamp      fileStamp
+	stamp      fileStamp // guarded by Proxy.reloadMu
 }
 
 // fileStamp changes when the file is replaced (inode) or rewritten in place.
@@ -69,12 +69,12 @@ func (s *secretSource) version() string {
 
 // tlsConfig builds the configuration new handshakes on a listener get,
 // from the secrets as they are now.
-func tlsConfig(spec ListenerSpec, cert, val *secretSource, now func() time.Time) *tls.Config {
+func tlsConfig(spec ListenerSpec, cert *certSecret, val *secretSource, now func() time.Time) *tls.Config {
 	c := &tls.Config{
 		MinVersion:   spec.MinVersion,
 		MaxVersion:   spec.MaxVersion,
 		CipherSuites: spec.CipherSuites,
-		Certificates: []tls.Certificate{*cert.cert.Load().cert},
+		Certificates: []tls.Certificate{*cert.cert},
 		NextProtos:   spec.NextProtos,
 	}
 	if val == nil {

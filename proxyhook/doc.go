@@ -3,7 +3,9 @@
 // files (after the credentials exist), mounts them and the proxy binary,
 // starts the proxy inside the container (containerd exec) right after the
 // app, restarts it with backoff when it dies, rewrites its certificate on
-// every rotation and confirms by a handshake that the new serial is served,
+// every rotation and confirms that the new serial is served (cellproxy:
+// one POST /secrets/reload to its admin listener in the container's network
+// namespace; Envoy: handshakes),
 // and verifies, as a router would, that an instance presents the identity
 // just issued before it becomes routable.
 //

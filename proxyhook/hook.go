@@ -95,6 +95,10 @@ type Config struct {
 	// StatePoll is how often a cellinit-run proxy's state file is checked
 	// (0: one second).
 	StatePoll time.Duration
+	// AdminReload says the proxy has cellproxy's POST /secrets/reload: a
+	// rotation is confirmed by one request to it (no delay, no handshake).
+	// A proxy that answers 404 is checked by handshakes, as Envoy is.
+	AdminReload bool
 }
 
 // DefaultNoFile is the proxy's file limit when Config leaves it 0.

@@ -2,6 +2,7 @@ package proxyhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,8 +18,8 @@ import (
 var _ credmanager.Handler = (*Hook)(nil)
 
 // CredentialsRotated rewrites the proxy's SDS file and, while the proxy
-// runs, confirms by a handshake that it serves the new serial. An error
-// makes credmanager retry the rotation.
+// runs, confirms that it serves the new serial (confirm). An error makes
+// credmanager retry the rotation.
 func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credmanager.Credential) error {
 	h.mu.Lock()
 	in, ok := h.instances[guid]
@@ -62,24 +63,64 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ConfirmTimeout)
 	defer cancel()
-	f := filesHook{h}
-	var err error
-	select {
-	case <-h.cfg.Clock.After(h.cfg.ConfirmDelay):
-	case <-ctx.Done():
+	by, err := h.confirm(ctx, in, cred.Serial)
+	if err != nil {
+		if sink := h.getSink(); sink != nil {
+			sink.Publish(executor.EventRotationUnconfirmed, guid, err.Error())
+		}
+		return fmt.Errorf("rotation not confirmed by the proxy: %w", err)
+	}
+	logger.Info("rotation-confirmed", lager.Data{guidKey: guid, "serial": cred.Serial, "by": by})
+	return nil
+}
+
+// confirm waits until in's proxy serves serial on every identity listener
+// or ctx ends, and answers how it found out. A cellproxy (Config.AdminReload)
+// is asked once to reload (POST /secrets/reload) and answers what it serves;
+// again every 250ms while it serves another serial. Envoy, or a cellproxy
+// without the endpoint, is checked by verified handshakes on the host TLS
+// ports, the first after ConfirmDelay (its file watch or poll).
+func (h *Hook) confirm(ctx context.Context, in *instance, serial string) (by string, err error) {
+	byAdmin := h.cfg.AdminReload
+	if !byAdmin && !h.waitConfirmDelay(ctx) {
+		return "handshake", ctx.Err()
 	}
 	for {
-		if err = f.verifyOnce(ctx, in); err == nil {
-			logger.Info("rotation-confirmed", lager.Data{guidKey: guid, "serial": cred.Serial})
-			return nil
+		if byAdmin {
+			h.mu.Lock()
+			netns, port := in.inst.NetNSPath, in.inst.ProxyAdminPort
+			h.mu.Unlock()
+			var report secretsReport
+			if report, err = reloadSecrets(ctx, netns, port); err == nil {
+				err = report.serves(serial)
+			}
+			if errors.Is(err, errNoReload) {
+				byAdmin = false
+				if !h.waitConfirmDelay(ctx) {
+					return "handshake", err
+				}
+				continue
+			}
+			if err == nil {
+				return "admin", nil
+			}
+		} else if err = (filesHook{h}).verifyOnce(ctx, in); err == nil {
+			return "handshake", nil
 		}
 		select {
 		case <-ctx.Done():
-			if sink := h.getSink(); sink != nil {
-				sink.Publish(executor.EventRotationUnconfirmed, guid, err.Error())
-			}
-			return fmt.Errorf("rotation not confirmed by the proxy: %w", err)
+			return "", err
 		case <-h.cfg.Clock.After(250 * time.Millisecond):
 		}
+	}
+}
+
+// waitConfirmDelay waits ConfirmDelay; false when ctx ended first.
+func (h *Hook) waitConfirmDelay(ctx context.Context) bool {
+	select {
+	case <-h.cfg.Clock.After(h.cfg.ConfirmDelay):
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -292,7 +292,8 @@ func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Man
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
 		CACertPEM: creds.CACertPEM(), IssueC2C: creds.IssueC2C, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
 		UpstreamBeforeHandshake: bundled, InitBinary: initBinary,
-		User: containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
+		AdminReload: bundled,
+		User:        containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}

@@ -490,6 +490,13 @@ var _ = Describe("the proxy beside the app", func() {
 		Expect(n).To(BeNumerically(">=", 3), "new handshakes saw the rotated certificates")
 		_, sawFirst := serials.Load(first)
 		Expect(sawFirst).To(BeTrue())
+		// cellproxy confirmed each rotation itself: the agent asked it to
+		// reload (POST /secrets/reload in the container's network
+		// namespace) instead of handshaking.
+		log := agent.LogText()
+		Expect(strings.Count(log, `"by":"admin"`)).To(BeNumerically(">=", 3), "rotations confirmed by the proxy's admin reload")
+		Expect(log).NotTo(ContainSubstring(`"by":"handshake"`))
+		Expect(log).NotTo(ContainSubstring("rotation not confirmed"))
 	})
 })
 

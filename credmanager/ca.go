@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/internal/atomicfile"
 )
 
 const (
@@ -196,6 +198,13 @@ func loadOrCreateDevCA(logger lager.Logger, dataDir string, now time.Time) (*aut
 	return ca, nil
 }
 
+// devCADurability: the dev CA is made once and signs every instance
+// certificate of the cell; a machine crash must not leave it half written
+// or lost after instances were signed by it, so each file is synced and so
+// is its directory (key first: a certificate without its key is refused at
+// the next start; a key without its certificate is made again).
+const devCADurability = atomicfile.SyncFileAndDir
+
 func createDevCA(dir, certFile, keyFile string, now time.Time) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create dev ca dir %s: %w", dir, err)
@@ -227,10 +236,10 @@ func createDevCA(dir, certFile, keyFile string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("create dev ca: marshal key: %w", err)
 	}
-	if err := writeFileAtomic(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600, devCADurability); err != nil {
 		return fmt.Errorf("create dev ca: %w", err)
 	}
-	if err := writeFileAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := atomicfile.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644, devCADurability); err != nil {
 		return fmt.Errorf("create dev ca: %w", err)
 	}
 	return nil

@@ -42,10 +42,12 @@
 // reaches any instance's files), whatever the umask. Key and bundle are owned by
 // Identity.UID:GID with mode 0600 from the moment they exist. A rotation writes a new generation directory,
 // swaps ..data with one rename(2), replaces instance.key and then
-// instance.crt each by rename(2) of a new file (as Diego's
-// InstanceIdentityHandler does, so inotify watchers of the directory, such as
-// the Java buildpack's security provider, see IN_MOVED_TO for both names;
-// a ..data swap alone shows them nothing), then removes the old generation.
+// instance.crt each by rename(2) (a hard link to the generation's file: no
+// second copy is written), as Diego's InstanceIdentityHandler does, so
+// inotify watchers of the directory, such as the Java buildpack's security
+// provider, see IN_MOVED_TO for both names (a ..data swap alone shows them
+// nothing), then removes the generation before the one replaced. Nothing is
+// synced: see publish.
 // The directory, not its files, is bind-mounted, so the container sees each
 // rename.
 //

@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+	"golang.org/x/sys/unix"
 )
 
 // The files an instance sees in its credential directory.
@@ -64,105 +67,182 @@ type genFile struct {
 //  1. write every file into a new directory dir/..<timestamp>.<random>;
 //  2. point dir/..data at it with symlink(..data_tmp) + rename(2), the one
 //     step that readers of ..data and the bundle observe;
-//  3. replace instance.key, then instance.crt, by rename(2) of a new regular
-//     file (what file watchers and Diego-era readers see; renamedFiles);
+//  3. replace instance.key, then instance.crt, by rename(2) of a hard link
+//     to the new generation's file (a new regular file under the name,
+//     what file watchers and Diego-era readers see; renamedFiles);
 //  4. make sure each other visible name (the bundle) is a relative symlink
 //     to ..data/<name>;
-//  5. remove every older generation.
+//  5. remove every older generation but the one just replaced.
 //
 // Before step 2 a failure leaves the current generation as it was. Files are
 // owned by uid:gid with the given modes; directories by the caller (the
 // agent), mode 0755 so that uid can traverse them.
 //
-// Nothing is fsynced. The rename is what makes a generation atomic for
-// readers, and it is atomic without a sync; a sync only adds durability
-// across a machine crash, and a machine crash ends every container, whose
-// credentials are then removed by recovery. The fsyncs were ~25% of the
-// agent's CPU per rotation (BENCHMARKS.md, rotation profile).
+// Durability: none of it is synced (atomicfile.NoSync's promise, for a
+// directory of files). The renames make every step atomic for readers,
+// which is what a rotation needs; a sync adds only survival of a machine
+// crash, which ends every container, whose credentials recovery then
+// removes. The syncs were ~25% of the agent's CPU per rotation
+// (BENCHMARKS.md, rotation profile). Every step works relative to the open
+// directory with plain system calls: a rotation makes ~40 of them, where
+// os.File's calls (poller registration, temporary-name clean-up, a second
+// copy of key and certificate) made ~115.
 func publish(logger lager.Logger, dir string, now time.Time, uid, gid int, files []genFile) (retErr error) {
-	if err := os.MkdirAll(filepath.Dir(filepath.Dir(dir)), 0o700); err != nil {
-		return err
-	}
-	// credentials/ is root's alone: a host account that happens to have a
-	// container's uid must not reach that container's key. The container
-	// reaches its own directory through the bind mount, which does not
-	// need the parents traversable.
-	if err := ensureDir(filepath.Dir(dir), 0o700); err != nil {
-		return err
-	}
-	if err := ensureDir(dir, 0o755); err != nil {
-		return err
-	}
-
-	gen, err := os.MkdirTemp(dir, now.UTC().Format(genTimeLayout))
+	d, err := openCredentialDir(dir)
 	if err != nil {
-		return fmt.Errorf("create generation dir: %w", err)
+		return err
+	}
+	defer d.Close()
+	dfd := int(d.Fd())
+
+	gen, err := makeGeneration(dfd, now)
+	if err != nil {
+		return fmt.Errorf("create generation dir in %s: %w", dir, err)
 	}
 	published := false
 	defer func() {
 		if !published {
-			_ = os.RemoveAll(gen)
+			_ = os.RemoveAll(filepath.Join(dir, gen))
 		}
 	}()
-	if err := os.Chmod(gen, 0o755); err != nil {
-		return err
-	}
 	for _, f := range files {
-		if err := writeOwnedFile(filepath.Join(gen, f.name), f.data, f.mode, uid, gid, false); err != nil {
-			return err
+		if err := writeOwnedAt(dfd, gen+"/"+f.name, f.data, f.mode, uid, gid); err != nil {
+			return fmt.Errorf("write %s: %w", filepath.Join(dir, gen, f.name), err)
 		}
 	}
 
-	prev, _ := os.Readlink(filepath.Join(dir, DataDir))
-	if err := swapSymlink(dir, DataDir, filepath.Base(gen)); err != nil {
-		return err
+	prev, _ := readlinkAt(dfd, DataDir)
+	if err := swapAt(dfd, DataDir, func(tmp string) error { return unix.Symlinkat(gen, dfd, tmp) }); err != nil {
+		return fmt.Errorf("swap %s in %s: %w", DataDir, dir, err)
 	}
 	published = true
 
 	for _, name := range renamedFiles {
-		i := slices.IndexFunc(files, func(f genFile) bool { return f.name == name })
-		if i < 0 {
+		if !slices.ContainsFunc(files, func(f genFile) bool { return f.name == name }) {
 			continue
 		}
-		if err := replaceFile(dir, files[i], uid, gid); err != nil {
-			return err
+		link := func(tmp string) error { return unix.Linkat(dfd, gen+"/"+name, dfd, tmp, 0) }
+		if err := swapAt(dfd, name, link); err != nil {
+			return fmt.Errorf("replace %s in %s: %w", name, dir, err)
 		}
 	}
 	for _, name := range visibleFiles {
-		want := filepath.Join(DataDir, name)
-		if got, err := os.Readlink(filepath.Join(dir, name)); err == nil && got == want {
+		want := DataDir + "/" + name
+		if got, err := readlinkAt(dfd, name); err == nil && got == want {
 			continue
 		}
-		if err := swapSymlink(dir, name, want); err != nil {
-			return err
+		if err := swapAt(dfd, name, func(tmp string) error { return unix.Symlinkat(want, dfd, tmp) }); err != nil {
+			return fmt.Errorf("link %s in %s: %w", name, dir, err)
 		}
 	}
 
 	// Older generations are garbage now. The one just replaced is kept
 	// until the next rotation: a reader that resolved ..data to it a moment
 	// ago still finds it (removing it at once gave such readers ENOENT).
-	if err := removeGenerations(dir, filepath.Base(gen), prev); err != nil {
+	if err := removeGenerations(d, files, gen, prev); err != nil {
 		logger.Error("remove-old-generations-failed", err, lager.Data{"dir": dir})
 	}
 	return nil
 }
 
-// replaceFile atomically replaces dir/f.name (a file, or the symlink an
-// older agent made) with a regular file holding f.data.
-func replaceFile(dir string, f genFile, uid, gid int) error {
-	tmp := filepath.Join(dir, f.name+tmpSuffix)
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+// openCredentialDir opens dir (not through a symlink), creating it (0755)
+// and its parent credentials/ (0700) when missing, whatever the umask.
+func openCredentialDir(dir string) (*os.File, error) {
+	open := func() (*os.File, error) {
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+		}
+		return os.NewFile(uintptr(fd), dir), nil
+	}
+	d, err := open()
+	if errors.Is(err, fs.ErrNotExist) {
+		// credentials/ is root's alone: a host account that happens to
+		// have a container's uid must not reach that container's key. The
+		// container reaches its own directory through the bind mount,
+		// which does not need the parents traversable.
+		if err := os.MkdirAll(filepath.Dir(filepath.Dir(dir)), 0o700); err != nil {
+			return nil, err
+		}
+		if err := ensureDir(filepath.Dir(dir), 0o700); err != nil {
+			return nil, err
+		}
+		if err := ensureDir(dir, 0o755); err != nil {
+			return nil, err
+		}
+		d, err = open()
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+		d.Close()
+		return nil, &fs.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	if st.Mode&0o7777 != 0o755 {
+		if err := unix.Fchmod(int(d.Fd()), 0o755); err != nil {
+			d.Close()
+			return nil, &fs.PathError{Op: "chmod", Path: dir, Err: err}
+		}
+	}
+	return d, nil
+}
+
+// makeGeneration creates a new generation directory in dfd, mode 0755
+// whatever the umask, named ..<now>.<random> (os.MkdirTemp's way).
+func makeGeneration(dfd int, now time.Time) (string, error) {
+	prefix := now.UTC().Format(genTimeLayout)
+	for range 100 {
+		name := prefix + strconv.FormatUint(uint64(rand.Uint32()), 10)
+		err := unix.Mkdirat(dfd, name, 0o755)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if err := unix.Fchmodat(dfd, name, 0o755, 0); err != nil {
+			_ = unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR)
+			return "", err
+		}
+		return name, nil
+	}
+	return "", errors.New("no unused generation name")
+}
+
+// swapAt atomically makes dfd/name what create makes at a temporary name
+// (a symlink, a hard link): create(tmp), then rename(2) over name. A
+// temporary a crash left behind is removed and create tried again.
+func swapAt(dfd int, name string, create func(tmp string) error) error {
+	tmp := name + tmpSuffix
+	err := create(tmp)
+	if errors.Is(err, unix.EEXIST) {
+		if err := unix.Unlinkat(dfd, tmp, 0); err != nil {
+			return fmt.Errorf("remove %s: %w", tmp, err)
+		}
+		err = create(tmp)
+	}
+	if err != nil {
 		return err
 	}
-	if err := writeOwnedFile(tmp, f.data, f.mode, uid, gid, false); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, f.name)); err != nil {
-		_ = os.Remove(tmp)
+	if err := unix.Renameat(dfd, tmp, dfd, name); err != nil {
+		_ = unix.Unlinkat(dfd, tmp, 0)
 		return err
 	}
 	return nil
+}
+
+func readlinkAt(dfd int, name string) (string, error) {
+	buf := make([]byte, 256)
+	n, err := unix.Readlinkat(dfd, name, buf)
+	if err != nil {
+		return "", err
+	}
+	if n == len(buf) {
+		return "", fmt.Errorf("readlink %s: target too long", name)
+	}
+	return string(buf[:n]), nil
 }
 
 // ensureDir makes path a directory with mode, whatever the umask.
@@ -183,94 +263,62 @@ func ensureDir(path string, mode os.FileMode) error {
 	return nil
 }
 
-// writeOwnedFile creates path owned by uid:gid with mode; durable syncs it
-// to disk before returning.
-func writeOwnedFile(path string, data []byte, mode os.FileMode, uid, gid int, durable bool) (retErr error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// writeOwnedAt creates dfd/name owned by uid:gid with mode and data.
+func writeOwnedAt(dfd int, name string, data []byte, mode os.FileMode, uid, gid int) (retErr error) {
+	fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := f.Close(); err != nil && retErr == nil {
+		if err := unix.Close(fd); err != nil && retErr == nil {
 			retErr = err
 		}
 	}()
 	// Owner and mode are set before the data goes in: the key is never
 	// readable by anybody else, not even for a moment.
-	if err := f.Chown(uid, gid); err != nil {
-		return fmt.Errorf("chown %s to %d:%d: %w", path, uid, gid, err)
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return fmt.Errorf("chown to %d:%d: %w", uid, gid, err)
 	}
-	if err := f.Chmod(mode); err != nil {
-		return err
+	if err := unix.Fchmod(fd, uint32(mode.Perm())); err != nil {
+		return fmt.Errorf("chmod: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if !durable {
-		return nil
-	}
-	return f.Sync()
-}
-
-// swapSymlink atomically makes dir/name a symlink to target.
-func swapSymlink(dir, name, target string) error {
-	tmp := filepath.Join(dir, name+tmpSuffix)
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		_ = os.Remove(tmp)
-		return err
+	for len(data) > 0 {
+		n, err := unix.Write(fd, data)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		data = data[n:]
 	}
 	return nil
 }
 
-// removeGenerations removes every generation directory of dir except keep.
-func removeGenerations(dir string, keep ...string) error {
-	entries, err := os.ReadDir(dir)
+// removeGenerations removes every generation directory of d except keep.
+// The files publish writes are removed by name and the directory with
+// rmdir(2); anything else in it (left by an older agent) by RemoveAll.
+func removeGenerations(d *os.File, files []genFile, keep ...string) error {
+	entries, err := d.ReadDir(-1)
 	if err != nil {
 		return err
 	}
+	dfd := int(d.Fd())
 	var errs []error
 	for _, e := range entries {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), genPrefix) || slices.Contains(keep, e.Name()) {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			errs = append(errs, err)
+		for _, f := range files {
+			_ = unix.Unlinkat(dfd, e.Name()+"/"+f.name, 0)
+		}
+		if err := unix.Unlinkat(dfd, e.Name(), unix.AT_REMOVEDIR); err != nil {
+			if err := os.RemoveAll(filepath.Join(d.Name(), e.Name())); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// writeFileAtomic replaces path with data (temp file, fsync, rename, fsync
-// of the directory): for files that must survive a machine crash (the dev
-// CA).
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + tmpSuffix
-	_ = os.Remove(tmp)
-	if err := writeOwnedFile(tmp, data, mode, os.Getuid(), os.Getgid(), true); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
 }
 
 // ReadPair reads CertFile and KeyFile of one generation of the credential

@@ -39,7 +39,7 @@ func IssueInMemory(m *Manager, id Identity) (Credential, error) {
 }
 
 var (
-	RotationPoint = rotationPoint
-	NextBackoff   = nextBackoff
-	GenerateKey   = generateKey
+	RotationPoint   = rotationPoint
+	NewRetryBackoff = newRetryBackoff
+	GenerateKey     = generateKey
 )

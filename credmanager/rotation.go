@@ -8,7 +8,10 @@ import (
 	"slices"
 	"time"
 
+	"code.cloudfoundry.org/clock"
 	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/internal/backoff"
 )
 
 // The rotation rule: a certificate is replaced at a uniformly random point
@@ -49,11 +52,9 @@ func rotationPoint(cred Credential, u float64) time.Time {
 	return issued.Add(time.Duration(float64(life) * (RotateFrom + (RotateTo-RotateFrom)*u)))
 }
 
-func nextBackoff(prev time.Duration) time.Duration {
-	if prev < MinBackoff {
-		return MinBackoff
-	}
-	return min(2*prev, MaxBackoff)
+// newRetryBackoff is the delay between failed rotation attempts.
+func newRetryBackoff(clk clock.Clock) *backoff.Backoff {
+	return backoff.New(clk, MinBackoff, MaxBackoff)
 }
 
 // Track starts rotating id, whose current credential is cred (from Issue).
@@ -157,7 +158,7 @@ func (m *Manager) rotateLoop(ctx context.Context, in *instance) {
 	if in.rotateNow {
 		next = m.clock.Now()
 	}
-	var backoff time.Duration
+	retry := newRetryBackoff(m.clock)
 	for {
 		m.mu.Lock()
 		in.next = next
@@ -186,7 +187,8 @@ func (m *Manager) rotateLoop(ctx context.Context, in *instance) {
 			}
 		}
 		if err == nil {
-			delivered, backoff = cred, 0
+			delivered = cred
+			retry.Reset()
 			next = rotationPoint(cred, m.jitter())
 			m.mu.Lock()
 			observe := m.observeRotate
@@ -203,8 +205,7 @@ func (m *Manager) rotateLoop(ctx context.Context, in *instance) {
 			m.expire(logger, in, delivered, err)
 			return
 		}
-		backoff = nextBackoff(backoff)
-		next = now.Add(backoff)
+		next = now.Add(retry.Next())
 		if next.After(delivered.NotAfter) {
 			next = delivered.NotAfter
 		}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"code.cloudfoundry.org/clock/fakeclock"
 	"code.cloudfoundry.org/lager/v3"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -84,10 +85,9 @@ var _ = Describe("rotation", func() {
 
 	It("backs off from 1s doubling to 1m", func() {
 		var got []time.Duration
-		var b time.Duration
+		b := credmanager.NewRetryBackoff(fakeclock.NewFakeClock(epoch))
 		for range 9 {
-			b = credmanager.NextBackoff(b)
-			got = append(got, b)
+			got = append(got, b.Next())
 		}
 		s := time.Second
 		Expect(got).To(Equal([]time.Duration{s, 2 * s, 4 * s, 8 * s, 16 * s, 32 * s, 60 * s, 60 * s, 60 * s}))
@@ -218,11 +218,11 @@ var _ = Describe("rotation", func() {
 			// Expected attempt times: the rotation point, then 1s doubling to
 			// 1m, the last one clipped to the first certificate's expiry.
 			var want []time.Time
-			at, backoff := credmanager.RotationPoint(first, 0), time.Duration(0)
+			at, backoff := credmanager.RotationPoint(first, 0), time.Second
 			for at.Before(first.NotAfter) {
 				want = append(want, at)
-				backoff = credmanager.NextBackoff(backoff)
 				at = at.Add(backoff)
+				backoff = min(2*backoff, time.Minute)
 			}
 			want = append(want, first.NotAfter)
 

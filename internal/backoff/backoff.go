@@ -38,6 +38,15 @@ func (b *Backoff) Wait(done <-chan struct{}) bool {
 	return true
 }
 
+// Next answers the current delay and doubles it (up to the limit), for a
+// loop that waits on a timer of its own (one that may also be cut short,
+// as a retry that must not pass a deadline is).
+func (b *Backoff) Next() time.Duration {
+	d := b.current
+	b.current = min(2*b.current, b.max)
+	return d
+}
+
 // Reset starts again from the initial delay (the operation succeeded for
 // long enough).
 func (b *Backoff) Reset() { b.current = b.initial }

@@ -64,3 +64,22 @@ func TestBackoffWithMaxBelowInitialIsConstant(t *testing.T) {
 		t.Errorf("delay = %s, want a constant 1s", b.Current())
 	}
 }
+
+func TestBackoffNextDoublesWithoutWaiting(t *testing.T) {
+	b := backoff.New(fakeclock.NewFakeClock(time.Unix(0, 0)), time.Second, 5*time.Second)
+	var got []time.Duration
+	for range 5 {
+		got = append(got, b.Next())
+	}
+	s := time.Second
+	want := []time.Duration{s, 2 * s, 4 * s, 5 * s, 5 * s}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Next = %v, want %v", got, want)
+		}
+	}
+	b.Reset()
+	if d := b.Next(); d != time.Second {
+		t.Errorf("Next after Reset = %s, want 1s", d)
+	}
+}

@@ -53,7 +53,7 @@ func WriteCertAndKey(hostDir string, certPEM, keyPEM []byte, version string) err
 	if version == "" {
 		return fmt.Errorf("write %s: empty version", CertAndKeyFile)
 	}
-	return writeYAML(hostDir, CertAndKeyFile, buildCertAndKey(certPEM, keyPEM, version))
+	return writeSecret(hostDir, CertAndKeyFile, CertAndKeySecret, certPEM, keyPEM, version)
 }
 
 // WriteC2CCertAndKey writes sds-c2c-cert-and-key.yaml, the certificate of
@@ -65,7 +65,7 @@ func WriteC2CCertAndKey(hostDir string, certPEM, keyPEM []byte, version string) 
 	if version == "" {
 		return fmt.Errorf("write %s: empty version", C2CCertAndKeyFile)
 	}
-	return writeYAML(hostDir, C2CCertAndKeyFile, buildSecret(C2CCertAndKeySecret, certPEM, keyPEM, version))
+	return writeSecret(hostDir, C2CCertAndKeyFile, C2CCertAndKeySecret, certPEM, keyPEM, version)
 }
 
 // WriteValidationContext writes sds-id-validation-context.yaml: the trusted
@@ -119,6 +119,19 @@ func writeYAML(dir, name string, v any) error {
 	}
 	if err := writeFileAtomic(dir, name, append([]byte(generatedHeader), data...)); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// writeSecret writes a certificate secret file: rendered directly when the
+// PEMs allow it (renderSecret), through the YAML library otherwise.
+func writeSecret(dir, file, name string, certPEM, keyPEM []byte, version string) error {
+	data, ok := renderSecret(name, certPEM, keyPEM, version)
+	if !ok {
+		return writeYAML(dir, file, buildSecret(name, certPEM, keyPEM, version))
+	}
+	if err := writeFileAtomic(dir, file, data); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
 	}
 	return nil
 }

@@ -257,7 +257,7 @@ var _ = Describe("generated files", func() {
 			Expect(inode(filepath.Join(dir, proxyconfig.CertAndKeyFile))).NotTo(Equal(before),
 				"a rename gives the file a new inode; that is what watchers of the directory see")
 			Expect(entries(dir)).To(HaveLen(3))
-			Expect(string(readFile(dir, proxyconfig.CertAndKeyFile))).To(ContainSubstring(`version_info: "2"`))
+			Expect(string(readFile(dir, proxyconfig.CertAndKeyFile))).To(ContainSubstring(`version_info: '2'`))
 		})
 
 		It("removes its temp file when the rename fails", func() {

@@ -140,7 +140,7 @@ func TestC2CListenerForPort8080(t *testing.T) {
 	if !strings.Contains(string(b), "port_value: 61443") || !strings.Contains(string(b), "name: c2c-cert-and-key") {
 		t.Errorf("no c2c listener in the bootstrap: %s", b)
 	}
-	if c, err := os.ReadFile(filepath.Join(dir, proxyconfig.C2CCertAndKeyFile)); err != nil || !strings.Contains(string(c), "version_info: c2c-1") {
+	if c, err := os.ReadFile(filepath.Join(dir, proxyconfig.C2CCertAndKeyFile)); err != nil || !strings.Contains(string(c), "version_info: 'c2c-1'") {
 		t.Errorf("c2c secret: %v %s", err, c)
 	}
 }

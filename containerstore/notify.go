@@ -9,6 +9,9 @@ import (
 )
 
 // UpdateCredentials records a rotated certificate and publishes an event.
+// The record is not rewritten for it (a synced file replace per rotation):
+// recovery takes the credentials from the credentials step's Restore,
+// which reads them back from their own directory, not from the record.
 func (s *Store) UpdateCredentials(guid string, info executor.CredentialInfo) {
 	s.mu.Lock()
 	c, ok := s.containers[guid]
@@ -19,7 +22,6 @@ func (s *Store) UpdateCredentials(guid string, info executor.CredentialInfo) {
 	c.info.Credentials = &info
 	c.info.UpdatedAt = s.deps.Clock.Now()
 	s.mu.Unlock()
-	s.save(c)
 	s.publish(executor.EventCredentialsRotated, guid, "serial "+info.Serial, nil)
 }
 

@@ -1062,6 +1062,30 @@ var _ = Describe("Store", func() {
 		})
 	})
 
+	Describe("UpdateCredentials", func() {
+		It("shows the rotated certificate and publishes it, without rewriting the record (recovery reads credentials back from their own files)", func() {
+			runToRunning("g1")
+			record := filepath.Join(dataDir, "containers", "g1.json")
+			before, err := os.Stat(record)
+			Expect(err).NotTo(HaveOccurred())
+
+			store.UpdateCredentials("g1", executor.CredentialInfo{Serial: "abc", Rotations: 1})
+			Expect(get("g1").Credentials).To(Equal(&executor.CredentialInfo{Serial: "abc", Rotations: 1}))
+			Eventually(func() []string {
+				var types []string
+				for _, e := range rec.all() {
+					if e.GUID == "g1" {
+						types = append(types, e.Type)
+					}
+				}
+				return types
+			}).Should(ContainElement(executor.EventCredentialsRotated))
+			after, err := os.Stat(record)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(os.SameFile(before, after)).To(BeTrue(), "the record was replaced")
+		})
+	})
+
 	Describe("Delete", func() {
 		It("stops, removes the runtime container, tears the hooks down in reverse order, and releases everything", func() {
 			runToRunning("g1")

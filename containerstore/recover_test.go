@@ -169,6 +169,25 @@ var _ = Describe("Recover", func() {
 				Should(Equal("app exited with status 9"))
 		})
 
+		It("takes an adopted container's credentials from the credentials step, not from its record (a rotation does not rewrite the record)", func() {
+			path := filepath.Join(dataDir, "containers", "run1.json")
+			b, err := os.ReadFile(path)
+			Expect(err).NotTo(HaveOccurred())
+			var r diskRecord
+			Expect(json.Unmarshal(b, &r)).To(Succeed())
+			r.Container.Credentials = &executor.CredentialInfo{Serial: "stale", Rotations: 1}
+			b, err = json.Marshal(r)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(os.WriteFile(path, b, 0o600)).To(Succeed())
+			onDisk := executor.CredentialInfo{Serial: "rotated-since", Rotations: 4}
+			deps.Pipeline.Credentials = credentialsRestorer{info: onDisk}
+
+			store, _, _ := start()
+			c, err := store.Get(ctx, "run1")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(c.Credentials).To(Equal(&onDisk))
+		})
+
 		It("completes containers whose task stopped while the agent was down", func() {
 			store, _, _ := start()
 			c, err := store.Get(ctx, "stop1")
@@ -276,3 +295,18 @@ var _ = Describe("Recover", func() {
 		Expect(st.Available.MemoryMB).To(Equal(1024 - 160))
 	})
 })
+
+// credentialsRestorer plays the credentials step at recovery: it reads the
+// instance's credentials back (from their directory, in the real one).
+type credentialsRestorer struct{ info executor.CredentialInfo }
+
+func (credentialsRestorer) Name() string { return "credentials" }
+func (credentialsRestorer) Setup(context.Context, lager.Logger, *containerstore.Instance) error {
+	return nil
+}
+func (credentialsRestorer) Teardown(context.Context, lager.Logger, string) error { return nil }
+func (c credentialsRestorer) Restore(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
+	info := c.info
+	inst.Credentials = &info
+	return nil
+}

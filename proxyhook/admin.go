@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -48,6 +49,9 @@ type secretsReport struct {
 	Errors []string `json:"errors"`
 }
 
+// maxReport bounds the answer read.
+const maxReport = 64 << 10
+
 // adminTimeout bounds one request to the admin listener (loopback: it
 // answers at once or not at all).
 const adminTimeout = 2 * time.Second
@@ -87,7 +91,10 @@ func reloadSecrets(ctx context.Context, netnsPath string, port uint16) (secretsR
 	case resp.StatusCode != http.StatusOK:
 		return report, fmt.Errorf("proxy admin %s: POST %s: %s", addr, reloadPath, resp.Status)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&report); err != nil {
+	// A few hundred bytes per listener; the app shares the namespace and
+	// could answer in the proxy's place while it is down (as it could
+	// present the identity, whose key it holds, to a handshake): bounded.
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReport)).Decode(&report); err != nil {
 		return report, fmt.Errorf("proxy admin %s: POST %s: %w", addr, reloadPath, err)
 	}
 	return report, nil

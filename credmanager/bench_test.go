@@ -15,8 +15,9 @@ import (
 //
 // BenchmarkGenerateKey: key generation alone. BenchmarkIssue: key
 // generation + signing by the (dev, ECDSA P-256) CA, no files.
-// BenchmarkIssueAndWrite: Manager.Issue as the agent calls it, files and
-// fsyncs included.
+// BenchmarkIssueAndWrite: Manager.Issue as the agent calls it, files
+// included. BenchmarkRenew: a rotation's issuance and files in an existing
+// directory (new generation, swaps, the generation before removed).
 
 func benchManager(b *testing.B, kt credmanager.KeyType) *credmanager.Manager {
 	m, err := credmanager.New(lager.NewLogger("bench"), credmanager.Config{DataDir: b.TempDir(), KeyType: kt})
@@ -68,6 +69,22 @@ func BenchmarkIssueAndWrite(b *testing.B) {
 	for b.Loop() {
 		i++
 		if _, err := m.Issue(lager.NewLogger("bench"), benchIdentity(fmt.Sprintf("guid-%d", i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRenew(b *testing.B) {
+	m := benchManager(b, credmanager.KeyTypeECDSAP256)
+	id := benchIdentity("guid-1")
+	logger := lager.NewLogger("bench")
+	if _, err := m.Issue(logger, id); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := credmanager.Renew(m, logger, id, i); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// adminHandler serves the subset of Envoy's admin API the agent uses.
+// adminHandler serves the subset of Envoy's admin API the agent uses, and
+// cellproxy's own /secrets and /secrets/reload.
 func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {

@@ -86,6 +86,9 @@ type Network struct {
 	// loopback HTTP: every app on the cell can then drive the agent
 	// (README, Host network mode).
 	HostSingleTenant bool `json:"host_single_tenant"`
+	// PoolSize network namespaces (veth, address) are kept prepared for
+	// starts to claim; 0 turns the pool off (README, Network pool).
+	PoolSize int `json:"pool_size"`
 	// Egress.Default are the egress rules of every container (before its
 	// own); left out: the public internet only (network.DefaultEgress).
 	Egress NetworkEgress `json:"egress"`
@@ -402,6 +405,10 @@ func (c Config) Validate() error {
 	}
 	if c.Network.PortQuarantine < 0 {
 		bad("network.port_quarantine must not be negative")
+	}
+	// The bound of network.MaxPoolSize (config does not link the network).
+	if c.Network.PoolSize < 0 || c.Network.PoolSize > 256 {
+		bad("network.pool_size %d: must be 0 (off) to 256", c.Network.PoolSize)
 	}
 	if _, err := netrules.ValidateEgressRules("network.egress.default", c.Network.Egress.Default); err != nil {
 		bad("%v", err)

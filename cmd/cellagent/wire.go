@@ -76,6 +76,7 @@ func run(cfg config.Config) error {
 		ExternalIP: externalIP, PortQuarantine: time.Duration(cfg.Network.PortQuarantine),
 		DataDir: cfg.DataDir, PluginDirs: cfg.Network.PluginDirs, BridgeName: cfg.Network.Bridge,
 		NetworkName: cfg.Network.Name, Clock: clk, DefaultEgress: cfg.Network.Egress.Default,
+		PoolSize: cfg.Network.PoolSize,
 	})
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
@@ -196,6 +197,9 @@ func run(cfg config.Config) error {
 		{Name: "metrics", Runner: met},
 		{Name: "evacuate-on-sigusr1", Runner: evacuateOnSignal(logger, store)},
 	}...)
+	if pool := netMgr.PoolRunner(logger); pool != nil {
+		members = append(members, grouper.Member{Name: "network-pool", Runner: pool})
+	}
 	apiMembers, err := listeners(cfg, api)
 	if err != nil {
 		return err

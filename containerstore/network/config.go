@@ -46,6 +46,9 @@ type Config struct {
 	// no network's netns names are a prefix of another's. Two agents on one
 	// machine must use different names, bridges and subnets.
 	NetworkName string
+	// PoolSize is how many network namespaces (with veth and address) are
+	// kept prepared for starts to claim (bridge mode); 0 turns the pool off.
+	PoolSize int
 	// Clock drives the quarantine; nil means the real clock.
 	Clock clock.Clock
 	// DefaultEgress are the egress rules every container gets before its
@@ -68,6 +71,10 @@ func DefaultConfig() Config {
 		NetworkName:    "cellagent",
 	}
 }
+
+// MaxPoolSize bounds Config.PoolSize: each pooled namespace holds an
+// address of the subnet.
+const MaxPoolSize = 256
 
 var (
 	guidPattern        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
@@ -113,6 +120,9 @@ func (c Config) Validate() error {
 	}
 	if c.PortQuarantine < 0 {
 		add("network port_quarantine %s: must not be negative", c.PortQuarantine)
+	}
+	if c.PoolSize < 0 || c.PoolSize > MaxPoolSize {
+		add("network pool_size %d: want 0 (off) to %d", c.PoolSize, MaxPoolSize)
 	}
 	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
 		add("network data dir %q: must be an absolute path", c.DataDir)

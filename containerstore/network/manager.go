@@ -66,6 +66,8 @@ type Manager struct {
 	locks      keyedMutex
 	// held is the table as the first Restore read it.
 	held heldTable
+	// pool holds namespaces prepared ahead (pool.go); nil in host mode.
+	pool *pool
 	// defaultEgress is cfg.DefaultEgress in canonical form.
 	defaultEgress []executor.EgressRule
 }
@@ -126,6 +128,7 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		if err := m.hostPorts.Init(context.Background()); err != nil {
 			return nil, err
 		}
+		m.pool = newPool(cfg.PoolSize, filepath.Join(root, "pool.json"))
 		if m.cni == nil {
 			conf, err := ConfList(cfg, filepath.Join(root, "ipam"))
 			if err != nil {
@@ -137,7 +140,7 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		}
 	}
 	logger.Info("ready", lager.Data{"mode": cfg.Mode, "external-ip": m.externalIP.String(),
-		"subnet": cfg.Subnet, "host-port-range": cfg.HostPortRange, "port-quarantine": cfg.PortQuarantine.String()})
+		"subnet": cfg.Subnet, "pool-size": cfg.PoolSize, "host-port-range": cfg.HostPortRange, "port-quarantine": cfg.PortQuarantine.String()})
 	return m, nil
 }
 
@@ -184,6 +187,9 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 		return m.setupHost(logger, guid, containerPorts)
 	}
 
+	if m.pool != nil {
+		defer m.pool.started()() // the refill waits for running Setups
+	}
 	// Rollback runs even when ctx was cancelled.
 	cleanupCtx := context.WithoutCancel(ctx)
 	hostPorts, err := m.ports.Allocate(guid, len(containerPorts))
@@ -206,8 +212,18 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 	for i, cp := range containerPorts {
 		st.Ports = append(st.Ports, PortMapping{ContainerPort: cp, HostPort: hostPorts[i]})
 	}
+	slot, pooled := m.claimSlot(logger, guid)
+	if pooled {
+		st.PoolSlot = slot.ID
+	}
 	if err := m.states.save(st); err != nil {
+		if pooled {
+			m.dropSlot(cleanupCtx, logger, slot.ID)
+		}
 		return Result{}, err
+	}
+	if pooled {
+		m.pool.forget(slot.ID) // guid's state owns it now
 	}
 	defer func() {
 		if retErr != nil && !rollbackFailed {
@@ -216,27 +232,31 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 			}
 		}
 	}()
-
-	path, err := m.namespaces.Create(ctx, st.NetNSName)
-	if err != nil {
-		return Result{}, err
-	}
-	st.NetNSPath = path
 	defer func() {
 		if retErr != nil {
-			if err := m.namespaces.Delete(cleanupCtx, st.NetNSName); err != nil {
-				logger.Error("failed-to-delete-netns", err)
-			}
+			m.deleteNetNS(cleanupCtx, logger, st)
 		}
 	}()
 
-	res, err := m.cni.Setup(ctx, guid, path)
-	if err != nil {
-		retErr = fmt.Errorf("cni add %s: %w", guid, err)
+	var path string
+	if pooled {
+		// Prepared ahead: veth, address and IPv6 off are there; what is
+		// this instance's (name, host ports, filter) comes now.
+		path, retErr = m.namespaces.Rename(ctx, m.poolNetNS(slot.ID), st.NetNSName)
+		st.IPv4, st.IPv6 = slot.IPv4, slot.IPv6
+	} else {
+		if path, err = m.namespaces.Create(ctx, st.NetNSName); err != nil {
+			return Result{}, err
+		}
+		res, err := m.cni.Setup(ctx, guid, path)
+		if err != nil {
+			retErr = fmt.Errorf("cni add %s: %w", guid, err)
+		}
+		if retErr == nil {
+			st.IPv4, st.IPv6, retErr = addressesOf(res)
+		}
 	}
-	if retErr == nil {
-		st.IPv4, st.IPv6, retErr = addressesOf(res)
-	}
+	st.NetNSPath = path
 	if retErr == nil {
 		retErr = m.hostPorts.Map(ctx, guid, st.IPv4, st.Ports)
 	}
@@ -257,6 +277,47 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 	}
 	logger.Info("set-up", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports, "netns": path})
 	return st.result(), nil
+}
+
+// claimSlot takes a prepared namespace for guid when the pool has one.
+// A failure to claim is no failure of the start: it makes its own.
+func (m *Manager) claimSlot(logger lager.Logger, guid string) (poolSlot, bool) {
+	if m.pool == nil {
+		return poolSlot{}, false
+	}
+	slot, ok, err := m.pool.claim(guid)
+	if err != nil {
+		logger.Error("failed-to-claim-pooled-netns", err)
+	}
+	return slot, ok
+}
+
+// dropSlot destroys a claimed slot no state names (the claim failed half
+// way); when that fails too, the claim mark in the pool file makes the
+// next recovery destroy it.
+func (m *Manager) dropSlot(ctx context.Context, logger lager.Logger, id string) {
+	if err := m.destroySlot(ctx, id); err != nil {
+		logger.Error("failed-to-destroy-pooled-netns", err)
+		return
+	}
+	m.pool.forget(id)
+}
+
+// deleteNetNS removes st's namespace under each name it may have: its own
+// and, for a claimed pool slot not yet renamed, the slot's.
+func (m *Manager) deleteNetNS(ctx context.Context, logger lager.Logger, st containerState) []error {
+	names := []string{st.NetNSName}
+	if st.PoolSlot != "" {
+		names = append(names, m.poolNetNS(st.PoolSlot))
+	}
+	var errs []error
+	for _, name := range names {
+		if err := m.namespaces.Delete(ctx, name); err != nil {
+			logger.Error("failed-to-delete-netns", err)
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 func (m *Manager) setupHost(logger lager.Logger, guid string, containerPorts []uint16) (_ Result, retErr error) {
@@ -337,9 +398,7 @@ func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid 
 		if err := m.remove(ctx, st, path, mapped); err != nil {
 			errs = append(errs, err)
 		}
-		if err := m.namespaces.Delete(ctx, st.NetNSName); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, m.deleteNetNS(ctx, logger, st)...)
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("tear down network of %s: %w", guid, err)
 		}
@@ -383,7 +442,7 @@ func (m *Manager) remove(ctx context.Context, st containerState, path string, ex
 	if err := m.hostPorts.Unmap(ctx, st.GUID, ports); err != nil {
 		errs = append(errs, err)
 	}
-	if err := m.cni.Remove(ctx, st.GUID, path); err != nil {
+	if err := m.cni.Remove(ctx, st.cniID(), path); err != nil {
 		errs = append(errs, fmt.Errorf("cni del %s: %w", st.GUID, err))
 	}
 	return errors.Join(errs...)

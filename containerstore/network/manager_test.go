@@ -27,6 +27,7 @@ type fakeHost struct {
 	netns  map[string]bool
 	nextIP int
 	mapped map[string][]uint16
+	leases map[string]bool // CNI container IDs holding an address
 
 	namespaces *networkfakes.FakeNamespaces
 	cni        *networkfakes.FakeCNI
@@ -38,6 +39,7 @@ func newFakeHost() *fakeHost {
 		netns:      map[string]bool{},
 		nextIP:     2,
 		mapped:     map[string][]uint16{},
+		leases:     map[string]bool{},
 		namespaces: &networkfakes.FakeNamespaces{},
 		cni:        &networkfakes.FakeCNI{},
 		hostPorts:  &networkfakes.FakeHostPorts{},
@@ -91,9 +93,26 @@ func newFakeHost() *fakeHost {
 		}
 		return names, nil
 	}
-	h.cni.SetupStub = func(context.Context, string, string, ...gocni.NamespaceOpts) (*gocni.Result, error) {
+	h.namespaces.RenameStub = func(_ context.Context, from, to string) (string, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		if !h.netns[from] || h.netns[to] {
+			return "", fmt.Errorf("rename %s to %s: no such netns or target exists", from, to)
+		}
+		delete(h.netns, from)
+		h.netns[to] = true
+		return "/var/run/netns/" + to, nil
+	}
+	h.cni.RemoveStub = func(_ context.Context, id, _ string, _ ...gocni.NamespaceOpts) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.leases, id)
+		return nil
+	}
+	h.cni.SetupStub = func(_ context.Context, id, _ string, _ ...gocni.NamespaceOpts) (*gocni.Result, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.leases[id] = true
 		ip := net.IPv4(10, 255, 0, byte(h.nextIP))
 		h.nextIP++
 		return &gocni.Result{Interfaces: map[string]*gocni.Config{

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // NetNSDir is where iproute2 (and so this package) keeps named namespaces.
@@ -27,6 +29,9 @@ type Namespaces interface {
 	Path(name string) (string, bool)
 	// List returns the names of all namespaces on the host.
 	List() ([]string, error)
+	// Rename gives the namespace from the name to (a pooled namespace
+	// claimed by a container) and returns its new path.
+	Rename(ctx context.Context, from, to string) (string, error)
 }
 
 // IPNetNS is Namespaces through iproute2's `ip netns`, so the namespaces
@@ -94,6 +99,28 @@ func (n *IPNetNS) List() ([]string, error) {
 		names = append(names, e.Name())
 	}
 	return names, nil
+}
+
+// Rename implements Namespaces: a bind mount of the namespace under the new
+// name, then the old one unmounted, in-process (no `ip` run on a start).
+// The namespace itself (its veth, address, sysctls) is untouched.
+func (n *IPNetNS) Rename(_ context.Context, from, to string) (string, error) {
+	src, dst := filepath.Join(n.dir(), from), filepath.Join(n.dir(), to)
+	f, err := os.OpenFile(dst, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return "", fmt.Errorf("rename netns %s to %s: %w", from, to, err)
+	}
+	f.Close()
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		os.Remove(dst)
+		return "", fmt.Errorf("rename netns %s to %s: bind mount: %w", from, to, err)
+	}
+	// The namespace now has two names; a failure here leaves the old one
+	// behind, which Delete(from) removes later (teardown knows both).
+	if err := unix.Unmount(src, unix.MNT_DETACH); err == nil {
+		os.Remove(src)
+	}
+	return dst, nil
 }
 
 func runIP(ctx context.Context, args ...string) error {

@@ -25,6 +25,10 @@ type containerState struct {
 	IPv6       net.IP        `json:"ipv6,omitempty"`
 	ExternalIP net.IP        `json:"external_ip"`
 	Ports      []PortMapping `json:"ports"`
+	// PoolSlot is the pooled namespace this container claimed (pool.go):
+	// its CNI container ID, and the netns's name until the claim renamed
+	// it. Empty for a namespace made for the container itself.
+	PoolSlot string `json:"pool_slot,omitempty"`
 	// Complete is false while Setup is still making things.
 	Complete bool `json:"complete"`
 	// DefaultEgress are the cell's rules when the container was set up
@@ -53,6 +57,14 @@ func (s containerState) result() Result {
 		ExternalIP: compactIP(s.ExternalIP),
 		Ports:      append([]PortMapping(nil), s.Ports...),
 	}
+}
+
+// cniID is the container ID the namespace's CNI ADD was made with.
+func (s containerState) cniID() string {
+	if s.PoolSlot != "" {
+		return s.PoolSlot
+	}
+	return s.GUID
 }
 
 func (s containerState) hostPorts() []uint16 {

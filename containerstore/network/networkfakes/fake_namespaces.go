@@ -51,6 +51,17 @@ type FakeNamespaces struct {
 		result1 string
 		result2 bool
 	}
+	RenameStub        func(context.Context, string, string) (string, error)
+	renameMutex       sync.RWMutex
+	renameArgsForCall []FakeNamespacesRenameArgs
+	renameReturns     struct {
+		result1 string
+		result2 error
+	}
+	renameReturnsOnCall map[int]struct {
+		result1 string
+		result2 error
+	}
 	invocations      map[string][][]interface{}
 	callOrder        []string
 	invocationsMutex sync.RWMutex
@@ -71,6 +82,13 @@ type FakeNamespacesDeleteArgs struct {
 // FakeNamespacesPathArgs holds the arguments of one call to Path.
 type FakeNamespacesPathArgs struct {
 	Arg1 string
+}
+
+// FakeNamespacesRenameArgs holds the arguments of one call to Rename.
+type FakeNamespacesRenameArgs struct {
+	Arg1 context.Context
+	Arg2 string
+	Arg3 string
 }
 
 func (fake *FakeNamespaces) Create(arg1 context.Context, arg2 string) (string, error) {
@@ -332,6 +350,76 @@ func (fake *FakeNamespaces) PathReturnsOnCall(i int, result1 string, result2 boo
 	fake.pathReturnsOnCall[i] = struct {
 		result1 string
 		result2 bool
+	}{result1, result2}
+}
+
+func (fake *FakeNamespaces) Rename(arg1 context.Context, arg2 string, arg3 string) (string, error) {
+	fake.renameMutex.Lock()
+	ret, specificReturn := fake.renameReturnsOnCall[len(fake.renameArgsForCall)]
+	fake.renameArgsForCall = append(fake.renameArgsForCall, FakeNamespacesRenameArgs{arg1, arg2, arg3})
+	stub := fake.RenameStub
+	fakeReturns := fake.renameReturns
+	fake.recordInvocation("Rename", []interface{}{arg1, arg2, arg3})
+	fake.renameMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3)
+	}
+	if specificReturn {
+		return ret.result1, ret.result2
+	}
+	return fakeReturns.result1, fakeReturns.result2
+}
+
+func (fake *FakeNamespaces) RenameCallCount() int {
+	fake.renameMutex.RLock()
+	defer fake.renameMutex.RUnlock()
+	return len(fake.renameArgsForCall)
+}
+
+func (fake *FakeNamespaces) RenameCalls(stub func(context.Context, string, string) (string, error)) {
+	fake.renameMutex.Lock()
+	defer fake.renameMutex.Unlock()
+	fake.RenameStub = stub
+}
+
+func (fake *FakeNamespaces) RenameArgsForCall(i int) (context.Context, string, string) {
+	fake.renameMutex.RLock()
+	defer fake.renameMutex.RUnlock()
+	argsForCall := fake.renameArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3
+}
+
+func (fake *FakeNamespaces) RenameArgs() []FakeNamespacesRenameArgs {
+	fake.renameMutex.RLock()
+	defer fake.renameMutex.RUnlock()
+	args := make([]FakeNamespacesRenameArgs, len(fake.renameArgsForCall))
+	copy(args, fake.renameArgsForCall)
+	return args
+}
+
+func (fake *FakeNamespaces) RenameReturns(result1 string, result2 error) {
+	fake.renameMutex.Lock()
+	defer fake.renameMutex.Unlock()
+	fake.RenameStub = nil
+	fake.renameReturns = struct {
+		result1 string
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeNamespaces) RenameReturnsOnCall(i int, result1 string, result2 error) {
+	fake.renameMutex.Lock()
+	defer fake.renameMutex.Unlock()
+	fake.RenameStub = nil
+	if fake.renameReturnsOnCall == nil {
+		fake.renameReturnsOnCall = make(map[int]struct {
+			result1 string
+			result2 error
+		})
+	}
+	fake.renameReturnsOnCall[i] = struct {
+		result1 string
+		result2 error
 	}{result1, result2}
 }
 

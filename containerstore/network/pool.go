@@ -1,0 +1,392 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/tedsuo/ifrit"
+)
+
+// poolIDPrefix starts every pooled namespace's CNI container ID
+// ("pool.<n>") and so its netns name (<network>-pool.<n>). The '.' is not
+// allowed in a guid (ValidateGUID): orphan scans, which look for
+// containers, never take a pooled namespace for one.
+const poolIDPrefix = "pool."
+
+// poolRetry is how long the refill waits after a failed preparation.
+const poolRetry = 5 * time.Second
+
+// poolSlot is one prepared namespace: made, given its veth and address by
+// CNI ADD (under the slot's ID), with nothing of any container in it yet.
+type poolSlot struct {
+	ID   string `json:"id"`
+	IPv4 net.IP `json:"ipv4,omitempty"`
+	IPv6 net.IP `json:"ipv6,omitempty"`
+	// Ready is false while the slot is being prepared.
+	Ready bool `json:"ready"`
+	// ClaimedBy is the guid of the container that took the slot; its
+	// network state (PoolSlot) owns the slot once saved.
+	ClaimedBy string `json:"claimed_by,omitempty"`
+}
+
+// poolFile is <data_dir>/network/pool.json.
+type poolFile struct {
+	// Next numbers the slots; IDs are never reused, so a stale entry
+	// never names a newer slot.
+	Next  uint64     `json:"next"`
+	Slots []poolSlot `json:"slots"`
+}
+
+// pool is the Manager's set of prepared namespaces. Its file is written
+// before anything is made on the host and before a claim hands a slot
+// out, so that after a crash recoverPool knows every slot and whether a
+// container took it.
+type pool struct {
+	size int
+	path string
+	wake chan struct{} // capacity 1: a claim or a finished Setup
+
+	mu        sync.Mutex // guards the fields below and the file
+	file      poolFile
+	recovered bool // no claim before recoverPool has sorted the file out
+	inflight  int  // Setups running: the refill waits for none
+}
+
+func newPool(size int, path string) *pool {
+	return &pool{size: size, path: path, wake: make(chan struct{}, 1)}
+}
+
+func (p *pool) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pool) saveLocked() error {
+	data, err := json.MarshalIndent(p.file, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode network pool: %w", err)
+	}
+	if err := writeFileAtomic(p.path, data, 0o600); err != nil {
+		return fmt.Errorf("save network pool: %w", err)
+	}
+	return nil
+}
+
+func (p *pool) load() (poolFile, error) {
+	var f poolFile
+	data, err := os.ReadFile(p.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return f, nil
+	}
+	if err != nil {
+		return f, fmt.Errorf("read network pool: %w", err)
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return f, fmt.Errorf("parse network pool %s: %w", p.path, err)
+	}
+	return f, nil
+}
+
+// started counts a Setup in flight; the returned function ends it.
+func (p *pool) started() func() {
+	p.mu.Lock()
+	p.inflight++
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		p.inflight--
+		p.mu.Unlock()
+		p.poke()
+	}
+}
+
+// claim marks a ready slot as guid's in the file and returns it; ok is
+// false when none is ready (the caller then makes a namespace itself).
+func (p *pool) claim(guid string) (poolSlot, bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.recovered {
+		return poolSlot{}, false, nil
+	}
+	i := slices.IndexFunc(p.file.Slots, func(s poolSlot) bool { return s.Ready && s.ClaimedBy == "" })
+	if i < 0 {
+		return poolSlot{}, false, nil
+	}
+	p.file.Slots[i].ClaimedBy = guid
+	if err := p.saveLocked(); err != nil {
+		p.file.Slots[i].ClaimedBy = ""
+		return poolSlot{}, false, err
+	}
+	return p.file.Slots[i], true, nil
+}
+
+// forget drops a slot from the pool once a container's state owns it (or
+// it was destroyed). The file keeps the entry, marked claimed, until its
+// next write: recoverPool then asks the container's state.
+func (p *pool) forget(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.file.Slots = slices.DeleteFunc(p.file.Slots, func(s poolSlot) bool { return s.ID == id })
+}
+
+// wantsLocked says whether the refill should prepare another slot now.
+func (p *pool) wantsLocked() bool {
+	return p.recovered && p.inflight == 0 && len(p.file.Slots) < p.size
+}
+
+// Stats answers the ready slots and the configured size.
+func (p *pool) stats() (ready, size int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.file.Slots {
+		if s.Ready && s.ClaimedBy == "" {
+			ready++
+		}
+	}
+	return ready, p.size
+}
+
+func (m *Manager) poolNetNS(id string) string { return m.cfg.NetworkName + "-" + id }
+
+// PoolStats answers how many prepared namespaces are ready to be claimed,
+// and the configured pool size.
+func (m *Manager) PoolStats() (ready, size int) {
+	if m.pool == nil {
+		return 0, 0
+	}
+	return m.pool.stats()
+}
+
+// PoolRunner keeps the pool of prepared namespaces: it first sorts out what
+// an earlier run left (recoverPool), then prepares one slot at a time
+// whenever the pool is short and no Setup is running, so that refilling
+// does not compete with the starts it serves. Nil in host mode. On signal
+// it leaves the pool as it is: the next run adopts it.
+func (m *Manager) PoolRunner(logger lager.Logger) ifrit.Runner {
+	if m.pool == nil {
+		return nil
+	}
+	return ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+		logger := logger.Session("network.pool")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		close(ready)
+		if err := m.recoverPool(ctx, logger); err != nil {
+			logger.Error("failed-to-recover", err)
+		}
+		var retry <-chan time.Time
+		for {
+			if retry == nil {
+				m.pool.mu.Lock()
+				want := m.pool.wantsLocked()
+				m.pool.mu.Unlock()
+				if want {
+					if err := m.prepareSlot(ctx, logger); err != nil {
+						logger.Error("failed-to-prepare", err)
+						retry = m.cfg.Clock.NewTimer(poolRetry).C()
+					}
+					select {
+					case <-signals:
+						return nil
+					default:
+					}
+					continue
+				}
+			}
+			select {
+			case <-signals:
+				return nil
+			case <-m.pool.wake:
+			case <-retry:
+				retry = nil
+			}
+		}
+	})
+}
+
+// prepareSlot makes one namespace with its veth and address and adds it to
+// the pool as ready; on failure it undoes what it made.
+func (m *Manager) prepareSlot(ctx context.Context, logger lager.Logger) (retErr error) {
+	p := m.pool
+	p.mu.Lock()
+	slot := poolSlot{ID: poolIDPrefix + strconv.FormatUint(p.file.Next, 10)}
+	p.file.Next++
+	p.file.Slots = append(p.file.Slots, slot)
+	err := p.saveLocked()
+	p.mu.Unlock()
+	if err != nil {
+		p.forget(slot.ID)
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := m.destroySlot(context.WithoutCancel(ctx), slot.ID); err != nil {
+				logger.Error("failed-to-destroy", err, lager.Data{"slot": slot.ID})
+				return // stays in the file, not ready: the next recovery retries
+			}
+			p.forget(slot.ID)
+		}
+	}()
+	path, err := m.namespaces.Create(ctx, m.poolNetNS(slot.ID))
+	if err != nil {
+		return err
+	}
+	res, err := m.cni.Setup(ctx, slot.ID, path)
+	if err != nil {
+		return fmt.Errorf("cni add %s: %w", slot.ID, err)
+	}
+	if slot.IPv4, slot.IPv6, err = addressesOf(res); err != nil {
+		return err
+	}
+	slot.Ready = true
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := slices.IndexFunc(p.file.Slots, func(s poolSlot) bool { return s.ID == slot.ID }); i >= 0 {
+		p.file.Slots[i] = slot
+	}
+	if err := p.saveLocked(); err != nil {
+		return err
+	}
+	logger.Debug("prepared", lager.Data{"slot": slot.ID, "ipv4": slot.IPv4.String()})
+	return nil
+}
+
+// destroySlot removes a pooled namespace and frees its address; what is
+// already gone is not an error.
+func (m *Manager) destroySlot(ctx context.Context, id string) error {
+	name := m.poolNetNS(id)
+	path, ok := m.namespaces.Path(name)
+	if !ok {
+		path = "" // the plugins then skip the netns and still free IPAM
+	}
+	var errs []error
+	if err := m.cni.Remove(ctx, id, path); err != nil {
+		errs = append(errs, fmt.Errorf("cni del %s: %w", id, err))
+	}
+	if err := m.namespaces.Delete(ctx, name); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// recoverPool adopts the slots an earlier run prepared and destroys the
+// rest: a slot half prepared, one whose namespace is gone, one claimed by a
+// container whose state does not name it (the claim never finished), those
+// beyond the configured size, and pooled namespaces or addresses the file
+// does not know (a lost file). A slot whose claiming container's state
+// names it belongs to that container and leaves the pool. Until this is
+// done no start claims anything.
+func (m *Manager) recoverPool(ctx context.Context, logger lager.Logger) error {
+	p := m.pool
+	f, loadErr := p.load()
+	var errs []error
+	if loadErr != nil {
+		errs = append(errs, loadErr) // start empty; the sweep below finds what it named
+	}
+	var kept []poolSlot
+	destroy := func(id, reason string) {
+		if err := m.destroySlot(ctx, id); err != nil {
+			errs = append(errs, err)
+			return
+		}
+		logger.Info("destroyed", lager.Data{"slot": id, "reason": reason})
+	}
+	known := map[string]bool{}
+	for _, s := range f.Slots {
+		known[s.ID] = true
+		switch {
+		case s.ClaimedBy != "":
+			st, ok, err := m.states.load(s.ClaimedBy)
+			if err == nil && ok && st.PoolSlot == s.ID {
+				continue // the container's now
+			}
+			destroy(s.ID, "claim-never-finished")
+		case !s.Ready:
+			destroy(s.ID, "half-prepared")
+		case len(kept) >= p.size:
+			destroy(s.ID, "beyond-pool-size")
+		default:
+			if _, ok := m.namespaces.Path(m.poolNetNS(s.ID)); !ok {
+				destroy(s.ID, "netns-gone")
+				continue
+			}
+			kept = append(kept, s)
+		}
+	}
+	// Pooled namespaces and leases the file does not know. A container
+	// that claimed one is named by its state, whose Teardown frees it.
+	stray := map[string]bool{}
+	if names, err := m.namespaces.List(); err == nil {
+		for _, name := range names {
+			if id, ok := strings.CutPrefix(name, m.cfg.NetworkName+"-"); ok && strings.HasPrefix(id, poolIDPrefix) {
+				stray[id] = true
+			}
+		}
+	} else {
+		errs = append(errs, err)
+	}
+	if leases, err := ipamLeases(m.ipamDir); err == nil {
+		for id := range leases {
+			if strings.HasPrefix(id, poolIDPrefix) {
+				stray[id] = true
+			}
+		}
+	} else {
+		errs = append(errs, err)
+	}
+	next := f.Next
+	for id := range stray {
+		if n, err := strconv.ParseUint(strings.TrimPrefix(id, poolIDPrefix), 10, 64); err == nil && n >= next {
+			next = n + 1 // a lost file must not make IDs that exist again
+		}
+	}
+	for id := range known {
+		delete(stray, id)
+	}
+	var owned map[string]bool
+	if len(stray) > 0 {
+		owned = m.pooledByStates()
+	}
+	for id := range stray {
+		if !owned[id] {
+			destroy(id, "unknown-to-pool-file")
+		}
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.file.Next = max(p.file.Next, next)
+	p.file.Slots = kept
+	p.recovered = true
+	if err := p.saveLocked(); err != nil {
+		errs = append(errs, err)
+	}
+	logger.Info("recovered", lager.Data{"ready": len(kept), "size": p.size})
+	p.poke()
+	return errors.Join(errs...)
+}
+
+// pooledByStates answers the pool slots that container states name.
+// Only read when the pool file does not account for a pooled namespace.
+func (m *Manager) pooledByStates() map[string]bool {
+	owned := map[string]bool{}
+	guids, _ := m.states.guids()
+	for _, g := range guids {
+		if st, ok, err := m.states.load(g); err == nil && ok && st.PoolSlot != "" {
+			owned[st.PoolSlot] = true
+		}
+	}
+	return owned
+}

@@ -1,0 +1,256 @@
+package network_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"code.cloudfoundry.org/clock/fakeclock"
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
+
+	"github.com/cellagent/cellagent/containerstore/network"
+)
+
+var _ = Describe("Pool", func() {
+	var (
+		logger  *lagertest.TestLogger
+		ctx     context.Context
+		host    *fakeHost
+		cfg     network.Config
+		manager *network.Manager
+		process ifrit.Process
+	)
+
+	newManager := func() *network.Manager {
+		m, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts})
+		Expect(err).NotTo(HaveOccurred())
+		return m
+	}
+	// start runs m's pool (recovery first) until stop.
+	start := func(m *network.Manager) {
+		process = ifrit.Invoke(m.PoolRunner(logger))
+	}
+	stop := func() {
+		if process != nil {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive(BeNil()))
+			process = nil
+		}
+	}
+	ready := func(m *network.Manager) func() int {
+		return func() int { r, _ := m.PoolStats(); return r }
+	}
+	// pooled answers the pooled namespaces and the CNI IDs holding an
+	// address on the fake host.
+	pooled := func() (netns, leases []string) {
+		host.mu.Lock()
+		defer host.mu.Unlock()
+		for n := range host.netns {
+			if strings.HasPrefix(n, "cellagent-pool.") {
+				netns = append(netns, n)
+			}
+		}
+		for id := range host.leases {
+			leases = append(leases, id)
+		}
+		slices.Sort(netns)
+		slices.Sort(leases)
+		return netns, leases
+	}
+	poolFile := func() string { return filepath.Join(cfg.DataDir, "network", "pool.json") }
+	writePoolFile := func(content string) {
+		Expect(os.MkdirAll(filepath.Dir(poolFile()), 0o700)).To(Succeed())
+		Expect(os.WriteFile(poolFile(), []byte(content), 0o600)).To(Succeed())
+	}
+	// prepared makes a pooled namespace with an address on the fake host,
+	// as an earlier run would have.
+	prepared := func(id string) {
+		_, err := host.namespaces.Create(ctx, "cellagent-"+id)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = host.cni.Setup(ctx, id, "/var/run/netns/cellagent-"+id)
+		Expect(err).NotTo(HaveOccurred())
+	}
+
+	BeforeEach(func() {
+		logger = lagertest.NewTestLogger("test")
+		ctx = context.Background()
+		host = newFakeHost()
+		cfg = network.DefaultConfig()
+		cfg.DataDir = GinkgoT().TempDir()
+		cfg.HostPortRange = "40000-40009"
+		cfg.ExternalIP = "192.0.2.10"
+		cfg.Clock = fakeclock.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+		cfg.PoolSize = 2
+	})
+	AfterEach(stop)
+
+	It("fills up to its size, hands a prepared namespace to a Setup and refills", func() {
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		netns, leases := pooled()
+		Expect(netns).To(Equal([]string{"cellagent-pool.0", "cellagent-pool.1"}))
+		Expect(leases).To(Equal([]string{"pool.0", "pool.1"}))
+		setups := host.cni.SetupCallCount()
+
+		res, err := manager.Setup(ctx, logger, "g1", []uint16{8080})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.NetNSPath).To(Equal("/var/run/netns/cellagent-g1"), "renamed to the container's name")
+		Expect(res.IPv4.String()).To(Equal("10.255.0.2"), "pool.0's address")
+		Expect(host.has("cellagent-pool.0")).To(BeFalse())
+		_, guid, ip, _ := host.hostPorts.FilterArgsForCall(0)
+		Expect(guid).To(Equal("g1"))
+		Expect(ip.String()).To(Equal("10.255.0.2"), "the filter is the instance's, on the claimed address")
+		Expect(host.hostPorts.MapCallCount()).To(Equal(1))
+
+		Eventually(ready(manager)).Should(Equal(2), "refilled")
+		Expect(host.cni.SetupCallCount()).To(Equal(setups+1), "one CNI ADD: the refill's, none for g1")
+		netns, _ = pooled()
+		Expect(netns).To(Equal([]string{"cellagent-pool.1", "cellagent-pool.2"}))
+
+		Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+		_, id, _, _ := host.cni.RemoveArgsForCall(host.cni.RemoveCallCount() - 1)
+		Expect(id).To(Equal("pool.0"), "CNI DEL under the ID the address was leased with")
+		Expect(host.has("cellagent-g1")).To(BeFalse())
+		_, leases = pooled()
+		Expect(leases).To(Equal([]string{"pool.1", "pool.2"}), "the container's address is freed, not returned to the pool")
+	})
+
+	It("makes a namespace of its own when the pool is empty", func() {
+		cfg.PoolSize = 0
+		manager = newManager()
+		start(manager)
+		res, err := manager.Setup(ctx, logger, "g1", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.NetNSPath).To(Equal("/var/run/netns/cellagent-g1"))
+		_, id, _, _ := host.cni.SetupArgsForCall(0)
+		Expect(id).To(Equal("g1"))
+		netns, _ := pooled()
+		Expect(netns).To(BeEmpty())
+	})
+
+	It("does not claim before recovery sorted out the pool file", func() {
+		prepared("pool.0")
+		writePoolFile(`{"next":1,"slots":[{"id":"pool.0","ipv4":"10.255.0.2","ready":true}]}`)
+		manager = newManager() // its pool runner is not started
+		_, err := manager.Setup(ctx, logger, "g1", nil)
+		Expect(err).NotTo(HaveOccurred())
+		_, id, _, _ := host.cni.SetupArgsForCall(1)
+		Expect(id).To(Equal("g1"))
+		Expect(host.has("cellagent-pool.0")).To(BeTrue())
+	})
+
+	It("after a restart keeps the ready slots, gives claimed ones to their containers and never hands one out twice", func() {
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		a, err := manager.Setup(ctx, logger, "g1", []uint16{8080})
+		Expect(err).NotTo(HaveOccurred())
+		stop() // like kill -9: the file may still mark pool.0 claimed
+
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		_, err = manager.Restore(logger, "g1")
+		Expect(err).NotTo(HaveOccurred())
+		b, err := manager.Setup(ctx, logger, "g2", []uint16{8080})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(b.IPv4).NotTo(Equal(a.IPv4))
+		Eventually(ready(manager)).Should(Equal(2))
+
+		Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+		Expect(manager.Teardown(ctx, logger, "g2")).To(Succeed())
+		netns, leases := pooled()
+		Expect(netns).To(HaveLen(2))
+		Expect(leases).To(HaveLen(2))
+		for i := range netns {
+			Expect(netns[i]).To(Equal("cellagent-" + leases[i]), "only the pool's own, each with its address")
+		}
+	})
+
+	It("destroys half-prepared slots, unfinished claims, lost namespaces, strays and slots beyond its size", func() {
+		for _, id := range []string{"pool.0", "pool.1", "pool.2", "pool.3", "pool.4", "pool.6", "pool.7"} {
+			prepared(id)
+		}
+		host.mu.Lock()
+		delete(host.netns, "cellagent-pool.5") // never made: its lease only
+		host.leases["pool.5"] = true
+		host.mu.Unlock()
+		Expect(host.namespaces.Delete(ctx, "cellagent-pool.6")).To(Succeed()) // gone behind our back
+		// pool.7: not in the file at all (a lost write).
+		writePoolFile(`{"next":7,"slots":[
+			{"id":"pool.0","ipv4":"10.255.0.2","ready":true},
+			{"id":"pool.1","ready":false},
+			{"id":"pool.2","ipv4":"10.255.0.4","ready":true,"claimed_by":"g9"},
+			{"id":"pool.3","ipv4":"10.255.0.5","ready":true},
+			{"id":"pool.4","ipv4":"10.255.0.6","ready":true},
+			{"id":"pool.5","ready":false},
+			{"id":"pool.6","ipv4":"10.255.0.8","ready":true}]}`)
+		cfg.PoolSize = 2
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		netns, leases := pooled()
+		Expect(netns).To(Equal([]string{"cellagent-pool.0", "cellagent-pool.3"}))
+		Expect(leases).To(Equal([]string{"pool.0", "pool.3"}))
+
+		b, err := manager.Setup(ctx, logger, "g1", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(b.IPv4.String()).To(Equal("10.255.0.2"))
+		Eventually(ready(manager)).Should(Equal(2))
+		netns, _ = pooled()
+		Expect(netns).To(ContainElement("cellagent-pool.8"), "new slots are numbered after the highest ever used")
+	})
+
+	It("leaves alone a pooled namespace that a container's state names", func() {
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		_, err := manager.Setup(ctx, logger, "g1", nil)
+		Expect(err).NotTo(HaveOccurred())
+		stop()
+		// A crash after the claim, before the rename: the namespace still
+		// has its pool name, and the pool file was lost.
+		Expect(host.namespaces.Rename(ctx, "cellagent-g1", "cellagent-pool.0")).Error().NotTo(HaveOccurred())
+		Expect(os.Remove(poolFile())).To(Succeed())
+
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		Expect(host.has("cellagent-pool.0")).To(BeTrue(), "g1's")
+		Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+		Expect(host.has("cellagent-pool.0")).To(BeFalse(), "teardown knows both names")
+		_, leases := pooled()
+		Expect(leases).NotTo(ContainElement("pool.0"))
+	})
+
+	It("checks its size", func() {
+		cfg.PoolSize = -1
+		_, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts})
+		Expect(err).To(MatchError(ContainSubstring("network pool_size -1")))
+	})
+
+	It("writes a pool file a restart can read", func() {
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		var f struct {
+			Slots []struct {
+				ID    string `json:"id"`
+				Ready bool   `json:"ready"`
+			} `json:"slots"`
+		}
+		data, err := os.ReadFile(poolFile())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(json.Unmarshal(data, &f)).To(Succeed())
+		Expect(f.Slots).To(HaveLen(2))
+		Expect(f.Slots[0].Ready && f.Slots[1].Ready).To(BeTrue())
+	})
+})

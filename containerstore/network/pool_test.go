@@ -171,7 +171,7 @@ var _ = Describe("Pool", func() {
 		Expect(netns).To(HaveLen(2))
 		Expect(leases).To(HaveLen(2))
 		for i := range netns {
-			Expect(netns[i]).To(Equal("cellagent-" + leases[i]), "only the pool's own, each with its address")
+			Expect(netns[i]).To(Equal("cellagent-"+leases[i]), "only the pool's own, each with its address")
 		}
 	})
 

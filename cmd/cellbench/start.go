@@ -65,6 +65,7 @@ func cmdStart(args []string) error {
 	rounds := fs.Int("rounds", 3, "concurrent rounds")
 	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
 	proxyInit := fs.Bool("proxy-init", false, "run the agent with proxy.init (cellinit starts app and proxy; issue 16)")
+	pool := fs.Int("pool", -1, "the agent's network.pool_size (-1: its default)")
 	parseFlags(fs, args)
 	dir, err := workdir(*workDir)
 	if err != nil {
@@ -89,7 +90,12 @@ func cmdStart(args []string) error {
 	sr.RawConcP50, sr.RawConcP99 = median(p50s), median(p99s)
 	progress("raw: one at a time p50 %.0f ms; %d at once p99 %.0f ms", sr.RawSeq.P50, *conc, sr.RawConcP99)
 
-	a, err := newAgent(dir, "start", func(c *config.Config) { c.Proxy.Init = *proxyInit })
+	a, err := newAgent(dir, "start", func(c *config.Config) {
+		c.Proxy.Init = *proxyInit
+		if *pool >= 0 {
+			c.Network.PoolSize = *pool
+		}
+	})
 	if err != nil {
 		recordError(*results, "start", err)
 		return err

@@ -2,6 +2,7 @@ package tenantnet_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -35,7 +36,14 @@ func request(logGUID string) executor.RunRequest {
 // outcome is one row of the table of paths tried.
 type outcome struct{ path, want, got string }
 
-var _ = Describe("a hostile tenant", func() {
+var (
+	_ = Describe("a hostile tenant", func() { hostileTenant(0) })
+	// The same paths tried from namespaces prepared ahead (network.pool_size):
+	// a pooled start gets exactly the isolation of one that made its own.
+	_ = Describe("a hostile tenant in a pooled namespace", func() { hostileTenant(4) })
+)
+
+func hostileTenant(poolSize int) {
 	var (
 		agent *testagent.Agent
 		ctx   = context.Background()
@@ -51,6 +59,7 @@ var _ = Describe("a hostile tenant", func() {
 			c.Network.Bridge = bridge
 			c.Network.Subnet = subnet
 			c.Network.HostPortRange = "46100-46119"
+			c.Network.PoolSize = poolSize
 		})
 		Expect(err).NotTo(HaveOccurred())
 		if os.Getenv("CELLAGENT_TENANTNET_OBSERVE") != "" {
@@ -63,6 +72,11 @@ var _ = Describe("a hostile tenant", func() {
 				GinkgoWriter.Println(agent.LogText())
 			}
 		})
+		if poolSize > 0 {
+			// Each spec starts fewer containers than the pool holds: every
+			// one of them claims a prepared namespace.
+			Eventually(func() int { return len(pooledNetns()) }, 20*time.Second, 100*time.Millisecond).Should(Equal(poolSize))
+		}
 		makeMetadata()
 		makeOutside()
 		DeferCleanup(func() {
@@ -83,6 +97,9 @@ var _ = Describe("a hostile tenant", func() {
 		Expect(err).NotTo(HaveOccurred())
 		c, err := agent.WaitState(guid, executor.StateRunning, 30*time.Second)
 		Expect(err).NotTo(HaveOccurred())
+		if poolSize > 0 {
+			Expect(poolSlotOf(agent, guid)).To(HavePrefix("pool."), "%s's namespace came from the pool", guid)
+		}
 		return c
 	}
 	ns := func(guid string) string { return netName + "-" + guid }
@@ -279,7 +296,7 @@ var _ = Describe("a hostile tenant", func() {
 		record("adopted container -> allowed "+dummyIP, true, dial(ns("tn-k"), dummyIP, onDummy.port()))
 		record("adopted container -> bridge address", false, dial(ns("tn-k"), gatewayIP, onDummy.port()))
 	})
-})
+}
 
 // rulesOf lists the table's lines the inventory attributes to guid.
 func rulesOf(guid string) []string {
@@ -308,4 +325,29 @@ func mustIP(a *testagent.Agent, guid string) string {
 	c, err := a.Client.Get(context.Background(), guid)
 	Expect(err).NotTo(HaveOccurred())
 	return c.InternalIP
+}
+
+// pooledNetns lists the namespaces the agent holds prepared.
+func pooledNetns() []string {
+	var names []string
+	entries, _ := os.ReadDir("/var/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), netName+"-pool.") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+// poolSlotOf reads the pooled namespace guid's network state names ("" for
+// one made for it).
+func poolSlotOf(a *testagent.Agent, guid string) string {
+	GinkgoHelper()
+	b, err := os.ReadFile(filepath.Join(a.Config.DataDir, "network", "containers", guid+".json"))
+	Expect(err).NotTo(HaveOccurred())
+	var st struct {
+		PoolSlot string `json:"pool_slot"`
+	}
+	Expect(json.Unmarshal(b, &st)).To(Succeed())
+	return st.PoolSlot
 }

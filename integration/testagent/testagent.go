@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -242,6 +243,29 @@ func (a *Agent) Cleanup() {
 		}
 	}
 	_ = a.Stop()
+	a.removePool()
+}
+
+// removePool deletes the network namespaces a stopped agent keeps prepared
+// for its next run (network.pool_size): a test's next agent has a data dir
+// of its own and would not know them.
+func (a *Agent) removePool() {
+	entries, _ := os.ReadDir("/var/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), a.Config.Network.Name+"-pool.") {
+			_ = exec.Command("ip", "netns", "delete", e.Name()).Run()
+		}
+	}
+}
+
+// Reconfigure rewrites the config file the next Start reads.
+func (a *Agent) Reconfigure(modify func(*config.Config)) error {
+	modify(&a.Config)
+	if err := a.Config.Validate(); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(a.Config, "", "  ")
+	return os.WriteFile(filepath.Join(a.Dir, "cellagent.json"), b, 0o600)
 }
 
 // LogText is the daemon's log so far.

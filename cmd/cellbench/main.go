@@ -218,6 +218,7 @@ func benchConfig(c *config.Config) {
 	c.Network.Subnet = benchSubnet
 	c.Network.HostPortRange = benchPorts
 	c.Network.PortQuarantine = 0
+	c.Network.PoolSize = config.DefaultConfig().Network.PoolSize // what a cell runs with
 	c.Proxy.Enabled = true
 	c.Capacity.MemoryMB = 100000
 	c.Capacity.DiskMB = 100000

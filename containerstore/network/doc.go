@@ -46,6 +46,24 @@
 // queued behind that lock for over a second. NFTables needs one netlink
 // batch per container to map and one to unmap, no process at all.
 //
+// # Pool of prepared namespaces
+//
+// With Config.PoolSize above 0 (pool.go) PoolRunner keeps that many
+// namespaces prepared: <network>-pool.<n>, made and given veth and address
+// by CNI ADD under the ID pool.<n> (the '.' keeps it from ever being taken
+// for a guid), with no filter or forward, so nothing reaches or leaves
+// them. Setup claims one: it marks the slot claimed in pool.json, writes
+// the container's state naming the slot (PoolSlot: the CNI ID its
+// Teardown uses), renames the namespace to <network>-<guid> with a bind
+// mount and adds the host ports and the filter; no process runs. A
+// Teardown destroys the namespace as always (CNI DEL under the slot's ID);
+// nothing is scrubbed and handed out again. The refill prepares one slot
+// at a time, only while no Setup runs. recoverPool, first thing in
+// PoolRunner and before any claim, keeps the ready slots, leaves a claimed
+// one to the container whose state names it and destroys the rest (half
+// prepared, claim never finished, namespace gone, beyond the size, or
+// unknown to the file).
+//
 // # Host ports and quarantine
 //
 // Host ports come from a range (40000-59999 by default) in round-robin
@@ -59,6 +77,8 @@
 //
 //	Setup:    allocate ports -> write state -> create netns -> CNI ADD
 //	          -> forward host ports -> filter -> write state (IPs)
+//	  pooled: allocate ports -> claim slot -> write state (slot) -> rename
+//	          netns -> forward host ports -> filter -> write state
 //	Teardown: remove filter, forwards -> CNI DEL -> delete netns
 //	          -> ports to quarantine -> remove state
 //
@@ -82,6 +102,7 @@
 // Setup, Teardown, Restore and CleanupOrphans may be called from many
 // goroutines at once. Operations on one guid are serialised by a per-guid
 // lock; CNI calls for different guids run in parallel. The port allocator is
-// guarded by its own mutex. The package starts no goroutine of its own (the
-// go-cni library starts and waits for short-lived ones inside Setup).
+// guarded by its own mutex, the pool by its own. The package's one
+// goroutine is PoolRunner's, an ifrit member (the go-cni library starts
+// and waits for short-lived ones inside Setup).
 package network

@@ -142,6 +142,9 @@ func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
 	cfg.NATS.EmbeddedAuth = config.NATSAuth{User: "cellagent-it", Password: fmt.Sprintf("it-%d", time.Now().UnixNano())}
 	cfg.PreloadedRootfs = map[string]string{"busybox": rootfs}
 	cfg.Network.Mode = "host"
+	// No prepared namespaces unless a test asks (network.pool_size): the
+	// suites' inventories count every namespace as a container's.
+	cfg.Network.PoolSize = 0
 	cfg.Network.HostSingleTenant = true // the test is the only tenant
 	cfg.Proxy.Enabled = false
 	cfg.LogLevel = "debug"

@@ -212,18 +212,15 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 	for i, cp := range containerPorts {
 		st.Ports = append(st.Ports, PortMapping{ContainerPort: cp, HostPort: hostPorts[i]})
 	}
-	slot, pooled := m.claimSlot(logger, guid)
+	slot, pooled := m.claimSlot()
 	if pooled {
 		st.PoolSlot = slot.ID
 	}
 	if err := m.states.save(st); err != nil {
 		if pooled {
-			m.dropSlot(cleanupCtx, logger, slot.ID)
+			m.pool.unclaim(slot) // untouched
 		}
 		return Result{}, err
-	}
-	if pooled {
-		m.pool.forget(slot.ID) // guid's state owns it now
 	}
 	defer func() {
 		if retErr != nil && !rollbackFailed {
@@ -279,28 +276,12 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 	return st.result(), nil
 }
 
-// claimSlot takes a prepared namespace for guid when the pool has one.
-// A failure to claim is no failure of the start: it makes its own.
-func (m *Manager) claimSlot(logger lager.Logger, guid string) (poolSlot, bool) {
+// claimSlot takes a prepared namespace when the pool has one.
+func (m *Manager) claimSlot() (poolSlot, bool) {
 	if m.pool == nil {
 		return poolSlot{}, false
 	}
-	slot, ok, err := m.pool.claim(guid)
-	if err != nil {
-		logger.Error("failed-to-claim-pooled-netns", err)
-	}
-	return slot, ok
-}
-
-// dropSlot destroys a claimed slot no state names (the claim failed half
-// way); when that fails too, the claim mark in the pool file makes the
-// next recovery destroy it.
-func (m *Manager) dropSlot(ctx context.Context, logger lager.Logger, id string) {
-	if err := m.destroySlot(ctx, id); err != nil {
-		logger.Error("failed-to-destroy-pooled-netns", err)
-		return
-	}
-	m.pool.forget(id)
+	return m.pool.claim()
 }
 
 // deleteNetNS removes st's namespace under each name it may have: its own

@@ -34,9 +34,6 @@ type poolSlot struct {
 	IPv6 net.IP `json:"ipv6,omitempty"`
 	// Ready is false while the slot is being prepared.
 	Ready bool `json:"ready"`
-	// ClaimedBy is the guid of the container that took the slot; its
-	// network state (PoolSlot) owns the slot once saved.
-	ClaimedBy string `json:"claimed_by,omitempty"`
 }
 
 // poolFile is <data_dir>/network/pool.json.
@@ -48,9 +45,11 @@ type poolFile struct {
 }
 
 // pool is the Manager's set of prepared namespaces. Its file is written
-// before anything is made on the host and before a claim hands a slot
-// out, so that after a crash recoverPool knows every slot and whether a
-// container took it.
+// before anything is made on the host, so that after a crash recoverPool
+// knows every slot. A claim writes nothing here: the claiming container's
+// state, saved before the slot is touched, names the slot (PoolSlot), and
+// recoverPool gives every slot a state names to that container. A start
+// so costs no write of its own to the pool file.
 type pool struct {
 	size int
 	path string
@@ -112,29 +111,34 @@ func (p *pool) started() func() {
 	}
 }
 
-// claim marks a ready slot as guid's in the file and returns it; ok is
-// false when none is ready (the caller then makes a namespace itself).
-func (p *pool) claim(guid string) (poolSlot, bool, error) {
+// claim takes a ready slot out of the pool; ok is false when none is
+// ready (the caller then makes a namespace itself). The file keeps the
+// slot until its next write; until the caller's state names it, the slot
+// is untouched and a restart finds it ready again.
+func (p *pool) claim() (poolSlot, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.recovered {
-		return poolSlot{}, false, nil
+		return poolSlot{}, false
 	}
-	i := slices.IndexFunc(p.file.Slots, func(s poolSlot) bool { return s.Ready && s.ClaimedBy == "" })
+	i := slices.IndexFunc(p.file.Slots, func(s poolSlot) bool { return s.Ready })
 	if i < 0 {
-		return poolSlot{}, false, nil
+		return poolSlot{}, false
 	}
-	p.file.Slots[i].ClaimedBy = guid
-	if err := p.saveLocked(); err != nil {
-		p.file.Slots[i].ClaimedBy = ""
-		return poolSlot{}, false, err
-	}
-	return p.file.Slots[i], true, nil
+	slot := p.file.Slots[i]
+	p.file.Slots = slices.Delete(p.file.Slots, i, i+1)
+	return slot, true
 }
 
-// forget drops a slot from the pool once a container's state owns it (or
-// it was destroyed). The file keeps the entry, marked claimed, until its
-// next write: recoverPool then asks the container's state.
+// unclaim puts back a slot claimed but not used (its container's state
+// could not be saved).
+func (p *pool) unclaim(slot poolSlot) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.file.Slots = append(p.file.Slots, slot)
+}
+
+// forget drops a slot from the pool (a failed preparation).
 func (p *pool) forget(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -151,7 +155,7 @@ func (p *pool) stats() (ready, size int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.file.Slots {
-		if s.Ready && s.ClaimedBy == "" {
+		if s.Ready {
 			ready++
 		}
 	}
@@ -282,12 +286,12 @@ func (m *Manager) destroySlot(ctx context.Context, id string) error {
 }
 
 // recoverPool adopts the slots an earlier run prepared and destroys the
-// rest: a slot half prepared, one whose namespace is gone, one claimed by a
-// container whose state does not name it (the claim never finished), those
-// beyond the configured size, and pooled namespaces or addresses the file
-// does not know (a lost file). A slot whose claiming container's state
-// names it belongs to that container and leaves the pool. Until this is
-// done no start claims anything.
+// rest: a slot half prepared, one whose namespace is gone, those beyond
+// the configured size, and pooled namespaces or addresses neither the file
+// nor a container's state knows (a lost file). A slot a container's state
+// names is that container's (its claim was saved; the pool file had not
+// been written since) and leaves the pool. Until this is done no start
+// claims anything.
 func (m *Manager) recoverPool(ctx context.Context, logger lager.Logger) error {
 	p := m.pool
 	f, loadErr := p.load()
@@ -303,16 +307,21 @@ func (m *Manager) recoverPool(ctx context.Context, logger lager.Logger) error {
 		}
 		logger.Info("destroyed", lager.Data{"slot": id, "reason": reason})
 	}
+	owned, err := m.pooledByStates()
+	if err != nil {
+		// Without the states a slot may be a container's: adopt none.
+		errs = append(errs, err)
+		p.mu.Lock()
+		p.recovered = false
+		p.mu.Unlock()
+		return errors.Join(errs...)
+	}
 	known := map[string]bool{}
 	for _, s := range f.Slots {
 		known[s.ID] = true
 		switch {
-		case s.ClaimedBy != "":
-			st, ok, err := m.states.load(s.ClaimedBy)
-			if err == nil && ok && st.PoolSlot == s.ID {
-				continue // the container's now
-			}
-			destroy(s.ID, "claim-never-finished")
+		case owned[s.ID]:
+			// the container's now
 		case !s.Ready:
 			destroy(s.ID, "half-prepared")
 		case len(kept) >= p.size:
@@ -355,10 +364,6 @@ func (m *Manager) recoverPool(ctx context.Context, logger lager.Logger) error {
 	for id := range known {
 		delete(stray, id)
 	}
-	var owned map[string]bool
-	if len(stray) > 0 {
-		owned = m.pooledByStates()
-	}
 	for id := range stray {
 		if !owned[id] {
 			destroy(id, "unknown-to-pool-file")
@@ -378,15 +383,22 @@ func (m *Manager) recoverPool(ctx context.Context, logger lager.Logger) error {
 	return errors.Join(errs...)
 }
 
-// pooledByStates answers the pool slots that container states name.
-// Only read when the pool file does not account for a pooled namespace.
-func (m *Manager) pooledByStates() map[string]bool {
+// pooledByStates answers the pool slots that container states name. A
+// state that cannot be read is an error: it may name a slot.
+func (m *Manager) pooledByStates() (map[string]bool, error) {
 	owned := map[string]bool{}
-	guids, _ := m.states.guids()
+	guids, err := m.states.guids()
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
 	for _, g := range guids {
-		if st, ok, err := m.states.load(g); err == nil && ok && st.PoolSlot != "" {
+		st, ok, err := m.states.load(g)
+		if err != nil {
+			errs = append(errs, err)
+		} else if ok && st.PoolSlot != "" {
 			owned[st.PoolSlot] = true
 		}
 	}
-	return owned
+	return owned, errors.Join(errs...)
 }

@@ -175,7 +175,7 @@ var _ = Describe("Pool", func() {
 		}
 	})
 
-	It("destroys half-prepared slots, unfinished claims, lost namespaces, strays and slots beyond its size", func() {
+	It("destroys half-prepared slots, lost namespaces, strays and slots beyond its size", func() {
 		for _, id := range []string{"pool.0", "pool.1", "pool.2", "pool.3", "pool.4", "pool.6", "pool.7"} {
 			prepared(id)
 		}
@@ -188,7 +188,7 @@ var _ = Describe("Pool", func() {
 		writePoolFile(`{"next":7,"slots":[
 			{"id":"pool.0","ipv4":"10.255.0.2","ready":true},
 			{"id":"pool.1","ready":false},
-			{"id":"pool.2","ipv4":"10.255.0.4","ready":true,"claimed_by":"g9"},
+			{"id":"pool.2","ipv4":"10.255.0.4","ready":true},
 			{"id":"pool.3","ipv4":"10.255.0.5","ready":true},
 			{"id":"pool.4","ipv4":"10.255.0.6","ready":true},
 			{"id":"pool.5","ready":false},
@@ -198,8 +198,8 @@ var _ = Describe("Pool", func() {
 		start(manager)
 		Eventually(ready(manager)).Should(Equal(2))
 		netns, leases := pooled()
-		Expect(netns).To(Equal([]string{"cellagent-pool.0", "cellagent-pool.3"}))
-		Expect(leases).To(Equal([]string{"pool.0", "pool.3"}))
+		Expect(netns).To(Equal([]string{"cellagent-pool.0", "cellagent-pool.2"}))
+		Expect(leases).To(Equal([]string{"pool.0", "pool.2"}))
 
 		b, err := manager.Setup(ctx, logger, "g1", nil)
 		Expect(err).NotTo(HaveOccurred())
@@ -207,6 +207,46 @@ var _ = Describe("Pool", func() {
 		Eventually(ready(manager)).Should(Equal(2))
 		netns, _ = pooled()
 		Expect(netns).To(ContainElement("cellagent-pool.8"), "new slots are numbered after the highest ever used")
+	})
+
+	It("never hands out again a slot a container's state names, though the pool file still lists it", func() {
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		stale, err := os.ReadFile(poolFile())
+		Expect(err).NotTo(HaveOccurred())
+		a, err := manager.Setup(ctx, logger, "g1", nil)
+		Expect(err).NotTo(HaveOccurred())
+		stop()
+		// A crash after g1's state was saved, before its namespace was
+		// renamed and before the pool file was written again.
+		Expect(host.namespaces.Rename(ctx, "cellagent-g1", "cellagent-pool.0")).Error().NotTo(HaveOccurred())
+		Expect(os.WriteFile(poolFile(), stale, 0o600)).To(Succeed())
+
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		for _, g := range []string{"g2", "g3", "g4"} {
+			b, err := manager.Setup(ctx, logger, g, nil)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(b.IPv4).NotTo(Equal(a.IPv4), g)
+		}
+		Expect(host.has("cellagent-pool.0")).To(BeTrue(), "g1's, until its teardown")
+		Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+		Expect(host.has("cellagent-pool.0")).To(BeFalse())
+	})
+
+	It("puts a claimed slot back when the container's state cannot be saved", func() {
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		// A file where the states' directory should be: no state saves.
+		Expect(os.WriteFile(filepath.Join(cfg.DataDir, "network", "containers"), nil, 0o600)).To(Succeed())
+		_, err := manager.Setup(ctx, logger, "g1", nil)
+		Expect(err).To(HaveOccurred())
+		Expect(ready(manager)()).To(Equal(2))
+		netns, _ := pooled()
+		Expect(netns).To(Equal([]string{"cellagent-pool.0", "cellagent-pool.1"}))
 	})
 
 	It("leaves alone a pooled namespace that a container's state names", func() {

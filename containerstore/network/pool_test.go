@@ -3,6 +3,7 @@ package network_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,6 +122,30 @@ var _ = Describe("Pool", func() {
 		Expect(host.has("cellagent-g1")).To(BeFalse())
 		_, leases = pooled()
 		Expect(leases).To(Equal([]string{"pool.1", "pool.2"}), "the container's address is freed, not returned to the pool")
+	})
+
+	It("refills only while no Setup runs", func() {
+		manager = newManager()
+		start(manager)
+		Eventually(ready(manager)).Should(Equal(2))
+		release := make(chan struct{})
+		host.hostPorts.MapStub = func(context.Context, string, net.IP, []network.PortMapping) error {
+			<-release
+			return nil
+		}
+		creates := host.namespaces.CreateCallCount()
+		done := make(chan error)
+		go func() {
+			_, err := manager.Setup(ctx, logger, "g1", []uint16{8080})
+			done <- err
+		}()
+		Eventually(host.hostPorts.MapCallCount).Should(Equal(1))
+		Expect(ready(manager)()).To(Equal(1))
+		Consistently(host.namespaces.CreateCallCount, 200*time.Millisecond).Should(Equal(creates), "no refill beside a running Setup")
+		close(release)
+		Expect(<-done).To(Succeed())
+		Eventually(ready(manager)).Should(Equal(2))
+		Expect(host.namespaces.CreateCallCount()).To(Equal(creates + 1))
 	})
 
 	It("makes a namespace of its own when the pool is empty", func() {

@@ -128,7 +128,7 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		if err := m.hostPorts.Init(context.Background()); err != nil {
 			return nil, err
 		}
-		m.pool = newPool(cfg.PoolSize, filepath.Join(root, "pool.json"))
+		m.pool = newPool(cfg.PoolSize, filepath.Join(root, "pool.json"), cfg.Clock)
 		if m.cni == nil {
 			conf, err := ConfList(cfg, filepath.Join(root, "ipam"))
 			if err != nil {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"code.cloudfoundry.org/clock"
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
 )
@@ -25,6 +26,13 @@ const poolIDPrefix = "pool."
 
 // poolRetry is how long the refill waits after a failed preparation.
 const poolRetry = 5 * time.Second
+
+// poolQuiet is how long after the last Setup ended the refill waits: the
+// starts that Setup served are still creating and starting their
+// containers, and CNI's processes would compete with them for the CPU
+// (one at a time, a refill beside a start cost it ~8 ms of its own
+// network set-up in cellbench start).
+const poolQuiet = 500 * time.Millisecond
 
 // poolSlot is one prepared namespace: made, given its veth and address by
 // CNI ADD (under the slot's ID), with nothing of any container in it yet.
@@ -55,14 +63,17 @@ type pool struct {
 	path string
 	wake chan struct{} // capacity 1: a claim or a finished Setup
 
+	clock clock.Clock
+
 	mu        sync.Mutex // guards the fields below and the file
 	file      poolFile
-	recovered bool // no claim before recoverPool has sorted the file out
-	inflight  int  // Setups running: the refill waits for none
+	recovered bool      // no claim before recoverPool has sorted the file out
+	inflight  int       // Setups running: the refill waits for none
+	lastDone  time.Time // when the last Setup ended: the refill waits poolQuiet
 }
 
-func newPool(size int, path string) *pool {
-	return &pool{size: size, path: path, wake: make(chan struct{}, 1)}
+func newPool(size int, path string, clk clock.Clock) *pool {
+	return &pool{size: size, path: path, clock: clk, wake: make(chan struct{}, 1)}
 }
 
 func (p *pool) poke() {
@@ -106,6 +117,7 @@ func (p *pool) started() func() {
 	return func() {
 		p.mu.Lock()
 		p.inflight--
+		p.lastDone = p.clock.Now()
 		p.mu.Unlock()
 		p.poke()
 	}
@@ -145,9 +157,16 @@ func (p *pool) forget(id string) {
 	p.file.Slots = slices.DeleteFunc(p.file.Slots, func(s poolSlot) bool { return s.ID == id })
 }
 
-// wantsLocked says whether the refill should prepare another slot now.
-func (p *pool) wantsLocked() bool {
-	return p.recovered && p.inflight == 0 && len(p.file.Slots) < p.size
+// wantsLocked says whether the refill should prepare another slot now,
+// or else how long to wait before asking again (0: until woken).
+func (p *pool) wantsLocked() (bool, time.Duration) {
+	if !p.recovered || p.inflight > 0 || len(p.file.Slots) >= p.size {
+		return false, 0
+	}
+	if wait := poolQuiet - p.clock.Since(p.lastDone); wait > 0 {
+		return false, wait
+	}
+	return true, 0
 }
 
 // Stats answers the ready slots and the configured size.
@@ -190,11 +209,11 @@ func (m *Manager) PoolRunner(logger lager.Logger) ifrit.Runner {
 		if err := m.recoverPool(ctx, logger); err != nil {
 			logger.Error("failed-to-recover", err)
 		}
-		var retry <-chan time.Time
+		var retry, quiet <-chan time.Time
 		for {
 			if retry == nil {
 				m.pool.mu.Lock()
-				want := m.pool.wantsLocked()
+				want, wait := m.pool.wantsLocked()
 				m.pool.mu.Unlock()
 				if want {
 					if err := m.prepareSlot(ctx, logger); err != nil {
@@ -208,6 +227,9 @@ func (m *Manager) PoolRunner(logger lager.Logger) ifrit.Runner {
 					}
 					continue
 				}
+				if wait > 0 && quiet == nil {
+					quiet = m.cfg.Clock.NewTimer(wait).C()
+				}
 			}
 			select {
 			case <-signals:
@@ -215,6 +237,8 @@ func (m *Manager) PoolRunner(logger lager.Logger) ifrit.Runner {
 			case <-m.pool.wake:
 			case <-retry:
 				retry = nil
+			case <-quiet:
+				quiet = nil
 			}
 		}
 	})

@@ -27,6 +27,7 @@ var _ = Describe("Pool", func() {
 		cfg     network.Config
 		manager *network.Manager
 		process ifrit.Process
+		clk     *fakeclock.FakeClock
 	)
 
 	newManager := func() *network.Manager {
@@ -45,8 +46,14 @@ var _ = Describe("Pool", func() {
 			process = nil
 		}
 	}
+	// ready answers the ready slots, each time after the refill's quiet
+	// time (it waits that long after the last Setup).
 	ready := func(m *network.Manager) func() int {
-		return func() int { r, _ := m.PoolStats(); return r }
+		return func() int {
+			clk.Increment(time.Second)
+			r, _ := m.PoolStats()
+			return r
+		}
 	}
 	// pooled answers the pooled namespaces and the CNI IDs holding an
 	// address on the fake host.
@@ -87,7 +94,8 @@ var _ = Describe("Pool", func() {
 		cfg.DataDir = GinkgoT().TempDir()
 		cfg.HostPortRange = "40000-40009"
 		cfg.ExternalIP = "192.0.2.10"
-		cfg.Clock = fakeclock.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+		clk = fakeclock.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+		cfg.Clock = clk
 		cfg.PoolSize = 2
 	})
 	AfterEach(stop)
@@ -124,7 +132,7 @@ var _ = Describe("Pool", func() {
 		Expect(leases).To(Equal([]string{"pool.1", "pool.2"}), "the container's address is freed, not returned to the pool")
 	})
 
-	It("refills only while no Setup runs", func() {
+	It("refills only while no Setup runs and none ended just now", func() {
 		manager = newManager()
 		start(manager)
 		Eventually(ready(manager)).Should(Equal(2))
@@ -144,6 +152,7 @@ var _ = Describe("Pool", func() {
 		Consistently(host.namespaces.CreateCallCount, 200*time.Millisecond).Should(Equal(creates), "no refill beside a running Setup")
 		close(release)
 		Expect(<-done).To(Succeed())
+		Consistently(host.namespaces.CreateCallCount, 200*time.Millisecond).Should(Equal(creates), "nor just after one, while its container starts")
 		Eventually(ready(manager)).Should(Equal(2))
 		Expect(host.namespaces.CreateCallCount()).To(Equal(creates + 1))
 	})

@@ -26,3 +26,6 @@ var (
 	ForwardMark = forwardMark
 	FilterMark  = filterMark
 )
+
+// EncodeNeigh is encodeNeigh, for tests.
+var EncodeNeigh = encodeNeigh

@@ -51,6 +51,7 @@ type Deps struct {
 	Namespaces Namespaces
 	CNI        CNI
 	HostPorts  HostPorts
+	Neighbours Neighbours
 }
 
 // Manager sets up and tears down the containers' networks.
@@ -63,6 +64,7 @@ type Manager struct {
 	namespaces Namespaces
 	cni        CNI
 	hostPorts  HostPorts
+	neighbours Neighbours
 	locks      keyedMutex
 	// held is the table as the first Restore read it.
 	held heldTable
@@ -94,6 +96,7 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		namespaces: deps.Namespaces,
 		cni:        deps.CNI,
 		hostPorts:  deps.HostPorts,
+		neighbours: deps.Neighbours,
 	}
 	m.defaultEgress, _ = netrules.ValidateEgressRules("network.egress.default", cfg.DefaultEgress) // valid: checked above
 	if cfg.ExternalIP != "" {
@@ -121,6 +124,9 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 	if cfg.Mode == ModeBridge {
 		if m.namespaces == nil {
 			m.namespaces = &IPNetNS{}
+		}
+		if m.neighbours == nil {
+			m.neighbours = NetlinkNeighbours{}
 		}
 		if m.hostPorts == nil {
 			m.hostPorts = NFTables{Network: cfg.NetworkName, Subnet: cfg.Subnet, Bridge: cfg.BridgeName}
@@ -261,6 +267,7 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 		retErr = m.hostPorts.Filter(ctx, guid, st.IPv4, st.effectiveFilter())
 	}
 	if retErr == nil {
+		st.MAC = m.pinNeighbour(logger, res, st.IPv4)
 		st.Complete = true
 		retErr = m.states.save(st)
 	}
@@ -376,6 +383,7 @@ func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid 
 		if !nsExists {
 			path = "" // the plugins then skip the netns and still free IPAM
 		}
+		m.unpinNeighbour(logger, st)
 		if err := m.remove(ctx, st, path, mapped); err != nil {
 			errs = append(errs, err)
 		}
@@ -461,6 +469,7 @@ func (m *Manager) Restore(logger lager.Logger, guid string) (Result, error) {
 	if st.Mode == ModeBridge && m.hostPorts != nil {
 		m.reapplyLocked(logger, st)
 	}
+	m.repinNeighbour(logger, st)
 	logger.Info("restored", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports})
 	return st.result(), nil
 }

@@ -36,6 +36,9 @@ type containerState struct {
 	// its own. Filter is nil in states written before filtering.
 	DefaultEgress []executor.EgressRule `json:"default_egress,omitempty"`
 	Filter        *FilterSpec           `json:"filter,omitempty"`
+	// MAC is the container interface's, pinned in the host's neighbour
+	// table on the bridge (empty: not pinned).
+	MAC string `json:"mac,omitempty"`
 }
 
 // effectiveFilter is what the table holds for the container: the default

@@ -270,6 +270,33 @@ var _ = Describe("bridge mode", func() {
 		})
 	})
 
+	It("pins each container's address to its MAC on the bridge (no ARP) until teardown, and again on restore", func() {
+		a, err := manager.Setup(ctx, logger, "pinned", []uint16{8080})
+		Expect(err).NotTo(HaveOccurred())
+		neigh := func() string {
+			return strings.TrimSpace(mustRun("ip", "-4", "neigh", "show", a.IPv4.String(), "dev", cfg.BridgeName))
+		}
+		link := mustRun("ip", "-n", "cellagentit-pinned", "-o", "link", "show", "eth0")
+		f := strings.Fields(link[strings.Index(link, "link/ether"):])
+		mac := f[1]
+		Expect(neigh()).To(Equal(a.IPv4.String() + " lladdr " + mac + " PERMANENT"))
+		startHTTPD("cellagentit-pinned", 8080, "pinned")
+		answers(hostPort(a.IPv4, 8080), "pinned")
+
+		By("restoring after the entry was lost")
+		mustRun("ip", "neigh", "del", a.IPv4.String(), "dev", cfg.BridgeName)
+		Expect(neigh()).NotTo(ContainSubstring("PERMANENT"))
+		_, err = newManager().Restore(logger, "pinned")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(neigh()).To(Equal(a.IPv4.String() + " lladdr " + mac + " PERMANENT"))
+		answers(hostPort(a.IPv4, 8080), "pinned")
+
+		stopProcesses("cellagentit-pinned")
+		Expect(manager.Teardown(ctx, logger, "pinned")).To(Succeed())
+		Expect(neigh()).To(BeEmpty())
+		expectHostClean()
+	})
+
 	Describe("agent restart", func() {
 		It("re-applies what the table lost and sends nothing for what it holds", func() {
 			kept, err := manager.Setup(ctx, logger, "keep-me", []uint16{8080})

@@ -241,12 +241,12 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 		}
 	}()
 
-	var path string
+	var path, mac string
 	if pooled {
 		// Prepared ahead: veth, address and IPv6 off are there; what is
 		// this instance's (name, host ports, filter) comes now.
 		path, retErr = m.namespaces.Rename(ctx, m.poolNetNS(slot.ID), st.NetNSName)
-		st.IPv4, st.IPv6 = slot.IPv4, slot.IPv6
+		st.IPv4, st.IPv6, mac = slot.IPv4, slot.IPv6, slot.MAC
 	} else {
 		if path, err = m.namespaces.Create(ctx, st.NetNSName); err != nil {
 			return Result{}, err
@@ -257,6 +257,7 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 		}
 		if retErr == nil {
 			st.IPv4, st.IPv6, retErr = addressesOf(res)
+			mac = macOf(res)
 		}
 	}
 	st.NetNSPath = path
@@ -267,12 +268,13 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 		retErr = m.hostPorts.Filter(ctx, guid, st.IPv4, st.effectiveFilter())
 	}
 	if retErr == nil {
-		st.MAC = m.pinNeighbour(logger, res, st.IPv4)
+		st.MAC = m.pinNeighbour(logger, mac, st.IPv4)
 		st.Complete = true
 		retErr = m.states.save(st)
 	}
 	if retErr != nil {
 		// CNI ADD may have got half way; the host ports may be mapped.
+		m.unpinNeighbour(logger, st)
 		if err := m.remove(cleanupCtx, st, path, nil); err != nil {
 			logger.Error("failed-to-roll-back", err)
 			rollbackFailed = true

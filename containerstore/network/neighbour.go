@@ -104,27 +104,25 @@ func neighRequest(typ netlink.HeaderType, flags netlink.HeaderFlags, data []byte
 	return err
 }
 
-// containerMAC is the container interface's MAC in a CNI result.
-func containerMAC(res *gocni.Result) (net.HardwareAddr, error) {
+// macOf is the container interface's MAC in a CNI result ("" if none).
+func macOf(res *gocni.Result) string {
 	if res == nil || res.Interfaces[containerIfName] == nil {
-		return nil, fmt.Errorf("cni result has no %s", containerIfName)
+		return ""
 	}
-	mac, err := net.ParseMAC(res.Interfaces[containerIfName].Mac)
-	if err != nil {
-		return nil, fmt.Errorf("cni result's %s: %w", containerIfName, err)
-	}
-	return mac, nil
+	return res.Interfaces[containerIfName].Mac
 }
 
 // pinNeighbour pins ip to the container's MAC on the bridge and answers
 // the MAC pinned ("" when it could not: resolution by ARP still works, so
 // a failure costs only CPU and is logged, not fatal).
-func (m *Manager) pinNeighbour(logger lager.Logger, res *gocni.Result, ip net.IP) string {
+func (m *Manager) pinNeighbour(logger lager.Logger, macText string, ip net.IP) string {
 	if m.neighbours == nil {
 		return ""
 	}
-	mac, err := containerMAC(res)
-	if err == nil {
+	mac, err := net.ParseMAC(macText)
+	if err != nil {
+		err = fmt.Errorf("container MAC %q from CNI: %w", macText, err)
+	} else {
 		err = m.neighbours.Pin(m.cfg.BridgeName, ip, mac)
 	}
 	if err != nil {

@@ -5,14 +5,18 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"os"
 	"sync"
+	"time"
 
+	"code.cloudfoundry.org/clock/fakeclock"
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	gocni "github.com/containerd/go-cni"
 	"github.com/mdlayher/netlink"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
+	"github.com/tedsuo/ifrit"
 	"golang.org/x/sys/unix"
 
 	"github.com/cellagent/cellagent/containerstore/network"
@@ -133,6 +137,38 @@ var _ = Describe("Neighbours", func() {
 			_, err = manager.Restore(logger, "g1")
 			Expect(err).NotTo(HaveOccurred())
 			Expect(pins.pins).To(Equal(1), "no MAC recorded, nothing to pin again")
+		})
+	})
+
+	Context("with a pool of prepared namespaces", func() {
+		var clk *fakeclock.FakeClock
+
+		BeforeEach(func() {
+			clk = fakeclock.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+			cfg.Clock = clk
+			cfg.PoolSize = 1
+		})
+
+		It("pins a slot's address when a container claims it, not before", func() {
+			process := ifrit.Invoke(manager.PoolRunner(logger))
+			defer func() {
+				process.Signal(os.Interrupt)
+				Eventually(process.Wait()).Should(Receive(BeNil()))
+			}()
+			Eventually(func() int {
+				clk.Increment(time.Second)
+				r, _ := manager.PoolStats()
+				return r
+			}).Should(Equal(1))
+			Expect(pins.snapshot()).To(BeEmpty(), "a slot nobody claimed is not pinned")
+			setups := host.cni.SetupCallCount()
+
+			res, err := manager.Setup(ctx, logger, "g1", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(host.cni.SetupCallCount()).To(Equal(setups), "the pooled slot, no CNI ADD")
+			Expect(pins.snapshot()).To(Equal(map[string]string{"cellagent0 " + res.IPv4.String(): mac}))
+			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(pins.snapshot()).NotTo(HaveKey("cellagent0 " + res.IPv4.String()))
 		})
 	})
 

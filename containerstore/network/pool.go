@@ -40,6 +40,9 @@ type poolSlot struct {
 	ID   string `json:"id"`
 	IPv4 net.IP `json:"ipv4,omitempty"`
 	IPv6 net.IP `json:"ipv6,omitempty"`
+	// MAC is the container interface's, pinned in the host's neighbour
+	// table when a container claims the slot (neighbour.go).
+	MAC string `json:"mac,omitempty"`
 	// Ready is false while the slot is being prepared.
 	Ready bool `json:"ready"`
 }
@@ -278,6 +281,7 @@ func (m *Manager) prepareSlot(ctx context.Context, logger lager.Logger) (retErr 
 	if slot.IPv4, slot.IPv6, err = addressesOf(res); err != nil {
 		return err
 	}
+	slot.MAC = macOf(res)
 	slot.Ready = true
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -32,6 +32,8 @@ type Neighbours interface {
 // NetlinkNeighbours programs entries with rtnetlink (no exec per start).
 type NetlinkNeighbours struct{}
 
+var _ Neighbours = NetlinkNeighbours{}
+
 // Pin implements Neighbours.
 func (NetlinkNeighbours) Pin(dev string, ip net.IP, mac net.HardwareAddr) error {
 	msg, err := neighMessage(dev, ip, mac)

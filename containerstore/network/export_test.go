@@ -29,3 +29,6 @@ var (
 
 // EncodeNeigh is encodeNeigh, for tests.
 var EncodeNeigh = encodeNeigh
+
+// IfIndex is ifindex, for tests.
+var IfIndex = ifindex

@@ -68,11 +68,31 @@ func neighMessage(dev string, ip net.IP, mac net.HardwareAddr) ([]byte, error) {
 	if ip4 == nil {
 		return nil, fmt.Errorf("neighbour %v: not an IPv4 address", ip)
 	}
-	iface, err := net.InterfaceByName(dev)
+	index, err := ifindex(dev)
 	if err != nil {
 		return nil, fmt.Errorf("neighbour %v on %s: %w: %w", ip, dev, errNoDevice, err)
 	}
-	return encodeNeigh(iface.Index, ip4, mac)
+	return encodeNeigh(index, ip4, mac)
+}
+
+// ifindex asks the kernel for one interface's index (SIOCGIFINDEX).
+// net.InterfaceByName dumps every link of the host to find one: with a
+// veth per container that made each pin O(containers), and a restore of
+// 500 containers O(n²) (8.2 s instead of ~3 s in scripts/bench).
+func ifindex(dev string) (int, error) {
+	ifr, err := unix.NewIfreq(dev)
+	if err != nil {
+		return 0, err
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, err
+	}
+	return int(ifr.Uint32()), nil
 }
 
 // encodeNeigh is struct ndmsg then NDA_DST and NDA_LLADDR.

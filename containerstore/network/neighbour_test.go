@@ -189,4 +189,12 @@ var _ = Describe("Neighbours", func() {
 		Expect(ad.Err()).NotTo(HaveOccurred())
 		Expect(got).To(Equal(map[uint16][]byte{unix.NDA_DST: {10, 255, 0, 2}, unix.NDA_LLADDR: []byte(hw)}))
 	})
+
+	It("finds an interface's index by name as the link table has it, and refuses an unknown one", func() {
+		lo, err := net.InterfaceByName("lo")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(network.IfIndex("lo")).To(Equal(lo.Index))
+		_, err = network.IfIndex("nosuchdev0")
+		Expect(err).To(MatchError(unix.ENODEV))
+	})
 })

@@ -68,17 +68,9 @@ func (h *Hook) runByInit(guid string) bool {
 
 // superviseInit follows the proxy that cellinit runs in guid.
 func (f filesHook) superviseInit(guid string) {
-	sup := &supervisor{stop: make(chan struct{}), done: make(chan struct{})}
-	f.h.mu.Lock()
-	in, ok := f.h.instances[guid]
-	if !ok || in.sup != nil {
-		f.h.mu.Unlock()
-		close(sup.done)
-		return
+	if sup := f.claimSupervisor(guid, 0); sup != nil {
+		go f.watchInit(guid, sup)
 	}
-	in.sup = sup
-	f.h.mu.Unlock()
-	go f.watchInit(guid, sup)
 }
 
 // watchInit polls cellinit's state file and does what restartLoop does

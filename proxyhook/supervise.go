@@ -89,17 +89,23 @@ func (f filesHook) Stopping(logger lager.Logger, guid string) {
 }
 
 func (f filesHook) supervise(guid string, pid uint32, exits <-chan containerstore.Exit) {
-	sup := &supervisor{stop: make(chan struct{}), done: make(chan struct{})}
+	if sup := f.claimSupervisor(guid, pid); sup != nil {
+		go f.restartLoop(guid, sup, exits)
+	}
+}
+
+// claimSupervisor makes guid's supervisor (recording the proxy's pid) and
+// answers it, or nil when guid is gone or already supervised.
+func (f filesHook) claimSupervisor(guid string, pid uint32) *supervisor {
 	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
 	in, ok := f.h.instances[guid]
 	if !ok || in.sup != nil {
-		f.h.mu.Unlock()
-		close(sup.done)
-		return
+		return nil
 	}
-	in.sup, in.pid = sup, pid
-	f.h.mu.Unlock()
-	go f.restartLoop(guid, sup, exits)
+	in.sup = &supervisor{stop: make(chan struct{}), done: make(chan struct{})}
+	in.pid = pid
+	return in.sup
 }
 
 // restartLoop waits for the proxy to exit and starts it again with

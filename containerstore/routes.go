@@ -31,7 +31,9 @@ func (s *Store) UpdateRoutes(ctx context.Context, guid string, u executor.RouteU
 			"container %s is %s: routes are updated only while it runs", guid, state)
 	}
 	next := req
-	next.Routes = u.Routes
+	if !u.KeepRoutes {
+		next.Routes = u.Routes
+	}
 	if u.MetricTags != nil {
 		next.MetricTags = u.MetricTags
 	}

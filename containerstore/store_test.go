@@ -1168,10 +1168,18 @@ var _ = Describe("Store", func() {
 			Expect(inst.Request.MetricTags).To(Equal(tags))
 			Expect(get("g1").Routes).To(Equal(c.Routes))
 
+			tags2 := map[string]executor.MetricTagValue{"source_id": {Static: "s2"}}
+			c, err = store.UpdateRoutes(ctx, "g1", executor.RouteUpdate{KeepRoutes: true, MetricTags: tags2})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(c.Routes).To(Equal([]executor.Route{{Hostnames: []string{"new.example.com"}, Port: 8080}}))
+			Expect(seen).To(Equal([]string{"app.example.com", "new.example.com", "new.example.com"}))
+			_, inst = routes.RoutableArgsForCall(2)
+			Expect(inst.Request.MetricTags).To(Equal(tags2))
+
 			_, err = store.UpdateRoutes(ctx, "g1", executor.RouteUpdate{})
 			Expect(err).NotTo(HaveOccurred())
 			Expect(routes.UnroutableCallCount()).To(Equal(1))
-			Expect(routes.RoutableCallCount()).To(Equal(2))
+			Expect(routes.RoutableCallCount()).To(Equal(3))
 			Expect(get("g1").Routes).To(BeEmpty())
 			Expect(get("g1").State).To(Equal(executor.StateRunning))
 		})

@@ -19,6 +19,14 @@ import (
 // ErrNotFound answers 404 from StopLRP.
 var ErrNotFound = errors.New("not found")
 
+// ErrInvalidUpdate answers 400 from UpdateLRP (the update cannot apply to
+// the instance, e.g. a port's protocol change); ErrNotRunning 409 (the
+// instance is not running).
+var (
+	ErrInvalidUpdate = errors.New("invalid update")
+	ErrNotRunning    = errors.New("not running")
+)
+
 //go:generate go tool counterfeiter -o apifakes/fake_cell.go . Cell
 
 // Cell is what the handlers need of the cell.
@@ -135,6 +143,10 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		h.fail(w, http.StatusNotFound, "%v", err)
+	case errors.Is(err, ErrInvalidUpdate):
+		h.fail(w, http.StatusBadRequest, "%v", err)
+	case errors.Is(err, ErrNotRunning):
+		h.fail(w, http.StatusConflict, "%v", err)
 	case err != nil:
 		h.logger.Error("update-lrp", err)
 		h.fail(w, http.StatusInternalServerError, "update: %v", err)

@@ -104,7 +104,13 @@ var _ = Describe("rep API", func() {
 		Expect(do("PUT", "/v2/lrps/pg/instances/ig", `{`).Code).To(Equal(http.StatusBadRequest))
 		cell.UpdateLRPReturns(fmt.Errorf("%w: instance x", api.ErrNotFound))
 		Expect(do("PUT", "/v2/lrps/pg/instances/x", `{}`).Code).To(Equal(http.StatusNotFound))
-		Expect(cell.UpdateLRPCallCount()).To(Equal(3))
+		cell.UpdateLRPReturns(fmt.Errorf("%w: routes: a port's protocol cannot change", api.ErrInvalidUpdate))
+		rec = do("PUT", "/v2/lrps/pg/instances/ig", `{}`)
+		Expect(rec.Code).To(Equal(http.StatusBadRequest))
+		Expect(rec.Body.String()).To(ContainSubstring("protocol cannot change"))
+		cell.UpdateLRPReturns(fmt.Errorf("%w: container ig is completed", api.ErrNotRunning))
+		Expect(do("PUT", "/v2/lrps/pg/instances/ig", `{}`).Code).To(Equal(http.StatusConflict))
+		Expect(cell.UpdateLRPCallCount()).To(Equal(5))
 	})
 
 	It("accepts a task cancel with 202 and answers 404 for an unknown task", func() {

@@ -334,7 +334,8 @@ var _ = Describe("Cell", func() {
 				MetricTags: map[string]string{"source_id": "s2", "empty": ""}})).To(Succeed())
 			Expect(routes.UpdateRoutesCallCount()).To(Equal(1))
 			_, _, u := routes.UpdateRoutesArgsForCall(0)
-			Expect(u.Routes).To(Equal(ctr.Routes))
+			Expect(u.KeepRoutes).To(BeTrue())
+			Expect(u.Routes).To(BeNil())
 			Expect(u.MetricTags).To(Equal(map[string]executor.MetricTagValue{"source_id": {Static: "s2"}}))
 
 			Expect(c.UpdateLRP(context.Background(), api.LRPUpdate{ProcessGUID: "pg-2", InstanceGUID: "ig-1"})).To(MatchError(api.ErrNotFound))

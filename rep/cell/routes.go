@@ -145,8 +145,14 @@ func (c *Cell) UpdateLRP(ctx context.Context, u api.LRPUpdate) error {
 	if u.MetricTags == nil || c.cfg.Routes == nil {
 		return nil
 	}
-	if _, err := c.cfg.Routes.UpdateRoutes(ctx, ctr.GUID, executor.RouteUpdate{Routes: ctr.Routes,
+	if _, err := c.cfg.Routes.UpdateRoutes(ctx, ctr.GUID, executor.RouteUpdate{KeepRoutes: true,
 		MetricTags: staticTags(u.MetricTags)}); err != nil {
+		switch {
+		case errors.Is(err, executor.ErrInvalidRequest):
+			return fmt.Errorf("%w: %s: %v", api.ErrInvalidUpdate, u.InstanceGUID, err)
+		case errors.Is(err, executor.ErrInvalidTransition):
+			return fmt.Errorf("%w: %s: %v", api.ErrNotRunning, u.InstanceGUID, err)
+		}
 		return fmt.Errorf("update %s: %w", u.InstanceGUID, err)
 	}
 	c.logger.Info("lrp-updated", lrpData(id.key.ProcessGuid, id.key.Index, ctr.GUID))

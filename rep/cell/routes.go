@@ -41,12 +41,11 @@ func (c *Cell) watchDesired() {
 	retry := backoff.New(c.clock, time.Second, 30*time.Second)
 	for {
 		err := c.bbs.DesiredLRPChanges(c.ctx, c.cfg.CellID, func() {
+			// On this goroutine, before the stream's first event: a
+			// resync reading older desired LRPs must not land after a
+			// newer event, nor overlap the resync of a later reconnect.
 			retry.Reset()
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				c.resyncRoutes(logger)
-			}()
+			c.resyncRoutes(logger)
 		}, func(ev *models.DesiredLRPChangedEvent) {
 			c.applyRoutes(logger, ev.GetAfter())
 		})

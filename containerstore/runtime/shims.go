@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -146,25 +147,8 @@ func taskChecker(known func(guid string) bool, listed func() (map[string]bool, e
 }
 
 // tasksOnce answers taskIDs, asked of containerd at the first call only.
-// For one goroutine.
 func (c *Client) tasksOnce(ctx context.Context) func() (map[string]bool, error) {
-	return once(func() (map[string]bool, error) { return c.taskIDs(ctx) })
-}
-
-// once calls list at the first call only and answers the same after.
-func once(list func() (map[string]bool, error)) func() (map[string]bool, error) {
-	var (
-		ids   map[string]bool
-		err   error
-		asked bool
-	)
-	return func() (map[string]bool, error) {
-		if !asked {
-			ids, err = list()
-			asked = true
-		}
-		return ids, err
-	}
+	return sync.OnceValues(func() (map[string]bool, error) { return c.taskIDs(ctx) })
 }
 
 // removeStrayCgroups removes the namespace's cgroups whose container is

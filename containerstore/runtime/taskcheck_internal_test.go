@@ -2,12 +2,13 @@ package runtime
 
 import (
 	"errors"
+	"sync"
 	"testing"
 )
 
 func TestTaskCheckerListsOnlyForWhatTheCallerDoesNotKnow(t *testing.T) {
 	lists := 0
-	listed := once(func() (map[string]bool, error) {
+	listed := sync.OnceValues(func() (map[string]bool, error) {
 		lists++
 		return map[string]bool{"stray-with-task": true}, nil
 	})
@@ -32,7 +33,7 @@ func TestTaskCheckerListsOnlyForWhatTheCallerDoesNotKnow(t *testing.T) {
 }
 
 func TestTaskCheckerPassesTheListError(t *testing.T) {
-	has := taskChecker(nil, once(func() (map[string]bool, error) { return nil, errors.New("containerd down") }))
+	has := taskChecker(nil, sync.OnceValues(func() (map[string]bool, error) { return nil, errors.New("containerd down") }))
 	if _, err := has("x"); err == nil {
 		t.Fatal("no error")
 	}

@@ -51,6 +51,9 @@ type Identity struct {
 	CAKey    string   `json:"ca_key"`
 	KeyType  string   `json:"key_type"`
 	Validity Duration `json:"validity"`
+	// Tmpfs keeps <data_dir>/credentials and <data_dir>/proxy (every
+	// instance's key) on a tmpfs of their own (internal/secretfs).
+	Tmpfs bool `json:"tmpfs"`
 }
 
 type Proxy struct {
@@ -196,7 +199,7 @@ func DefaultConfig() Config {
 		PreloadedRootfs: map[string]string{
 			"busybox": "/var/lib/cellagent/rootfs/busybox",
 		},
-		Identity: Identity{KeyType: "ecdsa-p256", Validity: Duration(24 * time.Hour)},
+		Identity: Identity{KeyType: "ecdsa-p256", Validity: Duration(24 * time.Hour), Tmpfs: true},
 		Proxy: Proxy{Enabled: true, Kind: "cellproxy", MemoryOverheadMB: ProxyMemoryOverheadMB["cellproxy"], VerifySAN: []string{},
 			UID: 61000, GID: 61000},
 		Network: Network{Mode: "bridge", Subnet: "10.255.0.0/22", HostPortRange: "40000-59999",

@@ -51,6 +51,9 @@ func run(cfg config.Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("make data_dir: %w", err)
 	}
+	if err := mountSecretDirs(logger, cfg); err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)

@@ -219,6 +219,7 @@ func benchConfig(c *config.Config) {
 	c.Network.HostPortRange = benchPorts
 	c.Network.PortQuarantine = 0
 	c.Network.PoolSize = config.DefaultConfig().Network.PoolSize // what a cell runs with
+	c.Identity.Tmpfs = config.DefaultConfig().Identity.Tmpfs
 	c.Proxy.Enabled = true
 	c.Capacity.MemoryMB = 100000
 	c.Capacity.DiskMB = 100000
@@ -406,6 +407,7 @@ func cleanup(a *testagent.Agent) {
 		}
 	}
 	_ = a.Stop()
+	a.ReleaseSecretDirs()
 }
 
 // procCPU is utime+stime of pid in seconds.

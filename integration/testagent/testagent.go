@@ -21,6 +21,7 @@ import (
 
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/internal/secretfs"
 )
 
 // Enabled reports whether integration tests should run.
@@ -146,6 +147,10 @@ func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
 	// suites' inventories count every namespace as a container's.
 	cfg.Network.PoolSize = 0
 	cfg.Network.HostSingleTenant = true // the test is the only tenant
+	// Keys on data_dir's filesystem unless a test asks (identity.tmpfs):
+	// a tmpfs outlives the agent, and a test's temporary directory cannot
+	// be removed while one is mounted in it (Cleanup unmounts it).
+	cfg.Identity.Tmpfs = false
 	cfg.Proxy.Enabled = false
 	cfg.LogLevel = "debug"
 	if modify != nil {
@@ -247,6 +252,15 @@ func (a *Agent) Cleanup() {
 	}
 	_ = a.Stop()
 	a.removePool()
+	a.ReleaseSecretDirs()
+}
+
+// ReleaseSecretDirs unmounts the tmpfs mounts a stopped agent keeps for its
+// next run (identity.tmpfs) once no container's files are left in them.
+func (a *Agent) ReleaseSecretDirs() {
+	for _, name := range []string{"credentials", "proxy"} {
+		_, _ = secretfs.Release(filepath.Join(a.Config.DataDir, name))
+	}
 }
 
 // removePool deletes the network namespaces a stopped agent keeps prepared

@@ -66,6 +66,7 @@ func cmdStart(args []string) error {
 	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
 	proxyInit := fs.Bool("proxy-init", false, "run the agent with proxy.init (cellinit starts app and proxy; issue 16)")
 	pool := fs.Int("pool", -1, "the agent's network.pool_size (-1: its default)")
+	logLevel := fs.String("log-level", "info", "the agent's log_level")
 	parseFlags(fs, args)
 	dir, err := workdir(*workDir)
 	if err != nil {
@@ -92,6 +93,7 @@ func cmdStart(args []string) error {
 
 	a, err := newAgent(dir, "start", func(c *config.Config) {
 		c.Proxy.Init = *proxyInit
+		c.LogLevel = *logLevel
 		if *pool >= 0 {
 			c.Network.PoolSize = *pool
 		}

@@ -281,7 +281,7 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 		}
 		return Result{}, retErr
 	}
-	logger.Info("set-up", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports, "netns": path})
+	logger.Info("set-up", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports, "netns": path, "pool-slot": st.PoolSlot})
 	return st.result(), nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"code.cloudfoundry.org/clock"
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/executor"
@@ -111,9 +112,12 @@ func (s *Store) failStart(logger lager.Logger, c *container, exits <-chan Exit, 
 func (s *Store) supervise(logger lager.Logger, c *container, exits <-chan Exit) {
 	var ex Exit
 	var health <-chan time.Time
-	round := 0 // health rounds so far
+	var next time.Time // the next health round, on the grid
+	round := 0         // health rounds so far
+	var t clock.Timer
 	if s.cfg.HealthInterval > 0 {
-		t := s.deps.Clock.NewTicker(s.cfg.HealthInterval)
+		next = healthGrid(s.deps.Clock.Now().Add(s.cfg.HealthInterval))
+		t = s.deps.Clock.NewTimer(next.Sub(s.deps.Clock.Now()))
 		defer t.Stop()
 		health = t.C()
 	}
@@ -133,6 +137,10 @@ wait:
 		case <-s.rootCtx.Done():
 			return
 		case <-health:
+			// Absolute times: each instance's rounds stay on the grid
+			// however late this goroutine ran.
+			next = next.Add(s.cfg.HealthInterval)
+			t.Reset(max(next.Sub(s.deps.Clock.Now()), 0))
 			s.checkHealth(logger, c)
 			if round%diskCheckEvery == 0 {
 				s.checkDisk(logger, c)
@@ -162,6 +170,22 @@ wait:
 	}
 	logger.Info("task-exited", lager.Data{"status": ex.Status, "stopping": stopping})
 	s.complete(logger, c, result)
+}
+
+// healthTick is the grid every instance's health rounds fall on: the
+// runtime fires the timers due at one instant in one wake-up, where rounds
+// spread over the interval woke a thread (and the runtime's sysmon) once per
+// instance. An instance's first round comes up to one tick after
+// HealthInterval, and every later one HealthInterval after the one before
+// it (issue 16: idle agent CPU at 500 instances).
+const healthTick = time.Second
+
+// healthGrid answers t rounded up to the next healthTick.
+func healthGrid(t time.Time) time.Time {
+	if r := t.Truncate(healthTick); r.Before(t) {
+		return r.Add(healthTick)
+	}
+	return t
 }
 
 // markExited records that the app's exit was seen and answers whether it

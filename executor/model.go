@@ -116,6 +116,11 @@ type RunRequest struct {
 	// Privileged lets the process user resolve to uid 0 or gid 0, on a cell
 	// whose config sets allow_privileged (README: what that gives).
 	Privileged bool `json:"privileged,omitempty"`
+	// ImageAuth is the registry login for pulling a DockerImagePrefix image
+	// (Diego's image_username and image_password). It is used for that
+	// pull only: never written to JSON (records, API answers, events) and
+	// dropped by the store once the image is there.
+	ImageAuth *RegistryAuth `json:"-"`
 	// MetricTags become the tags of the instance's router.register
 	// messages (Gorouter's access log and metrics), as in Diego.
 	MetricTags map[string]MetricTagValue `json:"metric_tags,omitempty"`
@@ -124,6 +129,28 @@ type RunRequest struct {
 	// serves on 61443 for app port 8080.
 	InternalRoutes []InternalRoute `json:"internal_routes,omitempty"`
 }
+
+// DockerImagePrefix marks a run request image that the runtime pulls from
+// its registry when containerd does not hold it yet:
+// "docker://" + a normalized reference (docker.io/library/busybox:latest,
+// 127.0.0.1:5000/app:1, registry/app@sha256:...).
+const DockerImagePrefix = "docker://"
+
+// RegistryAuth is a basic-auth login to an image registry.
+type RegistryAuth struct {
+	Username, Password string
+}
+
+// String keeps the password out of anything that prints the value.
+func (a *RegistryAuth) String() string {
+	if a == nil {
+		return "<none>"
+	}
+	return "user " + a.Username + " (password hidden)"
+}
+
+// GoString is String for %#v.
+func (a *RegistryAuth) GoString() string { return a.String() }
 
 // InternalRoute is one internal route, as Diego's internalroutes JSON.
 type InternalRoute struct {

@@ -4,7 +4,10 @@
 // never drops a setting it cannot honour (a desired LRP run half-configured
 // is worse than one refused at placement).
 //
-// Supported now: rootfs preloaded:STACK (via the stacks map), the action
+// Supported now: rootfs preloaded:STACK (via the stacks map) and docker
+// images (see Image; image_username and image_password become the run
+// request's ImageAuth; a docker image's run action runs as root unless it
+// names a user, refused unless privileged where allowed), the action
 // tree run / serial / codependent holding exactly one run action, env,
 // ports, memory, disk, max pids, CPU weight, start timeout, a single tcp
 // or http check_definition check, certificate properties, cf-router
@@ -15,7 +18,6 @@ package lrp
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -63,22 +65,6 @@ func refuse(format string, args ...any) *Refusal {
 	return &Refusal{Reason: fmt.Sprintf(format, args...)}
 }
 
-// Image answers the run request image of a desired rootfs URL.
-func Image(rootfs string, stacks map[string]string) (string, error) {
-	u, err := url.Parse(rootfs)
-	if err != nil {
-		return "", refuse("rootfs %q: %v", rootfs, err)
-	}
-	if u.Scheme != "preloaded" {
-		return "", refuse("rootfs %q: only preloaded:STACK is supported", rootfs)
-	}
-	name, ok := stacks[u.Opaque]
-	if !ok {
-		return "", refuse("rootfs %q: stack %q is not one of this cell's stacks", rootfs, u.Opaque)
-	}
-	return "preloaded:" + name, nil
-}
-
 // Names of the BBS fields this cell does not implement yet, by message and
 // field number; they are the unknown fields of our messages.
 var unsupportedFields = map[protoreflect.FullName]map[protowire.Number]string{
@@ -109,6 +95,9 @@ func unknownFields(m protoreflect.Message, path string, out *[]string) {
 			return
 		}
 		raw = raw[skip:]
+		if handledUnknown(m, num) {
+			continue
+		}
 		name := unsupportedFields[m.Descriptor().FullName()][num]
 		if name == "" {
 			name = fmt.Sprintf("field %d", num)
@@ -215,6 +204,10 @@ func translateCommon(msg proto.Message, c common, s Settings) (executor.RunReque
 	if err != nil {
 		return executor.RunRequest{}, err
 	}
+	auth, err := imageAuth(msg, image)
+	if err != nil {
+		return executor.RunRequest{}, err
+	}
 	run, err := singleRun(c.action)
 	if err != nil {
 		return executor.RunRequest{}, err
@@ -229,6 +222,12 @@ func translateCommon(msg proto.Message, c common, s Settings) (executor.RunReque
 		Process:    executor.Process{Path: run.GetPath(), Args: run.GetArgs(), Dir: run.GetDir(), User: run.GetUser()},
 		CPUWeight:  int(c.cpuWeight),
 		Privileged: c.privileged,
+		ImageAuth:  auth,
+	}
+	if strings.HasPrefix(image, executor.DockerImagePrefix) {
+		if req.Process.User, err = dockerUser(req.Process.User, c.privileged, s); err != nil {
+			return executor.RunRequest{}, err
+		}
 	}
 	if req.EgressRules, err = EgressRules(c.egress); err != nil {
 		return executor.RunRequest{}, err

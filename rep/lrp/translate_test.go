@@ -101,7 +101,9 @@ var _ = Describe("Translate", func() {
 			Expect(err).To(BeAssignableToTypeOf(refusal))
 			Expect(err.Error()).To(ContainSubstring(reason))
 		},
-		Entry("a docker image", func(d *models.DesiredLRP) { d.RootFs = "docker:///busybox" }, "only preloaded:STACK"),
+		Entry("a docker image run as root", func(d *models.DesiredLRP) {
+			d.RootFs, d.Action = "docker:///busybox", &models.Action{RunAction: &models.RunAction{Path: "/bin/sh"}}
+		}, "docker image runs as root"),
 		Entry("another stack", func(d *models.DesiredLRP) { d.RootFs = "preloaded:cflinuxfs3" }, `stack "cflinuxfs3"`),
 		Entry("privileged without allow_privileged", func(d *models.DesiredLRP) { d.Privileged = true },
 			"privileged: this cell's allow_privileged is false"),
@@ -180,6 +182,8 @@ var _ = Describe("TranslateTask", func() {
 		Entry("an egress rule without ports", func(t *models.TaskDefinition) {
 			t.EgressRules = []*models.SecurityGroupRule{{Protocol: "tcp", Destinations: []string{"10.0.0.1"}}}
 		}, "egress_rules[0].ports"),
-		Entry("a docker image", func(t *models.TaskDefinition) { t.RootFs = "docker:///busybox" }, "only preloaded:STACK"),
+		Entry("a docker image run as root", func(t *models.TaskDefinition) {
+			t.RootFs, t.Action.RunAction.User = "docker:///busybox", "root"
+		}, "docker image runs as root"),
 	)
 })

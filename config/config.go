@@ -21,9 +21,19 @@ import (
 
 type Duration = executor.Duration
 
+// registryPattern is a registry as the domain of an image reference:
+// host name or IPv4 address (or [IPv6]) with an optional port.
+var registryPattern = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$`)
+
 type Containerd struct {
 	Socket    string `json:"socket"`
 	Namespace string `json:"namespace"`
+	// InsecureRegistries are the registries (host or host:port, as in an
+	// image reference) that docker images are pulled from over plain HTTP,
+	// as garden's insecure_docker_registry_list; any other is HTTPS.
+	InsecureRegistries []string `json:"insecure_registries"`
+	// PullTimeout bounds one image pull (resolve, fetch, check, unpack).
+	PullTimeout Duration `json:"pull_timeout"`
 }
 
 type TLS struct {
@@ -193,7 +203,8 @@ func DefaultConfig() Config {
 		CellID:     sanitizeID(host),
 		Zone:       "z1",
 		DataDir:    "/var/lib/cellagent",
-		Containerd: Containerd{Socket: "/run/containerd/containerd.sock", Namespace: "cellagent"},
+		Containerd: Containerd{Socket: "/run/containerd/containerd.sock", Namespace: "cellagent", InsecureRegistries: []string{},
+			PullTimeout: Duration(10 * time.Minute)},
 		Listen:     Listen{Admin: "127.0.0.1:1800"},
 		Capacity:   Capacity{MaxContainers: 250},
 		PreloadedRootfs: map[string]string{
@@ -326,6 +337,14 @@ func (c Config) Validate() error {
 	}
 	if !idPattern.MatchString(c.Containerd.Namespace) {
 		bad("containerd.namespace %q is not a valid namespace", c.Containerd.Namespace)
+	}
+	for _, r := range c.Containerd.InsecureRegistries {
+		if !registryPattern.MatchString(r) {
+			bad("containerd.insecure_registries: %q is not a registry host or host:port (no scheme, no path)", r)
+		}
+	}
+	if d := time.Duration(c.Containerd.PullTimeout); d < time.Second || d > 24*time.Hour {
+		bad("containerd.pull_timeout %s: must be within 1s-24h", d)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen.Admin); err != nil {
 		bad("listen.admin %q: %v", c.Listen.Admin, err)

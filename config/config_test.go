@@ -84,6 +84,9 @@ var _ = Describe("Config", func() {
 			}, `network.egress.default[0].destinations[0]: "10.0.0.0/33": not an IPv4 CIDR`),
 			Entry("no containerd socket", func(c *config.Config) { c.Containerd.Socket = "" }, "containerd.socket"),
 			Entry("bad namespace", func(c *config.Config) { c.Containerd.Namespace = "-ns" }, "containerd.namespace"),
+			Entry("an insecure registry with a scheme", func(c *config.Config) { c.Containerd.InsecureRegistries = []string{"http://127.0.0.1:5000"} }, "containerd.insecure_registries"),
+			Entry("an insecure registry with a path", func(c *config.Config) { c.Containerd.InsecureRegistries = []string{"registry.example.com/team"} }, "containerd.insecure_registries"),
+			Entry("no pull timeout", func(c *config.Config) { c.Containerd.PullTimeout = 0 }, "containerd.pull_timeout"),
 			Entry("admin without a port", func(c *config.Config) { c.Listen.Admin = "127.0.0.1" }, "listen.admin"),
 			Entry("admin on a public address without TLS", func(c *config.Config) { c.Listen.Admin = "0.0.0.0:1800" }, "is not a loopback address"),
 			Entry("admin on a public address without client certificates", func(c *config.Config) {
@@ -184,6 +187,15 @@ var _ = Describe("Config", func() {
 			Expect(cfg.Network.Subnet).To(Equal("10.255.0.0/22"))
 			Expect(cfg.Capacity.MemoryMB).To(Equal(2048))
 			Expect(cfg.Capacity.MaxContainers).To(Equal(250))
+			Expect(cfg.Validate()).To(Succeed())
+		})
+
+		It("reads the registries pulled from over plain HTTP and the pull timeout, keeping the socket", func() {
+			cfg := config.DefaultConfig()
+			Expect(config.Decode([]byte(`{"containerd":{"insecure_registries":["127.0.0.1:5000","registry.internal","[::1]:5000"],"pull_timeout":"2m"}}`), &cfg)).To(Succeed())
+			Expect(cfg.Containerd.InsecureRegistries).To(Equal([]string{"127.0.0.1:5000", "registry.internal", "[::1]:5000"}))
+			Expect(time.Duration(cfg.Containerd.PullTimeout)).To(Equal(2 * time.Minute))
+			Expect(cfg.Containerd.Socket).To(Equal("/run/containerd/containerd.sock"))
 			Expect(cfg.Validate()).To(Succeed())
 		})
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -285,6 +286,15 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	guid, req, res := c.info.GUID, c.request, c.info.Resources
 	s.mu.Unlock()
 
+	imageCfg, err := s.deps.Runtime.PullImage(ctx, logger, req.Image, req.ImageAuth)
+	if err != nil {
+		return nil, &failure{executor.FailureSetup, fmt.Errorf("image: %w", err)}
+	}
+	// The registry login served the pull: it is kept no longer.
+	req.ImageAuth = nil
+	s.mu.Lock()
+	c.request.ImageAuth = nil
+	s.mu.Unlock()
 	user, err := s.deps.Runtime.Prepare(ctx, logger, guid, req.Image, req.Process.User)
 	if err != nil {
 		return nil, &failure{executor.FailureSetup, fmt.Errorf("prepare rootfs: %w", err)}
@@ -315,7 +325,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 
 	spec := ContainerSpec{
 		GUID: guid, Path: req.Process.Path, Args: req.Process.Args,
-		Env: append(append(instanceEnv(inst), req.Process.Env...), inst.Env...),
+		Env: slices.Concat(imageCfg.Env, instanceEnv(inst), req.Process.Env, inst.Env),
 		Dir: req.Process.Dir, User: user,
 		MemoryLimitBytes: limit, MaxPids: s.maxPids(res), CPUShares: cpuShares(req.CPUWeight),
 		NetNSPath: inst.NetNSPath, Hostname: hostname(guid), Mounts: inst.Mounts,

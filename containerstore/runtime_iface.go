@@ -7,6 +7,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
+	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/internal/cellinit"
 )
 
@@ -94,11 +95,23 @@ type Exit struct {
 //go:generate go tool counterfeiter -o containerstorefakes/fake_route_hook.go . RouteHook
 //go:generate go tool counterfeiter -o containerstorefakes/fake_process_runner.go . ProcessRunner
 
+// ImageConfig is what of an image's own config the runtime answers for a
+// start: the environment, which the run request's and the instance's
+// variables override (as garden merges an image's env).
+type ImageConfig struct {
+	Env []string
+}
+
 // ContainerRuntime makes and removes containers (containerd adapter).
 type ContainerRuntime interface {
-	// Validate checks, without making anything, that the image exists and
-	// (where that is cheap) that the user exists in it.
+	// Validate checks, without making anything, that the image exists (or,
+	// for an executor.DockerImagePrefix image, can be pulled) and (where
+	// that is cheap) that the user exists in it.
 	Validate(ctx context.Context, image, user string) error
+	// PullImage makes the image available before Prepare, pulling an
+	// executor.DockerImagePrefix image containerd lacks with auth (nil: no
+	// login), and answers its config (empty for other images).
+	PullImage(ctx context.Context, logger lager.Logger, image string, auth *executor.RegistryAuth) (ImageConfig, error)
 	// Prepare resolves the image, makes the container's rootfs snapshot and
 	// resolves the process user inside it.
 	Prepare(ctx context.Context, logger lager.Logger, guid, image, user string) (User, error)

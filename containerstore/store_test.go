@@ -820,6 +820,40 @@ var _ = Describe("Store", func() {
 			Expect(network.SetupCallCount()).To(BeZero())
 		})
 
+		It("completes failed, before any rootfs is made, when the image cannot be pulled", func() {
+			runtime.PullImageReturns(containerstore.ImageConfig{}, errors.New("image 127.0.0.1:5000/app:nope not found in its registry"))
+			req := runRequest()
+			req.Image = executor.DockerImagePrefix + "127.0.0.1:5000/app:nope"
+			_, err := store.AllocateAndRun(ctx, "g1", req)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+			Expect(get("g1").RunResult.FailureReason).To(Equal("image: image 127.0.0.1:5000/app:nope not found in its registry"))
+			Expect(get("g1").RunResult.FailureCode).To(Equal(executor.FailureSetup))
+			Expect(runtime.PrepareCallCount()).To(BeZero())
+			Expect(network.SetupCallCount()).To(BeZero())
+		})
+
+		It("pulls with the request's login, then forgets it, and puts the image's env before everything else", func() {
+			runtime.PullImageReturns(containerstore.ImageConfig{Env: []string{"PATH=/image/bin", "PORT=1", "FROM_IMAGE=1"}}, nil)
+			req := runRequest()
+			req.Image = executor.DockerImagePrefix + "127.0.0.1:5000/app:v1"
+			req.ImageAuth = &executor.RegistryAuth{Username: "puller", Password: "s3cret"}
+			_, err := store.AllocateAndRun(ctx, "g1", req)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(runtime.CreateCallCount).Should(Equal(1))
+			_, _, image, auth := runtime.PullImageArgsForCall(0)
+			Expect(image).To(Equal(req.Image))
+			Expect(auth).To(Equal(&executor.RegistryAuth{Username: "puller", Password: "s3cret"}))
+			_, _, spec := runtime.CreateArgsForCall(0)
+			Expect(spec.Env[:3]).To(Equal([]string{"PATH=/image/bin", "PORT=1", "FROM_IMAGE=1"}))
+			Expect(spec.Env).To(ContainElement("PORT=8080"), "the instance's PORT comes later and wins")
+			record, err := os.ReadFile(filepath.Join(dataDir, "containers", "g1.json"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(record)).To(ContainSubstring("127.0.0.1:5000/app:v1"))
+			Expect(string(record)).NotTo(ContainSubstring("s3cret"))
+			Expect(string(record)).NotTo(ContainSubstring("puller"))
+		})
+
 		It("completes with insufficient_resources when a step finds no room, whatever the step's name", func() {
 			network.SetupReturns(executor.NewError(executor.ErrInsufficientResources, "no free host ports"))
 			_, err := store.AllocateAndRun(ctx, "g1", runRequest())

@@ -62,7 +62,7 @@ func diegoMembers(logger lager.Logger, cfg config.Config, store *containerstore.
 
 	value, err := json.Marshal(api.CellPresence{CellID: cfg.CellID, RepAddress: d.Rep.URL, RepURL: repURL, Zone: cfg.Zone,
 		Capacity:              api.Capacity{MemoryMB: total.MemoryMB, DiskMB: total.DiskMB, Containers: total.Containers},
-		RootFSProviders:       []api.Provider{{Name: "preloaded", Properties: stacks}},
+		RootFSProviders:       []api.Provider{{Name: "preloaded", Properties: stacks}, {Name: "docker"}},
 		PlacementTags:         nonNilStrings(d.PlacementTags),
 		OptionalPlacementTags: nonNilStrings(d.OptionalPlacementTags)})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	lager "code.cloudfoundry.org/lager/v3"
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/executor"
 )
 
 type FakeContainerRuntime struct {
@@ -50,6 +51,17 @@ type FakeContainerRuntime struct {
 		result1 containerstore.User
 		result2 error
 	}
+	PullImageStub        func(context.Context, lager.Logger, string, *executor.RegistryAuth) (containerstore.ImageConfig, error)
+	pullImageMutex       sync.RWMutex
+	pullImageArgsForCall []FakeContainerRuntimePullImageArgs
+	pullImageReturns     struct {
+		result1 containerstore.ImageConfig
+		result2 error
+	}
+	pullImageReturnsOnCall map[int]struct {
+		result1 containerstore.ImageConfig
+		result2 error
+	}
 	ValidateStub        func(context.Context, string, string) error
 	validateMutex       sync.RWMutex
 	validateArgsForCall []FakeContainerRuntimeValidateArgs
@@ -90,6 +102,14 @@ type FakeContainerRuntimePrepareArgs struct {
 	Arg3 string
 	Arg4 string
 	Arg5 string
+}
+
+// FakeContainerRuntimePullImageArgs holds the arguments of one call to PullImage.
+type FakeContainerRuntimePullImageArgs struct {
+	Arg1 context.Context
+	Arg2 lager.Logger
+	Arg3 string
+	Arg4 *executor.RegistryAuth
 }
 
 // FakeContainerRuntimeValidateArgs holds the arguments of one call to Validate.
@@ -369,6 +389,76 @@ func (fake *FakeContainerRuntime) PrepareReturnsOnCall(i int, result1 containers
 	}
 	fake.prepareReturnsOnCall[i] = struct {
 		result1 containerstore.User
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeContainerRuntime) PullImage(arg1 context.Context, arg2 lager.Logger, arg3 string, arg4 *executor.RegistryAuth) (containerstore.ImageConfig, error) {
+	fake.pullImageMutex.Lock()
+	ret, specificReturn := fake.pullImageReturnsOnCall[len(fake.pullImageArgsForCall)]
+	fake.pullImageArgsForCall = append(fake.pullImageArgsForCall, FakeContainerRuntimePullImageArgs{arg1, arg2, arg3, arg4})
+	stub := fake.PullImageStub
+	fakeReturns := fake.pullImageReturns
+	fake.recordInvocation("PullImage", []interface{}{arg1, arg2, arg3, arg4})
+	fake.pullImageMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3, arg4)
+	}
+	if specificReturn {
+		return ret.result1, ret.result2
+	}
+	return fakeReturns.result1, fakeReturns.result2
+}
+
+func (fake *FakeContainerRuntime) PullImageCallCount() int {
+	fake.pullImageMutex.RLock()
+	defer fake.pullImageMutex.RUnlock()
+	return len(fake.pullImageArgsForCall)
+}
+
+func (fake *FakeContainerRuntime) PullImageCalls(stub func(context.Context, lager.Logger, string, *executor.RegistryAuth) (containerstore.ImageConfig, error)) {
+	fake.pullImageMutex.Lock()
+	defer fake.pullImageMutex.Unlock()
+	fake.PullImageStub = stub
+}
+
+func (fake *FakeContainerRuntime) PullImageArgsForCall(i int) (context.Context, lager.Logger, string, *executor.RegistryAuth) {
+	fake.pullImageMutex.RLock()
+	defer fake.pullImageMutex.RUnlock()
+	argsForCall := fake.pullImageArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3, argsForCall.Arg4
+}
+
+func (fake *FakeContainerRuntime) PullImageArgs() []FakeContainerRuntimePullImageArgs {
+	fake.pullImageMutex.RLock()
+	defer fake.pullImageMutex.RUnlock()
+	args := make([]FakeContainerRuntimePullImageArgs, len(fake.pullImageArgsForCall))
+	copy(args, fake.pullImageArgsForCall)
+	return args
+}
+
+func (fake *FakeContainerRuntime) PullImageReturns(result1 containerstore.ImageConfig, result2 error) {
+	fake.pullImageMutex.Lock()
+	defer fake.pullImageMutex.Unlock()
+	fake.PullImageStub = nil
+	fake.pullImageReturns = struct {
+		result1 containerstore.ImageConfig
+		result2 error
+	}{result1, result2}
+}
+
+func (fake *FakeContainerRuntime) PullImageReturnsOnCall(i int, result1 containerstore.ImageConfig, result2 error) {
+	fake.pullImageMutex.Lock()
+	defer fake.pullImageMutex.Unlock()
+	fake.PullImageStub = nil
+	if fake.pullImageReturnsOnCall == nil {
+		fake.pullImageReturnsOnCall = make(map[int]struct {
+			result1 containerstore.ImageConfig
+			result2 error
+		})
+	}
+	fake.pullImageReturnsOnCall[i] = struct {
+		result1 containerstore.ImageConfig
 		result2 error
 	}{result1, result2}
 }

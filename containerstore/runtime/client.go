@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,6 +58,11 @@ type Config struct {
 	// CgroupRoot is where the cgroup file system is mounted; empty is
 	// DefaultCgroupRoot.
 	CgroupRoot string
+	// InsecureRegistries are the registries (host or host:port, as in an
+	// image reference) pulled from over plain HTTP; any other is HTTPS.
+	InsecureRegistries []string
+	// PullTimeout bounds one image pull; zero is DefaultPullTimeout.
+	PullTimeout time.Duration
 }
 
 // Client is the containerd adapter.
@@ -75,6 +81,11 @@ type Client struct {
 
 	upperMu sync.Mutex        // guards uppers
 	uppers  map[string]string // guid -> writable directory (WritableBytes)
+
+	insecure    []string
+	pullTimeout time.Duration
+	pullMu      sync.Mutex           // guards pulls
+	pulls       map[string]*pullCall // image and login -> the pull under way
 }
 
 var (
@@ -92,13 +103,17 @@ func New(cfg Config) (*Client, error) {
 	if cfg.CgroupRoot == "" {
 		cfg.CgroupRoot = DefaultCgroupRoot
 	}
+	if cfg.PullTimeout <= 0 {
+		cfg.PullTimeout = DefaultPullTimeout
+	}
 	cl, err := containerd.New(cfg.Socket, containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Socket, err)
 	}
 	return &Client{client: cl, socket: cfg.Socket, ns: cfg.Namespace, cellID: cfg.CellID, snapshotter: cfg.Snapshotter,
 		rootfs: cfg.Preloaded, logger: cfg.LoggerBinary, preloaded: map[string]string{},
-		cgroups: NewCgroups(cfg.CgroupRoot, cfg.Namespace)}, nil
+		cgroups: NewCgroups(cfg.CgroupRoot, cfg.Namespace), insecure: slices.Clone(cfg.InsecureRegistries),
+		pullTimeout: cfg.PullTimeout, pulls: map[string]*pullCall{}}, nil
 }
 
 // Cgroups answers the reader of this namespace's container cgroups (memory
@@ -126,8 +141,12 @@ func (c *Client) Ping(ctx context.Context) error {
 }
 
 // Validate checks, without making anything, that image exists and, for
-// preloaded images, that user exists in it.
+// preloaded images, that user exists in it. A docker image need only be
+// a well-formed reference: PullImage fetches it when it is missing.
 func (c *Client) Validate(ctx context.Context, image, user string) error {
+	if _, ok, err := dockerRef(image); ok {
+		return err
+	}
 	if name, ok := strings.CutPrefix(image, PreloadedPrefix); ok {
 		dir, ok := c.rootfs[name]
 		if !ok {
@@ -189,8 +208,18 @@ func (c *Client) Prepare(ctx context.Context, logger lager.Logger, guid, image, 
 		}
 		return u, nil
 	}
-	img, err := c.client.GetImage(ctx, image)
+	name, docker, err := dockerRef(image)
 	if err != nil {
+		return containerstore.User{}, err
+	}
+	if !docker {
+		name = image
+	}
+	img, err := c.client.GetImage(ctx, name)
+	if err != nil {
+		if docker && errdefs.IsNotFound(err) {
+			return containerstore.User{}, fmt.Errorf("image %q has not been pulled (PullImage first): %w", image, err)
+		}
 		return containerstore.User{}, fmt.Errorf("get image %q: %w", image, err)
 	}
 	if ok, _ := img.IsUnpacked(ctx, c.snapshotter); !ok {

@@ -176,6 +176,22 @@ var _ = Describe("Cell", func() {
 			Expect(req.Image).To(Equal("preloaded:busybox"))
 		})
 
+		It("runs a docker image LRP with the image's reference for the runtime to pull", func() {
+			d := supported()
+			d.RootFs = "docker://127.0.0.1:5000/app#v1"
+			d.Action.RunAction.User = "vcap"
+			fakeBBS.DesiredLRPReturns(d, nil)
+			w := work()
+			w.LRPs[0].RootFs = d.RootFs
+			failed, err := c.Perform(context.Background(), w)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(failed.LRPs).To(BeEmpty())
+			Eventually(client.RunCallCount).Should(Equal(1))
+			_, _, req := client.RunArgsForCall(0)
+			Expect(req.Image).To(Equal(executor.DockerImagePrefix + "127.0.0.1:5000/app:v1"))
+			Expect(req.Process.User).To(Equal("vcap"))
+		})
+
 		It("refuses an LRP it cannot run fully: nothing reserved, the reason recorded in BBS", func() {
 			d := supported()
 			d.Privileged = true
@@ -582,7 +598,7 @@ var _ = Describe("Cell", func() {
 	})
 
 	Describe("State", func() {
-		It("lists the Diego instances and the preloaded stacks", func() {
+		It("lists the Diego instances, the preloaded stacks and any docker image", func() {
 			client.StateReturns(executor.CellState{Total: executor.ResourceTotals{MemoryMB: 1024, DiskMB: 2048, Containers: 10},
 				Available: executor.ResourceTotals{MemoryMB: 960, DiskMB: 1984, Containers: 9}, ProxyMemoryOverheadMB: 32}, nil)
 			st.mu.Lock()
@@ -595,7 +611,7 @@ var _ = Describe("Cell", func() {
 			Expect(s.TotalResources).To(Equal(api.Resources{MemoryMB: 1024, DiskMB: 2048, Containers: 10}))
 			Expect(s.AvailableResources).To(Equal(api.Resources{MemoryMB: 960, DiskMB: 1984, Containers: 9}))
 			Expect(s.ProxyMemoryAllocationMB).To(Equal(32))
-			Expect(s.RootFSProviders).To(Equal(api.RootFSProviders{"preloaded": {"cflinuxfs4"}}))
+			Expect(s.RootFSProviders).To(Equal(api.RootFSProviders{"preloaded": {"cflinuxfs4"}, "docker": nil}))
 			Expect(s.LRPs).To(ConsistOf(HaveField("InstanceGUID", "ig-1")))
 			Expect(s.LRPs[0].State).To(Equal("CLAIMED"))
 			Expect(s.StartingContainerCount).To(Equal(1))

@@ -217,7 +217,7 @@ func (c *Cell) State(ctx context.Context) (api.CellState, error) {
 	}
 	out := api.CellState{
 		RepURL: c.cfg.RepURL, CellID: c.cfg.CellID, Zone: c.cfg.Zone, Evacuating: st.Evacuating,
-		RootFSProviders:         api.RootFSProviders{"preloaded": stacks},
+		RootFSProviders:         api.RootFSProviders{"preloaded": stacks, "docker": nil}, // docker: any image (rep's arbitrary provider)
 		AvailableResources:      api.Resources{MemoryMB: int32(st.Available.MemoryMB), DiskMB: int32(st.Available.DiskMB), Containers: st.Available.Containers},
 		TotalResources:          api.Resources{MemoryMB: int32(st.Total.MemoryMB), DiskMB: int32(st.Total.DiskMB), Containers: st.Total.Containers},
 		LRPs:                    []api.LRP{},

@@ -14,7 +14,8 @@ need_root() { [[ $(id -u) == 0 ]] || die "run as root (containerd, runc and CNI 
 
 # install_packages installs the Debian packages cellagent needs, only when one is missing.
 install_packages() {
-  local pkgs=(containerd runc containernetworking-plugins nftables iptables iproute2 busybox-static haproxy gcc libc6-dev)
+  # docker-registry: the Diego suite's loopback registry for docker:// images.
+  local pkgs=(containerd runc containernetworking-plugins nftables iptables iproute2 busybox-static haproxy gcc libc6-dev docker-registry)
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   ((${#missing[@]} == 0)) && return 0
@@ -22,6 +23,11 @@ install_packages() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The package starts a registry on :5000 (every address) where systemd
+  # runs; the tests start their own on loopback only.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 }
 
 require_go() {

@@ -190,6 +190,8 @@ type cellOptions struct {
 	// (instead of its embedded one): cells that share one NATS let a
 	// spec see their route messages in one order.
 	natsURLs []string
+	// insecureRegistries are pulled from over plain HTTP (a test registry).
+	insecureRegistries []string
 }
 
 // startCell starts a control plane (REP_TLS=1 with opts.repTLS) and a
@@ -225,6 +227,7 @@ func startAgent(k *kit, name string, opts cellOptions, netw cellNetwork) *testag
 		if len(opts.natsURLs) > 0 {
 			c.NATS.URLs = opts.natsURLs
 		}
+		c.Containerd.InsecureRegistries = opts.insecureRegistries
 		c.Diego = &config.Diego{
 			BBS: config.DiegoBBS{URL: k.env["BBS_URL"], CACert: k.env["CELL_CA"], Cert: k.env["CELL_CERT"], Key: k.env["CELL_KEY"]},
 			Locket: config.DiegoLocket{Address: k.env["LOCKET_ADDRESS"], CACert: k.env["LOCKET_CA"],

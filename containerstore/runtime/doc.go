@@ -8,6 +8,13 @@
 // committed overlayfs snapshot; each container gets its own writable
 // snapshot on top, removed with the container.
 //
+// Docker images ("docker://" + a normalized reference) are pulled through
+// containerd's client when the namespace lacks them (pull.go): once for
+// concurrent starts of one image and login, bounded by the pull timeout,
+// plain HTTP only for the configured insecure registries, a request's
+// login sent to the image's registry only and never kept; the layers are
+// checked as an import's before they are unpacked.
+//
 // App output goes to a logging binary (cellagent itself, see logdriver)
 // that the containerd shim starts, so logs keep flowing while the agent is
 // down and no FIFO fills up behind a restarting agent.

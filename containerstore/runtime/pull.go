@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -94,7 +96,10 @@ func (c *Client) PullImage(ctx context.Context, logger lager.Logger, image strin
 func (c *Client) pullOnce(ctx context.Context, logger lager.Logger, ref string, auth *executor.RegistryAuth) error {
 	key := ref
 	if auth != nil {
-		key += "\x00" + auth.Username + "\x00" + auth.Password // in memory only, for the pull's length
+		// Pulls with different logins are different pulls (one may be
+		// refused); the key holds a hash of the login, not the login.
+		sum := sha256.Sum256([]byte(auth.Username + "\x00" + auth.Password))
+		key += "\x00" + hex.EncodeToString(sum[:])
 	}
 	c.pullMu.Lock()
 	call, ok := c.pulls[key]

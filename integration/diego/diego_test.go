@@ -111,9 +111,11 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(cells[0].CellID).To(Equal(cellID))
 		Expect(cells[0].RepAddress).To(Equal(agent.Config.Diego.Rep.URL))
-		Expect(cells[0].RootFSProviders).To(HaveLen(1))
+		Expect(cells[0].RootFSProviders).To(HaveLen(2))
 		Expect(cells[0].RootFSProviders[0].Name).To(Equal("preloaded"))
 		Expect(cells[0].RootFSProviders[0].Properties).To(Equal([]string{stack}))
+		Expect(cells[0].RootFSProviders[1].Name).To(Equal("docker"))
+		Expect(cells[0].RootFSProviders[1].Properties).To(BeEmpty())
 	})
 
 	It("runs a desired LRP's 2 instances on this cell with their net info, scales to 1, and removes it", func() {

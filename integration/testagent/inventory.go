@@ -81,8 +81,12 @@ func TakeInventory(a *Agent) (Inventory, error) {
 		return inv, err
 	}
 	for _, l := range snaps[min(1, len(snaps)):] { // KEY PARENT KIND
-		key := strings.Fields(l)[0]
+		f := strings.Fields(l)
+		key := f[0]
 		switch {
+		case strings.HasPrefix(key, "sha256:") && f[len(f)-1] == "Committed":
+			// An unpacked image's layer: the image cache (a pulled
+			// docker:// or an imported image), not a container's.
 		case strings.HasPrefix(key, "cellagent-preloaded-") && strings.Contains(key, "-import-"):
 			inv.ImportSnapshots = append(inv.ImportSnapshots, key)
 		case strings.HasPrefix(key, "cellagent-preloaded-"):

@@ -66,16 +66,17 @@ func refuse(format string, args ...any) *Refusal {
 }
 
 // Names of the BBS fields this cell does not implement yet, by message and
-// field number; they are the unknown fields of our messages.
+// field number; they are the unknown fields of our messages (but for the
+// image login, read from them: see handledUnknown).
 var unsupportedFields = map[protoreflect.FullName]map[protowire.Number]string{
 	"models.DesiredLRP": {22: "cached_dependencies", 25: "volume_mounts", 26: "network",
-		31: "image_username", 32: "image_password", 34: "image_layers", 36: "sidecars", 37: "log_rate_limit",
+		34: "image_layers", 36: "sidecars", 37: "log_rate_limit",
 		38: "volume_mounted_files"},
 	"models.Action": {1: "download action", 2: "upload action", 4: "timeout action", 5: "emit_progress action",
 		6: "try action", 7: "parallel action"},
 	"models.RunAction": {9: "volume_mounted_files"},
 	"models.TaskDefinition": {15: "cached_dependencies", 18: "volume_mounts", 19: "network",
-		23: "image_username", 24: "image_password", 25: "image_layers", 26: "log_rate_limit"},
+		25: "image_layers", 26: "log_rate_limit"},
 }
 
 // unknownFields lists the fields set in m (and the messages in it) that

@@ -37,6 +37,9 @@ const (
 	labelLogPath   = "cellagent.log-path"
 	labelLogMax    = "cellagent.log-max-bytes"
 	labelPreloaded = "cellagent.preloaded"
+	// labelLogin marks an image pulled with a login: each start that uses
+	// it asks the registry again with its own login.
+	labelLogin = "cellagent.login"
 	// PreloadedPrefix marks an image that is a configured rootfs directory.
 	PreloadedPrefix = "preloaded:"
 	// LoggerArg is the argument that makes the cellagent binary run as the

@@ -76,6 +76,14 @@ func (c *Client) PullImage(ctx context.Context, logger lager.Logger, image strin
 		}
 	case err != nil:
 		return containerstore.ImageConfig{}, fmt.Errorf("look up image %s: %w", ref, err)
+	case img.Labels()[labelLogin] != "":
+		// Pulled with a login: the cache must not give it to a start
+		// that the registry would refuse. Ask the registry again.
+		if err := c.authorize(ctx, ref, auth); err != nil {
+			logger.Info("pull-refused", lager.Data{"image": ref, "error": err.Error()})
+			return containerstore.ImageConfig{}, err
+		}
+		logger.Info("image-present", lager.Data{"image": ref, "login-checked": true})
 	default:
 		logger.Info("image-present", lager.Data{"image": ref})
 	}
@@ -129,6 +137,32 @@ func (c *Client) pullOnce(ctx context.Context, logger lager.Logger, ref string, 
 	}
 }
 
+// authorize resolves ref at its registry with auth (nil: none), within
+// a minute, and answers why the registry refuses it.
+func (c *Client) authorize(ctx context.Context, ref string, auth *executor.RegistryAuth) error {
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return executor.NewError(executor.ErrInvalidRequest, "image %s: %v", ref, err)
+	}
+	domain, scheme := reference.Domain(named), c.schemeOf(reference.Domain(named))
+	ctx, cancel := context.WithTimeout(ctx, min(time.Minute, c.pullTimeout))
+	defer cancel()
+	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: c.registryHosts(domain, scheme, auth)})
+	if _, _, err := resolver.Resolve(ctx, ref); err != nil {
+		return pullError(ref, scheme, err)
+	}
+	return nil
+}
+
+// schemeOf answers how a registry is reached: http when it is listed as
+// insecure, else https.
+func (c *Client) schemeOf(domain string) string {
+	if slices.Contains(c.insecure, domain) {
+		return "http"
+	}
+	return "https"
+}
+
 // pull fetches ref into the content store, checks its layers and unpacks
 // it; an image that fails the check or the unpack is deleted again.
 func (c *Client) pull(ctx context.Context, logger lager.Logger, ref string, auth *executor.RegistryAuth) error {
@@ -137,10 +171,7 @@ func (c *Client) pull(ctx context.Context, logger lager.Logger, ref string, auth
 		return executor.NewError(executor.ErrInvalidRequest, "image %s: %v", ref, err)
 	}
 	domain := reference.Domain(named)
-	scheme := "https"
-	if slices.Contains(c.insecure, domain) {
-		scheme = "http"
-	}
+	scheme := c.schemeOf(domain)
 	data := lager.Data{"image": ref, "scheme": scheme, "login": auth != nil}
 	logger.Info("pull-started", data)
 	start := time.Now()
@@ -152,8 +183,12 @@ func (c *Client) pull(ctx context.Context, logger lager.Logger, ref string, auth
 		return nil, nil
 	})
 	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: c.registryHosts(domain, scheme, auth)})
+	labels := map[string]string{labelOwner: c.cellID}
+	if auth != nil {
+		labels[labelLogin] = "required"
+	}
 	img, err := c.client.Pull(ctx, ref, containerd.WithResolver(resolver), containerd.WithImageHandler(progress),
-		containerd.WithPullLabels(map[string]string{labelOwner: c.cellID}))
+		containerd.WithPullLabels(labels))
 	if err != nil {
 		logger.Info("pull-failed", lager.Data{"image": ref, "error": err.Error()})
 		return pullError(ref, scheme, err)

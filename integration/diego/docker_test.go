@@ -20,12 +20,18 @@ import (
 // command and a non-root user, as the Cloud Controller writes it for an
 // image with a USER.
 func dockerLRP(guid, rootfs string, instances int) string {
+	return dockerLRPWithLogin(guid, rootfs, instances, "", "")
+}
+
+// dockerLRPWithLogin is dockerLRP with image_username and image_password.
+func dockerLRPWithLogin(guid, rootfs string, instances int, user, password string) string {
 	return fmt.Sprintf(`{"process_guid": %q, "domain": "cellagent-it", "rootfs": %q, "instances": %d,
+ "image_username": %q, "image_password": %q,
  "memory_mb": 64, "disk_mb": 64, "ports": [%d], "env": [{"name": "PORT", "value": "%d"}],
  "action": {"run": {"path": "/app/server", "user": "vcap"}},
  "check_definition": {"checks": [{"tcp_check": {"port": %d}}]},
  "start_timeout_ms": 60000, "log_guid": %q, "metric_tags": {"source_id": {"static": %q}}}`,
-		guid, rootfs, instances, appPort, appPort, appPort, guid, guid)
+		guid, rootfs, instances, user, password, appPort, appPort, appPort, guid, guid)
 }
 
 var _ = Describe("cellagent as a Diego cell running docker images from a registry", Ordered, func() {
@@ -34,27 +40,36 @@ var _ = Describe("cellagent as a Diego cell running docker images from a registr
 		agent *testagent.Agent
 		reg   *registry
 		repo  string // HOST:PORT/cellagent/demo
+		// private is a registry that requires the login puller:password.
+		private     *registry
+		privateRepo string
 	)
+	const password = "s3cret-it-pw"
 
 	BeforeAll(func() {
 		var err error
-		reg, err = startRegistry(GinkgoT().TempDir())
+		reg, err = startRegistry(GinkgoT().TempDir(), "")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { reg.stop() })
-		k, agent = startCell("diegodocker", cellOptions{insecureRegistries: []string{reg.Host}}, cellNetwork{name: "cellagentdock",
+		private, err = startRegistry(GinkgoT().TempDir(), "puller:"+password)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { private.stop() })
+		k, agent = startCell("diegodocker", cellOptions{insecureRegistries: []string{reg.Host, private.Host}}, cellNetwork{name: "cellagentdock",
 			bridge: "cadock0", subnet: "10.254.175.0/24", ports: "47600-47699"})
 		repo = reg.Host + "/cellagent/demo"
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		// The image's env: PORT is the desired LRP's to set (it wins), the
 		// greeting only the image has.
-		Expect(pushImage(ctx, repo+":v1", agent.Dir+"/rootfs", ocispec.ImageConfig{User: "vcap",
-			Env: []string{"PATH=/bin", "PORT=9999", "IMAGE_GREETING=from-the-image"}})).To(Succeed())
+		imageCfg := ocispec.ImageConfig{User: "vcap", Env: []string{"PATH=/bin", "PORT=9999", "IMAGE_GREETING=from-the-image"}}
+		Expect(pushImage(ctx, repo+":v1", "", agent.Dir+"/rootfs", imageCfg)).To(Succeed())
+		privateRepo = private.Host + "/cellagent/private"
+		Expect(pushImage(ctx, privateRepo+":v1", "puller:"+password, agent.Dir+"/rootfs", imageCfg)).To(Succeed())
 		DeferCleanup(func() {
-			// The pulled image stays in the agent's namespace as a cache;
-			// the next run's registry has another port, so another name.
+			// The pulled images stay in the agent's namespace as a cache;
+			// the next run's registries have other ports, so other names.
 			_ = exec.Command("ctr", "--address", agent.Config.Containerd.Socket, "-n", agent.Config.Containerd.Namespace,
-				"images", "rm", repo+":v1").Run()
+				"images", "rm", repo+":v1", privateRepo+":v1").Run()
 		})
 	})
 
@@ -133,6 +148,36 @@ var _ = Describe("cellagent as a Diego cell running docker images from a registr
 		Expect(inv.Containers).To(BeEmpty())
 		Expect(inv.Snapshots).To(BeEmpty())
 		Expect(agent.LogText()).To(ContainSubstring(`.pull-failed"`))
+	})
+
+	It("pulls a private image only with its login, never logs the password, and a wrong login crashes with why even once the image is here", func() {
+		wrongLogin := func(guid string) {
+			_, err := k.bbsctl(dockerLRPWithLogin(guid, "docker://"+privateRepo+":v1", 1, "puller", "wrong-pw"), "desire-lrp")
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(func() { _, _ = k.bbsctl("", "remove-lrp", guid) })
+			Eventually(func() ([]actualLRP, error) { return k.actualLRPs(guid) }, waitLong, time.Second).Should(
+				ContainElement(And(HaveField("CrashCount", BeNumerically(">=", 1)),
+					HaveField("CrashReason", ContainSubstring("registry refused the login for image "+privateRepo+":v1")))))
+			removeAndWaitGone(k, agent, guid)
+		}
+		wrongLogin("it-docker-wrong-login")
+
+		const guid = "it-docker-private"
+		_, err := k.bbsctl(dockerLRPWithLogin(guid, "docker://"+privateRepo+":v1", 1, "puller", password), "desire-lrp")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _, _ = k.bbsctl("", "remove-lrp", guid) })
+		lrps, err := k.waitActual(guid, "RUNNING", 1, waitLong)
+		Expect(err).NotTo(HaveOccurred())
+		body, err := get(appURL(lrps[0]) + "/env")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(body).To(ContainSubstring("IMAGE_GREETING=from-the-image"))
+
+		wrongLogin("it-docker-wrong-login-cached")
+		removeAndWaitGone(k, agent, guid)
+		log := agent.LogText()
+		Expect(log).NotTo(ContainSubstring(password))
+		Expect(log).NotTo(ContainSubstring("wrong-pw"))
+		Expect(log).To(ContainSubstring(`"login-checked":true`))
 	})
 
 	It("leaves no container behind", func() {

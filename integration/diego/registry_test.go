@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cellagent/cellagent/integration/testagent"
 )
@@ -58,8 +60,9 @@ func ensureRegistryInstalled() error {
 }
 
 // startRegistry runs docker-registry on a free loopback port with storage
-// under dir and waits (at most 30s) until it answers /v2/.
-func startRegistry(dir string) (*registry, error) {
+// under dir and waits (at most 30s) until it answers /v2/. With login set
+// ("user:password") it requires that basic-auth login (htpasswd).
+func startRegistry(dir, login string) (*registry, error) {
 	if err := ensureRegistryInstalled(); err != nil {
 		return nil, err
 	}
@@ -79,6 +82,18 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "storage"), host)
+	if login != "" {
+		user, pass, _ := strings.Cut(login, ":")
+		hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+		if err != nil {
+			return nil, err
+		}
+		htpasswd := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		conf += fmt.Sprintf("auth:\n  htpasswd:\n    realm: cellagent-it\n    path: %s\n", htpasswd)
+	}
 	confPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, err
@@ -100,7 +115,7 @@ http:
 		}
 		if resp, err := client.Get("http://" + host + "/v2/"); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || (login != "" && resp.StatusCode == http.StatusUnauthorized) {
 				return r, nil
 			}
 		}
@@ -197,8 +212,8 @@ func layerOf(dir string) (blob, digest.Digest, error) {
 
 // pushImage builds a one-layer OCI image of rootfs with config cfg and
 // pushes it to the registry as ref (HOST/REPO:TAG) with containerd's
-// pusher over plain HTTP.
-func pushImage(ctx context.Context, ref, rootfs string, cfg ocispec.ImageConfig) error {
+// pusher over plain HTTP, logging in with login ("user:password") if set.
+func pushImage(ctx context.Context, ref, login, rootfs string, cfg ocispec.ImageConfig) error {
 	layer, diffID, err := layerOf(rootfs)
 	if err != nil {
 		return fmt.Errorf("layer of %s: %w", rootfs, err)
@@ -214,7 +229,10 @@ func pushImage(ctx context.Context, ref, rootfs string, cfg ocispec.ImageConfig)
 	if err != nil {
 		return err
 	}
-	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchAllHosts))})
+	user, pass, _ := strings.Cut(login, ":")
+	authorizer := docker.NewDockerAuthorizer(docker.WithAuthCreds(func(string) (string, string, error) { return user, pass, nil }))
+	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: docker.ConfigureDefaultRegistries(
+		docker.WithPlainHTTP(docker.MatchAllHosts), docker.WithAuthorizer(authorizer))})
 	pusher, err := resolver.Pusher(ctx, ref)
 	if err != nil {
 		return err

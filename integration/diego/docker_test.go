@@ -177,7 +177,7 @@ var _ = Describe("cellagent as a Diego cell running docker images from a registr
 		log := agent.LogText()
 		Expect(log).NotTo(ContainSubstring(password))
 		Expect(log).NotTo(ContainSubstring("wrong-pw"))
-		Expect(log).To(ContainSubstring(`"login-checked":true`))
+		Expect(log).To(ContainSubstring(`.pull-refused"`), "the cached image was refused by the registry, not run")
 	})
 
 	It("leaves no container behind", func() {

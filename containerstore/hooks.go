@@ -127,6 +127,16 @@ type Starter interface {
 	Stopping(logger lager.Logger, guid string)
 }
 
+// StartExplainer is a SetupHook whose process stands in for the app as the
+// task's first process (the proxy hook's cellinit): an app that it could
+// not start shows as that process's exit. StartError answers why guid's
+// app did not start when the task exited with status, or nil when the
+// exit is the app's own. The store then reports a start failure (no exit
+// status), as for a task the runtime could not start.
+type StartExplainer interface {
+	StartError(guid string, status int) error
+}
+
 // Verifier is a SetupHook that must confirm an instance before it becomes
 // routable (the proxy's verified handshake).
 type Verifier interface {

@@ -92,13 +92,14 @@ func (s *Store) failStart(logger lager.Logger, c *container, exits <-chan Exit, 
 	close(c.exited)
 	s.notifyStopping(logger, c.info.GUID)
 	stopping, failReason, failCode := s.stopCause(c, ownExit && ee.exit.Err == nil)
+	notStarted := ee != nil && ee.exit.Err == nil && s.startError(c.info.GUID, int(ee.exit.Status), &err)
 	result := executor.RunResult{Failed: true, FailureReason: err.Error(), FailureCode: failureCode(err)}
 	if failReason != "" {
 		result.FailureReason, result.FailureCode = failReason, failCode
 	} else if stopping {
 		result = executor.RunResult{Stopped: true}
 	}
-	if ee != nil {
+	if ee != nil && !notStarted {
 		status := int(ee.exit.Status)
 		result.ExitStatus = &status
 	}
@@ -159,6 +160,7 @@ wait:
 	stopping, failReason, failCode := s.stopCause(c, ownExit && ex.Err == nil)
 	status := int(ex.Status)
 	result := executor.RunResult{ExitStatus: &status}
+	var notStarted error
 	switch {
 	case failReason != "":
 		result.Failed, result.FailureReason, result.FailureCode = true, failReason, failCode
@@ -166,6 +168,8 @@ wait:
 		result.Stopped = true
 	case ex.Err != nil:
 		result.Failed, result.FailureReason, result.FailureCode = true, "task wait failed: "+ex.Err.Error(), executor.FailureOther
+	case s.startError(c.info.GUID, status, &notStarted):
+		result = executor.RunResult{Failed: true, FailureReason: notStarted.Error(), FailureCode: failureCode(notStarted)}
 	default:
 		result.Failed, result.FailureReason, result.FailureCode = true, fmt.Sprintf("app exited with status %d", ex.Status), executor.FailureAppExited
 	}
@@ -187,6 +191,20 @@ func healthGrid(t time.Time) time.Time {
 		return r.Add(healthTick)
 	}
 	return t
+}
+
+// startError asks the pipeline whether a task that exited with status
+// never started its app (StartExplainer); if so it sets *err to why.
+func (s *Store) startError(guid string, status int, err *error) bool {
+	for _, h := range s.hooks {
+		if e, ok := h.(StartExplainer); ok {
+			if why := e.StartError(guid, status); why != nil {
+				*err = why
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // markExited records that the app's exit was seen and answers whether it

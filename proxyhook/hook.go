@@ -251,11 +251,12 @@ func (p portsHook) Restore(ctx context.Context, logger lager.Logger, inst *conta
 type filesHook struct{ h *Hook }
 
 var (
-	_ containerstore.Restorer      = filesHook{}
-	_ containerstore.OrphanCleaner = filesHook{}
-	_ containerstore.Starter       = filesHook{}
-	_ containerstore.Verifier      = filesHook{}
-	_ containerstore.Readiness     = filesHook{}
+	_ containerstore.Restorer       = filesHook{}
+	_ containerstore.OrphanCleaner  = filesHook{}
+	_ containerstore.Starter        = filesHook{}
+	_ containerstore.StartExplainer = filesHook{}
+	_ containerstore.Verifier       = filesHook{}
+	_ containerstore.Readiness      = filesHook{}
 )
 
 func (filesHook) Name() string { return "proxy" }
@@ -373,7 +374,7 @@ func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *contain
 	inst.Mounts = append(inst.Mounts,
 		containerstore.Mount{Source: dir, Destination: cfg.ConfigDir, ReadOnly: true},
 		binaryMount(h.cfg.HostBinary))
-	if h.cfg.InitBinary != "" {
+	if h.cfg.InitBinary != "" && underInit(inst) {
 		if err := f.setupInit(inst); err != nil {
 			return err
 		}

@@ -31,6 +31,15 @@ const (
 	InitRunDir = "/etc/cf-assets/cellinit-run"
 )
 
+// underInit says whether inst runs under cellinit. An app that is root
+// (uid or gid 0, a privileged request) keeps the proxy's runc exec: the
+// directory cellinit writes is mounted read-write, and only root's mode
+// bits keep the app out of it, which a root app would pass. Without
+// cellinit the app sees nothing of it.
+func underInit(inst *containerstore.Instance) bool {
+	return inst.User.UID != 0 && inst.User.GID != 0
+}
+
 // runDir is guid's log directory on the host: the proxy's log is there.
 func (h *Hook) runDir(guid string) string {
 	return filepath.Dir(containerstore.LogPath(h.cfg.DataDir, guid, executor.LogSourceProxy))
@@ -142,4 +151,19 @@ func (f filesHook) initChanged(logger lager.Logger, guid string, sup *supervisor
 		f.rerouteWhenReady(guid, sup)
 	}
 	return false
+}
+
+// StartError answers why cellinit could not start guid's app, when it
+// exited with AppStartFailed and its state file says so (an app that ran
+// and exited 127 itself leaves no AppError): the store reports that as a
+// start failure, as runc's start error was without cellinit.
+func (f filesHook) StartError(guid string, status int) error {
+	if status != cellinit.AppStartFailed || !f.h.runByInit(guid) {
+		return nil
+	}
+	st, err := cellinit.ReadState(f.h.runDir(guid))
+	if err != nil || st.AppError == "" {
+		return nil
+	}
+	return fmt.Errorf("start task %s: cellinit could not start the app: %s", guid, st.AppError)
 }

@@ -15,7 +15,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == cellinit.ExecAsArg {
 		err := cellinit.ExecAs(os.Args[2:])
 		fmt.Fprintf(os.Stderr, "cellinit: %v\n", err)
-		os.Exit(127)
+		os.Exit(cellinit.AppStartFailed)
 	}
 	cfg, err := cellinit.Parse(os.Args[1:])
 	if err != nil {

@@ -364,6 +364,30 @@ var _ = Describe("the proxy beside the app", func() {
 		Expect(tlsGet(fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort), routerTLS(agent, "px-kill"))).To(ContainSubstring("px-kill"))
 	})
 
+	It("reports an app that cannot be started as a start failure, and an app's own exit 127 as its exit (with or without proxy.init)", func() {
+		start(nil)
+		req := request()
+		req.Process.Path = "/no/such/app"
+		_, err := agent.Client.AllocateAndRun(ctx, "px-noexec", req)
+		Expect(err).NotTo(HaveOccurred())
+		c, err := agent.WaitState("px-noexec", executor.StateCompleted, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.RunResult.Failed).To(BeTrue())
+		Expect(c.RunResult.FailureCode).To(Equal(executor.FailureOther), c.RunResult.FailureReason)
+		Expect(c.RunResult.FailureReason).To(ContainSubstring("task px-noexec"))
+		Expect(c.RunResult.FailureReason).To(ContainSubstring("/no/such/app"))
+		Expect(c.RunResult.ExitStatus).To(BeNil(), "the app never ran")
+
+		req = request()
+		req.Process = executor.Process{Path: "/bin/sh", Args: []string{"-c", "exit 127"}}
+		_, err = agent.Client.AllocateAndRun(ctx, "px-exit127", req)
+		Expect(err).NotTo(HaveOccurred())
+		c, err = agent.WaitState("px-exit127", executor.StateCompleted, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.RunResult.FailureCode).To(Equal(executor.FailureAppExited), c.RunResult.FailureReason)
+		Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(127)))
+	})
+
 	It("requires client certificates from the trusted CA when configured", func() {
 		trusted, other := newCA("orchestrator"), newCA("stranger")
 		caFile := filepath.Join(GinkgoT().TempDir(), "trusted.pem")
@@ -502,16 +526,11 @@ var _ = Describe("the proxy beside the app", func() {
 
 // proxyPid answers the host pid of guid's proxy process ("" when none).
 func proxyPid(agent *testagent.Agent, guid string) string {
-	out, err := exec.Command("ctr", "--address", testagent.Socket(), "-n", agent.Config.Containerd.Namespace, "tasks", "ps", guid).CombinedOutput()
-	if err != nil {
+	ps, err := agent.ContainerProcs(guid)
+	if err != nil || ps.Proxy == nil {
 		return ""
 	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "cellagent-proxy") {
-			return strings.Fields(line)[0]
-		}
-	}
-	return ""
+	return strconv.Itoa(ps.Proxy.Pid)
 }
 
 // handshakeError marks a dial or TLS handshake failure: Gorouter retries

@@ -154,7 +154,9 @@ var _ = Describe("root and hostile images (items 1 and 3)", func() {
 		Expect(err).NotTo(HaveOccurred())
 		_, err = agent.WaitState("priv-1", executor.StateRunning, 30*time.Second)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(statusField(status(taskPids(agent, "priv-1")[0]), "Uid")).To(Equal("0"))
+		priv, err := agent.ContainerProcs("priv-1")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(priv.App.UID).To(Equal("0"))
 		Expect(agent.Client.Delete(ctx, "priv-1")).To(Succeed())
 
 		By("an absolute symlink to a host passwd resolves inside the rootfs (to nothing)")
@@ -189,25 +191,21 @@ var _ = Describe("the proxy and the app in their container (items 2, 13 and capa
 		ctr, err := agent.WaitState("px-1", executor.StateRunning, 60*time.Second)
 		Expect(err).NotTo(HaveOccurred())
 
-		var app, proxy string
-		Eventually(func() string {
-			for _, pid := range taskPids(agent, "px-1") {
-				switch statusField(status(pid), "Uid") {
-				case "2000":
-					app = pid
-				case strconv.Itoa(int(agent.Config.Proxy.UID)):
-					proxy = pid
-				}
-			}
-			return proxy
-		}, 30*time.Second).ShouldNot(BeEmpty(), "a process with the proxy's uid")
-		Expect(app).NotTo(BeEmpty())
+		var ps testagent.Processes
+		Eventually(func() *testagent.Proc {
+			ps, _ = agent.ContainerProcs("px-1")
+			return ps.Proxy
+		}, 30*time.Second).ShouldNot(BeNil(), "a process with the proxy's uid")
+		Expect(ps.App).NotTo(BeNil())
+		app, proxy := strconv.Itoa(ps.App.Pid), strconv.Itoa(ps.Proxy.Pid)
 
 		pst := status(proxy)
 		Expect(statusField(pst, "Gid")).To(Equal(strconv.Itoa(int(agent.Config.Proxy.GID))))
-		Expect(statusField(pst, "CapEff")).To(Equal("0000000000000000"))
-		Expect(statusField(pst, "CapPrm")).To(Equal("0000000000000000"))
-		Expect(statusField(pst, "CapBnd")).To(Equal("0000000000000000"))
+		for _, set := range []string{"CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"} {
+			Expect(statusField(pst, set)).To(Equal("0000000000000000"), "the proxy's "+set)
+		}
+		Expect(statusField(pst, "NoNewPrivs")).To(Equal("1"))
+		Expect(statusField(pst, "Seccomp")).To(Equal("2"))
 		// 65536, or the agent's own hard limit where that is lower (a
 		// sandbox without CAP_SYS_RESOURCE); the app keeps the container's.
 		proxyFiles, appFiles := openFilesLimit(proxy), openFilesLimit(app)
@@ -215,8 +213,40 @@ var _ = Describe("the proxy and the app in their container (items 2, 13 and capa
 		Expect(proxyFiles).To(BeNumerically(">", appFiles))
 
 		ast := status(app)
-		Expect(statusField(ast, "CapEff")).To(Equal("0000000000000000"), "a non-root app has no effective capability")
-		Expect(statusField(ast, "CapPrm")).To(Equal("0000000000000000"))
+		Expect(statusField(ast, "Uid")).To(Equal("2000"))
+		Expect(statusField(ast, "Gid")).To(Equal("2000"))
+		for _, set := range []string{"CapEff", "CapPrm", "CapInh", "CapAmb"} {
+			Expect(statusField(ast, set)).To(Equal("0000000000000000"), "a non-root app has no "+set)
+		}
+		Expect(statusField(ast, "NoNewPrivs")).To(Equal("1"))
+		Expect(statusField(ast, "Seccomp")).To(Equal("2"))
+		appBnd, err := strconv.ParseUint(statusField(ast, "CapBnd"), 16, 64)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(appBnd&(1<<13|1<<21)).To(BeZero(), "no NET_RAW (13) or SYS_ADMIN (21) in the app's bounding set")
+
+		if agent.Config.Proxy.Init {
+			By("cellinit, the first process, is root with no more than it needs to restart the proxy and signal the app")
+			Expect(ps.Init).NotTo(BeNil())
+			ist := ps.Init.Status
+			Expect(statusField(ist, "Uid")).To(Equal("0"))
+			kept := fmt.Sprintf("%016x", uint64(1<<5|1<<6|1<<7|1<<8)) // KILL, SETGID, SETUID, SETPCAP
+			for _, set := range []string{"CapEff", "CapPrm", "CapBnd"} {
+				Expect(statusField(ist, set)).To(Equal(kept), "cellinit's "+set)
+			}
+			Expect(statusField(ist, "CapInh")).To(Equal("0000000000000000"))
+			Expect(statusField(ist, "CapAmb")).To(Equal("0000000000000000"))
+			Expect(statusField(ist, "NoNewPrivs")).To(Equal("1"))
+			Expect(statusField(ist, "Seccomp")).To(Equal("2"))
+			Expect(ps.App.PPid).To(Equal(ps.Init.Pid))
+			Expect(ps.Proxy.PPid).To(Equal(ps.Init.Pid))
+
+			By("the log directory cellinit writes is not the app's")
+			_, code, err := get(fmt.Sprintf("http://%s:8080/read?path=/etc/cf-assets/cellinit-run/proxy-state.json", ctr.InternalIP))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(http.StatusForbidden))
+		} else {
+			Expect(ps.Init).To(BeNil())
+		}
 
 		By("the app reads its own key through the bind mount, but not the proxy's files")
 		base := fmt.Sprintf("http://%s:8080", ctr.InternalIP)

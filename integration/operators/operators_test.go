@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
-	"strings"
+	"strconv"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -75,15 +75,10 @@ func value(fams map[string]*dto.MetricFamily, name string, labels map[string]str
 }
 
 func sigProxy(agent *testagent.Agent, guid, sig string) {
-	out, err := exec.Command("ctr", "--address", testagent.Socket(), "-n", agent.Config.Containerd.Namespace, "tasks", "ps", guid).CombinedOutput()
+	ps, err := agent.ContainerProcs(guid)
 	Expect(err).NotTo(HaveOccurred())
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "cellagent-proxy") {
-			Expect(exec.Command("kill", "-"+sig, strings.Fields(line)[0]).Run()).To(Succeed())
-			return
-		}
-	}
-	Fail("no proxy process in " + guid)
+	Expect(ps.Proxy).NotTo(BeNil(), "no proxy process in "+guid)
+	Expect(exec.Command("kill", "-"+sig, strconv.Itoa(ps.Proxy.Pid)).Run()).To(Succeed())
 }
 
 var _ = Describe("the operators' view", func() {

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -52,16 +51,12 @@ func get(url string) (string, int, error) {
 	return string(b), resp.StatusCode, err
 }
 
-func taskPid(agent *testagent.Agent, guid string) string {
-	out, err := exec.Command("ctr", "--address", testagent.Socket(), "-n", agent.Config.Containerd.Namespace, "tasks", "ls").CombinedOutput()
+// appPid answers the host pid of guid's app (cellinit's child when the
+// container runs under cellinit).
+func appPid(agent *testagent.Agent, guid string) string {
+	ps, err := agent.ContainerProcs(guid)
 	Expect(err).NotTo(HaveOccurred())
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == guid {
-			return f[1]
-		}
-	}
-	Fail("no task " + guid)
-	return ""
+	return strconv.Itoa(ps.App.Pid)
 }
 
 type pki struct {
@@ -133,7 +128,7 @@ var _ = Describe("hardening, the secure listener and evacuation", func() {
 		_, err = agent.WaitState("hard-1", executor.StateRunning, 30*time.Second)
 		Expect(err).NotTo(HaveOccurred())
 
-		status, err := os.ReadFile("/proc/" + taskPid(agent, "hard-1") + "/status")
+		status, err := os.ReadFile("/proc/" + appPid(agent, "hard-1") + "/status")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(status)).To(MatchRegexp(`Uid:\s+2000\s`))
 		Expect(string(status)).To(MatchRegexp(`NoNewPrivs:\s+1`))

@@ -118,6 +118,10 @@ type Agent struct {
 
 // New prepares an agent in dir (rootfs, config) without starting it.
 // Defaults for tests: host network mode, proxy off, a namespace of its own.
+// CELLAGENT_PROXY_INIT=1 (or 0) sets proxy.init before modify runs, so a
+// suite runs with cellinit as every proxied container's first process
+// (or without); a test that sets proxy.init itself keeps its value, and
+// Envoy keeps its runc exec.
 func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
 	bins, err := BinDir()
 	if err != nil {
@@ -153,8 +157,15 @@ func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
 	cfg.Identity.Tmpfs = false
 	cfg.Proxy.Enabled = false
 	cfg.LogLevel = "debug"
+	proxyInit, forceInit := os.LookupEnv("CELLAGENT_PROXY_INIT")
+	if forceInit {
+		cfg.Proxy.Init = proxyInit == "1"
+	}
 	if modify != nil {
 		modify(&cfg)
+	}
+	if forceInit && cfg.Proxy.Kind == "envoy" {
+		cfg.Proxy.Init = false // Envoy keeps its runc exec
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

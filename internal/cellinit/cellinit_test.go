@@ -297,11 +297,32 @@ func TestOrphansAreReaped(t *testing.T) {
 	t.Fatalf("orphan %d was never reaped (still in /proc)", orphan)
 }
 
-func TestAnAppThatCannotStartAnswers127WithTheReason(t *testing.T) {
-	s := start(t, cellinit.Config{App: []string{"/no/such/app"}, Proxy: []string{"/bin/sleep", "100"}})
+func TestAnAppThatCannotStartAnswers127WithTheReasonInTheStateFile(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, cellinit.Config{App: []string{"/no/such/app"}, Proxy: []string{"/bin/sleep", "100"}, StateDir: dir})
 	got, _ := s.wait(t)
-	if got != 127 || !strings.Contains(s.out.String(), "start app") || !strings.Contains(s.out.String(), "/no/such/app") {
+	if got != cellinit.AppStartFailed || !strings.Contains(s.out.String(), "could not start the app") || !strings.Contains(s.out.String(), "/no/such/app") {
 		t.Fatalf("status %d stderr %q", got, s.out)
+	}
+	st, err := cellinit.ReadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.AppError, "/no/such/app") || st.Phase != "" {
+		t.Fatalf("state %+v: want the app's start error and no proxy started", st)
+	}
+}
+
+func TestAnAppThatExits127ItselfLeavesNoAppError(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, cellinit.Config{App: app("exit 127"), Proxy: []string{"/bin/sleep", "100"}, StateDir: dir})
+	// The proxy starts after the app: its state is written either way.
+	readState(t, dir, func(st cellinit.ProxyState) bool { return st.Phase == cellinit.PhaseRunning })
+	if got, _ := s.wait(t); got != 127 {
+		t.Fatalf("status %d", got)
+	}
+	if st, err := cellinit.ReadState(dir); err != nil || st.AppError != "" {
+		t.Fatalf("state %+v (%v): the app started", st, err)
 	}
 }
 

@@ -24,26 +24,33 @@ var proxyEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 
 // Run is the init: it starts the app and the proxy and supervises both
 // until the app exits, and answers the app's status for os.Exit. Its own
-// failures go to stderr (the app's log): a failed app start answers 127.
+// failures go to stderr (the app's log): a failed app start answers
+// AppStartFailed and records why in the state file.
 func Run(cfg Config, stderr io.Writer) int {
 	// Not pid 1 (a test): adopt orphans anyway, to reap them.
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	self, err := os.Executable()
-	if err != nil {
-		fmt.Fprintf(stderr, "cellinit: %v\n", err)
-		return 127
+	s := &supervisor{cfg: cfg, stderr: stderr, policy: newRestartPolicy(cfg.MaxRestarts)}
+	var err error
+	if s.self, err = os.Executable(); err != nil {
+		return s.appFailed(err)
 	}
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, Forwarded...)...)
 	defer signal.Stop(sigs)
 
-	s := &supervisor{cfg: cfg, self: self, stderr: stderr, policy: newRestartPolicy(cfg.MaxRestarts)}
 	app := execAs{cred: cfg.AppUser, nofile: cfg.AppNoFile, home: cfg.AppHome, argv: cfg.App}
 	files := []uintptr{0, 1, 2}
 	s.appPID, err = s.spawn(app, files)
 	if err != nil {
-		fmt.Fprintf(stderr, "cellinit: start app: %v\n", err)
-		return 127
+		return s.appFailed(err)
+	}
+	// The app has its credentials; the init keeps only what restarting
+	// the proxy and forwarding signals need.
+	if err := restrictSelf(); err != nil {
+		_ = unix.Kill(s.appPID, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(s.appPID, &ws, 0, nil)
+		return s.appFailed(err)
 	}
 	if len(cfg.Proxy) > 0 {
 		if err := s.openProxyOutput(); err != nil {
@@ -108,6 +115,15 @@ func (s *supervisor) spawn(e execAs, files []uintptr) (int, error) {
 		return 0, fmt.Errorf("%s", msg)
 	}
 	return pid, nil
+}
+
+// appFailed reports an app that could not be started (stderr, the state
+// file's AppError) and answers the init's exit status.
+func (s *supervisor) appFailed(err error) int {
+	fmt.Fprintf(s.stderr, "cellinit: could not start the app: %v\n", err)
+	s.state.AppError = err.Error()
+	s.write()
+	return AppStartFailed
 }
 
 func (s *supervisor) openProxyOutput() error {

@@ -2,8 +2,10 @@ package cellinit_test
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,10 +72,15 @@ func TestAppAndProxyRunAsTheirUsersWithTheirCapabilities(t *testing.T) {
 		App:       app(statusScript + `; echo "HOME $HOME"; echo "NoFile $(ulimit -n):$(ulimit -Hn)"; echo end; exec sleep 100`),
 		AppUser:   &cellinit.Cred{UID: 65534, GID: 65534},
 		AppNoFile: cellinit.Limit{Soft: 1024, Hard: 2048}, AppHome: true,
-		Proxy:         app(statusScript + ` >` + proxyOut + `.tmp; echo "NoFile $(ulimit -n):$(ulimit -Hn)" >>` + proxyOut + `.tmp; mv ` + proxyOut + `.tmp ` + proxyOut + `; exec sleep 100`),
+		// The first proxy exits at once: the second runs after the init
+		// dropped to KeptCapabilities, and must still change its user
+		// and empty its bounding set.
+		Proxy: app(`if [ ! -e ` + proxyOut + `.first ]; then touch ` + proxyOut + `.first; exit 1; fi; ` +
+			statusScript + ` >` + proxyOut + `.tmp; echo "NoFile $(ulimit -n):$(ulimit -Hn)" >>` + proxyOut + `.tmp; mv ` + proxyOut + `.tmp ` + proxyOut + `; exec sleep 100`),
 		ProxyUser:     &cellinit.Cred{UID: 65533, GID: 65533},
 		ProxyNoFile:   4096,
 		ProxyDropCaps: true,
+		MaxRestarts:   2,
 	})
 	var lines []string
 	for l := range s.lines {
@@ -110,6 +117,20 @@ func TestAppAndProxyRunAsTheirUsersWithTheirCapabilities(t *testing.T) {
 	for k, v := range want {
 		if proxySt[k] != v {
 			t.Errorf("proxy %s %q, want %q", k, proxySt[k], v)
+		}
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initSt := statusLines(strings.ReplaceAll(string(b), "\t", " "))
+	bnd, _ := strconv.ParseUint(ownStatus(t, "CapBnd:"), 16, 64)
+	kept := fmt.Sprintf("%016x", cellinit.KeptMask()&bnd)
+	want = map[string]string{"Uid:": "0 0 0 0", "CapInh:": "0000000000000000", "CapAmb:": "0000000000000000",
+		"CapPrm:": kept, "CapEff:": kept, "CapBnd:": kept}
+	for k, v := range want {
+		if initSt[k] != v {
+			t.Errorf("init %s %q, want %q", k, initSt[k], v)
 		}
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)

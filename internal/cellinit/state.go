@@ -39,7 +39,17 @@ type ProxyState struct {
 	RestartInMS int64 `json:"restart_in_ms,omitempty"`
 	// Error says why a start failed, if one did.
 	Error string `json:"error,omitempty"`
+	// AppError says why the app could not be started (its helper found no
+	// executable, could not change to its user, ...). The init then exits
+	// with AppStartFailed: this tells that exit from an app that ran and
+	// exited 127 itself.
+	AppError string `json:"app_error,omitempty"`
 }
+
+// AppStartFailed is the init's exit status when the app could not be
+// started (a shell's "command not found"); the state file's AppError says
+// why.
+const AppStartFailed = 127
 
 // WriteState replaces the state file in dir. The file outlives only the
 // container (NoSync): a machine crash ends both.

@@ -1,0 +1,72 @@
+package cellinit
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// KeptCapabilities are the capabilities the init keeps once the app runs:
+// a proxy (re)start changes users (SETUID, SETGID) and empties the proxy's
+// bounding set (SETPCAP); forwarding a signal to the app or killing the
+// proxy crosses users (KILL). Nothing else of the container's set is
+// needed: the state file and the proxy's log are in a directory the init
+// owns, and the app's helper ran before the drop.
+var KeptCapabilities = []uintptr{unix.CAP_KILL, unix.CAP_SETGID, unix.CAP_SETUID, unix.CAP_SETPCAP}
+
+// KeptMask is KeptCapabilities as a capability bit mask (/proc's CapEff).
+func KeptMask() uint64 {
+	var m uint64
+	for _, c := range KeptCapabilities {
+		m |= 1 << c
+	}
+	return m
+}
+
+// restrictSelf leaves a root init KeptCapabilities only (those the
+// container granted it): in its bounding,
+// permitted and effective sets, with empty inheritable and ambient sets.
+// Capabilities are per thread, so every step runs on all of the
+// process's threads (AllThreadsSyscall: the init is built without cgo);
+// threads started later copy a restricted one. A non-root init holds
+// nothing to drop.
+func restrictSelf() error {
+	if os.Getuid() != 0 {
+		return nil
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var cur [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &cur[0]); err != nil {
+		return fmt.Errorf("read the init's capabilities: %w", err)
+	}
+	// A capability the container does not grant stays out.
+	keep := KeptMask() & (uint64(cur[1].Permitted)<<32 | uint64(cur[0].Permitted))
+	for c := uintptr(0); c < 64; c++ {
+		if keep&(1<<c) != 0 {
+			continue
+		}
+		_, _, errno := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0)
+		if errno == unix.EINVAL {
+			break // past the kernel's last capability
+		}
+		if errno != 0 {
+			return fmt.Errorf("drop capability %d from the init's bounding set: %w", c, errno)
+		}
+	}
+	if _, _, errno := syscall.AllThreadsSyscall6(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0); errno != 0 && !errors.Is(errno, unix.EINVAL) {
+		return fmt.Errorf("clear the init's ambient capabilities: %w", errno)
+	}
+	hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := [2]unix.CapUserData{
+		{Effective: uint32(keep), Permitted: uint32(keep)},
+		{Effective: uint32(keep >> 32), Permitted: uint32(keep >> 32)},
+	}
+	if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
+		return fmt.Errorf("restrict the init's capabilities: %w", errno)
+	}
+	return nil
+}

@@ -64,6 +64,17 @@ func (h starterHook) Start(_ context.Context, _ lager.Logger, inst *containersto
 func (starterHook) Adopt(context.Context, lager.Logger, *containerstore.Instance) error { return nil }
 func (starterHook) Stopping(lager.Logger, string)                                       {}
 
+// explainingStep is a readiness step that explains an exit 127 as an app
+// its first process could not start (as cellinit's state file does).
+type explainingStep struct{ readyStep }
+
+func (explainingStep) StartError(guid string, status int) error {
+	if status != 127 {
+		return nil
+	}
+	return fmt.Errorf("start task %s: could not start the app", guid)
+}
+
 // countingListener accepts and counts connections on 127.0.0.1.
 func countingListener() (uint16, func() int) {
 	GinkgoHelper()
@@ -614,6 +625,44 @@ var _ = Describe("Store", func() {
 				Expect(c.RunResult.FailureCode).To(Equal(executor.FailureAppExited))
 				Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(1)))
 				Expect(runner.SignalCallCount()).To(BeZero(), "nothing to kill")
+			})
+		})
+
+		Context("when a step's first process could not start the app (cellinit)", func() {
+			BeforeEach(func() {
+				proxy := &containerstorefakes.FakeSetupHook{}
+				proxy.NameReturns("proxy")
+				deps.Pipeline.Proxy = explainingStep{readyStep{proxy, ready}}
+				ready.ReadyReturns(errors.New("not yet"))
+			})
+
+			It("completes as a start failure without an exit status, before or after it was ready", func() {
+				_, err := store.AllocateAndRun(ctx, "g1", runRequest())
+				Expect(err).NotTo(HaveOccurred())
+				Eventually(ready.ReadyCallCount).ShouldNot(BeZero())
+				tk.exit("g1", 127)
+				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+				c := get("g1")
+				Expect(c.RunResult.Failed).To(BeTrue())
+				Expect(c.RunResult.FailureReason).To(Equal("start task g1: could not start the app"))
+				Expect(c.RunResult.FailureCode).To(Equal(executor.FailureOther))
+				Expect(c.RunResult.ExitStatus).To(BeNil())
+
+				ready.ReadyReturns(nil)
+				runToRunning("g2")
+				tk.exit("g2", 127)
+				Eventually(stateOf("g2")).Should(Equal(executor.StateCompleted))
+				Expect(get("g2").RunResult.FailureReason).To(Equal("start task g2: could not start the app"))
+				Expect(get("g2").RunResult.ExitStatus).To(BeNil())
+			})
+
+			It("keeps an exit the step does not explain as the app's", func() {
+				ready.ReadyReturns(nil)
+				runToRunning("g1")
+				tk.exit("g1", 3)
+				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
+				Expect(get("g1").RunResult.FailureCode).To(Equal(executor.FailureAppExited))
+				Expect(get("g1").RunResult.ExitStatus).To(HaveValue(Equal(3)))
 			})
 		})
 

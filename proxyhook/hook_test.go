@@ -231,7 +231,7 @@ func (f *fixture) exit(n int, ex containerstore.Exit) {
 func (f *fixture) instance(t *testing.T, guid string, serial int64, hostPort uint16) *containerstore.Instance {
 	t.Helper()
 	certPEM, keyPEM, _, serialText := f.ca.leaf(t, guid, serial)
-	inst := &containerstore.Instance{GUID: guid, Request: executor.RunRequest{Ports: []uint16{8080}},
+	inst := &containerstore.Instance{GUID: guid, Request: executor.RunRequest{Ports: []uint16{8080}}, User: containerstore.User{UID: 2000, GID: 2000},
 		CertPEM: certPEM, KeyPEM: keyPEM, Credentials: &executor.CredentialInfo{Serial: serialText},
 		InternalIP: "127.0.0.1", ExternalIP: "127.0.0.1"}
 	ctx := context.Background()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/internal/cellinit"
 	"github.com/cellagent/cellagent/proxyhook"
 )
@@ -162,5 +164,60 @@ func TestUsageFindsTheInitsProxyInTheContainersCgroup(t *testing.T) {
 	}
 	if u := f.hook.Usage("g1", total, procs); u.ProxyBytes != 0 {
 		t.Errorf("Usage of an exited proxy = %+v, want none", u)
+	}
+}
+
+// A root app keeps the proxy's runc exec: cellinit's directory is mounted
+// read-write and only its mode keeps a non-root app out.
+func TestARootAppIsNotRunUnderTheInit(t *testing.T) {
+	f := newInitFixture(t, fakeclock.NewFakeClock(time.Unix(1000, 0)))
+	for i, u := range []containerstore.User{{UID: 0, GID: 0}, {UID: 2000, GID: 0}, {UID: 0, GID: 2000}} {
+		guid := fmt.Sprintf("root%d", i)
+		certPEM, keyPEM, _, serial := f.ca.leaf(t, guid, int64(20+i))
+		inst := &containerstore.Instance{GUID: guid, Request: executor.RunRequest{Ports: []uint16{8080}}, User: u,
+			CertPEM: certPEM, KeyPEM: keyPEM, Credentials: &executor.CredentialInfo{Serial: serial},
+			InternalIP: "127.0.0.1", ExternalIP: "127.0.0.1"}
+		if err := f.hook.PortsHook().Setup(context.Background(), f.logger, inst); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.hook.FilesHook().Setup(context.Background(), f.logger, inst); err != nil {
+			t.Fatal(err)
+		}
+		if inst.Init != nil {
+			t.Fatalf("user %+v: run under cellinit", u)
+		}
+		for _, m := range inst.Mounts {
+			if m.Destination == proxyhook.InitRunDir || m.Destination == proxyhook.InitPath {
+				t.Fatalf("user %+v: mount %+v", u, m)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(f.cfg.DataDir, "logs", guid, cellinit.StateFile)); err == nil {
+			t.Fatalf("user %+v: a state file marks the instance as cellinit's for adoption", u)
+		}
+	}
+}
+
+// An init that exited with AppStartFailed and recorded why is a start
+// failure; a 127 without that record is the app's own exit.
+func TestStartErrorIsTheInitsRecordOfAnAppThatDidNotStart(t *testing.T) {
+	f := newInitFixture(t, fakeclock.NewFakeClock(time.Unix(1000, 0)))
+	f.instance(t, "g1", 10, 0)
+	ex := f.hook.FilesHook().(containerstore.StartExplainer)
+	if err := ex.StartError("g1", cellinit.AppStartFailed); err != nil {
+		t.Fatalf("no app_error recorded: %v", err)
+	}
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	if err := cellinit.WriteState(runDir, cellinit.ProxyState{Seq: 1, AppError: "start /no/such/app: not found"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ex.StartError("g1", 1); err != nil {
+		t.Fatalf("status 1: %v", err)
+	}
+	err := ex.StartError("g1", cellinit.AppStartFailed)
+	if err == nil || !strings.Contains(err.Error(), "g1") || !strings.Contains(err.Error(), "/no/such/app: not found") {
+		t.Fatalf("start error %v", err)
+	}
+	if err := ex.StartError("other", cellinit.AppStartFailed); err != nil {
+		t.Fatalf("an instance without cellinit: %v", err)
 	}
 }

@@ -23,7 +23,9 @@ import (
 // only, mode 0750: a non-root app cannot enter it). The hook learns the
 // proxy's exits and restarts from the state file: it polls it (a stat per
 // StatePoll; the file is replaced on every change), also after an agent
-// restart, so adoption needs nothing from containerd.
+// restart, so adoption needs nothing from containerd. An app cellinit
+// could not start is a start failure (StartError); a root app keeps the
+// proxy's runc exec (underInit).
 const (
 	// InitPath is where cellinit is mounted in the container.
 	InitPath = "/etc/cf-assets/cellinit"

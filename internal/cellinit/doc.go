@@ -23,6 +23,15 @@
 // its credentials there and execs the target. One static exec costs a
 // millisecond; a runc exec costs tens.
 //
+// An app that cannot be started (its helper found no executable, or could
+// not take its user) ends the init with AppStartFailed, the reason on
+// stderr and in the state file's AppError: the agent reports that as a
+// start failure, not as the app's exit. Once the app runs, a root init
+// keeps only KeptCapabilities (restrictSelf): in its effective, permitted
+// and bounding sets, with empty inheritable and ambient sets, on every
+// thread. The app's helper forked before that and keeps the container's
+// bounding set.
+//
 // The init forwards the signals the agent sends the task (TERM, INT, HUP,
 // QUIT, USR1, USR2, WINCH, ALRM, CONT) to the app only, reaps every zombie
 // (it is pid 1, and a child subreaper when it is not), and exits with the

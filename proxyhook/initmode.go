@@ -122,13 +122,19 @@ func (f filesHook) watchInit(guid string, sup *supervisor) {
 }
 
 // initChanged acts on a new state; it answers true when supervision ends
-// (the instance failed). Polling may miss a state in between: a higher
-// failure count or another pid is an exit all the same.
+// (the instance failed). Polling may miss a state in between: a change of
+// the failure count or of the pid is an exit all the same, and gets its
+// unroute and proxy_restarted event as an exit seen in its own state
+// does. The first state seen (prev.Seq 0: after a start or an adoption)
+// is an exit only when the proxy is down now: earlier restarts of a proxy
+// that runs are history.
 func (f filesHook) initChanged(logger lager.Logger, guid string, sup *supervisor, prev, cur cellinit.ProxyState) bool {
 	sink := f.h.getSink()
 	down := cur.Phase == cellinit.PhaseExited || cur.Phase == cellinit.PhaseFailed
-	exited := down || cur.Failures > prev.Failures || (prev.PID != 0 && cur.PID != prev.PID)
-	if exited && (prev.Phase != cur.Phase || cur.Failures != prev.Failures) {
+	seen := prev.Seq > 0
+	newExit := (down && cur.Phase != prev.Phase) ||
+		(seen && (cur.Failures != prev.Failures || (prev.PID != 0 && cur.PID != prev.PID)))
+	if newExit {
 		logger.Info("proxy-exited", lager.Data{"status": cur.Status, "failures": cur.Failures})
 		if sink != nil {
 			sink.Unroute(guid, "proxy exited")
@@ -144,12 +150,13 @@ func (f filesHook) initChanged(logger lager.Logger, guid string, sup *supervisor
 			sink.Fail(guid, executor.FailureProxyFailed, reason)
 		}
 		return true
-	case cur.Phase == cellinit.PhaseExited && cur.Failures != prev.Failures:
-		if sink != nil {
-			delay := time.Duration(cur.RestartInMS) * time.Millisecond
-			sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d in %s", cur.Status, cur.Failures, delay))
-		}
-	case cur.Phase == cellinit.PhaseRunning && prev.Seq > 0 && cur.Failures > 0 && cur.PID != prev.PID:
+	case newExit && sink != nil && cur.Phase == cellinit.PhaseExited:
+		delay := time.Duration(cur.RestartInMS) * time.Millisecond
+		sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d in %s", cur.Status, cur.Failures, delay))
+	case newExit && sink != nil:
+		sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d running", cur.Status, cur.Failures))
+	}
+	if seen && cur.Phase == cellinit.PhaseRunning && cur.PID != prev.PID {
 		f.rerouteWhenReady(guid, sup)
 	}
 	return false

@@ -103,10 +103,17 @@ func TestTheInitsProxyExitsRestartsAndFailureReachTheStore(t *testing.T) {
 	write(cellinit.ProxyState{Seq: 3, Phase: cellinit.PhaseRunning, PID: 9, Status: 1, Failures: 1})
 	tick()
 	readiness()
-	// Exited and restarted between two polls: still an exit.
+	// Exited and restarted between two polls: still an exit, with its
+	// event.
 	write(cellinit.ProxyState{Seq: 5, Phase: cellinit.PhaseRunning, PID: 11, Status: 2, Failures: 2})
 	tick()
-	f.sink.expect(t, "unroute g1")
+	f.sink.expect(t, "unroute g1", "publish proxy_restarted g1: proxy exited with status 2; restart 2 running")
+	readiness()
+	// A proxy that ran for over a minute starts counting again: the same
+	// failure count, a new pid, missed exit and all.
+	write(cellinit.ProxyState{Seq: 8, Phase: cellinit.PhaseRunning, PID: 12, Status: 4, Failures: 2})
+	tick()
+	f.sink.expect(t, "unroute g1", "publish proxy_restarted g1: proxy exited with status 4; restart 2 running")
 	readiness()
 	write(cellinit.ProxyState{Seq: 6, Phase: cellinit.PhaseFailed, Status: 7, Failures: 3})
 	tick()
@@ -136,6 +143,30 @@ func TestAdoptFollowsAnInitsProxyWithoutContainerd(t *testing.T) {
 	if f.runner.AttachExecCallCount()+f.runner.ExecCallCount() != 0 {
 		t.Fatal("asked containerd for a proxy cellinit runs")
 	}
+	f.starter().Stopping(f.logger, "g1")
+}
+
+// Adopting a proxy that runs after earlier restarts is no exit: nothing
+// is unrouted; its next restart is.
+func TestAdoptingARunningInitProxyWithPastRestartsUnroutesNothing(t *testing.T) {
+	clk := fakeclock.NewFakeClock(time.Unix(1000, 0))
+	f := newInitFixture(t, clk)
+	inst := f.instance(t, "g1", 10, 0)
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	if err := cellinit.WriteState(runDir, cellinit.ProxyState{Seq: 7, Phase: cellinit.PhaseRunning, PID: 9, Status: 1, Failures: 2}); err != nil {
+		t.Fatal(err)
+	}
+	adopted := &containerstore.Instance{GUID: "g1", Request: inst.Request, Ports: inst.Ports, InternalIP: inst.InternalIP}
+	if err := f.starter().Adopt(context.Background(), f.logger, adopted); err != nil {
+		t.Fatal(err)
+	}
+	// Calls reach the sink in order: the exit's unroute coming first
+	// below proves the adoption itself made none.
+	if err := cellinit.WriteState(runDir, cellinit.ProxyState{Seq: 8, Phase: cellinit.PhaseExited, Status: 137, Failures: 3, RestartInMS: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	clk.WaitForWatcherAndIncrement(time.Second)
+	f.sink.expect(t, "unroute g1", "publish proxy_restarted g1: proxy exited with status 137; restart 3 in 2s")
 	f.starter().Stopping(f.logger, "g1")
 }
 

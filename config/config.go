@@ -81,8 +81,17 @@ type Proxy struct {
 	// Init runs each proxied container under cellinit (built next to
 	// cellagent), which starts the app and the proxy: one runc run per
 	// start instead of the app's and the proxy's exec (issue 16).
-	// cellproxy only; Envoy keeps its exec.
-	Init bool `json:"init"`
+	// cellproxy only; Envoy keeps its exec. Unset: InitEnabled's default.
+	Init *bool `json:"init,omitempty"`
+}
+
+// InitEnabled answers whether proxied containers run under cellinit:
+// proxy.init when set, else on for cellproxy (Envoy keeps its exec).
+func (p Proxy) InitEnabled() bool {
+	if p.Init != nil {
+		return *p.Init
+	}
+	return p.Kind == "cellproxy"
 }
 
 type Network struct {
@@ -389,7 +398,7 @@ func (c Config) Validate() error {
 	default:
 		bad("proxy.kind %q: must be cellproxy or envoy", c.Proxy.Kind)
 	}
-	if c.Proxy.Kind == "envoy" && c.Proxy.Init {
+	if c.Proxy.Kind == "envoy" && c.Proxy.Init != nil && *c.Proxy.Init {
 		bad("proxy.init runs cellproxy only: Envoy keeps its runc exec (unset proxy.init)")
 	}
 	if c.Proxy.Kind == "envoy" && c.Proxy.Binary == "" {

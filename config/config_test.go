@@ -59,7 +59,8 @@ var _ = Describe("Config", func() {
 			},
 			Entry("cell id with a slash", func(c *config.Config) { c.CellID = "a/b" }, "cell_id"),
 			Entry("cellinit with Envoy (issue 16)", func(c *config.Config) {
-				c.Proxy.Kind, c.Proxy.Binary, c.Proxy.Init = "envoy", "/opt/envoy", true
+				on := true
+				c.Proxy.Kind, c.Proxy.Binary, c.Proxy.Init = "envoy", "/opt/envoy", &on
 			}, "proxy.init runs cellproxy only"),
 			Entry("host mode with the plain loopback admin API (issue 13 item 10)", func(c *config.Config) { c.Network.Mode = "host" },
 				"network.mode host: listen.admin 127.0.0.1:1800 is plain HTTP on loopback"),
@@ -296,5 +297,21 @@ var _ = Describe("Config", func() {
 			Entry("spaces", "1 - 10"),
 			Entry("letters", "a-b"),
 		)
+	})
+})
+
+var _ = Describe("proxy.init", func() {
+	It("is on for cellproxy unless set, and off for Envoy", func() {
+		off, on := false, true
+		for _, tc := range []struct {
+			kind string
+			init *bool
+			want bool
+		}{{"cellproxy", nil, true}, {"cellproxy", &off, false}, {"cellproxy", &on, true}, {"envoy", nil, false}, {"envoy", &off, false}} {
+			Expect(config.Proxy{Kind: tc.kind, Init: tc.init}.InitEnabled()).To(Equal(tc.want), "kind %s init %v", tc.kind, tc.init)
+		}
+		c := config.DefaultConfig()
+		Expect(c.Proxy.Init).To(BeNil())
+		Expect(c.Proxy.InitEnabled()).To(BeTrue())
 	})
 })

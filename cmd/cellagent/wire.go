@@ -290,7 +290,7 @@ func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Man
 		pc.TrustedCAPEM = b
 	}
 	initBinary := ""
-	if cfg.Proxy.Init {
+	if cfg.Proxy.InitEnabled() {
 		self, err := os.Executable()
 		if err != nil {
 			return nil, fmt.Errorf("find own executable: %w", err)

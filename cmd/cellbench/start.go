@@ -64,7 +64,12 @@ func cmdStart(args []string) error {
 	conc := fs.Int("c", 20, "concurrent starts per round")
 	rounds := fs.Int("rounds", 3, "concurrent rounds")
 	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
-	proxyInit := fs.Bool("proxy-init", false, "run the agent with proxy.init (cellinit starts app and proxy; issue 16)")
+	var proxyInit *bool // unset: the config's default
+	fs.Func("proxy-init", "true or false: the agent's proxy.init (cellinit starts app and proxy; issue 16); default: the config's default", func(s string) error {
+		on, err := strconv.ParseBool(s)
+		proxyInit = &on
+		return err
+	})
 	pool := fs.Int("pool", -1, "the agent's network.pool_size (-1: its default)")
 	logLevel := fs.String("log-level", "info", "the agent's log_level")
 	parseFlags(fs, args)
@@ -92,7 +97,7 @@ func cmdStart(args []string) error {
 	progress("raw: one at a time p50 %.0f ms; %d at once p99 %.0f ms", sr.RawSeq.P50, *conc, sr.RawConcP99)
 
 	a, err := newAgent(dir, "start", func(c *config.Config) {
-		c.Proxy.Init = *proxyInit
+		c.Proxy.Init = proxyInit
 		c.LogLevel = *logLevel
 		if *pool >= 0 {
 			c.Network.PoolSize = *pool

@@ -343,8 +343,11 @@ var _ = Describe("the proxy beside the app", func() {
 		GinkgoWriter.Printf("requests sent %d, retried %d (invalid certificate %d), failed %d\n", sent.Load(), retried.Load(), certRefused.Load(), failed.Load())
 	})
 
-	It("brings a killed proxy back and makes the instance routable again", func() {
-		start(nil)
+	// Twice: as the suite runs (proxy.init's default or
+	// CELLAGENT_PROXY_INIT), and with the proxy as a runc exec, which
+	// proxy.init: false keeps.
+	killedProxy := func(modify func(*config.Config)) {
+		start(modify)
 		_, err := agent.Client.AllocateAndRun(ctx, "px-kill", request())
 		Expect(err).NotTo(HaveOccurred())
 		_, err = agent.WaitState("px-kill", executor.StateRunning, 30*time.Second)
@@ -362,6 +365,16 @@ var _ = Describe("the proxy beside the app", func() {
 		Eventually(func() bool { c, _ := agent.Client.Get(ctx, "px-kill"); return c.Routable }, 20*time.Second).Should(BeTrue())
 		c, _ := agent.Client.Get(ctx, "px-kill")
 		Expect(tlsGet(fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort), routerTLS(agent, "px-kill"))).To(ContainSubstring("px-kill"))
+	}
+	It("brings a killed proxy back and makes the instance routable again", func() { killedProxy(nil) })
+	It("brings a killed proxy back without proxy.init (its runc exec)", func() {
+		killedProxy(func(c *config.Config) {
+			off := false
+			c.Proxy.Init = &off
+		})
+		ps, err := agent.ContainerProcs("px-kill")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ps.Init).To(BeNil(), "the app is the task's process")
 	})
 
 	It("reports an app that cannot be started as a start failure, and an app's own exit 127 as its exit (with or without proxy.init)", func() {

@@ -224,7 +224,7 @@ var _ = Describe("the proxy and the app in their container (items 2, 13 and capa
 		Expect(err).NotTo(HaveOccurred())
 		Expect(appBnd&(1<<13|1<<21)).To(BeZero(), "no NET_RAW (13) or SYS_ADMIN (21) in the app's bounding set")
 
-		if agent.Config.Proxy.Init {
+		if agent.Config.Proxy.InitEnabled() {
 			By("cellinit, the first process, is root with no more than it needs to restart the proxy and signal the app")
 			Expect(ps.Init).NotTo(BeNil())
 			ist := ps.Init.Status

@@ -159,13 +159,14 @@ func New(dir, name string, modify func(*config.Config)) (*Agent, error) {
 	cfg.LogLevel = "debug"
 	proxyInit, forceInit := os.LookupEnv("CELLAGENT_PROXY_INIT")
 	if forceInit {
-		cfg.Proxy.Init = proxyInit == "1"
+		on := proxyInit == "1"
+		cfg.Proxy.Init = &on
 	}
 	if modify != nil {
 		modify(&cfg)
 	}
 	if forceInit && cfg.Proxy.Kind == "envoy" {
-		cfg.Proxy.Init = false // Envoy keeps its runc exec
+		cfg.Proxy.Init = nil // Envoy keeps its runc exec
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -343,16 +343,22 @@ var _ = Describe("the proxy beside the app", func() {
 		GinkgoWriter.Printf("requests sent %d, retried %d (invalid certificate %d), failed %d\n", sent.Load(), retried.Load(), certRefused.Load(), failed.Load())
 	})
 
-	// Twice: as the suite runs (proxy.init's default or
-	// CELLAGENT_PROXY_INIT), and with the proxy as a runc exec, which
-	// proxy.init: false keeps.
-	killedProxy := func(modify func(*config.Config)) {
+	// As the suite runs (proxy.init's default or CELLAGENT_PROXY_INIT),
+	// with the proxy as a runc exec, which proxy.init: false keeps, and
+	// after a kill -9 restart of the agent, which adopts the proxy's
+	// supervision.
+	killedProxy := func(modify func(*config.Config), kill9 bool) {
 		start(modify)
 		_, err := agent.Client.AllocateAndRun(ctx, "px-kill", request())
 		Expect(err).NotTo(HaveOccurred())
 		_, err = agent.WaitState("px-kill", executor.StateRunning, 30*time.Second)
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() bool { c, _ := agent.Client.Get(ctx, "px-kill"); return c.Routable }, 15*time.Second).Should(BeTrue())
+		if kill9 {
+			agent.Kill9()
+			Expect(agent.Start()).To(Succeed())
+			Eventually(func() bool { c, _ := agent.Client.Get(ctx, "px-kill"); return c.Routable }, 15*time.Second).Should(BeTrue(), "adopted and routable")
+		}
 		evCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		evs, err := agent.Client.Events(evCtx, agent.LastSeq(ctx))
@@ -366,12 +372,13 @@ var _ = Describe("the proxy beside the app", func() {
 		c, _ := agent.Client.Get(ctx, "px-kill")
 		Expect(tlsGet(fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort), routerTLS(agent, "px-kill"))).To(ContainSubstring("px-kill"))
 	}
-	It("brings a killed proxy back and makes the instance routable again", func() { killedProxy(nil) })
+	It("brings a killed proxy back and makes the instance routable again", func() { killedProxy(nil, false) })
+	It("brings a killed proxy back after a kill -9 restart of the agent", func() { killedProxy(nil, true) })
 	It("brings a killed proxy back without proxy.init (its runc exec)", func() {
 		killedProxy(func(c *config.Config) {
 			off := false
 			c.Proxy.Init = &off
-		})
+		}, false)
 		ps, err := agent.ContainerProcs("px-kill")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ps.Init).To(BeNil(), "the app is the task's process")

@@ -77,10 +77,16 @@ func (h *Hook) runByInit(guid string) bool {
 	return err == nil
 }
 
-// superviseInit follows the proxy that cellinit runs in guid.
+// superviseInit follows the proxy that cellinit runs in guid: one this
+// agent started (its instance has Init from setupInit) or one adopted
+// after a restart (Restore's instance has none).
 func (f filesHook) superviseInit(guid string) {
+	f.h.mu.Lock()
+	in, ok := f.h.instances[guid]
+	started := ok && in.inst != nil && in.inst.Init != nil
+	f.h.mu.Unlock()
 	if sup := f.claimSupervisor(guid, 0); sup != nil {
-		go f.watchInit(guid, sup)
+		go f.watchInit(guid, sup, started)
 	}
 }
 
@@ -88,7 +94,7 @@ func (f filesHook) superviseInit(guid string) {
 // for a proxy it runs itself: unroute at an exit, an event per restart,
 // reroute once the restarted proxy answers, fail the instance when
 // cellinit gave up.
-func (f filesHook) watchInit(guid string, sup *supervisor) {
+func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 	defer close(sup.done)
 	h := f.h
 	logger := h.logger.Session("supervise-init", lager.Data{guidKey: guid})
@@ -105,7 +111,7 @@ func (f filesHook) watchInit(guid string, sup *supervisor) {
 			case err != nil:
 				logger.Error("read-proxy-state", err)
 			case cur.Seq != last.Seq:
-				if done := f.initChanged(logger, guid, sup, last, cur); done {
+				if done := f.initChanged(logger, guid, sup, last, cur, started || last.Seq > 0); done {
 					return
 				}
 				last = cur
@@ -125,15 +131,16 @@ func (f filesHook) watchInit(guid string, sup *supervisor) {
 // (the instance failed). Polling may miss a state in between: a change of
 // the failure count or of the pid is an exit all the same, and gets its
 // unroute and proxy_restarted event as an exit seen in its own state
-// does. The first state seen (prev.Seq 0: after a start or an adoption)
-// is an exit only when the proxy is down now: earlier restarts of a proxy
-// that runs are history.
-func (f filesHook) initChanged(logger lager.Logger, guid string, sup *supervisor, prev, cur cellinit.ProxyState) bool {
+// does. known says prev is what the proxy was: a state seen before, or
+// the zero state of a proxy this agent just started (whose first polled
+// state may already be after an exit). The first state seen after an
+// adoption is not known: it is an exit only when the proxy is down now;
+// earlier restarts of a proxy that runs are history.
+func (f filesHook) initChanged(logger lager.Logger, guid string, sup *supervisor, prev, cur cellinit.ProxyState, known bool) bool {
 	sink := f.h.getSink()
 	down := cur.Phase == cellinit.PhaseExited || cur.Phase == cellinit.PhaseFailed
-	seen := prev.Seq > 0
 	newExit := (down && cur.Phase != prev.Phase) ||
-		(seen && (cur.Failures != prev.Failures || (prev.PID != 0 && cur.PID != prev.PID)))
+		(known && (cur.Failures != prev.Failures || (prev.PID != 0 && cur.PID != prev.PID)))
 	if newExit {
 		logger.Info("proxy-exited", lager.Data{"status": cur.Status, "failures": cur.Failures})
 		if sink != nil {
@@ -156,7 +163,7 @@ func (f filesHook) initChanged(logger lager.Logger, guid string, sup *supervisor
 	case newExit && sink != nil:
 		sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d running", cur.Status, cur.Failures))
 	}
-	if seen && cur.Phase == cellinit.PhaseRunning && cur.PID != prev.PID {
+	if known && cur.Phase == cellinit.PhaseRunning && cur.Failures > 0 && cur.PID != prev.PID {
 		f.rerouteWhenReady(guid, sup)
 	}
 	return false

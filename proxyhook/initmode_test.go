@@ -156,7 +156,10 @@ func TestAdoptingARunningInitProxyWithPastRestartsUnroutesNothing(t *testing.T) 
 	if err := cellinit.WriteState(runDir, cellinit.ProxyState{Seq: 7, Phase: cellinit.PhaseRunning, PID: 9, Status: 1, Failures: 2}); err != nil {
 		t.Fatal(err)
 	}
-	adopted := &containerstore.Instance{GUID: "g1", Request: inst.Request, Ports: inst.Ports, InternalIP: inst.InternalIP}
+	adopted := &containerstore.Instance{GUID: "g1", Request: inst.Request, Ports: inst.Ports, InternalIP: inst.InternalIP, Credentials: inst.Credentials}
+	if err := f.hook.FilesHook().(containerstore.Restorer).Restore(context.Background(), f.logger, adopted); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.starter().Adopt(context.Background(), f.logger, adopted); err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +171,34 @@ func TestAdoptingARunningInitProxyWithPastRestartsUnroutesNothing(t *testing.T) 
 	clk.WaitForWatcherAndIncrement(time.Second)
 	f.sink.expect(t, "unroute g1", "publish proxy_restarted g1: proxy exited with status 137; restart 3 in 2s")
 	f.starter().Stopping(f.logger, "g1")
+}
+
+// A proxy this agent started may be killed before the first poll saw it
+// run: its first polled state, restarted, is an exit all the same.
+func TestAStartedInitProxyRestartedBeforeTheFirstPollIsAnExit(t *testing.T) {
+	clk := fakeclock.NewFakeClock(time.Unix(1000, 0))
+	f := newInitFixture(t, clk)
+	inst := f.instance(t, "g1", 10, 0) // no TLS ports: Ready passes at once
+	if err := cellinit.WriteState(filepath.Join(f.cfg.DataDir, "logs", "g1"), cellinit.ProxyState{Seq: 3, Phase: cellinit.PhaseRunning, PID: 9, Status: 137, Failures: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.starter().Start(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
+	}
+	f.sink.expect(t, "unroute g1", "publish proxy_restarted g1: proxy exited with status 137; restart 1 running")
+	for range 500 { // the reroute waits for readiness on the clock; bounded
+		select {
+		case c := <-f.sink.calls:
+			if c != "reroute g1" {
+				t.Fatalf("sink call %q, want the reroute", c)
+			}
+			f.starter().Stopping(f.logger, "g1")
+			return
+		case <-time.After(10 * time.Millisecond):
+			clk.Increment(200 * time.Millisecond)
+		}
+	}
+	t.Fatal("no reroute")
 }
 
 // The memory split finds cellinit's proxy among the container's processes

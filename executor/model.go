@@ -128,6 +128,13 @@ type RunRequest struct {
 	// (Diego's internal_routes): DNS SANs of the certificate the proxy
 	// serves on 61443 for app port 8080.
 	InternalRoutes []InternalRoute `json:"internal_routes,omitempty"`
+	// Setup runs before the process starts: its downloads are extracted
+	// into the container's writable filesystem. A failed setup fails the
+	// start (FailureSetup) and the process never runs.
+	Setup *SetupAction `json:"setup,omitempty"`
+	// CachedDependencies are archives the cell keeps extracted in its
+	// download cache and mounts read-only into the container.
+	CachedDependencies []CachedDependency `json:"cached_dependencies,omitempty"`
 }
 
 // DockerImagePrefix marks a run request image that the runtime pulls from

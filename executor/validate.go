@@ -105,7 +105,7 @@ func (r *RunRequest) Validate(requireResources bool) error {
 	if len(r.Process.Env) > 1024 {
 		return NewError(ErrInvalidRequest, "at most 1024 environment variables")
 	}
-	return nil
+	return r.validateSetup()
 }
 
 // String makes a short description of a duration field for messages.

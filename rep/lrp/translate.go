@@ -8,11 +8,15 @@
 // images (see Image; image_username and image_password become the run
 // request's ImageAuth; a docker image's run action runs as root unless it
 // names a user, refused unless privileged where allowed), the action
-// tree run / serial / codependent holding exactly one run action, env,
-// ports, memory, disk, max pids, CPU weight, start timeout, a single tcp
-// or http check_definition check, certificate properties, cf-router
-// routes, log guid, metric tags, egress rules (see EgressRules), and
-// privileged on a cell that allows it. Refused: everything else (see Refusal).
+// tree run / serial / codependent holding exactly one run action, a setup
+// of download actions in serial / parallel / try / timeout /
+// emit_progress (see Setup; a task's serial may hold such downloads before
+// its run), cached_dependencies, env, ports, memory, disk, max pids, CPU
+// weight, start timeout, a single tcp or http check_definition check,
+// certificate properties, cf-router routes, log guid, metric tags, egress
+// rules (see EgressRules), and privileged on a cell that allows it.
+// Refused: everything else (see Refusal), among it upload actions, run
+// actions in setup and monitor actions without check_definition.
 package lrp
 
 import (
@@ -69,13 +73,12 @@ func refuse(format string, args ...any) *Refusal {
 // field number; they are the unknown fields of our messages (but for the
 // image login, read from them: see handledUnknown).
 var unsupportedFields = map[protoreflect.FullName]map[protowire.Number]string{
-	"models.DesiredLRP": {22: "cached_dependencies", 25: "volume_mounts", 26: "network",
+	"models.DesiredLRP": {25: "volume_mounts", 26: "network",
 		34: "image_layers", 36: "sidecars", 37: "log_rate_limit",
 		38: "volume_mounted_files"},
-	"models.Action": {1: "download action", 2: "upload action", 4: "timeout action", 5: "emit_progress action",
-		6: "try action", 7: "parallel action"},
+	"models.Action":    {2: "upload action"},
 	"models.RunAction": {9: "volume_mounted_files"},
-	"models.TaskDefinition": {15: "cached_dependencies", 18: "volume_mounts", 19: "network",
+	"models.TaskDefinition": {18: "volume_mounts", 19: "network",
 		25: "image_layers", 26: "log_rate_limit"},
 }
 
@@ -122,9 +125,6 @@ func unknownFields(m protoreflect.Message, path string, out *[]string) {
 
 // Translate answers the run request for instance index of d.
 func Translate(d *models.DesiredLRP, index int32, s Settings) (executor.RunRequest, error) {
-	if d.GetSetup() != nil {
-		return executor.RunRequest{}, refuse("setup actions are not supported")
-	}
 	if d.GetMonitor() != nil && d.GetCheckDefinition() == nil {
 		return executor.RunRequest{}, refuse("monitor actions are not supported; use check_definition")
 	}
@@ -136,6 +136,10 @@ func Translate(d *models.DesiredLRP, index int32, s Settings) (executor.RunReque
 		return executor.RunRequest{}, err
 	}
 	req.Index = int(index)
+	if req.Setup, err = Setup(d.GetSetup()); err != nil {
+		return executor.RunRequest{}, err
+	}
+	req.CachedDependencies = CachedDependencies(d.GetCachedDependencies())
 	for _, p := range d.GetPorts() {
 		if p == 0 || p > 65535 {
 			return executor.RunRequest{}, refuse("port %d is out of range", p)
@@ -168,10 +172,19 @@ func TranslateTask(t *models.TaskDefinition, s Settings) (executor.RunRequest, e
 			return executor.RunRequest{}, refuse("result_file: %v", err)
 		}
 	}
-	return translateCommon(t, common{rootfs: t.GetRootFs(), privileged: t.GetPrivileged(),
-		trustedCerts: t.GetTrustedSystemCertificatesPath(), action: t.GetAction(), env: t.GetEnvironmentVariables(),
+	setup, action, err := taskActions(t.GetAction())
+	if err != nil {
+		return executor.RunRequest{}, err
+	}
+	req, err := translateCommon(t, common{rootfs: t.GetRootFs(), privileged: t.GetPrivileged(),
+		trustedCerts: t.GetTrustedSystemCertificatesPath(), action: action, env: t.GetEnvironmentVariables(),
 		memoryMB: t.GetMemoryMb(), diskMB: t.GetDiskMb(), maxPids: t.GetMaxPids(), cpuWeight: t.GetCpuWeight(),
 		logGUID: t.GetLogGuid(), certs: t.GetCertificateProperties(), egress: t.GetEgressRules()}, s)
+	if err != nil {
+		return executor.RunRequest{}, err
+	}
+	req.Setup, req.CachedDependencies = setup, CachedDependencies(t.GetCachedDependencies())
+	return req, nil
 }
 
 // common are the fields desired LRPs and tasks share.
@@ -258,11 +271,12 @@ func singleRun(a *models.Action) (*models.RunAction, error) {
 	switch {
 	case a == nil:
 		return nil, refuse("no action")
+	case kinds(a) != 1:
+		return nil, refuse("an action must have exactly one kind")
 	case a.GetRunAction() != nil:
-		if a.GetSerialAction() != nil || a.GetCodependentAction() != nil {
-			return nil, refuse("an action must have exactly one kind")
-		}
 		return a.GetRunAction(), nil
+	case a.GetSerialAction() == nil && a.GetCodependentAction() == nil:
+		return nil, refuse("download, timeout, try, parallel and emit_progress actions are supported in setup only (or before a task's run)")
 	}
 	var inner []*models.Action
 	kind := "serial"

@@ -107,7 +107,19 @@ var _ = Describe("Translate", func() {
 		Entry("another stack", func(d *models.DesiredLRP) { d.RootFs = "preloaded:cflinuxfs3" }, `stack "cflinuxfs3"`),
 		Entry("privileged without allow_privileged", func(d *models.DesiredLRP) { d.Privileged = true },
 			"privileged: this cell's allow_privileged is false"),
-		Entry("a setup action", func(d *models.DesiredLRP) { d.Setup = run("/bin/true") }, "setup actions"),
+		Entry("a run action in setup", func(d *models.DesiredLRP) {
+			d.Setup = &models.Action{SerialAction: &models.SerialAction{Actions: []*models.Action{download("/app"), run("/bin/true")}}}
+		}, "setup.serial[1]: run and codependent actions before the app's run action are not supported"),
+		Entry("an upload action in setup", func(d *models.DesiredLRP) {
+			d.Setup = download("/app")
+			withUnknownField(d.Setup, 2)
+		}, "setup.upload action"),
+		Entry("an empty parallel in setup", func(d *models.DesiredLRP) {
+			d.Setup = &models.Action{ParallelAction: &models.ParallelAction{}}
+		}, "setup.parallel: no actions"),
+		Entry("a download in the main action", func(d *models.DesiredLRP) {
+			d.Action = &models.Action{CodependentAction: &models.CodependentAction{Actions: []*models.Action{download("/app")}}}
+		}, "supported in setup only"),
 		Entry("a monitor without check_definition", func(d *models.DesiredLRP) {
 			d.CheckDefinition, d.Monitor = nil, run("/bin/true")
 		}, "monitor actions"),
@@ -138,9 +150,9 @@ var _ = Describe("Translate", func() {
 		}, "egress_rules[0].icmp_info type 8 code 0"),
 		Entry("sidecars (field 36)", func(d *models.DesiredLRP) { withUnknownField(d, 36) }, "sidecars"),
 		Entry("a field this cell does not know", func(d *models.DesiredLRP) { withUnknownField(d, 99) }, "field 99"),
-		Entry("a download action in the tree", func(d *models.DesiredLRP) {
-			withUnknownField(d.Action.CodependentAction.Actions[0], 1)
-		}, "action.codependent_action.actions[0].download action"),
+		Entry("an upload action in the tree", func(d *models.DesiredLRP) {
+			withUnknownField(d.Action.CodependentAction.Actions[0], 2)
+		}, "action.codependent_action.actions[0].upload action"),
 	)
 })
 

@@ -286,7 +286,7 @@ func (x MetricTagValue_DynamicValue) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MetricTagValue_DynamicValue.Descriptor instead.
 func (MetricTagValue_DynamicValue) EnumDescriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{34, 0}
+	return file_bbs_proto_rawDescGZIP(), []int{40, 0}
 }
 
 type DesiredLRP_UpdateStrategy int32
@@ -332,7 +332,7 @@ func (x DesiredLRP_UpdateStrategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DesiredLRP_UpdateStrategy.Descriptor instead.
 func (DesiredLRP_UpdateStrategy) EnumDescriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{39, 0}
+	return file_bbs_proto_rawDescGZIP(), []int{45, 0}
 }
 
 type Task_State int32
@@ -387,7 +387,7 @@ func (x Task_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Task_State.Descriptor instead.
 func (Task_State) EnumDescriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{43, 0}
+	return file_bbs_proto_rawDescGZIP(), []int{49, 0}
 }
 
 // error.proto
@@ -1984,12 +1984,17 @@ func (x *EnvironmentVariable) GetValue() string {
 // actions.proto: download (1), upload (2), timeout (4), emit_progress (5),
 // try (6) and parallel (7) are not declared: not supported yet.
 type Action struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	RunAction         *RunAction             `protobuf:"bytes,3,opt,name=run_action,json=runAction,proto3" json:"run_action,omitempty"`
-	SerialAction      *SerialAction          `protobuf:"bytes,8,opt,name=serial_action,json=serialAction,proto3" json:"serial_action,omitempty"`
-	CodependentAction *CodependentAction     `protobuf:"bytes,9,opt,name=codependent_action,json=codependentAction,proto3" json:"codependent_action,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	DownloadAction     *DownloadAction        `protobuf:"bytes,1,opt,name=download_action,json=downloadAction,proto3" json:"download_action,omitempty"`
+	RunAction          *RunAction             `protobuf:"bytes,3,opt,name=run_action,json=runAction,proto3" json:"run_action,omitempty"`
+	TimeoutAction      *TimeoutAction         `protobuf:"bytes,4,opt,name=timeout_action,json=timeoutAction,proto3" json:"timeout_action,omitempty"`
+	EmitProgressAction *EmitProgressAction    `protobuf:"bytes,5,opt,name=emit_progress_action,json=emitProgressAction,proto3" json:"emit_progress_action,omitempty"`
+	TryAction          *TryAction             `protobuf:"bytes,6,opt,name=try_action,json=tryAction,proto3" json:"try_action,omitempty"`
+	ParallelAction     *ParallelAction        `protobuf:"bytes,7,opt,name=parallel_action,json=parallelAction,proto3" json:"parallel_action,omitempty"`
+	SerialAction       *SerialAction          `protobuf:"bytes,8,opt,name=serial_action,json=serialAction,proto3" json:"serial_action,omitempty"`
+	CodependentAction  *CodependentAction     `protobuf:"bytes,9,opt,name=codependent_action,json=codependentAction,proto3" json:"codependent_action,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Action) Reset() {
@@ -2022,9 +2027,44 @@ func (*Action) Descriptor() ([]byte, []int) {
 	return file_bbs_proto_rawDescGZIP(), []int{24}
 }
 
+func (x *Action) GetDownloadAction() *DownloadAction {
+	if x != nil {
+		return x.DownloadAction
+	}
+	return nil
+}
+
 func (x *Action) GetRunAction() *RunAction {
 	if x != nil {
 		return x.RunAction
+	}
+	return nil
+}
+
+func (x *Action) GetTimeoutAction() *TimeoutAction {
+	if x != nil {
+		return x.TimeoutAction
+	}
+	return nil
+}
+
+func (x *Action) GetEmitProgressAction() *EmitProgressAction {
+	if x != nil {
+		return x.EmitProgressAction
+	}
+	return nil
+}
+
+func (x *Action) GetTryAction() *TryAction {
+	if x != nil {
+		return x.TryAction
+	}
+	return nil
+}
+
+func (x *Action) GetParallelAction() *ParallelAction {
+	if x != nil {
+		return x.ParallelAction
 	}
 	return nil
 }
@@ -2043,6 +2083,447 @@ func (x *Action) GetCodependentAction() *CodependentAction {
 	return nil
 }
 
+type DownloadAction struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Artifact          string                 `protobuf:"bytes,1,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	From              string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To                string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	CacheKey          string                 `protobuf:"bytes,4,opt,name=cache_key,json=cacheKey,proto3" json:"cache_key,omitempty"`
+	LogSource         string                 `protobuf:"bytes,5,opt,name=log_source,json=logSource,proto3" json:"log_source,omitempty"`
+	User              string                 `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
+	ChecksumAlgorithm string                 `protobuf:"bytes,7,opt,name=checksum_algorithm,json=checksumAlgorithm,proto3" json:"checksum_algorithm,omitempty"`
+	ChecksumValue     string                 `protobuf:"bytes,8,opt,name=checksum_value,json=checksumValue,proto3" json:"checksum_value,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DownloadAction) Reset() {
+	*x = DownloadAction{}
+	mi := &file_bbs_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadAction) ProtoMessage() {}
+
+func (x *DownloadAction) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadAction.ProtoReflect.Descriptor instead.
+func (*DownloadAction) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DownloadAction) GetArtifact() string {
+	if x != nil {
+		return x.Artifact
+	}
+	return ""
+}
+
+func (x *DownloadAction) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *DownloadAction) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *DownloadAction) GetCacheKey() string {
+	if x != nil {
+		return x.CacheKey
+	}
+	return ""
+}
+
+func (x *DownloadAction) GetLogSource() string {
+	if x != nil {
+		return x.LogSource
+	}
+	return ""
+}
+
+func (x *DownloadAction) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *DownloadAction) GetChecksumAlgorithm() string {
+	if x != nil {
+		return x.ChecksumAlgorithm
+	}
+	return ""
+}
+
+func (x *DownloadAction) GetChecksumValue() string {
+	if x != nil {
+		return x.ChecksumValue
+	}
+	return ""
+}
+
+type TimeoutAction struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Action              *Action                `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	DeprecatedTimeoutNs int64                  `protobuf:"varint,2,opt,name=deprecated_timeout_ns,json=deprecatedTimeoutNs,proto3" json:"deprecated_timeout_ns,omitempty"`
+	LogSource           string                 `protobuf:"bytes,3,opt,name=log_source,json=logSource,proto3" json:"log_source,omitempty"`
+	TimeoutMs           int64                  `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *TimeoutAction) Reset() {
+	*x = TimeoutAction{}
+	mi := &file_bbs_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimeoutAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimeoutAction) ProtoMessage() {}
+
+func (x *TimeoutAction) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimeoutAction.ProtoReflect.Descriptor instead.
+func (*TimeoutAction) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TimeoutAction) GetAction() *Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+func (x *TimeoutAction) GetDeprecatedTimeoutNs() int64 {
+	if x != nil {
+		return x.DeprecatedTimeoutNs
+	}
+	return 0
+}
+
+func (x *TimeoutAction) GetLogSource() string {
+	if x != nil {
+		return x.LogSource
+	}
+	return ""
+}
+
+func (x *TimeoutAction) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+type EmitProgressAction struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Action               *Action                `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	StartMessage         string                 `protobuf:"bytes,2,opt,name=start_message,json=startMessage,proto3" json:"start_message,omitempty"`
+	SuccessMessage       string                 `protobuf:"bytes,3,opt,name=success_message,json=successMessage,proto3" json:"success_message,omitempty"`
+	FailureMessagePrefix string                 `protobuf:"bytes,4,opt,name=failure_message_prefix,json=failureMessagePrefix,proto3" json:"failure_message_prefix,omitempty"`
+	LogSource            string                 `protobuf:"bytes,5,opt,name=log_source,json=logSource,proto3" json:"log_source,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *EmitProgressAction) Reset() {
+	*x = EmitProgressAction{}
+	mi := &file_bbs_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmitProgressAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmitProgressAction) ProtoMessage() {}
+
+func (x *EmitProgressAction) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmitProgressAction.ProtoReflect.Descriptor instead.
+func (*EmitProgressAction) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *EmitProgressAction) GetAction() *Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+func (x *EmitProgressAction) GetStartMessage() string {
+	if x != nil {
+		return x.StartMessage
+	}
+	return ""
+}
+
+func (x *EmitProgressAction) GetSuccessMessage() string {
+	if x != nil {
+		return x.SuccessMessage
+	}
+	return ""
+}
+
+func (x *EmitProgressAction) GetFailureMessagePrefix() string {
+	if x != nil {
+		return x.FailureMessagePrefix
+	}
+	return ""
+}
+
+func (x *EmitProgressAction) GetLogSource() string {
+	if x != nil {
+		return x.LogSource
+	}
+	return ""
+}
+
+type TryAction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        *Action                `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	LogSource     string                 `protobuf:"bytes,2,opt,name=log_source,json=logSource,proto3" json:"log_source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TryAction) Reset() {
+	*x = TryAction{}
+	mi := &file_bbs_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TryAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TryAction) ProtoMessage() {}
+
+func (x *TryAction) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TryAction.ProtoReflect.Descriptor instead.
+func (*TryAction) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *TryAction) GetAction() *Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+func (x *TryAction) GetLogSource() string {
+	if x != nil {
+		return x.LogSource
+	}
+	return ""
+}
+
+type ParallelAction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actions       []*Action              `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
+	LogSource     string                 `protobuf:"bytes,2,opt,name=log_source,json=logSource,proto3" json:"log_source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParallelAction) Reset() {
+	*x = ParallelAction{}
+	mi := &file_bbs_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParallelAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParallelAction) ProtoMessage() {}
+
+func (x *ParallelAction) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParallelAction.ProtoReflect.Descriptor instead.
+func (*ParallelAction) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ParallelAction) GetActions() []*Action {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+func (x *ParallelAction) GetLogSource() string {
+	if x != nil {
+		return x.LogSource
+	}
+	return ""
+}
+
+// cached_dependency.proto
+type CachedDependency struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	From              string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To                string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	CacheKey          string                 `protobuf:"bytes,4,opt,name=cache_key,json=cacheKey,proto3" json:"cache_key,omitempty"`
+	LogSource         string                 `protobuf:"bytes,5,opt,name=log_source,json=logSource,proto3" json:"log_source,omitempty"`
+	ChecksumAlgorithm string                 `protobuf:"bytes,6,opt,name=checksum_algorithm,json=checksumAlgorithm,proto3" json:"checksum_algorithm,omitempty"`
+	ChecksumValue     string                 `protobuf:"bytes,7,opt,name=checksum_value,json=checksumValue,proto3" json:"checksum_value,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CachedDependency) Reset() {
+	*x = CachedDependency{}
+	mi := &file_bbs_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CachedDependency) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CachedDependency) ProtoMessage() {}
+
+func (x *CachedDependency) ProtoReflect() protoreflect.Message {
+	mi := &file_bbs_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CachedDependency.ProtoReflect.Descriptor instead.
+func (*CachedDependency) Descriptor() ([]byte, []int) {
+	return file_bbs_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CachedDependency) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CachedDependency) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *CachedDependency) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *CachedDependency) GetCacheKey() string {
+	if x != nil {
+		return x.CacheKey
+	}
+	return ""
+}
+
+func (x *CachedDependency) GetLogSource() string {
+	if x != nil {
+		return x.LogSource
+	}
+	return ""
+}
+
+func (x *CachedDependency) GetChecksumAlgorithm() string {
+	if x != nil {
+		return x.ChecksumAlgorithm
+	}
+	return ""
+}
+
+func (x *CachedDependency) GetChecksumValue() string {
+	if x != nil {
+		return x.ChecksumValue
+	}
+	return ""
+}
+
 type RunAction struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Path              string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -2059,7 +2540,7 @@ type RunAction struct {
 
 func (x *RunAction) Reset() {
 	*x = RunAction{}
-	mi := &file_bbs_proto_msgTypes[25]
+	mi := &file_bbs_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2552,7 @@ func (x *RunAction) String() string {
 func (*RunAction) ProtoMessage() {}
 
 func (x *RunAction) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[25]
+	mi := &file_bbs_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2565,7 @@ func (x *RunAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunAction.ProtoReflect.Descriptor instead.
 func (*RunAction) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{25}
+	return file_bbs_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RunAction) GetPath() string {
@@ -2159,7 +2640,7 @@ type ResourceLimits struct {
 
 func (x *ResourceLimits) Reset() {
 	*x = ResourceLimits{}
-	mi := &file_bbs_proto_msgTypes[26]
+	mi := &file_bbs_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2652,7 @@ func (x *ResourceLimits) String() string {
 func (*ResourceLimits) ProtoMessage() {}
 
 func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[26]
+	mi := &file_bbs_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2665,7 @@ func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
 func (*ResourceLimits) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{26}
+	return file_bbs_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResourceLimits) GetOptionalNofile() isResourceLimits_OptionalNofile {
@@ -2249,7 +2730,7 @@ type SerialAction struct {
 
 func (x *SerialAction) Reset() {
 	*x = SerialAction{}
-	mi := &file_bbs_proto_msgTypes[27]
+	mi := &file_bbs_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2742,7 @@ func (x *SerialAction) String() string {
 func (*SerialAction) ProtoMessage() {}
 
 func (x *SerialAction) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[27]
+	mi := &file_bbs_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2755,7 @@ func (x *SerialAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SerialAction.ProtoReflect.Descriptor instead.
 func (*SerialAction) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{27}
+	return file_bbs_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SerialAction) GetActions() []*Action {
@@ -2301,7 +2782,7 @@ type CodependentAction struct {
 
 func (x *CodependentAction) Reset() {
 	*x = CodependentAction{}
-	mi := &file_bbs_proto_msgTypes[28]
+	mi := &file_bbs_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2794,7 @@ func (x *CodependentAction) String() string {
 func (*CodependentAction) ProtoMessage() {}
 
 func (x *CodependentAction) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[28]
+	mi := &file_bbs_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2807,7 @@ func (x *CodependentAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CodependentAction.ProtoReflect.Descriptor instead.
 func (*CodependentAction) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{28}
+	return file_bbs_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CodependentAction) GetActions() []*Action {
@@ -2355,7 +2836,7 @@ type CheckDefinition struct {
 
 func (x *CheckDefinition) Reset() {
 	*x = CheckDefinition{}
-	mi := &file_bbs_proto_msgTypes[29]
+	mi := &file_bbs_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +2848,7 @@ func (x *CheckDefinition) String() string {
 func (*CheckDefinition) ProtoMessage() {}
 
 func (x *CheckDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[29]
+	mi := &file_bbs_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +2861,7 @@ func (x *CheckDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckDefinition.ProtoReflect.Descriptor instead.
 func (*CheckDefinition) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{29}
+	return file_bbs_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CheckDefinition) GetChecks() []*Check {
@@ -2414,7 +2895,7 @@ type Check struct {
 
 func (x *Check) Reset() {
 	*x = Check{}
-	mi := &file_bbs_proto_msgTypes[30]
+	mi := &file_bbs_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2907,7 @@ func (x *Check) String() string {
 func (*Check) ProtoMessage() {}
 
 func (x *Check) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[30]
+	mi := &file_bbs_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2920,7 @@ func (x *Check) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Check.ProtoReflect.Descriptor instead.
 func (*Check) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{30}
+	return file_bbs_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Check) GetTcpCheck() *TCPCheck {
@@ -2467,7 +2948,7 @@ type TCPCheck struct {
 
 func (x *TCPCheck) Reset() {
 	*x = TCPCheck{}
-	mi := &file_bbs_proto_msgTypes[31]
+	mi := &file_bbs_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2960,7 @@ func (x *TCPCheck) String() string {
 func (*TCPCheck) ProtoMessage() {}
 
 func (x *TCPCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[31]
+	mi := &file_bbs_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2973,7 @@ func (x *TCPCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TCPCheck.ProtoReflect.Descriptor instead.
 func (*TCPCheck) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{31}
+	return file_bbs_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TCPCheck) GetPort() uint32 {
@@ -2528,7 +3009,7 @@ type HTTPCheck struct {
 
 func (x *HTTPCheck) Reset() {
 	*x = HTTPCheck{}
-	mi := &file_bbs_proto_msgTypes[32]
+	mi := &file_bbs_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +3021,7 @@ func (x *HTTPCheck) String() string {
 func (*HTTPCheck) ProtoMessage() {}
 
 func (x *HTTPCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[32]
+	mi := &file_bbs_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +3034,7 @@ func (x *HTTPCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCheck.ProtoReflect.Descriptor instead.
 func (*HTTPCheck) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{32}
+	return file_bbs_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HTTPCheck) GetPort() uint32 {
@@ -2594,7 +3075,7 @@ type CertificateProperties struct {
 
 func (x *CertificateProperties) Reset() {
 	*x = CertificateProperties{}
-	mi := &file_bbs_proto_msgTypes[33]
+	mi := &file_bbs_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2606,7 +3087,7 @@ func (x *CertificateProperties) String() string {
 func (*CertificateProperties) ProtoMessage() {}
 
 func (x *CertificateProperties) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[33]
+	mi := &file_bbs_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2619,7 +3100,7 @@ func (x *CertificateProperties) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateProperties.ProtoReflect.Descriptor instead.
 func (*CertificateProperties) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{33}
+	return file_bbs_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CertificateProperties) GetOrganizationalUnit() []string {
@@ -2640,7 +3121,7 @@ type MetricTagValue struct {
 
 func (x *MetricTagValue) Reset() {
 	*x = MetricTagValue{}
-	mi := &file_bbs_proto_msgTypes[34]
+	mi := &file_bbs_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2652,7 +3133,7 @@ func (x *MetricTagValue) String() string {
 func (*MetricTagValue) ProtoMessage() {}
 
 func (x *MetricTagValue) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[34]
+	mi := &file_bbs_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2665,7 +3146,7 @@ func (x *MetricTagValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricTagValue.ProtoReflect.Descriptor instead.
 func (*MetricTagValue) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{34}
+	return file_bbs_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MetricTagValue) GetStatic() string {
@@ -2693,7 +3174,7 @@ type PortRange struct {
 
 func (x *PortRange) Reset() {
 	*x = PortRange{}
-	mi := &file_bbs_proto_msgTypes[35]
+	mi := &file_bbs_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2705,7 +3186,7 @@ func (x *PortRange) String() string {
 func (*PortRange) ProtoMessage() {}
 
 func (x *PortRange) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[35]
+	mi := &file_bbs_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2718,7 +3199,7 @@ func (x *PortRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
 func (*PortRange) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{35}
+	return file_bbs_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PortRange) GetStart() uint32 {
@@ -2745,7 +3226,7 @@ type ICMPInfo struct {
 
 func (x *ICMPInfo) Reset() {
 	*x = ICMPInfo{}
-	mi := &file_bbs_proto_msgTypes[36]
+	mi := &file_bbs_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2757,7 +3238,7 @@ func (x *ICMPInfo) String() string {
 func (*ICMPInfo) ProtoMessage() {}
 
 func (x *ICMPInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[36]
+	mi := &file_bbs_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2770,7 +3251,7 @@ func (x *ICMPInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ICMPInfo.ProtoReflect.Descriptor instead.
 func (*ICMPInfo) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{36}
+	return file_bbs_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ICMPInfo) GetType() int32 {
@@ -2802,7 +3283,7 @@ type SecurityGroupRule struct {
 
 func (x *SecurityGroupRule) Reset() {
 	*x = SecurityGroupRule{}
-	mi := &file_bbs_proto_msgTypes[37]
+	mi := &file_bbs_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +3295,7 @@ func (x *SecurityGroupRule) String() string {
 func (*SecurityGroupRule) ProtoMessage() {}
 
 func (x *SecurityGroupRule) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[37]
+	mi := &file_bbs_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +3308,7 @@ func (x *SecurityGroupRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityGroupRule.ProtoReflect.Descriptor instead.
 func (*SecurityGroupRule) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{37}
+	return file_bbs_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SecurityGroupRule) GetProtocol() string {
@@ -2890,7 +3371,7 @@ type ProtoRoutes struct {
 
 func (x *ProtoRoutes) Reset() {
 	*x = ProtoRoutes{}
-	mi := &file_bbs_proto_msgTypes[38]
+	mi := &file_bbs_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2902,7 +3383,7 @@ func (x *ProtoRoutes) String() string {
 func (*ProtoRoutes) ProtoMessage() {}
 
 func (x *ProtoRoutes) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[38]
+	mi := &file_bbs_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2915,7 +3396,7 @@ func (x *ProtoRoutes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProtoRoutes.ProtoReflect.Descriptor instead.
 func (*ProtoRoutes) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{38}
+	return file_bbs_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ProtoRoutes) GetRoutes() map[string][]byte {
@@ -2949,6 +3430,7 @@ type DesiredLRP struct {
 	Annotation                    string                     `protobuf:"bytes,19,opt,name=annotation,proto3" json:"annotation,omitempty"`
 	EgressRules                   []*SecurityGroupRule       `protobuf:"bytes,20,rep,name=egress_rules,json=egressRules,proto3" json:"egress_rules,omitempty"`
 	ModificationTag               *ModificationTag           `protobuf:"bytes,21,opt,name=modification_tag,json=modificationTag,proto3" json:"modification_tag,omitempty"`
+	CachedDependencies            []*CachedDependency        `protobuf:"bytes,22,rep,name=cached_dependencies,json=cachedDependencies,proto3" json:"cached_dependencies,omitempty"`
 	LegacyDownloadUser            string                     `protobuf:"bytes,23,opt,name=legacy_download_user,json=legacyDownloadUser,proto3" json:"legacy_download_user,omitempty"`
 	TrustedSystemCertificatesPath string                     `protobuf:"bytes,24,opt,name=trusted_system_certificates_path,json=trustedSystemCertificatesPath,proto3" json:"trusted_system_certificates_path,omitempty"`
 	PlacementTags                 []string                   `protobuf:"bytes,28,rep,name=PlacementTags,proto3" json:"PlacementTags,omitempty"`
@@ -2963,7 +3445,7 @@ type DesiredLRP struct {
 
 func (x *DesiredLRP) Reset() {
 	*x = DesiredLRP{}
-	mi := &file_bbs_proto_msgTypes[39]
+	mi := &file_bbs_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2975,7 +3457,7 @@ func (x *DesiredLRP) String() string {
 func (*DesiredLRP) ProtoMessage() {}
 
 func (x *DesiredLRP) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[39]
+	mi := &file_bbs_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2988,7 +3470,7 @@ func (x *DesiredLRP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredLRP.ProtoReflect.Descriptor instead.
 func (*DesiredLRP) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{39}
+	return file_bbs_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DesiredLRP) GetProcessGuid() string {
@@ -3145,6 +3627,13 @@ func (x *DesiredLRP) GetModificationTag() *ModificationTag {
 	return nil
 }
 
+func (x *DesiredLRP) GetCachedDependencies() []*CachedDependency {
+	if x != nil {
+		return x.CachedDependencies
+	}
+	return nil
+}
+
 func (x *DesiredLRP) GetLegacyDownloadUser() string {
 	if x != nil {
 		return x.LegacyDownloadUser
@@ -3211,7 +3700,7 @@ type DesiredLRPByProcessGuidRequest struct {
 
 func (x *DesiredLRPByProcessGuidRequest) Reset() {
 	*x = DesiredLRPByProcessGuidRequest{}
-	mi := &file_bbs_proto_msgTypes[40]
+	mi := &file_bbs_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3223,7 +3712,7 @@ func (x *DesiredLRPByProcessGuidRequest) String() string {
 func (*DesiredLRPByProcessGuidRequest) ProtoMessage() {}
 
 func (x *DesiredLRPByProcessGuidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[40]
+	mi := &file_bbs_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3236,7 +3725,7 @@ func (x *DesiredLRPByProcessGuidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredLRPByProcessGuidRequest.ProtoReflect.Descriptor instead.
 func (*DesiredLRPByProcessGuidRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{40}
+	return file_bbs_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DesiredLRPByProcessGuidRequest) GetProcessGuid() string {
@@ -3256,7 +3745,7 @@ type DesiredLRPResponse struct {
 
 func (x *DesiredLRPResponse) Reset() {
 	*x = DesiredLRPResponse{}
-	mi := &file_bbs_proto_msgTypes[41]
+	mi := &file_bbs_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3268,7 +3757,7 @@ func (x *DesiredLRPResponse) String() string {
 func (*DesiredLRPResponse) ProtoMessage() {}
 
 func (x *DesiredLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[41]
+	mi := &file_bbs_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3281,7 +3770,7 @@ func (x *DesiredLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredLRPResponse.ProtoReflect.Descriptor instead.
 func (*DesiredLRPResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{41}
+	return file_bbs_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DesiredLRPResponse) GetError() *Error {
@@ -3317,6 +3806,7 @@ type TaskDefinition struct {
 	CompletionCallbackUrl         string                     `protobuf:"bytes,12,opt,name=completion_callback_url,json=completionCallbackUrl,proto3" json:"completion_callback_url,omitempty"`
 	Annotation                    string                     `protobuf:"bytes,13,opt,name=annotation,proto3" json:"annotation,omitempty"`
 	EgressRules                   []*SecurityGroupRule       `protobuf:"bytes,14,rep,name=egress_rules,json=egressRules,proto3" json:"egress_rules,omitempty"`
+	CachedDependencies            []*CachedDependency        `protobuf:"bytes,15,rep,name=cached_dependencies,json=cachedDependencies,proto3" json:"cached_dependencies,omitempty"`
 	LegacyDownloadUser            string                     `protobuf:"bytes,16,opt,name=legacy_download_user,json=legacyDownloadUser,proto3" json:"legacy_download_user,omitempty"`
 	TrustedSystemCertificatesPath string                     `protobuf:"bytes,17,opt,name=trusted_system_certificates_path,json=trustedSystemCertificatesPath,proto3" json:"trusted_system_certificates_path,omitempty"`
 	PlacementTags                 []string                   `protobuf:"bytes,20,rep,name=placement_tags,json=placementTags,proto3" json:"placement_tags,omitempty"`
@@ -3329,7 +3819,7 @@ type TaskDefinition struct {
 
 func (x *TaskDefinition) Reset() {
 	*x = TaskDefinition{}
-	mi := &file_bbs_proto_msgTypes[42]
+	mi := &file_bbs_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3341,7 +3831,7 @@ func (x *TaskDefinition) String() string {
 func (*TaskDefinition) ProtoMessage() {}
 
 func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[42]
+	mi := &file_bbs_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3354,7 +3844,7 @@ func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDefinition.ProtoReflect.Descriptor instead.
 func (*TaskDefinition) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{42}
+	return file_bbs_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TaskDefinition) GetRootFs() string {
@@ -3455,6 +3945,13 @@ func (x *TaskDefinition) GetEgressRules() []*SecurityGroupRule {
 	return nil
 }
 
+func (x *TaskDefinition) GetCachedDependencies() []*CachedDependency {
+	if x != nil {
+		return x.CachedDependencies
+	}
+	return nil
+}
+
 func (x *TaskDefinition) GetLegacyDownloadUser() string {
 	if x != nil {
 		return x.LegacyDownloadUser
@@ -3518,7 +4015,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_bbs_proto_msgTypes[43]
+	mi := &file_bbs_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3530,7 +4027,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[43]
+	mi := &file_bbs_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3543,7 +4040,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{43}
+	return file_bbs_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Task) GetTaskDefinition() *TaskDefinition {
@@ -3647,7 +4144,7 @@ type TaskLifecycleResponse struct {
 
 func (x *TaskLifecycleResponse) Reset() {
 	*x = TaskLifecycleResponse{}
-	mi := &file_bbs_proto_msgTypes[44]
+	mi := &file_bbs_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3659,7 +4156,7 @@ func (x *TaskLifecycleResponse) String() string {
 func (*TaskLifecycleResponse) ProtoMessage() {}
 
 func (x *TaskLifecycleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[44]
+	mi := &file_bbs_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3672,7 +4169,7 @@ func (x *TaskLifecycleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLifecycleResponse.ProtoReflect.Descriptor instead.
 func (*TaskLifecycleResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{44}
+	return file_bbs_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TaskLifecycleResponse) GetError() *Error {
@@ -3692,7 +4189,7 @@ type StartTaskRequest struct {
 
 func (x *StartTaskRequest) Reset() {
 	*x = StartTaskRequest{}
-	mi := &file_bbs_proto_msgTypes[45]
+	mi := &file_bbs_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3704,7 +4201,7 @@ func (x *StartTaskRequest) String() string {
 func (*StartTaskRequest) ProtoMessage() {}
 
 func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[45]
+	mi := &file_bbs_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3717,7 +4214,7 @@ func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskRequest.ProtoReflect.Descriptor instead.
 func (*StartTaskRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{45}
+	return file_bbs_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StartTaskRequest) GetTaskGuid() string {
@@ -3744,7 +4241,7 @@ type StartTaskResponse struct {
 
 func (x *StartTaskResponse) Reset() {
 	*x = StartTaskResponse{}
-	mi := &file_bbs_proto_msgTypes[46]
+	mi := &file_bbs_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3756,7 +4253,7 @@ func (x *StartTaskResponse) String() string {
 func (*StartTaskResponse) ProtoMessage() {}
 
 func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[46]
+	mi := &file_bbs_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3769,7 +4266,7 @@ func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskResponse.ProtoReflect.Descriptor instead.
 func (*StartTaskResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{46}
+	return file_bbs_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *StartTaskResponse) GetError() *Error {
@@ -3799,7 +4296,7 @@ type CompleteTaskRequest struct {
 
 func (x *CompleteTaskRequest) Reset() {
 	*x = CompleteTaskRequest{}
-	mi := &file_bbs_proto_msgTypes[47]
+	mi := &file_bbs_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3811,7 +4308,7 @@ func (x *CompleteTaskRequest) String() string {
 func (*CompleteTaskRequest) ProtoMessage() {}
 
 func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[47]
+	mi := &file_bbs_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3824,7 +4321,7 @@ func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskRequest.ProtoReflect.Descriptor instead.
 func (*CompleteTaskRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{47}
+	return file_bbs_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CompleteTaskRequest) GetTaskGuid() string {
@@ -3871,7 +4368,7 @@ type TaskByGuidRequest struct {
 
 func (x *TaskByGuidRequest) Reset() {
 	*x = TaskByGuidRequest{}
-	mi := &file_bbs_proto_msgTypes[48]
+	mi := &file_bbs_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3883,7 +4380,7 @@ func (x *TaskByGuidRequest) String() string {
 func (*TaskByGuidRequest) ProtoMessage() {}
 
 func (x *TaskByGuidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[48]
+	mi := &file_bbs_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3896,7 +4393,7 @@ func (x *TaskByGuidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskByGuidRequest.ProtoReflect.Descriptor instead.
 func (*TaskByGuidRequest) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{48}
+	return file_bbs_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TaskByGuidRequest) GetTaskGuid() string {
@@ -3916,7 +4413,7 @@ type TaskResponse struct {
 
 func (x *TaskResponse) Reset() {
 	*x = TaskResponse{}
-	mi := &file_bbs_proto_msgTypes[49]
+	mi := &file_bbs_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3928,7 +4425,7 @@ func (x *TaskResponse) String() string {
 func (*TaskResponse) ProtoMessage() {}
 
 func (x *TaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[49]
+	mi := &file_bbs_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3941,7 +4438,7 @@ func (x *TaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResponse.ProtoReflect.Descriptor instead.
 func (*TaskResponse) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{49}
+	return file_bbs_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TaskResponse) GetError() *Error {
@@ -3969,7 +4466,7 @@ type EventsByCellId struct {
 
 func (x *EventsByCellId) Reset() {
 	*x = EventsByCellId{}
-	mi := &file_bbs_proto_msgTypes[50]
+	mi := &file_bbs_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3981,7 +4478,7 @@ func (x *EventsByCellId) String() string {
 func (*EventsByCellId) ProtoMessage() {}
 
 func (x *EventsByCellId) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[50]
+	mi := &file_bbs_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3994,7 +4491,7 @@ func (x *EventsByCellId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsByCellId.ProtoReflect.Descriptor instead.
 func (*EventsByCellId) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{50}
+	return file_bbs_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *EventsByCellId) GetCellId() string {
@@ -4015,7 +4512,7 @@ type DesiredLRPChangedEvent struct {
 
 func (x *DesiredLRPChangedEvent) Reset() {
 	*x = DesiredLRPChangedEvent{}
-	mi := &file_bbs_proto_msgTypes[51]
+	mi := &file_bbs_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4027,7 +4524,7 @@ func (x *DesiredLRPChangedEvent) String() string {
 func (*DesiredLRPChangedEvent) ProtoMessage() {}
 
 func (x *DesiredLRPChangedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_bbs_proto_msgTypes[51]
+	mi := &file_bbs_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4040,7 +4537,7 @@ func (x *DesiredLRPChangedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredLRPChangedEvent.ProtoReflect.Descriptor instead.
 func (*DesiredLRPChangedEvent) Descriptor() ([]byte, []int) {
-	return file_bbs_proto_rawDescGZIP(), []int{51}
+	return file_bbs_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *DesiredLRPChangedEvent) GetBefore() *DesiredLRP {
@@ -4225,12 +4722,59 @@ const file_bbs_proto_rawDesc = "" +
 	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\"?\n" +
 	"\x13EnvironmentVariable\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xbf\x01\n" +
-	"\x06Action\x120\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xff\x03\n" +
+	"\x06Action\x12?\n" +
+	"\x0fdownload_action\x18\x01 \x01(\v2\x16.models.DownloadActionR\x0edownloadAction\x120\n" +
 	"\n" +
-	"run_action\x18\x03 \x01(\v2\x11.models.RunActionR\trunAction\x129\n" +
+	"run_action\x18\x03 \x01(\v2\x11.models.RunActionR\trunAction\x12<\n" +
+	"\x0etimeout_action\x18\x04 \x01(\v2\x15.models.TimeoutActionR\rtimeoutAction\x12L\n" +
+	"\x14emit_progress_action\x18\x05 \x01(\v2\x1a.models.EmitProgressActionR\x12emitProgressAction\x120\n" +
+	"\n" +
+	"try_action\x18\x06 \x01(\v2\x11.models.TryActionR\ttryAction\x12?\n" +
+	"\x0fparallel_action\x18\a \x01(\v2\x16.models.ParallelActionR\x0eparallelAction\x129\n" +
 	"\rserial_action\x18\b \x01(\v2\x14.models.SerialActionR\fserialAction\x12H\n" +
-	"\x12codependent_action\x18\t \x01(\v2\x19.models.CodependentActionR\x11codependentAction\"\x98\x02\n" +
+	"\x12codependent_action\x18\t \x01(\v2\x19.models.CodependentActionR\x11codependentAction\"\xf6\x01\n" +
+	"\x0eDownloadAction\x12\x1a\n" +
+	"\bartifact\x18\x01 \x01(\tR\bartifact\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\x12\x1b\n" +
+	"\tcache_key\x18\x04 \x01(\tR\bcacheKey\x12\x1d\n" +
+	"\n" +
+	"log_source\x18\x05 \x01(\tR\tlogSource\x12\x12\n" +
+	"\x04user\x18\x06 \x01(\tR\x04user\x12-\n" +
+	"\x12checksum_algorithm\x18\a \x01(\tR\x11checksumAlgorithm\x12%\n" +
+	"\x0echecksum_value\x18\b \x01(\tR\rchecksumValue\"\xa9\x01\n" +
+	"\rTimeoutAction\x12&\n" +
+	"\x06action\x18\x01 \x01(\v2\x0e.models.ActionR\x06action\x122\n" +
+	"\x15deprecated_timeout_ns\x18\x02 \x01(\x03R\x13deprecatedTimeoutNs\x12\x1d\n" +
+	"\n" +
+	"log_source\x18\x03 \x01(\tR\tlogSource\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\"\xdf\x01\n" +
+	"\x12EmitProgressAction\x12&\n" +
+	"\x06action\x18\x01 \x01(\v2\x0e.models.ActionR\x06action\x12#\n" +
+	"\rstart_message\x18\x02 \x01(\tR\fstartMessage\x12'\n" +
+	"\x0fsuccess_message\x18\x03 \x01(\tR\x0esuccessMessage\x124\n" +
+	"\x16failure_message_prefix\x18\x04 \x01(\tR\x14failureMessagePrefix\x12\x1d\n" +
+	"\n" +
+	"log_source\x18\x05 \x01(\tR\tlogSource\"R\n" +
+	"\tTryAction\x12&\n" +
+	"\x06action\x18\x01 \x01(\v2\x0e.models.ActionR\x06action\x12\x1d\n" +
+	"\n" +
+	"log_source\x18\x02 \x01(\tR\tlogSource\"Y\n" +
+	"\x0eParallelAction\x12(\n" +
+	"\aactions\x18\x01 \x03(\v2\x0e.models.ActionR\aactions\x12\x1d\n" +
+	"\n" +
+	"log_source\x18\x02 \x01(\tR\tlogSource\"\xdc\x01\n" +
+	"\x10CachedDependency\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\x12\x1b\n" +
+	"\tcache_key\x18\x04 \x01(\tR\bcacheKey\x12\x1d\n" +
+	"\n" +
+	"log_source\x18\x05 \x01(\tR\tlogSource\x12-\n" +
+	"\x12checksum_algorithm\x18\x06 \x01(\tR\x11checksumAlgorithm\x12%\n" +
+	"\x0echecksum_value\x18\a \x01(\tR\rchecksumValue\"\x98\x02\n" +
 	"\tRunAction\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
@@ -4302,7 +4846,7 @@ const file_bbs_proto_rawDesc = "" +
 	"\x06routes\x18\x01 \x03(\v2\x1f.models.ProtoRoutes.RoutesEntryR\x06routes\x1a9\n" +
 	"\vRoutesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xd5\v\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xa0\f\n" +
 	"\n" +
 	"DesiredLRP\x12!\n" +
 	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12\x16\n" +
@@ -4333,7 +4877,8 @@ const file_bbs_proto_rawDesc = "" +
 	"annotation\x18\x13 \x01(\tR\n" +
 	"annotation\x12<\n" +
 	"\fegress_rules\x18\x14 \x03(\v2\x19.models.SecurityGroupRuleR\vegressRules\x12B\n" +
-	"\x10modification_tag\x18\x15 \x01(\v2\x17.models.ModificationTagR\x0fmodificationTag\x120\n" +
+	"\x10modification_tag\x18\x15 \x01(\v2\x17.models.ModificationTagR\x0fmodificationTag\x12I\n" +
+	"\x13cached_dependencies\x18\x16 \x03(\v2\x18.models.CachedDependencyR\x12cachedDependencies\x120\n" +
 	"\x14legacy_download_user\x18\x17 \x01(\tR\x12legacyDownloadUser\x12G\n" +
 	" trusted_system_certificates_path\x18\x18 \x01(\tR\x1dtrustedSystemCertificatesPath\x12$\n" +
 	"\rPlacementTags\x18\x1c \x03(\tR\rPlacementTags\x12\x19\n" +
@@ -4354,7 +4899,7 @@ const file_bbs_proto_rawDesc = "" +
 	"\x12DesiredLRPResponse\x12#\n" +
 	"\x05error\x18\x01 \x01(\v2\r.models.ErrorR\x05error\x123\n" +
 	"\vdesired_lrp\x18\x02 \x01(\v2\x12.models.DesiredLRPR\n" +
-	"desiredLrp\"\xdf\a\n" +
+	"desiredLrp\"\xaa\b\n" +
 	"\x0eTaskDefinition\x12\x17\n" +
 	"\aroot_fs\x18\x01 \x01(\tR\x06rootFs\x12P\n" +
 	"\x15environment_variables\x18\x02 \x03(\v2\x1b.models.EnvironmentVariableR\x14environmentVariables\x12&\n" +
@@ -4377,7 +4922,8 @@ const file_bbs_proto_rawDesc = "" +
 	"\n" +
 	"annotation\x18\r \x01(\tR\n" +
 	"annotation\x12<\n" +
-	"\fegress_rules\x18\x0e \x03(\v2\x19.models.SecurityGroupRuleR\vegressRules\x120\n" +
+	"\fegress_rules\x18\x0e \x03(\v2\x19.models.SecurityGroupRuleR\vegressRules\x12I\n" +
+	"\x13cached_dependencies\x18\x0f \x03(\v2\x18.models.CachedDependencyR\x12cachedDependencies\x120\n" +
 	"\x14legacy_download_user\x18\x10 \x01(\tR\x12legacyDownloadUser\x12G\n" +
 	" trusted_system_certificates_path\x18\x11 \x01(\tR\x1dtrustedSystemCertificatesPath\x12%\n" +
 	"\x0eplacement_tags\x18\x14 \x03(\tR\rplacementTags\x12\x19\n" +
@@ -4450,7 +4996,7 @@ func file_bbs_proto_rawDescGZIP() []byte {
 }
 
 var file_bbs_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_bbs_proto_goTypes = []any{
 	(Error_Type)(0),                           // 0: models.Error.Type
 	(ActualLRPNetInfo_PreferredAddress)(0),    // 1: models.ActualLRPNetInfo.PreferredAddress
@@ -4483,39 +5029,45 @@ var file_bbs_proto_goTypes = []any{
 	(*RemoveEvacuatingActualLRPResponse)(nil), // 28: models.RemoveEvacuatingActualLRPResponse
 	(*EnvironmentVariable)(nil),               // 29: models.EnvironmentVariable
 	(*Action)(nil),                            // 30: models.Action
-	(*RunAction)(nil),                         // 31: models.RunAction
-	(*ResourceLimits)(nil),                    // 32: models.ResourceLimits
-	(*SerialAction)(nil),                      // 33: models.SerialAction
-	(*CodependentAction)(nil),                 // 34: models.CodependentAction
-	(*CheckDefinition)(nil),                   // 35: models.CheckDefinition
-	(*Check)(nil),                             // 36: models.Check
-	(*TCPCheck)(nil),                          // 37: models.TCPCheck
-	(*HTTPCheck)(nil),                         // 38: models.HTTPCheck
-	(*CertificateProperties)(nil),             // 39: models.CertificateProperties
-	(*MetricTagValue)(nil),                    // 40: models.MetricTagValue
-	(*PortRange)(nil),                         // 41: models.PortRange
-	(*ICMPInfo)(nil),                          // 42: models.ICMPInfo
-	(*SecurityGroupRule)(nil),                 // 43: models.SecurityGroupRule
-	(*ProtoRoutes)(nil),                       // 44: models.ProtoRoutes
-	(*DesiredLRP)(nil),                        // 45: models.DesiredLRP
-	(*DesiredLRPByProcessGuidRequest)(nil),    // 46: models.DesiredLRPByProcessGuidRequest
-	(*DesiredLRPResponse)(nil),                // 47: models.DesiredLRPResponse
-	(*TaskDefinition)(nil),                    // 48: models.TaskDefinition
-	(*Task)(nil),                              // 49: models.Task
-	(*TaskLifecycleResponse)(nil),             // 50: models.TaskLifecycleResponse
-	(*StartTaskRequest)(nil),                  // 51: models.StartTaskRequest
-	(*StartTaskResponse)(nil),                 // 52: models.StartTaskResponse
-	(*CompleteTaskRequest)(nil),               // 53: models.CompleteTaskRequest
-	(*TaskByGuidRequest)(nil),                 // 54: models.TaskByGuidRequest
-	(*TaskResponse)(nil),                      // 55: models.TaskResponse
-	(*EventsByCellId)(nil),                    // 56: models.EventsByCellId
-	(*DesiredLRPChangedEvent)(nil),            // 57: models.DesiredLRPChangedEvent
-	nil,                                       // 58: models.ActualLRP.MetricTagsEntry
-	nil,                                       // 59: models.StartActualLRPRequest.MetricTagsEntry
-	nil,                                       // 60: models.EvacuateRunningActualLRPRequest.MetricTagsEntry
-	nil,                                       // 61: models.ProtoRoutes.RoutesEntry
-	nil,                                       // 62: models.DesiredLRP.MetricTagsEntry
-	nil,                                       // 63: models.TaskDefinition.MetricTagsEntry
+	(*DownloadAction)(nil),                    // 31: models.DownloadAction
+	(*TimeoutAction)(nil),                     // 32: models.TimeoutAction
+	(*EmitProgressAction)(nil),                // 33: models.EmitProgressAction
+	(*TryAction)(nil),                         // 34: models.TryAction
+	(*ParallelAction)(nil),                    // 35: models.ParallelAction
+	(*CachedDependency)(nil),                  // 36: models.CachedDependency
+	(*RunAction)(nil),                         // 37: models.RunAction
+	(*ResourceLimits)(nil),                    // 38: models.ResourceLimits
+	(*SerialAction)(nil),                      // 39: models.SerialAction
+	(*CodependentAction)(nil),                 // 40: models.CodependentAction
+	(*CheckDefinition)(nil),                   // 41: models.CheckDefinition
+	(*Check)(nil),                             // 42: models.Check
+	(*TCPCheck)(nil),                          // 43: models.TCPCheck
+	(*HTTPCheck)(nil),                         // 44: models.HTTPCheck
+	(*CertificateProperties)(nil),             // 45: models.CertificateProperties
+	(*MetricTagValue)(nil),                    // 46: models.MetricTagValue
+	(*PortRange)(nil),                         // 47: models.PortRange
+	(*ICMPInfo)(nil),                          // 48: models.ICMPInfo
+	(*SecurityGroupRule)(nil),                 // 49: models.SecurityGroupRule
+	(*ProtoRoutes)(nil),                       // 50: models.ProtoRoutes
+	(*DesiredLRP)(nil),                        // 51: models.DesiredLRP
+	(*DesiredLRPByProcessGuidRequest)(nil),    // 52: models.DesiredLRPByProcessGuidRequest
+	(*DesiredLRPResponse)(nil),                // 53: models.DesiredLRPResponse
+	(*TaskDefinition)(nil),                    // 54: models.TaskDefinition
+	(*Task)(nil),                              // 55: models.Task
+	(*TaskLifecycleResponse)(nil),             // 56: models.TaskLifecycleResponse
+	(*StartTaskRequest)(nil),                  // 57: models.StartTaskRequest
+	(*StartTaskResponse)(nil),                 // 58: models.StartTaskResponse
+	(*CompleteTaskRequest)(nil),               // 59: models.CompleteTaskRequest
+	(*TaskByGuidRequest)(nil),                 // 60: models.TaskByGuidRequest
+	(*TaskResponse)(nil),                      // 61: models.TaskResponse
+	(*EventsByCellId)(nil),                    // 62: models.EventsByCellId
+	(*DesiredLRPChangedEvent)(nil),            // 63: models.DesiredLRPChangedEvent
+	nil,                                       // 64: models.ActualLRP.MetricTagsEntry
+	nil,                                       // 65: models.StartActualLRPRequest.MetricTagsEntry
+	nil,                                       // 66: models.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	nil,                                       // 67: models.ProtoRoutes.RoutesEntry
+	nil,                                       // 68: models.DesiredLRP.MetricTagsEntry
+	nil,                                       // 69: models.TaskDefinition.MetricTagsEntry
 }
 var file_bbs_proto_depIdxs = []int32{
 	0,  // 0: models.Error.type:type_name -> models.Error.Type
@@ -4527,14 +5079,14 @@ var file_bbs_proto_depIdxs = []int32{
 	7,  // 6: models.ActualLRP.modification_tag:type_name -> models.ModificationTag
 	2,  // 7: models.ActualLRP.presence:type_name -> models.ActualLRP.Presence
 	12, // 8: models.ActualLRP.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
-	58, // 9: models.ActualLRP.metric_tags:type_name -> models.ActualLRP.MetricTagsEntry
+	64, // 9: models.ActualLRP.metric_tags:type_name -> models.ActualLRP.MetricTagsEntry
 	6,  // 10: models.ActualLRPLifecycleResponse.error:type_name -> models.Error
 	10, // 11: models.ClaimActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	9,  // 12: models.StartActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
 	10, // 13: models.StartActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	11, // 14: models.StartActualLRPRequest.actual_lrp_net_info:type_name -> models.ActualLRPNetInfo
 	12, // 15: models.StartActualLRPRequest.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
-	59, // 16: models.StartActualLRPRequest.metric_tags:type_name -> models.StartActualLRPRequest.MetricTagsEntry
+	65, // 16: models.StartActualLRPRequest.metric_tags:type_name -> models.StartActualLRPRequest.MetricTagsEntry
 	9,  // 17: models.CrashActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
 	10, // 18: models.CrashActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	9,  // 19: models.FailActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
@@ -4548,7 +5100,7 @@ var file_bbs_proto_depIdxs = []int32{
 	10, // 27: models.EvacuateRunningActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	11, // 28: models.EvacuateRunningActualLRPRequest.actual_lrp_net_info:type_name -> models.ActualLRPNetInfo
 	12, // 29: models.EvacuateRunningActualLRPRequest.actual_lrp_internal_routes:type_name -> models.ActualLRPInternalRoute
-	60, // 30: models.EvacuateRunningActualLRPRequest.metric_tags:type_name -> models.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	66, // 30: models.EvacuateRunningActualLRPRequest.metric_tags:type_name -> models.EvacuateRunningActualLRPRequest.MetricTagsEntry
 	9,  // 31: models.EvacuateStoppedActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
 	10, // 32: models.EvacuateStoppedActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	9,  // 33: models.EvacuateCrashedActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
@@ -4556,54 +5108,65 @@ var file_bbs_proto_depIdxs = []int32{
 	9,  // 35: models.RemoveEvacuatingActualLRPRequest.actual_lrp_key:type_name -> models.ActualLRPKey
 	10, // 36: models.RemoveEvacuatingActualLRPRequest.actual_lrp_instance_key:type_name -> models.ActualLRPInstanceKey
 	6,  // 37: models.RemoveEvacuatingActualLRPResponse.error:type_name -> models.Error
-	31, // 38: models.Action.run_action:type_name -> models.RunAction
-	33, // 39: models.Action.serial_action:type_name -> models.SerialAction
-	34, // 40: models.Action.codependent_action:type_name -> models.CodependentAction
-	29, // 41: models.RunAction.env:type_name -> models.EnvironmentVariable
-	32, // 42: models.RunAction.resource_limits:type_name -> models.ResourceLimits
-	30, // 43: models.SerialAction.actions:type_name -> models.Action
-	30, // 44: models.CodependentAction.actions:type_name -> models.Action
-	36, // 45: models.CheckDefinition.checks:type_name -> models.Check
-	36, // 46: models.CheckDefinition.readiness_checks:type_name -> models.Check
-	37, // 47: models.Check.tcp_check:type_name -> models.TCPCheck
-	38, // 48: models.Check.http_check:type_name -> models.HTTPCheck
-	3,  // 49: models.MetricTagValue.dynamic:type_name -> models.MetricTagValue.DynamicValue
-	41, // 50: models.SecurityGroupRule.port_range:type_name -> models.PortRange
-	42, // 51: models.SecurityGroupRule.icmp_info:type_name -> models.ICMPInfo
-	61, // 52: models.ProtoRoutes.routes:type_name -> models.ProtoRoutes.RoutesEntry
-	29, // 53: models.DesiredLRP.environment_variables:type_name -> models.EnvironmentVariable
-	30, // 54: models.DesiredLRP.setup:type_name -> models.Action
-	30, // 55: models.DesiredLRP.action:type_name -> models.Action
-	30, // 56: models.DesiredLRP.monitor:type_name -> models.Action
-	44, // 57: models.DesiredLRP.routes:type_name -> models.ProtoRoutes
-	43, // 58: models.DesiredLRP.egress_rules:type_name -> models.SecurityGroupRule
-	7,  // 59: models.DesiredLRP.modification_tag:type_name -> models.ModificationTag
-	39, // 60: models.DesiredLRP.certificate_properties:type_name -> models.CertificateProperties
-	35, // 61: models.DesiredLRP.check_definition:type_name -> models.CheckDefinition
-	62, // 62: models.DesiredLRP.metric_tags:type_name -> models.DesiredLRP.MetricTagsEntry
-	4,  // 63: models.DesiredLRP.update_strategy:type_name -> models.DesiredLRP.UpdateStrategy
-	6,  // 64: models.DesiredLRPResponse.error:type_name -> models.Error
-	45, // 65: models.DesiredLRPResponse.desired_lrp:type_name -> models.DesiredLRP
-	29, // 66: models.TaskDefinition.environment_variables:type_name -> models.EnvironmentVariable
-	30, // 67: models.TaskDefinition.action:type_name -> models.Action
-	43, // 68: models.TaskDefinition.egress_rules:type_name -> models.SecurityGroupRule
-	39, // 69: models.TaskDefinition.certificate_properties:type_name -> models.CertificateProperties
-	63, // 70: models.TaskDefinition.metric_tags:type_name -> models.TaskDefinition.MetricTagsEntry
-	48, // 71: models.Task.task_definition:type_name -> models.TaskDefinition
-	5,  // 72: models.Task.state:type_name -> models.Task.State
-	6,  // 73: models.TaskLifecycleResponse.error:type_name -> models.Error
-	6,  // 74: models.StartTaskResponse.error:type_name -> models.Error
-	6,  // 75: models.TaskResponse.error:type_name -> models.Error
-	49, // 76: models.TaskResponse.task:type_name -> models.Task
-	45, // 77: models.DesiredLRPChangedEvent.before:type_name -> models.DesiredLRP
-	45, // 78: models.DesiredLRPChangedEvent.after:type_name -> models.DesiredLRP
-	40, // 79: models.DesiredLRP.MetricTagsEntry.value:type_name -> models.MetricTagValue
-	40, // 80: models.TaskDefinition.MetricTagsEntry.value:type_name -> models.MetricTagValue
-	81, // [81:81] is the sub-list for method output_type
-	81, // [81:81] is the sub-list for method input_type
-	81, // [81:81] is the sub-list for extension type_name
-	81, // [81:81] is the sub-list for extension extendee
-	0,  // [0:81] is the sub-list for field type_name
+	31, // 38: models.Action.download_action:type_name -> models.DownloadAction
+	37, // 39: models.Action.run_action:type_name -> models.RunAction
+	32, // 40: models.Action.timeout_action:type_name -> models.TimeoutAction
+	33, // 41: models.Action.emit_progress_action:type_name -> models.EmitProgressAction
+	34, // 42: models.Action.try_action:type_name -> models.TryAction
+	35, // 43: models.Action.parallel_action:type_name -> models.ParallelAction
+	39, // 44: models.Action.serial_action:type_name -> models.SerialAction
+	40, // 45: models.Action.codependent_action:type_name -> models.CodependentAction
+	30, // 46: models.TimeoutAction.action:type_name -> models.Action
+	30, // 47: models.EmitProgressAction.action:type_name -> models.Action
+	30, // 48: models.TryAction.action:type_name -> models.Action
+	30, // 49: models.ParallelAction.actions:type_name -> models.Action
+	29, // 50: models.RunAction.env:type_name -> models.EnvironmentVariable
+	38, // 51: models.RunAction.resource_limits:type_name -> models.ResourceLimits
+	30, // 52: models.SerialAction.actions:type_name -> models.Action
+	30, // 53: models.CodependentAction.actions:type_name -> models.Action
+	42, // 54: models.CheckDefinition.checks:type_name -> models.Check
+	42, // 55: models.CheckDefinition.readiness_checks:type_name -> models.Check
+	43, // 56: models.Check.tcp_check:type_name -> models.TCPCheck
+	44, // 57: models.Check.http_check:type_name -> models.HTTPCheck
+	3,  // 58: models.MetricTagValue.dynamic:type_name -> models.MetricTagValue.DynamicValue
+	47, // 59: models.SecurityGroupRule.port_range:type_name -> models.PortRange
+	48, // 60: models.SecurityGroupRule.icmp_info:type_name -> models.ICMPInfo
+	67, // 61: models.ProtoRoutes.routes:type_name -> models.ProtoRoutes.RoutesEntry
+	29, // 62: models.DesiredLRP.environment_variables:type_name -> models.EnvironmentVariable
+	30, // 63: models.DesiredLRP.setup:type_name -> models.Action
+	30, // 64: models.DesiredLRP.action:type_name -> models.Action
+	30, // 65: models.DesiredLRP.monitor:type_name -> models.Action
+	50, // 66: models.DesiredLRP.routes:type_name -> models.ProtoRoutes
+	49, // 67: models.DesiredLRP.egress_rules:type_name -> models.SecurityGroupRule
+	7,  // 68: models.DesiredLRP.modification_tag:type_name -> models.ModificationTag
+	36, // 69: models.DesiredLRP.cached_dependencies:type_name -> models.CachedDependency
+	45, // 70: models.DesiredLRP.certificate_properties:type_name -> models.CertificateProperties
+	41, // 71: models.DesiredLRP.check_definition:type_name -> models.CheckDefinition
+	68, // 72: models.DesiredLRP.metric_tags:type_name -> models.DesiredLRP.MetricTagsEntry
+	4,  // 73: models.DesiredLRP.update_strategy:type_name -> models.DesiredLRP.UpdateStrategy
+	6,  // 74: models.DesiredLRPResponse.error:type_name -> models.Error
+	51, // 75: models.DesiredLRPResponse.desired_lrp:type_name -> models.DesiredLRP
+	29, // 76: models.TaskDefinition.environment_variables:type_name -> models.EnvironmentVariable
+	30, // 77: models.TaskDefinition.action:type_name -> models.Action
+	49, // 78: models.TaskDefinition.egress_rules:type_name -> models.SecurityGroupRule
+	36, // 79: models.TaskDefinition.cached_dependencies:type_name -> models.CachedDependency
+	45, // 80: models.TaskDefinition.certificate_properties:type_name -> models.CertificateProperties
+	69, // 81: models.TaskDefinition.metric_tags:type_name -> models.TaskDefinition.MetricTagsEntry
+	54, // 82: models.Task.task_definition:type_name -> models.TaskDefinition
+	5,  // 83: models.Task.state:type_name -> models.Task.State
+	6,  // 84: models.TaskLifecycleResponse.error:type_name -> models.Error
+	6,  // 85: models.StartTaskResponse.error:type_name -> models.Error
+	6,  // 86: models.TaskResponse.error:type_name -> models.Error
+	55, // 87: models.TaskResponse.task:type_name -> models.Task
+	51, // 88: models.DesiredLRPChangedEvent.before:type_name -> models.DesiredLRP
+	51, // 89: models.DesiredLRPChangedEvent.after:type_name -> models.DesiredLRP
+	46, // 90: models.DesiredLRP.MetricTagsEntry.value:type_name -> models.MetricTagValue
+	46, // 91: models.TaskDefinition.MetricTagsEntry.value:type_name -> models.MetricTagValue
+	92, // [92:92] is the sub-list for method output_type
+	92, // [92:92] is the sub-list for method input_type
+	92, // [92:92] is the sub-list for extension type_name
+	92, // [92:92] is the sub-list for extension extendee
+	0,  // [0:92] is the sub-list for field type_name
 }
 
 func init() { file_bbs_proto_init() }
@@ -4623,7 +5186,7 @@ func file_bbs_proto_init() {
 	file_bbs_proto_msgTypes[18].OneofWrappers = []any{
 		(*EvacuateRunningActualLRPRequest_Routable)(nil),
 	}
-	file_bbs_proto_msgTypes[26].OneofWrappers = []any{
+	file_bbs_proto_msgTypes[32].OneofWrappers = []any{
 		(*ResourceLimits_Nofile)(nil),
 		(*ResourceLimits_Nproc)(nil),
 	}
@@ -4633,7 +5196,7 @@ func file_bbs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bbs_proto_rawDesc), len(file_bbs_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   58,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -198,8 +198,23 @@ type Config struct {
 	DiskReserveMB int    `json:"disk_reserve_mb"`
 	LogMaxBytes   int64  `json:"log_max_bytes"`
 	LogLevel      string `json:"log_level"`
+	// Downloads bounds the download cache of setup downloads and cached
+	// dependencies (data_dir/downloads).
+	Downloads Downloads `json:"downloads"`
 	// Diego, when set, makes the agent a Diego cell (see diego.go).
 	Diego *Diego `json:"diego,omitempty"`
+}
+
+// Downloads are the download cache's bounds (Diego's executor:
+// max_cache_size_in_bytes, max_concurrent_downloads).
+type Downloads struct {
+	// CacheMB bounds what the cache keeps; entries no container uses are
+	// evicted, least recently used first, to stay under it.
+	CacheMB int `json:"cache_mb"`
+	// MaxArtifactMB bounds one download and what one archive extracts to.
+	MaxArtifactMB int `json:"max_artifact_mb"`
+	// MaxConcurrent bounds the downloads running at once.
+	MaxConcurrent int `json:"max_concurrent"`
 }
 
 // DefaultConfig is what an empty file means.
@@ -236,6 +251,7 @@ func DefaultConfig() Config {
 		DefaultUser:        "vcap",
 		DefaultMaxPids:     1024,
 		DiskReserveMB:      256,
+		Downloads:          Downloads{CacheMB: 10240, MaxArtifactMB: 4096, MaxConcurrent: 5},
 		LogMaxBytes:        4 << 20,
 		LogLevel:           "info",
 	}
@@ -524,6 +540,9 @@ func (c Config) Validate() error {
 	}
 	if c.DiskReserveMB < 0 {
 		bad("disk_reserve_mb must be >= 0")
+	}
+	if d := c.Downloads; d.CacheMB < 1 || d.MaxArtifactMB < 1 || d.MaxConcurrent < 1 {
+		bad("downloads.cache_mb, downloads.max_artifact_mb and downloads.max_concurrent must be at least 1")
 	}
 	if c.DefaultMaxPids < 16 {
 		bad("default_max_pids %d: must be at least 16 (the app, its proxy and their threads)", c.DefaultMaxPids)

@@ -10,8 +10,8 @@
 //	   └──────────────┴──────────────┴───────────┴──> completed
 //
 // Start: reserve (capacity) -> initialize (image, the Pipeline's steps:
-// proxy ports, network, credentials, proxy, bind mounts; containerd
-// container) -> created (task started) -> running (readiness check
+// downloads, proxy ports, network, credentials, proxy, bind mounts;
+// containerd container) -> created (task started) -> running (readiness check
 // passed); once verified the instance is routable (a flag, not a state:
 // the Pipeline's Routes registers it). Stop:
 // routes off, SIGTERM, stop_grace, SIGKILL, completed. Delete: stop,

@@ -2,6 +2,7 @@ package containerstore
 
 import (
 	"context"
+	"os"
 
 	"github.com/cellagent/cellagent/executor"
 )
@@ -36,3 +37,23 @@ func (s *Store) ReadFile(ctx context.Context, guid, p string, limit int64) ([]by
 	}
 	return fr.ReadFile(ctx, guid, p, limit)
 }
+
+// RootfsWriter is a ContainerRuntime that can open a prepared container's
+// writable root filesystem on the host before its task starts (the setup
+// downloads are extracted there, into the container's own writable layer).
+// fn gets the filesystem as an os.Root and a look-up of its users; the
+// filesystem is unmounted when fn returns.
+type RootfsWriter interface {
+	WriteRootfs(ctx context.Context, guid string, fn func(root *os.Root, users UserLookup) error) error
+}
+
+// RootfsUser is a user of a container's root filesystem.
+type RootfsUser struct {
+	User
+	// Home is the user's home directory in /etc/passwd; "" for a numeric
+	// uid that is not listed.
+	Home string
+}
+
+// UserLookup resolves a user name or numeric uid in a root filesystem.
+type UserLookup func(name string) (RootfsUser, error)

@@ -9,12 +9,14 @@ import (
 )
 
 // Instance is the working set of one container's start. The store fills
-// GUID, Request and User; the Pipeline's steps add to the rest, in its
+// GUID, Request, User and DiskMB; the Pipeline's steps add to the rest, in its
 // field order.
 type Instance struct {
 	GUID    string
 	Request executor.RunRequest
 	User    User
+	// DiskMB is the container's disk_mb (what its setup may write).
+	DiskMB int
 
 	// ProxyPorts maps each app port to its proxy port inside the container
 	// (set by the proxy hook before the network hook maps host ports).

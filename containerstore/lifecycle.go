@@ -322,7 +322,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	}
 	// inst is private to this goroutine until the hooks have filled it;
 	// only then is it published in c (Explain and health checks read it).
-	inst := &Instance{GUID: guid, Request: req, User: user}
+	inst := &Instance{GUID: guid, Request: req, User: user, DiskMB: res.DiskMB}
 	for _, h := range s.hooks {
 		if err := h.Setup(ctx, logger, inst); err != nil {
 			return nil, &failure{executor.FailureSetup, fmt.Errorf("%s: %w", h.Name(), err)}

@@ -6,6 +6,12 @@ import "github.com/cellagent/cellagent/executor"
 // run at initialize (Setup) and restore; Teardown runs them in reverse. A
 // nil step is left out. Each field says why it sits where it does.
 type Pipeline struct {
+	// Downloads fetches the cached dependencies (Instance.Mounts) and runs
+	// the request's setup into the container's writable rootfs: first,
+	// because it needs nothing of the others and is the likeliest step to
+	// fail (an unreachable blobstore, a wrong checksum), and a start that
+	// fails there has taken no address, host port or certificate.
+	Downloads SetupHook
 	// ProxyPorts picks the proxy's port inside the container for each app
 	// port (Instance.ProxyPorts, at most one per app port): first, because
 	// Network maps them to host ports as well.
@@ -33,7 +39,7 @@ type Pipeline struct {
 // Steps answers the setup steps in field order, without the nil ones.
 func (p Pipeline) Steps() []SetupHook {
 	var steps []SetupHook
-	for _, h := range []SetupHook{p.ProxyPorts, p.Network, p.Credentials, p.Proxy, p.BindMounts} {
+	for _, h := range []SetupHook{p.Downloads, p.ProxyPorts, p.Network, p.Credentials, p.Proxy, p.BindMounts} {
 		if h != nil {
 			steps = append(steps, h)
 		}

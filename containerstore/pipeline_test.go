@@ -44,7 +44,7 @@ var _ = Describe("Pipeline", func() {
 			h.NameReturns(name)
 			v.Field(i).Set(reflect.ValueOf(h))
 		}
-		Expect(fields).To(Equal([]string{"ProxyPorts", "Network", "Credentials", "Proxy", "BindMounts"}))
+		Expect(fields).To(Equal([]string{"Downloads", "ProxyPorts", "Network", "Credentials", "Proxy", "BindMounts"}))
 		names := func() []string {
 			var out []string
 			for _, h := range p.Steps() {
@@ -53,7 +53,7 @@ var _ = Describe("Pipeline", func() {
 			return out
 		}
 		Expect(names()).To(Equal(fields))
-		p.ProxyPorts, p.Proxy = nil, nil
+		p.Downloads, p.ProxyPorts, p.Proxy = nil, nil, nil
 		Expect(names()).To(Equal([]string{"Network", "Credentials", "BindMounts"}))
 	})
 

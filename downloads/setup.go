@@ -71,14 +71,14 @@ func (r *Runner) Run(ctx context.Context, logger lager.Logger, a *executor.Setup
 	case a.EmitProgress != nil:
 		e := a.EmitProgress
 		if e.StartMessage != "" {
-			r.emit("%s\n", e.StartMessage)
+			r.Emit("%s\n", e.StartMessage)
 		}
 		err := r.Run(ctx, logger, &e.Action)
 		switch {
 		case err != nil && e.FailureMessagePrefix != "":
-			r.emit("%s: %v\n", e.FailureMessagePrefix, err)
+			r.Emit("%s: %v\n", e.FailureMessagePrefix, err)
 		case err == nil && e.SuccessMessage != "":
-			r.emit("%s\n", e.SuccessMessage)
+			r.Emit("%s\n", e.SuccessMessage)
 		}
 		return err
 	}
@@ -116,7 +116,7 @@ func (r *Runner) download(ctx context.Context, logger lager.Logger, d *executor.
 	}
 	name := d.Artifact
 	if name != "" {
-		r.emit("Downloading %s...\n", name)
+		r.Emit("Downloading %s...\n", name)
 	} else {
 		name = redact(d.From)
 	}
@@ -134,11 +134,11 @@ func (r *Runner) download(ctx context.Context, logger lager.Logger, d *executor.
 	}
 	logger.Info("downloaded", lager.Data{"bytes": a.Size, "cached": a.Cached})
 	if d.Artifact != "" {
+		size := a.Size
 		if a.Cached {
-			r.emit("Downloaded %s\n", d.Artifact)
-		} else {
-			r.emit("Downloaded %s (%s)\n", d.Artifact, byteSize(a.Size))
+			size = 0
 		}
+		r.Emit("%s\n", Downloaded(d.Artifact, size))
 	}
 	return nil
 }
@@ -146,18 +146,28 @@ func (r *Runner) download(ctx context.Context, logger lager.Logger, d *executor.
 func (r *Runner) failed(logger lager.Logger, d *executor.DownloadAction, err error) error {
 	logger.Error("download-failed", err)
 	if d.Artifact != "" {
-		r.emit("%v\n", err)
+		r.Emit("%v\n", err)
 	}
 	return err
 }
 
-func (r *Runner) emit(format string, args ...any) {
+// Emit writes a message to the instance's log.
+func (r *Runner) Emit(format string, args ...any) {
 	if r.Log == nil {
 		return
 	}
 	r.logMu.Lock()
 	defer r.logMu.Unlock()
 	fmt.Fprintf(r.Log, format, args...)
+}
+
+// Downloaded is Diego's log line for a finished download of size bytes
+// (0: nothing was downloaded, the cache had it).
+func Downloaded(name string, size int64) string {
+	if size == 0 {
+		return "Downloaded " + name
+	}
+	return fmt.Sprintf("Downloaded %s (%s)", name, byteSize(size))
 }
 
 // byteSize is n in the largest unit that keeps it at least 1 (Diego's

@@ -108,6 +108,9 @@ func run(cfg config.Config) error {
 		BindMounts:  &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist},
 		Routes:      routeHook,
 	}
+	if pipeline.Downloads, err = newDownloadsHook(logger, cfg, rt, clk); err != nil {
+		return err
+	}
 	overhead := 0
 	var usage func(string) *executor.MemoryUsage
 	if proxy != nil {

@@ -64,3 +64,30 @@ func (c *Client) ReadFile(ctx context.Context, guid, path string, limit int64) (
 	}
 	return out, nil
 }
+
+var _ containerstore.RootfsWriter = (*Client)(nil)
+
+// WriteRootfs mounts guid's prepared rootfs snapshot read-write in a
+// temporary directory and gives it to fn as an os.Root, with a look-up of
+// the users in its /etc/passwd (read as userInRootfs reads it). Writes go
+// to the container's writable layer (the overlay's upper directory), the
+// one the disk_mb check measures. It must run before the container's task
+// starts: the snapshot is then mounted nowhere else.
+func (c *Client) WriteRootfs(ctx context.Context, guid string, fn func(root *os.Root, users containerstore.UserLookup) error) error {
+	ctx = c.nsCtx(ctx)
+	mounts, err := c.client.SnapshotService(c.snapshotter).Mounts(ctx, snapshotKey(guid))
+	if errdefs.IsNotFound(err) {
+		return executor.NewError(executor.ErrContainerNotFound, "container %s has no root filesystem", guid)
+	}
+	if err != nil {
+		return fmt.Errorf("mounts of %s: %w", guid, err)
+	}
+	return mount.WithTempMount(ctx, mounts, func(dir string) error {
+		r, err := os.OpenRoot(dir)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		return fn(r, func(name string) (containerstore.RootfsUser, error) { return rootfsUser(dir, name) })
+	})
+}

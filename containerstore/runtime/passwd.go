@@ -39,6 +39,18 @@ func userInRootfs(rootfs, user string) (containerstore.User, error) {
 	return lookupUser(bytes.NewReader(b), user)
 }
 
+// rootfsUser resolves user, with its home, in rootfs's /etc/passwd.
+func rootfsUser(rootfs, user string) (containerstore.RootfsUser, error) {
+	b, err := readPasswd(rootfs)
+	if errors.Is(err, os.ErrNotExist) {
+		return lookupEntry(nil, user)
+	}
+	if err != nil {
+		return containerstore.RootfsUser{}, err
+	}
+	return lookupEntry(bytes.NewReader(b), user)
+}
+
 // readPasswd answers the contents of rootfs/etc/passwd, read safely.
 func readPasswd(rootfs string) ([]byte, error) {
 	f, err := openInRoot(rootfs, "etc/passwd")

@@ -13,8 +13,15 @@ import (
 // lookupUser finds name (a user name or a numeric uid) in an /etc/passwd.
 // A numeric uid that is not listed is accepted with gid = uid, as runc does.
 func lookupUser(passwd io.Reader, name string) (containerstore.User, error) {
+	u, err := lookupEntry(passwd, name)
+	return u.User, err
+}
+
+// lookupEntry is lookupUser with the user's home directory ("" for a
+// numeric uid that is not listed).
+func lookupEntry(passwd io.Reader, name string) (containerstore.RootfsUser, error) {
 	if name == "" {
-		return containerstore.User{}, fmt.Errorf("empty user")
+		return containerstore.RootfsUser{}, fmt.Errorf("empty user")
 	}
 	uid, numErr := strconv.ParseUint(name, 10, 32)
 	if passwd != nil {
@@ -28,14 +35,18 @@ func lookupUser(passwd io.Reader, name string) (containerstore.User, error) {
 				u, err1 := strconv.ParseUint(f[2], 10, 32)
 				g, err2 := strconv.ParseUint(f[3], 10, 32)
 				if err1 != nil || err2 != nil {
-					return containerstore.User{}, fmt.Errorf("bad passwd entry for %q", name)
+					return containerstore.RootfsUser{}, fmt.Errorf("bad passwd entry for %q", name)
 				}
-				return containerstore.User{UID: uint32(u), GID: uint32(g)}, nil
+				home := ""
+				if len(f) > 5 {
+					home = f[5]
+				}
+				return containerstore.RootfsUser{User: containerstore.User{UID: uint32(u), GID: uint32(g)}, Home: home}, nil
 			}
 		}
 	}
 	if numErr == nil {
-		return containerstore.User{UID: uint32(uid), GID: uint32(uid)}, nil
+		return containerstore.RootfsUser{User: containerstore.User{UID: uint32(uid), GID: uint32(uid)}}, nil
 	}
-	return containerstore.User{}, fmt.Errorf("user %q does not exist in the rootfs's /etc/passwd", name)
+	return containerstore.RootfsUser{}, fmt.Errorf("user %q does not exist in the rootfs's /etc/passwd", name)
 }

@@ -11,5 +11,5 @@ import (
 // neither the runtime, nor the proxy, nor the API, config or metrics.
 func TestImportRules(t *testing.T) {
 	depcheck.Check(t, depcheck.Rule{Package: "internal/adapters", Project: []string{
-		"containerstore", "containerstore/network", "credmanager", "executor", "routeemitter", "routeemitter/routetable"}})
+		"containerstore", "containerstore/network", "credmanager", "downloads", "executor", "routeemitter", "routeemitter/routetable"}})
 }

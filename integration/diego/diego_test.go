@@ -352,6 +352,7 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 	})
 
 	measure(func() *kit { return k }, func() *testagent.Agent { return agent })
+	downloadSpecs(func() *kit { return k }, func() *testagent.Agent { return agent })
 
 	DescribeTable("runs a task to completion and completes it in BBS with how it ended",
 		func(guid, script, resultFile string, failed bool, reason, result string) {

@@ -8,9 +8,12 @@
 //     CredentialNotifier tells the store about rotations and expiry;
 //   - Network: containerstore/network (netns, IP, host ports, filter);
 //   - Routes: routeemitter (register when routable, unregister first on
-//     stop, recover journaled routes).
+//     stop, recover journaled routes);
+//   - Downloads: downloads (cached dependencies as read-only mounts, the
+//     setup into the container's writable rootfs through the runtime's
+//     RootfsWriter, trees released at delete).
 //
-// So credmanager, containerstore/network and routeemitter import nothing
+// So credmanager, containerstore/network, routeemitter and downloads import nothing
 // of the store (their deps_test.go files check it), and the store knows
 // them only by its interfaces. cmd/cellagent wires these adapters; the
 // proxy's hook (proxyhook) still binds itself.

@@ -87,7 +87,7 @@ var _ = Describe("Downloads", func() {
 
 	inst := func() *containerstore.Instance {
 		return &containerstore.Instance{GUID: "g1", DiskMB: 1, Request: executor.RunRequest{Process: executor.Process{User: "vcap"},
-			Setup: &executor.SetupAction{Download: &executor.DownloadAction{Artifact: "droplet", From: base + "/droplet.tgz", To: "."}},
+			Setup:              &executor.SetupAction{Download: &executor.DownloadAction{Artifact: "droplet", From: base + "/droplet.tgz", To: "."}},
 			CachedDependencies: []executor.CachedDependency{{Name: "lifecycle", From: base + "/lifecycle.tgz", To: "/tmp/lifecycle", CacheKey: "lc"}}}}
 	}
 

@@ -55,7 +55,7 @@ var _ = Describe("Setup and cached dependencies", func() {
 
 	It("splits a task's serial into its downloads and its run", func() {
 		t := &models.TaskDefinition{RootFs: "preloaded:cflinuxfs4", MemoryMb: 64, DiskMb: 32,
-			Action: &models.Action{SerialAction: &models.SerialAction{Actions: []*models.Action{download("."), run("/home/vcap/run.sh")}}},
+			Action:             &models.Action{SerialAction: &models.SerialAction{Actions: []*models.Action{download("."), run("/home/vcap/run.sh")}}},
 			CachedDependencies: []*models.CachedDependency{{From: "https://cc/l.tgz", To: "/tmp/lifecycle", CacheKey: "l"}}}
 		req, err := lrp.TranslateTask(t, settings)
 		Expect(err).NotTo(HaveOccurred())

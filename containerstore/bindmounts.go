@@ -25,10 +25,6 @@ var (
 	_ RequestValidator = (*BindMountHook)(nil)
 )
 
-// reservedTargets are container paths the agent mounts itself or the
-// kernel owns.
-var reservedTargets = []string{"/proc", "/sys", "/dev", "/etc/cf-instance-credentials", "/etc/cf-assets"}
-
 func (h *BindMountHook) Name() string { return "bind-mounts" }
 
 func (h *BindMountHook) ValidateRequest(req *executor.RunRequest) error {
@@ -63,10 +59,8 @@ func (h *BindMountHook) resolveIn(m executor.BindMount) (string, string, error) 
 	if target == "/" {
 		return "", "", fmt.Errorf("container_path / is not allowed")
 	}
-	for _, r := range reservedTargets {
-		if within(target, r) {
-			return "", "", fmt.Errorf("container_path %q is reserved (%s)", m.ContainerPath, r)
-		}
+	if r, ok := executor.ReservedMountPath(target); ok {
+		return "", "", fmt.Errorf("container_path %q is reserved (%s)", m.ContainerPath, r)
 	}
 	real, err := filepath.EvalSymlinks(filepath.Clean(m.HostPath))
 	if err != nil {

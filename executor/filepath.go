@@ -21,3 +21,17 @@ func ValidateFilePath(p string) error {
 	}
 	return nil
 }
+
+// reservedMounts are container paths the agent mounts itself or the
+// kernel owns: no request mounts anything at or under them.
+var reservedMounts = []string{"/proc", "/sys", "/dev", "/etc/cf-instance-credentials", "/etc/cf-assets"}
+
+// ReservedMountPath answers the reserved path p is at or under, if any.
+func ReservedMountPath(p string) (string, bool) {
+	for _, r := range reservedMounts {
+		if p == r || strings.HasPrefix(p, r+"/") {
+			return r, true
+		}
+	}
+	return "", false
+}

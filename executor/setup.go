@@ -202,10 +202,8 @@ func (d *CachedDependency) validate() error {
 	if err := ValidateFilePath(d.To); err != nil {
 		return err
 	}
-	for _, p := range []string{"/proc", "/sys", "/dev"} {
-		if d.To == p || strings.HasPrefix(d.To, p+"/") {
-			return NewError(ErrInvalidRequest, "to %q: nothing is mounted under %s", d.To, p)
-		}
+	if r, ok := ReservedMountPath(d.To); ok {
+		return NewError(ErrInvalidRequest, "to %q is reserved (%s)", d.To, r)
 	}
 	if d.CacheKey == "" || len(d.CacheKey) > maxSetupString || len(d.Name) > maxSetupString {
 		return NewError(ErrInvalidRequest, "cache_key is required and at most %d bytes (name too)", maxSetupString)

@@ -91,7 +91,10 @@ var _ = Describe("Setup and cached dependencies", func() {
 		Entry("an unknown checksum algorithm", func(r *executor.RunRequest) { r.Setup.Download.Checksum.Algorithm = "crc32" }, "md5, sha1 or sha256"),
 		Entry("a short checksum", func(r *executor.RunRequest) { r.Setup.Download.Checksum.Value = "abc" }, "64 hex digits"),
 		Entry("a relative cached dependency", func(r *executor.RunRequest) { r.CachedDependencies[0].To = "tmp/l" }, "absolute path"),
-		Entry("a cached dependency over /proc", func(r *executor.RunRequest) { r.CachedDependencies[0].To = "/proc/self" }, "under /proc"),
+		Entry("a cached dependency over /proc", func(r *executor.RunRequest) { r.CachedDependencies[0].To = "/proc/self" }, "is reserved (/proc)"),
+		Entry("a cached dependency over the instance credentials", func(r *executor.RunRequest) {
+			r.CachedDependencies[0].To = "/etc/cf-instance-credentials"
+		}, "is reserved (/etc/cf-instance-credentials)"),
 		Entry("a cached dependency without cache key", func(r *executor.RunRequest) { r.CachedDependencies[0].CacheKey = "" }, "cache_key is required"),
 		Entry("a zero timeout", func(r *executor.RunRequest) {
 			r.Setup = &executor.SetupAction{Timeout: &executor.TimeoutAction{Action: *r.Setup}}

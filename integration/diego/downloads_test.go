@@ -86,8 +86,8 @@ func ccDesiredLRP(guid, base, dropletSum string) string {
    "cache_key": "buildpack-%s-lifecycle"}],
  "action": {"codependent": {"actions": [{"run": {"path": "/tmp/lifecycle/launcher", "user": "vcap"}}]}},
  "check_definition": {"checks": [{"tcp_check": {"port": %d}}]},
- "start_timeout_ms": 60000, "log_guid": %q}`,
-		guid, stack, appPort, appPort, base, guid, dropletSum, base, stack, appPort, guid)
+ "start_timeout_ms": 60000, "log_guid": %q, "metric_tags": {"source_id": {"static": %q}}}`,
+		guid, stack, appPort, appPort, base, guid, dropletSum, base, stack, appPort, guid, guid)
 }
 
 // downloadSpecs are the specs of setup downloads and cached dependencies,
@@ -141,11 +141,11 @@ func downloadSpecs(kf func() *kit, agentf func() *testagent.Agent) {
 		input := tgzOf(map[string]string{"data/input.txt": "from the download\n"})
 		base := serveArtifacts(map[string][]byte{"/input.tgz": input})
 		task := fmt.Sprintf(`{"task_guid": %q, "domain": "cellagent-it", "rootfs": "preloaded:%s",
- "memory_mb": 32, "disk_mb": 32, "result_file": "/tmp/r", "legacy_download_user": "vcap",
+ "memory_mb": 32, "disk_mb": 32, "result_file": "/tmp/r", "legacy_download_user": "vcap", "metric_tags": {"source_id": {"static": %q}},
  "action": {"serial": {"actions": [
    {"download": {"artifact": "input", "from": "%s/input.tgz", "to": "/tmp/in", "user": "vcap", "checksum_algorithm": "sha256", "checksum_value": %q}},
    {"run": {"path": "/bin/sh", "args": ["-c", "cat /tmp/in/data/input.txt > /tmp/r"], "user": "vcap"}}]}}}`,
-			guid, stack, base, sha256Of(input))
+			guid, stack, guid, base, sha256Of(input))
 		_, err := k.bbsctl(task, "desire-task")
 		Expect(err).NotTo(HaveOccurred())
 		_, err = k.bbsctl("", "wait-task", guid, "--state", "Completed", "--timeout", waitLong.String())

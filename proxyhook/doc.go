@@ -10,8 +10,10 @@
 // just issued before it becomes routable.
 //
 // Concurrency: Hook.mu guards the per-instance map. Each running proxy has
-// one supervisor goroutine, owned by the Hook and ended by Stopping or
-// Teardown. There is no runner: at agent shutdown the supervisors end with
-// the process (and Store.Fail ignores them once supervision has stopped);
-// an embedding program that keeps running should Teardown first.
+// one supervisor goroutine (restartLoop, or watchInit for a cellinit-run
+// proxy), ended by Stopping, Teardown, its instance's failure, or the
+// Hook's Run: Run (ifrit, a member of the agent's group after the store)
+// owns them all; at its signal it ends every supervisor without touching
+// its proxy, cancels their containerd calls and waits, and no supervisor
+// starts after it. Tests check with goleak that none is left behind.
 package proxyhook

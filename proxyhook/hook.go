@@ -112,9 +112,17 @@ type Hook struct {
 	runner   containerstore.ProcessRunner
 	verifier *verifier
 
-	mu        sync.Mutex // guards instances and sink
+	mu        sync.Mutex // guards instances, sink and closed
 	instances map[string]*instance
 	sink      Sink
+
+	// ctx is supervision's: the supervisors' containerd calls and waits
+	// use it; Run's end cancels it. wg counts the supervisor goroutines;
+	// closed (under mu) refuses new ones once Run ended.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed bool
 }
 
 // instance is what the hook knows of one container's proxy.
@@ -177,7 +185,40 @@ func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "proxy"), 0o700); err != nil {
 		return nil, err
 	}
-	return &Hook{cfg: cfg, logger: logger.Session("proxy"), runner: runner, verifier: v, instances: map[string]*instance{}}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hook{cfg: cfg, logger: logger.Session("proxy"), runner: runner, verifier: v, instances: map[string]*instance{},
+		ctx: ctx, cancel: cancel}, nil
+}
+
+// Run (ifrit) owns the proxy supervisors: at its signal it ends every
+// one, without touching any proxy (they keep serving; the next agent
+// adopts them), and returns once their goroutines have returned. No
+// supervisor starts after that. Put it after the store in an ordered
+// grouper, so that it ends first.
+func (h *Hook) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
+	close(ready)
+	<-signals
+	h.Shutdown()
+	return nil
+}
+
+// Shutdown ends supervision as Run does at its signal; it is idempotent.
+func (h *Hook) Shutdown() {
+	h.mu.Lock()
+	h.closed = true
+	var sups []*supervisor
+	for _, in := range h.instances {
+		if in.sup != nil {
+			sups = append(sups, in.sup)
+			in.sup = nil
+		}
+	}
+	h.mu.Unlock()
+	for _, sup := range sups {
+		close(sup.stop) // first: a wait cut by cancel below is then no exit
+	}
+	h.cancel()
+	h.wg.Wait()
 }
 
 // SetSink connects the hook to the store (made after the hook).

@@ -215,6 +215,7 @@ func newFixture(t *testing.T, clk clock.Clock, change func(*proxyhook.Config)) *
 		t.Fatal(err)
 	}
 	f.hook.SetSink(f.sink)
+	t.Cleanup(f.hook.Shutdown)
 	return f
 }
 

@@ -95,6 +95,7 @@ func (f filesHook) superviseInit(guid string) {
 // reroute once the restarted proxy answers, fail the instance when
 // cellinit gave up.
 func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
+	defer f.h.wg.Done()
 	defer close(sup.done)
 	h := f.h
 	logger := h.logger.Session("supervise-init", lager.Data{guidKey: guid})

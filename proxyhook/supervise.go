@@ -29,8 +29,9 @@ func (f filesHook) spec(inst *containerstore.Instance) containerstore.ProcessSpe
 }
 
 // Start launches the proxy beside the app that just started. The exec's
-// wait must outlive the start: it uses a context of its own, and its
-// goroutine ends when the proxy (or the whole container) exits.
+// wait must outlive the start: it uses supervision's context (Hook.Run),
+// and its goroutine ends when the proxy (or the whole container) exits or
+// supervision ends.
 func (f filesHook) Start(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
 	if !proxied(inst) {
 		return nil
@@ -39,7 +40,7 @@ func (f filesHook) Start(ctx context.Context, logger lager.Logger, inst *contain
 		f.superviseInit(inst.GUID) // cellinit started it with the app
 		return nil
 	}
-	pid, exits, err := f.h.runner.Exec(context.Background(), logger, inst.GUID, execID, f.spec(inst))
+	pid, exits, err := f.h.runner.Exec(f.h.ctx, logger, inst.GUID, execID, f.spec(inst))
 	if err != nil {
 		return fmt.Errorf("start proxy: %w", err)
 	}
@@ -56,7 +57,7 @@ func (f filesHook) Adopt(ctx context.Context, logger lager.Logger, inst *contain
 		f.superviseInit(inst.GUID)
 		return nil
 	}
-	pid, exits, err := f.h.runner.AttachExec(context.Background(), logger, inst.GUID, execID)
+	pid, exits, err := f.h.runner.AttachExec(f.h.ctx, logger, inst.GUID, execID)
 	if err != nil {
 		logger.Info("proxy-not-running-starting-it", lager.Data{guidKey: inst.GUID, "error": err.Error()})
 		return f.Start(ctx, logger, inst)
@@ -95,22 +96,26 @@ func (f filesHook) supervise(guid string, pid uint32, exits <-chan containerstor
 }
 
 // claimSupervisor makes guid's supervisor (recording the proxy's pid) and
-// answers it, or nil when guid is gone or already supervised.
+// answers it, or nil when guid is gone, already supervised, or the Hook's
+// Run has ended. The caller starts its goroutine, which calls h.wg.Done
+// when it returns.
 func (f filesHook) claimSupervisor(guid string, pid uint32) *supervisor {
 	f.h.mu.Lock()
 	defer f.h.mu.Unlock()
 	in, ok := f.h.instances[guid]
-	if !ok || in.sup != nil {
+	if !ok || in.sup != nil || f.h.closed {
 		return nil
 	}
 	in.sup = &supervisor{stop: make(chan struct{}), done: make(chan struct{})}
 	in.pid = pid
+	f.h.wg.Add(1)
 	return in.sup
 }
 
 // restartLoop waits for the proxy to exit and starts it again with
 // backoff; after MaxRestarts quick failures in a row the instance fails.
 func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan containerstore.Exit) {
+	defer f.h.wg.Done()
 	defer close(sup.done)
 	h := f.h
 	logger := h.logger.Session("supervise", lager.Data{guidKey: guid})
@@ -173,7 +178,7 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 			if !ok {
 				return
 			}
-			pid, next, err := h.runner.Exec(context.Background(), logger, guid, execID, f.spec(in.inst))
+			pid, next, err := h.runner.Exec(h.ctx, logger, guid, execID, f.spec(in.inst))
 			if err == nil {
 				h.mu.Lock()
 				in.pid = pid
@@ -209,7 +214,7 @@ func (f filesHook) rerouteWhenReady(guid string, sup *supervisor) {
 			return
 		case <-f.h.cfg.Clock.After(200 * time.Millisecond):
 		}
-		if err := f.Ready(context.Background(), f.h.logger, in.inst); err == nil {
+		if err := f.Ready(f.h.ctx, f.h.logger, in.inst); err == nil {
 			if sink := f.h.getSink(); sink != nil {
 				sink.Reroute(guid)
 			}
@@ -224,7 +229,7 @@ func (f filesHook) rerouteWhenReady(guid string, sup *supervisor) {
 func (f filesHook) reattach(logger lager.Logger, guid string, sup *supervisor) (<-chan containerstore.Exit, bool) {
 	retry := backoff.New(f.h.cfg.Clock, 250*time.Millisecond, 8*time.Second)
 	for range 20 {
-		pid, exits, err := f.h.runner.AttachExec(context.Background(), logger, guid, execID)
+		pid, exits, err := f.h.runner.AttachExec(f.h.ctx, logger, guid, execID)
 		if err == nil {
 			f.h.mu.Lock()
 			if in, ok := f.h.instances[guid]; ok {

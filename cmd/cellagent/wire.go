@@ -201,6 +201,13 @@ func run(cfg config.Config) error {
 		{Name: "route-emitter", Runner: emitter},
 		{Name: "credmanager", Runner: creds},
 		{Name: "containerstore", Runner: store.Runner()},
+	}...)
+	if proxy != nil {
+		// After the store: an ordered group ends it first, so no proxy
+		// supervisor outlives the store it reports to.
+		members = append(members, grouper.Member{Name: "proxy-supervisors", Runner: proxy})
+	}
+	members = append(members, grouper.Members{
 		{Name: "metrics", Runner: met},
 		{Name: "evacuate-on-sigusr1", Runner: evacuateOnSignal(logger, store)},
 	}...)

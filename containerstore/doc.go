@@ -29,6 +29,9 @@
 // container's fields. Long operations (containerd calls, checks) run
 // without it. Each container has one lifecycle goroutine, owned by the
 // Store (Store.wg) and ended by its context; opMu on each container
-// serialises stop and delete. Agent shutdown cancels supervision but never
+// serialises stop and delete. No lock is held while a step or the route
+// hook talks to the network: registration order (a stop's unregister
+// comes last, before SIGTERM) is kept by routing turns (routes.go), and an
+// unroute ends the Verify of a turn in flight instead of waiting for it. Agent shutdown cancels supervision but never
 // signals a container.
 package containerstore

@@ -21,8 +21,8 @@ func (s *Store) UpdateRoutes(ctx context.Context, guid string, u executor.RouteU
 	if err != nil {
 		return executor.Container{}, err
 	}
-	c.routeMu.Lock()
-	defer c.routeMu.Unlock()
+	_, _, release := s.claimRouting(c)
+	defer release()
 	s.mu.Lock()
 	state, stopping, inst, req := c.info.State, c.stopping, c.inst, c.request
 	s.mu.Unlock()
@@ -47,8 +47,8 @@ func (s *Store) UpdateRoutes(ctx context.Context, guid string, u executor.RouteU
 		}
 	}
 
-	// inst.Request's routes are read only under routeMu (route, unroute
-	// and here), so they are replaced in place.
+	// inst.Request's routes are read only in a routing turn (route and
+	// here), so they are replaced in place.
 	s.mu.Lock()
 	c.request.Routes, c.request.MetricTags = next.Routes, next.MetricTags
 	inst.Request.Routes, inst.Request.MetricTags = next.Routes, next.MetricTags
@@ -89,4 +89,129 @@ func http2Ports(routes []executor.Route) []uint16 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Registration order. A stop must unregister an instance's routes before
+// its app is signalled, and nothing may register them again after that;
+// yet no lock is held while the route hook or a Verify talks to the
+// network (a Verify may take ConfirmTimeout, 10s). So:
+//
+//   - route and UpdateRoutes take a routing turn (claimRouting): one at a
+//     time per container; the turn's context ends its Verify;
+//   - unroute counts itself (c.unroutes), ends the Verify of the turn in
+//     flight, waits for that turn to end (a registration already past its
+//     Verify: one publish), then unregisters: its unregister comes last;
+//   - a turn registers only while no unroute came since it began, and
+//     withdraws what it registered when one came meanwhile.
+
+// claimRouting waits until no other routing turn of c is in flight and
+// takes one: it answers the unroute count at its start, the turn's
+// context (ended by an unroute or release) and release. Nothing is held
+// while it waits.
+func (s *Store) claimRouting(c *container) (uint64, context.Context, func()) {
+	for {
+		s.mu.Lock()
+		busy := c.routing
+		if busy == nil {
+			done := make(chan struct{})
+			ctx, cancel := context.WithCancel(s.rootCtx)
+			c.routing, c.cancelRouting = done, cancel
+			gen := c.unroutes
+			s.mu.Unlock()
+			return gen, ctx, func() {
+				cancel()
+				s.mu.Lock()
+				c.routing, c.cancelRouting = nil, nil
+				s.mu.Unlock()
+				close(done)
+			}
+		}
+		s.mu.Unlock()
+		<-busy
+	}
+}
+
+// routeStale says whether a turn that began at unroute count gen may no
+// longer register: c is stopping, not running, or was unrouted since.
+func (s *Store) routeStale(c *container, gen uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return c.stopping || c.info.State != executor.StateRunning || c.unroutes != gen
+}
+
+// route verifies a running instance and makes it routable through the
+// route hook (see Registration order).
+func (s *Store) route(logger lager.Logger, c *container) {
+	gen, ctx, release := s.claimRouting(c)
+	defer release()
+	s.mu.Lock()
+	inst, stopping := c.inst, c.stopping || c.unroutes != gen
+	s.mu.Unlock()
+	if stopping || inst == nil {
+		return
+	}
+	for _, h := range s.hooks {
+		if v, ok := h.(Verifier); ok {
+			if err := v.Verify(ctx, logger, inst); err != nil {
+				if s.routeStale(c, gen) {
+					return // unrouted or stopped meanwhile: nothing to say
+				}
+				logger.Error("not-verified", err)
+				s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable: "+err.Error(), nil)
+				return
+			}
+			if len(inst.ProxyPorts) > 0 {
+				s.publish(executor.EventContainerReady, c.info.GUID, "verified handshake: the host TLS ports serve the issued identity", nil)
+			}
+		}
+	}
+	if s.routeStale(c, gen) {
+		return // stopped while verifying: register nothing
+	}
+	if s.deps.Pipeline.Routes != nil {
+		if err := s.deps.Pipeline.Routes.Routable(logger, inst); err != nil {
+			logger.Error("not-routable", err)
+			s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable: "+err.Error(), nil)
+			return
+		}
+	}
+	s.mu.Lock()
+	if c.stopping || c.info.State != executor.StateRunning || c.unroutes != gen {
+		s.mu.Unlock()
+		// An unroute began after the check above: it waits for this turn
+		// and unregisters after it; withdraw at once all the same.
+		if s.deps.Pipeline.Routes != nil {
+			_ = s.deps.Pipeline.Routes.Unroutable(logger, c.info.GUID)
+		}
+		return
+	}
+	c.info.Routable = true
+	snap := s.viewLocked(c)
+	s.mu.Unlock()
+	s.publish(executor.EventContainerRoutable, c.info.GUID, fmt.Sprintf("routable: %d route(s) registered", len(inst.Request.Routes)), &snap)
+}
+
+// unroute withdraws routes; it runs before the app is signalled. It ends
+// a routing turn's Verify and waits for the turn (see Registration order).
+func (s *Store) unroute(logger lager.Logger, c *container) {
+	s.mu.Lock()
+	c.unroutes++
+	was := c.info.Routable
+	c.info.Routable = false
+	busy, cancel := c.routing, c.cancelRouting
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if busy != nil {
+		<-busy
+	}
+	if s.deps.Pipeline.Routes != nil {
+		if err := s.deps.Pipeline.Routes.Unroutable(logger, c.info.GUID); err != nil {
+			logger.Error("unroute", err)
+		}
+	}
+	if was {
+		s.publish(executor.EventContainerRoutable, c.info.GUID, "not routable", nil)
+	}
 }

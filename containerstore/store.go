@@ -78,8 +78,7 @@ type Deps struct {
 // container is one container's in-memory state. Store.mu guards every
 // field but opMu and the channels, which are set once.
 type container struct {
-	opMu    sync.Mutex // serialises stop and delete
-	routeMu sync.Mutex // serialises route and unroute (registration order)
+	opMu sync.Mutex // serialises stop and delete
 
 	info    executor.Container
 	request executor.RunRequest
@@ -101,8 +100,14 @@ type container struct {
 	signalled, appExited bool
 	deleted              bool
 	cancelStart          context.CancelFunc
-	exited               chan struct{} // closed when the task's exit was seen
-	done                 chan struct{} // closed when the lifecycle goroutine ends
+	// Registration order (routes.go): unroutes counts unroutes; routing
+	// is closed when the route or route update that talks to the route
+	// hook ends (nil: none does), and cancelRouting ends its Verify.
+	unroutes      uint64
+	routing       chan struct{}
+	cancelRouting context.CancelFunc
+	exited        chan struct{} // closed when the task's exit was seen
+	done          chan struct{} // closed when the lifecycle goroutine ends
 }
 
 // Store is the container store; it implements executor.Client.

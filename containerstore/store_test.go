@@ -75,6 +75,17 @@ func (explainingStep) StartError(guid string, status int) error {
 	return fmt.Errorf("start task %s: could not start the app", guid)
 }
 
+// verifyingStep is a pipeline step that verifies (as the proxy does) with
+// verify.
+type verifyingStep struct {
+	*containerstorefakes.FakeSetupHook
+	verify func(ctx context.Context) error
+}
+
+func (v verifyingStep) Verify(ctx context.Context, _ lager.Logger, _ *containerstore.Instance) error {
+	return v.verify(ctx)
+}
+
 // countingListener accepts and counts connections on 127.0.0.1.
 func countingListener() (uint16, func() int) {
 	GinkgoHelper()
@@ -970,6 +981,37 @@ var _ = Describe("Store", func() {
 			Expect(c.RunResult).To(Equal(executor.RunResult{Stopped: true, ExitStatus: c.RunResult.ExitStatus}))
 			Expect(c.RunResult.ExitStatus).To(HaveValue(Equal(137)))
 			Expect(c.Routable).To(BeFalse())
+		})
+
+		Context("while a Verify is in flight", func() {
+			verifying := make(chan struct{}, 1)
+			BeforeEach(func() {
+				// A Verify that never passes: it ends only by its context
+				// (a real one retries for ConfirmTimeout, 10s).
+				deps.Pipeline.Proxy = verifyingStep{FakeSetupHook: &containerstorefakes.FakeSetupHook{}, verify: func(ctx context.Context) error {
+					verifying <- struct{}{}
+					<-ctx.Done()
+					order.add("verify ended: %v", ctx.Err())
+					return ctx.Err()
+				}}
+			})
+
+			It("does not wait for it: the stop ends it, registers nothing and unregisters before SIGTERM", func() {
+				_, err := store.AllocateAndRun(ctx, "g1", runRequest())
+				Expect(err).NotTo(HaveOccurred())
+				Eventually(verifying).Should(Receive())
+				stopped := make(chan error, 1)
+				go func() { stopped <- store.Stop(ctx, "g1") }()
+				Eventually(stopped).Should(Receive(BeNil()))
+				Expect(order.all()).To(HaveExactElements(
+					"network.Setup g1", "credentials.Setup g1", "runtime.Create g1", "tasks.Start g1",
+					"verify ended: context canceled", "routes.Unroutable g1", "tasks.Signal g1 terminated",
+					"routes.Unroutable g1"))
+				Expect(get("g1").RunResult.Stopped).To(BeTrue())
+				for _, e := range rec.all() {
+					Expect(e.Message).NotTo(ContainSubstring("not routable: context canceled"))
+				}
+			})
 		})
 
 		It("does not SIGKILL an app that ends on SIGTERM", func() {

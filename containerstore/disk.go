@@ -53,7 +53,7 @@ func (s *Store) checkDisk(logger lager.Logger, c *container) {
 	if limit := int64(limitMB) << 20; used > limit {
 		reason := fmt.Sprintf("%s: %d MiB written (writable layer and logs), disk_mb is %d", DiskLimitExceeded, used>>20, limitMB)
 		logger.Info("disk-limit-exceeded", lager.Data{"used-bytes": used, "limit-bytes": limit})
-		s.Fail(guid, executor.FailureDiskLimit, reason)
+		s.fail(c, executor.FailureDiskLimit, reason)
 	}
 }
 

@@ -25,6 +25,15 @@
 // internal/adapters, proxyhook binds itself, and cmd/cellagent/wire.go
 // fills the Pipeline once. None of those lower packages imports this one.
 //
+// Notices (notices.go): the parts that run beside the store (the proxy's
+// supervisor and rotations, the credential manager's rotations and expiry)
+// never call it; they send typed notices (ProxyExited, ProxyRestarting,
+// ProxyServing, Failed, CredentialsRotated, Note) to its Inbox, made
+// before them and the store. The store's Run loop hands each one to its
+// instance's lifecycle goroutine, which applies them in order with its
+// own health checks: it alone routes and unroutes a running instance. A
+// Failed notice stops the instance at once (as a Stop, even mid-start).
+//
 // Concurrency: Store.mu guards the container map, capacity and every
 // container's fields. Long operations (containerd calls, checks) run
 // without it. Each container has one lifecycle goroutine, owned by the

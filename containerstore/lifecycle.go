@@ -62,6 +62,7 @@ func (s *Store) lifecycle(ctx context.Context, c *container) {
 	defer s.wg.Done()
 	defer close(c.done)
 	logger := s.logger.Session("lifecycle", lager.Data{guidKey: c.info.GUID})
+	defer s.disown(logger, c)
 	exits, err := s.start(ctx, logger, c)
 	if err != nil {
 		s.failStart(logger, c, exits, err)
@@ -109,8 +110,9 @@ func (s *Store) failStart(logger lager.Logger, c *container, exits <-chan Exit, 
 
 // supervise waits for the task's exit, unregisters routes and completes.
 //
-// While it waits it re-checks readiness every HealthInterval: an instance
-// that stops being ready is unregistered until it is ready again.
+// While it waits it applies the notices the store hands it (notices.go)
+// and re-checks readiness every HealthInterval: an instance that stops
+// being ready is unregistered until it is ready again.
 func (s *Store) supervise(logger lager.Logger, c *container, exits <-chan Exit) {
 	var ex Exit
 	var health <-chan time.Time
@@ -138,6 +140,8 @@ wait:
 			break wait
 		case <-s.rootCtx.Done():
 			return
+		case <-c.notices.ready():
+			s.applyNotices(logger, c)
 		case <-health:
 			// Absolute times: each instance's rounds stay on the grid
 			// however late this goroutine ran.

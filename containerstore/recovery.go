@@ -180,7 +180,7 @@ func (s *Store) restoreContainer(rec record) *container {
 	res := rec.Container.Resources
 	need := executor.ResourceTotals{MemoryMB: res.MemoryMB + rec.Overhead, DiskMB: res.DiskMB, Containers: 1}
 	c := &container{info: rec.Container, request: rec.Request, user: rec.User, need: need, overheadMB: rec.Overhead,
-		exited: make(chan struct{}), done: make(chan struct{})}
+		exited: make(chan struct{}), done: make(chan struct{}), notices: NewInbox()}
 	c.info.Routable = false
 	s.mu.Lock()
 	s.containers[c.info.GUID] = c
@@ -230,6 +230,7 @@ func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, re
 	s.mu.Lock()
 	c.inst = inst
 	c.cancelStart = cancel
+	c.own()
 	c.info.Credentials = inst.Credentials
 	wasRunning := c.info.State == executor.StateRunning
 	snap := s.viewLocked(c)
@@ -240,6 +241,7 @@ func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, re
 		defer s.wg.Done()
 		defer close(c.done)
 		l := s.logger.Session("adopted", lager.Data{guidKey: c.info.GUID})
+		defer s.disown(l, c)
 		if !wasRunning {
 			if err := s.waitReady(startCtx, l, inst, exits, time.Duration(rec.Request.StartTimeout)); err != nil {
 				s.failStart(l, c, exits, err)

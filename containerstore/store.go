@@ -73,6 +73,9 @@ type Deps struct {
 	// DiskUsage answers the bytes a container's writable layer holds
 	// (disk_mb enforcement; nil: not enforced).
 	DiskUsage func(ctx context.Context, guid string) (int64, error)
+	// Inbox is where the parts beside the store send their notices
+	// (notices.go); nil: none do.
+	Inbox *Inbox
 }
 
 // container is one container's in-memory state. Store.mu guards every
@@ -108,6 +111,10 @@ type container struct {
 	cancelRouting context.CancelFunc
 	exited        chan struct{} // closed when the task's exit was seen
 	done          chan struct{} // closed when the lifecycle goroutine ends
+	// notices holds what the store handed to the lifecycle goroutine while
+	// owned (its goroutine runs) is set (notices.go).
+	notices *Inbox
+	owned   bool
 }
 
 // Store is the container store; it implements executor.Client.
@@ -199,6 +206,10 @@ func (s *Store) run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			s.rootCancel()
 			s.wg.Wait()
 			return nil
+		case <-s.deps.Inbox.ready():
+			for _, n := range s.deps.Inbox.take() {
+				s.dispatch(n)
+			}
 		case <-ticker.C():
 			s.expireReservations(logger)
 			if evacuate == nil && s.count() == 0 {
@@ -400,7 +411,7 @@ func (s *Store) reserve(guid string, res executor.Resources, tags map[string]str
 			MemoryLimitBytes: uint64(res.MemoryMB+overheadMB) << 20,
 			Ports:            []executor.PortMapping{}, CreatedAt: now, UpdatedAt: now},
 		need: need, overheadMB: overheadMB, reserved: now,
-		exited: make(chan struct{}), done: make(chan struct{}),
+		exited: make(chan struct{}), done: make(chan struct{}), notices: NewInbox(),
 	}
 	s.containers[guid] = c
 	snap := c.info
@@ -524,6 +535,7 @@ func (s *Store) startRun(guid string, req executor.RunRequest) error {
 	}
 	startCtx, cancel := context.WithCancel(s.rootCtx)
 	c.cancelStart = cancel
+	c.own()
 	snap := c.info
 	s.mu.Unlock()
 	s.save(c)

@@ -202,6 +202,7 @@ var _ = Describe("Store", func() {
 		cfg     containerstore.Config
 		deps    containerstore.Deps
 		store   *containerstore.Store
+		inbox   *containerstore.Inbox
 		process ifrit.Process
 		ctx     context.Context
 		rec     *eventRecorder
@@ -288,7 +289,8 @@ var _ = Describe("Store", func() {
 			ProxyMemoryOverheadMB: 32,
 			ExternalIP:            "10.0.0.5",
 		}
-		deps = containerstore.Deps{Runtime: runtime, Tasks: runner, Clock: clk,
+		inbox = containerstore.NewInbox()
+		deps = containerstore.Deps{Runtime: runtime, Tasks: runner, Clock: clk, Inbox: inbox,
 			Pipeline: containerstore.Pipeline{Network: network, Credentials: creds, Routes: routes}}
 	})
 
@@ -332,6 +334,25 @@ var _ = Describe("Store", func() {
 			}
 			return out
 		}
+	}
+
+	// notify sends n about guid and returns once the store applied it: a
+	// marker note sent after it, applied in order, was published.
+	markers := 0
+	notify := func(guid string, n containerstore.Notice) {
+		GinkgoHelper()
+		markers++
+		marker := fmt.Sprintf("marker %d", markers)
+		inbox.Send(n)
+		inbox.Send(containerstore.Note{GUID: guid, Type: "test_marker", Message: marker})
+		Eventually(func() bool {
+			for _, e := range rec.all() {
+				if e.GUID == guid && e.Message == marker {
+					return true
+				}
+			}
+			return false
+		}).Should(BeTrue())
 	}
 
 	get := func(guid string) executor.Container {
@@ -728,7 +749,7 @@ var _ = Describe("Store", func() {
 
 			It("completes with the app's exit, and signals nothing", func() {
 				runToRunning("g1")
-				store.Fail("g1", executor.FailureProxyFailed, "instance proxy failed: exited 6 times in a row (last status 255)")
+				notify("g1", containerstore.Failed{GUID: "g1", Code: executor.FailureProxyFailed, Reason: "instance proxy failed: exited 6 times in a row (last status 255)"})
 				// The failing stop unregistered the routes and drains (the
 				// fake clock holds it there) when the app exits.
 				Eventually(order.all).Should(ContainElement("routes.Unroutable g1"))
@@ -742,7 +763,7 @@ var _ = Describe("Store", func() {
 				Expect(c.RunResult.Stopped).To(BeFalse())
 				Consistently(runner.SignalCallCount, "100ms").Should(BeZero())
 
-				store.Fail("g1", executor.FailureProxyFailed, "instance proxy failed: too late")
+				notify("g1", containerstore.Failed{GUID: "g1", Code: executor.FailureProxyFailed, Reason: "instance proxy failed: too late"})
 				Expect(get("g1").RunResult.FailureReason).To(Equal("app exited with status 3"))
 			})
 
@@ -751,7 +772,7 @@ var _ = Describe("Store", func() {
 		Context("when the proxy fails and the stop signals the app", func() {
 			It("reports the proxy failure", func() {
 				runToRunning("g1")
-				store.Fail("g1", executor.FailureProxyFailed, "instance proxy failed: exited 6 times in a row (last status 255)")
+				notify("g1", containerstore.Failed{GUID: "g1", Code: executor.FailureProxyFailed, Reason: "instance proxy failed: exited 6 times in a row (last status 255)"})
 				Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
 				c := get("g1")
 				Expect(c.RunResult.FailureReason).To(Equal("instance proxy failed: exited 6 times in a row (last status 255)"))
@@ -924,7 +945,7 @@ var _ = Describe("Store", func() {
 
 		It("completes failed with the code and reason Fail was given, on the failing and the completed event", func() {
 			runToRunning("g1")
-			store.Fail("g1", executor.FailureProxyFailed, "instance proxy failed: exited 6 times in a row")
+			notify("g1", containerstore.Failed{GUID: "g1", Code: executor.FailureProxyFailed, Reason: "instance proxy failed: exited 6 times in a row"})
 			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
 			c := get("g1")
 			Expect(c.RunResult.Failed).To(BeTrue())
@@ -1187,14 +1208,64 @@ var _ = Describe("Store", func() {
 		})
 	})
 
-	Describe("UpdateCredentials", func() {
+	Describe("proxy notices", func() {
+		It("are applied by the instance's lifecycle goroutine, in order, after a start in progress", func() {
+			release := make(chan struct{})
+			network.SetupStub = func(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
+				order.add("network.Setup %s", inst.GUID)
+				<-release
+				return nil
+			}
+			_, err := store.AllocateAndRun(ctx, "g1", runRequest())
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(order.all).Should(ContainElement("network.Setup g1"))
+			// Sent mid-start: held for the lifecycle goroutine, which
+			// routes the instance at the end of its start first.
+			inbox.Send(containerstore.ProxyExited{GUID: "g1"})
+			inbox.Send(containerstore.ProxyRestarting{GUID: "g1", Message: "proxy exited with status 1; restart 1 in 500ms"})
+			close(release)
+			Eventually(func() []executor.Event {
+				var out []executor.Event
+				for _, e := range rec.all() {
+					if e.GUID == "g1" && (e.Type == executor.EventContainerRoutable || e.Type == executor.EventProxyRestarted) {
+						out = append(out, e)
+					}
+				}
+				return out
+			}).Should(HaveExactElements(
+				HaveField("Message", "routable: 1 route(s) registered"),
+				HaveField("Message", "not routable"),
+				HaveField("Message", "proxy exited with status 1; restart 1 in 500ms")))
+			Expect(get("g1").Routable).To(BeFalse())
+
+			notify("g1", containerstore.ProxyServing{GUID: "g1"})
+			Expect(get("g1").Routable).To(BeTrue())
+			Expect(order.all()).To(HaveExactElements("network.Setup g1", "credentials.Setup g1", "runtime.Create g1", "tasks.Start g1",
+				"routes.Routable g1", "routes.Unroutable g1", "routes.Routable g1"))
+
+			notify("g1", containerstore.Note{GUID: "g1", Type: executor.EventRotationUnconfirmed, Message: "proxy serves the old serial"})
+			Expect(rec.all()).To(ContainElement(SatisfyAll(HaveField("Type", executor.EventRotationUnconfirmed), HaveField("Message", "proxy serves the old serial"))))
+		})
+
+		It("are dropped for an unknown instance, and a completed one is not routed again", func() {
+			runToRunning("g1")
+			Expect(store.Stop(ctx, "g1")).To(Succeed())
+			inbox.Send(containerstore.ProxyExited{GUID: "nope"})
+			notify("g1", containerstore.ProxyServing{GUID: "g1"})
+			Expect(get("g1").Routable).To(BeFalse())
+			Expect(order.all()).To(HaveExactElements("network.Setup g1", "credentials.Setup g1", "runtime.Create g1", "tasks.Start g1",
+				"routes.Routable g1", "routes.Unroutable g1", "tasks.Signal g1 terminated", "routes.Unroutable g1"))
+		})
+	})
+
+	Describe("a CredentialsRotated notice", func() {
 		It("shows the rotated certificate and publishes it, without rewriting the record (recovery reads credentials back from their own files)", func() {
 			runToRunning("g1")
 			record := filepath.Join(dataDir, "containers", "g1.json")
 			before, err := os.Stat(record)
 			Expect(err).NotTo(HaveOccurred())
 
-			store.UpdateCredentials("g1", executor.CredentialInfo{Serial: "abc", Rotations: 1})
+			notify("g1", containerstore.CredentialsRotated{GUID: "g1", Info: executor.CredentialInfo{Serial: "abc", Rotations: 1}})
 			Expect(get("g1").Credentials).To(Equal(&executor.CredentialInfo{Serial: "abc", Rotations: 1}))
 			Eventually(func() []string {
 				var types []string

@@ -7,7 +7,10 @@
 // one POST /secrets/reload to its admin listener in the container's network
 // namespace; Envoy: handshakes),
 // and verifies, as a router would, that an instance presents the identity
-// just issued before it becomes routable.
+// just issued before it becomes routable. It tells the store what happens
+// to a proxy (exits, restarts, serving again, failure, unconfirmed
+// rotations and drains) by containerstore notices to Config.Notices, the
+// store's Inbox; it never calls the store.
 //
 // Concurrency: Hook.mu guards the per-instance map. Each running proxy has
 // one supervisor goroutine (restartLoop, or watchInit for a cellinit-run

@@ -51,9 +51,7 @@ func (f filesHook) refuseNewHandshakes(logger lager.Logger, inst *containerstore
 		select {
 		case <-ctx.Done():
 			logger.Info("unconfirmed", lager.Data{"addr": open})
-			if sink := f.h.getSink(); sink != nil {
-				sink.Publish(EventDrainUnconfirmed, inst.GUID, "the proxy still accepted the instance identity on "+open)
-			}
+			f.h.notify(containerstore.Note{GUID: inst.GUID, Type: EventDrainUnconfirmed, Message: "the proxy still accepted the instance identity on " + open})
 			return
 		case <-f.h.cfg.Clock.After(100 * time.Millisecond):
 		}

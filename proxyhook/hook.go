@@ -36,14 +36,6 @@ const (
 	guidKey    = "container-guid"
 )
 
-// Sink is the store's side: routes off and on, failing an instance, events.
-type Sink interface {
-	Unroute(guid, reason string)
-	Reroute(guid string)
-	Fail(guid string, code executor.FailureCode, reason string)
-	Publish(typ, guid, msg string)
-}
-
 // Config configures the hook.
 type Config struct {
 	// HostBinary is the proxy on the host: an executable (cellproxy or
@@ -99,6 +91,11 @@ type Config struct {
 	// rotation is confirmed by one request to it (no delay, no handshake).
 	// A proxy that answers 404 is checked by handshakes, as Envoy is.
 	AdminReload bool
+	// Notices takes what the hook tells the store (the store's Inbox):
+	// proxy exits, restarts, a restarted proxy serving again, an
+	// instance's proxy failure, unconfirmed rotations and drains. nil:
+	// nobody is told.
+	Notices containerstore.Notifier
 }
 
 // DefaultNoFile is the proxy's file limit when Config leaves it 0.
@@ -112,9 +109,8 @@ type Hook struct {
 	runner   containerstore.ProcessRunner
 	verifier *verifier
 
-	mu        sync.Mutex // guards instances, sink and closed
+	mu        sync.Mutex // guards instances and closed
 	instances map[string]*instance
-	sink      Sink
 
 	// ctx is supervision's: the supervisors' containerd calls and waits
 	// use it; Run's end cancels it. wg counts the supervisor goroutines;
@@ -221,17 +217,11 @@ func (h *Hook) Shutdown() {
 	h.wg.Wait()
 }
 
-// SetSink connects the hook to the store (made after the hook).
-func (h *Hook) SetSink(s Sink) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.sink = s
-}
-
-func (h *Hook) getSink() Sink {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.sink
+// notify tells the store n (Config.Notices).
+func (h *Hook) notify(n containerstore.Notice) {
+	if h.cfg.Notices != nil {
+		h.cfg.Notices.Send(n)
+	}
 }
 
 func (h *Hook) dir(guid string) string { return filepath.Join(h.cfg.DataDir, "proxy", guid) }

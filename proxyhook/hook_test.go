@@ -132,17 +132,27 @@ func closedPort(t *testing.T) uint16 {
 	return uint16(l.Addr().(*net.TCPAddr).Port)
 }
 
-// sink records the calls the hook makes to the store, in order.
+// sink records the notices the hook sends the store, in order, as what
+// the store does with them.
 type sink struct{ calls chan string }
 
-func newSink() *sink                        { return &sink{calls: make(chan string, 100)} }
-func (s *sink) Unroute(guid, reason string) { s.calls <- "unroute " + guid }
-func (s *sink) Reroute(guid string)         { s.calls <- "reroute " + guid }
-func (s *sink) Publish(typ, guid, msg string) {
-	s.calls <- fmt.Sprintf("publish %s %s: %s", typ, guid, msg)
-}
-func (s *sink) Fail(guid string, code executor.FailureCode, reason string) {
-	s.calls <- fmt.Sprintf("fail %s %s: %s", guid, code, reason)
+func newSink() *sink { return &sink{calls: make(chan string, 100)} }
+
+func (s *sink) Send(n containerstore.Notice) {
+	switch n := n.(type) {
+	case containerstore.ProxyExited:
+		s.calls <- "unroute " + n.GUID
+	case containerstore.ProxyServing:
+		s.calls <- "reroute " + n.GUID
+	case containerstore.ProxyRestarting:
+		s.calls <- fmt.Sprintf("publish %s %s: %s", executor.EventProxyRestarted, n.GUID, n.Message)
+	case containerstore.Note:
+		s.calls <- fmt.Sprintf("publish %s %s: %s", n.Type, n.GUID, n.Message)
+	case containerstore.Failed:
+		s.calls <- fmt.Sprintf("fail %s %s: %s", n.GUID, n.Code, n.Reason)
+	default:
+		s.calls <- fmt.Sprintf("unexpected notice %#v", n)
+	}
 }
 
 // next answers the next call; a hook that makes none within 10s fails
@@ -198,7 +208,7 @@ func newFixture(t *testing.T, clk clock.Clock, change func(*proxyhook.Config)) *
 	f := &fixture{runner: &containerstorefakes.FakeProcessRunner{}, sink: newSink(), ca: newCA(t), logger: lagertest.NewTestLogger("proxyhook")}
 	f.cfg = proxyhook.Config{HostBinary: binary, Proxy: proxyconfig.DefaultConfig(), DataDir: filepath.Join(dir, "data"),
 		CACertPEM: f.ca.pem, MemoryOverheadMB: 32, MaxRestarts: 2, Clock: clk, ConfirmTimeout: 2 * time.Second, ConfirmDelay: time.Millisecond,
-		User: proxyUser()}
+		User: proxyUser(), Notices: f.sink}
 	if change != nil {
 		change(&f.cfg)
 	}
@@ -214,7 +224,6 @@ func newFixture(t *testing.T, clk clock.Clock, change func(*proxyhook.Config)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.hook.SetSink(f.sink)
 	t.Cleanup(f.hook.Shutdown)
 	return f
 }

@@ -138,15 +138,12 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 // adoption is not known: it is an exit only when the proxy is down now;
 // earlier restarts of a proxy that runs are history.
 func (f filesHook) initChanged(logger lager.Logger, guid string, sup *supervisor, prev, cur cellinit.ProxyState, known bool) bool {
-	sink := f.h.getSink()
 	down := cur.Phase == cellinit.PhaseExited || cur.Phase == cellinit.PhaseFailed
 	newExit := (down && cur.Phase != prev.Phase) ||
 		(known && (cur.Failures != prev.Failures || (prev.PID != 0 && cur.PID != prev.PID)))
 	if newExit {
 		logger.Info("proxy-exited", lager.Data{"status": cur.Status, "failures": cur.Failures})
-		if sink != nil {
-			sink.Unroute(guid, "proxy exited")
-		}
+		f.h.notify(containerstore.ProxyExited{GUID: guid})
 	}
 	switch {
 	case cur.Phase == cellinit.PhaseFailed:
@@ -154,15 +151,15 @@ func (f filesHook) initChanged(logger lager.Logger, guid string, sup *supervisor
 		if cur.Error != "" {
 			reason = "instance proxy failed: " + cur.Error
 		}
-		if sink != nil {
-			sink.Fail(guid, executor.FailureProxyFailed, reason)
-		}
+		f.h.notify(containerstore.Failed{GUID: guid, Code: executor.FailureProxyFailed, Reason: reason})
 		return true
-	case newExit && sink != nil && cur.Phase == cellinit.PhaseExited:
+	case newExit && cur.Phase == cellinit.PhaseExited:
 		delay := time.Duration(cur.RestartInMS) * time.Millisecond
-		sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d in %s", cur.Status, cur.Failures, delay))
-	case newExit && sink != nil:
-		sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d running", cur.Status, cur.Failures))
+		f.h.notify(containerstore.ProxyRestarting{GUID: guid,
+			Message: fmt.Sprintf("proxy exited with status %d; restart %d in %s", cur.Status, cur.Failures, delay)})
+	case newExit:
+		f.h.notify(containerstore.ProxyRestarting{GUID: guid,
+			Message: fmt.Sprintf("proxy exited with status %d; restart %d running", cur.Status, cur.Failures)})
 	}
 	if known && cur.Phase == cellinit.PhaseRunning && cur.Failures > 0 && cur.PID != prev.PID {
 		f.rerouteWhenReady(guid, sup)

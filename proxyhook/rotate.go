@@ -10,6 +10,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 
+	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/proxyconfig"
@@ -65,9 +66,7 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 	defer cancel()
 	by, err := h.confirm(ctx, in, cred.Serial)
 	if err != nil {
-		if sink := h.getSink(); sink != nil {
-			sink.Publish(executor.EventRotationUnconfirmed, guid, err.Error())
-		}
+		h.notify(containerstore.Note{GUID: guid, Type: executor.EventRotationUnconfirmed, Message: err.Error()})
 		return fmt.Errorf("rotation not confirmed by the proxy: %w", err)
 	}
 	logger.Info("rotation-confirmed", lager.Data{guidKey: guid, "serial": cred.Serial, "by": by})

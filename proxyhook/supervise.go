@@ -151,25 +151,20 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 			}
 			ex = containerstore.Exit{Status: 255}
 		}
-		sink := h.getSink()
 		if clk.Since(startedAt) > time.Minute {
 			failures = 0
 			retry.Reset()
 		}
 		failures++
 		logger.Info("proxy-exited", lager.Data{"status": ex.Status, "failures": failures})
-		if sink != nil {
-			sink.Unroute(guid, "proxy exited")
-		}
+		h.notify(containerstore.ProxyExited{GUID: guid})
 		if failures > h.cfg.MaxRestarts {
-			if sink != nil {
-				sink.Fail(guid, executor.FailureProxyFailed, fmt.Sprintf("instance proxy failed: exited %d times in a row (last status %d)", failures, ex.Status))
-			}
+			h.notify(containerstore.Failed{GUID: guid, Code: executor.FailureProxyFailed,
+				Reason: fmt.Sprintf("instance proxy failed: exited %d times in a row (last status %d)", failures, ex.Status)})
 			return
 		}
-		if sink != nil {
-			sink.Publish(executor.EventProxyRestarted, guid, fmt.Sprintf("proxy exited with status %d; restart %d in %s", ex.Status, failures, retry.Current()))
-		}
+		h.notify(containerstore.ProxyRestarting{GUID: guid,
+			Message: fmt.Sprintf("proxy exited with status %d; restart %d in %s", ex.Status, failures, retry.Current())})
 		for {
 			if !retry.Wait(sup.stop) {
 				return
@@ -189,9 +184,7 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 			logger.Error("restart-failed", err)
 			failures++
 			if failures > h.cfg.MaxRestarts {
-				if sink != nil {
-					sink.Fail(guid, executor.FailureProxyFailed, "instance proxy failed: "+err.Error())
-				}
+				h.notify(containerstore.Failed{GUID: guid, Code: executor.FailureProxyFailed, Reason: "instance proxy failed: " + err.Error()})
 				return
 			}
 		}
@@ -199,8 +192,8 @@ func (f filesHook) restartLoop(guid string, sup *supervisor, exits <-chan contai
 	}
 }
 
-// rerouteWhenReady waits until the restarted proxy answers, then asks the
-// store to verify and route the instance again. An exit meanwhile waits in
+// rerouteWhenReady waits until the restarted proxy answers, then tells
+// the store (ProxyServing), which verifies and routes the instance again. An exit meanwhile waits in
 // the exits channel (buffered) for the loop.
 func (f filesHook) rerouteWhenReady(guid string, sup *supervisor) {
 	in, ok := f.instance(guid)
@@ -215,9 +208,7 @@ func (f filesHook) rerouteWhenReady(guid string, sup *supervisor) {
 		case <-f.h.cfg.Clock.After(200 * time.Millisecond):
 		}
 		if err := f.Ready(f.h.ctx, f.h.logger, in.inst); err == nil {
-			if sink := f.h.getSink(); sink != nil {
-				sink.Reroute(guid)
-			}
+			f.h.notify(containerstore.ProxyServing{GUID: guid})
 			return
 		}
 	}

@@ -92,12 +92,15 @@ func run(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
+	// The store's mailbox, made before the parts that tell the store
+	// something (proxy, credential notifier) and the store itself.
+	inbox := containerstore.NewInbox()
 	routeHook := &adapters.Routes{}
 	var proxy *proxyhook.Hook
 	if cfg.Proxy.Enabled {
 		if cfg.Network.Mode == "host" {
 			logger.Info("proxy-disabled-in-host-network-mode", lager.Data{"reason": "every proxy would bind the same ports on the host"})
-		} else if proxy, err = newProxyHook(logger, cfg, creds, rt, clk); err != nil {
+		} else if proxy, err = newProxyHook(logger, cfg, creds, rt, clk, inbox); err != nil {
 			return err
 		}
 	}
@@ -135,7 +138,7 @@ func run(cfg config.Config) error {
 		HealthInterval: time.Duration(cfg.HealthInterval), DrainWindow: time.Duration(cfg.DrainWindow),
 		DefaultMaxPids: cfg.DefaultMaxPids, AllowPrivileged: cfg.AllowPrivileged, DiskReserveMB: cfg.DiskReserveMB,
 		EvacuationTimeout: time.Duration(cfg.EvacuationTimeout),
-	}, containerstore.Deps{Runtime: rt, Tasks: rt, Pipeline: pipeline, Clock: clk, Usage: usage,
+	}, containerstore.Deps{Runtime: rt, Tasks: rt, Pipeline: pipeline, Clock: clk, Usage: usage, Inbox: inbox,
 		DiskUsage: rt.WritableBytes,
 		NATSState: func() string { return routeHook.Emitter.ConnectionState() }})
 	if err != nil {
@@ -167,10 +170,9 @@ func run(cfg config.Config) error {
 	credHook.Observe = met.ObserveIssuance
 	creds.ObserveRotations(met.ObserveRotation)
 
-	notifier := adapters.CredentialNotifier{Sink: store}
+	notifier := adapters.CredentialNotifier{Notices: inbox}
 	creds.AddHandler(notifier)
 	if proxy != nil {
-		proxy.SetSink(store)
 		creds.AddHandler(proxy)
 	}
 	creds.AddExpiryHandler(notifier)
@@ -281,7 +283,7 @@ func presence(store *containerstore.Store) func() routeemitter.CellPresence {
 	}
 }
 
-func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Manager, rt *runtime.Client, clk clock.Clock) (*proxyhook.Hook, error) {
+func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Manager, rt *runtime.Client, clk clock.Clock, notices containerstore.Notifier) (*proxyhook.Hook, error) {
 	binary, bundled, err := proxyBinary(cfg)
 	if err != nil {
 		return nil, err
@@ -310,8 +312,8 @@ func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Man
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
 		CACertPEM: creds.CACertPEM(), IssueC2C: creds.IssueC2C, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
 		UpstreamBeforeHandshake: bundled, InitBinary: initBinary,
-		AdminReload: bundled,
-		User:        containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
+		AdminReload: bundled, Notices: notices,
+		User: containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}

@@ -130,17 +130,11 @@ func (h *Credentials) CleanupOrphans(ctx context.Context, logger lager.Logger, k
 	return h.Manager.RemoveOrphans(logger, keep)
 }
 
-// CredentialSink is the store's side of rotations.
-type CredentialSink interface {
-	UpdateCredentials(guid string, info executor.CredentialInfo)
-	Fail(guid string, code executor.FailureCode, reason string)
-	Publish(typ, guid, msg string)
-}
-
 // CredentialNotifier tells the store about rotations (event + GET
-// /v1/containers) and fails an instance whose certificate expired.
+// /v1/containers) and fails an instance whose certificate expired, by
+// notices to its inbox.
 type CredentialNotifier struct {
-	Sink CredentialSink
+	Notices containerstore.Notifier
 }
 
 var (
@@ -150,14 +144,16 @@ var (
 )
 
 func (n CredentialNotifier) CredentialsRotationFailed(logger lager.Logger, guid string, err error, retryAt time.Time) {
-	n.Sink.Publish(executor.EventCredentialsFailed, guid, fmt.Sprintf("rotation failed, retrying at %s: %v", retryAt.Format(time.RFC3339), err))
+	n.Notices.Send(containerstore.Note{GUID: guid, Type: executor.EventCredentialsFailed,
+		Message: fmt.Sprintf("rotation failed, retrying at %s: %v", retryAt.Format(time.RFC3339), err)})
 }
 
 func (n CredentialNotifier) CredentialsRotated(logger lager.Logger, guid string, cred credmanager.Credential) error {
-	n.Sink.UpdateCredentials(guid, *CredentialInfo(cred))
+	n.Notices.Send(containerstore.CredentialsRotated{GUID: guid, Info: *CredentialInfo(cred)})
 	return nil
 }
 
 func (n CredentialNotifier) CredentialsExpired(logger lager.Logger, guid string, cred credmanager.Credential, err error) {
-	n.Sink.Fail(guid, executor.FailureCertificateExpired, fmt.Sprintf("instance identity certificate expired at %s: every rotation failed: %v", cred.NotAfter.Format("2006-01-02T15:04:05Z07:00"), err))
+	n.Notices.Send(containerstore.Failed{GUID: guid, Code: executor.FailureCertificateExpired,
+		Reason: fmt.Sprintf("instance identity certificate expired at %s: every rotation failed: %v", cred.NotAfter.Format("2006-01-02T15:04:05Z07:00"), err)})
 }

@@ -62,25 +62,26 @@ var _ = Describe("Credentials", func() {
 	})
 })
 
-// sink records what a CredentialNotifier tells the store.
+// sink records the notices a CredentialNotifier sends the store.
 type sink struct{ calls []string }
 
-func (s *sink) UpdateCredentials(guid string, info executor.CredentialInfo) {
-	s.calls = append(s.calls, fmt.Sprintf("update %s %s rotations=%d", guid, info.Serial, info.Rotations))
-}
-
-func (s *sink) Fail(guid string, code executor.FailureCode, reason string) {
-	s.calls = append(s.calls, fmt.Sprintf("fail %s %s: %s", guid, code, reason))
-}
-
-func (s *sink) Publish(typ, guid, msg string) {
-	s.calls = append(s.calls, fmt.Sprintf("publish %s %s: %s", typ, guid, msg))
+func (s *sink) Send(n containerstore.Notice) {
+	switch n := n.(type) {
+	case containerstore.CredentialsRotated:
+		s.calls = append(s.calls, fmt.Sprintf("update %s %s rotations=%d", n.GUID, n.Info.Serial, n.Info.Rotations))
+	case containerstore.Failed:
+		s.calls = append(s.calls, fmt.Sprintf("fail %s %s: %s", n.GUID, n.Code, n.Reason))
+	case containerstore.Note:
+		s.calls = append(s.calls, fmt.Sprintf("publish %s %s: %s", n.Type, n.GUID, n.Message))
+	default:
+		s.calls = append(s.calls, fmt.Sprintf("unexpected %#v", n))
+	}
 }
 
 var _ = Describe("CredentialNotifier", func() {
 	It("tells the store of a rotation, a failed rotation and an expiry, with the failure code", func() {
 		s := &sink{}
-		n := adapters.CredentialNotifier{Sink: s}
+		n := adapters.CredentialNotifier{Notices: s}
 		logger := lagertest.NewTestLogger("test")
 		notAfter := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
 		cred := credmanager.Credential{Serial: "ab12", NotAfter: notAfter, Rotations: 2}

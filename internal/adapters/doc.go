@@ -5,7 +5,8 @@
 // and that package's types:
 //
 //   - Credentials: credmanager (issue, mount, track rotation, remove);
-//     CredentialNotifier tells the store about rotations and expiry;
+//     CredentialNotifier tells the store about rotations and expiry (by
+//     notices to its Inbox: it holds no store);
 //   - Network: containerstore/network (netns, IP, host ports, filter);
 //   - Routes: routeemitter (register when routable, unregister first on
 //     stop, recover journaled routes);

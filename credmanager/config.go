@@ -64,6 +64,15 @@ type Config struct {
 	// Clock drives issue times and the rotation schedule; nil means the
 	// real clock.
 	Clock clock.Clock
+	// Handlers, FailureHandlers and ExpiryHandlers are told of every
+	// rotation, failed rotation attempt and expiry, in order (AddHandler
+	// and the like add more for a part made after the Manager).
+	Handlers        []Handler
+	FailureHandlers []FailureHandler
+	ExpiryHandlers  []ExpiryHandler
+	// ObserveRotation, when set, is told how long each successful rotation
+	// took (see ObserveRotations).
+	ObserveRotation func(time.Duration)
 }
 
 // Validate reports every problem of c at once. Zero values that have a

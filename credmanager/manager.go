@@ -100,6 +100,11 @@ func New(logger lager.Logger, cfg Config) (*Manager, error) {
 		credDir:    filepath.Join(cfg.DataDir, credentialsDir),
 		jitter:     rand.Float64,
 		tracked:    map[string]*instance{},
+
+		handlers:       slices.Clone(cfg.Handlers),
+		failHandlers:   slices.Clone(cfg.FailureHandlers),
+		expiryHandlers: slices.Clone(cfg.ExpiryHandlers),
+		observeRotate:  cfg.ObserveRotation,
 	}, nil
 }
 

@@ -48,9 +48,11 @@ var _ = Describe("rotation", func() {
 	})
 
 	JustBeforeEach(func() {
+		// The handlers come with the configuration, as cmd/cellagent
+		// gives them.
+		e.cfg.Handlers = []credmanager.Handler{handler}
+		e.cfg.ExpiryHandlers = []credmanager.ExpiryHandler{expiry}
 		m = e.manager()
-		m.AddHandler(handler)
-		m.AddExpiryHandler(expiry)
 	})
 
 	// armed waits until n rotation timers are armed: every loop whose timer
@@ -385,10 +387,7 @@ var _ = Describe("rotation", func() {
 
 	Describe("Adopt after an agent restart", func() {
 		restart := func() *credmanager.Manager {
-			m2 := e.manager()
-			m2.AddHandler(handler)
-			m2.AddExpiryHandler(expiry)
-			return m2
+			return e.manager() // the same handlers, from the configuration
 		}
 
 		It("reloads serial, expiry and rotation count and schedules from them", func() {

@@ -40,16 +40,20 @@ type Config struct {
 	// CPU figures.
 	CPUTime func(guid string) (time.Duration, error)
 	Clock   clock.Clock
+	// Observer holds what the agent's parts report directly; made before
+	// them (and the store), registered here. nil: a new one.
+	Observer *Observer
 }
 
 // Metrics is the registry and its event consumer.
 type Metrics struct {
+	*Observer
 	cfg Config
 	reg *prometheus.Registry
 
-	starts, registrations, unregistrations, issuances, rotations, rotationFailures, unconfirmed, proxyRestarts prometheus.Counter
-	failures                                                                                                   *prometheus.CounterVec
-	startToRoutable, issuanceSeconds, rotationSeconds                                                          prometheus.Histogram
+	starts, issuances, rotations, rotationFailures, unconfirmed, proxyRestarts prometheus.Counter
+	failures                                                                   *prometheus.CounterVec
+	startToRoutable                                                            prometheus.Histogram
 
 	mu       sync.Mutex // guards routedAt
 	routedAt map[string]bool
@@ -66,12 +70,14 @@ func New(cfg Config) *Metrics {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.NewClock()
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = NewObserver()
+	}
 	m := &Metrics{
+		Observer:         cfg.Observer,
 		cfg:              cfg,
 		reg:              prometheus.NewRegistry(),
 		starts:           counter("container_starts_total", "Containers that began to start (run)."),
-		registrations:    counter("route_registrations_total", "Instances that became routable (routes registered)."),
-		unregistrations:  counter("route_unregistrations_total", "Instances whose routes were withdrawn (stop, crash, not ready, proxy down)."),
 		issuances:        counter("credential_issuances_total", "Instance identity certificates issued at start."),
 		rotations:        counter("credential_rotations_total", "Instance identity certificates rotated."),
 		rotationFailures: counter("credential_rotation_failures_total", "Failed rotation attempts (each is retried with backoff until the certificate expires)."),
@@ -81,15 +87,11 @@ func New(cfg Config) *Metrics {
 			Help: "Containers that completed failed, by reason."}, []string{"reason"}),
 		startToRoutable: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "start_to_routable_seconds",
 			Help: "Time from reservation to first becoming routable.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 12)}),
-		issuanceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "credential_issuance_seconds",
-			Help: "Time to issue and write an instance certificate.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-		rotationSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "credential_rotation_seconds",
-			Help:    "Time to rotate an instance certificate: key, signing, files, and the proxy confirming it serves the new serial.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 		routedAt: map[string]bool{},
 	}
-	m.reg.MustRegister(m.starts, m.registrations, m.unregistrations, m.issuances, m.rotations, m.rotationFailures,
-		m.unconfirmed, m.proxyRestarts, m.failures, m.startToRoutable, m.issuanceSeconds, m.rotationSeconds,
+	o := cfg.Observer
+	m.reg.MustRegister(m.starts, o.registrations, o.unregistrations, m.issuances, m.rotations, m.rotationFailures,
+		m.unconfirmed, m.proxyRestarts, m.failures, m.startToRoutable, o.issuanceSeconds, o.rotationSeconds,
 		&scrape{m: m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -103,15 +105,38 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
+// Observer holds the figures the agent's parts report directly rather
+// than by events: route (un)registrations from the route hook, issuance
+// and rotation durations from the credentials. It is made before those
+// parts (which get its methods at construction) and before the store the
+// Metrics read; New registers it.
+type Observer struct {
+	registrations, unregistrations   prometheus.Counter
+	issuanceSeconds, rotationSeconds prometheus.Histogram
+}
+
+// NewObserver makes an Observer for one Metrics.
+func NewObserver() *Observer {
+	return &Observer{
+		registrations:   counter("route_registrations_total", "Instances that became routable (routes registered)."),
+		unregistrations: counter("route_unregistrations_total", "Instances whose routes were withdrawn (stop, crash, not ready, proxy down)."),
+		issuanceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "credential_issuance_seconds",
+			Help: "Time to issue and write an instance certificate.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		rotationSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "credential_rotation_seconds",
+			Help:    "Time to rotate an instance certificate: key, signing, files, and the proxy confirming it serves the new serial.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+	}
+}
+
 // ObserveIssuance records how long issuing a certificate took.
-func (m *Metrics) ObserveIssuance(d time.Duration) { m.issuanceSeconds.Observe(d.Seconds()) }
+func (o *Observer) ObserveIssuance(d time.Duration) { o.issuanceSeconds.Observe(d.Seconds()) }
 
 // ObserveRotation records how long a successful rotation took.
-func (m *Metrics) ObserveRotation(d time.Duration) { m.rotationSeconds.Observe(d.Seconds()) }
+func (o *Observer) ObserveRotation(d time.Duration) { o.rotationSeconds.Observe(d.Seconds()) }
 
 // Registered and Unregistered count route changes (from the route hook).
-func (m *Metrics) Registered()   { m.registrations.Inc() }
-func (m *Metrics) Unregistered() { m.unregistrations.Inc() }
+func (o *Observer) Registered()   { o.registrations.Inc() }
+func (o *Observer) Unregistered() { o.unregistrations.Inc() }
 
 // failureLabel is the label value of a failure: its code, or "other" for
 // a result without one (written by an agent before codes existed).

@@ -85,17 +85,23 @@ func run(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
+	// Made before the parts that report to them and before the store:
+	// the store's mailbox (the proxy and the credential notifier tell the
+	// store what happened by notices to it), and the figures the route
+	// hook and the credentials report directly.
+	inbox := containerstore.NewInbox()
+	observer := metrics.NewObserver()
+	notifier := adapters.CredentialNotifier{Notices: inbox}
 	creds, err := credmanager.New(logger, credmanager.Config{
 		DataDir: cfg.DataDir, CACertFile: cfg.Identity.CACert, CAKeyFile: cfg.Identity.CAKey,
 		KeyType: credmanager.KeyType(cfg.Identity.KeyType), Validity: time.Duration(cfg.Identity.Validity), Clock: clk,
+		Handlers: []credmanager.Handler{notifier}, FailureHandlers: []credmanager.FailureHandler{notifier},
+		ExpiryHandlers: []credmanager.ExpiryHandler{notifier}, ObserveRotation: observer.ObserveRotation,
 	})
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
-	// The store's mailbox, made before the parts that tell the store
-	// something (proxy, credential notifier) and the store itself.
-	inbox := containerstore.NewInbox()
-	routeHook := &adapters.Routes{}
+	routeHook := &adapters.Routes{OnRegister: observer.Registered, OnUnregister: observer.Unregistered}
 	var proxy *proxyhook.Hook
 	if cfg.Proxy.Enabled {
 		if cfg.Network.Mode == "host" {
@@ -104,20 +110,17 @@ func run(cfg config.Config) error {
 			return err
 		}
 	}
-	credHook := &adapters.Credentials{Manager: creds, TrustedSystemCertificatesDir: cfg.TrustedSystemCertificatesDir}
-	pipeline := containerstore.Pipeline{
-		Network:     &adapters.Network{Manager: netMgr},
-		Credentials: credHook,
-		BindMounts:  &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist},
-		Routes:      routeHook,
-	}
-	if pipeline.Downloads, err = newDownloadsHook(logger, cfg, rt, clk); err != nil {
+	credHook := &adapters.Credentials{Manager: creds, Observe: observer.ObserveIssuance,
+		TrustedSystemCertificatesDir: cfg.TrustedSystemCertificatesDir}
+	downloadsHook, err := newDownloadsHook(logger, cfg, rt, clk)
+	if err != nil {
 		return err
 	}
 	overhead := 0
 	var usage func(string) *executor.MemoryUsage
+	var proxyPorts, proxyFiles containerstore.SetupHook
 	if proxy != nil {
-		pipeline.ProxyPorts, pipeline.Proxy = proxy.PortsHook(), proxy.FilesHook()
+		proxyPorts, proxyFiles = proxy.PortsHook(), proxy.FilesHook()
 		overhead = cfg.Proxy.MemoryOverheadMB
 		usage = func(guid string) *executor.MemoryUsage {
 			total, err := rt.Cgroups().MemoryBytes(guid)
@@ -128,6 +131,15 @@ func run(cfg config.Config) error {
 		}
 	}
 
+	pipeline := containerstore.Pipeline{
+		Downloads:   downloadsHook,
+		ProxyPorts:  proxyPorts,
+		Network:     &adapters.Network{Manager: netMgr},
+		Credentials: credHook,
+		Proxy:       proxyFiles,
+		BindMounts:  &containerstore.BindMountHook{Allowlist: cfg.BindMountAllowlist},
+		Routes:      routeHook,
+	}
 	store, err := containerstore.New(logger, containerstore.Config{
 		CellID: cfg.CellID, Zone: cfg.Zone, DataDir: cfg.DataDir, Capacity: total,
 		ReservedExpiration:    time.Duration(cfg.ReservedExpiration),
@@ -162,21 +174,19 @@ func run(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("route emitter: %w", err)
 	}
+	// A true cycle left: the store registers routes through routeHook,
+	// the emitter publishes the store's presence (and /v1/state reads the
+	// emitter's NATS state through routeHook).
 	routeHook.Emitter = emitter
 
 	met := metrics.New(metrics.Config{Source: store, Usage: usage, Clock: clk,
-		CPUTime: rt.Cgroups().CPUTime})
-	routeHook.OnRegister, routeHook.OnUnregister = met.Registered, met.Unregistered
-	credHook.Observe = met.ObserveIssuance
-	creds.ObserveRotations(met.ObserveRotation)
-
-	notifier := adapters.CredentialNotifier{Notices: inbox}
-	creds.AddHandler(notifier)
+		CPUTime: rt.Cgroups().CPUTime, Observer: observer})
 	if proxy != nil {
+		// A true cycle: the proxy needs the credential manager's CA and
+		// c2c issuance, the manager tells the proxy of rotations, whose
+		// answer it waits for (an unconfirmed rotation is retried).
 		creds.AddHandler(proxy)
 	}
-	creds.AddExpiryHandler(notifier)
-	creds.AddFailureHandler(notifier)
 
 	if cfg.Network.Mode == "bridge" {
 		if err := met.Register(network.DeniedCollector{Manager: netMgr}); err != nil {

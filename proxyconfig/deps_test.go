@@ -6,7 +6,7 @@ import (
 	"github.com/cellagent/cellagent/internal/depcheck"
 )
 
-// TestImportRules: a leaf; the agent links it, so Envoy's API types (and protobuf) stay in its tests (envoyvalidate).
+// TestImportRules: a leaf but for the atomic-write helper; the agent links it, so Envoy's API types (and protobuf) stay in its tests (envoyvalidate).
 func TestImportRules(t *testing.T) {
-	depcheck.Check(t, depcheck.Rule{Package: "proxyconfig", Project: []string{}, ForbiddenDeps: []string{"github.com/envoyproxy/", "google.golang.org/protobuf"}})
+	depcheck.Check(t, depcheck.Rule{Package: "proxyconfig", Project: []string{"internal/atomicfile"}, ForbiddenDeps: []string{"github.com/envoyproxy/", "google.golang.org/protobuf"}})
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/cellagent/cellagent/internal/atomicfile"
 )
 
 // FileMode is the mode of every generated file: the cert file holds the
@@ -136,30 +138,10 @@ func writeSecret(dir, file, name string, certPEM, keyPEM []byte, version string)
 	return nil
 }
 
-// writeFileAtomic replaces dir/name so that a reader sees the old or the new
-// content, never a mix. It does not fsync: the files belong to one
-// container, and a machine crash, the only thing a sync protects against,
-// ends that container too.
-func writeFileAtomic(dir, name string, data []byte) (retErr error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if retErr != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(FileMode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, name))
+// writeFileAtomic replaces dir/name so that a reader sees the old or the
+// new content, never a mix. It does not fsync (atomicfile.NoSync): the
+// files belong to one container, and a machine crash, the only thing a
+// sync protects against, ends that container too.
+func writeFileAtomic(dir, name string, data []byte) error {
+	return atomicfile.WriteFile(filepath.Join(dir, name), data, FileMode, atomicfile.NoSync)
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/cellagent/cellagent/internal/backoff"
 )
 
 // listener is one bound TLS listener.
@@ -48,24 +50,21 @@ func (l *listener) refresh(now func() time.Time) {
 // serve accepts until the listener is closed.
 func (p *Proxy) serve(logger lager.Logger, l *listener) {
 	defer p.loops.Done()
-	var delay time.Duration
+	// Out of file descriptors and the like: back off as net/http does.
+	retry := backoff.New(p.clock, 5*time.Millisecond, time.Second)
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Out of file descriptors and the like: back off as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			logger.Error("accept-failed", err, lager.Data{"listener": l.spec.Name, "retry-in": delay.String()})
-			select {
-			case <-p.clock.After(delay):
-			case <-p.stopAccepting:
+			logger.Error("accept-failed", err, lager.Data{"listener": l.spec.Name, "retry-in": retry.Current().String()})
+			if !retry.Wait(p.stopAccepting) {
 				return
 			}
 			continue
 		}
-		delay = 0
+		retry.Reset()
 		if p.active.Add(1) > int64(p.cfg.MaxConnections) {
 			p.active.Add(-1)
 			c.Close()

@@ -13,7 +13,11 @@ import (
 
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/internal/cellinit"
+	"github.com/cellagent/cellagent/proxyhook"
 )
+
+// The agent's group runs the Hook: it owns the supervisors.
+var _ ifrit.Runner = (*proxyhook.Hook)(nil)
 
 // TestRunOwnsTheSupervisors: at Run's signal every supervisor (exec and
 // cellinit alike) ends, Run returns only after they did (goleak checks

@@ -145,8 +145,9 @@ wait:
 		case <-health:
 			// Absolute times: each instance's rounds stay on the grid
 			// however late this goroutine ran.
-			next = next.Add(s.cfg.HealthInterval)
-			t.Reset(max(next.Sub(s.deps.Clock.Now()), 0))
+			now := s.deps.Clock.Now()
+			next = nextHealthRound(next, now, s.cfg.HealthInterval)
+			t.Reset(next.Sub(now))
 			s.checkHealth(logger, c)
 			if round%diskCheckEvery == 0 {
 				s.checkDisk(logger, c)
@@ -189,12 +190,27 @@ wait:
 // it (issue 16: idle agent CPU at 500 instances).
 const healthTick = time.Second
 
-// healthGrid answers t rounded up to the next healthTick.
+// healthGrid answers t rounded up to the next healthTick. The rounding is
+// added to t, so the answer keeps t's monotonic clock reading: rounds are
+// then timed by the monotonic clock, and a wall clock stepped back (NTP at
+// boot, a restored VM) or forward neither stops them nor bunches them.
 func healthGrid(t time.Time) time.Time {
 	if r := t.Truncate(healthTick); r.Before(t) {
-		return r.Add(healthTick)
+		return t.Add(r.Add(healthTick).Sub(t))
 	}
 	return t
+}
+
+// nextHealthRound answers the round after next: next plus interval, or,
+// when rounds were missed (the goroutine ran late), the first time after
+// now that is a whole number of intervals after next, as a Ticker drops
+// the ticks a slow reader missed.
+func nextHealthRound(next, now time.Time, interval time.Duration) time.Time {
+	next = next.Add(interval)
+	if late := now.Sub(next); late >= 0 {
+		next = next.Add(late.Truncate(interval) + interval)
+	}
+	return next
 }
 
 // startError asks the pipeline whether a task that exited with status
@@ -381,6 +397,7 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	if err := s.advance(c, executor.StateRunning); err != nil {
 		return exits, err
 	}
+	s.settleNotices(logger, c)
 	s.route(logger, c)
 	return exits, nil
 }

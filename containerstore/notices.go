@@ -2,6 +2,7 @@ package containerstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -135,13 +136,24 @@ func (c *container) own() { c.owned = true }
 
 // disown ends c's lifecycle goroutine's ownership and applies what it
 // left (a notice handed to it after its last look).
+//
+// While it applies them c stays owned, so a newer notice queues behind
+// them instead of overtaking them (an older CredentialsRotated would
+// otherwise overwrite a newer one); ownership ends once the queue is seen
+// empty under s.mu, which dispatch also holds.
 func (s *Store) disown(logger lager.Logger, c *container) {
-	s.mu.Lock()
-	c.owned = false
-	rest := c.notices.take()
-	s.mu.Unlock()
-	for _, n := range rest {
-		s.apply(logger, c, n, false)
+	for {
+		s.mu.Lock()
+		rest := c.notices.take()
+		if len(rest) == 0 {
+			c.owned = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		for _, n := range rest {
+			s.apply(logger, c, n, false)
+		}
 	}
 }
 
@@ -150,6 +162,25 @@ func (s *Store) disown(logger lager.Logger, c *container) {
 func (s *Store) applyNotices(logger lager.Logger, c *container) {
 	for _, n := range c.notices.take() {
 		s.apply(logger, c, n, true)
+	}
+}
+
+// settleNotices applies what c's inbox holds right before the lifecycle
+// goroutine's first route (after a start or an adoption), leaving out the
+// proxy's exits and returns to service: that route verifies the proxy as it
+// serves now, so they are news it already has. Applied after it, a proxy
+// exit queued while a slow app started would unroute an instance just
+// verified (the notice that it serves again may never come: the proxy's
+// supervisor stops waiting for it), and a return to service would
+// unregister and verify it a second time.
+func (s *Store) settleNotices(logger lager.Logger, c *container) {
+	for _, n := range c.notices.take() {
+		switch n.(type) {
+		case ProxyExited, ProxyServing:
+			logger.Debug("notice-settled-by-route", lager.Data{"notice": fmt.Sprintf("%T", n)})
+		default:
+			s.apply(logger, c, n, true)
+		}
 	}
 }
 

@@ -251,6 +251,7 @@ func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, re
 				l.Error("advance", err)
 			}
 		}
+		s.settleNotices(l, c)
 		s.route(l, c)
 		s.supervise(l, c, exits)
 	}()

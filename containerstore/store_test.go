@@ -1209,7 +1209,7 @@ var _ = Describe("Store", func() {
 	})
 
 	Describe("proxy notices", func() {
-		It("are applied by the instance's lifecycle goroutine, in order, after a start in progress", func() {
+		It("are applied by the instance's lifecycle goroutine, in order, after a start in progress; a proxy exit sent mid-start is settled by the start's own route", func() {
 			release := make(chan struct{})
 			network.SetupStub = func(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
 				order.add("network.Setup %s", inst.GUID)
@@ -1219,8 +1219,10 @@ var _ = Describe("Store", func() {
 			_, err := store.AllocateAndRun(ctx, "g1", runRequest())
 			Expect(err).NotTo(HaveOccurred())
 			Eventually(order.all).Should(ContainElement("network.Setup g1"))
-			// Sent mid-start: held for the lifecycle goroutine, which
-			// routes the instance at the end of its start first.
+			// Sent mid-start: held for the lifecycle goroutine. The start's
+			// route verifies the proxy as it serves then, so the queued
+			// exit must not unroute the instance it has just verified; the
+			// other notices still apply, in order.
 			inbox.Send(containerstore.ProxyExited{GUID: "g1"})
 			inbox.Send(containerstore.ProxyRestarting{GUID: "g1", Message: "proxy exited with status 1; restart 1 in 500ms"})
 			close(release)
@@ -1233,11 +1235,13 @@ var _ = Describe("Store", func() {
 				}
 				return out
 			}).Should(HaveExactElements(
-				HaveField("Message", "routable: 1 route(s) registered"),
-				HaveField("Message", "not routable"),
-				HaveField("Message", "proxy exited with status 1; restart 1 in 500ms")))
-			Expect(get("g1").Routable).To(BeFalse())
+				HaveField("Message", "proxy exited with status 1; restart 1 in 500ms"),
+				HaveField("Message", "routable: 1 route(s) registered")))
+			Expect(get("g1").Routable).To(BeTrue())
 
+			// Once running, an exit unroutes and a return to service routes again.
+			notify("g1", containerstore.ProxyExited{GUID: "g1"})
+			Expect(get("g1").Routable).To(BeFalse())
 			notify("g1", containerstore.ProxyServing{GUID: "g1"})
 			Expect(get("g1").Routable).To(BeTrue())
 			Expect(order.all()).To(HaveExactElements("network.Setup g1", "credentials.Setup g1", "runtime.Create g1", "tasks.Start g1",

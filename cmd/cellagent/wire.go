@@ -318,6 +318,15 @@ func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Man
 			return nil, fmt.Errorf("find own executable: %w", err)
 		}
 		initBinary = filepath.Join(filepath.Dir(self), "cellinit")
+		if _, err := os.Stat(initBinary); err != nil && cfg.Proxy.Init == nil {
+			// On by default only: a cell upgraded without installing cellinit
+			// keeps the proxy's runc exec (and a warning) instead of failing
+			// to start with its containers unsupervised. proxy.init: true
+			// without cellinit still fails in proxyhook.New.
+			logger.Info("proxy-init-unavailable", lager.Data{"init-binary": initBinary, "error": err.Error(),
+				"fallback": "the proxy is started with runc exec; install cellinit next to cellagent"})
+			initBinary = ""
+		}
 	}
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
 		CACertPEM: creds.CACertPEM(), IssueC2C: creds.IssueC2C, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,

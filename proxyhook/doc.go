@@ -15,7 +15,8 @@
 // Concurrency: Hook.mu guards the per-instance map. Each running proxy has
 // one supervisor goroutine (restartLoop, or watchInit for a cellinit-run
 // proxy), ended by Stopping, Teardown, its instance's failure, or the
-// Hook's Run: Run (ifrit, a member of the agent's group after the store)
+// Hook's Run: Run (ifrit, a member of the agent's group before the store,
+// so it ends after it)
 // owns them all; at its signal it ends every supervisor without touching
 // its proxy, cancels their containerd calls and waits, and no supervisor
 // starts after it. Tests check with goleak that none is left behind.

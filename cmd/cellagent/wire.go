@@ -212,14 +212,17 @@ func run(cfg config.Config) error {
 	members = append(members, grouper.Members{
 		{Name: "route-emitter", Runner: emitter},
 		{Name: "credmanager", Runner: creds},
-		{Name: "containerstore", Runner: store.Runner()},
 	}...)
 	if proxy != nil {
-		// After the store: an ordered group ends it first, so no proxy
-		// supervisor outlives the store it reports to.
+		// Before the store: an ordered group ends it after the store, so a
+		// start, stop or rotation in flight at shutdown still has its
+		// proxy's supervision (drain, confirmation, exec start) and is cut
+		// by the store's own shutdown instead. A supervisor that outlives
+		// the store only sends notices, which never block.
 		members = append(members, grouper.Member{Name: "proxy-supervisors", Runner: proxy})
 	}
 	members = append(members, grouper.Members{
+		{Name: "containerstore", Runner: store.Runner()},
 		{Name: "metrics", Runner: met},
 		{Name: "evacuate-on-sigusr1", Runner: evacuateOnSignal(logger, store)},
 	}...)

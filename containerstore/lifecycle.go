@@ -325,14 +325,15 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	s.mu.Unlock()
 
 	imageCfg, err := s.deps.Runtime.PullImage(ctx, logger, req.Image, req.ImageAuth)
-	if err != nil {
-		return nil, &failure{executor.FailureSetup, fmt.Errorf("image: %w", err)}
-	}
-	// The registry login served the pull: it is kept no longer.
+	// The registry login served the pull, done or failed: it is kept no
+	// longer.
 	req.ImageAuth = nil
 	s.mu.Lock()
 	c.request.ImageAuth = nil
 	s.mu.Unlock()
+	if err != nil {
+		return nil, &failure{executor.FailureSetup, fmt.Errorf("image: %w", err)}
+	}
 	user, err := s.deps.Runtime.Prepare(ctx, logger, guid, req.Image, req.Process.User)
 	if err != nil {
 		return nil, &failure{executor.FailureSetup, fmt.Errorf("prepare rootfs: %w", err)}

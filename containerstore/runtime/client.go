@@ -225,6 +225,10 @@ func (c *Client) Prepare(ctx context.Context, logger lager.Logger, guid, image, 
 		}
 		return containerstore.User{}, fmt.Errorf("get image %q: %w", image, err)
 	}
+	if !usable(img.Metadata()) {
+		// A pull's record before (or without) its layer check.
+		return containerstore.User{}, fmt.Errorf("image %q has been fetched but not checked yet (PullImage first)", image)
+	}
 	if ok, _ := img.IsUnpacked(ctx, c.snapshotter); !ok {
 		if err := img.Unpack(ctx, c.snapshotter); err != nil {
 			return containerstore.User{}, fmt.Errorf("unpack image %q: %w", image, err)

@@ -109,7 +109,7 @@ func (c *Client) PullImage(ctx context.Context, logger lager.Logger, image strin
 	ctx = c.nsCtx(ctx)
 	login := loginKey(auth)
 	call, started := c.pullOf(ref), false
-	for range maxPullRounds {
+	for round := 1; ; round++ {
 		// ownLogin: the pull this start waited for used its login and
 		// succeeded; the registry has just accepted that login.
 		ownLogin := false
@@ -135,15 +135,16 @@ func (c *Client) PullImage(ctx context.Context, logger lager.Logger, image strin
 			return c.usePulled(ctx, logger, containerd.NewImage(c.client, rec), auth, ownLogin)
 		case err == nil && ownLogin:
 			return containerstore.ImageConfig{}, fmt.Errorf("image %s: its pull succeeded but the record is not marked checked", ref)
-		case err == nil, errdefs.IsNotFound(err):
+		case err != nil && !errdefs.IsNotFound(err):
+			return containerstore.ImageConfig{}, fmt.Errorf("look up image %s: %w", ref, err)
+		case round == maxPullRounds:
+			return containerstore.ImageConfig{}, fmt.Errorf("image %s: pulls of it with other logins went on for %d rounds; try again", ref, maxPullRounds)
+		default:
 			// Missing, or pulled and never checked: pull it (or join the
 			// pull another start began meanwhile).
 			call, started = c.startPull(ctx, logger, ref, auth, login)
-		default:
-			return containerstore.ImageConfig{}, fmt.Errorf("look up image %s: %w", ref, err)
 		}
 	}
-	return containerstore.ImageConfig{}, fmt.Errorf("image %s: pulls of it with other logins went on for %d rounds; try again", ref, maxPullRounds)
 }
 
 // usePulled answers the config of an image usable here, after the

@@ -131,6 +131,33 @@ var _ = Describe("cellagent as a Diego cell running docker images from a registr
 		Expect(got.Result).To(Equal("from-the-image\n"))
 	})
 
+	It("pulls again an image whose record a pull left unchecked (as after a kill between fetch and check), then marks it checked", func() {
+		ctr := func(args ...string) string {
+			out, err := exec.Command("ctr", append([]string{"--address", agent.Config.Containerd.Socket, "-n", agent.Config.Containerd.Namespace}, args...)...).CombinedOutput()
+			Expect(err).NotTo(HaveOccurred(), string(out))
+			return string(out)
+		}
+		Expect(ctr("images", "ls", "name=="+repo+":v1")).To(ContainSubstring("cellagent.checked=sha256:"))
+		ctr("images", "label", repo+":v1", "cellagent.checked=") // an empty value removes the label
+		Expect(ctr("images", "ls", "name=="+repo+":v1")).NotTo(ContainSubstring("cellagent.checked="))
+		pulls := strings.Count(agent.LogText(), `.pull-started"`)
+
+		const guid = "it-docker-task-unchecked"
+		task := fmt.Sprintf(`{"task_guid": %q, "domain": "cellagent-it", "rootfs": %q, "memory_mb": 32, "disk_mb": 32,
+ "result_file": "/tmp/r", "metric_tags": {"source_id": {"static": %q}},
+ "action": {"run": {"path": "/bin/sh", "args": ["-c", "echo $IMAGE_GREETING > /tmp/r"], "user": "vcap"}}}`,
+			guid, "docker://"+repo+":v1", guid)
+		_, err := k.bbsctl(task, "desire-task")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = k.bbsctl("", "wait-task", guid, "--state", "Completed", "--timeout", waitLong.String())
+		Expect(err).NotTo(HaveOccurred())
+		out, err := k.bbsctl("", "task", guid)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(out)).To(ContainSubstring("from-the-image"))
+		Expect(strings.Count(agent.LogText(), `.pull-started"`)).To(Equal(pulls+1), "the unchecked record was pulled again, not used")
+		Expect(ctr("images", "ls", "name=="+repo+":v1")).To(ContainSubstring("cellagent.checked=sha256:"))
+	})
+
 	It("reports an instance of an image its registry does not have as crashed with why, and leaves nothing", func() {
 		const guid = "it-docker-nope"
 		_, err := k.bbsctl(dockerLRP(guid, "docker://"+repo+":nope", 1), "desire-lrp")

@@ -9,11 +9,14 @@
 // snapshot on top, removed with the container.
 //
 // Docker images ("docker://" + a normalized reference) are pulled through
-// containerd's client when the namespace lacks them (pull.go): once for
-// concurrent starts of one image and login, bounded by the pull timeout,
-// plain HTTP only for the configured insecure registries, a request's
-// login sent to the image's registry only and never kept; the layers are
-// checked as an import's before they are unpacked.
+// containerd's client when the namespace lacks them (pull.go): one pull of
+// an image at a time, which concurrent starts wait for, bounded by the
+// pull timeout and MaxPullBytes, plain HTTP only for the configured
+// insecure registries, a request's login sent to the image's registry only
+// and never kept; the layers are checked as an import's (unpacklimit.go:
+// size, ratio, entries, no sparse entries) before they are unpacked. A
+// pulled image is used only once labelled checked after that: the record
+// containerd writes before the check is not (see usable).
 //
 // App output goes to a logging binary (cellagent itself, see logdriver)
 // that the containerd shim starts, so logs keep flowing while the agent is

@@ -15,15 +15,17 @@ import (
 	"github.com/cellagent/cellagent/executor"
 )
 
-// An imported archive is at most httpapi.MaxImageBytes, but its layers are
-// gzip or zstd: a few MB can expand to terabytes in the snapshotter and fill
-// the disk every instance and the agent's records live on. Before an image
+// An imported archive is at most httpapi.MaxImageBytes (a pull fetches at
+// most MaxPullBytes), but its layers are gzip or zstd: a few MB can expand
+// to terabytes in the snapshotter and fill the disk every instance and the
+// agent's records live on. Before an image
 // is unpacked its layers are decompressed once into nothing and read as
 // the tar streams the unpack reads: their bytes and entries are counted,
 // and a sparse entry (GNU or PAX sparse), which the unpack would write out
 // at its declared size in zeros, is refused.
 const (
-	// MaxUnpackedBytes bounds all layers of one imported image, uncompressed.
+	// MaxUnpackedBytes bounds all layers of one imported or pulled image,
+	// uncompressed.
 	MaxUnpackedBytes = 16 << 30
 	// MaxLayerRatio bounds one layer's uncompressed size against its
 	// compressed size (text compresses about 10:1; a bomb 1000:1 and more).

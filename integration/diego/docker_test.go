@@ -103,7 +103,7 @@ var _ = Describe("cellagent as a Diego cell running docker images from a registr
 		}
 		log := agent.LogText()
 		Expect(strings.Count(log, `.pull-started"`)).To(Equal(1), "one pull for both instances")
-		Expect(strings.Count(log, `.pull-started"`) + strings.Count(log, `.image-present"`) + strings.Count(log, `.pull-joined"`)).To(Equal(2), "each start found, joined or made the pull")
+		Expect(strings.Count(log, `.pull-started"`)+strings.Count(log, `.image-present"`)+strings.Count(log, `.pull-joined"`)).To(Equal(2), "each start found, joined or made the pull")
 		Expect(log).To(ContainSubstring(`.pull-done"`))
 		Expect(strings.Count(log, `.pull-fetching"`)).To(BeNumerically(">=", 3), "manifest, config and layer logged")
 		removeAndWaitGone(k, agent, guid)

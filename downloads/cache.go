@@ -33,11 +33,18 @@ type Config struct {
 	// extract to.
 	MaxArtifactBytes int64
 	// Client makes the requests; nil: a client whose connections and
-	// response headers time out (the body is bounded by the caller's
-	// context only: droplets are large).
+	// response headers time out and that never decodes a Content-Encoding
+	// (the bytes checked are the bytes stored). The body has no overall
+	// deadline (droplets are large) but IdleTimeout.
 	Client *http.Client
-	Clock  clock.Clock
+	// IdleTimeout fails a download that receives no byte for that long
+	// after its response headers; 0: DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	Clock       clock.Clock
 }
+
+// DefaultIdleTimeout is Config.IdleTimeout's default.
+const DefaultIdleTimeout = time.Minute
 
 // Kinds of cache entries: an archive streamed into containers (setup
 // downloads) or an extracted tree mounted into them (cached dependencies).
@@ -82,10 +89,16 @@ func New(logger lager.Logger, cfg Config) (*Cache, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.NewClock()
 	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	client := cfg.Client
 	if client == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.ResponseHeaderTimeout = time.Minute
+		// A blobstore object stored with Content-Encoding: gzip is the
+		// archive itself: decoding it would fail its checksum.
+		t.DisableCompression = true
 		client = &http.Client{Transport: t}
 	}
 	c := &Cache{cfg: cfg, client: client, entries: map[string]*entry{}, holders: map[string]map[string]bool{},

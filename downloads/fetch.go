@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 
@@ -48,9 +49,11 @@ type download struct {
 // whether its copy is still current (If-None-Match / If-Modified-Since):
 // a 304 answers notModified and no file.
 func (c *Cache) get(ctx context.Context, src Source, prev *validators) (download, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
-		return download{}, err
+		return download{}, getError(src, err)
 	}
 	if prev != nil {
 		if prev.ETag != "" {
@@ -62,9 +65,19 @@ func (c *Cache) get(ctx context.Context, src Source, prev *validators) (download
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return download{}, err
+		return download{}, getError(src, err)
 	}
 	defer resp.Body.Close()
+	// A server that stalls after its headers must not hold a download
+	// slot and the key's lock forever: no byte for IdleTimeout ends it.
+	progress, stopWatch := make(chan struct{}, 1), make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		c.watchIdle(cancel, progress, stopWatch)
+	}()
+	defer func() { close(stopWatch); <-watched }()
+	body := &progressReader{r: resp.Body, progress: progress}
 	switch {
 	case resp.StatusCode == http.StatusNotModified && prev != nil:
 		return download{notModified: true, validators: *prev}, nil
@@ -79,7 +92,10 @@ func (c *Cache) get(ctx context.Context, src Source, prev *validators) (download
 	}
 	hashes := map[string]hash.Hash{"md5": md5.New(), "sha1": sha1.New(), "sha256": sha256.New()}
 	w := io.MultiWriter(f, hashes["md5"], hashes["sha1"], hashes["sha256"])
-	n, err := io.Copy(w, io.LimitReader(resp.Body, c.cfg.MaxArtifactBytes+1))
+	n, err := io.Copy(w, io.LimitReader(body, c.cfg.MaxArtifactBytes+1))
+	if cause := context.Cause(ctx); err != nil && cause != nil {
+		err = cause // the idle deadline's or the caller's reason
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -91,7 +107,7 @@ func (c *Cache) get(ctx context.Context, src Source, prev *validators) (download
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return download{}, fmt.Errorf("GET %s: %w", redact(src.URL), err)
+		return download{}, getError(src, err)
 	}
 	d := download{path: f.Name(), size: n, digests: map[string]string{},
 		validators: validators{ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified")}}
@@ -121,17 +137,58 @@ func verify(src Source, digests map[string]string) error {
 	return nil
 }
 
+// getError wraps a failed GET's error with src's URL redacted: net/http's
+// *url.Error names the URL with its query (a blobstore's signature) and,
+// after a redirect, the presigned URL it was sent to; only its inner error
+// is kept.
+func getError(src Source, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("GET %s: %w", redact(src.URL), err)
+}
+
+// errIdle is a download that received no byte for the idle timeout.
+var errIdle = errors.New("no data received")
+
+// watchIdle cancels the download (cancel) when progress stays silent for
+// the idle timeout; it returns when stop is closed or it cancelled.
+func (c *Cache) watchIdle(cancel context.CancelCauseFunc, progress <-chan struct{}, stop <-chan struct{}) {
+	idle := c.cfg.IdleTimeout
+	timer := c.cfg.Clock.NewTimer(idle)
+	defer timer.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-progress:
+			timer.Reset(idle)
+		case <-timer.C():
+			cancel(fmt.Errorf("%w for %s", errIdle, idle))
+			return
+		}
+	}
+}
+
+// progressReader signals progress (without blocking) on every read that
+// returned bytes.
+type progressReader struct {
+	r        io.Reader
+	progress chan<- struct{}
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		select {
+		case p.progress <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
+}
+
 // redact drops a URL's query and user info from messages: blobstore URLs
 // carry signatures there, and failure reasons reach the control plane.
-func redact(raw string) string {
-	if i := strings.IndexAny(raw, "?#"); i >= 0 {
-		raw = raw[:i]
-	}
-	if scheme, rest, ok := strings.Cut(raw, "://"); ok {
-		if at := strings.LastIndex(strings.SplitN(rest, "/", 2)[0], "@"); at >= 0 {
-			rest = rest[at+1:]
-		}
-		return scheme + "://" + rest
-	}
-	return raw
-}
+func redact(raw string) string { return executor.RedactURL(raw) }

@@ -190,7 +190,7 @@ func (d *DownloadAction) validate() error {
 		return err
 	}
 	if len(d.Artifact) > maxSetupString || len(d.CacheKey) > maxSetupString || len(d.User) > 256 {
-		return NewError(ErrInvalidRequest, "download %q: artifact and cache_key are at most %d bytes, user 256", d.From, maxSetupString)
+		return NewError(ErrInvalidRequest, "download %q: artifact and cache_key are at most %d bytes, user 256", RedactURL(d.From), maxSetupString)
 	}
 	return nil
 }
@@ -218,9 +218,25 @@ func validateFrom(from string) error {
 	}
 	u, err := url.Parse(from)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return NewError(ErrInvalidRequest, "download URL %q: want an absolute http or https URL", from)
+		return NewError(ErrInvalidRequest, "download URL %q: want an absolute http or https URL", RedactURL(from))
 	}
 	return nil
+}
+
+// RedactURL drops a URL's query, fragment and user info, for messages:
+// blobstore URLs carry signatures there, and failure reasons and logs
+// reach the control plane and the app's log.
+func RedactURL(raw string) string {
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		raw = raw[:i]
+	}
+	if scheme, rest, ok := strings.Cut(raw, "://"); ok {
+		if at := strings.LastIndex(strings.SplitN(rest, "/", 2)[0], "@"); at >= 0 {
+			rest = rest[at+1:]
+		}
+		return scheme + "://" + rest
+	}
+	return raw
 }
 
 // DownloadTarget answers the absolute, clean path a download's to means

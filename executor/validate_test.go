@@ -148,3 +148,19 @@ var _ = Describe("RunRequest.Validate", func() {
 		Entry("1025 environment variables", true, func(r *executor.RunRequest) { r.Process.Env = make([]string, 1025) }, "at most 1024 environment variables"),
 	)
 })
+
+var _ = Describe("RunRequest.Validate of downloads", func() {
+	It("names a refused download URL without its query or user info", func() {
+		for _, d := range []executor.DownloadAction{
+			{From: "ftp://user:PASSWORD@blob.example/droplet?signature=SECRET", To: "/app"},
+			{From: "https://blob.example/droplet?signature=SECRET", To: "/app", Artifact: strings.Repeat("a", 1<<20)},
+		} {
+			r := executor.RunRequest{Image: "preloaded:busybox", Process: executor.Process{Path: "/app/server"},
+				Setup: &executor.SetupAction{Download: &d}}
+			err := r.Validate(false)
+			Expect(err).To(MatchError(executor.ErrInvalidRequest))
+			Expect(err.Error()).To(ContainSubstring("blob.example/droplet"))
+			Expect(err.Error()).NotTo(Or(ContainSubstring("SECRET"), ContainSubstring("PASSWORD")))
+		}
+	})
+})

@@ -296,8 +296,8 @@ func openUnlinked(path string, size int64, cached bool) (*Artifact, error) {
 }
 
 // ExtractFunc extracts an archive into the directory root, answering
-// the bytes written.
-type ExtractFunc func(f *os.File, root *os.Root) (int64, error)
+// the bytes written; it stops when ctx ends.
+type ExtractFunc func(ctx context.Context, f *os.File, root *os.Root) (int64, error)
 
 // FetchTree answers the directory holding src's archive extracted by
 // extract, held for holder (a container guid) until Release(holder): it
@@ -353,7 +353,7 @@ func (c *Cache) FetchTree(ctx context.Context, logger lager.Logger, holder strin
 	if err != nil {
 		return "", 0, err
 	}
-	n, err := extract(f, root)
+	n, err := extract(ctx, f, root)
 	root.Close()
 	if err != nil {
 		os.RemoveAll(tree)

@@ -31,8 +31,8 @@ func fetchBody(c *downloads.Cache, src downloads.Source) (string, bool) {
 	return string(b), a.Cached
 }
 
-func extractAll(f *os.File, root *os.Root) (int64, error) {
-	return downloads.Extract(f, root, nil, downloads.Limits{MaxBytes: 1 << 20, MaxEntries: 100})
+func extractAll(ctx context.Context, f *os.File, root *os.Root) (int64, error) {
+	return downloads.Extract(ctx, f, root, nil, downloads.Limits{MaxBytes: 1 << 20, MaxEntries: 100})
 }
 
 var _ = Describe("Cache", func() {

@@ -3,7 +3,10 @@ package downloads
 import (
 	"archive/tar"
 	"archive/zip"
+	"bytes"
 	"compress/gzip"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,9 +24,20 @@ type Owner struct{ UID, GID int }
 type Limits struct {
 	// MaxBytes bounds the regular files' total size.
 	MaxBytes int64
-	// MaxEntries bounds the number of entries.
+	// MaxEntries bounds the number of entries (every tar header the
+	// reader answers, global PAX headers too).
 	MaxEntries int
 }
+
+// Overhead a tar stream may have beyond its files' bytes: per entry (a
+// header, its padding, PAX records for a long name), plus once (one large
+// PAX header). Past MaxBytes plus that, the decompressed stream is cut
+// short: a run of headers that extract nothing (Go's tar reader reads
+// consecutive PAX and GNU long-name headers in one Next) stays bounded.
+const (
+	streamPerEntry = 4 << 10
+	streamSlack    = 1 << 20
+)
 
 // ErrUnsafeEntry is an archive entry refused: an absolute name, a ".."
 // element, a path through a link that leaves the target, a device file.
@@ -33,24 +47,28 @@ var ErrUnsafeEntry = errors.New("unsafe archive entry")
 // zip (told by its first bytes, as Diego's cacheddownloader does), into
 // root and answers the bytes of the regular files written. Every path is
 // resolved through root (os.Root): no entry name, symbolic link or hard
-// link leads out of it. Setuid, setgid and sticky bits are dropped.
-func Extract(f *os.File, root *os.Root, owner *Owner, lim Limits) (int64, error) {
+// link leads out of it. Setuid, setgid and sticky bits are dropped. It
+// stops, with ctx's cause, when ctx ends.
+func Extract(ctx context.Context, f *os.File, root *os.Root, owner *Owner, lim Limits) (int64, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return 0, err
 	}
 	magic := make([]byte, 4)
 	n, _ := f.ReadAt(magic, 0)
-	x := &extractor{root: root, owner: owner, lim: lim}
+	x := &extractor{ctx: ctx, root: root, owner: owner, lim: lim}
 	switch {
 	case n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
 		gz, err := gzip.NewReader(io.NewSectionReader(f, 0, st.Size()))
 		if err != nil {
 			return 0, fmt.Errorf("gzip: %w", err)
 		}
-		err = x.tar(tar.NewReader(gz))
+		err = x.tar(tar.NewReader(&streamReader{r: gz, x: x}))
 		return x.written, err
 	case n == 4 && (string(magic) == "PK\x03\x04" || string(magic) == "PK\x05\x06"):
+		if err := checkZipEntries(f, st.Size(), lim.MaxEntries); err != nil {
+			return 0, err
+		}
 		zr, err := zip.NewReader(f, st.Size())
 		if err != nil {
 			return 0, fmt.Errorf("zip: %w", err)
@@ -58,16 +76,70 @@ func Extract(f *os.File, root *os.Root, owner *Owner, lim Limits) (int64, error)
 		err = x.zip(zr)
 		return x.written, err
 	}
-	err = x.tar(tar.NewReader(io.NewSectionReader(f, 0, st.Size())))
+	err = x.tar(tar.NewReader(&streamReader{r: io.NewSectionReader(f, 0, st.Size()), x: x}))
 	return x.written, err
 }
 
 type extractor struct {
+	ctx     context.Context
 	root    *os.Root
 	owner   *Owner
 	lim     Limits
 	written int64
 	entries int
+	read    int64 // bytes of the (decompressed) tar stream read
+}
+
+// streamReader counts the tar stream and cuts it at the bound above; it
+// also stops with the extraction's context.
+type streamReader struct {
+	r io.Reader
+	x *extractor
+}
+
+func (s *streamReader) Read(b []byte) (int, error) {
+	x := s.x
+	if err := x.ctx.Err(); err != nil {
+		return 0, context.Cause(x.ctx)
+	}
+	max := x.lim.MaxBytes + int64(x.entries)*streamPerEntry + streamSlack
+	if x.read >= max {
+		return 0, fmt.Errorf("the archive's stream is longer than %d bytes", max)
+	}
+	if left := max - x.read; int64(len(b)) > left {
+		b = b[:left]
+	}
+	n, err := s.r.Read(b)
+	x.read += int64(n)
+	return n, err
+}
+
+// kind is what an entry makes.
+type kind uint8
+
+const (
+	kindOther kind = iota
+	kindDir
+	kindFile
+	kindSymlink
+	kindHardLink
+)
+
+// tarKind tells an entry's kind by its type flag alone: mode bits that
+// say otherwise are ignored (a regular file with directory bits is a
+// file, its data written and counted).
+func tarKind(flag byte) kind {
+	switch flag {
+	case tar.TypeReg, tar.TypeGNUSparse: // the reader fills a sparse file's holes
+		return kindFile
+	case tar.TypeDir:
+		return kindDir
+	case tar.TypeSymlink:
+		return kindSymlink
+	case tar.TypeLink:
+		return kindHardLink
+	}
+	return kindOther
 }
 
 func (x *extractor) tar(tr *tar.Reader) error {
@@ -77,16 +149,20 @@ func (x *extractor) tar(tr *tar.Reader) error {
 			return nil
 		}
 		if err != nil {
+			if c := context.Cause(x.ctx); c != nil {
+				return c
+			}
 			return fmt.Errorf("tar: %w", err)
 		}
-		var link string
-		switch h.Typeflag {
-		case tar.TypeXGlobalHeader:
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			if err := x.count(); err != nil {
+				return err
+			}
 			continue
-		case tar.TypeSymlink, tar.TypeLink:
-			link = h.Linkname
 		}
-		if err := x.entry(h.Name, h.FileInfo().Mode(), h.Typeflag == tar.TypeLink, link, tr); err != nil {
+		k := tarKind(h.Typeflag)
+		what := fmt.Sprintf("type %q", h.Typeflag)
+		if err := x.entry(h.Name, k, what, fs.FileMode(h.Mode).Perm(), h.Linkname, tr); err != nil {
 			return err
 		}
 	}
@@ -95,12 +171,21 @@ func (x *extractor) tar(tr *tar.Reader) error {
 func (x *extractor) zip(zr *zip.Reader) error {
 	for _, zf := range zr.File {
 		mode := zf.Mode()
+		k := kindOther
+		switch {
+		case mode.IsDir():
+			k = kindDir
+		case mode&fs.ModeSymlink != 0:
+			k = kindSymlink
+		case mode.IsRegular():
+			k = kindFile
+		}
 		rc, err := zf.Open()
 		if err != nil {
 			return fmt.Errorf("zip %s: %w", zf.Name, err)
 		}
 		var link string
-		if mode&fs.ModeSymlink != 0 {
+		if k == kindSymlink {
 			b, err := io.ReadAll(io.LimitReader(rc, 4096))
 			if err != nil {
 				rc.Close()
@@ -108,11 +193,59 @@ func (x *extractor) zip(zr *zip.Reader) error {
 			}
 			link = string(b)
 		}
-		err = x.entry(zf.Name, mode, false, link, rc)
+		err = x.entry(zf.Name, k, mode.Type().String(), mode.Perm(), link, rc)
 		rc.Close()
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkZipEntries reads the entry count of f's end of central directory
+// record (zip64's when it says so) and refuses more than max before
+// zip.NewReader reads, and allocates for, the whole directory.
+func checkZipEntries(f io.ReaderAt, size int64, max int) error {
+	if max <= 0 {
+		return nil
+	}
+	const eocdLen, maxComment = 22, 65535
+	tail := int64(eocdLen + maxComment)
+	if tail > size {
+		tail = size
+	}
+	buf := make([]byte, tail)
+	if _, err := f.ReadAt(buf, size-tail); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("zip: %w", err)
+	}
+	i := bytes.LastIndex(buf, []byte("PK\x05\x06"))
+	if i < 0 || len(buf)-i < eocdLen {
+		return errors.New("zip: no end of central directory record")
+	}
+	count := uint64(binary.LittleEndian.Uint16(buf[i+10:]))
+	if count == 0xffff && i >= 20 && string(buf[i-20:i-16]) == "PK\x06\x07" {
+		// zip64: the locator names the zip64 end record, which has the count.
+		off := int64(binary.LittleEndian.Uint64(buf[i-20+8:]))
+		rec := make([]byte, 40)
+		if _, err := f.ReadAt(rec, off); err != nil || string(rec[:4]) != "PK\x06\x06" {
+			return errors.New("zip: bad zip64 end of central directory record")
+		}
+		count = binary.LittleEndian.Uint64(rec[32:])
+	}
+	if count > uint64(max) {
+		return fmt.Errorf("the zip's directory lists %d entries, more than %d", count, max)
+	}
+	return nil
+}
+
+// count counts one more entry against MaxEntries, and stops when the
+// extraction's context has ended.
+func (x *extractor) count() error {
+	if err := x.ctx.Err(); err != nil {
+		return context.Cause(x.ctx)
+	}
+	if x.entries++; x.lim.MaxEntries > 0 && x.entries > x.lim.MaxEntries {
+		return fmt.Errorf("the archive has more than %d entries", x.lim.MaxEntries)
 	}
 	return nil
 }
@@ -134,11 +267,12 @@ func cleanName(name string) (string, error) {
 	return "", nil
 }
 
-// entry writes one entry: a directory, a regular file (content in r), a
-// symbolic link (to link) or a hard link (hard: to the entry named link).
-func (x *extractor) entry(rawName string, mode fs.FileMode, hard bool, link string, r io.Reader) error {
-	if x.entries++; x.lim.MaxEntries > 0 && x.entries > x.lim.MaxEntries {
-		return fmt.Errorf("the archive has more than %d entries", x.lim.MaxEntries)
+// entry writes one entry of kind k: a directory, a regular file (content
+// in r), a symbolic link (to link) or a hard link (to the entry named
+// link); what describes another kind in its refusal.
+func (x *extractor) entry(rawName string, k kind, what string, perm fs.FileMode, link string, r io.Reader) error {
+	if err := x.count(); err != nil {
+		return err
 	}
 	name, err := cleanName(rawName)
 	if err != nil || name == "" {
@@ -147,9 +281,8 @@ func (x *extractor) entry(rawName string, mode fs.FileMode, hard bool, link stri
 	if err := x.mkdirs(path.Dir(name)); err != nil {
 		return fmt.Errorf("%w %q: %v", ErrUnsafeEntry, rawName, err)
 	}
-	perm := mode.Perm()
-	switch {
-	case hard:
+	switch k {
+	case kindHardLink:
 		target, err := cleanName(link)
 		if err != nil || target == "" {
 			return fmt.Errorf("%w %q: hard link to %q", ErrUnsafeEntry, rawName, link)
@@ -159,22 +292,22 @@ func (x *extractor) entry(rawName string, mode fs.FileMode, hard bool, link stri
 			return fmt.Errorf("%w %q: %v", ErrUnsafeEntry, rawName, err)
 		}
 		return nil // the target's owner and mode are already set
-	case mode&fs.ModeSymlink != 0:
+	case kindSymlink:
 		x.removeNonDir(name)
 		if err := x.root.Symlink(link, name); err != nil {
 			return fmt.Errorf("%w %q: %v", ErrUnsafeEntry, rawName, err)
 		}
 		return x.chown(name)
-	case mode.IsDir():
+	case kindDir:
 		if err := x.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w %q: %v", ErrUnsafeEntry, rawName, err)
 		}
-	case mode.IsRegular():
+	case kindFile:
 		if err := x.file(name, r); err != nil {
 			return fmt.Errorf("%q: %w", rawName, err)
 		}
 	default:
-		return fmt.Errorf("%w %q: %s entries are not extracted", ErrUnsafeEntry, rawName, mode.Type())
+		return fmt.Errorf("%w %q: %s entries are not extracted", ErrUnsafeEntry, rawName, what)
 	}
 	if err := x.root.Chmod(name, perm); err != nil {
 		return fmt.Errorf("%w %q: %v", ErrUnsafeEntry, rawName, err)
@@ -189,7 +322,7 @@ func (x *extractor) file(name string, r io.Reader) error {
 		return fmt.Errorf("%w: %v", ErrUnsafeEntry, err)
 	}
 	left := x.lim.MaxBytes - x.written
-	n, err := io.Copy(f, io.LimitReader(r, left+1))
+	n, err := io.Copy(f, io.LimitReader(ctxReader{x.ctx, r}, left+1))
 	x.written += n
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -198,6 +331,19 @@ func (x *extractor) file(name string, r io.Reader) error {
 		err = fmt.Errorf("the archive extracts to more than %d bytes", x.lim.MaxBytes)
 	}
 	return err
+}
+
+// ctxReader stops reading, with its context's cause, once it has ended.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(b []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.r.Read(b)
 }
 
 // removeNonDir clears the way for a new file or link (as tar does); a

@@ -2,8 +2,14 @@ package downloads_test
 
 import (
 	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -26,7 +32,7 @@ func extractInto(archive []byte, owner *downloads.Owner, lim downloads.Limits) (
 	root, err := os.OpenRoot(filepath.Join(base, "target"))
 	Expect(err).NotTo(HaveOccurred())
 	defer root.Close()
-	n, err = downloads.Extract(f, root, owner, lim)
+	n, err = downloads.Extract(context.Background(), f, root, owner, lim)
 	return base, n, err
 }
 
@@ -80,6 +86,66 @@ var _ = Describe("Extract", func() {
 		Expect(err).To(MatchError(ContainSubstring("more than 5 bytes")))
 		_, _, err = extractInto(tgz(entry{Name: "a"}, entry{Name: "b"}, entry{Name: "c"}), nil, downloads.Limits{MaxBytes: 5, MaxEntries: 2})
 		Expect(err).To(MatchError(ContainSubstring("more than 2 entries")))
+	})
+
+	It("extracts a regular file by its type flag, counting its bytes, whatever its mode bits say", func() {
+		dirBits := int64(0o40644)
+		_, _, err := extractInto(tgz(entry{Name: "a", Body: "0123456789", Mode: dirBits}), nil, downloads.Limits{MaxBytes: 5, MaxEntries: 10})
+		Expect(err).To(MatchError(ContainSubstring("more than 5 bytes")))
+		base, n, err := extractInto(tgz(entry{Name: "a", Body: "0123456789", Mode: dirBits}), nil, lim)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(n).To(BeEquivalentTo(10))
+		Expect(os.ReadFile(filepath.Join(base, "target/a"))).To(Equal([]byte("0123456789")))
+	})
+
+	It("counts global PAX headers against the entry bound", func() {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for range 3 {
+			Expect(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeXGlobalHeader, PAXRecords: map[string]string{"comment": "g"}})).To(Succeed())
+		}
+		Expect(tw.Close()).To(Succeed())
+		_, _, err := extractInto(buf.Bytes(), nil, downloads.Limits{MaxBytes: 5, MaxEntries: 2})
+		Expect(err).To(MatchError(ContainSubstring("more than 2 entries")))
+	})
+
+	It("bounds the decompressed stream, headers included", func() {
+		var buf bytes.Buffer
+		gz := gzip.NewWriter(&buf)
+		tw := tar.NewWriter(gz)
+		for i := range 3 {
+			Expect(tw.WriteHeader(&tar.Header{Name: fmt.Sprint("d", i, "/"), Typeflag: tar.TypeDir, Mode: 0o755,
+				PAXRecords: map[string]string{"comment": strings.Repeat("x", 900<<10)}})).To(Succeed())
+		}
+		Expect(tw.Close()).To(Succeed())
+		Expect(gz.Close()).To(Succeed())
+		_, _, err := extractInto(buf.Bytes(), nil, downloads.Limits{MaxBytes: 5, MaxEntries: 10})
+		Expect(err).To(MatchError(ContainSubstring("stream is longer than")))
+		_, _, err = extractInto(buf.Bytes(), nil, downloads.Limits{MaxBytes: 4 << 20, MaxEntries: 10})
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	It("refuses a zip whose directory lists more entries than the bound before extracting any", func() {
+		base, _, err := extractInto(zipBytes(map[string]string{"a": "a", "b": "b", "c": "c"}), nil, downloads.Limits{MaxBytes: 5, MaxEntries: 2})
+		Expect(err).To(MatchError(ContainSubstring("directory lists 3 entries, more than 2")))
+		Expect(os.ReadDir(filepath.Join(base, "target"))).To(BeEmpty())
+	})
+
+	It("stops with its context", func() {
+		base := GinkgoT().TempDir()
+		p := filepath.Join(base, "archive")
+		Expect(os.WriteFile(p, tgz(entry{Name: "a", Body: "a"}), 0o600)).To(Succeed())
+		f, err := os.Open(p)
+		Expect(err).NotTo(HaveOccurred())
+		defer f.Close()
+		root, err := os.OpenRoot(base)
+		Expect(err).NotTo(HaveOccurred())
+		defer root.Close()
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(errors.New("exceeded 1s timeout"))
+		_, err = downloads.Extract(ctx, f, root, nil, lim)
+		Expect(err).To(MatchError("exceeded 1s timeout"))
+		Expect(filepath.Join(base, "a")).NotTo(BeAnExistingFile())
 	})
 
 	It("gives every entry, and the directories it makes, to the owner", func() {

@@ -112,7 +112,9 @@ func (d *Downloads) cachedDependencies(ctx context.Context, logger lager.Logger,
 			}
 			lim := d.Limits
 			tree, size, err := d.Cache.FetchTree(ctx, logger, guid, downloads.Source{URL: dep.From, CacheKey: dep.CacheKey, Checksum: dep.Checksum},
-				func(f *os.File, root *os.Root) (int64, error) { return downloads.Extract(f, root, nil, lim) })
+				func(ctx context.Context, f *os.File, root *os.Root) (int64, error) {
+					return downloads.Extract(ctx, f, root, nil, lim)
+				})
 			name := dep.Name
 			if name == "" {
 				name = dep.CacheKey
@@ -157,7 +159,7 @@ type rootfsTarget struct {
 	written int64
 }
 
-func (t *rootfsTarget) Extract(_ context.Context, d *executor.DownloadAction, a *downloads.Artifact) error {
+func (t *rootfsTarget) Extract(ctx context.Context, d *executor.DownloadAction, a *downloads.Artifact) error {
 	name := d.User
 	if name == "" {
 		name = t.defaultUser
@@ -187,7 +189,7 @@ func (t *rootfsTarget) Extract(_ context.Context, d *executor.DownloadAction, a 
 	lim := t.limits
 	lim.MaxBytes -= t.written // the setup's downloads share the disk_mb
 	t.mu.Unlock()
-	n, err := downloads.Extract(a.File, dir, owner, lim)
+	n, err := downloads.Extract(ctx, a.File, dir, owner, lim)
 	t.mu.Lock()
 	t.written += n
 	t.mu.Unlock()

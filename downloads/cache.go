@@ -146,6 +146,12 @@ func (c *Cache) loadEntry(logger lager.Logger, id string) {
 	if err == nil && entryID(e.Key) != id {
 		err = fmt.Errorf("meta.json names key %q", e.Key)
 	}
+	if err == nil && e.Kind == kindArchive {
+		var fi os.FileInfo
+		if fi, err = os.Stat(filepath.Join(dir, "archive")); err == nil && fi.Size() != e.Size {
+			err = fmt.Errorf("the archive has %d bytes, meta.json says %d", fi.Size(), e.Size)
+		}
+	}
 	if err != nil {
 		logger.Info("cache-entry-dropped", lager.Data{"entry": id, "error": err.Error()})
 		c.removeUnheld(dir)
@@ -268,6 +274,13 @@ func (c *Cache) Fetch(ctx context.Context, logger lager.Logger, src Source) (*Ar
 	c.makeRoom(logger, d.size, id)
 	c.drop(id)
 	if err := os.MkdirAll(c.entryDir(id), 0o700); err != nil {
+		os.Remove(d.path)
+		return nil, err
+	}
+	// The old record goes first: were the agent killed, or saveMeta to
+	// fail, after the rename, no record would describe the new bytes
+	// (a restarted agent drops the entry; loadEntry checks the size too).
+	if err := os.Remove(filepath.Join(c.entryDir(id), "meta.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		os.Remove(d.path)
 		return nil, err
 	}

@@ -119,6 +119,19 @@ var _ = Describe("Cache", func() {
 		Expect(cached).To(BeTrue())
 	})
 
+	It("drops, on restart, an entry whose archive is not the one its record describes", func() {
+		url := srv.put("/a.tgz", []byte("v0"))
+		fetchBody(cache, downloads.Source{URL: url, CacheKey: "k"})
+		archives, err := filepath.Glob(filepath.Join(dir, "entries", "*", "archive"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(archives).To(HaveLen(1))
+		// As if killed between the new archive's rename and its meta.json.
+		Expect(os.WriteFile(archives[0], []byte("newer bytes"), 0o600)).To(Succeed())
+		body, cached := fetchBody(newCache(dir, clk, 1<<20), downloads.Source{URL: url, CacheKey: "k"})
+		Expect(cached).To(BeFalse())
+		Expect(body).To(Equal("v0"))
+	})
+
 	It("evicts the least recently used entry to stay under its bound, and does not cache what is larger than it", func() {
 		cache = newCache(dir, clk, 10)
 		a, b, c := srv.put("/a", []byte("aaaa")), srv.put("/b", []byte("bbbb")), srv.put("/c", []byte("cccc"))

@@ -14,6 +14,8 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
+	"syscall"
 )
 
 // Owner is who extracted files belong to; nil leaves them to the agent
@@ -27,6 +29,48 @@ type Limits struct {
 	// MaxEntries bounds the number of entries (every tar header the
 	// reader answers, global PAX headers too).
 	MaxEntries int
+	// Shared, if set, is a bound several extractions draw on together (a
+	// setup's downloads, parallel ones too, share the container's disk_mb).
+	Shared *Budget
+}
+
+// Budget is a number of bytes several extractions share.
+type Budget struct {
+	max  int64
+	left atomic.Int64
+}
+
+// NewBudget answers a budget of max bytes.
+func NewBudget(max int64) *Budget {
+	b := &Budget{max: max}
+	b.left.Store(max)
+	return b
+}
+
+// take draws n bytes, or fails and draws nothing when fewer are left.
+func (b *Budget) take(n int64) error {
+	if b.left.Add(-n) < 0 {
+		b.left.Add(n)
+		return fmt.Errorf("the downloads extract to more than %d bytes", b.max)
+	}
+	return nil
+}
+
+// budgetWriter draws every write from a shared budget.
+type budgetWriter struct {
+	w io.Writer
+	b *Budget
+}
+
+func (bw budgetWriter) Write(p []byte) (int, error) {
+	if err := bw.b.take(int64(len(p))); err != nil {
+		return 0, err
+	}
+	n, err := bw.w.Write(p)
+	if n < len(p) {
+		bw.b.left.Add(int64(len(p) - n))
+	}
+	return n, err
 }
 
 // Overhead a tar stream may have beyond its files' bytes: per entry (a
@@ -281,11 +325,17 @@ func (x *extractor) entry(rawName string, k kind, what string, perm fs.FileMode,
 	if err := x.mkdirs(path.Dir(name)); err != nil {
 		return fmt.Errorf("%w %q: %v", ErrUnsafeEntry, rawName, err)
 	}
+	if err := x.owned(name); err != nil {
+		return fmt.Errorf("%w %q: %v", ErrUnsafeEntry, rawName, err)
+	}
 	switch k {
 	case kindHardLink:
 		target, err := cleanName(link)
 		if err != nil || target == "" {
 			return fmt.Errorf("%w %q: hard link to %q", ErrUnsafeEntry, rawName, link)
+		}
+		if err := x.owned(target); err != nil {
+			return fmt.Errorf("%w %q: hard link to %q: %v", ErrUnsafeEntry, rawName, link, err)
 		}
 		x.removeNonDir(name)
 		if err := x.root.Link(target, name); err != nil {
@@ -321,8 +371,18 @@ func (x *extractor) file(name string, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnsafeEntry, err)
 	}
+	if x.owner != nil { // at once: a file cut short is the owner's too
+		if err := f.Chown(x.owner.UID, x.owner.GID); err != nil {
+			f.Close()
+			return err
+		}
+	}
 	left := x.lim.MaxBytes - x.written
-	n, err := io.Copy(f, io.LimitReader(ctxReader{x.ctx, r}, left+1))
+	var w io.Writer = f
+	if x.lim.Shared != nil {
+		w = budgetWriter{f, x.lim.Shared}
+	}
+	n, err := io.Copy(w, io.LimitReader(ctxReader{x.ctx, r}, left+1))
 	x.written += n
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -344,6 +404,26 @@ func (c ctxReader) Read(b []byte) (int, error) {
 		return 0, context.Cause(c.ctx)
 	}
 	return c.r.Read(b)
+}
+
+// owned refuses, when the files go to an owner, an existing name that is
+// not the owner's: an archive extracted as the user (Diego's StreamIn)
+// could neither replace nor re-own it, nor hard-link to it.
+func (x *extractor) owned(name string) error {
+	if x.owner == nil {
+		return nil
+	}
+	fi, err := x.root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != x.owner.UID {
+		return fmt.Errorf("%s exists and belongs to uid %d, not %d", name, st.Uid, x.owner.UID)
+	}
+	return nil
 }
 
 // removeNonDir clears the way for a new file or link (as tar does); a

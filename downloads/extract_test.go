@@ -131,6 +131,39 @@ var _ = Describe("Extract", func() {
 		Expect(os.ReadDir(filepath.Join(base, "target"))).To(BeEmpty())
 	})
 
+	It("refuses to replace an existing entry that is not the owner's, and replaces the owner's", func() {
+		tgzA := tgz(entry{Name: "a", Body: "new"}, entry{Name: "h", HardLink: "a"})
+		extract := func(owner *downloads.Owner) (string, error) {
+			base := GinkgoT().TempDir()
+			Expect(os.WriteFile(filepath.Join(base, "a"), []byte("old"), 0o644)).To(Succeed())
+			p := filepath.Join(GinkgoT().TempDir(), "archive")
+			Expect(os.WriteFile(p, tgzA, 0o600)).To(Succeed())
+			f, err := os.Open(p)
+			Expect(err).NotTo(HaveOccurred())
+			defer f.Close()
+			root, err := os.OpenRoot(base)
+			Expect(err).NotTo(HaveOccurred())
+			defer root.Close()
+			_, err = downloads.Extract(context.Background(), f, root, owner, lim)
+			return base, err
+		}
+		base, err := extract(&downloads.Owner{UID: os.Getuid() + 1, GID: os.Getgid()})
+		Expect(err).To(MatchError(downloads.ErrUnsafeEntry))
+		Expect(err.Error()).To(ContainSubstring("a exists and belongs to uid"))
+		Expect(os.ReadFile(filepath.Join(base, "a"))).To(Equal([]byte("old")))
+		base, err = extract(&downloads.Owner{UID: os.Getuid(), GID: os.Getgid()})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.ReadFile(filepath.Join(base, "h"))).To(Equal([]byte("new")))
+	})
+
+	It("shares a Budget between extractions", func() {
+		shared := downloads.Limits{MaxBytes: 1 << 20, MaxEntries: 10, Shared: downloads.NewBudget(15)}
+		_, _, err := extractInto(tgz(entry{Name: "a", Body: "0123456789"}), nil, shared)
+		Expect(err).NotTo(HaveOccurred())
+		_, _, err = extractInto(tgz(entry{Name: "b", Body: "0123456789"}), nil, shared)
+		Expect(err).To(MatchError(ContainSubstring("the downloads extract to more than 15 bytes")))
+	})
+
 	It("stops with its context", func() {
 		base := GinkgoT().TempDir()
 		p := filepath.Join(base, "archive")

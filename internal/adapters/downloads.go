@@ -75,6 +75,8 @@ func (d *Downloads) Setup(ctx context.Context, logger lager.Logger, inst *contai
 		if disk := int64(inst.DiskMB) << 20; disk > 0 && disk < lim.MaxBytes {
 			lim.MaxBytes = disk
 		}
+		// The setup's downloads, parallel ones too, share one bound.
+		lim.Shared = downloads.NewBudget(lim.MaxBytes)
 		err := d.Rootfs.WriteRootfs(ctx, inst.GUID, func(root *os.Root, users containerstore.UserLookup) error {
 			runner.Target = &rootfsTarget{root: root, users: users, defaultUser: req.Process.User, limits: lim}
 			return runner.Run(ctx, logger, req.Setup)
@@ -153,10 +155,7 @@ type rootfsTarget struct {
 	root        *os.Root
 	users       containerstore.UserLookup
 	defaultUser string
-	limits      downloads.Limits
-
-	mu      sync.Mutex // guards written (parallel downloads)
-	written int64
+	limits      downloads.Limits // Shared: the whole setup's bound
 }
 
 func (t *rootfsTarget) Extract(ctx context.Context, d *executor.DownloadAction, a *downloads.Artifact) error {
@@ -185,13 +184,6 @@ func (t *rootfsTarget) Extract(ctx context.Context, d *executor.DownloadAction, 
 		return fmt.Errorf("open %s: %w", to, err)
 	}
 	defer dir.Close()
-	t.mu.Lock()
-	lim := t.limits
-	lim.MaxBytes -= t.written // the setup's downloads share the disk_mb
-	t.mu.Unlock()
-	n, err := downloads.Extract(ctx, a.File, dir, owner, lim)
-	t.mu.Lock()
-	t.written += n
-	t.mu.Unlock()
+	_, err = downloads.Extract(ctx, a.File, dir, owner, t.limits)
 	return err
 }

@@ -66,7 +66,7 @@ var _ = Describe("Downloads", func() {
 
 	BeforeEach(func() {
 		bodies := map[string][]byte{"/droplet.tgz": oneFileTgz("app/run", "droplet"), "/lifecycle.tgz": oneFileTgz("launcher", "lc"),
-			"/big.tgz": oneFileTgz("big", strings.Repeat("0", 1<<20+1))}
+			"/big.tgz": oneFileTgz("big", strings.Repeat("0", 1<<20+1)), "/half.tgz": oneFileTgz("half", strings.Repeat("0", 600<<10))}
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if b, ok := bodies[r.URL.Path]; ok {
 				_, _ = w.Write(b)
@@ -119,7 +119,20 @@ var _ = Describe("Downloads", func() {
 		in := inst()
 		in.Request.Setup.Download.From = base + "/big.tgz"
 		err := hook.Setup(context.Background(), lagertest.NewTestLogger("t"), in)
-		Expect(err).To(MatchError(ContainSubstring("the archive extracts to more than 1048576 bytes")))
+		Expect(err).To(MatchError(ContainSubstring("extract to more than 1048576 bytes")))
+		in.DiskMB = 2
+		Expect(hook.Setup(context.Background(), lagertest.NewTestLogger("t"), in)).To(Succeed())
+	})
+
+	It("bounds parallel setup downloads by one shared disk_mb", func() {
+		hook.Limits.MaxBytes = 1 << 30
+		in := inst()
+		half := func(to string) executor.SetupAction {
+			return executor.SetupAction{Download: &executor.DownloadAction{From: base + "/half.tgz", To: to}}
+		}
+		in.Request.Setup = &executor.SetupAction{Parallel: []executor.SetupAction{half("a"), half("b")}}
+		err := hook.Setup(context.Background(), lagertest.NewTestLogger("t"), in)
+		Expect(err).To(MatchError(ContainSubstring("the downloads extract to more than 1048576 bytes")))
 		in.DiskMB = 2
 		Expect(hook.Setup(context.Background(), lagertest.NewTestLogger("t"), in)).To(Succeed())
 	})

@@ -21,8 +21,8 @@ type BindMountHook struct {
 }
 
 var (
-	_ SetupHook        = (*BindMountHook)(nil)
-	_ RequestValidator = (*BindMountHook)(nil)
+	_ SetupStep[BindMountsResult] = (*BindMountHook)(nil)
+	_ RequestValidator            = (*BindMountHook)(nil)
 )
 
 func (h *BindMountHook) Name() string { return "bind-mounts" }
@@ -85,20 +85,21 @@ func (h *BindMountHook) resolveIn(m executor.BindMount) (string, string, error) 
 // allowlisted directory could swap a component for a symlink in between.
 // The runtime refuses to start the process when the mounted directory is
 // not that one (Mount.Dev, Mount.Ino).
-func (h *BindMountHook) Setup(ctx context.Context, logger lager.Logger, inst *Instance) error {
-	for _, m := range inst.Request.BindMounts {
+func (h *BindMountHook) Setup(ctx context.Context, logger lager.Logger, in Instance) (BindMountsResult, error) {
+	var res BindMountsResult
+	for _, m := range in.Request.BindMounts {
 		real, dir, err := h.resolveIn(m)
 		if err != nil {
-			return fmt.Errorf("%w: %v", executor.ErrInvalidRequest, err)
+			return BindMountsResult{}, fmt.Errorf("%w: %v", executor.ErrInvalidRequest, err)
 		}
 		dev, ino, err := identityBeneath(dir, real)
 		if err != nil {
-			return fmt.Errorf("%w: host_path %q: %v", executor.ErrInvalidRequest, m.HostPath, err)
+			return BindMountsResult{}, fmt.Errorf("%w: host_path %q: %v", executor.ErrInvalidRequest, m.HostPath, err)
 		}
-		inst.Mounts = append(inst.Mounts, Mount{Source: real, Destination: filepath.Clean(m.ContainerPath), ReadOnly: m.ReadOnly,
+		res.Mounts = append(res.Mounts, Mount{Source: real, Destination: filepath.Clean(m.ContainerPath), ReadOnly: m.ReadOnly,
 			Dev: dev, Ino: ino})
 	}
-	return nil
+	return res, nil
 }
 
 // identityBeneath answers the device and inode of path (under dir),

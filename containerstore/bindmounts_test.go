@@ -50,11 +50,12 @@ var _ = Describe("BindMountHook", func() {
 
 	It("accepts paths under the allowlist and mounts the resolved path", func() {
 		Expect(validate(executor.BindMount{HostPath: filepath.Join(allowed, "sub"), ContainerPath: "/data/"})).To(Succeed())
-		inst := &containerstore.Instance{Request: executor.RunRequest{BindMounts: []executor.BindMount{
+		inst := containerstore.Instance{Request: executor.RunRequest{BindMounts: []executor.BindMount{
 			{HostPath: allowed + "/sub/.", ContainerPath: "/data/", ReadOnly: true}}}}
-		Expect(hook.Setup(nil, nil, inst)).To(Succeed())
-		Expect(inst.Mounts).To(HaveLen(1))
-		m := inst.Mounts[0]
+		res, err := hook.Setup(nil, nil, inst)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Mounts).To(HaveLen(1))
+		m := res.Mounts[0]
 		Expect(m.Source).To(Equal(filepath.Join(allowed, "sub")))
 		Expect(m.Destination).To(Equal("/data"))
 		Expect(m.ReadOnly).To(BeTrue())

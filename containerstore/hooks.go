@@ -9,8 +9,9 @@ import (
 )
 
 // Instance is the working set of one container's start. The store fills
-// GUID, Request, User and DiskMB; the Pipeline's steps add to the rest, in its
-// field order.
+// GUID, Request, User and DiskMB; it merges the Pipeline's steps' results
+// into the rest, in its field order (pipeline.go). A step never holds it:
+// it reads a copy.
 type Instance struct {
 	GUID    string
 	Request executor.RunRequest
@@ -19,11 +20,11 @@ type Instance struct {
 	DiskMB int
 
 	// ProxyPorts maps each app port to its proxy port inside the container
-	// (set by the proxy hook before the network hook maps host ports).
+	// (ProxyPortsResult, before the Network step maps host ports).
 	ProxyPorts     map[uint16]uint16
 	ProxyAdminPort uint16
 
-	// Set by the network hook; in host mode the store fills them.
+	// NetworkResult; in host mode the store fills them.
 	NetNSPath    string
 	InternalIP   string
 	InternalIPv6 string
@@ -40,7 +41,7 @@ type Instance struct {
 	CertPEM, KeyPEM []byte
 	// MemoryOverheadMB is added to the container's memory limit (the proxy's).
 	MemoryOverheadMB int
-	// Init, set by the proxy hook, runs the app under a first process of
+	// Init, from ProxyResult, runs the app under a first process of
 	// its own (ContainerSpec.Init).
 	Init *ProcessInit
 }
@@ -57,22 +58,30 @@ func (inst *Instance) ContainerPorts() []uint16 {
 	return ports
 }
 
-// SetupHook is one per-container concern: Setup runs during initialize, in
-// the order the hooks were given; Teardown runs at delete and at recovery
-// clean-up, in reverse order, and must be safe to repeat.
-type SetupHook interface {
+// Step is what every Pipeline step is: Teardown runs at delete and at
+// recovery clean-up, in reverse order, and must be safe to repeat. The
+// optional interfaces below (Starter, Readiness, ...) are asked of it.
+type Step interface {
 	Name() string
-	Setup(ctx context.Context, logger lager.Logger, inst *Instance) error
 	Teardown(ctx context.Context, logger lager.Logger, guid string) error
 }
 
-// Restorer is a SetupHook that can reload its part of an instance adopted
-// after an agent restart.
-type Restorer interface {
-	Restore(ctx context.Context, logger lager.Logger, inst *Instance) error
+// SetupStep is a Step that runs during initialize, in the Pipeline's
+// order: Setup reads in, a copy of the instance as the earlier steps left
+// it (writing to it changes nothing), and answers its result, which the
+// store merges.
+type SetupStep[R Result] interface {
+	Step
+	Setup(ctx context.Context, logger lager.Logger, in Instance) (R, error)
 }
 
-// OrphanCleaner is a SetupHook that can remove leftovers of containers the
+// Restorer is a SetupStep that can reload its part of an instance adopted
+// after an agent restart, as Setup does: the store merges the result.
+type Restorer[R Result] interface {
+	Restore(ctx context.Context, logger lager.Logger, in Instance) (R, error)
+}
+
+// OrphanCleaner is a Step that can remove leftovers of containers the
 // store no longer knows.
 type OrphanCleaner interface {
 	CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(guid string) bool) error
@@ -85,7 +94,7 @@ type HostPortChecker interface {
 	CheckHostPorts(n int) error
 }
 
-// RequestValidator is a SetupHook with checks of its own on run requests
+// RequestValidator is a Step with checks of its own on run requests
 // (e.g. reserved proxy ports); its errors are InvalidRequest.
 type RequestValidator interface {
 	ValidateRequest(req *executor.RunRequest) error
@@ -120,7 +129,7 @@ type RouteRecoverer interface {
 	RecoverRoutes(logger lager.Logger, keep func(guid string) bool) error
 }
 
-// Starter is a SetupHook with processes of its own in the container (the
+// Starter is a Step with processes of its own in the container (the
 // proxy): Start runs right after the app's task starts, Adopt after an
 // agent restart, Stopping before the app is signalled or once it exited.
 type Starter interface {
@@ -129,7 +138,7 @@ type Starter interface {
 	Stopping(logger lager.Logger, guid string)
 }
 
-// StartExplainer is a SetupHook whose process stands in for the app as the
+// StartExplainer is a Step whose process stands in for the app as the
 // task's first process (the proxy hook's cellinit): an app that it could
 // not start shows as that process's exit. StartError answers why guid's
 // app did not start when the task exited with status, or nil when the
@@ -139,7 +148,7 @@ type StartExplainer interface {
 	StartError(guid string, status int) error
 }
 
-// Verifier is a SetupHook that must confirm an instance before it becomes
+// Verifier is a Step that must confirm an instance before it becomes
 // routable (the proxy's verified handshake).
 type Verifier interface {
 	Verify(ctx context.Context, logger lager.Logger, inst *Instance) error

@@ -341,15 +341,12 @@ func (s *Store) start(ctx context.Context, logger lager.Logger, c *container) (<
 	if err := s.checkPrivilege(req, user); err != nil {
 		return nil, err
 	}
-	// inst is private to this goroutine until the hooks have filled it;
+	// inst is private to this goroutine until the steps' results are merged;
 	// only then is it published in c (Explain and health checks read it).
 	inst := &Instance{GUID: guid, Request: req, User: user, DiskMB: res.DiskMB}
-	for _, h := range s.hooks {
-		if err := h.Setup(ctx, logger, inst); err != nil {
-			return nil, &failure{executor.FailureSetup, fmt.Errorf("%s: %w", h.Name(), err)}
-		}
+	if err := s.deps.Pipeline.runSetup(ctx, logger, inst, s.defaultHostNetwork); err != nil {
+		return nil, err
 	}
-	s.defaultHostNetwork(inst)
 	if cr := inst.Credentials; cr != nil {
 		s.publish(executor.EventCredentialsIssued, guid, fmt.Sprintf("credentials issued: serial %s, valid until %s", cr.Serial, cr.NotAfter.Format(time.RFC3339)), nil)
 	}

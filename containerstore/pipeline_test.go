@@ -18,7 +18,7 @@ import (
 // hostPortNetwork is a Network step that records the host ports the store
 // asks it to check.
 type hostPortNetwork struct {
-	*containerstorefakes.FakeSetupHook
+	*containerstorefakes.FakeStep[containerstore.NetworkResult]
 	asked []int
 	err   error
 }
@@ -28,21 +28,30 @@ func (n *hostPortNetwork) CheckHostPorts(need int) error {
 	return n.err
 }
 
+// named is a fake step of result R named name.
+func named[R containerstore.Result](name string) *containerstorefakes.FakeStep[R] {
+	s := &containerstorefakes.FakeStep[R]{}
+	s.NameReturns(name)
+	return s
+}
+
 var _ = Describe("Pipeline", func() {
 	It("runs its setup steps in field order, leaving out the nil ones", func() {
-		var p containerstore.Pipeline
-		v := reflect.ValueOf(&p).Elem()
-		hookType := reflect.TypeFor[containerstore.SetupHook]()
+		p := containerstore.Pipeline{
+			Downloads:   named[containerstore.DownloadsResult]("Downloads"),
+			ProxyPorts:  named[containerstore.ProxyPortsResult]("ProxyPorts"),
+			Network:     named[containerstore.NetworkResult]("Network"),
+			Credentials: named[containerstore.CredentialsResult]("Credentials"),
+			Proxy:       named[containerstore.ProxyResult]("Proxy"),
+			BindMounts:  named[containerstore.BindMountsResult]("BindMounts"),
+		}
+		stepType := reflect.TypeFor[containerstore.Step]()
 		var fields []string
-		for i := range v.NumField() {
-			if v.Type().Field(i).Type != hookType {
-				continue
+		t := reflect.TypeFor[containerstore.Pipeline]()
+		for i := range t.NumField() {
+			if t.Field(i).Type.Implements(stepType) {
+				fields = append(fields, t.Field(i).Name)
 			}
-			name := v.Type().Field(i).Name
-			fields = append(fields, name)
-			h := &containerstorefakes.FakeSetupHook{}
-			h.NameReturns(name)
-			v.Field(i).Set(reflect.ValueOf(h))
 		}
 		Expect(fields).To(Equal([]string{"Downloads", "ProxyPorts", "Network", "Credentials", "Proxy", "BindMounts"}))
 		names := func() []string {
@@ -63,7 +72,7 @@ var _ = Describe("Pipeline", func() {
 			pipe    containerstore.Pipeline
 		)
 		BeforeEach(func() {
-			network = &hostPortNetwork{FakeSetupHook: &containerstorefakes.FakeSetupHook{}}
+			network = &hostPortNetwork{FakeStep: &containerstorefakes.FakeStep[containerstore.NetworkResult]{}}
 			pipe = containerstore.Pipeline{Network: network, Routes: &containerstorefakes.FakeRouteHook{}}
 		})
 		run := func() error {
@@ -87,7 +96,7 @@ var _ = Describe("Pipeline", func() {
 
 		It("asks for one proxy port more per app port when the pipeline has a proxy", func() {
 			network.err = executor.NewError(executor.ErrInsufficientResources, "insufficient host ports")
-			pipe.ProxyPorts = &containerstorefakes.FakeSetupHook{}
+			pipe.ProxyPorts = &containerstorefakes.FakeStep[containerstore.ProxyPortsResult]{}
 			Expect(run()).To(MatchError(executor.ErrInsufficientResources))
 			Expect(network.asked).To(Equal([]int{6}))
 		})

@@ -38,7 +38,7 @@ var _ = Describe("Recover", func() {
 		runtime *containerstorefakes.FakeContainerRuntime
 		runner  *containerstorefakes.FakeTaskRunner
 		routes  *containerstorefakes.FakeRouteHook
-		network *containerstorefakes.FakeSetupHook
+		network *containerstorefakes.FakeStep[containerstore.NetworkResult]
 		tk      *tasks
 		cfg     containerstore.Config
 		deps    containerstore.Deps
@@ -70,7 +70,7 @@ var _ = Describe("Recover", func() {
 			return nil
 		}
 		routes = &containerstorefakes.FakeRouteHook{}
-		network = &containerstorefakes.FakeSetupHook{}
+		network = &containerstorefakes.FakeStep[containerstore.NetworkResult]{}
 		network.NameReturns("network")
 		cfg = containerstore.Config{
 			CellID: "cell-1", DataDir: dataDir,
@@ -221,7 +221,7 @@ var _ = Describe("Recover", func() {
 			_, _, guid := runtime.DeleteArgsForCall(0)
 			Expect(guid).To(Equal("orphan1"))
 			Expect(network.TeardownCallCount()).To(Equal(1))
-			_, _, guid = network.TeardownArgsForCall(0)
+			guid = network.TeardownArgsForCall(0)
 			Expect(guid).To(Equal("orphan1"))
 			Eventually(typesOf(rec, "orphan1")).Should(Equal([]string{executor.EventContainerOrphanGone}))
 			_, err := store.Get(ctx, "orphan1")
@@ -301,12 +301,11 @@ var _ = Describe("Recover", func() {
 type credentialsRestorer struct{ info executor.CredentialInfo }
 
 func (credentialsRestorer) Name() string { return "credentials" }
-func (credentialsRestorer) Setup(context.Context, lager.Logger, *containerstore.Instance) error {
-	return nil
+func (credentialsRestorer) Setup(context.Context, lager.Logger, containerstore.Instance) (containerstore.CredentialsResult, error) {
+	return containerstore.CredentialsResult{}, nil
 }
 func (credentialsRestorer) Teardown(context.Context, lager.Logger, string) error { return nil }
-func (c credentialsRestorer) Restore(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
+func (c credentialsRestorer) Restore(context.Context, lager.Logger, containerstore.Instance) (containerstore.CredentialsResult, error) {
 	info := c.info
-	inst.Credentials = &info
-	return nil
+	return containerstore.CredentialsResult{Info: &info}, nil
 }

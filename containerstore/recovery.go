@@ -208,12 +208,8 @@ func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, re
 	inst := &Instance{GUID: c.info.GUID, Request: rec.Request, User: rec.User, NetNSPath: rec.NetNSPath,
 		InternalIP: rec.Container.InternalIP, ExternalIP: rec.Container.ExternalIP, Ports: rec.Container.Ports,
 		Credentials: rec.Container.Credentials}
-	for _, h := range s.hooks {
-		if r, ok := h.(Restorer); ok {
-			if err := r.Restore(ctx, logger, inst); err != nil {
-				return fmt.Errorf("restore %s: %w", h.Name(), err)
-			}
-		}
+	if err := s.deps.Pipeline.runRestore(ctx, logger, inst); err != nil {
+		return err
 	}
 	exits, err := s.deps.Tasks.Attach(s.rootCtx, logger, c.info.GUID)
 	if err != nil {

@@ -90,7 +90,6 @@ type Exit struct {
 
 //go:generate go tool counterfeiter -o containerstorefakes/fake_container_runtime.go . ContainerRuntime
 //go:generate go tool counterfeiter -o containerstorefakes/fake_task_runner.go . TaskRunner
-//go:generate go tool counterfeiter -o containerstorefakes/fake_setup_hook.go . SetupHook
 //go:generate go tool counterfeiter -o containerstorefakes/fake_readiness.go . Readiness
 //go:generate go tool counterfeiter -o containerstorefakes/fake_route_hook.go . RouteHook
 //go:generate go tool counterfeiter -o containerstorefakes/fake_process_runner.go . ProcessRunner

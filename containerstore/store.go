@@ -121,7 +121,7 @@ type container struct {
 type Store struct {
 	cfg   Config
 	deps  Deps
-	hooks []SetupHook // deps.Pipeline.Steps(), in order
+	hooks []Step // deps.Pipeline.Steps(), in order
 	// readiness are the steps that are a Readiness (the proxy), in order.
 	readiness []Readiness
 	logger    lager.Logger

@@ -37,13 +37,13 @@ type coveringReadiness struct {
 
 // readyStep is a pipeline step that is a Readiness, as the proxy is.
 type readyStep struct {
-	*containerstorefakes.FakeSetupHook
+	*containerstorefakes.FakeStep[containerstore.ProxyResult]
 	containerstore.Readiness
 }
 
 // coveringStep is a pipeline step whose readiness covers TCP ports.
 type coveringStep struct {
-	*containerstorefakes.FakeSetupHook
+	*containerstorefakes.FakeStep[containerstore.ProxyResult]
 	coveringReadiness
 }
 
@@ -54,7 +54,7 @@ func (c coveringReadiness) CoversTCP(_ *containerstore.Instance, port uint16) bo
 // starterHook is a SetupHook with a process of its own (as the proxy's),
 // whose Start runs start.
 type starterHook struct {
-	*containerstorefakes.FakeSetupHook
+	*containerstorefakes.FakeStep[containerstore.ProxyResult]
 	start func(guid string) error
 }
 
@@ -78,7 +78,7 @@ func (explainingStep) StartError(guid string, status int) error {
 // verifyingStep is a pipeline step that verifies (as the proxy does) with
 // verify.
 type verifyingStep struct {
-	*containerstorefakes.FakeSetupHook
+	*containerstorefakes.FakeStep[containerstore.ProxyResult]
 	verify func(ctx context.Context) error
 }
 
@@ -104,6 +104,23 @@ func countingListener() (uint16, func() int) {
 		}
 	}()
 	return uint16(l.Addr().(*net.TCPAddr).Port), func() int { return int(n.Load()) }
+}
+
+// step is a pipeline step named name that records its Setup and Teardown
+// in order and answers an empty result.
+func step[R containerstore.Result](order *calls, name string) *containerstorefakes.FakeStep[R] {
+	h := &containerstorefakes.FakeStep[R]{}
+	h.NameReturns(name)
+	h.SetupStub = func(_ context.Context, _ lager.Logger, in containerstore.Instance) (R, error) {
+		order.add("%s.Setup %s", name, in.GUID)
+		var zero R
+		return zero, nil
+	}
+	h.TeardownStub = func(_ context.Context, _ lager.Logger, guid string) error {
+		order.add("%s.Teardown %s", name, guid)
+		return nil
+	}
+	return h
 }
 
 // calls records, in order, what the fakes were asked to do.
@@ -194,8 +211,8 @@ var _ = Describe("Store", func() {
 		runtime *containerstorefakes.FakeContainerRuntime
 		runner  *containerstorefakes.FakeTaskRunner
 		routes  *containerstorefakes.FakeRouteHook
-		network *containerstorefakes.FakeSetupHook
-		creds   *containerstorefakes.FakeSetupHook
+		network *containerstorefakes.FakeStep[containerstore.NetworkResult]
+		creds   *containerstorefakes.FakeStep[containerstore.CredentialsResult]
 		ready   *containerstorefakes.FakeReadiness
 		tk      *tasks
 		order   *calls
@@ -264,20 +281,7 @@ var _ = Describe("Store", func() {
 			return nil
 		}
 
-		hook := func(name string) *containerstorefakes.FakeSetupHook {
-			h := &containerstorefakes.FakeSetupHook{}
-			h.NameReturns(name)
-			h.SetupStub = func(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
-				order.add("%s.Setup %s", name, inst.GUID)
-				return nil
-			}
-			h.TeardownStub = func(_ context.Context, _ lager.Logger, guid string) error {
-				order.add("%s.Teardown %s", name, guid)
-				return nil
-			}
-			return h
-		}
-		network, creds = hook("network"), hook("credentials")
+		network, creds = step[containerstore.NetworkResult](order, "network"), step[containerstore.CredentialsResult](order, "credentials")
 		ready = &containerstorefakes.FakeReadiness{}
 
 		cfg = containerstore.Config{
@@ -542,11 +546,10 @@ var _ = Describe("Store", func() {
 
 	Describe("lifecycle", func() {
 		BeforeEach(func() {
-			network.SetupStub = func(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
-				order.add("network.Setup %s", inst.GUID)
-				inst.MemoryOverheadMB = 32
-				return nil
-			}
+			// As the proxy's ports step: the proxy's memory.
+			proxyPorts := &containerstorefakes.FakeStep[containerstore.ProxyPortsResult]{}
+			proxyPorts.SetupReturns(containerstore.ProxyPortsResult{MemoryOverheadMB: 32}, nil)
+			deps.Pipeline.ProxyPorts = proxyPorts
 		})
 
 		It("goes reserved -> initializing -> created -> running, then routable", func() {
@@ -642,7 +645,7 @@ var _ = Describe("Store", func() {
 
 		Context("when the app exits before it is ready", func() {
 			BeforeEach(func() {
-				deps.Pipeline.Proxy = readyStep{&containerstorefakes.FakeSetupHook{}, ready}
+				deps.Pipeline.Proxy = readyStep{&containerstorefakes.FakeStep[containerstore.ProxyResult]{}, ready}
 				ready.ReadyReturns(errors.New("not yet"))
 			})
 
@@ -662,7 +665,7 @@ var _ = Describe("Store", func() {
 
 		Context("when a step's first process could not start the app (cellinit)", func() {
 			BeforeEach(func() {
-				proxy := &containerstorefakes.FakeSetupHook{}
+				proxy := &containerstorefakes.FakeStep[containerstore.ProxyResult]{}
 				proxy.NameReturns("proxy")
 				deps.Pipeline.Proxy = explainingStep{readyStep{proxy, ready}}
 				ready.ReadyReturns(errors.New("not yet"))
@@ -700,9 +703,9 @@ var _ = Describe("Store", func() {
 
 		Context("when the app exits before its proxy can start", func() {
 			BeforeEach(func() {
-				proxy := &containerstorefakes.FakeSetupHook{}
+				proxy := &containerstorefakes.FakeStep[containerstore.ProxyResult]{}
 				proxy.NameReturns("proxy")
-				deps.Pipeline.Proxy = starterHook{FakeSetupHook: proxy, start: func(guid string) error {
+				deps.Pipeline.Proxy = starterHook{FakeStep: proxy, start: func(guid string) error {
 					tk.exit(guid, 3) // the app is gone: containerd refuses the exec
 					return fmt.Errorf("start proxy: exec cellagent-proxy in %s: cannot exec in a stopped state: unknown", guid)
 				}}
@@ -722,9 +725,9 @@ var _ = Describe("Store", func() {
 
 		Context("when the proxy cannot start beside an app that keeps running", func() {
 			BeforeEach(func() {
-				proxy := &containerstorefakes.FakeSetupHook{}
+				proxy := &containerstorefakes.FakeStep[containerstore.ProxyResult]{}
 				proxy.NameReturns("proxy")
-				deps.Pipeline.Proxy = starterHook{FakeSetupHook: proxy, start: func(guid string) error {
+				deps.Pipeline.Proxy = starterHook{FakeStep: proxy, start: func(guid string) error {
 					return errors.New("start proxy: exec format error")
 				}}
 			})
@@ -783,13 +786,15 @@ var _ = Describe("Store", func() {
 
 		Context("when the instance has no ports", func() {
 			BeforeEach(func() {
-				// As the proxy hook: a proxy (and its memory) only for ports.
-				network.SetupStub = func(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
-					if len(inst.Request.Ports) > 0 {
-						inst.MemoryOverheadMB = 32
+				// As the proxy's ports step: a proxy (and its memory) only for ports.
+				proxyPorts := &containerstorefakes.FakeStep[containerstore.ProxyPortsResult]{}
+				proxyPorts.SetupStub = func(_ context.Context, _ lager.Logger, in containerstore.Instance) (containerstore.ProxyPortsResult, error) {
+					if len(in.Request.Ports) > 0 {
+						return containerstore.ProxyPortsResult{MemoryOverheadMB: 32}, nil
 					}
-					return nil
+					return containerstore.ProxyPortsResult{}, nil
 				}
+				deps.Pipeline.ProxyPorts = proxyPorts
 			})
 
 			noPorts := func() executor.RunRequest {
@@ -844,7 +849,7 @@ var _ = Describe("Store", func() {
 
 		Context("when the instance never gets ready", func() {
 			BeforeEach(func() {
-				deps.Pipeline.Proxy = readyStep{&containerstorefakes.FakeSetupHook{}, ready}
+				deps.Pipeline.Proxy = readyStep{&containerstorefakes.FakeStep[containerstore.ProxyResult]{}, ready}
 				ready.ReadyReturns(errors.New("proxy not listening"))
 			})
 
@@ -877,7 +882,7 @@ var _ = Describe("Store", func() {
 		})
 
 		It("completes failed naming the hook whose Setup failed, before anything is created", func() {
-			creds.SetupReturns(errors.New("ca unavailable"))
+			creds.SetupReturns(containerstore.CredentialsResult{}, errors.New("ca unavailable"))
 			_, err := store.AllocateAndRun(ctx, "g1", runRequest())
 			Expect(err).NotTo(HaveOccurred())
 			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
@@ -936,7 +941,7 @@ var _ = Describe("Store", func() {
 		})
 
 		It("completes with insufficient_resources when a step finds no room, whatever the step's name", func() {
-			network.SetupReturns(executor.NewError(executor.ErrInsufficientResources, "no free host ports"))
+			network.SetupReturns(containerstore.NetworkResult{}, executor.NewError(executor.ErrInsufficientResources, "no free host ports"))
 			_, err := store.AllocateAndRun(ctx, "g1", runRequest())
 			Expect(err).NotTo(HaveOccurred())
 			Eventually(stateOf("g1")).Should(Equal(executor.StateCompleted))
@@ -1009,7 +1014,7 @@ var _ = Describe("Store", func() {
 			BeforeEach(func() {
 				// A Verify that never passes: it ends only by its context
 				// (a real one retries for ConfirmTimeout, 10s).
-				deps.Pipeline.Proxy = verifyingStep{FakeSetupHook: &containerstorefakes.FakeSetupHook{}, verify: func(ctx context.Context) error {
+				deps.Pipeline.Proxy = verifyingStep{FakeStep: &containerstorefakes.FakeStep[containerstore.ProxyResult]{}, verify: func(ctx context.Context) error {
 					verifying <- struct{}{}
 					<-ctx.Done()
 					order.add("verify ended: %v", ctx.Err())
@@ -1074,7 +1079,7 @@ var _ = Describe("Store", func() {
 			cfg.HealthInterval = 10 * time.Second
 			port, accepted = countingListener()
 			covering = coveringReadiness{FakeReadiness: ready, covers: map[uint16]bool{}}
-			deps.Pipeline.Proxy = coveringStep{&containerstorefakes.FakeSetupHook{}, covering}
+			deps.Pipeline.Proxy = coveringStep{&containerstorefakes.FakeStep[containerstore.ProxyResult]{}, covering}
 		})
 
 		run := func() {
@@ -1211,10 +1216,10 @@ var _ = Describe("Store", func() {
 	Describe("proxy notices", func() {
 		It("are applied by the instance's lifecycle goroutine, in order, after a start in progress; a proxy exit sent mid-start is settled by the start's own route", func() {
 			release := make(chan struct{})
-			network.SetupStub = func(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
-				order.add("network.Setup %s", inst.GUID)
+			network.SetupStub = func(_ context.Context, _ lager.Logger, in containerstore.Instance) (containerstore.NetworkResult, error) {
+				order.add("network.Setup %s", in.GUID)
 				<-release
-				return nil
+				return containerstore.NetworkResult{}, nil
 			}
 			_, err := store.AllocateAndRun(ctx, "g1", runRequest())
 			Expect(err).NotTo(HaveOccurred())

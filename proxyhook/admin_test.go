@@ -95,8 +95,8 @@ func adminInstance(t *testing.T, f *fixture, admin *fakeAdmin, tlsPort uint16) {
 	t.Helper()
 	srv := httptest.NewServer(admin)
 	t.Cleanup(srv.Close)
+	f.adminPort = uint16(srv.Listener.Addr().(*net.TCPAddr).Port)
 	inst := f.instance(t, "g1", 10, tlsPort)
-	inst.ProxyAdminPort = uint16(srv.Listener.Addr().(*net.TCPAddr).Port)
 	admin.t, admin.sdsFile = t, filepath.Join(f.cfg.DataDir, "proxy", "g1", proxyconfig.CertAndKeyFile)
 	if err := f.starter().Start(t.Context(), f.logger, inst); err != nil {
 		t.Fatal(err)
@@ -165,8 +165,8 @@ func TestRotationUnconfirmedWhenTheAdminListenerIsGone(t *testing.T) {
 	f := newFixture(t, clock.NewClock(), func(c *proxyhook.Config) {
 		c.AdminReload, c.ConfirmTimeout = true, 300*time.Millisecond
 	})
+	f.adminPort = closedPort(t)
 	inst := f.instance(t, "g1", 10, closedPort(t))
-	inst.ProxyAdminPort = closedPort(t)
 	if err := f.starter().Start(t.Context(), f.logger, inst); err != nil {
 		t.Fatal(err)
 	}

@@ -226,18 +226,20 @@ func (h *Hook) notify(n containerstore.Notice) {
 
 func (h *Hook) dir(guid string) string { return filepath.Join(h.cfg.DataDir, "proxy", guid) }
 
-// PortsHook allocates proxy ports; it must come before the network hook.
-func (h *Hook) PortsHook() containerstore.SetupHook { return portsHook{h} }
+// PortsHook allocates proxy ports: the Pipeline's ProxyPorts step.
+func (h *Hook) PortsHook() containerstore.SetupStep[containerstore.ProxyPortsResult] {
+	return portsHook{h}
+}
 
-// FilesHook writes the files and runs the proxy; it must come after the
-// credentials hook.
-func (h *Hook) FilesHook() containerstore.SetupHook { return filesHook{h} }
+// FilesHook writes the files and runs the proxy: the Pipeline's Proxy
+// step, which reads the Network and Credentials steps' results.
+func (h *Hook) FilesHook() containerstore.SetupStep[containerstore.ProxyResult] { return filesHook{h} }
 
 type portsHook struct{ h *Hook }
 
 var (
-	_ containerstore.RequestValidator = portsHook{}
-	_ containerstore.Restorer         = portsHook{}
+	_ containerstore.RequestValidator                          = portsHook{}
+	_ containerstore.Restorer[containerstore.ProxyPortsResult] = portsHook{}
 )
 
 func (portsHook) Name() string { return "proxy-ports" }
@@ -255,39 +257,37 @@ func (portsHook) ValidateRequest(req *executor.RunRequest) error {
 // memory overhead, readiness or verification.
 func proxied(inst *containerstore.Instance) bool { return len(inst.Request.Ports) > 0 }
 
-func (p portsHook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
-	if !proxied(inst) {
-		return nil
+func (p portsHook) Setup(ctx context.Context, logger lager.Logger, in containerstore.Instance) (containerstore.ProxyPortsResult, error) {
+	if !proxied(&in) {
+		return containerstore.ProxyPortsResult{}, nil
 	}
-	mappings, admin, err := proxyconfig.AllocatePorts(inst.Request.Ports)
+	mappings, admin, err := proxyconfig.AllocatePorts(in.Request.Ports)
 	if err != nil {
-		return err
+		return containerstore.ProxyPortsResult{}, err
 	}
-	inst.ProxyPorts = map[uint16]uint16{}
+	res := containerstore.ProxyPortsResult{Ports: map[uint16]uint16{}, AdminPort: admin, MemoryOverheadMB: p.h.cfg.MemoryOverheadMB}
 	for _, m := range mappings {
-		inst.ProxyPorts[m.AppPort] = m.ProxyPort
+		res.Ports[m.AppPort] = m.ProxyPort
 	}
-	inst.ProxyAdminPort = admin
-	inst.MemoryOverheadMB = p.h.cfg.MemoryOverheadMB
-	return nil
+	return res, nil
 }
 
 func (portsHook) Teardown(context.Context, lager.Logger, string) error { return nil }
 
 // Restore recomputes the ports: the allocation is deterministic.
-func (p portsHook) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
-	return p.Setup(ctx, logger, inst)
+func (p portsHook) Restore(ctx context.Context, logger lager.Logger, in containerstore.Instance) (containerstore.ProxyPortsResult, error) {
+	return p.Setup(ctx, logger, in)
 }
 
 type filesHook struct{ h *Hook }
 
 var (
-	_ containerstore.Restorer       = filesHook{}
-	_ containerstore.OrphanCleaner  = filesHook{}
-	_ containerstore.Starter        = filesHook{}
-	_ containerstore.StartExplainer = filesHook{}
-	_ containerstore.Verifier       = filesHook{}
-	_ containerstore.Readiness      = filesHook{}
+	_ containerstore.Restorer[containerstore.ProxyResult] = filesHook{}
+	_ containerstore.OrphanCleaner                        = filesHook{}
+	_ containerstore.Starter                              = filesHook{}
+	_ containerstore.StartExplainer                       = filesHook{}
+	_ containerstore.Verifier                             = filesHook{}
+	_ containerstore.Readiness                            = filesHook{}
 )
 
 func (filesHook) Name() string { return "proxy" }
@@ -366,21 +366,26 @@ func http2Port(routes []executor.Route, port uint16) bool {
 	return false
 }
 
-func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+// The hook keeps its own copy of the instance (with this result's Init)
+// for the proxy's supervision and rotations: it reads what the earlier
+// steps gave, and host mode's addresses, which the store fills at the
+// Network step.
+func (f filesHook) Setup(ctx context.Context, logger lager.Logger, in containerstore.Instance) (containerstore.ProxyResult, error) {
 	h := f.h
+	inst := &in
 	if !proxied(inst) {
-		return nil
+		return containerstore.ProxyResult{}, nil
 	}
 	if len(inst.CertPEM) == 0 || inst.Credentials == nil {
-		return errors.New("no instance credentials to serve (the credentials hook must run first)")
+		return containerstore.ProxyResult{}, errors.New("no instance credentials to serve (the Credentials step must run first)")
 	}
 	if inst.User.UID == h.cfg.User.UID || inst.User.GID == h.cfg.User.GID {
-		return fmt.Errorf("the process user %d:%d shares the proxy's uid or gid (%d:%d): the app could read the proxy's files or signal it; run as another user",
+		return containerstore.ProxyResult{}, fmt.Errorf("the process user %d:%d shares the proxy's uid or gid (%d:%d): the app could read the proxy's files or signal it; run as another user",
 			inst.User.UID, inst.User.GID, h.cfg.User.UID, h.cfg.User.GID)
 	}
 	dir := h.dir(inst.GUID)
 	if err := proxyDir(dir, int(h.cfg.User.GID)); err != nil {
-		return err
+		return containerstore.ProxyResult{}, err
 	}
 	cfg := h.cfg.Proxy
 	cfg.NodeID = inst.GUID
@@ -395,25 +400,30 @@ func (f filesHook) Setup(ctx context.Context, logger lager.Logger, inst *contain
 		// The c2c secret first: the proxy refuses a bootstrap whose SDS
 		// files are missing.
 		if err := h.writeC2C(inst); err != nil {
-			return err
+			return containerstore.ProxyResult{}, err
 		}
 		mappings = append(mappings, proxyconfig.C2CMapping())
 	}
 	if err := proxyconfig.Write(dir, cfg, mappings, inst.ProxyAdminPort, inst.CertPEM, inst.KeyPEM, inst.Credentials.Serial); err != nil {
-		return fmt.Errorf("write proxy config: %w", err)
+		return containerstore.ProxyResult{}, fmt.Errorf("write proxy config: %w", err)
 	}
-	inst.Mounts = append(inst.Mounts,
-		containerstore.Mount{Source: dir, Destination: cfg.ConfigDir, ReadOnly: true},
-		binaryMount(h.cfg.HostBinary))
+	res := containerstore.ProxyResult{Mounts: []containerstore.Mount{
+		{Source: dir, Destination: cfg.ConfigDir, ReadOnly: true},
+		binaryMount(h.cfg.HostBinary)}}
 	if h.cfg.InitBinary != "" && underInit(inst) {
-		if err := f.setupInit(inst); err != nil {
-			return err
+		mounts, init, err := f.setupInit(inst)
+		if err != nil {
+			return containerstore.ProxyResult{}, err
 		}
+		res.Mounts = append(res.Mounts, mounts...)
+		res.Init = init
 	}
+	inst.Mounts = append(inst.Mounts, res.Mounts...)
+	inst.Init = res.Init
 	h.mu.Lock()
 	h.instances[inst.GUID] = &instance{inst: inst, serial: inst.Credentials.Serial}
 	h.mu.Unlock()
-	return nil
+	return res, nil
 }
 
 func (f filesHook) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
@@ -425,7 +435,9 @@ func (f filesHook) Teardown(ctx context.Context, logger lager.Logger, guid strin
 	return os.RemoveAll(f.h.dir(guid))
 }
 
-func (f filesHook) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+// Restore writes nothing of the instance: it keeps its copy, as Setup does.
+func (f filesHook) Restore(ctx context.Context, logger lager.Logger, in containerstore.Instance) (containerstore.ProxyResult, error) {
+	inst := &in
 	_, err := os.Stat(filepath.Join(f.h.dir(inst.GUID), proxyconfig.BootstrapFile))
 	if !proxied(inst) {
 		if err == nil {
@@ -436,10 +448,10 @@ func (f filesHook) Restore(ctx context.Context, logger lager.Logger, inst *conta
 			f.h.instances[inst.GUID] = &instance{inst: inst}
 			f.h.mu.Unlock()
 		}
-		return nil
+		return containerstore.ProxyResult{}, nil
 	}
 	if err != nil {
-		return fmt.Errorf("proxy files of %s: %w", inst.GUID, err)
+		return containerstore.ProxyResult{}, fmt.Errorf("proxy files of %s: %w", inst.GUID, err)
 	}
 	serial := ""
 	if inst.Credentials != nil {
@@ -448,7 +460,7 @@ func (f filesHook) Restore(ctx context.Context, logger lager.Logger, inst *conta
 	f.h.mu.Lock()
 	f.h.instances[inst.GUID] = &instance{inst: inst, serial: serial}
 	f.h.mu.Unlock()
-	return nil
+	return containerstore.ProxyResult{}, nil
 }
 
 func (f filesHook) CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(string) bool) error {

@@ -196,6 +196,22 @@ type fixture struct {
 
 	mu    sync.Mutex
 	exits []chan containerstore.Exit // one per Exec, in order
+
+	// adminPort, when set, replaces the admin port the ports step picks
+	// (a fake admin's), before the files step writes it.
+	adminPort uint16
+}
+
+// adminAt is a ports step whose admin port is port.
+type adminAt struct {
+	containerstore.SetupStep[containerstore.ProxyPortsResult]
+	port uint16
+}
+
+func (a adminAt) Setup(ctx context.Context, logger lager.Logger, in containerstore.Instance) (containerstore.ProxyPortsResult, error) {
+	res, err := a.SetupStep.Setup(ctx, logger, in)
+	res.AdminPort = a.port
+	return res, err
 }
 
 func newFixture(t *testing.T, clk clock.Clock, change func(*proxyhook.Config)) *fixture {
@@ -244,15 +260,16 @@ func (f *fixture) instance(t *testing.T, guid string, serial int64, hostPort uin
 	inst := &containerstore.Instance{GUID: guid, Request: executor.RunRequest{Ports: []uint16{8080}}, User: containerstore.User{UID: 2000, GID: 2000},
 		CertPEM: certPEM, KeyPEM: keyPEM, Credentials: &executor.CredentialInfo{Serial: serialText},
 		InternalIP: "127.0.0.1", ExternalIP: "127.0.0.1"}
-	ctx := context.Background()
-	if err := f.hook.PortsHook().Setup(ctx, f.logger, inst); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.hook.FilesHook().Setup(ctx, f.logger, inst); err != nil {
-		t.Fatal(err)
-	}
 	if hostPort != 0 {
+		// What the Network step, between the two, would have mapped.
 		inst.Ports = []executor.PortMapping{{ContainerPort: 8080, HostPort: 40000, ContainerTLSProxyPort: hostPort, HostTLSProxyPort: hostPort}}
+	}
+	p := containerstore.Pipeline{ProxyPorts: f.hook.PortsHook(), Proxy: f.hook.FilesHook()}
+	if f.adminPort != 0 {
+		p.ProxyPorts = adminAt{p.ProxyPorts, f.adminPort}
+	}
+	if err := p.Setup(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
 	}
 	return inst
 }
@@ -297,22 +314,23 @@ func TestPortsHookAllocatesDeterministically(t *testing.T) {
 	if err := v.ValidateRequest(&executor.RunRequest{Ports: []uint16{8080, 9090}}); err != nil {
 		t.Errorf("ValidateRequest: %v", err)
 	}
-	inst := &containerstore.Instance{GUID: "g1", Request: executor.RunRequest{Ports: []uint16{8080, 9090}}}
-	if err := ports.Setup(context.Background(), f.logger, inst); err != nil {
+	inst := containerstore.Instance{GUID: "g1", Request: executor.RunRequest{Ports: []uint16{8080, 9090}}}
+	res, err := ports.Setup(context.Background(), f.logger, inst)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if inst.ProxyPorts[8080] != 61001 || inst.ProxyPorts[9090] != 61002 || inst.ProxyAdminPort != 61003 {
-		t.Errorf("ports = %v admin %d, want 8080->61001, 9090->61002, admin 61003", inst.ProxyPorts, inst.ProxyAdminPort)
+	if res.Ports[8080] != 61001 || res.Ports[9090] != 61002 || res.AdminPort != 61003 {
+		t.Errorf("ports = %v admin %d, want 8080->61001, 9090->61002, admin 61003", res.Ports, res.AdminPort)
 	}
-	if inst.MemoryOverheadMB != 32 {
-		t.Errorf("MemoryOverheadMB = %d, want the configured 32", inst.MemoryOverheadMB)
+	if res.MemoryOverheadMB != 32 {
+		t.Errorf("MemoryOverheadMB = %d, want the configured 32", res.MemoryOverheadMB)
 	}
-	again := &containerstore.Instance{GUID: "g1", Request: inst.Request}
-	if err := ports.(containerstore.Restorer).Restore(context.Background(), f.logger, again); err != nil {
+	again, err := ports.(containerstore.Restorer[containerstore.ProxyPortsResult]).Restore(context.Background(), f.logger, inst)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(again.ProxyPorts, again.ProxyAdminPort) != fmt.Sprint(inst.ProxyPorts, inst.ProxyAdminPort) {
-		t.Errorf("Restore allocated %v %d, Setup %v %d", again.ProxyPorts, again.ProxyAdminPort, inst.ProxyPorts, inst.ProxyAdminPort)
+	if fmt.Sprint(again) != fmt.Sprint(res) {
+		t.Errorf("Restore allocated %v, Setup %v", again, res)
 	}
 }
 
@@ -321,8 +339,8 @@ func TestFilesHookWritesMountsRestoresAndRemoves(t *testing.T) {
 	files := f.hook.FilesHook()
 	ctx := context.Background()
 
-	bare := &containerstore.Instance{GUID: "g0", Request: executor.RunRequest{Ports: []uint16{8080}}}
-	if err := files.Setup(ctx, f.logger, bare); err == nil || !strings.Contains(err.Error(), "credentials hook must run first") {
+	bare := containerstore.Instance{GUID: "g0", Request: executor.RunRequest{Ports: []uint16{8080}}}
+	if _, err := files.Setup(ctx, f.logger, bare); err == nil || !strings.Contains(err.Error(), "Credentials step must run first") {
 		t.Errorf("Setup without credentials = %v, want the order named", err)
 	}
 
@@ -345,14 +363,14 @@ func TestFilesHookWritesMountsRestoresAndRemoves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restorer := restarted.FilesHook().(containerstore.Restorer)
-	if err := restorer.Restore(ctx, f.logger, &containerstore.Instance{GUID: "g1", Request: inst.Request, Credentials: inst.Credentials}); err != nil {
+	restorer := restarted.FilesHook().(containerstore.Restorer[containerstore.ProxyResult])
+	if _, err := restorer.Restore(ctx, f.logger, containerstore.Instance{GUID: "g1", Request: inst.Request, Credentials: inst.Credentials}); err != nil {
 		t.Errorf("Restore with files: %v", err)
 	}
-	if err := restorer.Restore(ctx, f.logger, &containerstore.Instance{GUID: "g2", Request: inst.Request}); err == nil {
+	if _, err := restorer.Restore(ctx, f.logger, containerstore.Instance{GUID: "g2", Request: inst.Request}); err == nil {
 		t.Error("Restore without files answered no error")
 	}
-	if err := restorer.Restore(ctx, f.logger, &containerstore.Instance{GUID: "g3"}); err != nil {
+	if _, err := restorer.Restore(ctx, f.logger, containerstore.Instance{GUID: "g3"}); err != nil {
 		t.Errorf("Restore of an instance without ports (no proxy): %v", err)
 	}
 

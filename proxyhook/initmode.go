@@ -47,28 +47,28 @@ func (h *Hook) runDir(guid string) string {
 	return filepath.Dir(containerstore.LogPath(h.cfg.DataDir, guid, executor.LogSourceProxy))
 }
 
-// setupInit makes inst's first process cellinit, which runs the proxy.
+// setupInit makes inst's first process cellinit, which runs the proxy: it
+// answers cellinit's mounts and the ProcessInit for the ProxyResult.
 // An initial state file (seq 0) marks the instance as run by cellinit for
 // an agent that adopts it, whatever its own configuration then says.
-func (f filesHook) setupInit(inst *containerstore.Instance) error {
+func (f filesHook) setupInit(inst *containerstore.Instance) ([]containerstore.Mount, *containerstore.ProcessInit, error) {
 	h := f.h
 	dir := h.runDir(inst.GUID)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := cellinit.WriteState(dir, cellinit.ProxyState{Phase: "starting"}); err != nil {
-		return fmt.Errorf("proxy state: %w", err)
+		return nil, nil, fmt.Errorf("proxy state: %w", err)
 	}
 	argv := proxyconfig.Command(binaryPath(h.cfg.HostBinary), h.cfg.Proxy)
-	inst.Mounts = append(inst.Mounts,
-		containerstore.Mount{Source: h.cfg.InitBinary, Destination: InitPath, ReadOnly: true},
-		containerstore.Mount{Source: dir, Destination: InitRunDir})
-	inst.Init = &containerstore.ProcessInit{Path: InitPath, Config: cellinit.Config{
+	mounts := []containerstore.Mount{
+		{Source: h.cfg.InitBinary, Destination: InitPath, ReadOnly: true},
+		{Source: dir, Destination: InitRunDir}}
+	return mounts, &containerstore.ProcessInit{Path: InitPath, Config: cellinit.Config{
 		Proxy: argv, ProxyUser: &cellinit.Cred{UID: h.cfg.User.UID, GID: h.cfg.User.GID}, ProxyNoFile: h.cfg.NoFile,
 		ProxyDropCaps: true, ProxyLog: InitRunDir + "/" + executor.LogSourceProxy + ".log", ProxyLogMaxBytes: h.cfg.LogMaxBytes,
 		StateDir: InitRunDir, MaxRestarts: h.cfg.MaxRestarts,
-	}}
-	return nil
+	}}, nil
 }
 
 // runByInit says whether guid's proxy is cellinit's: its state file exists.

@@ -157,7 +157,7 @@ func TestAdoptingARunningInitProxyWithPastRestartsUnroutesNothing(t *testing.T) 
 		t.Fatal(err)
 	}
 	adopted := &containerstore.Instance{GUID: "g1", Request: inst.Request, Ports: inst.Ports, InternalIP: inst.InternalIP, Credentials: inst.Credentials}
-	if err := f.hook.FilesHook().(containerstore.Restorer).Restore(context.Background(), f.logger, adopted); err != nil {
+	if err := (containerstore.Pipeline{Proxy: f.hook.FilesHook()}).Restore(context.Background(), f.logger, adopted); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.starter().Adopt(context.Background(), f.logger, adopted); err != nil {
@@ -239,10 +239,8 @@ func TestARootAppIsNotRunUnderTheInit(t *testing.T) {
 		inst := &containerstore.Instance{GUID: guid, Request: executor.RunRequest{Ports: []uint16{8080}}, User: u,
 			CertPEM: certPEM, KeyPEM: keyPEM, Credentials: &executor.CredentialInfo{Serial: serial},
 			InternalIP: "127.0.0.1", ExternalIP: "127.0.0.1"}
-		if err := f.hook.PortsHook().Setup(context.Background(), f.logger, inst); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.hook.FilesHook().Setup(context.Background(), f.logger, inst); err != nil {
+		p := containerstore.Pipeline{ProxyPorts: f.hook.PortsHook(), Proxy: f.hook.FilesHook()}
+		if err := p.Setup(context.Background(), f.logger, inst); err != nil {
 			t.Fatal(err)
 		}
 		if inst.Init != nil {

@@ -45,10 +45,11 @@ func setupWith(t *testing.T, hostBinary string, pc proxyconfig.Config, issue ...
 		CertPEM: caPEM, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 		Credentials: &executor.CredentialInfo{Serial: "7"}}
 	f := filesHook{h}
-	if err := f.Setup(context.Background(), lagertest.NewTestLogger("layout"), inst); err != nil {
+	res, err := f.Setup(context.Background(), lagertest.NewTestLogger("layout"), *inst)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return inst.Mounts, f.spec(inst), h.dir("g1")
+	return res.Mounts, f.spec(inst), h.dir("g1")
 }
 
 // Diego (executor depot/transformer/transformer.go and

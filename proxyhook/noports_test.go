@@ -87,10 +87,9 @@ func TestNoPortsNoProxy(t *testing.T) {
 		inst := &containerstore.Instance{GUID: guid, Request: executor.RunRequest{Ports: ports},
 			InternalIP: "127.0.0.1", ExternalIP: "127.0.0.1",
 			Credentials: &executor.CredentialInfo{Serial: "07"}, CertPEM: caPEM, KeyPEM: keyPEM}
-		for _, step := range []containerstore.SetupHook{h.PortsHook(), h.FilesHook()} {
-			if err := step.Setup(ctx, logger, inst); err != nil {
-				t.Fatalf("%s setup of %s: %v", step.Name(), guid, err)
-			}
+		p := containerstore.Pipeline{ProxyPorts: h.PortsHook(), Proxy: h.FilesHook()}
+		if err := p.Setup(ctx, logger, inst); err != nil {
+			t.Fatalf("setup of %s: %v", guid, err)
 		}
 		if err := h.FilesHook().(containerstore.Starter).Start(ctx, logger, inst); err != nil {
 			t.Fatalf("start proxy of %s: %v", guid, err)
@@ -121,7 +120,7 @@ func TestNoPortsNoProxy(t *testing.T) {
 		if err := h.FilesHook().(containerstore.Readiness).Ready(ctx, logger, inst); err != nil {
 			t.Errorf("ready: %v, want nothing to wait for", err)
 		}
-		if err := h.FilesHook().(containerstore.Restorer).Restore(ctx, logger, inst); err != nil {
+		if err := (containerstore.Pipeline{Proxy: h.FilesHook()}).Restore(ctx, logger, inst); err != nil {
 			t.Errorf("restore: %v, want nothing to restore", err)
 		}
 		if err := h.FilesHook().(containerstore.Starter).Adopt(ctx, logger, inst); err != nil {
@@ -175,7 +174,7 @@ func TestRotationOfAnEarlierProxyWithoutPorts(t *testing.T) {
 	inst := &containerstore.Instance{GUID: "g1", InternalIP: "127.0.0.1", ExternalIP: "127.0.0.1",
 		Credentials: &executor.CredentialInfo{Serial: "07"}}
 	files := h.FilesHook()
-	if err := files.(containerstore.Restorer).Restore(ctx, logger, inst); err != nil {
+	if err := (containerstore.Pipeline{Proxy: files}).Restore(ctx, logger, inst); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	if err := files.(containerstore.Starter).Adopt(ctx, logger, inst); err != nil {

@@ -118,7 +118,8 @@ func run(cfg config.Config) error {
 	}
 	overhead := 0
 	var usage func(string) *executor.MemoryUsage
-	var proxyPorts, proxyFiles containerstore.SetupHook
+	var proxyPorts containerstore.SetupStep[containerstore.ProxyPortsResult]
+	var proxyFiles containerstore.SetupStep[containerstore.ProxyResult]
 	if proxy != nil {
 		proxyPorts, proxyFiles = proxy.PortsHook(), proxy.FilesHook()
 		overhead = cfg.Proxy.MemoryOverheadMB

@@ -33,10 +33,10 @@ type Credentials struct {
 const SystemCertificatesPath = "/etc/cf-system-certificates"
 
 var (
-	_ containerstore.SetupHook        = (*Credentials)(nil)
-	_ containerstore.Restorer         = (*Credentials)(nil)
-	_ containerstore.OrphanCleaner    = (*Credentials)(nil)
-	_ containerstore.RequestValidator = (*Credentials)(nil)
+	_ containerstore.SetupStep[containerstore.CredentialsResult] = (*Credentials)(nil)
+	_ containerstore.Restorer[containerstore.CredentialsResult]  = (*Credentials)(nil)
+	_ containerstore.OrphanCleaner                               = (*Credentials)(nil)
+	_ containerstore.RequestValidator                            = (*Credentials)(nil)
 )
 
 func (h *Credentials) Name() string { return "credentials" }
@@ -51,7 +51,7 @@ func (h *Credentials) ValidateRequest(req *executor.RunRequest) error {
 	return nil
 }
 
-func identity(inst *containerstore.Instance) credmanager.Identity {
+func identity(inst containerstore.Instance) credmanager.Identity {
 	id := credmanager.Identity{GUID: inst.GUID, UID: int(inst.User.UID), GID: int(inst.User.GID)}
 	for _, s := range []string{inst.InternalIP, inst.InternalIPv6} {
 		if ip := net.ParseIP(s); ip != nil && !ip.IsLoopback() {
@@ -72,8 +72,8 @@ func CredentialInfo(c credmanager.Credential) *executor.CredentialInfo {
 	return &executor.CredentialInfo{Serial: c.Serial, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Rotations: c.Rotations}
 }
 
-func (h *Credentials) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
-	id := identity(inst)
+func (h *Credentials) Setup(ctx context.Context, logger lager.Logger, in containerstore.Instance) (containerstore.CredentialsResult, error) {
+	id := identity(in)
 	start := time.Now()
 	cred, err := h.Manager.Issue(logger, id)
 	if h.Observe != nil && err == nil {
@@ -81,33 +81,40 @@ func (h *Credentials) Setup(ctx context.Context, logger lager.Logger, inst *cont
 	}
 	if err != nil {
 		if errors.Is(err, credmanager.ErrInvalidCertificateProperties) {
-			return fmt.Errorf("%w: %v", executor.ErrInvalidRequest, err)
+			return containerstore.CredentialsResult{}, fmt.Errorf("%w: %v", executor.ErrInvalidRequest, err)
 		}
-		return err
+		return containerstore.CredentialsResult{}, err
 	}
 	if err := h.Manager.Track(logger, id, cred); err != nil {
-		return err
+		return containerstore.CredentialsResult{}, err
 	}
-	h.apply(inst, cred)
-	return nil
+	return h.result(in.GUID, cred), nil
 }
 
-func (h *Credentials) apply(inst *containerstore.Instance, cred credmanager.Credential) {
-	dir, _ := h.Manager.HostDir(inst.GUID)
-	inst.Mounts = append(inst.Mounts, containerstore.Mount{Source: dir, Destination: credmanager.ContainerPath, ReadOnly: true})
-	inst.Env = append(inst.Env,
-		"CF_INSTANCE_CERT="+path.Join(credmanager.ContainerPath, credmanager.CertFile),
-		"CF_INSTANCE_KEY="+path.Join(credmanager.ContainerPath, credmanager.KeyFile),
+// result mounts cred (and the trusted CAs) and names them in the
+// environment.
+func (h *Credentials) result(guid string, cred credmanager.Credential) containerstore.CredentialsResult {
+	dir, _ := h.Manager.HostDir(guid)
+	res := adopted(cred)
+	res.Mounts = []containerstore.Mount{{Source: dir, Destination: credmanager.ContainerPath, ReadOnly: true}}
+	res.Env = []string{
+		"CF_INSTANCE_CERT=" + path.Join(credmanager.ContainerPath, credmanager.CertFile),
+		"CF_INSTANCE_KEY=" + path.Join(credmanager.ContainerPath, credmanager.KeyFile),
 		// One file holding key and chain: the only way to read a pair that
 		// is guaranteed to match across a rotation with two plain opens.
-		"CF_INSTANCE_CERT_BUNDLE="+path.Join(credmanager.ContainerPath, credmanager.BundleFile),
-	)
-	if h.TrustedSystemCertificatesDir != "" {
-		inst.Mounts = append(inst.Mounts, containerstore.Mount{Source: h.TrustedSystemCertificatesDir, Destination: SystemCertificatesPath, ReadOnly: true})
-		inst.Env = append(inst.Env, "CF_SYSTEM_CERT_PATH="+SystemCertificatesPath)
+		"CF_INSTANCE_CERT_BUNDLE=" + path.Join(credmanager.ContainerPath, credmanager.BundleFile),
 	}
-	inst.Credentials = CredentialInfo(cred)
-	inst.CertPEM, inst.KeyPEM = cred.CertPEM, cred.KeyPEM
+	if h.TrustedSystemCertificatesDir != "" {
+		res.Mounts = append(res.Mounts, containerstore.Mount{Source: h.TrustedSystemCertificatesDir, Destination: SystemCertificatesPath, ReadOnly: true})
+		res.Env = append(res.Env, "CF_SYSTEM_CERT_PATH="+SystemCertificatesPath)
+	}
+	return res
+}
+
+// adopted is the result of a restore: the credential, no mounts (the
+// container has them).
+func adopted(cred credmanager.Credential) containerstore.CredentialsResult {
+	return containerstore.CredentialsResult{Info: CredentialInfo(cred), CertPEM: cred.CertPEM, KeyPEM: cred.KeyPEM}
 }
 
 func (h *Credentials) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
@@ -115,15 +122,12 @@ func (h *Credentials) Teardown(ctx context.Context, logger lager.Logger, guid st
 	return h.Manager.Remove(logger, guid)
 }
 
-func (h *Credentials) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
-	id := identity(inst)
-	cred, err := h.Manager.Adopt(logger, id)
+func (h *Credentials) Restore(ctx context.Context, logger lager.Logger, in containerstore.Instance) (containerstore.CredentialsResult, error) {
+	cred, err := h.Manager.Adopt(logger, identity(in))
 	if err != nil {
-		return err
+		return containerstore.CredentialsResult{}, err
 	}
-	inst.Credentials = CredentialInfo(cred)
-	inst.CertPEM, inst.KeyPEM = cred.CertPEM, cred.KeyPEM
-	return nil
+	return adopted(cred), nil
 }
 
 func (h *Credentials) CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(string) bool) error {

@@ -30,7 +30,7 @@ var _ = Describe("Credentials", func() {
 	setup := func(h *adapters.Credentials) *containerstore.Instance {
 		inst := &containerstore.Instance{GUID: "guid-1",
 			User: containerstore.User{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}}
-		Expect(h.Setup(context.Background(), logger, inst)).To(Succeed())
+		Expect(containerstore.Pipeline{Credentials: h}.Setup(context.Background(), logger, inst)).To(Succeed())
 		DeferCleanup(func() { _ = h.Teardown(context.Background(), logger, "guid-1") })
 		return inst
 	}
@@ -48,7 +48,7 @@ var _ = Describe("Credentials", func() {
 		h := &adapters.Credentials{Manager: manager()}
 		inst := setup(h)
 		restored := &containerstore.Instance{GUID: inst.GUID, User: inst.User}
-		Expect(h.Restore(context.Background(), logger, restored)).To(Succeed())
+		Expect(containerstore.Pipeline{Credentials: h}.Restore(context.Background(), logger, restored)).To(Succeed())
 		Expect(restored.Credentials).To(Equal(inst.Credentials))
 		Expect(restored.CertPEM).To(Equal(inst.CertPEM))
 	})

@@ -36,16 +36,16 @@ type Downloads struct {
 }
 
 var (
-	_ containerstore.SetupHook     = (*Downloads)(nil)
-	_ containerstore.OrphanCleaner = (*Downloads)(nil)
+	_ containerstore.SetupStep[containerstore.DownloadsResult] = (*Downloads)(nil)
+	_ containerstore.OrphanCleaner                             = (*Downloads)(nil)
 )
 
 func (d *Downloads) Name() string { return "downloads" }
 
-func (d *Downloads) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) (retErr error) {
+func (d *Downloads) Setup(ctx context.Context, logger lager.Logger, inst containerstore.Instance) (_ containerstore.DownloadsResult, retErr error) {
 	req := &inst.Request
 	if req.Setup == nil && len(req.CachedDependencies) == 0 {
-		return nil
+		return containerstore.DownloadsResult{}, nil
 	}
 	logger = logger.Session("downloads")
 	log := io.Writer(io.Discard)
@@ -65,11 +65,11 @@ func (d *Downloads) Setup(ctx context.Context, logger lager.Logger, inst *contai
 	runner := &downloads.Runner{Cache: d.Cache, Log: log, Limiter: d.Limiter}
 	mounts, err := d.cachedDependencies(ctx, logger, inst.GUID, req.CachedDependencies, runner)
 	if err != nil {
-		return err
+		return containerstore.DownloadsResult{}, err
 	}
 	if req.Setup != nil {
 		if d.Rootfs == nil {
-			return errors.New("this agent's runtime cannot write into a container's filesystem: setup is not supported")
+			return containerstore.DownloadsResult{}, errors.New("this agent's runtime cannot write into a container's filesystem: setup is not supported")
 		}
 		lim := d.Limits
 		if disk := int64(inst.DiskMB) << 20; disk > 0 && disk < lim.MaxBytes {
@@ -82,11 +82,10 @@ func (d *Downloads) Setup(ctx context.Context, logger lager.Logger, inst *contai
 			return runner.Run(ctx, logger, req.Setup)
 		})
 		if err != nil {
-			return err
+			return containerstore.DownloadsResult{}, err
 		}
 	}
-	inst.Mounts = append(inst.Mounts, mounts...)
-	return nil
+	return containerstore.DownloadsResult{Mounts: mounts}, nil
 }
 
 // cachedDependencies fetches the dependencies at once (as Diego's

@@ -93,7 +93,7 @@ var _ = Describe("Downloads", func() {
 
 	It("extracts the setup under the process user's home, owned by the user, and mounts the cached dependencies read-only", func() {
 		in := inst()
-		Expect(hook.Setup(context.Background(), lagertest.NewTestLogger("t"), in)).To(Succeed())
+		Expect(containerstore.Pipeline{Downloads: hook}.Setup(context.Background(), lagertest.NewTestLogger("t"), in)).To(Succeed())
 		Expect(os.ReadFile(filepath.Join(rootfs, "home/vcap/app/run"))).To(Equal([]byte("droplet")))
 		if os.Geteuid() == 0 {
 			fi, err := os.Stat(filepath.Join(rootfs, "home/vcap/app/run"))
@@ -109,7 +109,7 @@ var _ = Describe("Downloads", func() {
 	It("fails the step, mounting nothing, when a download fails, and names it", func() {
 		in := inst()
 		in.Request.Setup.Download.From = base + "/missing.tgz"
-		err := hook.Setup(context.Background(), lagertest.NewTestLogger("t"), in)
+		err := containerstore.Pipeline{Downloads: hook}.Setup(context.Background(), lagertest.NewTestLogger("t"), in)
 		Expect(err).To(MatchError(ContainSubstring("downloading droplet failed: GET " + base + "/missing.tgz: status 404")))
 		Expect(in.Mounts).To(BeEmpty())
 	})
@@ -118,10 +118,10 @@ var _ = Describe("Downloads", func() {
 		hook.Limits.MaxBytes = 1 << 30
 		in := inst()
 		in.Request.Setup.Download.From = base + "/big.tgz"
-		err := hook.Setup(context.Background(), lagertest.NewTestLogger("t"), in)
+		err := containerstore.Pipeline{Downloads: hook}.Setup(context.Background(), lagertest.NewTestLogger("t"), in)
 		Expect(err).To(MatchError(ContainSubstring("extract to more than 1048576 bytes")))
 		in.DiskMB = 2
-		Expect(hook.Setup(context.Background(), lagertest.NewTestLogger("t"), in)).To(Succeed())
+		Expect(containerstore.Pipeline{Downloads: hook}.Setup(context.Background(), lagertest.NewTestLogger("t"), in)).To(Succeed())
 	})
 
 	It("bounds parallel setup downloads by one shared disk_mb", func() {
@@ -131,9 +131,9 @@ var _ = Describe("Downloads", func() {
 			return executor.SetupAction{Download: &executor.DownloadAction{From: base + "/half.tgz", To: to}}
 		}
 		in.Request.Setup = &executor.SetupAction{Parallel: []executor.SetupAction{half("a"), half("b")}}
-		err := hook.Setup(context.Background(), lagertest.NewTestLogger("t"), in)
+		err := containerstore.Pipeline{Downloads: hook}.Setup(context.Background(), lagertest.NewTestLogger("t"), in)
 		Expect(err).To(MatchError(ContainSubstring("the downloads extract to more than 1048576 bytes")))
 		in.DiskMB = 2
-		Expect(hook.Setup(context.Background(), lagertest.NewTestLogger("t"), in)).To(Succeed())
+		Expect(containerstore.Pipeline{Downloads: hook}.Setup(context.Background(), lagertest.NewTestLogger("t"), in)).To(Succeed())
 	})
 })

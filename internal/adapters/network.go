@@ -19,11 +19,11 @@ type Network struct {
 }
 
 var (
-	_ containerstore.SetupHook        = (*Network)(nil)
-	_ containerstore.Restorer         = (*Network)(nil)
-	_ containerstore.OrphanCleaner    = (*Network)(nil)
-	_ containerstore.RequestValidator = (*Network)(nil)
-	_ containerstore.HostPortChecker  = (*Network)(nil)
+	_ containerstore.SetupStep[containerstore.NetworkResult] = (*Network)(nil)
+	_ containerstore.Restorer[containerstore.NetworkResult]  = (*Network)(nil)
+	_ containerstore.OrphanCleaner                           = (*Network)(nil)
+	_ containerstore.RequestValidator                        = (*Network)(nil)
+	_ containerstore.HostPortChecker                         = (*Network)(nil)
 )
 
 func (h *Network) Name() string { return "network" }
@@ -52,58 +52,57 @@ func (h *Network) CheckHostPorts(need int) error {
 	return nil
 }
 
-func (h *Network) Setup(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
-	res, err := h.Manager.SetupFiltered(ctx, logger, inst.GUID, inst.ContainerPorts(), network.FilterSpecOf(&inst.Request))
+func (h *Network) Setup(ctx context.Context, logger lager.Logger, in containerstore.Instance) (containerstore.NetworkResult, error) {
+	res, err := h.Manager.SetupFiltered(ctx, logger, in.GUID, in.ContainerPorts(), network.FilterSpecOf(&in.Request))
 	if err != nil {
 		if errors.Is(err, network.ErrInsufficientPorts) || errors.Is(err, network.ErrPortInUse) {
-			return fmt.Errorf("%w: %v", executor.ErrInsufficientResources, err)
+			return containerstore.NetworkResult{}, fmt.Errorf("%w: %v", executor.ErrInsufficientResources, err)
 		}
-		return err
+		return containerstore.NetworkResult{}, err
 	}
-	applyNetwork(inst, res)
-	return nil
+	return networkResult(&in, res), nil
 }
 
 func (h *Network) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
 	return h.Manager.Teardown(ctx, logger, guid)
 }
 
-func (h *Network) Restore(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
-	res, err := h.Manager.Restore(logger, inst.GUID)
+func (h *Network) Restore(ctx context.Context, logger lager.Logger, in containerstore.Instance) (containerstore.NetworkResult, error) {
+	res, err := h.Manager.Restore(logger, in.GUID)
 	if err != nil {
-		return err
+		return containerstore.NetworkResult{}, err
 	}
-	applyNetwork(inst, res)
-	return nil
+	return networkResult(&in, res), nil
 }
 
 func (h *Network) CleanupOrphans(ctx context.Context, logger lager.Logger, keep func(string) bool) error {
 	return h.Manager.CleanupOrphans(ctx, logger, keep)
 }
 
-// applyNetwork copies a network result into the instance, pairing each app port
-// with its proxy port's mapping.
-func applyNetwork(inst *containerstore.Instance, res network.Result) {
-	inst.NetNSPath = res.NetNSPath
+// networkResult is the step's result of a network result for in, pairing
+// each app port with its proxy port's mapping.
+func networkResult(in *containerstore.Instance, res network.Result) containerstore.NetworkResult {
+	out := containerstore.NetworkResult{NetNSPath: res.NetNSPath}
 	if res.IPv4 != nil {
-		inst.InternalIP = res.IPv4.String()
+		out.InternalIP = res.IPv4.String()
 	}
 	if res.IPv6 != nil {
-		inst.InternalIPv6 = res.IPv6.String()
+		out.InternalIPv6 = res.IPv6.String()
 	}
 	if res.ExternalIP != nil {
-		inst.ExternalIP = res.ExternalIP.String()
+		out.ExternalIP = res.ExternalIP.String()
 	}
 	host := map[uint16]uint16{}
 	for _, p := range res.Ports {
 		host[p.ContainerPort] = p.HostPort
 	}
-	inst.Ports = make([]executor.PortMapping, 0, len(inst.Request.Ports))
-	for _, p := range inst.Request.Ports {
+	out.Ports = make([]executor.PortMapping, 0, len(in.Request.Ports))
+	for _, p := range in.Request.Ports {
 		m := executor.PortMapping{ContainerPort: p, HostPort: host[p]}
-		if pp, ok := inst.ProxyPorts[p]; ok {
+		if pp, ok := in.ProxyPorts[p]; ok {
 			m.ContainerTLSProxyPort, m.HostTLSProxyPort = pp, host[pp]
 		}
-		inst.Ports = append(inst.Ports, m)
+		out.Ports = append(out.Ports, m)
 	}
+	return out
 }

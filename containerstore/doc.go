@@ -19,11 +19,19 @@
 // release the reservation.
 //
 // Pipeline (pipeline.go) names each step in a field; the field order is
-// the step order, with the reason for each position beside it. The steps
-// are this package's interfaces (SetupHook, RouteHook, ...); the ones
-// binding credmanager, containerstore/network and routeemitter live in
-// internal/adapters, proxyhook binds itself, and cmd/cellagent/wire.go
-// fills the Pipeline once. None of those lower packages imports this one.
+// the step order, with the reason for each position beside it. Each field
+// is a SetupStep[R] with a result type of its own (NetworkResult,
+// ProxyResult, ...), Nomad's hook request and response: a step's Setup
+// and Restore read a copy of the Instance as the earlier steps left it and
+// answer their result, which the store merges into the Instance (only
+// that step's fields: pipeline_internal_test checks which). No step holds
+// or writes the Instance, and a field takes only a step of its kind, so
+// the compiler checks the order. The optional interfaces (Starter,
+// Readiness, Verifier, OrphanCleaner, ...) are asked of the steps; Routes
+// is a RouteHook. The steps binding credmanager, containerstore/network
+// and routeemitter live in internal/adapters, proxyhook binds itself, and
+// cmd/cellagent/wire.go fills the Pipeline once. None of those lower
+// packages imports this one.
 //
 // Notices (notices.go): the parts that run beside the store (the proxy's
 // supervisor and rotations, the credential manager's rotations and expiry)

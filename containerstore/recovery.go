@@ -203,7 +203,7 @@ func (s *Store) markCompleted(c *container, result executor.RunResult) {
 	s.publishCompleted(c.info.GUID, result.FailureReason, &snap)
 }
 
-// adopt re-attaches to a running task and restores the hooks' state.
+// adopt re-attaches to a running task and restores the steps' results.
 func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, rec record) error {
 	inst := &Instance{GUID: c.info.GUID, Request: rec.Request, User: rec.User, NetNSPath: rec.NetNSPath,
 		InternalIP: rec.Container.InternalIP, ExternalIP: rec.Container.ExternalIP, Ports: rec.Container.Ports,

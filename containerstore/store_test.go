@@ -51,7 +51,7 @@ func (c coveringReadiness) CoversTCP(_ *containerstore.Instance, port uint16) bo
 	return c.covers[port]
 }
 
-// starterHook is a SetupHook with a process of its own (as the proxy's),
+// starterHook is a Proxy step with a process of its own (as the proxy's),
 // whose Start runs start.
 type starterHook struct {
 	*containerstorefakes.FakeStep[containerstore.ProxyResult]

@@ -1,6 +1,9 @@
 // Package proxyhook runs the TLS proxy beside each app: it picks the proxy
-// ports (before the network maps host ports), writes the Envoy-compatible
-// files (after the credentials exist), mounts them and the proxy binary,
+// ports (the Pipeline's ProxyPorts step, before the network maps host
+// ports), writes the Envoy-compatible files (its Proxy step, after the
+// credentials exist; each step answers its typed result, which the store
+// merges, and the hook keeps its own copy of the instance it read),
+// mounts them and the proxy binary,
 // starts the proxy inside the container (containerd exec) right after the
 // app, restarts it with backoff when it dies, rewrites its certificate on
 // every rotation and confirms that the new serial is served (cellproxy:

@@ -1,8 +1,9 @@
 // Package adapters binds the lower packages to the container store: each
-// type implements the store's own interfaces (containerstore.SetupHook,
-// Restorer, OrphanCleaner, RequestValidator, RouteHook, RouteRecoverer)
-// over one package's manager, and translates between the store's Instance
-// and that package's types:
+// type implements the store's own interfaces (containerstore.SetupStep and
+// Restorer of its step's result type, OrphanCleaner, RequestValidator,
+// RouteHook, RouteRecoverer) over one package's manager, and translates
+// between the store's Instance (read) and results and that package's
+// types:
 //
 //   - Credentials: credmanager (issue, mount, track rotation, remove);
 //     CredentialNotifier tells the store about rotations and expiry (by

@@ -10,8 +10,9 @@ import (
 
 // Instance is the working set of one container's start. The store fills
 // GUID, Request, User and DiskMB; it merges the Pipeline's steps' results
-// into the rest, in its field order (pipeline.go). A step never holds it:
-// it reads a copy.
+// into the rest, in its field order (pipeline.go). A step's Setup and
+// Restore read a copy; the later calls (Starter, Readiness, Verifier,
+// RouteHook) get the store's instance, which they must not write.
 type Instance struct {
 	GUID    string
 	Request executor.RunRequest
@@ -24,7 +25,8 @@ type Instance struct {
 	ProxyPorts     map[uint16]uint16
 	ProxyAdminPort uint16
 
-	// NetworkResult; in host mode the store fills them.
+	// NetworkResult; in host mode the store fills the empty ones at the
+	// Network step (defaultHostNetwork), before the later steps read them.
 	NetNSPath    string
 	InternalIP   string
 	InternalIPv6 string

@@ -451,6 +451,9 @@ func (s *Store) notifyStopping(logger lager.Logger, guid string) {
 	}
 }
 
+// defaultHostNetwork fills what a host-mode (or missing) Network step left
+// empty: the host's addresses, and each app port at the same host port.
+// runSetup calls it right after the Network step.
 func (s *Store) defaultHostNetwork(inst *Instance) {
 	if inst.InternalIP == "" {
 		inst.InternalIP = "127.0.0.1"

@@ -366,6 +366,8 @@ func http2Port(routes []executor.Route, port uint16) bool {
 	return false
 }
 
+// Setup writes the proxy's files and answers their mounts, and cellinit's
+// with the first process when the proxy runs under it (ProxyResult).
 // The hook keeps its own copy of the instance (with this result's Init)
 // for the proxy's supervision and rotations: it reads what the earlier
 // steps gave, and host mode's addresses, which the store fills at the

@@ -119,6 +119,11 @@ type Hook struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed bool
+
+	// watch wakes cellinit-run proxies' supervisors (nil: they poll);
+	// made by the first of them (stateWatch), under mu.
+	watch       *stateWatch
+	watchFailed bool
 }
 
 // instance is what the hook knows of one container's proxy.
@@ -186,11 +191,29 @@ func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (
 		ctx: ctx, cancel: cancel}, nil
 }
 
+// stateWatch answers the hook's state watch, started by the first
+// supervisor of a cellinit-run proxy (nil where inotify is unavailable:
+// supervisors then poll). Call it from a supervisor, which holds h.wg.
+func (h *Hook) stateWatch() *stateWatch {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.watch == nil && !h.watchFailed && !h.closed {
+		w, err := newStateWatch(&h.wg)
+		if err != nil {
+			h.watchFailed = true
+			h.logger.Info("state-watch-unavailable", lager.Data{"error": err.Error(), "poll": h.cfg.StatePoll.String()})
+			return nil
+		}
+		h.watch = w
+	}
+	return h.watch
+}
+
 // Run (ifrit) owns the proxy supervisors: at its signal it ends every
 // one, without touching any proxy (they keep serving; the next agent
 // adopts them), and returns once their goroutines have returned. No
-// supervisor starts after that. Put it after the store in an ordered
-// grouper, so that it ends first.
+// supervisor starts after that. Put it before the store in an ordered
+// grouper, so that it ends after it.
 func (h *Hook) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	close(ready)
 	<-signals
@@ -214,6 +237,12 @@ func (h *Hook) Shutdown() {
 		close(sup.stop) // first: a wait cut by cancel below is then no exit
 	}
 	h.cancel()
+	h.mu.Lock()
+	w := h.watch
+	h.mu.Unlock()
+	if w != nil {
+		w.close()
+	}
 	h.wg.Wait()
 }
 

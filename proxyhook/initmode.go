@@ -21,9 +21,11 @@ import (
 // see internal/cellinit). The proxy's log and cellinit's state file live
 // in the instance's log directory, mounted read-write at InitRunDir (root
 // only, mode 0750: a non-root app cannot enter it). The hook learns the
-// proxy's exits and restarts from the state file: it polls it (a stat per
-// StatePoll; the file is replaced on every change), also after an agent
-// restart, so adoption needs nothing from containerd. An app cellinit
+// proxy's exits and restarts from the state file (replaced on every
+// change): woken by one inotify watch for all instances (statewatch.go),
+// with a look every 30 StatePolls behind it, or polled every StatePoll
+// where inotify is unavailable; also after an agent restart, so adoption
+// needs nothing from containerd. An app cellinit
 // could not start is a start failure (StartError); a root app keeps the
 // proxy's runc exec (underInit).
 const (
@@ -100,7 +102,20 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 	h := f.h
 	logger := h.logger.Session("supervise-init", lager.Data{guidKey: guid})
 	path := filepath.Join(h.runDir(guid), cellinit.StateFile)
-	t := h.cfg.Clock.NewTicker(h.cfg.StatePoll)
+	// Woken by the state watch when the file is replaced, with a slow
+	// tick behind it; polled every StatePoll without the watch. The watch
+	// is made before the first look, so no change falls between them.
+	poll := h.cfg.StatePoll
+	var wake <-chan struct{}
+	if w := h.stateWatch(); w != nil {
+		if ch, remove, err := w.add(filepath.Dir(path)); err == nil {
+			defer remove()
+			wake, poll = ch, stateFallbackPolls*h.cfg.StatePoll
+		} else {
+			logger.Info("state-watch-unavailable", lager.Data{"error": err.Error(), "poll": h.cfg.StatePoll.String()})
+		}
+	}
+	t := h.cfg.Clock.NewTicker(poll)
 	defer t.Stop()
 	var seen fs.FileInfo
 	var last cellinit.ProxyState
@@ -124,9 +139,16 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 		case <-sup.stop:
 			return
 		case <-t.C():
+		case <-wake:
+			seen = nil // replaced: read it even if a reused inode and mtime look the same
 		}
 	}
 }
+
+// stateFallbackPolls is how many StatePolls pass between two looks at a
+// watched state file without an event (a lost event delays a change by at
+// most that, never hides it).
+const stateFallbackPolls = 30
 
 // initChanged acts on a new state; it answers true when supervision ends
 // (the instance failed). Polling may miss a state in between: a change of

@@ -78,7 +78,10 @@ func TestTheInitsProxyExitsRestartsAndFailureReachTheStore(t *testing.T) {
 	if err := f.starter().Start(context.Background(), f.logger, inst); err != nil {
 		t.Fatal(err)
 	}
-	tick := func() { clk.WaitForWatcherAndIncrement(time.Second) }
+	// The state watch wakes the supervisor; a tick stands for a poll where
+	// inotify is missing. Not WaitForWatcher: a supervisor that saw the
+	// final failed state has already returned with its ticker.
+	tick := func() { clk.Increment(time.Second) }
 	// readiness steps the clock until the reroute's readiness poll ran
 	// (the state ticker is a watcher too, so waiting for one proves
 	// nothing); bounded.
@@ -280,4 +283,31 @@ func TestStartErrorIsTheInitsRecordOfAnAppThatDidNotStart(t *testing.T) {
 	if err := ex.StartError("other", cellinit.AppStartFailed); err != nil {
 		t.Fatalf("an instance without cellinit: %v", err)
 	}
+}
+
+// Issue 16 (idle CPU at 500 instances): a replaced state file wakes its
+// supervisor through the hook's inotify watch; no poll is needed (the
+// fake clock never moves here, and the fallback tick is 30 polls away).
+func TestAReplacedStateFileIsSeenWithoutAPoll(t *testing.T) {
+	clk := fakeclock.NewFakeClock(time.Unix(1000, 0))
+	f := newInitFixture(t, clk)
+	inst := f.instance(t, "g1", 10, 0)
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	if err := cellinit.WriteState(runDir, cellinit.ProxyState{Seq: 1, Phase: cellinit.PhaseRunning, PID: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.starter().Start(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
+	}
+	clk.WaitForWatcherAndIncrement(0) // the supervisor runs, its watch made
+	// The app's log in the same directory wakes nothing.
+	if err := os.WriteFile(filepath.Join(runDir, "app.log"), []byte("hello\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	f.sink.none(t)
+	if err := cellinit.WriteState(runDir, cellinit.ProxyState{Seq: 2, Phase: cellinit.PhaseExited, Status: 1, Failures: 1, RestartInMS: 500}); err != nil {
+		t.Fatal(err)
+	}
+	f.sink.expect(t, "unroute g1", "publish proxy_restarted g1: proxy exited with status 1; restart 1 in 500ms")
+	f.starter().Stopping(f.logger, "g1")
 }

@@ -224,13 +224,13 @@ func DefaultConfig() Config {
 		host = "cell-1"
 	}
 	return Config{
-		CellID:     sanitizeID(host),
-		Zone:       "z1",
-		DataDir:    "/var/lib/cellagent",
+		CellID:  sanitizeID(host),
+		Zone:    "z1",
+		DataDir: "/var/lib/cellagent",
 		Containerd: Containerd{Socket: "/run/containerd/containerd.sock", Namespace: "cellagent", InsecureRegistries: []string{},
 			PullTimeout: Duration(10 * time.Minute)},
-		Listen:     Listen{Admin: "127.0.0.1:1800"},
-		Capacity:   Capacity{MaxContainers: 250},
+		Listen:   Listen{Admin: "127.0.0.1:1800"},
+		Capacity: Capacity{MaxContainers: 250},
 		PreloadedRootfs: map[string]string{
 			"busybox": "/var/lib/cellagent/rootfs/busybox",
 		},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -359,18 +358,7 @@ var _ = Describe("cellagent as a Diego cell", Ordered, func() {
 			task := fmt.Sprintf(`{"task_guid": %q, "domain": "cellagent-it", "rootfs": "preloaded:%s",
  "memory_mb": 32, "disk_mb": 32, "result_file": %q, "metric_tags": {"source_id": {"static": %q}},
  "action": {"run": {"path": "/bin/sh", "args": ["-c", %q], "user": "vcap"}}}`, guid, stack, resultFile, guid, script)
-			_, err := k.bbsctl(task, "desire-task")
-			Expect(err).NotTo(HaveOccurred())
-			_, err = k.bbsctl("", "wait-task", guid, "--state", "Completed", "--timeout", waitLong.String())
-			Expect(err).NotTo(HaveOccurred())
-			out, err := k.bbsctl("", "task", guid)
-			Expect(err).NotTo(HaveOccurred())
-			var got struct {
-				Failed        bool   `json:"failed"`
-				FailureReason string `json:"failure_reason"`
-				Result        string `json:"result"`
-			}
-			Expect(json.Unmarshal(out, &got)).To(Succeed())
+			got := k.runTask(task, guid)
 			Expect(got.Failed).To(Equal(failed))
 			Expect(got.FailureReason).To(ContainSubstring(reason))
 			Expect(got.Result).To(Equal(result))

@@ -2,7 +2,6 @@ package diego_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -115,18 +114,7 @@ var _ = Describe("cellagent as a Diego cell running docker images from a registr
  "result_file": "/tmp/r", "metric_tags": {"source_id": {"static": %q}},
  "action": {"run": {"path": "/bin/sh", "args": ["-c", "echo $IMAGE_GREETING > /tmp/r"], "user": "vcap"}}}`,
 			guid, "docker://"+repo+":v1", guid)
-		_, err := k.bbsctl(task, "desire-task")
-		Expect(err).NotTo(HaveOccurred())
-		_, err = k.bbsctl("", "wait-task", guid, "--state", "Completed", "--timeout", waitLong.String())
-		Expect(err).NotTo(HaveOccurred())
-		out, err := k.bbsctl("", "task", guid)
-		Expect(err).NotTo(HaveOccurred())
-		var got struct {
-			Failed        bool   `json:"failed"`
-			FailureReason string `json:"failure_reason"`
-			Result        string `json:"result"`
-		}
-		Expect(json.Unmarshal(out, &got)).To(Succeed())
+		got := k.runTask(task, guid)
 		Expect(got.Failed).To(BeFalse(), got.FailureReason)
 		Expect(got.Result).To(Equal("from-the-image\n"))
 	})

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -146,18 +145,7 @@ func downloadSpecs(kf func() *kit, agentf func() *testagent.Agent) {
    {"download": {"artifact": "input", "from": "%s/input.tgz", "to": "/tmp/in", "user": "vcap", "checksum_algorithm": "sha256", "checksum_value": %q}},
    {"run": {"path": "/bin/sh", "args": ["-c", "cat /tmp/in/data/input.txt > /tmp/r"], "user": "vcap"}}]}}}`,
 			guid, stack, guid, base, sha256Of(input))
-		_, err := k.bbsctl(task, "desire-task")
-		Expect(err).NotTo(HaveOccurred())
-		_, err = k.bbsctl("", "wait-task", guid, "--state", "Completed", "--timeout", waitLong.String())
-		Expect(err).NotTo(HaveOccurred())
-		out, err := k.bbsctl("", "task", guid)
-		Expect(err).NotTo(HaveOccurred())
-		var got struct {
-			Failed        bool   `json:"failed"`
-			FailureReason string `json:"failure_reason"`
-			Result        string `json:"result"`
-		}
-		Expect(json.Unmarshal(out, &got)).To(Succeed())
+		got := k.runTask(task, guid)
 		Expect(got.FailureReason).To(BeEmpty())
 		Expect(got.Failed).To(BeFalse())
 		Expect(got.Result).To(Equal("from the download\n"))

@@ -306,3 +306,25 @@ func (k *kit) relaunchExited(names ...string) error {
 	}
 	return nil
 }
+
+// taskOutcome is how BBS completed a task.
+type taskOutcome struct {
+	Failed        bool   `json:"failed"`
+	FailureReason string `json:"failure_reason"`
+	Result        string `json:"result"`
+}
+
+// runTask desires task (the JSON bbsctl reads), waits until BBS has it
+// Completed and answers how it ended.
+func (k *kit) runTask(task, guid string) taskOutcome {
+	GinkgoHelper()
+	_, err := k.bbsctl(task, "desire-task")
+	Expect(err).NotTo(HaveOccurred())
+	_, err = k.bbsctl("", "wait-task", guid, "--state", "Completed", "--timeout", waitLong.String())
+	Expect(err).NotTo(HaveOccurred())
+	out, err := k.bbsctl("", "task", guid)
+	Expect(err).NotTo(HaveOccurred())
+	var got taskOutcome
+	Expect(json.Unmarshal(out, &got)).To(Succeed())
+	return got
+}

@@ -66,7 +66,7 @@ TOML
 build_binaries() {
   require_go
   mkdir -p "$BIN_DIR"
-  log "building cellagent, cellctl, cellproxy, cellinit and the demo app into $BIN_DIR"
+  log "building cellagent, cellctl, cellproxy, cellinit, cellagent-logger and the demo app into $BIN_DIR"
   (cd "$REPO_ROOT" && CGO_ENABLED=0 go build -o "$BIN_DIR/" ./cmd/... ./demo/...)
 }
 

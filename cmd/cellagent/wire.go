@@ -61,7 +61,7 @@ func run(cfg config.Config) error {
 	clk := clock.NewClock()
 	total := detectCapacity(logger, cfg)
 	rt, err := runtime.New(runtime.Config{Socket: cfg.Containerd.Socket, Namespace: cfg.Containerd.Namespace,
-		CellID: cfg.CellID, Preloaded: cfg.PreloadedRootfs, LoggerBinary: self,
+		CellID: cfg.CellID, Preloaded: cfg.PreloadedRootfs, LoggerBinary: loggerBinary(logger, self),
 		InsecureRegistries: cfg.Containerd.InsecureRegistries, PullTimeout: time.Duration(cfg.Containerd.PullTimeout)})
 	if err != nil {
 		return err

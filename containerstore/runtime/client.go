@@ -42,8 +42,9 @@ const (
 	labelLogin = "cellagent.login"
 	// PreloadedPrefix marks an image that is a configured rootfs directory.
 	PreloadedPrefix = "preloaded:"
-	// LoggerArg is the argument that makes the cellagent binary run as the
-	// shim's logging binary (see logdriver).
+	// LoggerArg names the log file among the logging binary's arguments;
+	// it also makes the cellagent binary run as that binary (cmd/cellagent,
+	// cmd/cellagent-logger).
 	LoggerArg = "cellagent-logger"
 )
 

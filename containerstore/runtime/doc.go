@@ -18,9 +18,10 @@
 // pulled image is used only once labelled checked after that: the record
 // containerd writes before the check is not (see usable).
 //
-// App output goes to a logging binary (cellagent itself, see logdriver)
-// that the containerd shim starts, so logs keep flowing while the agent is
-// down and no FIFO fills up behind a restarting agent.
+// App output goes to a logging binary (Config.LoggerBinary: cellagent-logger,
+// or cellagent itself; logfile.RunShimDriver) that the containerd shim
+// starts, so logs keep flowing while the agent is down and no FIFO fills
+// up behind a restarting agent.
 //
 // Cgroups reads the containers' memory and CPU figures and removes the
 // cgroups a killed `runc init` leaves, on cgroup v1 and v2 hosts alike;

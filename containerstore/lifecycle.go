@@ -495,16 +495,9 @@ func (s *Store) waitReady(ctx context.Context, logger lager.Logger, inst *Instan
 }
 
 // pollReady returns nil once everything is ready, or the last failure
-// when ctx ends.
-//
-// It polls every 5ms, then 10ms, then every 20ms for the first two seconds
-// and every 100ms after that. A doubling backoff (5, 10, 20, 40, 80ms)
-// checked ~155ms after the start when an app became ready at ~80ms: the
-// wait was a quarter of start-to-routable. A failed check here is a refused
-// connect (tens of microseconds), since the app's own check goes first.
+// when ctx ends. It waits readyPoll between attempts.
 func (s *Store) pollReady(ctx context.Context, inst *Instance) error {
 	start := s.deps.Clock.Now()
-	interval := 5 * time.Millisecond
 	for {
 		err := s.readyOnce(ctx, inst)
 		if err == nil {
@@ -513,15 +506,23 @@ func (s *Store) pollReady(ctx context.Context, inst *Instance) error {
 		select {
 		case <-ctx.Done():
 			return err
-		case <-s.deps.Clock.After(interval):
-		}
-		switch {
-		case s.deps.Clock.Since(start) >= 2*time.Second:
-			interval = 100 * time.Millisecond
-		case interval < 20*time.Millisecond:
-			interval *= 2
+		case <-s.deps.Clock.After(readyPoll(s.deps.Clock.Since(start))):
 		}
 	}
+}
+
+// readyPoll is the wait before the next readiness attempt, elapsed after
+// the first (right after the task started): an eighth of elapsed, between
+// 2 ms and 100 ms. The wait so adds at most an eighth to the time an
+// instance takes to get ready, however quick it is, and the attempts grow
+// with the logarithm of that time (~40 for 0.5 s), not linearly. The fixed
+// 5, 10, 20, 20 ms... schedule before it found the demo app and its proxy,
+// which answer ~20 ms after the task started, at +47 ms (p50, cellbench
+// start one at a time, issue 16); this one at +20 ms. A failed attempt is
+// a refused connect (tens of microseconds), since the app's own check goes
+// first.
+func readyPoll(elapsed time.Duration) time.Duration {
+	return min(max(elapsed/8, 2*time.Millisecond), 100*time.Millisecond)
 }
 
 // readyOnce runs the app's check first: it is a plain connect or request,

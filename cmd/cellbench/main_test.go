@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMain runs cellbench's main when the test binary is started as the
@@ -77,5 +78,15 @@ func TestRestartsByN(t *testing.T) {
 	got := restartsByN(runs)
 	if len(got) != 2 || len(got[0]) != 2 || len(got[1]) != 1 || got[1][0].AdoptedSeconds != 3 {
 		t.Errorf("restartsByN = %+v", got)
+	}
+}
+
+// A round's wall time ends at its last routable start, not its last PUT.
+func TestLastRoutable(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	starts := []time.Time{t0, t0.Add(10 * time.Millisecond), t0.Add(20 * time.Millisecond)}
+	took := []time.Duration{500 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
+	if got, want := lastRoutable(starts, took), t0.Add(500*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("lastRoutable = %v, want %v", got, want)
 	}
 }

@@ -39,6 +39,11 @@ type StartResults struct {
 	AgentConcP99   float64 `json:"agent_conc_p99_ms"`
 	RawConcRounds  []Dist  `json:"raw_conc_rounds"`
 	AgentConcRound []Dist  `json:"agent_conc_rounds"`
+	// InFlight is how many of a round's PUTs are in flight at once (Conc
+	// unless -inflight says fewer); AgentConcWallMS is each agent round's
+	// time from its first PUT to its last routable (start throughput).
+	InFlight        int       `json:"in_flight"`
+	AgentConcWallMS []float64 `json:"agent_conc_wall_ms"`
 	// Timeline of the last one-at-a-time start (explain), ms from the PUT.
 	Timeline []string `json:"timeline"`
 	// Timeline of the slowest start of the last concurrent round.
@@ -62,6 +67,7 @@ func cmdStart(args []string) error {
 	results := fs.String("results", "results.json", "results file")
 	n := fs.Int("n", 20, "sequential starts")
 	conc := fs.Int("c", 20, "concurrent starts per round")
+	inflight := fs.Int("inflight", 0, "PUTs in flight at once in an agent round (0: -c, all at once); fewer measures start throughput, as density's 10 in flight")
 	rounds := fs.Int("rounds", 3, "concurrent rounds")
 	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
 	var proxyInit *bool // unset: the config's default
@@ -78,7 +84,10 @@ func cmdStart(args []string) error {
 		return err
 	}
 	var sr StartResults
-	sr.Conc, sr.Rounds = *conc, *rounds
+	sr.Conc, sr.Rounds, sr.InFlight = *conc, *rounds, *conc
+	if *inflight > 0 && *inflight < *conc {
+		sr.InFlight = *inflight
+	}
 
 	progress("raw containerd create+start: %d one at a time, then %d rounds of %d at once", *n, *rounds, *conc)
 	rawSeq, rawRounds, err := benchRaw(dir, *n, *conc, *rounds)
@@ -132,12 +141,13 @@ func cmdStart(args []string) error {
 	stopProfile := asyncProfile(*results, a, 10, dir, "start-concurrent")
 	p50s, p99s = nil, nil
 	for r := 0; r < *rounds; r++ {
-		progress("agent: round %d/%d, %d PUTs at once", r+1, *rounds, *conc)
+		progress("agent: round %d/%d, %d PUTs, %d in flight", r+1, *rounds, *conc, sr.InFlight)
 		var guids []string
 		for i := 0; i < *conc; i++ {
 			guids = append(guids, fmt.Sprintf("c%d-%d", r, i))
 		}
-		took, starts, err := startManyAt(ctx, a, w, guids, *conc, 64)
+		roundStart := time.Now()
+		took, starts, err := startManyAt(ctx, a, w, guids, sr.InFlight, 64)
 		if err != nil {
 			recordError(*results, "start", fmt.Errorf("agent concurrent: %w", err))
 			return err
@@ -153,6 +163,9 @@ func cmdStart(args []string) error {
 		}
 		d := dist(took)
 		sr.AgentConcRound = append(sr.AgentConcRound, d)
+		wall := ms(lastRoutable(starts, took).Sub(roundStart))
+		sr.AgentConcWallMS = append(sr.AgentConcWallMS, wall)
+		progress("agent: round %d: all %d routable %.0f ms after its first PUT", r+1, *conc, wall)
 		p50s, p99s = append(p50s, d.P50), append(p99s, d.P99)
 		if err := deleteMany(ctx, a, guids, *conc); err != nil {
 			return err
@@ -166,6 +179,18 @@ func cmdStart(args []string) error {
 		r.Routes = rr
 		delete(r.Errors, "start")
 	})
+}
+
+// lastRoutable answers when the last of a round's starts became routable
+// (each start's PUT time plus its PUT -> routable).
+func lastRoutable(starts []time.Time, took []time.Duration) time.Time {
+	var last time.Time
+	for i := range starts {
+		if at := starts[i].Add(took[i]); at.After(last) {
+			last = at
+		}
+	}
+	return last
 }
 
 func workdir(d string) (string, error) {

@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Durability is what a write that returned survives.
@@ -48,6 +51,11 @@ func (d Durability) String() string {
 // WriteFile replaces path with data, mode perm, through a temporary file
 // in the same directory (".<name>.tmp-*", removed when the write fails;
 // one a crash left behind is never read as the file).
+//
+// It makes the system calls itself (open, fchmod, write, optionally fsync,
+// close, rename): an os.File around the temporary file added five more
+// (poller registration and its undoing), about a third of the time of a
+// NoSync write on tmpfs, where the agent's per-rotation files live.
 func WriteFile(path string, data []byte, perm fs.FileMode, d Durability) (retErr error) {
 	if d > SyncFileAndDir {
 		return fmt.Errorf("write %s: unknown %s", path, d)
@@ -56,32 +64,44 @@ func WriteFile(path string, data []byte, perm fs.FileMode, d Durability) (retErr
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	fd, tmp, err := createTemp(dir, name)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	closed := false
 	defer func() {
 		if retErr != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
+			if !closed {
+				_ = syscall.Close(fd)
+			}
+			_ = syscall.Unlink(tmp)
 		}
 	}()
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	// The mode is set on the descriptor, whatever the umask.
+	if err := ignoringEINTR(func() error { return syscall.Fchmod(fd, uint32(perm.Perm())) }); err != nil {
+		return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "chmod", Path: tmp, Err: err})
 	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	for rest := data; len(rest) > 0; {
+		n, err := syscall.Write(fd, rest)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "write", Path: tmp, Err: err})
+		}
+		rest = rest[n:]
 	}
 	if d >= SyncFile {
-		if err := f.Sync(); err != nil {
+		if err := ignoringEINTR(func() error { return syscall.Fsync(fd) }); err != nil {
 			return fmt.Errorf("sync %s: %w", path, err)
 		}
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	closed = true
+	if err := syscall.Close(fd); err != nil {
+		return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "close", Path: tmp, Err: err})
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if err := syscall.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, &os.LinkError{Op: "rename", Old: tmp, New: path, Err: err})
 	}
 	if d >= SyncFileAndDir {
 		if err := syncDir(dir); err != nil {
@@ -89,6 +109,32 @@ func WriteFile(path string, data []byte, perm fs.FileMode, d Durability) (retErr
 		}
 	}
 	return nil
+}
+
+// createTemp creates dir/.<name>.tmp-<random>, mode 0600, write only, as
+// os.CreateTemp names them.
+func createTemp(dir, name string) (int, string, error) {
+	var err error
+	for range 100 {
+		tmp := filepath.Join(dir, "."+name+".tmp-"+strconv.FormatUint(uint64(rand.Uint32()), 10))
+		var fd int
+		fd, err = syscall.Open(tmp, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+		if err == nil {
+			return fd, tmp, nil
+		}
+		if err != syscall.EEXIST && err != syscall.EINTR {
+			return -1, "", &fs.PathError{Op: "open", Path: tmp, Err: err}
+		}
+	}
+	return -1, "", fmt.Errorf("create a temporary file in %s: %w", dir, err)
+}
+
+func ignoringEINTR(fn func() error) error {
+	for {
+		if err := fn(); err != syscall.EINTR {
+			return err
+		}
+	}
 }
 
 // IsTemp answers whether name is a temporary file WriteFile makes (one a

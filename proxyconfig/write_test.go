@@ -206,6 +206,19 @@ var _ = Describe("generated files", func() {
 			Expect(err).To(MatchError(ContainSubstring("sds-id-cert-and-key.yaml")))
 			Expect(entries(dir)).To(BeEmpty())
 		})
+
+		It("is written the same for an issued pair (no pair check), identity and c2c, and needs a version", func() {
+			Expect(proxyconfig.WriteIssuedCertAndKey(dir, leafPEM, keyPEM, "serial-1")).To(Succeed())
+			expectGolden("sds-id-cert-and-key.golden", readFile(dir, proxyconfig.CertAndKeyFile))
+
+			other := GinkgoT().TempDir()
+			Expect(proxyconfig.WriteC2CCertAndKey(other, leafPEM, keyPEM, "c1")).To(Succeed())
+			Expect(proxyconfig.WriteIssuedC2CCertAndKey(dir, leafPEM, keyPEM, "c1")).To(Succeed())
+			Expect(readFile(dir, proxyconfig.C2CCertAndKeyFile)).To(Equal(readFile(other, proxyconfig.C2CCertAndKeyFile)))
+
+			Expect(proxyconfig.WriteIssuedCertAndKey(dir, leafPEM, keyPEM, "")).To(MatchError(ContainSubstring("empty version")))
+			Expect(proxyconfig.WriteIssuedC2CCertAndKey(dir, leafPEM, keyPEM, "")).To(MatchError(ContainSubstring("empty version")))
+		})
 	})
 
 	Describe("sds-id-validation-context.yaml", func() {

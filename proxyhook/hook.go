@@ -351,7 +351,7 @@ func (h *Hook) writeC2C(inst *containerstore.Instance) error {
 	if err != nil {
 		return fmt.Errorf("issue c2c certificate: %w", err)
 	}
-	return proxyconfig.WriteC2CCertAndKey(h.dir(inst.GUID), cred.CertPEM, cred.KeyPEM, cred.Serial)
+	return proxyconfig.WriteIssuedC2CCertAndKey(h.dir(inst.GUID), cred.CertPEM, cred.KeyPEM, cred.Serial)
 }
 
 // checkBinary accepts an executable file, or a directory holding one named

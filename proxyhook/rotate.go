@@ -45,7 +45,7 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 	if stopping {
 		return nil // draining: the proxy keeps refusing new handshakes
 	}
-	if err := proxyconfig.WriteCertAndKey(dir, cred.CertPEM, cred.KeyPEM, cred.Serial); err != nil {
+	if err := proxyconfig.WriteIssuedCertAndKey(dir, cred.CertPEM, cred.KeyPEM, cred.Serial); err != nil {
 		return fmt.Errorf("write proxy certificate: %w", err)
 	}
 	// The c2c certificate is renewed with the identity, as Diego's
@@ -69,7 +69,9 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 		h.notify(containerstore.Note{GUID: guid, Type: executor.EventRotationUnconfirmed, Message: err.Error()})
 		return fmt.Errorf("rotation not confirmed by the proxy: %w", err)
 	}
-	logger.Info("rotation-confirmed", lager.Data{guidKey: guid, "serial": cred.Serial, "by": by})
+	// Debug: credmanager's "rotated" is the rotation's line at info (one
+	// line per rotation; an unconfirmed one is logged as rotation-failed).
+	logger.Debug("rotation-confirmed", lager.Data{guidKey: guid, "serial": cred.Serial, "by": by})
 	return nil
 }
 

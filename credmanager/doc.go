@@ -71,7 +71,8 @@
 //
 // A tracked instance is rotated at a uniformly random point between 50% and
 // 70% of its certificate's lifetime (RotateFrom, RotateTo), drawn anew per
-// certificate. A failure (issuing, writing, or any Handler's error) is
+// certificate and rounded up to a whole second (rotations due in the same
+// second fire together). A failure (issuing, writing, or any Handler's error) is
 // retried after 1s, doubling up to 1m, never past the deadline: the expiry
 // of the newest certificate that every handler took. When the attempt at the
 // deadline fails too, the instance is untracked and every ExpiryHandler is

@@ -42,14 +42,25 @@ type instance struct {
 	next   time.Time          // guarded by Manager.mu; when the loop's timer fires
 }
 
-// rotationPoint is where in cred's lifetime a rotation is due, for u in [0,1).
+// rotationPoint is where in cred's lifetime a rotation is due, for u in
+// [0,1), rounded up to a whole second (unless that reaches NotAfter):
+// instances whose rotations fall in the same second are rotated together,
+// on one wake-up of the agent, as its health checks are. Each wake-up of
+// an idle agent has a cost of its own in the Go scheduler (threads woken,
+// sysmon polling until the agent is idle again): in the perf profile of
+// the rotation wave (issue 16) it was most of what the rotations' own
+// work cost again.
 func rotationPoint(cred Credential, u float64) time.Time {
 	issued := cred.NotBefore.Add(Backdate)
 	if !issued.Before(cred.NotAfter) {
 		issued = cred.NotBefore
 	}
 	life := cred.NotAfter.Sub(issued)
-	return issued.Add(time.Duration(float64(life) * (RotateFrom + (RotateTo-RotateFrom)*u)))
+	at := issued.Add(time.Duration(float64(life) * (RotateFrom + (RotateTo-RotateFrom)*u)))
+	if whole := at.Truncate(time.Second); whole.Before(at) && whole.Add(time.Second).Before(cred.NotAfter) {
+		at = whole.Add(time.Second)
+	}
+	return at
 }
 
 // newRetryBackoff is the delay between failed rotation attempts.

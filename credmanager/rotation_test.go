@@ -83,6 +83,16 @@ var _ = Describe("rotation", func() {
 		By("a 30s certificate (backdated 1m) rotates in the future, not at once")
 		short := credmanager.Credential{NotBefore: epoch.Add(-credmanager.Backdate), NotAfter: epoch.Add(30 * time.Second)}
 		Expect(credmanager.RotationPoint(short, 0)).To(Equal(epoch.Add(15 * time.Second)))
+
+		By("a point within a second is rounded up to the whole second, so rotations due in one second fire together")
+		odd := credmanager.Credential{NotBefore: epoch.Add(300*time.Millisecond - credmanager.Backdate), NotAfter: epoch.Add(300*time.Millisecond + 100*time.Hour)}
+		Expect(credmanager.RotationPoint(odd, 0)).To(Equal(epoch.Add(50*time.Hour + time.Second)))
+		other := credmanager.Credential{NotBefore: epoch.Add(900*time.Millisecond - credmanager.Backdate), NotAfter: epoch.Add(900*time.Millisecond + 100*time.Hour)}
+		Expect(credmanager.RotationPoint(other, 0)).To(Equal(credmanager.RotationPoint(odd, 0)))
+
+		By("unless the whole second is the expiry or after it")
+		tiny := credmanager.Credential{NotBefore: epoch.Add(300*time.Millisecond - credmanager.Backdate), NotAfter: epoch.Add(time.Second)}
+		Expect(credmanager.RotationPoint(tiny, 0)).To(Equal(epoch.Add(650 * time.Millisecond)))
 	})
 
 	It("backs off from 1s doubling to 1m", func() {
@@ -104,7 +114,7 @@ var _ = Describe("rotation", func() {
 		next := credmanager.NextRotation(m, "guid-1")
 		lo, hi := bounds(cred)
 		Expect(next).To(BeTemporally(">=", lo))
-		Expect(next).To(BeTemporally("<", hi))
+		Expect(next).To(BeTemporally("<=", hi))
 
 		advanceTo(next.Add(-time.Nanosecond))
 		Expect(e.clock.WatcherCount()).To(Equal(1), "not due yet")
@@ -133,7 +143,7 @@ var _ = Describe("rotation", func() {
 		next2 := credmanager.NextRotation(m, "guid-1")
 		lo, hi = bounds(rotated)
 		Expect(next2).To(BeTemporally(">=", lo))
-		Expect(next2).To(BeTemporally("<", hi))
+		Expect(next2).To(BeTemporally("<=", hi))
 		Expect(expiry.CredentialsExpiredCallCount()).To(BeZero())
 	})
 
@@ -153,7 +163,7 @@ var _ = Describe("rotation", func() {
 			next := credmanager.NextRotation(m, guid)
 			lo, hi := bounds(cred)
 			Expect(next).To(BeTemporally(">=", lo), guid)
-			Expect(next).To(BeTemporally("<", hi), guid)
+			Expect(next).To(BeTemporally("<=", hi), guid)
 			distinct[next] = true
 			if earliest.IsZero() || next.Before(earliest) {
 				earliest = next
@@ -411,7 +421,7 @@ var _ = Describe("rotation", func() {
 			lo, hi := bounds(cred)
 			next := credmanager.NextRotation(m2, "guid-1")
 			Expect(next).To(BeTemporally(">=", lo))
-			Expect(next).To(BeTemporally("<", hi))
+			Expect(next).To(BeTemporally("<=", hi))
 			advanceTo(next)
 			Eventually(handler.CredentialsRotatedCallCount).Should(Equal(1))
 			_, _, rotated := handler.CredentialsRotatedArgsForCall(0)

@@ -36,7 +36,7 @@
 // Notices (notices.go): the parts that run beside the store (the proxy's
 // supervisor and rotations, the credential manager's rotations and expiry)
 // never call it; they send typed notices (ProxyExited, ProxyRestarting,
-// ProxyServing, Failed, CredentialsRotated, Note) to its Inbox, made
+// ProxyServing, Liveness, Failed, CredentialsRotated, Note) to its Inbox, made
 // before them and the store. The store's Run loop hands each one to its
 // instance's lifecycle goroutine, which applies them in order with its
 // own health checks: it alone routes and unroutes a running instance. A

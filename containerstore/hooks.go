@@ -110,12 +110,14 @@ type Readiness interface {
 	Alive(ctx context.Context, logger lager.Logger, inst *Instance) error
 }
 
-// TCPCovering is a Readiness whose Alive also proves that the app accepts
-// TCP connections on some of its ports (cellproxy dials the app before it
-// answers a ClientHello); the health monitoring then skips a TCP check of
-// such a port instead of making a second connection for it.
-type TCPCovering interface {
-	CoversTCP(inst *Instance, port uint16) bool
+// CheckCovering is a Readiness whose Alive also answers for the app's own
+// check: it proves that the app accepts TCP connections on a port
+// (cellproxy dials the app before it answers a ClientHello), or the
+// check is run elsewhere and Alive answers its last result (cellinit runs
+// it in the container). The health monitoring then skips that check
+// instead of making a connection of its own for it.
+type CheckCovering interface {
+	CoversCheck(inst *Instance, check *executor.Check) bool
 }
 
 // RouteHook learns when an instance becomes routable and must unregister

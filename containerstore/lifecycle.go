@@ -276,7 +276,7 @@ func (s *Store) reattach(logger lager.Logger, c *container) (<-chan Exit, bool) 
 // routes or unroutes it by the answer.
 func (s *Store) checkHealth(logger lager.Logger, c *container) {
 	s.mu.Lock()
-	inst, state, routable, stopping := c.inst, c.info.State, c.info.Routable, c.stopping
+	inst, state, stopping := c.inst, c.info.State, c.stopping
 	s.mu.Unlock()
 	if inst == nil || state != executor.StateRunning || stopping {
 		return
@@ -284,6 +284,19 @@ func (s *Store) checkHealth(logger lager.Logger, c *container) {
 	ctx, cancel := context.WithTimeout(s.rootCtx, 5*time.Second)
 	err := s.aliveOnce(ctx, inst)
 	cancel()
+	s.healthAnswer(logger, c, err)
+}
+
+// healthAnswer unroutes a routable c whose liveness failed (err) and
+// routes a running c that is alive again; checkHealth and a Liveness
+// notice call it from c's lifecycle goroutine.
+func (s *Store) healthAnswer(logger lager.Logger, c *container, err error) {
+	s.mu.Lock()
+	inst, state, routable, stopping := c.inst, c.info.State, c.info.Routable, c.stopping
+	s.mu.Unlock()
+	if inst == nil || state != executor.StateRunning || stopping {
+		return
+	}
 	switch {
 	case err != nil && routable:
 		logger.Info("not-ready-unrouting", lager.Data{errorKey: err.Error()})
@@ -548,7 +561,7 @@ func (s *Store) aliveOnce(ctx context.Context, inst *Instance) error {
 		if err := r.Alive(ctx, s.logger, inst); err != nil {
 			return err
 		}
-		if c, ok := r.(TCPCovering); ok && check != nil && check.TCP != nil && c.CoversTCP(inst, check.TCP.Port) {
+		if c, ok := r.(CheckCovering); ok && check != nil && c.CoversCheck(inst, check) {
 			check = nil
 		}
 	}

@@ -2,6 +2,7 @@ package containerstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -31,6 +32,12 @@ type ProxyRestarting struct{ GUID, Message string }
 // verified and routed again.
 type ProxyServing struct{ GUID string }
 
+// Liveness: the instance's liveness checks, run outside the store (by
+// cellinit in the container), changed their answer: Err is why they fail,
+// empty when they pass again. The store unroutes or routes the instance as
+// its own health check's answer would (checkHealth).
+type Liveness struct{ GUID, Err string }
+
 // Failed: the instance cannot go on (its proxy keeps failing, its
 // certificate expired): it is stopped and completes failed with Code and
 // Reason, unless its app exited by itself first.
@@ -55,6 +62,7 @@ type Note struct{ GUID, Type, Message string }
 func (n ProxyExited) noticeGUID() string        { return n.GUID }
 func (n ProxyRestarting) noticeGUID() string    { return n.GUID }
 func (n ProxyServing) noticeGUID() string       { return n.GUID }
+func (n Liveness) noticeGUID() string           { return n.GUID }
 func (n Failed) noticeGUID() string             { return n.GUID }
 func (n CredentialsRotated) noticeGUID() string { return n.GUID }
 func (n Note) noticeGUID() string               { return n.GUID }
@@ -176,7 +184,7 @@ func (s *Store) applyNotices(logger lager.Logger, c *container) {
 func (s *Store) settleNotices(logger lager.Logger, c *container) {
 	for _, n := range c.notices.take() {
 		switch n.(type) {
-		case ProxyExited, ProxyServing:
+		case ProxyExited, ProxyServing, Liveness:
 			logger.Debug("notice-settled-by-route", lager.Data{"notice": fmt.Sprintf("%T", n)})
 		default:
 			s.apply(logger, c, n, true)
@@ -203,6 +211,14 @@ func (s *Store) apply(logger lager.Logger, c *container, n Notice, owner bool) {
 		s.mu.Unlock()
 		if owner && running {
 			s.route(logger.Session("reroute"), c)
+		}
+	case Liveness:
+		if owner {
+			var err error
+			if n.Err != "" {
+				err = errors.New(n.Err)
+			}
+			s.healthAnswer(logger, c, err)
 		}
 	case ProxyRestarting:
 		s.publish(executor.EventProxyRestarted, guid, n.Message, nil)

@@ -47,8 +47,8 @@ type coveringStep struct {
 	coveringReadiness
 }
 
-func (c coveringReadiness) CoversTCP(_ *containerstore.Instance, port uint16) bool {
-	return c.covers[port]
+func (c coveringReadiness) CoversCheck(_ *containerstore.Instance, check *executor.Check) bool {
+	return check.TCP != nil && c.covers[check.TCP.Port]
 }
 
 // starterHook is a Proxy step with a process of its own (as the proxy's),
@@ -1111,6 +1111,18 @@ var _ = Describe("Store", func() {
 			ready.AliveReturns(nil)
 			tick(ready.AliveCallCount() + 1)
 			Eventually(func() bool { return get("g1").Routable }).Should(BeTrue(), "ready again: routed again")
+		})
+
+		It("follows Liveness notices of checks run in the container: unroutes with their reason and routes again, without a check of its own", func() {
+			run()
+			dialed := accepted()
+			notify("g1", containerstore.Liveness{GUID: "g1", Err: "tcp check on 10.0.0.2:8080: connection refused"})
+			Expect(get("g1").Routable).To(BeFalse())
+			Expect(rec.all()).To(ContainElement(SatisfyAll(HaveField("Type", executor.EventContainerRoutable),
+				HaveField("Message", "not ready: tcp check on 10.0.0.2:8080: connection refused"))))
+			notify("g1", containerstore.Liveness{GUID: "g1"})
+			Expect(get("g1").Routable).To(BeTrue())
+			Expect(accepted()).To(Equal(dialed), "the store made no connection of its own")
 		})
 
 		Context("with a disk usage to measure", func() {

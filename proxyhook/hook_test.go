@@ -150,6 +150,8 @@ func (s *sink) Send(n containerstore.Notice) {
 		s.calls <- fmt.Sprintf("publish %s %s: %s", n.Type, n.GUID, n.Message)
 	case containerstore.Failed:
 		s.calls <- fmt.Sprintf("fail %s %s: %s", n.GUID, n.Code, n.Reason)
+	case containerstore.Liveness:
+		s.calls <- fmt.Sprintf("liveness %s: %s", n.GUID, n.Err)
 	default:
 		s.calls <- fmt.Sprintf("unexpected notice %#v", n)
 	}
@@ -555,7 +557,9 @@ func TestVerifyReadyAndAliveAsARouterWould(t *testing.T) {
 	if err := files.(containerstore.Readiness).Alive(ctx, f.logger, inst); err != nil {
 		t.Errorf("Alive: %v", err)
 	}
-	covering := files.(containerstore.TCPCovering)
+	covering := files.(interface {
+		CoversTCP(*containerstore.Instance, uint16) bool
+	})
 	if !covering.CoversTCP(inst, 8080) || covering.CoversTCP(inst, 9090) {
 		t.Error("CoversTCP: want true for the proxied port only")
 	}

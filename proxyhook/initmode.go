@@ -4,14 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/internal/atomicfile"
 	"github.com/cellagent/cellagent/internal/cellinit"
 	"github.com/cellagent/cellagent/proxyconfig"
 )
@@ -66,11 +69,65 @@ func (f filesHook) setupInit(inst *containerstore.Instance) ([]containerstore.Mo
 	mounts := []containerstore.Mount{
 		{Source: h.cfg.InitBinary, Destination: InitPath, ReadOnly: true},
 		{Source: dir, Destination: InitRunDir}}
-	return mounts, &containerstore.ProcessInit{Path: InitPath, Config: cellinit.Config{
+	cfg := cellinit.Config{
 		Proxy: argv, ProxyUser: &cellinit.Cred{UID: h.cfg.User.UID, GID: h.cfg.User.GID}, ProxyNoFile: h.cfg.NoFile,
 		ProxyDropCaps: true, ProxyLog: InitRunDir + "/" + executor.LogSourceProxy + ".log", ProxyLogMaxBytes: h.cfg.LogMaxBytes,
 		StateDir: InitRunDir, MaxRestarts: h.cfg.MaxRestarts,
-	}}, nil
+	}
+	if err := f.initHealth(inst, dir, &cfg); err != nil {
+		return nil, nil, err
+	}
+	return mounts, &containerstore.ProcessInit{Path: InitPath, Config: cfg}, nil
+}
+
+// healthHelloFile holds, in an instance's run directory, the ClientHello
+// cellinit's tls checks send.
+const healthHelloFile = "health-hello"
+
+// initHealth has cellinit run inst's liveness checks (HealthInterval):
+// what Alive and the store's app check did from the host, every interval
+// per instance, now inside the container, reported when the answer
+// changes (see internal/cellinit/health.go). A ClientHello to each proxy
+// port, made by the verifier as for probe and written to dir; the app's
+// own check unless a proxy's answer covers it (CoversTCP).
+func (f filesHook) initHealth(inst *containerstore.Instance, dir string, cfg *cellinit.Config) error {
+	h := f.h
+	if h.cfg.HealthInterval <= 0 {
+		return nil
+	}
+	var checks []cellinit.HealthCheck
+	if c := inst.Request.Check; c != nil && (c.TCP == nil || !f.CoversTCP(inst, c.TCP.Port)) {
+		switch {
+		case c.TCP != nil:
+			checks = append(checks, cellinit.HealthCheck{Kind: cellinit.CheckTCP,
+				Addr: net.JoinHostPort(inst.InternalIP, strconv.Itoa(int(c.TCP.Port)))})
+		case c.HTTP != nil:
+			target, err := executor.ParseCheckPath(c.HTTP.Path)
+			if err != nil {
+				return fmt.Errorf("http check: %w", err)
+			}
+			checks = append(checks, cellinit.HealthCheck{Kind: cellinit.CheckHTTP,
+				Addr: net.JoinHostPort(inst.InternalIP, strconv.Itoa(int(c.HTTP.Port))), Path: target.RequestURI()})
+		}
+	}
+	for _, m := range inst.Ports {
+		if m.ContainerTLSProxyPort != 0 {
+			checks = append(checks, cellinit.HealthCheck{Kind: cellinit.CheckTLS,
+				Addr: net.JoinHostPort(inst.InternalIP, strconv.Itoa(int(m.ContainerTLSProxyPort)))})
+		}
+	}
+	if len(checks) == 0 {
+		return nil
+	}
+	hello, err := h.verifier.clientHello(inst.GUID)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, healthHelloFile), hello, 0o600, atomicfile.NoSync); err != nil {
+		return fmt.Errorf("health check ClientHello: %w", err)
+	}
+	cfg.HealthInterval, cfg.HealthChecks, cfg.HealthHello = h.cfg.HealthInterval, checks, InitRunDir+"/"+healthHelloFile
+	return nil
 }
 
 // runByInit says whether guid's proxy is cellinit's: its state file exists.
@@ -127,6 +184,7 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 			case err != nil:
 				logger.Error("read-proxy-state", err)
 			case cur.Seq != last.Seq:
+				f.setInitHealth(guid, cur)
 				if done := f.initChanged(logger, guid, sup, last, cur, started || last.Seq > 0); done {
 					return
 				}
@@ -142,6 +200,16 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 		case <-wake:
 			seen = nil // replaced: read it even if a reused inode and mtime look the same
 		}
+	}
+}
+
+// setInitHealth keeps what cur says of cellinit's liveness checks for
+// Alive.
+func (f filesHook) setInitHealth(guid string, cur cellinit.ProxyState) {
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	if in, ok := f.h.instances[guid]; ok {
+		in.initChecks, in.unhealthy = cur.HealthChecks, cur.Unhealthy
 	}
 }
 
@@ -182,6 +250,12 @@ func (f filesHook) initChanged(logger lager.Logger, guid string, sup *supervisor
 	case newExit:
 		f.h.notify(containerstore.ProxyRestarting{GUID: guid,
 			Message: fmt.Sprintf("proxy exited with status %d; restart %d running", cur.Status, cur.Failures)})
+	}
+	if cur.HealthChecks && cur.Unhealthy != prev.Unhealthy {
+		// The checks' answer changed (or is first seen failing after an
+		// adoption): the store unroutes or routes as its own check would.
+		logger.Info("liveness-changed", lager.Data{"unhealthy": cur.Unhealthy})
+		f.h.notify(containerstore.Liveness{GUID: guid, Err: cur.Unhealthy})
 	}
 	if known && cur.Phase == cellinit.PhaseRunning && cur.Failures > 0 && cur.PID != prev.PID {
 		f.rerouteWhenReady(guid, sup)

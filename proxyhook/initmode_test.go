@@ -45,7 +45,8 @@ func TestWithAnInitTheProxyIsCellinitsChild(t *testing.T) {
 	}
 	c := in.Config
 	if c.Proxy[0] != proxyhook.BinaryPath || *c.ProxyUser != (cellinit.Cred{UID: f.cfg.User.UID, GID: f.cfg.User.GID}) || !c.ProxyDropCaps ||
-		c.ProxyNoFile == 0 || c.StateDir != proxyhook.InitRunDir || c.ProxyLog != proxyhook.InitRunDir+"/proxy.log" || c.MaxRestarts != f.cfg.MaxRestarts {
+		c.ProxyNoFile == 0 || c.StateDir != proxyhook.InitRunDir || c.ProxyLog != proxyhook.InitRunDir+"/proxy.log" || c.MaxRestarts != f.cfg.MaxRestarts ||
+		c.HealthInterval != 0 || len(c.HealthChecks) != 0 {
 		t.Fatalf("init config %+v", c)
 	}
 	if st, err := cellinit.ReadState(runDir); err != nil || st.Seq != 0 {
@@ -310,4 +311,71 @@ func TestAReplacedStateFileIsSeenWithoutAPoll(t *testing.T) {
 	}
 	f.sink.expect(t, "unroute g1", "publish proxy_restarted g1: proxy exited with status 1; restart 1 in 500ms")
 	f.starter().Stopping(f.logger, "g1")
+}
+
+// Issue 16 (idle CPU at 500 instances): with health monitoring on, cellinit
+// runs the instance's liveness checks in the container (the app's own
+// check and the agent's ClientHello to each proxy port); the hook passes
+// on changes of their answer and Alive answers the last one without a
+// connection of its own.
+func TestWithHealthMonitoringTheInitChecksAndAliveAnswersItsReport(t *testing.T) {
+	clk := fakeclock.NewFakeClock(time.Unix(1000, 0))
+	initBin := filepath.Join(t.TempDir(), "cellinit")
+	if err := os.WriteFile(initBin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, clk, func(c *proxyhook.Config) {
+		c.InitBinary, c.StatePoll, c.HealthInterval, c.UpstreamBeforeHandshake = initBin, time.Second, 30*time.Second, true
+	})
+	proxyPort := closedPort(t) // Alive would fail had it dialled
+	certPEM, keyPEM, _, serial := f.ca.leaf(t, "g1", 10)
+	check := &executor.Check{HTTP: &executor.HTTPCheck{Port: 8080, Path: "/health?deep=1"}}
+	inst := &containerstore.Instance{GUID: "g1", Request: executor.RunRequest{Ports: []uint16{8080}, Check: check},
+		User: containerstore.User{UID: 2000, GID: 2000}, CertPEM: certPEM, KeyPEM: keyPEM, Credentials: &executor.CredentialInfo{Serial: serial},
+		InternalIP: "10.0.0.2", ExternalIP: "127.0.0.1",
+		Ports: []executor.PortMapping{{ContainerPort: 8080, HostPort: 40000, ContainerTLSProxyPort: proxyPort, HostTLSProxyPort: proxyPort}}}
+	if err := (containerstore.Pipeline{ProxyPorts: f.hook.PortsHook(), Proxy: f.hook.FilesHook()}).Setup(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
+	}
+	c := inst.Init.Config
+	want := fmt.Sprintf("[http:10.0.0.2:8080/health?deep=1 tls:10.0.0.2:%d]", proxyPort)
+	if c.HealthInterval != 30*time.Second || fmt.Sprint(c.HealthChecks) != want || c.HealthHello != proxyhook.InitRunDir+"/health-hello" {
+		t.Fatalf("init health: every %s, checks %v, hello %q; want every 30s, checks %s", c.HealthInterval, c.HealthChecks, c.HealthHello, want)
+	}
+	c.App = []string{"/app/server"} // the store adds the app's command
+	if _, err := cellinit.Parse(c.Args()); err != nil {
+		t.Fatalf("cellinit refuses its command line: %v", err)
+	}
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	hello, err := os.ReadFile(filepath.Join(runDir, "health-hello"))
+	if err != nil || len(hello) < 5 || hello[0] != 22 {
+		t.Fatalf("ClientHello file %x (%v): want a TLS handshake record", hello, err)
+	}
+
+	write := func(st cellinit.ProxyState) {
+		t.Helper()
+		if err := cellinit.WriteState(runDir, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(cellinit.ProxyState{Seq: 1, Phase: cellinit.PhaseRunning, PID: 5, HealthChecks: true})
+	if err := f.starter().Start(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
+	}
+	defer f.starter().Stopping(f.logger, "g1")
+	readiness := f.hook.FilesHook().(containerstore.Readiness)
+	write(cellinit.ProxyState{Seq: 2, Phase: cellinit.PhaseRunning, PID: 5, HealthChecks: true, Unhealthy: "http check on http://10.0.0.2:8080/health?deep=1: status 503"})
+	f.sink.expect(t, "liveness g1: http check on http://10.0.0.2:8080/health?deep=1: status 503")
+	if err := readiness.Alive(context.Background(), f.logger, inst); err == nil || !strings.Contains(err.Error(), "status 503") {
+		t.Fatalf("Alive = %v, want cellinit's report", err)
+	}
+	if !f.hook.FilesHook().(containerstore.CheckCovering).CoversCheck(inst, check) {
+		t.Fatal("CoversCheck: the app's http check runs in cellinit")
+	}
+	write(cellinit.ProxyState{Seq: 3, Phase: cellinit.PhaseRunning, PID: 5, HealthChecks: true})
+	f.sink.expect(t, "liveness g1: ")
+	if err := readiness.Alive(context.Background(), f.logger, inst); err != nil {
+		t.Fatalf("Alive = %v, want cellinit's passing report (no connection to the closed port)", err)
+	}
+	f.sink.none(t)
 }

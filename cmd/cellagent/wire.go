@@ -335,7 +335,7 @@ func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Man
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
 		CACertPEM: creds.CACertPEM(), IssueC2C: creds.IssueC2C, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
 		UpstreamBeforeHandshake: bundled, InitBinary: initBinary,
-		AdminReload: bundled, Notices: notices,
+		AdminReload: bundled, Notices: notices, HealthInterval: time.Duration(cfg.HealthInterval),
 		User: containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is what the agent puts on the init's command line:
@@ -42,6 +43,14 @@ type Config struct {
 	// MaxRestarts quick proxy exits in a row are restarted; one more
 	// fails the instance.
 	MaxRestarts int
+
+	// HealthInterval is how often HealthChecks run (see health.go); zero
+	// runs none. Their answer goes to the state file (Unhealthy), which
+	// needs StateDir.
+	HealthInterval time.Duration
+	HealthChecks   []HealthCheck
+	// HealthHello is the file holding the ClientHello a tls check sends.
+	HealthHello string
 }
 
 // Cred is a uid and gid.
@@ -89,6 +98,15 @@ func (c Config) Args() []string {
 	if c.StateDir != "" {
 		a = append(a, "-state-dir", c.StateDir)
 	}
+	if c.HealthInterval > 0 {
+		a = append(a, "-health-interval", c.HealthInterval.String())
+	}
+	for _, h := range c.HealthChecks {
+		a = append(a, "-health-check", h.String())
+	}
+	if c.HealthHello != "" {
+		a = append(a, "-health-hello", c.HealthHello)
+	}
 	a = append(a, "-max-restarts", strconv.Itoa(c.MaxRestarts), "--")
 	return append(a, c.App...)
 }
@@ -116,6 +134,13 @@ func Parse(args []string) (Config, error) {
 	fs.Int64Var(&c.ProxyLogMaxBytes, "proxy-log-max-bytes", 0, "cap of the proxy's log file")
 	fs.StringVar(&c.StateDir, "state-dir", "", "directory of the proxy state file")
 	fs.IntVar(&c.MaxRestarts, "max-restarts", 5, "quick proxy exits in a row that are restarted")
+	fs.DurationVar(&c.HealthInterval, "health-interval", 0, "how often the health checks run")
+	fs.Func("health-check", "KIND:HOST:PORT[PATH], KIND tcp, http or tls (repeated)", func(s string) error {
+		h, err := parseCheck(s)
+		c.HealthChecks = append(c.HealthChecks, h)
+		return err
+	})
+	fs.StringVar(&c.HealthHello, "health-hello", "", "file holding the ClientHello of the tls checks")
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("cellinit: %w", err)
 	}
@@ -129,6 +154,14 @@ func Parse(args []string) (Config, error) {
 	}
 	if len(c.Proxy) > 0 && c.ProxyUser != nil && (c.ProxyUser.UID == 0 || c.ProxyUser.GID == 0) {
 		errs = append(errs, fmt.Errorf("proxy-user %s: the proxy does not run as root", c.ProxyUser))
+	}
+	if c.HealthInterval < 0 || (c.HealthInterval > 0 && (len(c.HealthChecks) == 0 || c.StateDir == "")) {
+		errs = append(errs, fmt.Errorf("health-interval %s: wants health checks and a state directory", c.HealthInterval))
+	}
+	for _, h := range c.HealthChecks {
+		if h.Kind == CheckTLS && c.HealthHello == "" {
+			errs = append(errs, fmt.Errorf("health-check %s: a tls check wants -health-hello", h))
+		}
 	}
 	if c.MaxRestarts < 0 {
 		errs = append(errs, fmt.Errorf("max-restarts %d: negative", c.MaxRestarts))

@@ -47,6 +47,15 @@
 // ProxyState), replaced atomically, which the agent reads when it adopts
 // a container after a restart and watches while it runs.
 //
-// Concurrency: Run is one loop over signals and a restart timer; one
-// goroutine copies the proxy's output into its capped log file.
+// With HealthInterval set the init also runs the instance's liveness
+// checks inside the container, as Diego's healthcheck process does (see
+// health.go): the app's tcp or http check and the agent's ClientHello to
+// each proxy port, every interval, and writes the state file only when
+// their answer changes (Unhealthy). The agent then hears of changes
+// instead of probing every instance from the host every interval.
+//
+// Concurrency: Run is one loop over signals, a restart timer and the
+// health checks' rounds; one goroutine copies the proxy's output into its
+// capped log file, one runs the health checks (their answers go to Run's
+// loop, which alone writes the state).
 package cellinit

@@ -52,14 +52,22 @@ func Run(cfg Config, stderr io.Writer) int {
 		_, _ = unix.Wait4(s.appPID, &ws, 0, nil)
 		return s.appFailed(err)
 	}
+	health := s.startHealth()
 	if len(cfg.Proxy) > 0 {
 		if err := s.openProxyOutput(); err != nil {
 			fmt.Fprintf(stderr, "cellinit: proxy output: %v\n", err)
 		}
 		s.startProxy()
+	} else if s.state.HealthChecks {
+		s.write() // the agent learns that the init checks
 	}
 	for {
 		select {
+		case r := <-health:
+			if r != s.state.Unhealthy {
+				s.state.Unhealthy = r
+				s.write()
+			}
 		case sig := <-sigs:
 			if sig != unix.SIGCHLD {
 				_ = unix.Kill(s.appPID, sig.(syscall.Signal))
@@ -89,6 +97,24 @@ type supervisor struct {
 	proxyStart time.Time
 	restart    <-chan time.Time
 	state      ProxyState
+}
+
+// startHealth starts the health checks, if configured, and answers the
+// channel of their rounds (nil: none run). A ClientHello that cannot be
+// read leaves the checks to the agent (HealthChecks stays false).
+func (s *supervisor) startHealth() <-chan string {
+	if s.cfg.HealthInterval <= 0 || len(s.cfg.HealthChecks) == 0 {
+		return nil
+	}
+	hello, err := readHello(s.cfg.HealthHello)
+	if err != nil {
+		fmt.Fprintf(s.stderr, "cellinit: health checks left to the agent: %v\n", err)
+		return nil
+	}
+	s.state.HealthChecks = true
+	results := make(chan string, 1)
+	go healthLoop(s.cfg.HealthInterval, s.cfg.HealthChecks, hello, results)
+	return results
 }
 
 // spawn starts the helper for e with files as its descriptors 0, 1, 2

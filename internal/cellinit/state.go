@@ -44,6 +44,13 @@ type ProxyState struct {
 	// with AppStartFailed: this tells that exit from an app that ran and
 	// exited 127 itself.
 	AppError string `json:"app_error,omitempty"`
+	// HealthChecks says the init runs the instance's liveness checks
+	// (Config.HealthInterval): the agent then takes Unhealthy for their
+	// answer instead of probing the instance itself.
+	HealthChecks bool `json:"health_checks,omitempty"`
+	// Unhealthy is why the last round of checks failed; empty when it
+	// passed or none ran yet. The file is written when it changes.
+	Unhealthy string `json:"unhealthy,omitempty"`
 }
 
 // AppStartFailed is the init's exit status when the app could not be

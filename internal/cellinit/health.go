@@ -1,0 +1,194 @@
+package cellinit
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The liveness checks (issue 16). The agent's health monitoring made a
+// connection per instance and interval from the host (a ClientHello to the
+// proxy, the app's own check): at 500 instances most of an idle agent's
+// CPU. As Diego's healthcheck process does, cellinit runs them inside the
+// container every HealthInterval and writes the state file only when the
+// answer changes (Unhealthy), so the agent hears of changes, not of every
+// round. The checks are the agent's own: a connect (tcp), a GET answered
+// 2xx without following redirects (http), and the ClientHello the agent
+// made for the instance answered by a TLS handshake record (tls: the proxy
+// accepts and its TLS stack answers; cellproxy dials the app before it
+// answers, so that also proves the app listens). cellinit does no
+// cryptography: the ClientHello is the agent's, read from HealthHello.
+
+// Check kinds.
+const (
+	CheckTCP  = "tcp"
+	CheckHTTP = "http"
+	CheckTLS  = "tls"
+)
+
+// HealthCheck is one liveness check.
+type HealthCheck struct {
+	Kind string // CheckTCP, CheckHTTP or CheckTLS
+	Addr string // host:port
+	// Path is an http check's request URI (starts with "/").
+	Path string
+}
+
+// String is the check's flag value: KIND:HOST:PORT[PATH].
+func (c HealthCheck) String() string { return c.Kind + ":" + c.Addr + c.Path }
+
+func parseCheck(s string) (HealthCheck, error) {
+	kind, rest, _ := strings.Cut(s, ":")
+	c := HealthCheck{Kind: kind, Addr: rest}
+	if kind == CheckHTTP {
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			c.Addr, c.Path = rest[:i], rest[i:]
+		} else {
+			c.Path = "/"
+		}
+		if strings.ContainsAny(c.Path, " \r\n") {
+			return c, fmt.Errorf("health check %q: the path holds a space or a line break", s)
+		}
+	}
+	switch kind {
+	case CheckTCP, CheckHTTP, CheckTLS:
+	default:
+		return c, fmt.Errorf("health check %q: kind %q is not tcp, http or tls", s, kind)
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+		return c, fmt.Errorf("health check %q: want %s:HOST:PORT", s, kind)
+	}
+	return c, nil
+}
+
+// Timeouts of one check, the agent's: a connect or request within a
+// second, a ClientHello answered within two.
+const (
+	appCheckTimeout = time.Second
+	tlsCheckTimeout = 2 * time.Second
+)
+
+// run answers nil when the check passes, else why not, in the words of the
+// agent's own checks.
+func (c HealthCheck) run(hello []byte) error {
+	timeout := appCheckTimeout
+	if c.Kind == CheckTLS {
+		timeout = tlsCheckTimeout
+	}
+	conn, err := net.DialTimeout("tcp", c.Addr, timeout)
+	if err != nil {
+		return c.failed(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	switch c.Kind {
+	case CheckHTTP:
+		return c.failed(httpStatus(conn, c.Addr, c.Path))
+	case CheckTLS:
+		return c.failed(helloAnswered(conn, hello))
+	}
+	return nil
+}
+
+func (c HealthCheck) failed(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch c.Kind {
+	case CheckHTTP:
+		return fmt.Errorf("http check on http://%s%s: %w", c.Addr, c.Path, err)
+	case CheckTLS:
+		return fmt.Errorf("proxy not ready on %s: %w", c.Addr, err)
+	}
+	return fmt.Errorf("tcp check on %s: %w", c.Addr, err)
+}
+
+// httpStatus sends a GET for path and accepts a 2xx status line (a 3xx is
+// not followed: the check reaches the instance and nothing else).
+func httpStatus(conn net.Conn, host, path string) error {
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cellinit\r\nConnection: close\r\n\r\n", path, host); err != nil {
+		return err
+	}
+	line, err := textproto.NewReader(bufio.NewReaderSize(io.LimitReader(conn, 4096), 4096)).ReadLine()
+	if err != nil {
+		return fmt.Errorf("no status line: %w", err)
+	}
+	proto, rest, _ := strings.Cut(line, " ")
+	code, _, _ := strings.Cut(rest, " ")
+	status, err := strconv.Atoi(code)
+	if !strings.HasPrefix(proto, "HTTP/") || err != nil {
+		return fmt.Errorf("malformed status line %q", line)
+	}
+	if status/100 != 2 {
+		return fmt.Errorf("status %d", status)
+	}
+	return nil
+}
+
+// TLS record content types (RFC 8446 section 5.1).
+const (
+	recordAlert     = 21
+	recordHandshake = 22
+)
+
+// helloAnswered sends hello and reads the header of the record that
+// answers it: a handshake record passes.
+func helloAnswered(conn net.Conn, hello []byte) error {
+	if _, err := conn.Write(hello); err != nil {
+		return fmt.Errorf("send ClientHello: %w", err)
+	}
+	var hdr [5]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		return fmt.Errorf("no answer to a ClientHello: %w", err)
+	}
+	switch hdr[0] {
+	case recordHandshake:
+		return nil
+	case recordAlert:
+		return errors.New("the proxy answered a ClientHello with a TLS alert")
+	}
+	return fmt.Errorf("the proxy answered a ClientHello with a record of type %d", hdr[0])
+}
+
+// checkAll runs the checks in order and answers the first failure's
+// reason, "" when all pass.
+func checkAll(checks []HealthCheck, hello []byte) string {
+	for _, c := range checks {
+		if err := c.run(hello); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
+}
+
+// readHello reads the ClientHello file (at most 16 KB: one TLS record).
+func readHello(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 16<<10))
+}
+
+// healthLoop runs the checks every interval and sends each round's answer
+// ("" or the failure) to results; Run's loop writes the state when it
+// changed. It runs for the life of the init, on its own goroutine, so a
+// slow check never holds up signals or reaping.
+func healthLoop(interval time.Duration, checks []HealthCheck, hello []byte, results chan<- string) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for range t.C {
+		results <- checkAll(checks, hello)
+	}
+}

@@ -1,0 +1,164 @@
+package cellinit_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cellagent/cellagent/internal/cellinit"
+)
+
+// Issue 16: the init runs the liveness checks and writes the state file
+// when their answer changes, not every round: one write from passing to
+// failing, one back, however many rounds ran in between.
+func TestHealthChecksAreReportedWhenTheirAnswerChanges(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	go acceptAll(l)
+	var status atomic.Int32
+	status.Store(200)
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RequestURI() != "/health?deep=1" {
+			w.WriteHeader(404)
+			return
+		}
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer web.Close()
+	webAddr := strings.TrimPrefix(web.URL, "http://")
+	s := start(t, cellinit.Config{
+		App: app(`echo ready; exec sleep 100`), Proxy: []string{"/bin/sleep", "100"}, StateDir: dir,
+		HealthInterval: 20 * time.Millisecond,
+		HealthChecks: []cellinit.HealthCheck{{Kind: cellinit.CheckTCP, Addr: addr},
+			{Kind: cellinit.CheckHTTP, Addr: webAddr, Path: "/health?deep=1"}},
+	})
+	s.waitLine(t, "ready")
+	st := readState(t, dir, func(st cellinit.ProxyState) bool { return st.Phase == cellinit.PhaseRunning })
+	if !st.HealthChecks || st.Unhealthy != "" {
+		t.Fatalf("state %+v: want the checks announced, none failed", st)
+	}
+
+	status.Store(503)
+	failing := readState(t, dir, func(st cellinit.ProxyState) bool { return st.Unhealthy != "" })
+	if want := "http check on http://" + webAddr + "/health?deep=1: status 503"; failing.Unhealthy != want {
+		t.Fatalf("unhealthy %q, want %q", failing.Unhealthy, want)
+	}
+	status.Store(200)
+	passing := readState(t, dir, func(st cellinit.ProxyState) bool { return st.Unhealthy == "" })
+	if passing.Seq != failing.Seq+1 {
+		t.Fatalf("seq %d after %d: want one write for the change, none for the rounds that answered the same", passing.Seq, failing.Seq)
+	}
+
+	l.Close()
+	failing = readState(t, dir, func(st cellinit.ProxyState) bool { return st.Unhealthy != "" })
+	if !strings.HasPrefix(failing.Unhealthy, "tcp check on "+addr+": ") {
+		t.Fatalf("unhealthy %q, want the tcp check's failure", failing.Unhealthy)
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	s.wait(t)
+}
+
+// A tls check sends the agent's ClientHello as it is and passes on a
+// handshake record; an alert fails it.
+func TestATLSCheckSendsTheAgentsClientHello(t *testing.T) {
+	dir := t.TempDir()
+	hello := []byte{22, 3, 1, 0, 3, 1, 2, 3}
+	if err := os.WriteFile(filepath.Join(dir, "hello"), hello, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var answer atomic.Int32
+	answer.Store(22)
+	got := make(chan []byte, 100)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			b := make([]byte, len(hello))
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, b); err == nil {
+				select {
+				case got <- b:
+				default:
+				}
+				_, _ = c.Write([]byte{byte(answer.Load()), 3, 3, 0, 0})
+			}
+			c.Close()
+		}
+	}()
+	s := start(t, cellinit.Config{
+		App: app(`echo ready; exec sleep 100`), Proxy: []string{"/bin/sleep", "100"}, StateDir: dir,
+		HealthInterval: 20 * time.Millisecond, HealthHello: filepath.Join(dir, "hello"),
+		HealthChecks: []cellinit.HealthCheck{{Kind: cellinit.CheckTLS, Addr: l.Addr().String()}},
+	})
+	s.waitLine(t, "ready")
+	select {
+	case b := <-got:
+		if string(b) != string(hello) {
+			t.Fatalf("sent %x, want the ClientHello %x", b, hello)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no check reached the proxy")
+	}
+	answer.Store(21)
+	st := readState(t, dir, func(st cellinit.ProxyState) bool { return st.Unhealthy != "" })
+	if want := fmt.Sprintf("proxy not ready on %s: the proxy answered a ClientHello with a TLS alert", l.Addr()); st.Unhealthy != want {
+		t.Fatalf("unhealthy %q, want %q", st.Unhealthy, want)
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	s.wait(t)
+}
+
+func TestHealthConfigParsesBackAndIsChecked(t *testing.T) {
+	want := cellinit.Config{App: []string{"/app"}, StateDir: "/run/x", MaxRestarts: 5, HealthInterval: 30 * time.Second,
+		HealthChecks: []cellinit.HealthCheck{{Kind: cellinit.CheckTCP, Addr: "10.0.0.2:8080"},
+			{Kind: cellinit.CheckHTTP, Addr: "[fd00::2]:8080", Path: "/a/b?c=d"}, {Kind: cellinit.CheckTLS, Addr: "10.0.0.2:61001"}},
+		HealthHello: "/run/x/health-hello"}
+	got, err := cellinit.Parse(want.Args())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Fatalf("parsed %+v from %q", got, want.Args())
+	}
+	for _, args := range [][]string{
+		{"-health-interval", "1s", "-state-dir", "/x", "--", "a"},                                   // no check
+		{"-health-interval", "1s", "-health-check", "tcp:1.2.3.4:5", "--", "a"},                     // no state dir
+		{"-health-interval", "1s", "-state-dir", "/x", "-health-check", "tls:1.2.3.4:5", "--", "a"}, // no ClientHello
+		{"-health-check", "udp:1.2.3.4:5", "--", "a"},                                               // unknown kind
+		{"-health-check", "tcp:1.2.3.4", "--", "a"},                                                 // no port
+	} {
+		if _, err := cellinit.Parse(args); err == nil {
+			t.Errorf("Parse(%q) accepted", args)
+		}
+	}
+}
+
+// acceptAll accepts and closes connections until l is closed.
+func acceptAll(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}

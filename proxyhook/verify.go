@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cellagent/cellagent/credmanager"
+	"github.com/cellagent/cellagent/internal/cellinit"
 )
 
 // verifier makes TLS handshakes the way Gorouter does to a backend:
@@ -79,28 +80,8 @@ func (v *verifier) probe(ctx context.Context, addr, guid string) error {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := conn.Write(hello); err != nil {
-		return fmt.Errorf("send ClientHello: %w", err)
-	}
-	var hdr [5]byte
-	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
-		return fmt.Errorf("no answer to a ClientHello: %w", err)
-	}
-	switch hdr[0] {
-	case recordHandshake:
-		return nil
-	case recordAlert:
-		return errors.New("the proxy answered a ClientHello with a TLS alert")
-	default:
-		return fmt.Errorf("the proxy answered a ClientHello with a record of type %d", hdr[0])
-	}
+	return cellinit.HelloAnswered(conn, hello)
 }
-
-// TLS record content types (RFC 8446 section 5.1).
-const (
-	recordAlert     = 21
-	recordHandshake = 22
-)
 
 // clientHello answers the ClientHello crypto/tls sends for guid (as
 // ServerName), made once and kept (a few hundred bytes per instance).

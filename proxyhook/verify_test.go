@@ -66,7 +66,7 @@ func TestProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hello) < 50 || hello[0] != recordHandshake || hello[5] != 1 { // handshake record, ClientHello message
+	if len(hello) < 50 || hello[0] != 22 || hello[5] != 1 { // handshake record (22), ClientHello message
 		t.Fatalf("not a ClientHello record: % x", hello[:min(len(hello), 8)])
 	}
 	if !strings.Contains(string(hello), "g1") {

@@ -92,7 +92,7 @@ func (c HealthCheck) run(hello []byte) error {
 	case CheckHTTP:
 		return c.failed(httpStatus(conn, c.Addr, c.Path))
 	case CheckTLS:
-		return c.failed(helloAnswered(conn, hello))
+		return c.failed(HelloAnswered(conn, hello))
 	}
 	return nil
 }
@@ -138,9 +138,11 @@ const (
 	recordHandshake = 22
 )
 
-// helloAnswered sends hello and reads the header of the record that
-// answers it: a handshake record passes.
-func helloAnswered(conn net.Conn, hello []byte) error {
+// HelloAnswered sends the ClientHello record hello on conn and reads the
+// header of the record that answers it: a handshake record (the
+// ServerHello) passes, an alert or anything else fails. The agent's own
+// probe (proxyhook) is this check from the host.
+func HelloAnswered(conn net.Conn, hello []byte) error {
 	if _, err := conn.Write(hello); err != nil {
 		return fmt.Errorf("send ClientHello: %w", err)
 	}

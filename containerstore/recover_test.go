@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -169,6 +170,21 @@ var _ = Describe("Recover", func() {
 				Should(Equal("app exited with status 9"))
 		})
 
+		It("routes an adopted instance its verifier confirms unchanged without verifying it again, and verifies the others", func() {
+			writeRecord(executor.StateRunning, "run2")
+			runtime.ListReturns([]containerstore.RuntimeContainer{
+				{GUID: "run1", Status: containerstore.TaskRunning}, {GUID: "run2", Status: containerstore.TaskRunning}}, nil)
+			proxy := &confirmingStep{confirmed: map[string]bool{"run1": true}}
+			deps.Pipeline.Proxy = proxy
+			store, rec, _ := start()
+			for _, g := range []string{"run1", "run2"} {
+				Eventually(func() bool { c, _ := store.Get(ctx, g); return c.Routable }).Should(BeTrue(), g)
+			}
+			Expect(proxy.verifiedGUIDs()).To(Equal([]string{"run2"}))
+			Expect(rec.all()).To(ContainElement(SatisfyAll(HaveField("GUID", "run1"), HaveField("Type", executor.EventContainerReady),
+				HaveField("Message", "adopted: serves what it was last verified to serve (not verified again)"))))
+		})
+
 		It("takes an adopted container's credentials from the credentials step, not from its record (a rotation does not rewrite the record)", func() {
 			path := filepath.Join(dataDir, "containers", "run1.json")
 			b, err := os.ReadFile(path)
@@ -308,4 +324,34 @@ func (credentialsRestorer) Teardown(context.Context, lager.Logger, string) error
 func (c credentialsRestorer) Restore(context.Context, lager.Logger, containerstore.Instance) (containerstore.CredentialsResult, error) {
 	info := c.info
 	return containerstore.CredentialsResult{Info: &info}, nil
+}
+
+// confirmingStep plays the proxy step at recovery: it confirms the adopted
+// instances in confirmed (AdoptConfirmer) and records what it verifies.
+type confirmingStep struct {
+	confirmed map[string]bool
+
+	mu       sync.Mutex
+	verified []string
+}
+
+func (*confirmingStep) Name() string { return "proxy" }
+func (*confirmingStep) Setup(context.Context, lager.Logger, containerstore.Instance) (containerstore.ProxyResult, error) {
+	return containerstore.ProxyResult{}, nil
+}
+func (*confirmingStep) Teardown(context.Context, lager.Logger, string) error { return nil }
+func (s *confirmingStep) Verify(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.verified = append(s.verified, inst.GUID)
+	return nil
+}
+func (s *confirmingStep) ConfirmedAtAdoption(inst *containerstore.Instance) bool {
+	return s.confirmed[inst.GUID]
+}
+
+func (s *confirmingStep) verifiedGUIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.verified...)
 }

@@ -248,7 +248,11 @@ func (s *Store) adopt(ctx context.Context, logger lager.Logger, c *container, re
 			}
 		}
 		s.settleNotices(l, c)
-		s.route(l, c)
+		if wasRunning {
+			s.adoptedRoute(l, c)
+		} else {
+			s.route(l, c)
+		}
 		s.supervise(l, c, exits)
 	}()
 	return nil

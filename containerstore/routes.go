@@ -141,7 +141,13 @@ func (s *Store) routeStale(c *container, gen uint64) bool {
 
 // route verifies a running instance and makes it routable through the
 // route hook (see Registration order).
-func (s *Store) route(logger lager.Logger, c *container) {
+func (s *Store) route(logger lager.Logger, c *container) { s.routeTurn(logger, c, false) }
+
+// adoptedRoute is an adoption's first route: a Verifier that confirms the
+// instance unchanged (AdoptConfirmer) is not asked to Verify it again.
+func (s *Store) adoptedRoute(logger lager.Logger, c *container) { s.routeTurn(logger, c, true) }
+
+func (s *Store) routeTurn(logger lager.Logger, c *container, adopted bool) {
 	gen, ctx, release := s.claimRouting(c)
 	defer release()
 	s.mu.Lock()
@@ -152,6 +158,10 @@ func (s *Store) route(logger lager.Logger, c *container) {
 	}
 	for _, h := range s.hooks {
 		if v, ok := h.(Verifier); ok {
+			if ac, ok := h.(AdoptConfirmer); ok && adopted && ac.ConfirmedAtAdoption(inst) {
+				s.publish(executor.EventContainerReady, c.info.GUID, "adopted: serves what it was last verified to serve (not verified again)", nil)
+				continue
+			}
 			if err := v.Verify(ctx, logger, inst); err != nil {
 				if s.routeStale(c, gen) {
 					return // unrouted or stopped meanwhile: nothing to say

@@ -617,6 +617,10 @@ func (f filesHook) Verify(ctx context.Context, logger lager.Logger, inst *contai
 	for {
 		err := f.verifyOnce(ctx, in)
 		if err == nil {
+			f.h.mu.Lock()
+			serial := in.serial
+			f.h.mu.Unlock()
+			f.h.confirmed(logger, inst.GUID, serial)
 			return nil
 		}
 		if f.h.cfg.Clock.Now().After(deadline) {

@@ -1,6 +1,8 @@
 package proxyhook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -211,6 +213,53 @@ func (f filesHook) setInitHealth(guid string, cur cellinit.ProxyState) {
 	if in, ok := f.h.instances[guid]; ok {
 		in.initChecks, in.unhealthy = cur.HealthChecks, cur.Unhealthy
 	}
+}
+
+// confirmedFile, in an instance's run directory, holds the serial its
+// proxy was last confirmed to serve (a Verify or a rotation's confirm) and
+// the identity CA it was confirmed against (confirmedRecord).
+const confirmedFile = "confirmed-serial"
+
+// confirmedRecord is confirmedFile's content for serial: with another CA
+// (the operator replaced it while the agent was down) nothing counts as
+// confirmed.
+func (h *Hook) confirmedRecord(serial string) string {
+	sum := sha256.Sum256(h.cfg.CACertPEM)
+	return serial + " " + hex.EncodeToString(sum[:8]) + "\n"
+}
+
+// confirmed records that guid's proxy serves serial (NoSync: it outlives
+// only the container, as the state file does). A failed write costs the
+// next adoption a Verify, nothing else.
+func (h *Hook) confirmed(logger lager.Logger, guid, serial string) {
+	if err := atomicfile.WriteFile(filepath.Join(h.runDir(guid), confirmedFile), []byte(h.confirmedRecord(serial)), 0o600, atomicfile.NoSync); err != nil {
+		logger.Info("confirmed-serial-not-recorded", lager.Data{guidKey: guid, "error": err.Error()})
+	}
+}
+
+var _ containerstore.AdoptConfirmer = filesHook{}
+
+// ConfirmedAtAdoption says that an adopted cellinit instance needs no
+// Verify (a TLS handshake through its host port): the serial its proxy was
+// last confirmed to serve is the one it must serve (the agent that stopped
+// left no rotation unconfirmed), cellinit reports the proxy running (one
+// restarted since reads the same files) and its health checks, if it runs
+// them, passing. Anything else, or a file missing, verifies as before.
+func (f filesHook) ConfirmedAtAdoption(inst *containerstore.Instance) bool {
+	in, ok := f.instance(inst.GUID)
+	if !ok || !proxied(inst) {
+		return false
+	}
+	f.h.mu.Lock()
+	want := in.serial
+	f.h.mu.Unlock()
+	dir := f.h.runDir(inst.GUID)
+	got, err := os.ReadFile(filepath.Join(dir, confirmedFile))
+	if err != nil || want == "" || string(got) != f.h.confirmedRecord(want) {
+		return false
+	}
+	st, err := cellinit.ReadState(dir)
+	return err == nil && st.Phase == cellinit.PhaseRunning && st.Unhealthy == ""
 }
 
 // stateFallbackPolls is how many StatePolls pass between two looks at a

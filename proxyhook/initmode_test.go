@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/clock"
 	"code.cloudfoundry.org/clock/fakeclock"
 	"code.cloudfoundry.org/lager/v3"
 
@@ -378,4 +379,58 @@ func TestWithHealthMonitoringTheInitChecksAndAliveAnswersItsReport(t *testing.T)
 		t.Fatalf("Alive = %v, want cellinit's passing report (no connection to the closed port)", err)
 	}
 	f.sink.none(t)
+}
+
+// Issue 16 (kill -9 restart at 500 instances): an adopted cellinit
+// instance needs no Verify when its proxy was last confirmed to serve the
+// serial it must serve, against the same CA, and cellinit reports it
+// running and healthy; anything else verifies.
+func TestAnAdoptedInitInstanceIsConfirmedByItsLastVerifiedSerial(t *testing.T) {
+	f := newInitFixture(t, fakeclock.NewFakeClock(time.Unix(1000, 0)))
+	_, _, served, _ := f.ca.leaf(t, "g1", 10)
+	inst := f.instance(t, "g1", 10, tlsServer(t, served))
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	write := func(st cellinit.ProxyState) {
+		t.Helper()
+		if err := cellinit.WriteState(runDir, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(cellinit.ProxyState{Seq: 1, Phase: cellinit.PhaseRunning, PID: 5})
+	confirmer := f.hook.FilesHook().(containerstore.AdoptConfirmer)
+	if confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("confirmed before any Verify")
+	}
+	if err := f.hook.FilesHook().(containerstore.Verifier).Verify(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
+	}
+	if !confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("not confirmed after a Verify of the serial it serves")
+	}
+	write(cellinit.ProxyState{Seq: 2, Phase: cellinit.PhaseRunning, PID: 5, HealthChecks: true, Unhealthy: "tcp check on 10.0.0.2:8080: refused"})
+	if confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("confirmed while cellinit reports it unhealthy")
+	}
+	write(cellinit.ProxyState{Seq: 3, Phase: cellinit.PhaseExited, Status: 1, Failures: 1})
+	if confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("confirmed while its proxy is down")
+	}
+	write(cellinit.ProxyState{Seq: 4, Phase: cellinit.PhaseRunning, PID: 6, Failures: 1})
+	if !confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("a restarted proxy serves the same files: still confirmed")
+	}
+
+	// Another agent over the same data dir with another identity CA: its
+	// Verify would not accept the chain, so nothing counts as confirmed.
+	other := newFixture(t, clock.NewClock(), func(c *proxyhook.Config) {
+		c.DataDir, c.InitBinary = f.cfg.DataDir, f.cfg.InitBinary
+		c.CACertPEM = newCA(t).pem
+	})
+	adopted := &containerstore.Instance{GUID: "g1", Request: inst.Request, Ports: inst.Ports, InternalIP: inst.InternalIP, Credentials: inst.Credentials}
+	if err := (containerstore.Pipeline{Proxy: other.hook.FilesHook()}).Restore(context.Background(), other.logger, adopted); err != nil {
+		t.Fatal(err)
+	}
+	if other.hook.FilesHook().(containerstore.AdoptConfirmer).ConfirmedAtAdoption(adopted) {
+		t.Fatal("confirmed against another CA")
+	}
 }

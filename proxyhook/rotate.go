@@ -72,6 +72,7 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 	// Debug: credmanager's "rotated" is the rotation's line at info (one
 	// line per rotation; an unconfirmed one is logged as rotation-failed).
 	logger.Debug("rotation-confirmed", lager.Data{guidKey: guid, "serial": cred.Serial, "by": by})
+	h.confirmed(logger, guid, cred.Serial)
 	return nil
 }
 

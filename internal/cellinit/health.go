@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
@@ -116,10 +115,11 @@ func httpStatus(conn net.Conn, host, path string) error {
 	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cellinit\r\nConnection: close\r\n\r\n", path, host); err != nil {
 		return err
 	}
-	line, err := textproto.NewReader(bufio.NewReaderSize(io.LimitReader(conn, 4096), 4096)).ReadLine()
+	line, err := bufio.NewReaderSize(io.LimitReader(conn, 4096), 4096).ReadString('\n')
 	if err != nil {
 		return fmt.Errorf("no status line: %w", err)
 	}
+	line = strings.TrimRight(line, "\r\n")
 	proto, rest, _ := strings.Cut(line, " ")
 	code, _, _ := strings.Cut(rest, " ")
 	status, err := strconv.Atoi(code)

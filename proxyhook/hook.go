@@ -141,8 +141,9 @@ type instance struct {
 	// Stopping); rotations no longer rewrite its certificate.
 	stopping bool
 	// initChecks says cellinit runs the instance's liveness checks (its
-	// state file says so); unhealthy is why they last failed, "" when they
-	// passed (or none ran yet). Set by watchInit.
+	// state file says so); unhealthy is why they last failed, or that the
+	// proxy is down, "" when they passed (or none ran yet) and the proxy
+	// runs. Set by watchInit.
 	initChecks bool
 	unhealthy  string
 }

@@ -206,12 +206,17 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 }
 
 // setInitHealth keeps what cur says of cellinit's liveness checks for
-// Alive.
+// Alive: a proxy that is down fails them until cellinit reports it
+// running again (its checks may not have run since it exited).
 func (f filesHook) setInitHealth(guid string, cur cellinit.ProxyState) {
+	unhealthy := cur.Unhealthy
+	if cur.Phase != cellinit.PhaseRunning {
+		unhealthy = fmt.Sprintf("proxy not ready: cellinit reports it %s (last status %d)", cur.Phase, cur.Status)
+	}
 	f.h.mu.Lock()
 	defer f.h.mu.Unlock()
 	if in, ok := f.h.instances[guid]; ok {
-		in.initChecks, in.unhealthy = cur.HealthChecks, cur.Unhealthy
+		in.initChecks, in.unhealthy = cur.HealthChecks, unhealthy
 	}
 }
 

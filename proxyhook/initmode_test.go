@@ -378,6 +378,13 @@ func TestWithHealthMonitoringTheInitChecksAndAliveAnswersItsReport(t *testing.T)
 	if err := readiness.Alive(context.Background(), f.logger, inst); err != nil {
 		t.Fatalf("Alive = %v, want cellinit's passing report (no connection to the closed port)", err)
 	}
+	// The proxy exits before the checks ran again: Alive fails until
+	// cellinit reports it running.
+	write(cellinit.ProxyState{Seq: 4, Phase: cellinit.PhaseExited, Status: 1, Failures: 1, RestartInMS: 500, HealthChecks: true})
+	f.sink.expect(t, "unroute g1", "publish proxy_restarted g1")
+	if err := readiness.Alive(context.Background(), f.logger, inst); err == nil || !strings.Contains(err.Error(), "cellinit reports it exited") {
+		t.Fatalf("Alive = %v while the proxy is down", err)
+	}
 	f.sink.none(t)
 }
 

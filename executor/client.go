@@ -2,12 +2,29 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"io"
 )
 
 // EventGap is the type of the synthetic event sent first when a subscriber
 // asks for events older than the buffer still holds.
 const EventGap = "events_dropped"
+
+// EventStreamEnded is the type of the synthetic event sent last when the
+// agent ends an event stream because it is shutting down. Its Seq is the
+// last Seq the stream carried (0 when none): resume after it.
+const EventStreamEnded = "stream_ended"
+
+// StreamEndTrailer is the HTTP trailer a log stream ends with when the
+// agent ended it because it is shutting down (value StreamEndShutdown).
+const (
+	StreamEndTrailer  = "Cellagent-Stream-End"
+	StreamEndShutdown = "agent-shutdown"
+)
+
+// ErrAgentShutdown is what reading a log stream returns (instead of
+// io.EOF) when the agent ended it because it is shutting down.
+var ErrAgentShutdown = errors.New("the agent is shutting down and ended the stream")
 
 //go:generate go tool counterfeiter -o ../fakes/fake_client.go . Client
 

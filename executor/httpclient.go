@@ -160,8 +160,22 @@ func (c *HTTPClient) Logs(ctx context.Context, guid string, opts LogOptions) (io
 	if err != nil {
 		return nil, err
 	}
-	return resp.Body, nil
+	return &logStream{resp: resp}, nil
 }
+
+// logStream reads a log response; its end is ErrAgentShutdown instead of
+// io.EOF when the agent ended it with the shutdown trailer.
+type logStream struct{ resp *http.Response }
+
+func (l *logStream) Read(p []byte) (int, error) {
+	n, err := l.resp.Body.Read(p)
+	if err == io.EOF && l.resp.Trailer.Get(StreamEndTrailer) == StreamEndShutdown {
+		err = ErrAgentShutdown
+	}
+	return n, err
+}
+
+func (l *logStream) Close() error { return l.resp.Body.Close() }
 
 // Events reads the server-sent event stream. The channel closes when ctx
 // ends or the stream breaks; callers resume with the last Seq they saw.

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/cellagent/cellagent/executor/httpapi"
 )
 
 // Timeouts of the API listeners. A client that opens connections and
@@ -41,12 +43,18 @@ func newAPIServer(addr string, h http.Handler, tc *tls.Config) *apiServer {
 }
 
 func (s *apiServer) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
+	// Closed when shutdown starts: event and log streams end then, while
+	// Shutdown waits for every other request (a PUT in flight finishes).
+	endStreams := make(chan struct{})
 	srv := &http.Server{
 		Handler:           s.handler,
 		TLSConfig:         s.tls,
 		ReadHeaderTimeout: s.timeouts.ReadHeader,
 		IdleTimeout:       s.timeouts.Idle,
 		MaxHeaderBytes:    64 << 10,
+		BaseContext: func(net.Listener) context.Context {
+			return httpapi.WithStreamsEnd(context.Background(), endStreams)
+		},
 	}
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
@@ -65,11 +73,12 @@ func (s *apiServer) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	case err := <-errs:
 		return err
 	case <-signals:
+		close(endStreams)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		err := srv.Shutdown(ctx)
 		if err != nil {
-			_ = srv.Close() // a stream still open after a minute
+			_ = srv.Close() // a request still open after a minute
 		}
 		if serr := <-errs; !errors.Is(serr, http.ErrServerClosed) {
 			return serr

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,11 +17,15 @@ import (
 	"os"
 	"time"
 
+	"code.cloudfoundry.org/lager/v3/lagertest"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/tedsuo/ifrit"
 
 	"github.com/cellagent/cellagent/config"
+	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/executor/httpapi"
+	"github.com/cellagent/cellagent/fakes"
 )
 
 func selfSigned() *tls.Config {
@@ -110,5 +115,63 @@ var _ = Describe("adminHandler", func() {
 		cfg := config.DefaultConfig()
 		cfg.Listen.Admin = "10.0.0.5:1800"
 		Expect(get(cfg, "cell-1.example:1800", "/v1/ping")).To(Equal(http.StatusTeapot))
+	})
+})
+
+// SIGTERM waited up to a minute while `cellctl events --follow` was
+// connected (Shutdown waits for open requests; a stream never ends on its
+// own), beyond systemd's TimeoutStopSec. Shutdown now ends the streams
+// first, and still lets a request in flight finish.
+var _ = Describe("apiServer shutdown", func() {
+	It("ends an event stream at once and lets a PUT in flight finish", func() {
+		fake := &fakes.FakeClient{}
+		fake.EventsStub = func(ctx context.Context, _ uint64) (<-chan executor.Event, error) {
+			return make(chan executor.Event), nil // nothing ever happens
+		}
+		entered, release := make(chan struct{}), make(chan struct{})
+		fake.AllocateAndRunStub = func(ctx context.Context, guid string, _ executor.RunRequest) (executor.Container, error) {
+			close(entered)
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return executor.Container{}, ctx.Err()
+			}
+			return executor.Container{GUID: guid, State: executor.StateRunning}, nil
+		}
+		s := newAPIServer("127.0.0.1:0", httpapi.New(lagertest.NewTestLogger("api"), httpapi.Config{Client: fake}), nil)
+		addr := make(chan string, 1)
+		s.listening = func(a net.Addr) { addr <- a.String() }
+		p := ifrit.Invoke(s)
+		DeferCleanup(func() { p.Signal(os.Kill); Eventually(p.Wait(), 10*time.Second).Should(Receive()) })
+		DeferCleanup(func() { // first (cleanups run last in, first out), should the spec fail before the release
+			select {
+			case <-release:
+			default:
+				close(release)
+			}
+		})
+		client := executor.NewHTTPClient("http://"+<-addr, nil)
+
+		evs, err := client.Events(context.Background(), 0)
+		Expect(err).NotTo(HaveOccurred())
+		put := make(chan error, 1)
+		go func() {
+			_, err := client.AllocateAndRun(context.Background(), "g1",
+				executor.RunRequest{Image: "preloaded:busybox", Process: executor.Process{Path: "/bin/sh"}})
+			put <- err
+		}()
+		Eventually(entered, 10*time.Second).Should(BeClosed())
+
+		p.Signal(os.Interrupt)
+		var last executor.Event
+		Eventually(evs, 10*time.Second).Should(Receive(&last))
+		Expect(last.Type).To(Equal(executor.EventStreamEnded))
+		Eventually(evs, 10*time.Second).Should(BeClosed())
+		Expect(p.Wait()).NotTo(Receive(), "the PUT is still in flight")
+		Expect(put).NotTo(Receive())
+
+		close(release)
+		Eventually(put, 10*time.Second).Should(Receive(BeNil()))
+		Eventually(p.Wait(), 10*time.Second).Should(Receive(BeNil()))
 	})
 })

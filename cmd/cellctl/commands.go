@@ -267,6 +267,7 @@ func (c *cli) events(ctx context.Context, args []string, stderr io.Writer) error
 	if !*follow {
 		idle = 300 * time.Millisecond // the buffer arrives at once; stop when it is drained
 	}
+	last := *since
 	for {
 		var timeout <-chan time.Time
 		if idle > 0 {
@@ -278,8 +279,12 @@ func (c *cli) events(ctx context.Context, args []string, stderr io.Writer) error
 				if ctx.Err() != nil {
 					return nil
 				}
-				return fmt.Errorf("event stream closed by the agent; resume with --since")
+				return fmt.Errorf("event stream closed by the agent; resume with --since %d", last)
 			}
+			if ev.Type == executor.EventStreamEnded {
+				return fmt.Errorf("agent shut down; the event stream ended (resume with --since %d)", ev.Seq)
+			}
+			last = max(last, ev.Seq)
 			c.printEvent(ev)
 		case <-timeout:
 			return nil

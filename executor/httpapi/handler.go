@@ -375,7 +375,15 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	rc, err := h.cfg.Client.Logs(r.Context(), guid, executor.LogOptions{Follow: follow == "1" || follow == "true", Source: source})
+	opts := executor.LogOptions{Follow: follow == "1" || follow == "true", Source: source}
+	// A followed stream ends when the server shuts down; what is already
+	// written is bounded, and Shutdown waits for it.
+	ctx, cancel := r.Context(), context.CancelFunc(func() {})
+	if opts.Follow {
+		ctx, cancel = streamContext(r)
+	}
+	defer cancel()
+	rc, err := h.cfg.Client.Logs(ctx, guid, opts)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -383,6 +391,14 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request) {
 	defer rc.Close()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if opts.Follow {
+		w.Header().Set("Trailer", executor.StreamEndTrailer)
+		defer func() {
+			if serverEnding(r) {
+				w.Header().Set(executor.StreamEndTrailer, executor.StreamEndShutdown)
+			}
+		}()
+	}
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	if flusher != nil {
@@ -441,17 +457,30 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	flusher.Flush()
 	heartbeat := time.NewTicker(h.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	last := since // the stream's last Seq, for the client to resume after
+	send := func(ev executor.Event) error {
+		b, _ := json.Marshal(ev)
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, ev.Type, b); err != nil {
+			return err
+		}
+		flusher.Flush()
+		return nil
+	}
+	end := streamsEnd(r)
 	for {
 		select {
 		case ev, ok := <-evs:
 			if !ok {
 				return
 			}
-			b, _ := json.Marshal(ev)
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, ev.Type, b); err != nil {
+			if err := send(ev); err != nil {
 				return
 			}
-			flusher.Flush()
+			last = max(last, ev.Seq)
+		case <-end:
+			_ = send(executor.Event{Seq: last, Type: executor.EventStreamEnded, Time: time.Now(),
+				Message: fmt.Sprintf("the agent is shutting down; resume with since=%d", last)})
+			return
 		case <-heartbeat.C:
 			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
 				return

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"time"
 
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	. "github.com/onsi/ginkgo/v2"
@@ -64,5 +67,101 @@ var _ = Describe("GET /v1/events subscriber cap", func() {
 			DeferCleanup(cancel)
 			return open(ctx).StatusCode
 		}).Should(Equal(http.StatusOK))
+	})
+})
+
+// The agent's SIGTERM waited up to a minute while a follower was connected:
+// http.Server.Shutdown waits for open requests and a stream never ends on
+// its own. A server's WithStreamsEnd channel ends its streams.
+var _ = Describe("streams when the server shuts down", func() {
+	var (
+		server *httptest.Server
+		client *executor.HTTPClient
+		end    chan struct{}
+		fake   *fakes.FakeClient
+	)
+	BeforeEach(func() {
+		end = make(chan struct{})
+		fake = &fakes.FakeClient{}
+		fake.EventsStub = func(ctx context.Context, since uint64) (<-chan executor.Event, error) {
+			ch := make(chan executor.Event, 1)
+			ch <- executor.Event{Seq: since + 1, Type: executor.EventContainerState, GUID: "g1"}
+			return ch, nil // then nothing, ever
+		}
+		fake.LogsStub = func(ctx context.Context, _ string, _ executor.LogOptions) (io.ReadCloser, error) {
+			pr, pw := io.Pipe()
+			go func() {
+				_, _ = pw.Write([]byte("hello\n"))
+				<-ctx.Done() // a follower: only its context ends it
+				pw.CloseWithError(ctx.Err())
+			}()
+			return pr, nil
+		}
+		server = httptest.NewUnstartedServer(httpapi.New(lagertest.NewTestLogger("httpapi"), httpapi.Config{Client: fake}))
+		server.Config.BaseContext = func(net.Listener) context.Context {
+			return httpapi.WithStreamsEnd(context.Background(), end)
+		}
+		server.Start()
+		transport := &http.Transport{}
+		client = executor.NewHTTPClient(server.URL, &http.Client{Transport: transport})
+		DeferCleanup(func() { transport.CloseIdleConnections(); server.Close() })
+	})
+
+	It("ends an event stream with a stream_ended event that says where to resume", func() {
+		evs, err := client.Events(context.Background(), 6)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(evs, 10*time.Second).Should(Receive(HaveField("Seq", uint64(7))))
+		close(end)
+		var last executor.Event
+		Eventually(evs, 10*time.Second).Should(Receive(&last))
+		Expect(last.Type).To(Equal(executor.EventStreamEnded))
+		Expect(last.Seq).To(Equal(uint64(7)))
+		Expect(last.Message).To(ContainSubstring("shutting down"))
+		Eventually(evs, 10*time.Second).Should(BeClosed())
+	})
+
+	It("ends a followed log stream with the shutdown trailer, which the client reads as ErrAgentShutdown", func() {
+		rc, err := client.Logs(context.Background(), "g1", executor.LogOptions{Follow: true})
+		Expect(err).NotTo(HaveOccurred())
+		defer rc.Close()
+		buf := make([]byte, 6)
+		_, err = io.ReadFull(rc, buf)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(buf)).To(Equal("hello\n"))
+		close(end)
+		_, err = io.ReadAll(rc)
+		Expect(err).To(MatchError(executor.ErrAgentShutdown))
+	})
+
+	It("leaves a log stream that ends by itself an ordinary EOF", func() {
+		fake.LogsStub = func(context.Context, string, executor.LogOptions) (io.ReadCloser, error) {
+			return io.NopCloser(strings.NewReader("done\n")), nil
+		}
+		rc, err := client.Logs(context.Background(), "g1", executor.LogOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(b)).To(Equal("done\n"))
+	})
+
+	It("ends a stream opened after shutdown started at once", func() {
+		close(end)
+		evs, err := client.Events(context.Background(), 0)
+		Expect(err).NotTo(HaveOccurred())
+		var got []executor.Event
+		Eventually(func() bool {
+			select {
+			case ev, ok := <-evs:
+				if ok {
+					got = append(got, ev)
+				}
+				return !ok
+			default:
+				return false
+			}
+		}, 10*time.Second).Should(BeTrue())
+		Expect(got).NotTo(BeEmpty())
+		Expect(got[len(got)-1].Type).To(Equal(executor.EventStreamEnded))
 	})
 })

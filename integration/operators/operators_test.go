@@ -1,10 +1,13 @@
 package operators_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -170,5 +173,43 @@ var _ = Describe("the operators' view", func() {
 			Should(ContainSubstring("proxy not ready"))
 		e, _ = agent.Client.Explain(ctx, "ops-2")
 		Expect(e.Blocker).To(ContainSubstring(":61001"))
+	})
+
+	// SIGTERM waited up to a minute while `cellctl events --follow` was
+	// connected: the API's Shutdown waited for the open stream.
+	It("exits on SIGTERM with an event follower connected, and the follower says the agent shut down", func() {
+		bins, err := testagent.BinDir()
+		Expect(err).NotTo(HaveOccurred())
+		follower := exec.Command(filepath.Join(bins, "cellctl"), "--api", agent.API, "events", "--follow")
+		stdout, err := follower.StdoutPipe()
+		Expect(err).NotTo(HaveOccurred())
+		var stderr bytes.Buffer
+		follower.Stderr = &stderr
+		Expect(follower.Start()).To(Succeed())
+		exited := make(chan struct{})
+		var ferr error
+		lines := make(chan string, 16)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				select {
+				case lines <- sc.Text():
+				default:
+				}
+			}
+			ferr = follower.Wait()
+			close(exited)
+		}()
+		DeferCleanup(func() { _ = follower.Process.Kill(); Eventually(exited, 10*time.Second).Should(BeClosed()) })
+
+		By("the follower sees a reservation, so its stream is open")
+		Expect(agent.Client.Allocate(ctx, []executor.AllocationRequest{{GUID: "ops-term", Resources: executor.Resources{MemoryMB: 8, DiskMB: 8}}})).To(BeEmpty())
+		Eventually(lines, 20*time.Second).Should(Receive(ContainSubstring("ops-term")))
+
+		By("SIGTERM: the agent exits (Stop fails past 20 s) and so does the follower, saying why")
+		Expect(agent.Stop()).To(Succeed())
+		Eventually(exited, 20*time.Second).Should(BeClosed())
+		Expect(ferr).To(HaveOccurred(), "an ended follow is not a success")
+		Expect(stderr.String()).To(ContainSubstring("agent shut down; the event stream ended"))
 	})
 })

@@ -18,10 +18,11 @@ import (
 
 // DensityResults: N instances with proxies on one agent.
 type DensityResults struct {
-	N               int `json:"n"`
-	Conc            int `json:"conc"`
-	MemoryMB        int `json:"memory_mb"`
-	ProxyOverheadMB int `json:"proxy_overhead_mb"`
+	N               int    `json:"n"`
+	Conc            int    `json:"conc"`
+	MemoryMB        int    `json:"memory_mb"`
+	ProxyKind       string `json:"proxy_kind"`
+	ProxyOverheadMB int    `json:"proxy_overhead_mb"`
 	// StartAllSeconds is the time spent starting all N (the steps' starts
 	// added up); Started were started in this step.
 	StartAllSeconds float64 `json:"start_all_s"`
@@ -29,20 +30,21 @@ type DensityResults struct {
 	StartEach       Dist    `json:"start_each"`
 	AgentRSSMB      float64 `json:"agent_rss_mb"`
 	AgentHWMMB      float64 `json:"agent_hwm_mb"`
-	ProxyRSSMedMB   float64 `json:"proxy_rss_median_mb"`
-	ProxyRSSMaxMB   float64 `json:"proxy_rss_max_mb"`
-	ProxyAnonMedMB  float64 `json:"proxy_anon_median_mb"`
-	ProxyAnonMaxMB  float64 `json:"proxy_anon_max_mb"`
-	ProxyPssMedMB   float64 `json:"proxy_pss_median_mb"`
-	ProxyPssMaxMB   float64 `json:"proxy_pss_max_mb"`
-	IdleCPUPrecise  float64 `json:"idle_cpu_s_schedstat"`
-	AppRSSMedMB     float64 `json:"app_rss_median_mb"`
-	Proxies         int     `json:"proxies"`
-	IdleSeconds     float64 `json:"idle_s"`
-	IdleCPUSeconds  float64 `json:"idle_cpu_s"`
-	IdleCPUPercent  float64 `json:"idle_cpu_pct_of_core"`
-	HealthSeconds   float64 `json:"health_check_interval_s"`
-	DeleteAllSecond float64 `json:"delete_all_s"`
+	// Each container's processes by executable (see procs.go).
+	Proxy ProcMemory `json:"proxy"`
+	App   ProcMemory `json:"app"`
+	Init  ProcMemory `json:"cellinit"`
+	// What the proxy costs an instance (its memory limit holds
+	// proxy.memory_overhead_mb for it): proxy + cellinit, the largest
+	// over the instances.
+	OverheadPssMaxMB  float64 `json:"proxy_and_cellinit_pss_max_mb"`
+	OverheadAnonMaxMB float64 `json:"proxy_and_cellinit_anon_max_mb"`
+	IdleCPUPrecise    float64 `json:"idle_cpu_s_schedstat"`
+	IdleSeconds       float64 `json:"idle_s"`
+	IdleCPUSeconds    float64 `json:"idle_cpu_s"`
+	IdleCPUPercent    float64 `json:"idle_cpu_pct_of_core"`
+	HealthSeconds     float64 `json:"health_check_interval_s"`
+	DeleteAllSecond   float64 `json:"delete_all_s"`
 }
 
 // RestartResults: kill -9 of the agent with N instances, then a restart.
@@ -137,7 +139,7 @@ func density(results, dir string, o densityOpts) error {
 		for i := len(guids); i < n; i++ {
 			more = append(more, fmt.Sprintf("d-%03d", i))
 		}
-		dr := DensityResults{N: n, Conc: conc, MemoryMB: o.memoryMB, ProxyOverheadMB: a.Config.Proxy.MemoryOverheadMB,
+		dr := DensityResults{N: n, Conc: conc, MemoryMB: o.memoryMB, ProxyKind: a.Config.Proxy.Kind, ProxyOverheadMB: a.Config.Proxy.MemoryOverheadMB,
 			HealthSeconds: time.Duration(a.Config.HealthInterval).Seconds()}
 		// The event stream of the agent as it runs now: a restart of the
 		// previous step ended the one before.
@@ -197,34 +199,18 @@ func measureDensity(a *testagent.Agent, results, dir string, guids []string, idl
 	rss, _ := procStatusKB(pid, "VmRSS")
 	hwm, _ := procStatusKB(pid, "VmHWM")
 	dr.AgentRSSMB, dr.AgentHWMMB = float64(rss)/1024, float64(hwm)/1024
-	tasks, err := taskPids(a)
-	if err != nil {
-		return err
-	}
-	var proxyRSS, proxyAnon, proxyPss, appRSS []float64
+	mem := newMemorySample()
 	for _, g := range guids {
 		pids, err := containerPids(a, g)
 		if err != nil {
 			return err
 		}
-		for _, p := range pids {
-			r, _ := procStatusKB(p, "VmRSS")
-			if p == tasks[g] {
-				appRSS = append(appRSS, float64(r)/1024)
-				continue
-			}
-			an, _ := procStatusKB(p, "RssAnon")
-			pss, _ := procKB(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss")
-			proxyRSS, proxyAnon = append(proxyRSS, float64(r)/1024), append(proxyAnon, float64(an)/1024)
-			proxyPss = append(proxyPss, float64(pss)/1024)
-		}
+		mem.add("/proc", classify("/proc", pids))
 	}
-	dr.Proxies = len(proxyRSS)
-	dr.ProxyRSSMedMB, dr.ProxyRSSMaxMB = median(proxyRSS), maxOf(proxyRSS)
-	dr.ProxyAnonMedMB, dr.ProxyAnonMaxMB = median(proxyAnon), maxOf(proxyAnon)
-	dr.ProxyPssMedMB, dr.ProxyPssMaxMB = median(proxyPss), maxOf(proxyPss)
-	dr.AppRSSMedMB = median(appRSS)
-	progress("density: agent RSS %.1f MB; %d proxies, RSS median %.1f MB max %.1f MB", dr.AgentRSSMB, dr.Proxies, dr.ProxyRSSMedMB, dr.ProxyRSSMaxMB)
+	dr.Proxy, dr.App, dr.Init = mem.of(kindProxy), mem.of(kindApp), mem.of(kindInit)
+	dr.OverheadPssMaxMB, dr.OverheadAnonMaxMB = maxOf(mem.overPss), maxOf(mem.overAnon)
+	progress("density: agent RSS %.1f MB; %d proxies, Pss median %.1f MB max %.1f MB; %d apps; %d cellinits, Pss max %.1f MB",
+		dr.AgentRSSMB, dr.Proxy.Count, dr.Proxy.PssMed, dr.Proxy.PssMax, dr.App.Count, dr.Init.Count, dr.Init.PssMax)
 
 	progress("density: agent CPU while idle over %s", idle)
 	c0, err := procCPU(pid)
@@ -319,10 +305,11 @@ func restart(ctx context.Context, a *testagent.Agent, rec *routeRecorder, guids 
 		return nil, err
 	}
 	for _, g := range guids {
-		if before[g].app != after[g].app {
+		b, a := before[g], after[g]
+		if !sameInts(b[kindApp], a[kindApp]) || !sameInts(b[kindInit], a[kindInit]) {
 			rr.AppRestarts++
 		}
-		if !sameInts(before[g].others, after[g].others) {
+		if !sameInts(b[kindProxy], a[kindProxy]) {
 			rr.ProxyRestarts++
 		}
 	}
@@ -360,22 +347,6 @@ func ctr(a *testagent.Agent, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// taskPids answers each container's task (app) pid: `ctr tasks ls`.
-func taskPids(a *testagent.Agent) (map[string]int, error) {
-	out, err := ctr(a, "tasks", "ls")
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]int{}
-	for _, l := range strings.Split(out, "\n")[1:] {
-		f := strings.Fields(l)
-		if len(f) >= 3 && f[2] == "RUNNING" {
-			m[f[0]], _ = strconv.Atoi(f[1])
-		}
-	}
-	return m, nil
-}
-
 // containerPids answers every process of guid's task: `ctr tasks ps`.
 func containerPids(a *testagent.Agent, guid string) ([]int, error) {
 	out, err := ctr(a, "tasks", "ps", guid)
@@ -395,18 +366,9 @@ func containerPids(a *testagent.Agent, guid string) ([]int, error) {
 	return pids, nil
 }
 
-type pidSet struct {
-	app    int
-	others []int
-}
-
-// allPids answers the app pid and the other (proxy) pids of each guid.
-func allPids(a *testagent.Agent, guids []string) (map[string]pidSet, error) {
-	tasks, err := taskPids(a)
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]pidSet{}
+// allPids answers each guid's processes by kind.
+func allPids(a *testagent.Agent, guids []string) (map[string]containerProcs, error) {
+	m := map[string]containerProcs{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -424,13 +386,7 @@ func allPids(a *testagent.Agent, guids []string) (map[string]pidSet, error) {
 				firstErr = err
 				return
 			}
-			s := pidSet{app: tasks[g]}
-			for _, p := range pids {
-				if p != s.app {
-					s.others = append(s.others, p)
-				}
-			}
-			m[g] = s
+			m[g] = classify("/proc", pids)
 		}()
 	}
 	wg.Wait()

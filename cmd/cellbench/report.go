@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cellagent/cellagent/config"
 )
 
 // cmdReport writes BENCHMARKS.md (markdown) on stdout from the results
@@ -101,8 +103,10 @@ func (rp *report) render(command, started, runtimeS string) string {
 			row{fmt.Sprintf("2. agent RSS with %d instances", d.N), fmt.Sprintf("%.1f MB (peak %.1f MB)", d.AgentRSSMB, d.AgentHWMMB),
 				"-", "-", "< 100 MB", yes(d.AgentRSSMB < 100)},
 			row{fmt.Sprintf("2. memory per proxy (%d instances): Pss (shared binary pages split among the proxies); VmRSS; RssAnon", d.N), fmt.Sprintf("Pss median %.1f MB, max %.1f MB; VmRSS median %.1f MB, max %.1f MB; RssAnon median %.1f MB, max %.1f MB (%d proxies)",
-				d.ProxyPssMedMB, d.ProxyPssMaxMB, d.ProxyRSSMedMB, d.ProxyRSSMaxMB, d.ProxyAnonMedMB, d.ProxyAnonMaxMB, d.Proxies),
-				fmt.Sprintf("demo app (Go) VmRSS median %.1f MB", d.AppRSSMedMB), "-", "< 8 MB each (Pss max)", yes(d.ProxyPssMaxMB < 8 && d.Proxies == d.N)},
+				d.Proxy.PssMed, d.Proxy.PssMax, d.Proxy.RSSMed, d.Proxy.RSSMax, d.Proxy.AnonMed, d.Proxy.AnonMax, d.Proxy.Count),
+				fmt.Sprintf("demo app (Go): Pss median %.1f MB, VmRSS median %.1f MB (%d); cellinit: Pss median %.1f MB, max %.1f MB, RssAnon max %.1f MB (%d)",
+					d.App.PssMed, d.App.RSSMed, d.App.Count, d.Init.PssMed, d.Init.PssMax, d.Init.AnonMax, d.Init.Count),
+				"-", "< 8 MB each (Pss max), one per instance", yes(d.Proxy.PssMax < 8 && d.Proxy.Count == d.N)},
 			row{fmt.Sprintf("2. idle agent CPU with %d instances", d.N), fmt.Sprintf("%.2f%% of a core (%.2f CPU-s in %.0f s; schedstat %.3f CPU-s)", d.IdleCPUPercent, d.IdleCPUSeconds, d.IdleSeconds, d.IdleCPUPrecise),
 				"-", "-", "< 1% of a core", yes(d.IdleCPUPercent < 1)},
 			row{fmt.Sprintf("2. time to start all %d (%d PUTs in flight)", d.N, d.Conc), fmt.Sprintf("%.1f s", d.StartAllSeconds),
@@ -113,6 +117,16 @@ func (rp *report) render(command, started, runtimeS string) string {
 		if d.IdleCPUPercent >= 1 {
 			rp.missed = append(rp.missed, fmt.Sprintf("density-idle-%d", d.N))
 		}
+	}
+	if len(r.Density) > 0 {
+		d := r.Density[len(r.Density)-1]
+		row := row{fmt.Sprintf("2. memory reserved per proxy (proxy.memory_overhead_mb, %s) vs what the proxy and cellinit use together (%d instances, largest instance)", d.ProxyKind, d.N),
+			fmt.Sprintf("%d MB reserved; used: Pss max %.1f MB, RssAnon max %.1f MB", d.ProxyOverheadMB, d.OverheadPssMaxMB, d.OverheadAnonMaxMB),
+			fmt.Sprintf("Envoy's default: %d MB", config.ProxyMemoryOverheadMB["envoy"]), "-", "measured + headroom (judged in the notes; idle only, see section 5 for a proxy under load)", nil}
+		if d.OverheadPssMaxMB > 0 {
+			row.ratio = fmt.Sprintf("%.1fx the Pss max", float64(d.ProxyOverheadMB)/d.OverheadPssMaxMB)
+		}
+		rows = append(rows, row)
 	}
 	var ecdsa, rsa *RotationResult
 	for i := range r.Rotation {
@@ -173,7 +187,7 @@ func (rp *report) render(command, started, runtimeS string) string {
 				"-", "-", "< 3 s in each of 3 runs", yes(allAdopted)},
 			row{fmt.Sprintf("6. agent restart (%d instances): all routes re-sent (router.register per guid)", runs[0].N), fmt.Sprintf("%s; %d-%d registers per guid in the first 5 s",
 				strings.Join(routes, ", "), regMin, regMax), "-", "-", "< 3 s in each of 3 runs", yes(allRoutes)},
-			row{fmt.Sprintf("6. agent restart (%d instances): app restarts (task pids before/after), all runs", runs[0].N), fmt.Sprintf("%d (proxy processes changed: %d)", appRestarts, proxyRestarts),
+			row{fmt.Sprintf("6. agent restart (%d instances): app restarts (app and cellinit pids before/after), all runs", runs[0].N), fmt.Sprintf("%d (proxy processes changed: %d)", appRestarts, proxyRestarts),
 				"-", "-", "0", yes(appRestarts == 0)})
 	}
 	if x := r.Routes; x != nil {
@@ -259,8 +273,10 @@ func (rp *report) details() {
 		rp.p("### 2. Density\n\n")
 		rp.p("Steps of %s instances on one agent (memory_mb %d each, proxy overhead %d), each step starting only the new ones,\n", stepList(r.Density), d.MemoryMB, d.ProxyOverheadMB)
 		rp.p("%d PUTs at a time; the start time of N adds up the steps' starts. After all were routable and\n", d.Conc)
-		rp.p("10 s of settling: agent VmRSS from `/proc/<pid>/status`; each container's processes from `ctr -n NS tasks ps`:\n")
-		rp.p("the task's own pid is the app, the other one the proxy. VmRSS counts the proxy's static binary pages in full\n")
+		rp.p("10 s of settling: agent VmRSS from `/proc/<pid>/status`; each container's processes from `ctr -n NS tasks ps`,\n")
+		rp.p("told apart by their executable (`/proc/<pid>/exe`): `%s` is cellinit, `%s` the proxy, anything else the app.\n", initExe, proxyExe)
+		rp.p("The proxy's memory limit share is proxy.memory_overhead_mb; cellinit runs in the same cgroup, so the reserved row\n")
+		rp.p("compares it with the proxy and cellinit together. VmRSS counts the proxy's static binary pages in full\n")
 		rp.p("in every proxy although the page cache holds them once; Pss (`/proc/<pid>/smaps_rollup`) splits them among the\n")
 		rp.p("processes mapping them, so the target is judged on Pss; RssAnon is the private heap and stacks alone.\n")
 		rp.p("Idle CPU: utime+stime of the agent from `/proc/<pid>/stat` over %.0f s with all instances running\n", d.IdleSeconds)

@@ -86,12 +86,12 @@ func (rp *report) render(command, started, runtimeS string) string {
 			row{"1. start to routable, one at a time (n=" + strconv.Itoa(s.AgentSeq.N) + "), p50",
 				msf(s.AgentSeq.P50), "raw containerd create+start p50 " + msf(s.RawSeq.P50),
 				fmt.Sprintf("%.2fx (+%s)", s.AgentSeq.P50/s.RawSeq.P50, msf(s.AgentSeq.P50-s.RawSeq.P50)),
-				"<= raw + 150 ms", yes(s.AgentSeq.P50 <= s.RawSeq.P50+150)},
+				"<= raw + 60 ms", yes(s.AgentSeq.P50 <= s.RawSeq.P50+60)},
 			row{"1. start to routable, one at a time, p99", msf(s.AgentSeq.P99), "raw p99 " + msf(s.RawSeq.P99),
 				fmt.Sprintf("%.2fx", s.AgentSeq.P99/s.RawSeq.P99), "(none)", nil},
 			row{fmt.Sprintf("1. start to routable, %d at once, p99 (median of %d rounds)", s.Conc, s.Rounds), msf(s.AgentConcP99),
 				fmt.Sprintf("raw, %d at once, p99 %s", s.Conc, msf(s.RawConcP99)),
-				fmt.Sprintf("%.2fx", s.AgentConcP99/s.RawConcP99), "<= 1.5x raw p99", yes(s.AgentConcP99 <= 1.5*s.RawConcP99)},
+				fmt.Sprintf("%.2fx", s.AgentConcP99/s.RawConcP99), "<= 1.3x raw p99", yes(s.AgentConcP99 <= 1.3*s.RawConcP99)},
 			row{fmt.Sprintf("1. start to routable, %d at once, p50", s.Conc), msf(s.AgentConcP50),
 				"raw p50 " + msf(s.RawConcP50), fmt.Sprintf("%.2fx", s.AgentConcP50/s.RawConcP50), "(none)", nil})
 		if !(s.AgentSeq.P50 <= s.RawSeq.P50+150) || !(s.AgentConcP99 <= 1.5*s.RawConcP99) {

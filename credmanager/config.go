@@ -64,14 +64,19 @@ type Config struct {
 	// Clock drives issue times and the rotation schedule; nil means the
 	// real clock.
 	Clock clock.Clock
+	// Issuer, when set, is the CA made first by NewIssuer (for parts built
+	// before the Manager that need it: the proxy); CACertFile, CAKeyFile,
+	// KeyType and Validity are then left empty here. Nil: New makes one.
+	Issuer *Issuer
 	// Handlers, FailureHandlers and ExpiryHandlers are told of every
-	// rotation, failed rotation attempt and expiry, in order (AddHandler
-	// and the like add more for a part made after the Manager).
+	// rotation, failed rotation attempt and expiry, in order. They are
+	// fixed at New: a part the Manager tells is made before it.
 	Handlers        []Handler
 	FailureHandlers []FailureHandler
 	ExpiryHandlers  []ExpiryHandler
 	// ObserveRotation, when set, is told how long each successful rotation
-	// took (see ObserveRotations).
+	// took, from its start to the last handler's answer (the proxy
+	// confirming the new serial included). For metrics.
 	ObserveRotation func(time.Duration)
 }
 

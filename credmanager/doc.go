@@ -5,6 +5,14 @@
 //
 // # CA
 //
+// The Issuer (NewIssuer) holds the CA and signs: the Manager's instance
+// certificates and, for the proxy, container-to-container ones
+// (IssueC2C). It is its own type so that it can be made before the
+// Manager, whose rotation handlers (the proxy) need it in their own
+// constructors: the agent makes the Issuer, then the proxy, then the
+// Manager with the Issuer and every handler in its Config. New makes an
+// Issuer itself when given none.
+//
 // Config.CACertFile holds the issuer first, then optionally the certificates
 // above it; all of them follow the leaf in instance.crt, and the last one is
 // CACertPEM (what routers trust). Without a configured CA a dev CA (ECDSA
@@ -77,7 +85,8 @@
 // of the newest certificate that every handler took. When the attempt at the
 // deadline fails too, the instance is untracked and every ExpiryHandler is
 // told. Every successful rotation calls every Handler in registration order
-// and joins their errors (one failing handler does not hide the others).
+// and joins their errors (one failing handler does not hide the others);
+// the handlers are Config's, fixed at New.
 // Credential.Rotations counts certificates after the first; it is kept in
 // credential.json so Adopt restores it after an agent restart.
 //

@@ -12,7 +12,9 @@ import (
 
 func SetJitter(m *Manager, f func() float64) { m.jitter = f }
 
-func WrapSigner(m *Manager, wrap func(crypto.Signer) crypto.Signer) { m.ca.signer = wrap(m.ca.signer) }
+func WrapSigner(m *Manager, wrap func(crypto.Signer) crypto.Signer) {
+	m.issuer.ca.signer = wrap(m.issuer.ca.signer)
+}
 
 // NextRotation is when guid's rotation timer fires (zero until armed).
 func NextRotation(m *Manager, guid string) time.Time {
@@ -35,7 +37,7 @@ func Renew(m *Manager, logger lager.Logger, id Identity, rotations int) (Credent
 
 // IssueInMemory is issuance (key generation and signing) without files.
 func IssueInMemory(m *Manager, id Identity) (Credential, error) {
-	return issue(m.ca, m.keyType, id, m.clock.Now(), m.validity)
+	return issue(m.issuer.ca, m.issuer.keyType, id, m.clock.Now(), m.issuer.validity)
 }
 
 var (

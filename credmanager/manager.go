@@ -42,64 +42,50 @@ type ExpiryHandler interface {
 // Manager issues instance certificates, writes them into per-instance host
 // directories and rotates those it tracks. See the package doc.
 type Manager struct {
-	logger lager.Logger
-	clock  clock.Clock
-	// caCertFile and caKeyFile are re-read at every issuance when set (an
-	// operator's CA), so a replaced CA takes effect without a restart and an
-	// unreadable one fails the issuance (retried) instead of going unnoticed.
-	caCertFile, caKeyFile string
-	caMu                  sync.Mutex // guards ca
-	ca                    *authority
-	keyType               KeyType
-	validity              time.Duration
-	credDir               string
-	jitter                func() float64 // uniform in [0,1); fixed in tests
+	logger  lager.Logger
+	clock   clock.Clock
+	issuer  *Issuer // the CA and what it signs
+	credDir string
+	jitter  func() float64 // uniform in [0,1); fixed in tests
 
-	mu             sync.Mutex
-	handlers       []Handler            // guarded by mu
-	failHandlers   []FailureHandler     // guarded by mu
-	expiryHandlers []ExpiryHandler      // guarded by mu
-	observeRotate  func(time.Duration)  // guarded by mu
-	tracked        map[string]*instance // guarded by mu
-	running        bool                 // guarded by mu: Run has started and not yet stopped
-	ran            bool                 // guarded by mu: Run was called
-	loops          sync.WaitGroup       // rotation goroutines; Add only while running
+	// Set by New from its Config, never changed.
+	handlers       []Handler
+	failHandlers   []FailureHandler
+	expiryHandlers []ExpiryHandler
+	observeRotate  func(time.Duration)
+
+	mu      sync.Mutex
+	tracked map[string]*instance // guarded by mu
+	running bool                 // guarded by mu: Run has started and not yet stopped
+	ran     bool                 // guarded by mu: Run was called
+	loops   sync.WaitGroup       // rotation goroutines; Add only while running
 }
 
-// New validates cfg, loads (or creates the dev) CA and returns a Manager.
+// New validates cfg and returns a Manager that issues with cfg.Issuer, or
+// with an Issuer of its own made from cfg (NewIssuer) when that is nil.
 // Nothing rotates until Run.
 func New(logger lager.Logger, cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	issuer := cfg.Issuer
+	if issuer != nil && (cfg.CACertFile != "" || cfg.CAKeyFile != "" || cfg.KeyType != "" || cfg.Validity != 0) {
+		return nil, errors.New("credmanager: the CA files, key type and validity are the Issuer's (NewIssuer), not set again beside it")
+	}
+	if issuer == nil {
+		var err error
+		if issuer, err = NewIssuer(logger, cfg); err != nil {
+			return nil, err
+		}
+	}
 	cfg = cfg.withDefaults()
-	logger = logger.Session("credmanager")
-
-	var ca *authority
-	var err error
-	if cfg.CACertFile == "" {
-		ca, err = loadOrCreateDevCA(logger, cfg.DataDir, cfg.Clock.Now())
-	} else {
-		ca, err = loadCA(cfg.CACertFile, cfg.CAKeyFile, cfg.Clock.Now())
-	}
-	if err != nil {
-		return nil, err
-	}
-	if left := ca.notAfter.Sub(cfg.Clock.Now()); left < cfg.Validity {
-		logger.Info("ca-expires-before-validity", lager.Data{"ca-not-after": ca.notAfter.UTC(), "validity": cfg.Validity.String()})
-	}
-
 	return &Manager{
-		logger:     logger,
-		clock:      cfg.Clock,
-		caCertFile: cfg.CACertFile,
-		caKeyFile:  cfg.CAKeyFile,
-		ca:         ca,
-		keyType:    cfg.KeyType,
-		validity:   cfg.Validity,
-		credDir:    filepath.Join(cfg.DataDir, credentialsDir),
-		jitter:     rand.Float64,
-		tracked:    map[string]*instance{},
+		logger:  logger.Session("credmanager"),
+		clock:   cfg.Clock,
+		issuer:  issuer,
+		credDir: filepath.Join(cfg.DataDir, credentialsDir),
+		jitter:  rand.Float64,
+		tracked: map[string]*instance{},
 
 		handlers:       slices.Clone(cfg.Handlers),
 		failHandlers:   slices.Clone(cfg.FailureHandlers),
@@ -108,42 +94,13 @@ func New(logger lager.Logger, cfg Config) (*Manager, error) {
 	}, nil
 }
 
-// CACertPEM is the last certificate of the CA file (the dev CA itself, or
-// the top of the configured chain): what routers and verifiers should trust.
-func (m *Manager) CACertPEM() []byte { return slices.Clone(m.authorityNow().rootPEM) }
-
-func (m *Manager) authorityNow() *authority {
-	m.caMu.Lock()
-	defer m.caMu.Unlock()
-	return m.ca
-}
-
-// authority answers the CA to sign with, re-reading an operator's files.
-func (m *Manager) authority() (*authority, error) {
-	if m.caCertFile == "" {
-		return m.authorityNow(), nil
-	}
-	ca, err := loadCA(m.caCertFile, m.caKeyFile, m.clock.Now())
-	if err != nil {
-		return nil, fmt.Errorf("reload identity CA: %w", err)
-	}
-	m.caMu.Lock()
-	m.ca = ca
-	m.caMu.Unlock()
-	return ca, nil
-}
+// CACertPEM is the Issuer's (what routers and verifiers should trust).
+func (m *Manager) CACertPEM() []byte { return m.issuer.CACertPEM() }
 
 // FailureHandler is told of every failed rotation attempt and when the
 // next one is due (the store puts it on the event stream).
 type FailureHandler interface {
 	CredentialsRotationFailed(logger lager.Logger, guid string, err error, retryAt time.Time)
-}
-
-// AddFailureHandler registers h for failed rotation attempts.
-func (m *Manager) AddFailureHandler(h FailureHandler) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.failHandlers = append(m.failHandlers, h)
 }
 
 // HostDir is the credential directory of guid on the host, which the agent
@@ -153,29 +110,6 @@ func (m *Manager) HostDir(guid string) (string, error) {
 		return "", err
 	}
 	return filepath.Join(m.credDir, guid), nil
-}
-
-// AddHandler registers h for every later rotation.
-func (m *Manager) AddHandler(h Handler) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.handlers = append(m.handlers, h)
-}
-
-// ObserveRotations has f told how long each successful rotation took, from
-// its start to the last handler's answer (the proxy confirming the new
-// serial included). For metrics; set before Run.
-func (m *Manager) ObserveRotations(f func(time.Duration)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.observeRotate = f
-}
-
-// AddExpiryHandler registers h for every later expiry.
-func (m *Manager) AddExpiryHandler(h ExpiryHandler) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.expiryHandlers = append(m.expiryHandlers, h)
 }
 
 // Issue writes a first certificate and key for id into HostDir(id.GUID),
@@ -201,33 +135,16 @@ func (m *Manager) Issue(logger lager.Logger, id Identity) (Credential, error) {
 	return cred, nil
 }
 
-// IssueC2C issues the container-to-container certificate of an instance,
-// as Diego's credmanager generateC2cCred does: signed by the identity CA,
-// CN and first DNS SAN the guid, then one DNS SAN per internal route
-// hostname, the same OUs, no IP SAN. It touches no file and is not tracked:
-// the caller (the proxy, which serves it on 61443) issues a new one at each
-// rotation of the instance identity.
+// IssueC2C is the Issuer's (Issuer.IssueC2C).
 func (m *Manager) IssueC2C(guid string, ous []string, hostnames []string) (Credential, error) {
-	id := Identity{GUID: guid, OrganizationalUnits: ous, DNSNames: hostnames}
-	if err := id.Validate(); err != nil {
-		return Credential{}, err
-	}
-	ca, err := m.authority()
-	if err != nil {
-		return Credential{}, err
-	}
-	return issue(ca, m.keyType, id, m.clock.Now(), m.validity)
+	return m.issuer.IssueC2C(guid, ous, hostnames)
 }
 
 // renew issues a certificate for id and publishes it as the current
 // generation of its directory.
 func (m *Manager) renew(logger lager.Logger, id Identity, rotations int) (Credential, error) {
 	now := m.clock.Now()
-	ca, err := m.authority()
-	if err != nil {
-		return Credential{}, err
-	}
-	cred, err := issue(ca, m.keyType, id, now, m.validity)
+	cred, err := m.issuer.issue(id, now)
 	if err != nil {
 		return Credential{}, err
 	}
@@ -287,7 +204,7 @@ func (m *Manager) Adopt(logger lager.Logger, id Identity) (Credential, error) {
 	}
 
 	rotateNow := false
-	if err := cert.CheckSignatureFrom(m.authorityNow().cert); err != nil {
+	if err := cert.CheckSignatureFrom(m.issuer.authorityNow().cert); err != nil {
 		logger.Info("signed-by-another-ca", lager.Data{"issuer": cert.Issuer.String()})
 		rotateNow = true
 	}

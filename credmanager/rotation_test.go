@@ -106,9 +106,10 @@ var _ = Describe("rotation", func() {
 	})
 
 	It("rotates once within the jitter bounds, tells the handlers, and re-arms", func() {
-		cred := issueAndTrack("guid-1")
 		var observed atomic.Int32
-		m.ObserveRotations(func(time.Duration) { observed.Add(1) })
+		e.cfg.ObserveRotation = func(time.Duration) { observed.Add(1) }
+		m = e.manager()
+		cred := issueAndTrack("guid-1")
 		run(m)
 		armed(1)
 		next := credmanager.NextRotation(m, "guid-1")
@@ -219,8 +220,9 @@ var _ = Describe("rotation", func() {
 			third := new(credmanagerfakes.FakeHandler)
 			handler.CredentialsRotatedReturns(errA) // the first handler fails
 			third.CredentialsRotatedReturns(errB)
-			m.AddHandler(second)
-			m.AddHandler(third)
+			e.cfg.Handlers = []credmanager.Handler{handler, second, third}
+			m = e.manager()
+			credmanager.SetJitter(m, func() float64 { return 0 })
 
 			first := issueAndTrack("guid-1")
 			run(m)
@@ -299,10 +301,8 @@ var _ = Describe("rotation", func() {
 			h1, h2, h3 := new(credmanagerfakes.FakeHandler), new(credmanagerfakes.FakeHandler), new(credmanagerfakes.FakeHandler)
 			h1.CredentialsRotatedReturns(errA)
 			h3.CredentialsRotatedReturns(errB)
+			e.cfg.Handlers = []credmanager.Handler{h1, h2, h3}
 			m2 := e.manager()
-			m2.AddHandler(h1)
-			m2.AddHandler(h2)
-			m2.AddHandler(h3)
 			err := credmanager.Notify(m2, e.logger, "guid-1", credmanager.Credential{Serial: "1"})
 			Expect(err).To(MatchError(errA))
 			Expect(err).To(MatchError(errB))

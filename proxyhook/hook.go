@@ -76,7 +76,7 @@ type Config struct {
 	// descriptors.
 	NoFile uint64
 	// IssueC2C, when set, issues the container-to-container certificate
-	// (credmanager.Manager.IssueC2C); an instance with app port 8080 then
+	// (credmanager.Issuer.IssueC2C); an instance with app port 8080 then
 	// gets Diego's c2c listener on 61443 serving it.
 	IssueC2C func(guid string, ous, hostnames []string) (credmanager.Credential, error)
 	// InitBinary, when set, is cellinit on the host: it becomes each

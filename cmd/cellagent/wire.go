@@ -91,25 +91,39 @@ func run(cfg config.Config) error {
 	// hook and the credentials report directly.
 	inbox := containerstore.NewInbox()
 	observer := metrics.NewObserver()
-	notifier := adapters.CredentialNotifier{Notices: inbox}
-	creds, err := credmanager.New(logger, credmanager.Config{
+	// The identity CA comes first: the proxy serves what it signs (its CA,
+	// the c2c certificates) and is one of the parts the credential manager
+	// tells of rotations, whose answer it waits for (an unconfirmed
+	// rotation is retried).
+	issuer, err := credmanager.NewIssuer(logger, credmanager.Config{
 		DataDir: cfg.DataDir, CACertFile: cfg.Identity.CACert, CAKeyFile: cfg.Identity.CAKey,
 		KeyType: credmanager.KeyType(cfg.Identity.KeyType), Validity: time.Duration(cfg.Identity.Validity), Clock: clk,
-		Handlers: []credmanager.Handler{notifier}, FailureHandlers: []credmanager.FailureHandler{notifier},
+	})
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	var proxy *proxyhook.Hook
+	if cfg.Proxy.Enabled {
+		if cfg.Network.Mode == "host" {
+			logger.Info("proxy-disabled-in-host-network-mode", lager.Data{"reason": "every proxy would bind the same ports on the host"})
+		} else if proxy, err = newProxyHook(logger, cfg, issuer, rt, clk, inbox); err != nil {
+			return err
+		}
+	}
+	notifier := adapters.CredentialNotifier{Notices: inbox}
+	rotated := []credmanager.Handler{notifier}
+	if proxy != nil {
+		rotated = append(rotated, proxy)
+	}
+	creds, err := credmanager.New(logger, credmanager.Config{
+		DataDir: cfg.DataDir, Clock: clk, Issuer: issuer,
+		Handlers: rotated, FailureHandlers: []credmanager.FailureHandler{notifier},
 		ExpiryHandlers: []credmanager.ExpiryHandler{notifier}, ObserveRotation: observer.ObserveRotation,
 	})
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
 	routeHook := &adapters.Routes{OnRegister: observer.Registered, OnUnregister: observer.Unregistered}
-	var proxy *proxyhook.Hook
-	if cfg.Proxy.Enabled {
-		if cfg.Network.Mode == "host" {
-			logger.Info("proxy-disabled-in-host-network-mode", lager.Data{"reason": "every proxy would bind the same ports on the host"})
-		} else if proxy, err = newProxyHook(logger, cfg, creds, rt, clk, inbox); err != nil {
-			return err
-		}
-	}
 	credHook := &adapters.Credentials{Manager: creds, Observe: observer.ObserveIssuance,
 		TrustedSystemCertificatesDir: cfg.TrustedSystemCertificatesDir}
 	downloadsHook, err := newDownloadsHook(logger, cfg, rt, clk)
@@ -182,13 +196,6 @@ func run(cfg config.Config) error {
 
 	met := metrics.New(metrics.Config{Source: store, Usage: usage, Clock: clk,
 		CPUTime: rt.Cgroups().CPUTime, Observer: observer})
-	if proxy != nil {
-		// A true cycle: the proxy needs the credential manager's CA and
-		// c2c issuance, the manager tells the proxy of rotations, whose
-		// answer it waits for (an unconfirmed rotation is retried).
-		creds.AddHandler(proxy)
-	}
-
 	if cfg.Network.Mode == "bridge" {
 		if err := met.Register(network.DeniedCollector{Manager: netMgr}); err != nil {
 			return fmt.Errorf("metrics: %w", err)
@@ -297,7 +304,7 @@ func presence(store *containerstore.Store) func() routeemitter.CellPresence {
 	}
 }
 
-func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Manager, rt *runtime.Client, clk clock.Clock, notices containerstore.Notifier) (*proxyhook.Hook, error) {
+func newProxyHook(logger lager.Logger, cfg config.Config, issuer *credmanager.Issuer, rt *runtime.Client, clk clock.Clock, notices containerstore.Notifier) (*proxyhook.Hook, error) {
 	binary, bundled, err := proxyBinary(cfg)
 	if err != nil {
 		return nil, err
@@ -333,7 +340,7 @@ func newProxyHook(logger lager.Logger, cfg config.Config, creds *credmanager.Man
 		}
 	}
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
-		CACertPEM: creds.CACertPEM(), IssueC2C: creds.IssueC2C, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
+		CACertPEM: issuer.CACertPEM(), IssueC2C: issuer.IssueC2C, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
 		UpstreamBeforeHandshake: bundled, InitBinary: initBinary,
 		AdminReload: bundled, Notices: notices, HealthInterval: time.Duration(cfg.HealthInterval),
 		User: containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)

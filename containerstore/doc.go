@@ -42,6 +42,12 @@
 // own health checks: it alone routes and unroutes a running instance. A
 // Failed notice stops the instance at once (as a Stop, even mid-start).
 //
+// Presence: the other way, the store tells Deps.Presence its figures
+// (capacity, container count, evacuating) at New and at every change of
+// them; the agent puts them in the route emitter's presence feed, so the
+// emitter, made before the store (which registers routes through it),
+// never calls the store either.
+//
 // Concurrency: Store.mu guards the container map, capacity and every
 // container's fields. Long operations (containerd calls, checks) run
 // without it. Each container has one lifecycle goroutine, owned by the

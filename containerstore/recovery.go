@@ -187,6 +187,7 @@ func (s *Store) restoreContainer(rec record) *container {
 	s.cap.used.MemoryMB += need.MemoryMB
 	s.cap.used.DiskMB += need.DiskMB
 	s.cap.used.Containers++
+	s.presenceChangedLocked()
 	s.mu.Unlock()
 	return c
 }

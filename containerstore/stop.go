@@ -121,6 +121,7 @@ func (s *Store) Delete(ctx context.Context, guid string) error {
 		delete(s.containers, guid)
 		s.cap.release(c.need)
 		c.deleted = true
+		s.presenceChangedLocked()
 		s.mu.Unlock()
 		s.publish(executor.EventContainerDeleted, guid, "", nil)
 		return nil
@@ -138,6 +139,7 @@ func (s *Store) Delete(ctx context.Context, guid string) error {
 	delete(s.containers, guid)
 	s.cap.release(c.need)
 	c.deleted = true
+	s.presenceChangedLocked()
 	s.mu.Unlock()
 	if err := s.removeRecord(guid); err != nil {
 		logger.Error("remove-record", err)

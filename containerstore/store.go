@@ -76,6 +76,31 @@ type Deps struct {
 	// Inbox is where the parts beside the store send their notices
 	// (notices.go); nil: none do.
 	Inbox *Inbox
+	// Presence is told the cell's figures at New and at every change of
+	// them (the route emitter publishes the latest for discovery). It is
+	// called with the store's lock held, in the order of the changes: it
+	// must not block or call the store.
+	Presence func(Presence)
+}
+
+// Presence is what the cell offers, as the store's accounting has it
+// (State's figures without the disk and NATS ones).
+type Presence struct {
+	Total, Available executor.ResourceTotals
+	// Containers counts the containers in any state, reservations too.
+	Containers int
+	Evacuating bool
+}
+
+// presenceChangedLocked tells Deps.Presence the figures as they are now;
+// every change of the container map, the capacity or evacuating calls it,
+// with s.mu held.
+func (s *Store) presenceChangedLocked() {
+	if s.deps.Presence == nil {
+		return
+	}
+	s.deps.Presence(Presence{Total: s.cap.total, Available: s.cap.available(),
+		Containers: len(s.containers), Evacuating: s.evacuating})
 }
 
 // container is one container's in-memory state. Store.mu guards every
@@ -169,7 +194,7 @@ func New(logger lager.Logger, cfg Config, deps Deps) (*Store, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Store{
+	s := &Store{
 		cfg: cfg, deps: deps, hooks: hooks, readiness: readiness, logger: logger.Session("containerstore"),
 		events:     newEventHub(cfg.EventBuffer, deps.Clock.Now()),
 		rootCtx:    ctx,
@@ -177,7 +202,11 @@ func New(logger lager.Logger, cfg Config, deps Deps) (*Store, error) {
 		containers: map[string]*container{},
 		cap:        capacity{total: cfg.Capacity},
 		evacuateCh: make(chan struct{}),
-	}, nil
+	}
+	s.mu.Lock()
+	s.presenceChangedLocked()
+	s.mu.Unlock()
+	return s, nil
 }
 
 // Runner recovers containers from containerd and the records, then
@@ -253,6 +282,7 @@ func (s *Store) Evacuate() error {
 		return nil
 	}
 	s.evacuating = true
+	s.presenceChangedLocked()
 	s.mu.Unlock()
 	s.publish(executor.EventCellEvacuating, "", "cell is evacuating: no new containers; instances stay until deleted or "+s.cfg.EvacuationTimeout.String(), nil)
 	close(s.evacuateCh)
@@ -315,6 +345,9 @@ func (s *Store) expireReservations(logger lager.Logger) {
 			c.deleted = true
 			expired = append(expired, c)
 		}
+	}
+	if len(expired) > 0 {
+		s.presenceChangedLocked()
 	}
 	s.mu.Unlock()
 	for _, c := range expired {
@@ -414,6 +447,7 @@ func (s *Store) reserve(guid string, res executor.Resources, tags map[string]str
 		exited: make(chan struct{}), done: make(chan struct{}), notices: NewInbox(),
 	}
 	s.containers[guid] = c
+	s.presenceChangedLocked()
 	snap := c.info
 	s.mu.Unlock()
 	s.publish(executor.EventContainerReserved, guid, fmt.Sprintf("reserved %d MB memory, %d MB disk", need.MemoryMB, need.DiskMB), &snap)
@@ -496,6 +530,7 @@ func (s *Store) dropReservation(guid string) {
 		delete(s.containers, guid)
 		s.cap.release(c.need)
 		c.deleted = true
+		s.presenceChangedLocked()
 	}
 }
 
@@ -525,6 +560,7 @@ func (s *Store) startRun(guid string, req executor.RunRequest) error {
 	if extra := c.overheadMB - s.overheadFor(req.Ports); extra > 0 {
 		// A reservation held proxy memory for a run without ports.
 		s.cap.release(executor.ResourceTotals{MemoryMB: extra})
+		s.presenceChangedLocked()
 		c.need.MemoryMB -= extra
 		c.overheadMB -= extra
 		c.info.MemoryLimitBytes = uint64(c.info.Resources.MemoryMB+c.overheadMB) << 20

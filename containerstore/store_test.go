@@ -224,6 +224,8 @@ var _ = Describe("Store", func() {
 		ctx     context.Context
 		rec     *eventRecorder
 		dataDir string
+		// presence is what the store last told Deps.Presence.
+		presence atomic.Pointer[containerstore.Presence]
 	)
 
 	BeforeEach(func() {
@@ -294,9 +296,29 @@ var _ = Describe("Store", func() {
 			ExternalIP:            "10.0.0.5",
 		}
 		inbox = containerstore.NewInbox()
+		presence.Store(nil)
 		deps = containerstore.Deps{Runtime: runtime, Tasks: runner, Clock: clk, Inbox: inbox,
-			Pipeline: containerstore.Pipeline{Network: network, Credentials: creds, Routes: routes}}
+			Pipeline: containerstore.Pipeline{Network: network, Credentials: creds, Routes: routes},
+			Presence: func(p containerstore.Presence) { presence.Store(&p) }}
 	})
+
+	// stateFigures is State's answer as a Presence: what the store's
+	// presence must be once nothing changes.
+	stateFigures := func() containerstore.Presence {
+		st, err := store.State(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		n := 0
+		for _, c := range st.Containers {
+			n += c
+		}
+		return containerstore.Presence{Total: st.Total, Available: st.Available, Containers: n, Evacuating: st.Evacuating}
+	}
+	lastPresence := func() containerstore.Presence {
+		if p := presence.Load(); p != nil {
+			return *p
+		}
+		return containerstore.Presence{}
+	}
 
 	JustBeforeEach(func() {
 		var err error
@@ -312,6 +334,13 @@ var _ = Describe("Store", func() {
 		DeferCleanup(func() {
 			process.Signal(os.Interrupt)
 			Eventually(process.Wait()).Should(Receive(BeNil()))
+		})
+		// Whatever a spec did, the figures the store last told its
+		// presence are State's once it settles.
+		DeferCleanup(func() {
+			if deps.Presence != nil {
+				Eventually(func() containerstore.Presence { return lastPresence() }).Should(Equal(stateFigures()))
+			}
 		})
 	})
 
@@ -457,6 +486,34 @@ var _ = Describe("Store", func() {
 			st, _ := store.State(ctx)
 			Expect(st.Evacuating).To(BeTrue())
 			Expect(st.Available).To(Equal(st.Total))
+		})
+	})
+
+	Describe("presence", func() {
+		It("tells Deps.Presence its figures at New and at every change: reservations, runs without ports, deletes, expiry, evacuation", func() {
+			Expect(lastPresence()).To(Equal(containerstore.Presence{Total: cfg.Capacity, Available: cfg.Capacity}))
+			_, err := store.Allocate(ctx, []executor.AllocationRequest{
+				{GUID: "g1", Resources: executor.Resources{MemoryMB: 128, DiskMB: 10}},
+				{GUID: "g2", Resources: executor.Resources{MemoryMB: 64}}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(lastPresence()).To(Equal(stateFigures()))
+			Expect(lastPresence().Containers).To(Equal(2))
+
+			req := runRequest()
+			req.Resources, req.Ports, req.Routes = nil, nil, nil
+			Expect(store.Run(ctx, "g2", req)).To(Succeed())
+			Eventually(stateOf("g2")).Should(Equal(executor.StateRunning))
+			Expect(lastPresence().Available.MemoryMB).To(Equal(1024-160-64), "the proxy's memory given back")
+			Expect(lastPresence()).To(Equal(stateFigures()))
+
+			Expect(store.Delete(ctx, "g2")).To(Succeed())
+			Expect(lastPresence()).To(Equal(stateFigures()))
+			clk.Increment(5 * time.Second)
+			Eventually(stateOf("g1")).Should(Equal(executor.StateInvalid))
+			Eventually(lastPresence).Should(Equal(containerstore.Presence{Total: cfg.Capacity, Available: cfg.Capacity}))
+
+			Expect(store.Evacuate()).To(Succeed())
+			Expect(lastPresence().Evacuating).To(BeTrue())
 		})
 	})
 

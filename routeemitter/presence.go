@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/nats-io/nats.go"
@@ -45,6 +46,35 @@ type Resources struct {
 }
 
 const presenceTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// PresenceFeed holds the cell's latest presence figures: the cell's
+// accounting (the container store) publishes them at every change, the
+// Emitter reads the latest at each presence write (New's presence:
+// feed.Latest). It is made before both, so neither is connected to the
+// other after its construction. Safe for concurrent use; Publish never
+// blocks on a reader.
+type PresenceFeed struct {
+	mu     sync.Mutex
+	latest CellPresence
+}
+
+// NewPresenceFeed makes a feed; until the first Publish it answers zero
+// figures.
+func NewPresenceFeed() *PresenceFeed { return &PresenceFeed{} }
+
+// Publish replaces the figures.
+func (f *PresenceFeed) Publish(p CellPresence) {
+	f.mu.Lock()
+	f.latest = p
+	f.mu.Unlock()
+}
+
+// Latest answers the figures last published.
+func (f *PresenceFeed) Latest() CellPresence {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.latest
+}
 
 // runPresence writes the cell presence now and every PresenceInterval until
 // ctx ends (an in-flight write is abandoned), then deletes it. The bucket's TTL removes the key of a

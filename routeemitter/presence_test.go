@@ -116,6 +116,26 @@ var _ = Describe("Presence", func() {
 		Expect(err).To(MatchError(jetstream.ErrKeyNotFound))
 	})
 
+	It("publishes what the cell last put in its PresenceFeed", func() {
+		feed := routeemitter.NewPresenceFeed()
+		figures := func(free int) routeemitter.CellPresence {
+			return routeemitter.CellPresence{Total: routeemitter.Resources{MemoryMB: 1000, DiskMB: 2000, Containers: 10},
+				Available: routeemitter.Resources{MemoryMB: free, DiskMB: 2000, Containers: 10}}
+		}
+		feed.Publish(figures(900))
+		presence = feed.Latest
+		start()
+		available := func() (int, error) {
+			state, err := get()
+			return state.Available.MemoryMB, err
+		}
+		Eventually(available).Should(Equal(900))
+		feed.Publish(figures(800))
+		feed.Publish(figures(700))
+		fakeClock.Increment(5 * time.Second)
+		Eventually(available).Should(Equal(700))
+	})
+
 	It("expires by the bucket TTL when the cell stops publishing without shutting down", func() {
 		cfg.PresenceInterval = 500 * time.Millisecond
 		cfg.PresenceTTL = time.Second

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -123,13 +122,34 @@ func run(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
-	routeHook := &adapters.Routes{OnRegister: observer.Registered, OnUnregister: observer.Unregistered}
 	credHook := &adapters.Credentials{Manager: creds, Observe: observer.ObserveIssuance,
 		TrustedSystemCertificatesDir: cfg.TrustedSystemCertificatesDir}
 	downloadsHook, err := newDownloadsHook(logger, cfg, rt, clk)
 	if err != nil {
 		return err
 	}
+	// The route emitter before the store, which registers routes through
+	// it and reads its NATS state; the store tells the emitter its figures
+	// through the presence feed, made first.
+	presence := routeemitter.NewPresenceFeed()
+	var natsAuth natsauth.EmbeddedAuth
+	if len(cfg.NATS.URLs) == 0 {
+		natsAuth, err = natsauth.EnsureEmbeddedAuth(cfg.DataDir, natsauth.EmbeddedAuth(cfg.NATS.EmbeddedAuth))
+		if err != nil {
+			return fmt.Errorf("embedded nats credential: %w", err)
+		}
+	}
+	emitter, err := routeemitter.New(logger, routeemitter.Config{
+		URLs: cfg.NATS.URLs, EmbeddedListen: cfg.NATS.EmbeddedListen, EmbeddedAuth: natsAuth, DataDir: cfg.DataDir,
+		CredentialsFile: cfg.NATS.CredentialsFile, NKeySeedFile: cfg.NATS.NKeySeedFile,
+		TLS:    routeemitter.TLSFiles{CACert: cfg.NATS.TLS.CACert, Cert: cfg.NATS.TLS.Cert, Key: cfg.NATS.TLS.Key},
+		CellID: cfg.CellID, Zone: cfg.Zone, APIAddress: cfg.Listen.Admin, Clock: clk,
+		InstanceAddress: cfg.Routing.InstanceAddress, DefaultRegisterInterval: time.Duration(cfg.Routing.RegisterInterval),
+	}, presence.Latest)
+	if err != nil {
+		return fmt.Errorf("route emitter: %w", err)
+	}
+	routeHook := &adapters.Routes{Emitter: emitter, OnRegister: observer.Registered, OnUnregister: observer.Unregistered}
 	overhead := 0
 	var usage func(string) *executor.MemoryUsage
 	var proxyPorts containerstore.SetupStep[containerstore.ProxyPortsResult]
@@ -166,33 +186,10 @@ func run(cfg config.Config) error {
 		DefaultMaxPids: cfg.DefaultMaxPids, AllowPrivileged: cfg.AllowPrivileged, DiskReserveMB: cfg.DiskReserveMB,
 		EvacuationTimeout: time.Duration(cfg.EvacuationTimeout),
 	}, containerstore.Deps{Runtime: rt, Tasks: rt, Pipeline: pipeline, Clock: clk, Usage: usage, Inbox: inbox,
-		DiskUsage: rt.WritableBytes,
-		NATSState: func() string { return routeHook.Emitter.ConnectionState() }})
+		DiskUsage: rt.WritableBytes, NATSState: emitter.ConnectionState, Presence: adapters.Presence(presence)})
 	if err != nil {
 		return err
 	}
-
-	var natsAuth natsauth.EmbeddedAuth
-	if len(cfg.NATS.URLs) == 0 {
-		natsAuth, err = natsauth.EnsureEmbeddedAuth(cfg.DataDir, natsauth.EmbeddedAuth(cfg.NATS.EmbeddedAuth))
-		if err != nil {
-			return fmt.Errorf("embedded nats credential: %w", err)
-		}
-	}
-	emitter, err := routeemitter.New(logger, routeemitter.Config{
-		URLs: cfg.NATS.URLs, EmbeddedListen: cfg.NATS.EmbeddedListen, EmbeddedAuth: natsAuth, DataDir: cfg.DataDir,
-		CredentialsFile: cfg.NATS.CredentialsFile, NKeySeedFile: cfg.NATS.NKeySeedFile,
-		TLS:    routeemitter.TLSFiles{CACert: cfg.NATS.TLS.CACert, Cert: cfg.NATS.TLS.Cert, Key: cfg.NATS.TLS.Key},
-		CellID: cfg.CellID, Zone: cfg.Zone, APIAddress: cfg.Listen.Admin, Clock: clk,
-		InstanceAddress: cfg.Routing.InstanceAddress, DefaultRegisterInterval: time.Duration(cfg.Routing.RegisterInterval),
-	}, presence(store))
-	if err != nil {
-		return fmt.Errorf("route emitter: %w", err)
-	}
-	// A true cycle left: the store registers routes through routeHook,
-	// the emitter publishes the store's presence (and /v1/state reads the
-	// emitter's NATS state through routeHook).
-	routeHook.Emitter = emitter
 
 	met := metrics.New(metrics.Config{Source: store, Usage: usage, Clock: clk,
 		CPUTime: rt.Cgroups().CPUTime, Observer: observer})
@@ -286,22 +283,6 @@ func memTotalMB() int {
 		}
 	}
 	return 1024
-}
-
-// presence is the cell state the route emitter publishes for discovery.
-func presence(store *containerstore.Store) func() routeemitter.CellPresence {
-	return func() routeemitter.CellPresence {
-		st, _ := store.State(context.Background())
-		n := 0
-		for _, c := range st.Containers {
-			n += c
-		}
-		return routeemitter.CellPresence{
-			Total:      routeemitter.Resources{MemoryMB: st.Total.MemoryMB, DiskMB: st.Total.DiskMB, Containers: st.Total.Containers},
-			Available:  routeemitter.Resources{MemoryMB: st.Available.MemoryMB, DiskMB: st.Available.DiskMB, Containers: st.Available.Containers},
-			Containers: n, Evacuating: st.Evacuating,
-		}
-	}
 }
 
 func newProxyHook(logger lager.Logger, cfg config.Config, issuer *credmanager.Issuer, rt *runtime.Client, clk clock.Clock, notices containerstore.Notifier) (*proxyhook.Hook, error) {

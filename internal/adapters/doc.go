@@ -10,7 +10,8 @@
 //     notices to its Inbox: it holds no store);
 //   - Network: containerstore/network (netns, IP, host ports, filter);
 //   - Routes: routeemitter (register when routable, unregister first on
-//     stop, recover journaled routes);
+//     stop, recover journaled routes); Presence puts the store's figures in
+//     the emitter's PresenceFeed;
 //   - Downloads: downloads (cached dependencies as read-only mounts, the
 //     setup into the container's writable rootfs through the runtime's
 //     RootfsWriter, trees released at delete).

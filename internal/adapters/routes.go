@@ -95,6 +95,20 @@ func (h *Routes) Unroutable(logger lager.Logger, guid string) error {
 	return err
 }
 
+// Presence answers the store's Deps.Presence over feed: the store's
+// figures, as the route emitter publishes them (it reads the feed's
+// latest at each presence write).
+func Presence(feed *routeemitter.PresenceFeed) func(containerstore.Presence) {
+	return func(p containerstore.Presence) {
+		feed.Publish(routeemitter.CellPresence{Total: resources(p.Total), Available: resources(p.Available),
+			Containers: p.Containers, Evacuating: p.Evacuating})
+	}
+}
+
+func resources(t executor.ResourceTotals) routeemitter.Resources {
+	return routeemitter.Resources{MemoryMB: t.MemoryMB, DiskMB: t.DiskMB, Containers: t.Containers}
+}
+
 // RecoverRoutes unregisters journaled routes of containers that are gone.
 func (h *Routes) RecoverRoutes(logger lager.Logger, keep func(guid string) bool) error {
 	return h.Emitter.Recover(logger, keep)

@@ -55,3 +55,19 @@ var _ = Describe("Routes", func() {
 		}, "internal_routes"),
 	)
 })
+
+var _ = Describe("Presence", func() {
+	It("puts the store's figures in the route emitter's feed", func() {
+		feed := routeemitter.NewPresenceFeed()
+		adapters.Presence(feed)(containerstore.Presence{
+			Total:      executor.ResourceTotals{MemoryMB: 1024, DiskMB: 4096, Containers: 4},
+			Available:  executor.ResourceTotals{MemoryMB: 864, DiskMB: 4086, Containers: 3},
+			Containers: 1, Evacuating: true,
+		})
+		Expect(feed.Latest()).To(Equal(routeemitter.CellPresence{
+			Total:      routeemitter.Resources{MemoryMB: 1024, DiskMB: 4096, Containers: 4},
+			Available:  routeemitter.Resources{MemoryMB: 864, DiskMB: 4086, Containers: 3},
+			Containers: 1, Evacuating: true,
+		}))
+	})
+})

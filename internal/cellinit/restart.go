@@ -1,30 +1,37 @@
 package cellinit
 
-import "time"
+import (
+	"time"
+
+	"code.cloudfoundry.org/clock"
+
+	"github.com/cellagent/cellagent/internal/backoff"
+)
 
 // restartPolicy is the proxy's restart decision, the agent supervisor's
 // (proxyhook restartLoop): a proxy that ran for more than resetAfter
 // starts counting again; every exit or failed start counts one failure;
-// more than max in a row gives up. The delay doubles from initial to
-// limit.
+// more than max in a row gives up. The delay is the project's backoff,
+// doubling from 500ms to 16s (the supervisor waits it on a timer of its
+// own, which a signal may cut short).
 type restartPolicy struct {
-	max            int
-	initial, limit time.Duration
-	resetAfter     time.Duration
-	failures       int
-	delay          time.Duration
+	max        int
+	resetAfter time.Duration
+	failures   int
+	delay      *backoff.Backoff
 }
 
 func newRestartPolicy(max int) *restartPolicy {
-	return &restartPolicy{max: max, initial: 500 * time.Millisecond, limit: 16 * time.Second,
-		resetAfter: time.Minute, delay: 500 * time.Millisecond}
+	return &restartPolicy{max: max, resetAfter: time.Minute,
+		delay: backoff.New(clock.NewClock(), 500*time.Millisecond, 16*time.Second)}
 }
 
 // exited records an exit after the proxy ran for ranFor and answers the
 // delay before the next start, or giveUp.
 func (p *restartPolicy) exited(ranFor time.Duration) (delay time.Duration, giveUp bool) {
 	if ranFor > p.resetAfter {
-		p.failures, p.delay = 0, p.initial
+		p.failures = 0
+		p.delay.Reset()
 	}
 	return p.failed()
 }
@@ -35,7 +42,5 @@ func (p *restartPolicy) failed() (delay time.Duration, giveUp bool) {
 	if p.failures > p.max {
 		return 0, true
 	}
-	delay = p.delay
-	p.delay = min(2*p.delay, p.limit)
-	return delay, false
+	return p.delay.Next(), false
 }

@@ -61,7 +61,8 @@ func run(cfg config.Config) error {
 	total := detectCapacity(logger, cfg)
 	rt, err := runtime.New(runtime.Config{Socket: cfg.Containerd.Socket, Namespace: cfg.Containerd.Namespace,
 		CellID: cfg.CellID, Preloaded: cfg.PreloadedRootfs, LoggerBinary: loggerBinary(logger, self),
-		InsecureRegistries: cfg.Containerd.InsecureRegistries, PullTimeout: time.Duration(cfg.Containerd.PullTimeout)})
+		InsecureRegistries: cfg.Containerd.InsecureRegistries, PullTimeout: time.Duration(cfg.Containerd.PullTimeout),
+		Clock: clk})
 	if err != nil {
 		return err
 	}

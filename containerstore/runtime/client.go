@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"code.cloudfoundry.org/clock"
 	"code.cloudfoundry.org/lager/v3"
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	apitask "github.com/containerd/containerd/api/types/task"
@@ -67,6 +68,9 @@ type Config struct {
 	InsecureRegistries []string
 	// PullTimeout bounds one image pull; zero is DefaultPullTimeout.
 	PullTimeout time.Duration
+	// Clock times the waits of the adapter's own (a killed stray shim's
+	// exit); nil is the real clock.
+	Clock clock.Clock
 }
 
 // Client is the containerd adapter.
@@ -90,6 +94,7 @@ type Client struct {
 	pullTimeout time.Duration
 	pullMu      sync.Mutex           // guards pulls
 	pulls       map[string]*pullCall // image and login -> the pull under way
+	clock       clock.Clock
 }
 
 var (
@@ -110,6 +115,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.PullTimeout <= 0 {
 		cfg.PullTimeout = DefaultPullTimeout
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.NewClock()
+	}
 	cl, err := containerd.New(cfg.Socket, containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Socket, err)
@@ -117,7 +125,7 @@ func New(cfg Config) (*Client, error) {
 	return &Client{client: cl, socket: cfg.Socket, ns: cfg.Namespace, cellID: cfg.CellID, snapshotter: cfg.Snapshotter,
 		rootfs: cfg.Preloaded, logger: cfg.LoggerBinary, preloaded: map[string]string{},
 		cgroups: NewCgroups(cfg.CgroupRoot, cfg.Namespace), insecure: slices.Clone(cfg.InsecureRegistries),
-		pullTimeout: cfg.PullTimeout, pulls: map[string]*pullCall{}}, nil
+		pullTimeout: cfg.PullTimeout, pulls: map[string]*pullCall{}, clock: cfg.Clock}, nil
 }
 
 // Cgroups answers the reader of this namespace's container cgroups (memory

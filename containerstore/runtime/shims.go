@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"code.cloudfoundry.org/clock"
 	"code.cloudfoundry.org/lager/v3"
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/errdefs"
@@ -196,7 +198,7 @@ func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, has fu
 		}
 		// A child may be the task's `runc init`, which made the
 		// container's cgroups; runc's delete would have removed them.
-		waitGone(pids, 2*time.Second)
+		waitGone(c.clock, processAlive, pids, 2*time.Second)
 		if err := c.cgroups.Remove(s.ID); err != nil {
 			errs = append(errs, err)
 		}
@@ -204,22 +206,22 @@ func (c *Client) killStrayShims(ctx context.Context, logger lager.Logger, has fu
 	return errors.Join(errs...)
 }
 
-// waitGone waits up to timeout for the processes to be reaped.
-func waitGone(pids []int, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		alive := false
-		for _, pid := range pids {
-			if syscall.Kill(pid, 0) == nil {
-				alive = true
-			}
+// waitGone waits up to timeout on clk, looking every 20ms, for the
+// processes to be reaped; alive answers whether one still exists. It
+// answers whether they all went.
+func waitGone(clk clock.Clock, alive func(pid int) bool, pids []int, timeout time.Duration) bool {
+	deadline := clk.Now().Add(timeout)
+	for clk.Now().Before(deadline) {
+		if !slices.ContainsFunc(pids, alive) {
+			return true
 		}
-		if !alive {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		clk.Sleep(20 * time.Millisecond)
 	}
+	return false
 }
+
+// processAlive answers whether pid exists (signal 0).
+func processAlive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 // hasTask asks containerd about guid's task alone; only a clear "not
 // found" answers false. The task list leaves out a task whose shim did not

@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/integration/testagent"
+	"github.com/cellagent/cellagent/routeemitter"
 )
 
 // gorouterMessage mirrors the JSON types Gorouter decodes
@@ -241,6 +243,52 @@ var _ = Describe("route registration through the agent", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(c.State).To(Equal(executor.StateCompleted))
 		Expect(c.RunResult.FailureReason).To(ContainSubstring("missing runtime container"))
+	})
+
+	It("publishes the cell's presence with the store's figures, as /v1/state shows them, following an allocation and its delete", func() {
+		js, err := jetstream.New(nc)
+		Expect(err).NotTo(HaveOccurred())
+		presence := func() (routeemitter.CellPresence, error) {
+			var p routeemitter.CellPresence
+			kv, err := js.KeyValue(ctx, routeemitter.PresenceBucket)
+			if err != nil {
+				return p, err
+			}
+			entry, err := kv.Get(ctx, agent.Config.CellID)
+			if err != nil {
+				return p, err
+			}
+			return p, json.Unmarshal(entry.Value(), &p)
+		}
+		type cellFigures struct {
+			available  routeemitter.Resources
+			containers int
+		}
+		figures := func() (cellFigures, error) {
+			p, err := presence()
+			return cellFigures{p.Available, p.Containers}, err
+		}
+		resources := func(t executor.ResourceTotals) routeemitter.Resources {
+			return routeemitter.Resources{MemoryMB: t.MemoryMB, DiskMB: t.DiskMB, Containers: t.Containers}
+		}
+		idle, err := agent.Client.State(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(figures, 15*time.Second).Should(Equal(cellFigures{resources(idle.Available), 0}))
+		p, err := presence()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(p.Total).To(Equal(resources(idle.Total)))
+
+		failures, err := agent.Client.Allocate(ctx, []executor.AllocationRequest{{GUID: "rt-presence",
+			Resources: executor.Resources{MemoryMB: 64, DiskMB: 64}}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(failures).To(BeEmpty())
+		held, err := agent.Client.State(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(held.Available.MemoryMB).To(BeNumerically("<", idle.Available.MemoryMB))
+		Eventually(figures, 15*time.Second).Should(Equal(cellFigures{resources(held.Available), 1}))
+
+		Expect(agent.Client.Delete(ctx, "rt-presence")).To(Succeed())
+		Eventually(figures, 15*time.Second).Should(Equal(cellFigures{resources(idle.Available), 0}))
 	})
 
 	It("rejects bad routes with InvalidRequest", func() {

@@ -46,8 +46,11 @@ func WriteBootstrap(hostDir string, cfg Config, mappings []Mapping, adminPort ui
 }
 
 // WriteCertAndKey writes sds-id-cert-and-key.yaml: the chain (leaf first) and
-// its key in one file, so one rename swaps both. The pair is checked first:
-// a mismatched pair would take every listener down at the next reload.
+// its key in one file, so one rename swaps both. The pair is checked first,
+// for pairs that did not come from credmanager (a drain certificate, files
+// an operator provides): a running cellproxy refuses a mismatched pair at
+// its reload and keeps what it serves, but a proxy started or restarted on
+// one could not serve at all.
 func WriteCertAndKey(hostDir string, certPEM, keyPEM []byte, version string) error {
 	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return fmt.Errorf("write %s: %w", CertAndKeyFile, err)

@@ -381,6 +381,7 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := r.Context(), context.CancelFunc(func() {})
 	if opts.Follow {
 		ctx, cancel = streamContext(r)
+		defer bound(w, r)()
 	}
 	defer cancel()
 	rc, err := h.cfg.Client.Logs(ctx, guid, opts)
@@ -467,6 +468,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 	end := streamsEnd(r)
+	defer bound(w, r)()
 	for {
 		select {
 		case ev, ok := <-evs:

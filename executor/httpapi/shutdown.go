@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"time"
 )
 
 // http.Server.Shutdown waits for every open request, and a stream (GET
@@ -52,4 +53,29 @@ func serverEnding(r *http.Request) bool {
 	default:
 		return false
 	}
+}
+
+// streamEndWrites is how long a stream's writes may still take once the
+// server ends its streams: a follower that stopped reading would
+// otherwise hold a write, and Shutdown with it, until its own timeout.
+const streamEndWrites = 2 * time.Second
+
+// bound gives w's writes a deadline of streamEndWrites when r's server
+// ends its streams, a write already blocked included (a connection's
+// deadline applies to pending writes too). Call the returned func when the
+// stream ends.
+func bound(w http.ResponseWriter, r *http.Request) (stop func()) {
+	end := streamsEnd(r)
+	if end == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-end:
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamEndWrites))
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
 }

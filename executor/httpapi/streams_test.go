@@ -165,3 +165,49 @@ var _ = Describe("streams when the server shuts down", func() {
 		Expect(got[len(got)-1].Type).To(Equal(executor.EventStreamEnded))
 	})
 })
+
+// A follower that stopped reading held the handler in a write, and
+// Shutdown with it, until Shutdown's own timeout: once streams end, writes
+// get a deadline.
+var _ = Describe("a stream whose client stopped reading", func() {
+	It("returns once the server ends its streams", func() {
+		end := make(chan struct{})
+		fake := &fakes.FakeClient{}
+		big := strings.Repeat("x", 64<<10)
+		fake.EventsStub = func(ctx context.Context, since uint64) (<-chan executor.Event, error) {
+			ch := make(chan executor.Event)
+			go func() {
+				defer close(ch)
+				for seq := since + 1; seq < since+100_000; seq++ { // bounded: ~6 GB, far past any socket buffer
+					select {
+					case ch <- executor.Event{Seq: seq, Type: executor.EventContainerState, GUID: "g1", Message: big}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
+			return ch, nil
+		}
+		api := httpapi.New(lagertest.NewTestLogger("httpapi"), httpapi.Config{Client: fake})
+		returned := make(chan struct{})
+		server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer close(returned)
+			api.ServeHTTP(w, r)
+		}))
+		server.Config.BaseContext = func(net.Listener) context.Context {
+			return httpapi.WithStreamsEnd(context.Background(), end)
+		}
+		server.Start()
+		DeferCleanup(server.Close)
+
+		conn, err := net.Dial("tcp", server.Listener.Addr().String())
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(conn.Close)
+		_, err = io.WriteString(conn, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		Expect(err).NotTo(HaveOccurred())
+		// Never read: the server's writes fill both socket buffers and block.
+		Consistently(returned, 500*time.Millisecond).ShouldNot(BeClosed())
+		close(end)
+		Eventually(returned, 10*time.Second).Should(BeClosed())
+	})
+})

@@ -8,6 +8,7 @@ package atomicfile
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -85,6 +86,9 @@ func WriteFile(path string, data []byte, perm fs.FileMode, d Durability) (retErr
 		n, err := syscall.Write(fd, rest)
 		if err == syscall.EINTR {
 			continue
+		}
+		if err == nil && n == 0 {
+			err = io.ErrShortWrite // as os.File does; never loop on a write that writes nothing
 		}
 		if err != nil {
 			return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "write", Path: tmp, Err: err})

@@ -68,20 +68,11 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 	t := n.nlTable()
 	e, i := egressPrefix+guid, ingressPrefix+guid
 
-	objs, err := c.GetObjects(t)
-	if err != nil {
-		return fmt.Errorf("list counters: %w", err)
-	}
-	have := map[string]bool{}
-	for _, o := range objs {
-		if co, ok := o.(*nftables.CounterObj); ok {
-			have[co.Name] = true
-		}
-	}
+	// Adding a counter that exists (AddObj asks without NLM_F_EXCL)
+	// leaves it and its packets as they are, the kernel having no update
+	// for counters: no dump of every container's counters to find ours.
 	for _, name := range []string{e, i} {
-		if !have[name] {
-			c.AddObj(&nftables.CounterObj{Table: t, Name: name})
-		}
+		c.AddObj(&nftables.CounterObj{Table: t, Name: name})
 	}
 	eCh := c.AddChain(&nftables.Chain{Name: e, Table: t})
 	iCh := c.AddChain(&nftables.Chain{Name: i, Table: t})

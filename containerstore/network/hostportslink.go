@@ -2,6 +2,7 @@ package network
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,15 +46,24 @@ func (n NFTables) mapLink(guid string, ip net.IP, ports []PortMapping) error {
 		return err
 	}
 	// The kernel keeps the comment of an element that is added again:
-	// ours with another mark (an earlier Map) are replaced.
-	have, err := c.GetSetElements(m)
+	// ours with another mark (an earlier Map) are replaced. No element
+	// leads to a chain that is not there (the kernel refuses to delete a
+	// chain an element leads to): a first Map does not read the map, a
+	// dump of every container's ports.
+	existed, err := n.chainExists(ch.Name)
 	if err != nil {
-		return fmt.Errorf("list hostports map: %w", err)
+		return err
 	}
-	for _, el := range have {
-		if verdictChain(el) == ch.Name && el.Comment != mark {
-			if err := c.SetDeleteElements(m, []nftables.SetElement{{Key: el.Key}}); err != nil {
-				return err
+	if existed {
+		have, err := c.GetSetElements(m)
+		if err != nil {
+			return fmt.Errorf("list hostports map: %w", err)
+		}
+		for _, el := range have {
+			if verdictChain(el) == ch.Name && el.Comment != mark {
+				if err := c.SetDeleteElements(m, []nftables.SetElement{{Key: el.Key}}); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -60,6 +71,36 @@ func (n NFTables) mapLink(guid string, ip net.IP, ports []PortMapping) error {
 		return err
 	}
 	return c.Flush()
+}
+
+// chainExists asks the kernel for one chain of the table (the library's
+// ListChain hides the errno of its answer).
+func (n NFTables) chainExists(name string) (bool, error) {
+	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.NFTA_CHAIN_TABLE, n.table())
+	ae.String(unix.NFTA_CHAIN_NAME, name)
+	attrs, err := ae.Encode()
+	if err != nil {
+		return false, err
+	}
+	// nfgenmsg: family, version, resource id.
+	_, err = conn.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN), Flags: netlink.Request},
+		Data:   append([]byte{unix.NFPROTO_IPV4, unix.NFNETLINK_V0, 0, 0}, attrs...),
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.ENOENT):
+		return false, nil
+	default:
+		return false, fmt.Errorf("get chain %s: %w", name, err)
+	}
 }
 
 // unmapLink removes guid's forwards: every hostports element that leads

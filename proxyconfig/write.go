@@ -3,7 +3,9 @@ package proxyconfig
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -171,4 +173,30 @@ func writeSecret(dir, file, name string, certPEM, keyPEM []byte, version string)
 // sync protects against, ends that container too.
 func writeFileAtomic(dir, name string, data []byte) error {
 	return atomicfile.WriteFile(filepath.Join(dir, name), data, FileMode, atomicfile.NoSync)
+}
+
+// ReadCertificate answers the leaf certificate of hostDir's
+// sds-id-cert-and-key.yaml: what the proxy serves once it has read the
+// file (at its next reload or start).
+func ReadCertificate(hostDir string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(filepath.Join(hostDir, CertAndKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	var dr discoveryResponse
+	if err := yaml.Unmarshal(data, &dr); err != nil {
+		return nil, fmt.Errorf("read %s: %w", CertAndKeyFile, err)
+	}
+	if len(dr.Resources) != 1 || dr.Resources[0].TLSCertificate == nil {
+		return nil, fmt.Errorf("read %s: no certificate secret", CertAndKeyFile)
+	}
+	block, _ := pem.Decode([]byte(dr.Resources[0].TLSCertificate.CertificateChain.InlineString))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("read %s: no PEM certificate in the chain", CertAndKeyFile)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", CertAndKeyFile, err)
+	}
+	return cert, nil
 }

@@ -30,8 +30,16 @@ const EventDrainUnconfirmed = "drain_unconfirmed"
 // so that a router that missed the unregister fails the handshake, which
 // Gorouter retries on another instance, instead of sending a request to an
 // app that is about to get SIGTERM. Connections already open keep working.
-func (f filesHook) refuseNewHandshakes(logger lager.Logger, inst *containerstore.Instance) {
+func (f filesHook) refuseNewHandshakes(logger lager.Logger, in *instance) {
+	inst := in.inst
 	logger = logger.Session("refuse-new-handshakes", lager.Data{guidKey: inst.GUID})
+	// The confirmed serial goes first: an agent killed before the stop
+	// ends must not adopt the instance as confirmed (the proxy may serve
+	// the invalid certificate by then). Adoption also checks the SDS
+	// file's serial, so a failed remove is logged, not fatal.
+	if _, err := f.h.sdsWriting(in, inst.GUID); err != nil {
+		logger.Error("failed-to-forget-confirmed-serial", err)
+	}
 	certPEM, keyPEM, serial, err := invalidCertificate(f.h.cfg.Clock.Now())
 	if err == nil {
 		err = proxyconfig.WriteCertAndKey(f.h.dir(inst.GUID), certPEM, keyPEM, serial)

@@ -146,6 +146,10 @@ type instance struct {
 	// runs. Set by watchInit.
 	initChecks bool
 	unhealthy  string
+	// sdsGen counts the rewrites of the proxy's SDS files (rotations, the
+	// drain; sdsWriting): a Verify or confirm records the serial it saw
+	// only when no rewrite began since it started (confirmed).
+	sdsGen uint64
 }
 
 // New makes the hook.
@@ -616,12 +620,11 @@ func (f filesHook) Verify(ctx context.Context, logger lager.Logger, inst *contai
 	}
 	deadline := f.h.cfg.Clock.Now().Add(f.h.cfg.ConfirmTimeout)
 	for {
-		err := f.verifyOnce(ctx, in)
+		serial, gen, err := f.verifyOnce(ctx, in)
 		if err == nil {
-			f.h.mu.Lock()
-			serial := in.serial
-			f.h.mu.Unlock()
-			f.h.confirmed(logger, inst.GUID, serial)
+			// The serial this verify checked, not in.serial now: a
+			// rotation may have replaced it meanwhile.
+			f.h.confirmed(logger, in, inst.GUID, serial, gen)
 			return nil
 		}
 		if f.h.cfg.Clock.Now().After(deadline) {
@@ -635,9 +638,11 @@ func (f filesHook) Verify(ctx context.Context, logger lager.Logger, inst *contai
 	}
 }
 
-func (f filesHook) verifyOnce(ctx context.Context, in *instance) error {
+// verifyOnce checks once that in's proxy serves the serial it must, and
+// answers that serial and the SDS generation it read it with.
+func (f filesHook) verifyOnce(ctx context.Context, in *instance) (string, uint64, error) {
 	f.h.mu.Lock()
-	want, inst := in.serial, in.inst
+	want, gen, inst := in.serial, in.sdsGen, in.inst
 	f.h.mu.Unlock()
 	for _, m := range inst.Ports {
 		if m.HostTLSProxyPort == 0 {
@@ -646,13 +651,13 @@ func (f filesHook) verifyOnce(ctx context.Context, in *instance) error {
 		addr := fmt.Sprintf("%s:%d", inst.ExternalIP, m.HostTLSProxyPort)
 		got, err := f.h.verifier.handshake(ctx, addr, inst.GUID)
 		if err != nil {
-			return fmt.Errorf("verified handshake on %s failed: %w", addr, err)
+			return "", 0, fmt.Errorf("verified handshake on %s failed: %w", addr, err)
 		}
 		if got != want {
-			return fmt.Errorf("served serial %s on %s differs from issued %s", got, addr, want)
+			return "", 0, fmt.Errorf("served serial %s on %s differs from issued %s", got, addr, want)
 		}
 	}
-	return nil
+	return want, gen, nil
 }
 
 // proxyDir makes dir (owned by the agent: root) group gid, mode 2750: the proxy's group reads it, and

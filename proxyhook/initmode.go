@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/internal/atomicfile"
 	"github.com/cellagent/cellagent/internal/cellinit"
@@ -179,7 +181,7 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 	var seen fs.FileInfo
 	var last cellinit.ProxyState
 	for {
-		if st, err := os.Stat(path); err == nil && (seen == nil || !os.SameFile(st, seen) || !st.ModTime().Equal(seen.ModTime())) {
+		if st, err := os.Stat(path); err == nil && stateChanged(seen, st) {
 			seen = st
 			cur, err := cellinit.ReadState(filepath.Dir(path))
 			switch {
@@ -203,6 +205,19 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 			seen = nil // replaced: read it even if a reused inode and mtime look the same
 		}
 	}
+}
+
+// stateChanged says whether the state file st may differ from the one
+// seen (nil: none yet): another inode, mtime, size or ctime. An atomic
+// replace within the mtime's granularity that reuses the inode still
+// changes its ctime or, mostly, its size.
+func stateChanged(seen, st fs.FileInfo) bool {
+	if seen == nil || !os.SameFile(st, seen) || !st.ModTime().Equal(seen.ModTime()) || st.Size() != seen.Size() {
+		return true
+	}
+	a, okA := st.Sys().(*syscall.Stat_t)
+	b, okB := seen.Sys().(*syscall.Stat_t)
+	return !okA || !okB || a.Ctim != b.Ctim
 }
 
 // setInitHealth keeps what cur says of cellinit's liveness checks for
@@ -234,20 +249,53 @@ func (h *Hook) confirmedRecord(serial string) string {
 }
 
 // confirmed records that guid's proxy serves serial (NoSync: it outlives
-// only the container, as the state file does). A failed write costs the
-// next adoption a Verify, nothing else.
-func (h *Hook) confirmed(logger lager.Logger, guid, serial string) {
+// only the container, as the state file does), checked at SDS generation
+// gen: not when the SDS files were rewritten since (sdsWriting), which
+// removed the record and may have changed what the proxy serves. Under
+// h.mu, so no rewrite falls between the check and the write. A failed
+// write costs the next adoption a Verify, nothing else.
+func (h *Hook) confirmed(logger lager.Logger, in *instance, guid, serial string, gen uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if in.sdsGen != gen {
+		logger.Info("confirmed-serial-outdated", lager.Data{guidKey: guid, "serial": serial})
+		return
+	}
 	if err := atomicfile.WriteFile(filepath.Join(h.runDir(guid), confirmedFile), []byte(h.confirmedRecord(serial)), 0o600, atomicfile.NoSync); err != nil {
 		logger.Info("confirmed-serial-not-recorded", lager.Data{guidKey: guid, "error": err.Error()})
 	}
 }
+
+// sdsWriting is called before guid's SDS files are rewritten (a rotation,
+// the drain): it bumps the instance's SDS generation, so that no Verify or
+// confirm begun earlier records its serial, and removes the record of the
+// last confirmed serial, so that an agent killed before the rewrite is
+// confirmed leaves an adoption that verifies. It answers the new
+// generation.
+func (h *Hook) sdsWriting(in *instance, guid string) (uint64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	in.sdsGen++
+	if err := os.Remove(filepath.Join(h.runDir(guid), confirmedFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return in.sdsGen, err
+	}
+	return in.sdsGen, nil
+}
+
+// adoptExpiryMargin is how long before its NotAfter a served certificate
+// no longer counts as confirmed at adoption: it is about to expire, and a
+// Verify (which fails on an expired one) is cheap next to a lost route.
+const adoptExpiryMargin = time.Minute
 
 var _ containerstore.AdoptConfirmer = filesHook{}
 
 // ConfirmedAtAdoption says that an adopted cellinit instance needs no
 // Verify (a TLS handshake through its host port): the serial its proxy was
 // last confirmed to serve is the one it must serve (the agent that stopped
-// left no rotation unconfirmed), cellinit reports the proxy running (one
+// left no rotation unconfirmed), the identity SDS file holds that serial
+// (what the proxy serves after a reload or restart: not a drain's invalid
+// certificate) in a certificate valid now (NotBefore <= now < NotAfter,
+// with adoptExpiryMargin), cellinit reports the proxy running (one
 // restarted since reads the same files) and its health checks, if it runs
 // them, passing. Anything else, or a file missing, verifies as before.
 func (f filesHook) ConfirmedAtAdoption(inst *containerstore.Instance) bool {
@@ -261,6 +309,13 @@ func (f filesHook) ConfirmedAtAdoption(inst *containerstore.Instance) bool {
 	dir := f.h.runDir(inst.GUID)
 	got, err := os.ReadFile(filepath.Join(dir, confirmedFile))
 	if err != nil || want == "" || string(got) != f.h.confirmedRecord(want) {
+		return false
+	}
+	cert, err := proxyconfig.ReadCertificate(f.h.dir(inst.GUID))
+	if err != nil || credmanager.FormatSerial(cert.SerialNumber) != want {
+		return false
+	}
+	if now := f.h.cfg.Clock.Now(); now.Before(cert.NotBefore) || !now.Add(adoptExpiryMargin).Before(cert.NotAfter) {
 		return false
 	}
 	st, err := cellinit.ReadState(dir)

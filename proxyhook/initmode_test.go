@@ -2,7 +2,9 @@ package proxyhook_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/internal/cellinit"
 	"github.com/cellagent/cellagent/proxyhook"
@@ -393,7 +396,8 @@ func TestWithHealthMonitoringTheInitChecksAndAliveAnswersItsReport(t *testing.T)
 // serial it must serve, against the same CA, and cellinit reports it
 // running and healthy; anything else verifies.
 func TestAnAdoptedInitInstanceIsConfirmedByItsLastVerifiedSerial(t *testing.T) {
-	f := newInitFixture(t, fakeclock.NewFakeClock(time.Unix(1000, 0)))
+	clk := fakeclock.NewFakeClock(time.Now())
+	f := newInitFixture(t, clk)
 	_, _, served, _ := f.ca.leaf(t, "g1", 10)
 	inst := f.instance(t, "g1", 10, tlsServer(t, served))
 	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
@@ -426,6 +430,12 @@ func TestAnAdoptedInitInstanceIsConfirmedByItsLastVerifiedSerial(t *testing.T) {
 	if !confirmer.ConfirmedAtAdoption(inst) {
 		t.Fatal("a restarted proxy serves the same files: still confirmed")
 	}
+	// The certificate in the SDS file expires within adoptExpiryMargin.
+	clk.Increment(time.Hour - 30*time.Second)
+	if confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("confirmed with a certificate about to expire")
+	}
+	clk.Increment(-time.Hour + 30*time.Second)
 
 	// Another agent over the same data dir with another identity CA: its
 	// Verify would not accept the chain, so nothing counts as confirmed.
@@ -439,5 +449,134 @@ func TestAnAdoptedInitInstanceIsConfirmedByItsLastVerifiedSerial(t *testing.T) {
 	}
 	if other.hook.FilesHook().(containerstore.AdoptConfirmer).ConfirmedAtAdoption(adopted) {
 		t.Fatal("confirmed against another CA")
+	}
+}
+
+// A stop cut short (kill -9 during the drain) must not leave an adoption
+// that skips Verify: the drain removes the confirmed serial before it
+// writes the invalid certificate, and adoption also wants the SDS file's
+// serial to be the one the instance must serve.
+func TestADrainedInstanceIsNotConfirmedAtAdoption(t *testing.T) {
+	f := newInitFixture(t, fakeclock.NewFakeClock(time.Now()))
+	_, _, served, _ := f.ca.leaf(t, "g1", 10)
+	inst := f.instance(t, "g1", 10, tlsServer(t, served))
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	if err := cellinit.WriteState(runDir, cellinit.ProxyState{Seq: 1, Phase: cellinit.PhaseRunning, PID: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.hook.FilesHook().(containerstore.Verifier).Verify(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
+	}
+	confirmer := f.hook.FilesHook().(containerstore.AdoptConfirmer)
+	if !confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("not confirmed after a Verify")
+	}
+	record, err := os.ReadFile(filepath.Join(runDir, "confirmed-serial"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.starter().Start(context.Background(), f.logger, inst); err != nil {
+		t.Fatal(err)
+	}
+	f.starter().Stopping(f.logger, "g1") // the test's server keeps the identity: unconfirmed drain
+	f.sink.expect(t, "publish "+proxyhook.EventDrainUnconfirmed+" g1")
+	if _, err := os.Stat(filepath.Join(runDir, "confirmed-serial")); !os.IsNotExist(err) {
+		t.Fatalf("confirmed serial kept through the drain (stat: %v)", err)
+	}
+	if confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("confirmed after the drain")
+	}
+	// A record that survived (the remove failed): the SDS file's serial
+	// is the drain's.
+	if err := os.WriteFile(filepath.Join(runDir, "confirmed-serial"), record, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("confirmed while the SDS file holds the drain's certificate")
+	}
+}
+
+// heldTLSServer serves cert on 127.0.0.1 but handshakes each connection
+// only after it was announced on accepted and released.
+func heldTLSServer(t *testing.T, cert tls.Certificate) (port uint16, accepted <-chan struct{}, release chan<- struct{}) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, rel := make(chan struct{}, 10), make(chan struct{}, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			acc <- struct{}{}
+			<-rel
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_ = tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}}).Handshake()
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return uint16(l.Addr().(*net.TCPAddr).Port), acc, rel
+}
+
+// A Verify records the serial it checked, and only when no rotation
+// rewrote the SDS files since it began; a rotation removes the record
+// before it writes.
+func TestVerifyDoesNotRecordARotatedSerialItNeverChecked(t *testing.T) {
+	f := newInitFixture(t, fakeclock.NewFakeClock(time.Now()))
+	servedCert, servedKey, served, servedSerial := f.ca.leaf(t, "g1", 10)
+	port, accepted, release := heldTLSServer(t, served)
+	inst := f.instance(t, "g1", 10, port)
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	if err := cellinit.WriteState(runDir, cellinit.ProxyState{Seq: 1, Phase: cellinit.PhaseRunning, PID: 5}); err != nil {
+		t.Fatal(err)
+	}
+	confirmer := f.hook.FilesHook().(containerstore.AdoptConfirmer)
+	// rotate rewrites the SDS files; the proxy is not supervised, so
+	// nothing confirms it.
+	rotate := func(certPEM, keyPEM []byte, serial string) {
+		t.Helper()
+		if err := f.hook.CredentialsRotated(f.logger, "g1", credmanager.Credential{CertPEM: certPEM, KeyPEM: keyPEM, Serial: serial}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verify := func(during func()) error {
+		errs := make(chan error, 1)
+		go func() {
+			errs <- f.hook.FilesHook().(containerstore.Verifier).Verify(context.Background(), f.logger, inst)
+		}()
+		<-accepted // the Verify has read the serial it wants
+		during()
+		release <- struct{}{}
+		return <-errs
+	}
+
+	// The Verify checks serial 10 while a rotation to 11 happens: it
+	// succeeds, and records nothing (the proxy was never seen serving 11).
+	newCert, newKey, _, newSerial := f.ca.leaf(t, "g1", 11)
+	if err := verify(func() { rotate(newCert, newKey, newSerial) }); err != nil {
+		t.Fatal(err)
+	}
+	if confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("confirmed a serial no Verify checked")
+	}
+
+	// Back to 10, verified: confirmed; the next rotation removes the
+	// record before it writes.
+	rotate(servedCert, servedKey, servedSerial)
+	if err := verify(func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if !confirmer.ConfirmedAtAdoption(inst) {
+		t.Fatal("not confirmed after a Verify")
+	}
+	rotate(newCert, newKey, newSerial)
+	if _, err := os.Stat(filepath.Join(runDir, "confirmed-serial")); !os.IsNotExist(err) {
+		t.Fatalf("confirmed serial kept through a rotation (stat: %v)", err)
 	}
 }

@@ -45,6 +45,10 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 	if stopping {
 		return nil // draining: the proxy keeps refusing new handshakes
 	}
+	gen, err := h.sdsWriting(in, guid)
+	if err != nil {
+		return fmt.Errorf("forget the confirmed serial: %w", err)
+	}
 	if err := proxyconfig.WriteIssuedCertAndKey(dir, cred.CertPEM, cred.KeyPEM, cred.Serial); err != nil {
 		return fmt.Errorf("write proxy certificate: %w", err)
 	}
@@ -72,7 +76,7 @@ func (h *Hook) CredentialsRotated(logger lager.Logger, guid string, cred credman
 	// Debug: credmanager's "rotated" is the rotation's line at info (one
 	// line per rotation; an unconfirmed one is logged as rotation-failed).
 	logger.Debug("rotation-confirmed", lager.Data{guidKey: guid, "serial": cred.Serial, "by": by})
-	h.confirmed(logger, guid, cred.Serial)
+	h.confirmed(logger, in, guid, cred.Serial, gen)
 	return nil
 }
 
@@ -106,7 +110,7 @@ func (h *Hook) confirm(ctx context.Context, in *instance, serial string) (by str
 			if err == nil {
 				return "admin", nil
 			}
-		} else if err = (filesHook{h}).verifyOnce(ctx, in); err == nil {
+		} else if _, _, err = (filesHook{h}).verifyOnce(ctx, in); err == nil {
 			return "handshake", nil
 		}
 		select {

@@ -85,7 +85,7 @@ func (f filesHook) Stopping(logger lager.Logger, guid string) {
 		<-sup.done
 	}
 	if sup != nil && first {
-		f.refuseNewHandshakes(logger, in.inst)
+		f.refuseNewHandshakes(logger, in)
 	}
 }
 

@@ -64,8 +64,10 @@ func Run(cfg Config, stderr io.Writer) int {
 	for {
 		select {
 		case r := <-health:
-			if r != s.state.Unhealthy {
-				s.state.Unhealthy = r
+			s.healthRound(r)
+		case <-s.retry:
+			s.retry = nil
+			if s.dirty {
 				s.write()
 			}
 		case sig := <-sigs:
@@ -97,7 +99,15 @@ type supervisor struct {
 	proxyStart time.Time
 	restart    <-chan time.Time
 	state      ProxyState
+	// dirty says the last write of state failed: the next health round
+	// writes it whatever its answer, and retry (armed by the failure)
+	// writes it after retryInterval where no rounds run.
+	dirty bool
+	retry <-chan time.Time
 }
+
+// retryInterval is how soon a failed state write is tried again.
+const retryInterval = time.Second
 
 // startHealth starts the health checks, if configured, and answers the
 // channel of their rounds (nil: none run). A ClientHello that cannot be
@@ -212,8 +222,23 @@ func (s *supervisor) write() {
 		return
 	}
 	s.state.Seq++
-	if err := WriteState(s.cfg.StateDir, s.state); err != nil {
+	err := WriteState(s.cfg.StateDir, s.state)
+	s.dirty = err != nil
+	if err != nil {
 		fmt.Fprintf(s.stderr, "cellinit: write proxy state: %v\n", err)
+		if s.retry == nil {
+			s.retry = time.After(retryInterval)
+		}
+	}
+}
+
+// healthRound records a round of checks answering r: written when the
+// answer changed, or when the last write failed (the agent would
+// otherwise never learn the answer it missed).
+func (s *supervisor) healthRound(r string) {
+	if r != s.state.Unhealthy || s.dirty {
+		s.state.Unhealthy = r
+		s.write()
 	}
 }
 

@@ -27,8 +27,10 @@
 // that step's fields: pipeline_internal_test checks which). No step holds
 // or writes the Instance, and a field takes only a step of its kind, so
 // the compiler checks the order. The optional interfaces (Starter,
-// Readiness, Verifier, OrphanCleaner, ...) are asked of the steps; Routes
-// is a RouteHook. The steps binding credmanager, containerstore/network
+// Readiness, Verifier, OrphanCleaner, ...) are asked of the steps and get
+// the store's *Instance to read only (readonly_steps_test checks that
+// proxyhook and internal/adapters never assign through it); Routes is a
+// RouteHook. The steps binding credmanager, containerstore/network
 // and routeemitter live in internal/adapters, proxyhook binds itself, and
 // cmd/cellagent/wire.go fills the Pipeline once. None of those lower
 // packages imports this one.

@@ -120,6 +120,17 @@ type CheckCovering interface {
 	CoversCheck(inst *Instance, check *executor.Check) bool
 }
 
+// LivenessReporter is a Readiness whose liveness checks run outside the
+// store (cellinit runs them in the container) and reach it as Liveness
+// notices. ReportedLiveness answers, without a check of its own, why they
+// last reported failing, or nil when they passed, or when none reported.
+// An adoption's first route asks it (routeTurn): no readiness check ran
+// since the restart, the report is the freshest word on the app, and a
+// Liveness notice queued before that route is settled by it.
+type LivenessReporter interface {
+	ReportedLiveness(inst *Instance) error
+}
+
 // RouteHook learns when an instance becomes routable and must unregister
 // before the app is signalled.
 type RouteHook interface {

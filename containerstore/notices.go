@@ -180,7 +180,10 @@ func (s *Store) applyNotices(logger lager.Logger, c *container) {
 // exit queued while a slow app started would unroute an instance just
 // verified (the notice that it serves again may never come: the proxy's
 // supervisor stops waiting for it), and a return to service would
-// unregister and verify it a second time.
+// unregister and verify it a second time. Liveness answers are news that
+// route also has, though not from Verify: a start's readiness check passed
+// after them, and an adoption's first route asks the checks' last report
+// (LivenessReporter), which its sender records before it sends the notice.
 func (s *Store) settleNotices(logger lager.Logger, c *container) {
 	for _, n := range c.notices.take() {
 		switch n.(type) {

@@ -185,6 +185,53 @@ var _ = Describe("Recover", func() {
 				HaveField("Message", "adopted: serves what it was last verified to serve (not verified again)"))))
 		})
 
+		// The checks cellinit runs in the container: their last report is
+		// known when the proxy step's Adopt returns, and it sent it as a
+		// Liveness notice too, which may reach the instance's goroutine
+		// before its first route (and be settled there) or after it.
+		It("does not route an adopted instance whose checks run in the container last reported failing, confirmed or verified, and routes it when they pass", func() {
+			writeRecord(executor.StateRunning, "run2")
+			runtime.ListReturns([]containerstore.RuntimeContainer{
+				{GUID: "run1", Status: containerstore.TaskRunning}, {GUID: "run2", Status: containerstore.TaskRunning}}, nil)
+			inbox := containerstore.NewInbox()
+			deps.Inbox = inbox
+			const sick = "http check on http://10.255.0.7:8080/: status 503"
+			proxy := &reportingStep{confirmingStep: &confirmingStep{confirmed: map[string]bool{"run1": true}}, inbox: inbox,
+				report: map[string]string{"run1": sick, "run2": sick}}
+			deps.Pipeline.Proxy = proxy
+			store, rec, _ := start()
+			notReady := func(guid string) func() []executor.Event {
+				return func() []executor.Event {
+					var out []executor.Event
+					for _, e := range rec.all() {
+						if e.GUID == guid && e.Type == executor.EventContainerRoutable && e.Message == "not ready: "+sick {
+							out = append(out, e)
+						}
+					}
+					return out
+				}
+			}
+			for _, g := range []string{"run1", "run2"} {
+				Eventually(notReady(g)).ShouldNot(BeEmpty(), g)
+			}
+			Expect(routes.RoutableCallCount()).To(BeZero(), "registered while its checks fail")
+			for _, g := range []string{"run1", "run2"} {
+				c, err := store.Get(ctx, g)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(c.Routable).To(BeFalse(), g)
+				Expect(typesOf(rec, g)()).NotTo(ContainElement(executor.EventContainerReady), "confirmed or verified while its checks fail")
+			}
+
+			By("the checks pass again: routed, as any instance is")
+			for _, g := range []string{"run1", "run2"} {
+				proxy.pass(g)
+			}
+			for _, g := range []string{"run1", "run2"} {
+				Eventually(func() bool { c, _ := store.Get(ctx, g); return c.Routable }).Should(BeTrue(), g)
+			}
+			Expect(routes.RoutableCallCount()).To(Equal(2))
+		})
+
 		It("takes an adopted container's credentials from the credentials step, not from its record (a rotation does not rewrite the record)", func() {
 			path := filepath.Join(dataDir, "containers", "run1.json")
 			b, err := os.ReadFile(path)
@@ -348,6 +395,52 @@ func (s *confirmingStep) Verify(_ context.Context, _ lager.Logger, inst *contain
 }
 func (s *confirmingStep) ConfirmedAtAdoption(inst *containerstore.Instance) bool {
 	return s.confirmed[inst.GUID]
+}
+
+// reportingStep is a confirmingStep whose instances' liveness checks run
+// outside the store (LivenessReporter), as cellinit's: Adopt records the
+// last report, then sends it as a Liveness notice, as proxyhook's does.
+type reportingStep struct {
+	*confirmingStep
+	inbox *containerstore.Inbox
+
+	mu     sync.Mutex
+	report map[string]string // by guid: why the checks fail, "" when they pass
+}
+
+var (
+	_ containerstore.LivenessReporter = (*reportingStep)(nil)
+	_ containerstore.Starter          = (*reportingStep)(nil)
+)
+
+func (s *reportingStep) ReportedLiveness(inst *containerstore.Instance) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.report[inst.GUID]; r != "" {
+		return errors.New(r)
+	}
+	return nil
+}
+func (*reportingStep) Start(context.Context, lager.Logger, *containerstore.Instance) error {
+	return nil
+}
+func (s *reportingStep) Adopt(_ context.Context, _ lager.Logger, inst *containerstore.Instance) error {
+	s.mu.Lock()
+	r := s.report[inst.GUID]
+	s.mu.Unlock()
+	if r != "" {
+		s.inbox.Send(containerstore.Liveness{GUID: inst.GUID, Err: r})
+	}
+	return nil
+}
+func (*reportingStep) Stopping(lager.Logger, string) {}
+
+// pass has guid's checks report passing: recorded, then sent.
+func (s *reportingStep) pass(guid string) {
+	s.mu.Lock()
+	s.report[guid] = ""
+	s.mu.Unlock()
+	s.inbox.Send(containerstore.Liveness{GUID: guid})
 }
 
 func (s *confirmingStep) verifiedGUIDs() []string {

@@ -143,8 +143,10 @@ func (s *Store) routeStale(c *container, gen uint64) bool {
 // route hook (see Registration order).
 func (s *Store) route(logger lager.Logger, c *container) { s.routeTurn(logger, c, false) }
 
-// adoptedRoute is an adoption's first route: a Verifier that confirms the
-// instance unchanged (AdoptConfirmer) is not asked to Verify it again.
+// adoptedRoute is an adoption's first route: an instance whose liveness
+// checks last reported failing (LivenessReporter) is not routed, and a
+// Verifier that confirms the instance unchanged (AdoptConfirmer) is not
+// asked to Verify it again.
 func (s *Store) adoptedRoute(logger lager.Logger, c *container) { s.routeTurn(logger, c, true) }
 
 func (s *Store) routeTurn(logger lager.Logger, c *container, adopted bool) {
@@ -155,6 +157,15 @@ func (s *Store) routeTurn(logger lager.Logger, c *container, adopted bool) {
 	s.mu.Unlock()
 	if stopping || inst == nil {
 		return
+	}
+	if adopted {
+		if err := s.reportedLiveness(inst); err != nil {
+			// Routed again once the checks pass (a Liveness notice, or
+			// the store's health round).
+			logger.Info("adopted-not-ready", lager.Data{errorKey: err.Error()})
+			s.publish(executor.EventContainerRoutable, c.info.GUID, "not ready: "+err.Error(), nil)
+			return
+		}
 	}
 	for _, h := range s.hooks {
 		if v, ok := h.(Verifier); ok {
@@ -199,6 +210,20 @@ func (s *Store) routeTurn(logger lager.Logger, c *container, adopted bool) {
 	snap := s.viewLocked(c)
 	s.mu.Unlock()
 	s.publish(executor.EventContainerRoutable, c.info.GUID, fmt.Sprintf("routable: %d route(s) registered", len(inst.Request.Routes)), &snap)
+}
+
+// reportedLiveness answers why inst's liveness checks run outside the store
+// last reported failing (LivenessReporter), nil when they passed or none
+// reported.
+func (s *Store) reportedLiveness(inst *Instance) error {
+	for _, h := range s.hooks {
+		if r, ok := h.(LivenessReporter); ok {
+			if err := r.ReportedLiveness(inst); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // unroute withdraws routes; it runs before the app is signalled. It ends

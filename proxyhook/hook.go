@@ -571,6 +571,19 @@ func (f filesHook) Alive(ctx context.Context, logger lager.Logger, inst *contain
 	return nil
 }
 
+var _ containerstore.LivenessReporter = filesHook{}
+
+// ReportedLiveness answers what Alive answers of an instance whose
+// liveness cellinit checks (its last report, or that cellinit reports the
+// proxy down), without a connection; nil for the others, which Alive
+// probes.
+func (f filesHook) ReportedLiveness(inst *containerstore.Instance) error {
+	if _, unhealthy := f.initHealthState(inst.GUID); unhealthy != "" {
+		return errors.New(unhealthy)
+	}
+	return nil
+}
+
 // initHealthState answers whether cellinit checks guid's liveness and
 // why its last round failed.
 func (f filesHook) initHealthState(guid string) (bool, string) {

@@ -142,22 +142,52 @@ func (h *Hook) runByInit(guid string) bool {
 
 // superviseInit follows the proxy that cellinit runs in guid: one this
 // agent started (its instance has Init from setupInit) or one adopted
-// after a restart (Restore's instance has none).
-func (f filesHook) superviseInit(guid string) {
+// after a restart (Restore's instance has none; first is what Adopt read
+// of its state file, nil when it read nothing).
+func (f filesHook) superviseInit(guid string, first *initLook) {
 	f.h.mu.Lock()
 	in, ok := f.h.instances[guid]
 	started := ok && in.inst != nil && in.inst.Init != nil
 	f.h.mu.Unlock()
 	if sup := f.claimSupervisor(guid, 0); sup != nil {
-		go f.watchInit(guid, sup, started)
+		go f.watchInit(guid, sup, started, first)
 	}
+}
+
+// initLook is one look at an instance's state file: the file seen and
+// the state it held.
+type initLook struct {
+	seen  fs.FileInfo
+	state cellinit.ProxyState
+}
+
+// adoptInitState reads the state file of an adopted instance and keeps
+// what it says of the liveness checks (setInitHealth) before Adopt
+// returns: the adoption's first route asks for it (ReportedLiveness).
+// watchInit acts on the same look first, so every later change of the
+// checks' answer reaches the store as a Liveness notice, sent after that
+// route asked. It answers nil when the file cannot be read (watchInit
+// logs why).
+func (f filesHook) adoptInitState(guid string) *initLook {
+	dir := f.h.runDir(guid)
+	st, err := os.Stat(filepath.Join(dir, cellinit.StateFile))
+	if err != nil {
+		return nil
+	}
+	cur, err := cellinit.ReadState(dir)
+	if err != nil {
+		return nil
+	}
+	f.setInitHealth(guid, cur)
+	return &initLook{seen: st, state: cur}
 }
 
 // watchInit polls cellinit's state file and does what restartLoop does
 // for a proxy it runs itself: unroute at an exit, an event per restart,
 // reroute once the restarted proxy answers, fail the instance when
-// cellinit gave up.
-func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
+// cellinit gave up. first, when not nil, is acted on before the first
+// look of its own.
+func (f filesHook) watchInit(guid string, sup *supervisor, started bool, first *initLook) {
 	defer f.h.wg.Done()
 	defer close(sup.done)
 	h := f.h
@@ -165,7 +195,8 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 	path := filepath.Join(h.runDir(guid), cellinit.StateFile)
 	// Woken by the state watch when the file is replaced, with a slow
 	// tick behind it; polled every StatePoll without the watch. The watch
-	// is made before the first look, so no change falls between them.
+	// is made before the first look of its own (which compares the file
+	// with first's), so no change falls between them.
 	poll := h.cfg.StatePoll
 	var wake <-chan struct{}
 	if w := h.stateWatch(); w != nil {
@@ -180,19 +211,32 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool) {
 	defer t.Stop()
 	var seen fs.FileInfo
 	var last cellinit.ProxyState
+	// act acts on a state read; it answers true when supervision ends.
+	act := func(cur cellinit.ProxyState) bool {
+		if cur.Seq == last.Seq {
+			return false
+		}
+		f.setInitHealth(guid, cur)
+		if done := f.initChanged(logger, guid, sup, last, cur, started || last.Seq > 0); done {
+			return true
+		}
+		last = cur
+		return false
+	}
+	if first != nil {
+		seen = first.seen
+		if act(first.state) {
+			return
+		}
+	}
 	for {
 		if st, err := os.Stat(path); err == nil && stateChanged(seen, st) {
 			seen = st
 			cur, err := cellinit.ReadState(filepath.Dir(path))
-			switch {
-			case err != nil:
+			if err != nil {
 				logger.Error("read-proxy-state", err)
-			case cur.Seq != last.Seq:
-				f.setInitHealth(guid, cur)
-				if done := f.initChanged(logger, guid, sup, last, cur, started || last.Seq > 0); done {
-					return
-				}
-				last = cur
+			} else if act(cur) {
+				return
 			}
 		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			logger.Error("stat-proxy-state", err)

@@ -181,6 +181,53 @@ func TestAdoptingARunningInitProxyWithPastRestartsUnroutesNothing(t *testing.T) 
 	f.starter().Stopping(f.logger, "g1")
 }
 
+// Issue 16 follow-up: an adopted instance whose checks cellinit runs
+// answers their last report as soon as Adopt returns (the store's first
+// route asks for it, ReportedLiveness), and every later change of that
+// answer is a Liveness notice, also one written before the supervisor's
+// first look of its own: the store, which may have seen the failing
+// report, must hear that it passes again (with health_check_interval 0
+// nothing else would route it).
+func TestAnAdoptedInitInstanceReportsItsChecksWhenAdoptReturns(t *testing.T) {
+	clk := fakeclock.NewFakeClock(time.Unix(1000, 0))
+	f := newInitFixture(t, clk)
+	inst := f.instance(t, "g1", 10, 0)
+	runDir := filepath.Join(f.cfg.DataDir, "logs", "g1")
+	write := func(st cellinit.ProxyState) {
+		t.Helper()
+		if err := cellinit.WriteState(runDir, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const sick = "http check on http://10.0.0.2:8080/: status 503"
+	write(cellinit.ProxyState{Seq: 4, Phase: cellinit.PhaseRunning, PID: 9, HealthChecks: true, Unhealthy: sick})
+	adopted := &containerstore.Instance{GUID: "g1", Request: inst.Request, Ports: inst.Ports, InternalIP: inst.InternalIP, Credentials: inst.Credentials}
+	if err := (containerstore.Pipeline{Proxy: f.hook.FilesHook()}).Restore(context.Background(), f.logger, adopted); err != nil {
+		t.Fatal(err)
+	}
+	reporter := f.hook.FilesHook().(containerstore.LivenessReporter)
+	if err := reporter.ReportedLiveness(adopted); err != nil {
+		t.Fatalf("ReportedLiveness before Adopt = %v, want none (nothing read yet)", err)
+	}
+	if err := f.starter().Adopt(context.Background(), f.logger, adopted); err != nil {
+		t.Fatal(err)
+	}
+	defer f.starter().Stopping(f.logger, "g1")
+	if err := reporter.ReportedLiveness(adopted); err == nil || err.Error() != sick {
+		t.Fatalf("ReportedLiveness when Adopt returned = %v, want %q", err, sick)
+	}
+	write(cellinit.ProxyState{Seq: 5, Phase: cellinit.PhaseRunning, PID: 9, HealthChecks: true})
+	for _, want := range []string{"liveness g1: " + sick, "liveness g1: "} {
+		if got := f.sink.next(t); got != want {
+			t.Fatalf("sink call %q, want %q", got, want)
+		}
+	}
+	if err := reporter.ReportedLiveness(adopted); err != nil {
+		t.Fatalf("ReportedLiveness after the passing report = %v", err)
+	}
+	f.sink.none(t)
+}
+
 // A proxy this agent started may be killed before the first poll saw it
 // run: its first polled state, restarted, is an exit all the same.
 func TestAStartedInitProxyRestartedBeforeTheFirstPollIsAnExit(t *testing.T) {

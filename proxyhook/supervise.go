@@ -37,7 +37,7 @@ func (f filesHook) Start(ctx context.Context, logger lager.Logger, inst *contain
 		return nil
 	}
 	if inst.Init != nil {
-		f.superviseInit(inst.GUID) // cellinit started it with the app
+		f.superviseInit(inst.GUID, nil) // cellinit started it with the app
 		return nil
 	}
 	pid, exits, err := f.h.runner.Exec(f.h.ctx, logger, inst.GUID, execID, f.spec(inst))
@@ -54,7 +54,7 @@ func (f filesHook) Adopt(ctx context.Context, logger lager.Logger, inst *contain
 		return nil
 	}
 	if f.h.runByInit(inst.GUID) {
-		f.superviseInit(inst.GUID)
+		f.superviseInit(inst.GUID, f.adoptInitState(inst.GUID))
 		return nil
 	}
 	pid, exits, err := f.h.runner.AttachExec(f.h.ctx, logger, inst.GUID, execID)

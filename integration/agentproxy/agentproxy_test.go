@@ -384,6 +384,57 @@ var _ = Describe("the proxy beside the app", func() {
 		Expect(ps.Init).To(BeNil(), "the app is the task's process")
 	})
 
+	// Issue 16 follow-up: cellinit runs the checks in the container and
+	// keeps the interval it started with. After a kill -9 restart with
+	// health monitoring off, its last report is all that says the app is
+	// sick: the adoption must not route the instance, and its report that
+	// the app is well again must route it.
+	It("does not route an adopted instance whose app fails its check in the container, after a kill -9 restart with health monitoring off, until the check passes", func() {
+		start(func(c *config.Config) {
+			on := true
+			c.Proxy.Init = &on
+			c.HealthInterval = config.Duration(time.Second)
+		})
+		_, err := agent.Client.AllocateAndRun(ctx, "px-sick", request())
+		Expect(err).NotTo(HaveOccurred())
+		var c executor.Container
+		Eventually(func() bool { c, _ = agent.Client.Get(ctx, "px-sick"); return c.Routable }, 30*time.Second).Should(BeTrue())
+		appURL := fmt.Sprintf("http://%s:8080", c.InternalIP)
+		resp, err := http.Get(appURL + "/sick")
+		Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		Eventually(func() bool { c, _ := agent.Client.Get(ctx, "px-sick"); return c.Routable }, 15*time.Second).Should(BeFalse())
+
+		agent.Kill9()
+		Expect(agent.Reconfigure(func(c *config.Config) { c.HealthInterval = 0 })).To(Succeed())
+		Expect(agent.Start()).To(Succeed())
+		sick := "not ready: http check on " + appURL + "/: status 503"
+		var e executor.Explanation
+		Eventually(func() []string {
+			e, _ = agent.Client.Explain(ctx, "px-sick")
+			var msgs []string
+			for _, ev := range e.Timeline {
+				if ev.Type == executor.EventContainerRoutable {
+					msgs = append(msgs, ev.Message)
+				}
+			}
+			return msgs
+		}, 15*time.Second).Should(ContainElement(sick))
+		Expect(e.TimelineComplete).To(BeTrue())
+		Expect(e.Timeline).To(ContainElement(HaveField("Type", executor.EventContainerAdopted)))
+		Expect(e.Routable).To(BeFalse())
+		for _, ev := range e.Timeline {
+			Expect(ev.Message).NotTo(HavePrefix("routable:"), "routed after the restart while its check failed")
+		}
+
+		resp, err = http.Get(appURL + "/well")
+		Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		Eventually(func() bool { c, _ := agent.Client.Get(ctx, "px-sick"); return c.Routable }, 15*time.Second).Should(BeTrue(),
+			"routed once cellinit reports the check passing (the agent runs no health rounds)")
+		Expect(tlsGet(fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort), routerTLS(agent, "px-sick"))).To(ContainSubstring("px-sick"))
+	})
+
 	It("reports an app that cannot be started as a start failure, and an app's own exit 127 as its exit (with or without proxy.init)", func() {
 		start(nil)
 		req := request()

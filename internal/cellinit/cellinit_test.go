@@ -66,10 +66,17 @@ func (l *lockedBuffer) String() string {
 
 func start(t *testing.T, cfg cellinit.Config) *started {
 	t.Helper()
+	return startWith(t, cfg, &syscall.SysProcAttr{})
+}
+
+// startWith starts the init with sys (Setpgid is added).
+func startWith(t *testing.T, cfg cellinit.Config, sys *syscall.SysProcAttr) *started {
+	t.Helper()
 	cmd := exec.Command(initBin, cfg.Args()...)
 	// Its own process group: the cleanup kills whatever a failed test
 	// left running in it (the init is not pid 1 here).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	sys.Setpgid = true
+	cmd.SysProcAttr = sys
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

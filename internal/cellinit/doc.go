@@ -17,19 +17,29 @@
 //     bounding included, its own file limit, working directory "/", and
 //     its output in a log file of its own (never the app's log).
 //
-// Dropping to a user and emptying the bounding set must happen between
-// fork and exec, which os/exec cannot express: cellinit re-executes itself
-// ("cellinit exec-as ...", see ExecAs) on one locked OS thread, changes
-// its credentials there and execs the target. One static exec costs a
-// millisecond; a runc exec costs tens.
+// A child's no_new_privs, bounding, inheritable and ambient sets come
+// from the thread that forks it, its user from syscall.ForkExec's
+// Credential (setgroups(0), setgid, setuid in the child, which empties a
+// non-root user's permitted, effective and ambient sets), its file limit
+// from the init's own. So the init starts a child from an OS thread of
+// its own that it narrowed for that child and then lets end (startDirect,
+// spawn.go): no second exec. Where that cannot give the same result it
+// re-executes itself instead ("cellinit exec-as ...", see ExecAs), on one
+// locked OS thread that changes its credentials and execs the target
+// (about 2 ms of CPU more per start). That is the case for a file limit
+// the init cannot take for good, because a later start needs a higher
+// hard limit and the init cannot raise its own without CAP_SYS_RESOURCE:
+// the app's (the container's 1024) when the proxy's is higher, as it is
+// by default (see directLimit); and for a non-root init given a user, or
+// an init with securebits.
 //
-// An app that cannot be started (its helper found no executable, or could
-// not take its user) ends the init with AppStartFailed, the reason on
-// stderr and in the state file's AppError: the agent reports that as a
-// start failure, not as the app's exit. Once the app runs, a root init
-// keeps only KeptCapabilities (restrictSelf): in its effective, permitted
-// and bounding sets, with empty inheritable and ambient sets, on every
-// thread. The app's helper forked before that and keeps the container's
+// An app that cannot be started (no executable, or it could not take its
+// user) ends the init with AppStartFailed, the reason on stderr and in
+// the state file's AppError: the agent reports that as a start failure,
+// not as the app's exit. Once the app runs, a root init keeps only
+// KeptCapabilities (restrictSelf): in its effective, permitted and
+// bounding sets, with empty inheritable and ambient sets, on every
+// thread. The app was forked before that and keeps the container's
 // bounding set.
 //
 // The init forwards the signals the agent sends the task (TERM, INT, HUP,

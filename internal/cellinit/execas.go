@@ -17,7 +17,9 @@ import (
 )
 
 // ExecAsArg as argv[1] makes cellinit the helper that changes its
-// credentials and execs a target (ExecAs).
+// credentials and execs a target (ExecAs): the init starts a target
+// through it only where startDirect cannot give the same result (see
+// supervisor.spawn).
 const ExecAsArg = "exec-as"
 
 // errFD is the helper's descriptor for a start error: close-on-exec, so

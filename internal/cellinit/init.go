@@ -38,9 +38,10 @@ func Run(cfg Config, stderr io.Writer) int {
 	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, Forwarded...)...)
 	defer signal.Stop(sigs)
 
+	s.secureBits = secureBits()
 	app := execAs{cred: cfg.AppUser, nofile: cfg.AppNoFile, home: cfg.AppHome, argv: cfg.App}
 	files := []uintptr{0, 1, 2}
-	s.appPID, err = s.spawn(app, files)
+	s.appPID, err = s.spawn(app, directLimit(cfg.AppNoFile, len(cfg.Proxy) > 0, cfg.ProxyNoFile), files)
 	if err != nil {
 		return s.appFailed(err)
 	}
@@ -88,10 +89,13 @@ func Run(cfg Config, stderr io.Writer) int {
 
 // supervisor is Run's state; only Run's goroutine touches it.
 type supervisor struct {
-	cfg    Config
-	self   string
-	stderr io.Writer
-	appPID int
+	cfg  Config
+	self string
+	// secureBits are the init's (secureBits): spawn starts a child
+	// without the exec-as helper only without any.
+	secureBits int
+	stderr     io.Writer
+	appPID     int
 
 	policy     *restartPolicy
 	proxyOut   *os.File // write end of the pipe to the proxy's log
@@ -127,10 +131,21 @@ func (s *supervisor) startHealth() <-chan string {
 	return results
 }
 
-// spawn starts the helper for e with files as its descriptors 0, 1, 2
-// and waits for its exec: answers the pid or why the target did not
+// spawn starts e with files as its descriptors 0, 1, 2: from a thread of
+// the init's where it can (startDirect: limitDirect, e's file limit can
+// be the init's own, see directLimit; and canStartDirect), else through
+// the exec-as helper. It answers the pid or why e did not start.
+func (s *supervisor) spawn(e execAs, limitDirect bool, files []uintptr) (int, error) {
+	if limitDirect && canStartDirect(e, s.secureBits) {
+		return startDirect(e, files)
+	}
+	return s.spawnHelper(e, files)
+}
+
+// spawnHelper starts the helper for e with files as its descriptors 0,
+// 1, 2 and waits for its exec: answers the pid or why the target did not
 // start.
-func (s *supervisor) spawn(e execAs, files []uintptr) (int, error) {
+func (s *supervisor) spawnHelper(e execAs, files []uintptr) (int, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return 0, err
@@ -192,7 +207,8 @@ func (s *supervisor) startProxy() {
 	if s.cfg.ProxyNoFile == 0 {
 		p.nofile = Limit{}
 	}
-	pid, err := s.spawn(p, files)
+	// Every later start is this one's again: the init may take its limit.
+	pid, err := s.spawn(p, directLimit(p.nofile, true, p.nofile.Hard), files)
 	if err != nil {
 		s.state.Error = err.Error()
 		delay, giveUp := s.policy.failed()

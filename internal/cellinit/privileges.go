@@ -15,7 +15,7 @@ import (
 // bounding set (SETPCAP); forwarding a signal to the app or killing the
 // proxy crosses users (KILL). Nothing else of the container's set is
 // needed: the state file and the proxy's log are in a directory the init
-// owns, and the app's helper ran before the drop.
+// owns, and the app started before the drop.
 var KeptCapabilities = []uintptr{unix.CAP_KILL, unix.CAP_SETGID, unix.CAP_SETUID, unix.CAP_SETPCAP}
 
 // KeptMask is KeptCapabilities as a capability bit mask (/proc's CapEff).

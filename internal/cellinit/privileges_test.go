@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -138,3 +139,119 @@ func TestAppAndProxyRunAsTheirUsersWithTheirCapabilities(t *testing.T) {
 }
 
 func syscallSleep() { _ = syscall.Nanosleep(&syscall.Timespec{Nsec: 50e6}, nil) }
+
+// In a user namespace of its own the init is root with every capability
+// there, whoever runs the test, and starts with inheritable and ambient
+// capabilities: a proxy with ProxyDropCaps must still end with every set
+// empty, bounding, inheritable and ambient included, and no_new_privs.
+func TestTheProxyHoldsNoCapabilityWhateverTheInitHeld(t *testing.T) {
+	sys := inUserNamespace(t, []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		[]syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}})
+	dir := t.TempDir()
+	proxyOut := filepath.Join(dir, "proxy")
+	s := startWith(t, cellinit.Config{
+		App: app(statusScript + `; echo end; exec sleep 100`),
+		// The first proxy exits at once: the restart is also checked.
+		Proxy: app(`if [ ! -e ` + proxyOut + `.first ]; then touch ` + proxyOut + `.first; exit 1; fi; ` +
+			statusScript + ` >` + proxyOut + `.tmp; mv ` + proxyOut + `.tmp ` + proxyOut + `; exec sleep 100`),
+		ProxyDropCaps: true,
+		ProxyNoFile:   256,
+		MaxRestarts:   2,
+	}, sys)
+	appSt := appStatus(s)
+	heldMask := fmt.Sprintf("%016x", uint64(1)<<heldCaps[0]|uint64(1)<<heldCaps[1])
+	// The app, root there without ProxyDropCaps's rule, keeps what the
+	// init held, as runc would have left it.
+	for k, v := range map[string]string{"CapInh:": heldMask, "CapAmb:": heldMask, "NoNewPrivs:": "1"} {
+		if appSt[k] != v {
+			t.Errorf("app %s %q, want %q", k, appSt[k], v)
+		}
+	}
+	if appSt["CapBnd:"] == "0000000000000000" {
+		t.Errorf("app CapBnd %q: the init's bounding set is the app's", appSt["CapBnd:"])
+	}
+	var proxySt map[string]string
+	for range 400 {
+		if b, err := os.ReadFile(proxyOut); err == nil {
+			proxySt = statusLines(string(b))
+			break
+		}
+		syscallSleep()
+	}
+	want := map[string]string{
+		"CapInh:": "0000000000000000", "CapPrm:": "0000000000000000", "CapEff:": "0000000000000000",
+		"CapAmb:": "0000000000000000", "CapBnd:": "0000000000000000", "NoNewPrivs:": "1",
+	}
+	for k, v := range want {
+		if proxySt[k] != v {
+			t.Errorf("proxy %s %q, want %q", k, proxySt[k], v)
+		}
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	s.wait(t)
+}
+
+// A non-root app holds none of the init's capabilities, inheritable and
+// ambient included, though the init started with some there. Root only
+// maps the users of the namespace it needs (its root and the app's).
+func TestANonRootAppHoldsNoneOfTheInitsCapabilities(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root: a user namespace with more than one user")
+	}
+	sys := inUserNamespace(t, []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}},
+		[]syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65536}})
+	sys.GidMappingsEnableSetgroups = true
+	for _, noFile := range []cellinit.Limit{{}, {Soft: 100, Hard: 4096}} {
+		s := startWith(t, cellinit.Config{
+			App:       app(statusScript + `; echo end; exec sleep 100`),
+			AppUser:   &cellinit.Cred{UID: 65534, GID: 65534},
+			AppNoFile: noFile,
+		}, sys)
+		appSt := appStatus(s)
+		want := map[string]string{
+			"Uid:": "65534 65534 65534 65534", "Gid:": "65534 65534 65534 65534", "Groups:": "",
+			"CapInh:": "0000000000000000", "CapPrm:": "0000000000000000", "CapEff:": "0000000000000000",
+			"CapAmb:": "0000000000000000", "NoNewPrivs:": "1",
+		}
+		for k, v := range want {
+			if appSt[k] != v {
+				t.Errorf("app (file limit %s) %s %q, want %q", noFile, k, appSt[k], v)
+			}
+		}
+		if appSt["CapBnd:"] == "0000000000000000" {
+			t.Errorf("app CapBnd %q: the init's bounding set is the app's", appSt["CapBnd:"])
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		s.wait(t)
+	}
+}
+
+// heldCaps are the capabilities an init in inUserNamespace starts with
+// in its inheritable and ambient sets: CAP_NET_BIND_SERVICE, CAP_SYS_ADMIN.
+var heldCaps = []uintptr{10, 21}
+
+// inUserNamespace answers the SysProcAttr of an init in a user namespace
+// of its own with the given maps, holding heldCaps; the test is skipped
+// where no such namespace can be made.
+func inUserNamespace(t *testing.T, uids, gids []syscall.SysProcIDMap) *syscall.SysProcAttr {
+	t.Helper()
+	sys := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: uids, GidMappings: gids, AmbientCaps: heldCaps}
+	probe := exec.Command("/bin/true")
+	probe.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: uids, GidMappings: gids}
+	if err := probe.Run(); err != nil {
+		t.Skipf("no user namespace: %v", err)
+	}
+	return sys
+}
+
+// appStatus reads the app's statusScript lines up to "end".
+func appStatus(s *started) map[string]string {
+	var lines []string
+	for l := range s.lines {
+		if l == "end" {
+			break
+		}
+		lines = append(lines, l)
+	}
+	return statusLines(strings.Join(lines, "\n"))
+}

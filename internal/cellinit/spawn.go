@@ -73,7 +73,8 @@ func secureBits() int {
 //     and ambient sets: per thread, and a clone copies its caller's. A
 //     goroutine locked to an OS thread sets them there and starts the
 //     child from it, and returns without unlocking: the Go runtime then
-//     ends the thread rather than run other goroutines on it;
+//     ends the thread rather than run other goroutines on it (the main
+//     thread, which cannot end, it parks for good);
 //   - the user: syscall.ForkExec's Credential (setgroups(0), setgid,
 //     setuid in the child). The thread keeps its permitted and effective
 //     sets, which the child needs for that; a non-root user loses them,
@@ -84,9 +85,11 @@ func secureBits() int {
 //   - HOME, the working directory (chdir as the user, after setuid) and
 //     the executable's lookup in the target's PATH.
 //
-// The thread's every change that restrictSelf would also make gives the
-// same answer there (it only narrows what restrictSelf keeps), which its
-// all-threads system calls require should it still exist then.
+// Should the app's thread still exist (or be parked) when restrictSelf
+// runs, each of restrictSelf's all-threads system calls answers there as
+// on every other thread, as the runtime requires: the thread kept its
+// permitted and effective sets, and restrictSelf asks an empty
+// inheritable set and only bounding drops. The proxy starts after it.
 func startDirect(e execAs, files []uintptr) (int, error) {
 	if e.nofile != (Limit{}) {
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: e.nofile.Soft, Max: e.nofile.Hard}); err != nil {

@@ -32,3 +32,38 @@ var EncodeNeigh = encodeNeigh
 
 // IfIndex is ifindex, for tests.
 var IfIndex = ifindex
+
+// IsolatePorts is isolatePorts, for tests.
+var IsolatePorts = isolatePorts
+
+// DirInodes answers the names and inodes readDirInodes finds in dir.
+func DirInodes(dir string) (map[string]uint64, error) {
+	ents, err := readDirInodes(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]uint64{}
+	for _, e := range ents {
+		m[e.name] = e.ino
+	}
+	return m, nil
+}
+
+// ParseDirents answers the names and inodes of a getdents64 answer.
+func ParseDirents(buf []byte) (map[string]uint64, error) {
+	ents, err := parseDirents(buf, nil)
+	m := map[string]uint64{}
+	for _, e := range ents {
+		m[e.name] = e.ino
+	}
+	return m, err
+}
+
+// GetSetElemRequest is getSetElemRequest, for tests.
+var GetSetElemRequest = getSetElemRequest
+
+// DecodeSetElem answers the chain and comment decodeSetElem reads.
+func DecodeSetElem(data []byte) (chain, comment string, err error) {
+	el, err := decodeSetElem(data)
+	return el.chain, el.comment, err
+}

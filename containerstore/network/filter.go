@@ -152,7 +152,8 @@ func (n NFTables) Denied(ctx context.Context) (map[string]map[string]uint64, err
 // bridge is made an isolated one (no frame from one container reaches
 // another directly) and the host answers the containers' ARP requests
 // (proxy_arp_pvlan), so that their traffic is routed through the forward
-// hook. It is checked at each start: br_netfilter may come later.
+// hook. It is checked at each start: br_netfilter may come later (then
+// every port is set again).
 func (n NFTables) isolate() error {
 	root := n.Sysctl
 	if root == "" {
@@ -171,22 +172,9 @@ func (n NFTables) isolate() error {
 	if err := n.sysctl("ipv6", "disable_ipv6", "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	// sysfs, not `bridge link`: no fork/exec on the start path.
-	brif := filepath.Join("/sys/class/net", n.Bridge, "brif")
-	ports, err := os.ReadDir(brif)
-	if err != nil {
-		return fmt.Errorf("list ports of %s: %w", n.Bridge, err)
-	}
-	for _, p := range ports {
-		path := filepath.Join(brif, p.Name(), "isolated")
-		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == flag {
-			continue
-		}
-		if err := os.WriteFile(path, []byte(flag), 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("isolate bridge port %s: %w", p.Name(), err)
-		}
-	}
-	return nil
+	// sysfs, not `bridge link`: no fork/exec on the start path; only the
+	// ports not set before (brports.go).
+	return isolatePorts(filepath.Join("/sys/class/net", n.Bridge, "brif"), flag)
 }
 
 // logSet names the set of the addresses of the containers of logGUID

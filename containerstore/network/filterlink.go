@@ -226,21 +226,26 @@ func (n NFTables) filterLink(guid string, ip, gw net.IP, spec FilterSpec) error 
 	// An element of the same key that leads elsewhere (a guid that had
 	// this address and was not cleaned up) would fail the batch, and the
 	// kernel keeps the comment of an element added again: replace both.
+	// The element of this address is asked for alone (mapelem.go), not
+	// every container's.
+	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	mark := filterMark(guid, ip, spec)
 	for name, target := range map[string]string{"egress": e, "ingress": i} {
 		m, err := n.dispatchMap(c, name)
 		if err != nil {
 			return err
 		}
-		elems, err := c.GetSetElements(m)
+		have, found, err := n.getMapElem(conn, name, ip.To4())
 		if err != nil {
-			return fmt.Errorf("list %s map: %w", name, err)
+			return err
 		}
-		for _, el := range elems {
-			if net.IP(el.Key).Equal(ip) && (verdictChain(el) != target || el.Comment != mark) {
-				if err := c.SetDeleteElements(m, []nftables.SetElement{{Key: ip.To4()}}); err != nil {
-					return err
-				}
+		if found && (have.chain != target || have.comment != mark) {
+			if err := c.SetDeleteElements(m, []nftables.SetElement{{Key: ip.To4()}}); err != nil {
+				return err
 			}
 		}
 		if err := c.SetAddElements(m, []nftables.SetElement{{Key: ip.To4(), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: target}, Comment: mark}}); err != nil {

@@ -7,9 +7,20 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/cellagent/cellagent/internal/cellinit"
 )
+
+// init keeps the main goroutine on the main thread. A start from a
+// narrowed thread (internal/cellinit startDirect) must never run there:
+// /proc/<pid>/status shows the main thread's credentials (an init whose
+// proxy started there would show the proxy's empty bounding set), and the
+// runtime parks a main thread whose locked goroutine ended instead of
+// ending it, leaving a thread that answers all-threads calls differently.
+func init() {
+	runtime.LockOSThread()
+}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == cellinit.ExecAsArg {

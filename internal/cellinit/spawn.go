@@ -73,8 +73,10 @@ func secureBits() int {
 //     and ambient sets: per thread, and a clone copies its caller's. A
 //     goroutine locked to an OS thread sets them there and starts the
 //     child from it, and returns without unlocking: the Go runtime then
-//     ends the thread rather than run other goroutines on it (the main
-//     thread, which cannot end, it parks for good);
+//     ends the thread rather than run other goroutines on it. The main
+//     thread, which cannot end, it would park for good, still narrowed:
+//     cmd/cellinit locks its main goroutine there, so this goroutine
+//     never runs on it;
 //   - the user: syscall.ForkExec's Credential (setgroups(0), setgid,
 //     setuid in the child). The thread keeps its permitted and effective
 //     sets, which the child needs for that; a non-root user loses them,

@@ -238,7 +238,7 @@ func DefaultConfig() Config {
 		Proxy: Proxy{Enabled: true, Kind: "cellproxy", MemoryOverheadMB: ProxyMemoryOverheadMB["cellproxy"], VerifySAN: []string{},
 			UID: 61000, GID: 61000},
 		Network: Network{Mode: "bridge", Subnet: "10.255.0.0/22", HostPortRange: "40000-59999",
-			PortQuarantine: Duration(3 * time.Minute), Bridge: "cellagent0", Name: "cellagent", PoolSize: 8,
+			PortQuarantine: Duration(3 * time.Minute), Bridge: "cellagent0", Name: "cellagent", PoolSize: 24,
 			PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"}},
 		NATS:               NATS{URLs: []string{}, EmbeddedListen: "127.0.0.1:4222"},
 		BindMountAllowlist: []string{},

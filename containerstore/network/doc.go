@@ -60,7 +60,8 @@
 // mount and adds the host ports and the filter; no process runs. A
 // Teardown destroys the namespace as always (CNI DEL under the slot's ID);
 // nothing is scrubbed and handed out again. The refill prepares one slot
-// at a time, once no Setup has run for poolQuiet. recoverPool, first thing in
+// at a time, once no Setup has run for poolQuiet and the CPUs are not busy
+// (CPU, cpubusy.go; for at most poolMaxDefer). recoverPool, first thing in
 // PoolRunner and before any claim, keeps the ready slots, leaves a claimed
 // one to the container whose state names it and destroys the rest (half
 // prepared, claim never finished, namespace gone, beyond the size, or

@@ -5,6 +5,7 @@ import "github.com/cellagent/cellagent/executor/netrules"
 // Exported for tests only.
 var (
 	ExternalIPFrom = externalIPFrom
+	ParseCPULine   = parseCPULine
 )
 
 // Covers says whether one of the canonical destinations holds ip.

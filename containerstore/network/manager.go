@@ -52,6 +52,9 @@ type Deps struct {
 	CNI        CNI
 	HostPorts  HostPorts
 	Neighbours Neighbours
+	// CPU holds the pool's refill back while the host is busy; nil means
+	// ProcStatCPU.
+	CPU CPU
 }
 
 // Manager sets up and tears down the containers' networks.
@@ -134,7 +137,11 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		if err := m.hostPorts.Init(context.Background()); err != nil {
 			return nil, err
 		}
-		m.pool = newPool(cfg.PoolSize, filepath.Join(root, "pool.json"), cfg.Clock)
+		cpu := deps.CPU
+		if cpu == nil {
+			cpu = ProcStatCPU{}
+		}
+		m.pool = newPool(cfg.PoolSize, filepath.Join(root, "pool.json"), cfg.Clock, cpu)
 		if m.cni == nil {
 			conf, err := ConfList(cfg, filepath.Join(root, "ipam"))
 			if err != nil {

@@ -34,6 +34,20 @@ const poolRetry = 5 * time.Second
 // network set-up in cellbench start).
 const poolQuiet = 500 * time.Millisecond
 
+// poolBusyRecheck is how soon the refill looks again at CPUs it found busy.
+// poolMaxDefer bounds how long busy CPUs hold a refill back: on a host
+// that is never idle the pool still gets a slot every few seconds.
+//
+// The quiet time alone did not keep the refill out of a burst of starts:
+// 20 at once claim the pool in their first milliseconds, their Setups end
+// within ~0.6 s, and the refill then ran beside the second half of the
+// burst, whose containers were still being created and started (cellbench
+// start: the pool's CNI processes ran inside every measured round).
+const (
+	poolBusyRecheck = 250 * time.Millisecond
+	poolMaxDefer    = 5 * time.Second
+)
+
 // poolSlot is one prepared namespace: made, given its veth and address by
 // CNI ADD (under the slot's ID), with nothing of any container in it yet.
 type poolSlot struct {
@@ -67,6 +81,12 @@ type pool struct {
 	wake chan struct{} // capacity 1: a claim or a finished Setup
 
 	clock clock.Clock
+	cpu   CPU
+
+	// deferredSince is when the refill first found the CPUs busy since
+	// it last prepared a slot (zero: not deferring). Only the refill's
+	// goroutine uses it.
+	deferredSince time.Time
 
 	mu        sync.Mutex // guards the fields below and the file
 	file      poolFile
@@ -75,8 +95,27 @@ type pool struct {
 	lastDone  time.Time // when the last Setup ended: the refill waits poolQuiet
 }
 
-func newPool(size int, path string, clk clock.Clock) *pool {
-	return &pool{size: size, path: path, clock: clk, wake: make(chan struct{}, 1)}
+func newPool(size int, path string, clk clock.Clock, cpu CPU) *pool {
+	return &pool{size: size, path: path, clock: clk, cpu: cpu, wake: make(chan struct{}, 1)}
+}
+
+// yieldToBusyCPU answers whether the refill, which wants to prepare a slot,
+// should wait poolBusyRecheck first because the CPUs are busy; after
+// poolMaxDefer of waiting it prepares one anyway.
+func (p *pool) yieldToBusyCPU(ctx context.Context) bool {
+	if p.cpu == nil {
+		return false
+	}
+	if !p.deferredSince.IsZero() && p.clock.Since(p.deferredSince) >= poolMaxDefer {
+		return false
+	}
+	if !p.cpu.Busy(ctx) {
+		return false
+	}
+	if p.deferredSince.IsZero() {
+		p.deferredSince = p.clock.Now()
+	}
+	return true
 }
 
 func (p *pool) poke() {
@@ -197,7 +236,8 @@ func (m *Manager) PoolStats() (ready, size int) {
 
 // PoolRunner keeps the pool of prepared namespaces: it first sorts out what
 // an earlier run left (recoverPool), then prepares one slot at a time
-// whenever the pool is short and no Setup is running, so that refilling
+// whenever the pool is short, no Setup is running or ended just now, and
+// the CPUs are not busy (or have been for poolMaxDefer), so that refilling
 // does not compete with the starts it serves. Nil in host mode. On signal
 // it leaves the pool as it is: the next run adopts it.
 func (m *Manager) PoolRunner(logger lager.Logger) ifrit.Runner {
@@ -218,7 +258,11 @@ func (m *Manager) PoolRunner(logger lager.Logger) ifrit.Runner {
 				m.pool.mu.Lock()
 				want, wait := m.pool.wantsLocked()
 				m.pool.mu.Unlock()
+				if want && m.pool.yieldToBusyCPU(ctx) {
+					want, wait = false, poolBusyRecheck
+				}
 				if want {
+					m.pool.deferredSince = time.Time{}
 					if err := m.prepareSlot(ctx, logger); err != nil {
 						logger.Error("failed-to-prepare", err)
 						retry = m.cfg.Clock.NewTimer(poolRetry).C()

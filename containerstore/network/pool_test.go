@@ -17,6 +17,7 @@ import (
 	"github.com/tedsuo/ifrit"
 
 	"github.com/cellagent/cellagent/containerstore/network"
+	"github.com/cellagent/cellagent/containerstore/network/networkfakes"
 )
 
 var _ = Describe("Pool", func() {
@@ -28,10 +29,11 @@ var _ = Describe("Pool", func() {
 		manager *network.Manager
 		process ifrit.Process
 		clk     *fakeclock.FakeClock
+		cpu     *networkfakes.FakeCPU
 	)
 
 	newManager := func() *network.Manager {
-		m, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts})
+		m, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts, CPU: cpu})
 		Expect(err).NotTo(HaveOccurred())
 		return m
 	}
@@ -97,8 +99,36 @@ var _ = Describe("Pool", func() {
 		clk = fakeclock.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 		cfg.Clock = clk
 		cfg.PoolSize = 2
+		cpu = &networkfakes.FakeCPU{} // idle
 	})
 	AfterEach(stop)
+
+	It("holds the refill back while the CPUs are busy, but not for more than 5 s a slot", func() {
+		cpu.BusyReturns(true)
+		manager = newManager()
+		start(manager)
+		Eventually(cpu.BusyCallCount).Should(BeNumerically(">=", 1))
+		// 4.75 s of busy CPUs, looked at every 250 ms: nothing prepared.
+		for i := 0; i < 19; i++ {
+			n := cpu.BusyCallCount()
+			clk.WaitForWatcherAndIncrement(250 * time.Millisecond)
+			Eventually(cpu.BusyCallCount).Should(BeNumerically(">", n))
+		}
+		Expect(host.namespaces.CreateCallCount()).To(Equal(0))
+		Expect(host.cni.SetupCallCount()).To(Equal(0))
+		// At 5 s it prepares one without asking, then waits again.
+		clk.WaitForWatcherAndIncrement(250 * time.Millisecond)
+		Eventually(host.cni.SetupCallCount).Should(Equal(1))
+		Consistently(host.cni.SetupCallCount, 100*time.Millisecond).Should(Equal(1))
+		r, _ := manager.PoolStats()
+		Expect(r).To(Equal(1))
+		// Idle CPUs: the next slot at the next look.
+		cpu.BusyReturns(false)
+		clk.WaitForWatcherAndIncrement(250 * time.Millisecond)
+		Eventually(host.cni.SetupCallCount).Should(Equal(2))
+		r, _ = manager.PoolStats()
+		Expect(r).To(Equal(2))
+	})
 
 	It("fills up to its size, hands a prepared namespace to a Setup and refills", func() {
 		manager = newManager()
@@ -307,7 +337,7 @@ var _ = Describe("Pool", func() {
 
 	It("checks its size", func() {
 		cfg.PoolSize = -1
-		_, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts})
+		_, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts, CPU: cpu})
 		Expect(err).To(MatchError(ContainSubstring("network pool_size -1")))
 	})
 

@@ -27,17 +27,20 @@ var _ CNI = gocni.CNI(nil)
 // <prefix><index> and our conflist is loaded first.
 const containerIfName = "eth0"
 
-// requiredPlugins are the CNI plugin binaries bridge mode runs.
-var requiredPlugins = []string{"loopback", "bridge", "host-local", "tuning"}
+// requiredPlugins are the CNI plugin binaries bridge mode runs. The
+// loopback and tuning plugins' work (lo up, IPv6 off) is done in-process
+// (nsprep.go).
+var requiredPlugins = []string{"bridge", "host-local"}
 
 // ConfList returns the CNI network configuration list of bridge mode:
 // bridge (gateway, hairpin) with host-local IPAM whose files live in
 // ipamDir. Host ports and masquerading are not CNI's: portmap and ipMasq
 // cost 36 iptables runs per container; NFTables does both with one
-// transaction. tuning turns IPv6 off in the container's namespace: the
-// filter is IPv4 only, and where br_netfilter is on the bridge ports are
-// not isolated, so an fe80:: address on eth0 would let any container reach
-// another's ports directly.
+// transaction. IPv6 is turned off in the container's namespace right after
+// ADD (prepareNetNS, what the tuning plugin did before): the filter is IPv4
+// only, and where br_netfilter is on the bridge ports are not isolated, so
+// an fe80:: address on eth0 would let any container reach another's ports
+// directly.
 func ConfList(cfg Config, ipamDir string) ([]byte, error) {
 	subnet, err := parseSubnet(cfg.Subnet)
 	if err != nil {
@@ -61,20 +64,14 @@ func ConfList(cfg Config, ipamDir string) ([]byte, error) {
 					"dataDir": ipamDir,
 				},
 			},
-			{
-				"type": "tuning",
-				"sysctl": obj{
-					"net.ipv6.conf.all.disable_ipv6":     "1",
-					"net.ipv6.conf.default.disable_ipv6": "1",
-				},
-			},
 		},
 	}
 	return json.MarshalIndent(conf, "", "  ")
 }
 
-// NewGoCNI loads the conflist (and the loopback network) into go-cni after
-// checking that every plugin binary is there.
+// NewGoCNI loads the conflist into go-cni after checking that every plugin
+// binary is there; its Setup also brings the namespace's loopback up and
+// turns IPv6 off (prepareNetNS).
 func NewGoCNI(pluginDirs []string, confList []byte) (CNI, error) {
 	var missing []string
 	for _, plugin := range requiredPlugins {
@@ -89,15 +86,15 @@ func NewGoCNI(pluginDirs []string, confList []byte) (CNI, error) {
 	c, err := gocni.New(
 		gocni.WithPluginDir(pluginDirs),
 		gocni.WithInterfacePrefix("eth"),
-		gocni.WithMinNetworkCount(2),
+		gocni.WithMinNetworkCount(1),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("init go-cni: %w", err)
 	}
-	if err := c.Load(gocni.WithConfListBytes(confList), gocni.WithLoNetwork); err != nil {
+	if err := c.Load(gocni.WithConfListBytes(confList)); err != nil {
 		return nil, fmt.Errorf("load cni config: %w", err)
 	}
-	return c, nil
+	return preparedCNI{c}, nil
 }
 
 func pluginExists(dirs []string, name string) bool {

@@ -49,7 +49,7 @@ var _ = Describe("DefaultExternalIP", func() {
 })
 
 var _ = Describe("ConfList", func() {
-	It("configures bridge with host-local in our data dir, then IPv6 off in the container; no portmap, no ipMasq (nftables does both)", func() {
+	It("configures bridge with host-local in our data dir; no portmap, no ipMasq (nftables does both), no tuning or loopback (done in-process)", func() {
 		cfg := network.DefaultConfig()
 		conf, err := network.ConfList(cfg, "/data/network/ipam")
 		Expect(err).NotTo(HaveOccurred())
@@ -58,8 +58,7 @@ var _ = Describe("ConfList", func() {
 		  "plugins": [
 		    {"type": "bridge", "bridge": "cellagent0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
 		     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.255.0.0/22"}]],
-		              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "/data/network/ipam"}},
-		    {"type": "tuning", "sysctl": {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}}
+		              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "/data/network/ipam"}}
 		  ]}`))
 	})
 })

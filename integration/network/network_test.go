@@ -88,6 +88,25 @@ var _ = Describe("bridge mode", func() {
 		Expect(mustRun("ip", "netns", "list")).To(And(ContainSubstring("cellagentit-app-a"), ContainSubstring("cellagentit-app-b")))
 		Expect(a.ExternalIP.Equal(externalIP)).To(BeTrue())
 
+		By("each namespace has its loopback up and IPv6 off (set in-process after CNI ADD)")
+		for _, ns := range []string{"cellagentit-app-a", "cellagentit-app-b"} {
+			Expect(mustRun("ip", "-n", ns, "-o", "link", "show", "lo")).To(MatchRegexp(`<[^>]*\bUP\b[^>]*>`), ns)
+			Expect(mustRun("ip", "-n", ns, "-o", "addr", "show", "lo")).To(ContainSubstring("inet 127.0.0.1/8"), ns)
+			for _, key := range []string{"all", "default", "eth0"} {
+				Expect(mustRun("ip", "netns", "exec", ns, "cat", "/proc/sys/net/ipv6/conf/"+key+"/disable_ipv6")).To(HavePrefix("1"), ns+" "+key)
+			}
+			Expect(mustRun("ip", "-n", ns, "-o", "addr", "show")).NotTo(ContainSubstring("inet6"), ns)
+		}
+		own, err := os.Readlink("/proc/self/ns/net")
+		Expect(err).NotTo(HaveOccurred())
+		tasks, err := filepath.Glob("/proc/self/task/*/ns/net")
+		Expect(err).NotTo(HaveOccurred())
+		for _, t := range tasks {
+			if ns, err := os.Readlink(t); err == nil { // a thread may end meanwhile
+				Expect(ns).To(Equal(own), "every thread of the process that made the namespaces is back in its own: %s", t)
+			}
+		}
+
 		startHTTPD("cellagentit-app-a", 8080, "I am a")
 		startHTTPD("cellagentit-app-b", 8080, "I am b")
 		for _, c := range []struct {

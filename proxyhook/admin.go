@@ -129,9 +129,11 @@ func (r secretsReport) serves(serial string) error {
 }
 
 // hostNetNS is the agent's own network namespace, to return to after a
-// socket was made in a container's.
+// socket was made in a container's: the calling thread's, which is not
+// locked, and so in the agent's own (a thread switched elsewhere stays
+// locked until it is back, or ends).
 var hostNetNS = sync.OnceValues(func() (int, error) {
-	return unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	return unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 })
 
 // dialIn connects to addr from inside the network namespace netnsPath

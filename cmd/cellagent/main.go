@@ -7,10 +7,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	goruntime "runtime"
 
 	"github.com/cellagent/cellagent/containerstore/runtime"
 	"github.com/cellagent/cellagent/logfile"
 )
+
+// The main goroutine keeps the main thread, so that no other goroutine
+// ever runs there: the agent switches locked threads into containers'
+// network namespaces (network.prepareNetNS, IPNetNS.Create, proxyhook's
+// dialIn), and /proc/self/ns/net is the main thread's. A goroutine that
+// landed on the main thread while it was switched would make
+// /proc/self/ns/net name a container's namespace, and a main thread that
+// could not switch back would be parked there, not ended.
+func init() { goruntime.LockOSThread() }
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"

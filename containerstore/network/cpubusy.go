@@ -13,8 +13,9 @@ import (
 //go:generate go tool counterfeiter -o networkfakes/fake_cpu.go . CPU
 
 // CPU tells the pool's refill whether the host's CPUs are busy: preparing a
-// namespace runs four CNI plugin processes, which on a busy host take CPU
-// from the very starts the pool exists to speed up.
+// namespace runs the bridge and host-local CNI plugins (a process each),
+// which on a busy host take CPU from the very starts the pool exists to
+// speed up. It measures the whole host, tenants' apps included.
 type CPU interface {
 	// Busy measures the CPUs for a short while and answers whether less
 	// than half of their time was idle. It answers false when it cannot
@@ -55,7 +56,17 @@ func (c ProcStatCPU) Busy(ctx context.Context) bool {
 	case <-t.C:
 	}
 	idle1, total1, err := c.read()
-	if err != nil || total1 <= total0 {
+	if err != nil {
+		return false
+	}
+	return busyBetween(idle0, total0, idle1, total1)
+}
+
+// busyBetween says whether less than busyIdleShare of the CPU time between
+// two readings was idle; false when no time passed or the counters went
+// back.
+func busyBetween(idle0, total0, idle1, total1 uint64) bool {
+	if total1 <= total0 || idle1 < idle0 || idle1-idle0 > total1-total0 {
 		return false
 	}
 	return float64(idle1-idle0)/float64(total1-total0) < busyIdleShare

@@ -1,6 +1,7 @@
 // Package network gives each cellagent container its network: in bridge mode
 // (the default) an own network namespace, an IPv4 address from a private
-// subnet through CNI (loopback, bridge, host-local), and host ports
+// subnet through CNI (bridge, host-local; loopback up and IPv6 off are set
+// in-process, nsprep.go), and host ports
 // forwarded to the container's ports through nftables; in host mode no
 // isolation at all.
 //
@@ -79,6 +80,7 @@
 // # Lifecycle of one container's network
 //
 //	Setup:    allocate ports -> write state -> create netns -> CNI ADD
+//	          (+ lo up, IPv6 off)
 //	          -> forward host ports -> filter -> write state (IPs)
 //	  pooled: allocate ports -> claim slot -> write state (slot) -> rename
 //	          netns -> forward host ports -> filter -> write state
@@ -107,5 +109,7 @@
 // lock; CNI calls for different guids run in parallel. The port allocator is
 // guarded by its own mutex, the pool by its own. The package's one
 // goroutine is PoolRunner's, an ifrit member (the go-cni library starts
-// and waits for short-lived ones inside Setup).
+// and waits for short-lived ones inside Setup, and so do Create and
+// prepareNetNS, each on a locked OS thread that enters a namespace and
+// leaves it, or stays locked and ends).
 package network

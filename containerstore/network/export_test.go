@@ -6,6 +6,7 @@ import "github.com/cellagent/cellagent/executor/netrules"
 var (
 	ExternalIPFrom = externalIPFrom
 	ParseCPULine   = parseCPULine
+	BusyBetween    = busyBetween
 )
 
 // Covers says whether one of the canonical destinations holds ip.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 
 	gocni "github.com/containerd/go-cni"
 	"golang.org/x/sys/unix"
@@ -26,6 +29,20 @@ var netnsSysctls = map[string]string{
 type preparedCNI struct {
 	CNI
 }
+
+// Remove implements CNI. A container or pool slot made before the loopback
+// plugin was replaced also left go-cni's cached loopback result; it goes
+// with the rest (best effort: a file of a few hundred bytes).
+func (c preparedCNI) Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) error {
+	err := c.CNI.Remove(ctx, id, path, opts...)
+	if err == nil {
+		_ = os.Remove(filepath.Join(cniCacheDir, "results", "cni-loopback-"+id+"-lo"))
+	}
+	return err
+}
+
+// cniCacheDir is libcni's default cache directory (go-cni does not change it).
+const cniCacheDir = "/var/lib/cni"
 
 // Setup implements CNI.
 func (c preparedCNI) Setup(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (*gocni.Result, error) {
@@ -81,7 +98,11 @@ func prepareNetNS(path string) error {
 // and a new socket are that namespace's.
 func inNetNS() error {
 	for key, value := range netnsSysctls {
-		if err := os.WriteFile("/proc/sys/"+key, []byte(value), 0o644); err != nil {
+		err := os.WriteFile("/proc/sys/"+key, []byte(value), 0o644)
+		if errors.Is(err, fs.ErrNotExist) && strings.HasPrefix(key, "net/ipv6/") {
+			continue // a kernel booted with ipv6.disable=1: no IPv6 at all
+		}
+		if err != nil {
 			return fmt.Errorf("sysctl %s: %w", key, err)
 		}
 	}

@@ -36,7 +36,8 @@ const poolQuiet = 500 * time.Millisecond
 
 // poolBusyRecheck is how soon the refill looks again at CPUs it found busy.
 // poolMaxDefer bounds how long busy CPUs hold a refill back: on a host
-// that is never idle the pool still gets a slot every few seconds.
+// that is never idle (its apps keep more than half the CPU time busy) the
+// pool still gets a slot every 5 s, 24 in two minutes.
 //
 // The quiet time alone did not keep the refill out of a burst of starts:
 // 20 at once claim the pool in their first milliseconds, their Setups end
@@ -258,8 +259,15 @@ func (m *Manager) PoolRunner(logger lager.Logger) ifrit.Runner {
 				m.pool.mu.Lock()
 				want, wait := m.pool.wantsLocked()
 				m.pool.mu.Unlock()
-				if want && m.pool.yieldToBusyCPU(ctx) {
+				if !want {
+					m.pool.deferredSince = time.Time{} // waiting on starts is not waiting on busy CPUs
+				} else if m.pool.yieldToBusyCPU(ctx) {
 					want, wait = false, poolBusyRecheck
+				} else {
+					// A Setup may have begun while the CPUs were measured.
+					m.pool.mu.Lock()
+					want, wait = m.pool.wantsLocked()
+					m.pool.mu.Unlock()
 				}
 				if want {
 					m.pool.deferredSince = time.Time{}

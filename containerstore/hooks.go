@@ -126,7 +126,9 @@ type CheckCovering interface {
 // last reported failing, or nil when they passed, or when none reported.
 // An adoption's first route asks it (routeTurn): no readiness check ran
 // since the restart, the report is the freshest word on the app, and a
-// Liveness notice queued before that route is settled by it.
+// Liveness notice queued before that route is settled by it. So does the
+// route after a restarted proxy answers again (servingRoute): the proxy's
+// answer says nothing of the app.
 type LivenessReporter interface {
 	ReportedLiveness(inst *Instance) error
 }

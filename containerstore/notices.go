@@ -213,7 +213,7 @@ func (s *Store) apply(logger lager.Logger, c *container, n Notice, owner bool) {
 		running := c.info.State == executor.StateRunning && !c.info.Routable && !c.stopping
 		s.mu.Unlock()
 		if owner && running {
-			s.route(logger.Session("reroute"), c)
+			s.servingRoute(logger.Session("reroute"), c)
 		}
 	case Liveness:
 		if owner {

@@ -232,6 +232,43 @@ var _ = Describe("Recover", func() {
 			Expect(routes.RoutableCallCount()).To(Equal(2))
 		})
 
+		// A restarted proxy that answers again (ProxyServing) says nothing
+		// of the app: an instance whose checks failed before the restart,
+		// and still fail (no Liveness notice: the answer did not change),
+		// stays unrouted until they pass.
+		It("does not route an instance again when its restarted proxy answers while its checks still report failing", func() {
+			runtime.ListReturns([]containerstore.RuntimeContainer{{GUID: "run1", Status: containerstore.TaskRunning}}, nil)
+			inbox := containerstore.NewInbox()
+			deps.Inbox = inbox
+			proxy := &reportingStep{confirmingStep: &confirmingStep{confirmed: map[string]bool{"run1": true}}, inbox: inbox,
+				report: map[string]string{"run1": ""}}
+			deps.Pipeline.Proxy = proxy
+			store, rec, _ := start()
+			routable := func() bool { c, _ := store.Get(ctx, "run1"); return c.Routable }
+			Eventually(routable).Should(BeTrue())
+
+			const sick = "http check on http://10.255.0.7:8080/: status 503"
+			proxy.fail("run1", sick)
+			Eventually(routable).Should(BeFalse())
+			inbox.Send(containerstore.ProxyExited{GUID: "run1"})
+			inbox.Send(containerstore.ProxyServing{GUID: "run1"})
+			Eventually(func() []string {
+				var out []string
+				for _, e := range rec.all() {
+					if e.GUID == "run1" && e.Type == executor.EventContainerRoutable {
+						out = append(out, e.Message)
+					}
+				}
+				return out
+			}).Should(ContainElement("not ready: " + sick))
+			Consistently(routable, 200*time.Millisecond).Should(BeFalse(), "routed by the proxy's answer while the app's checks fail")
+			Expect(routes.RoutableCallCount()).To(Equal(1))
+
+			proxy.pass("run1")
+			Eventually(routable).Should(BeTrue())
+			Expect(routes.RoutableCallCount()).To(Equal(2))
+		})
+
 		It("takes an adopted container's credentials from the credentials step, not from its record (a rotation does not rewrite the record)", func() {
 			path := filepath.Join(dataDir, "containers", "run1.json")
 			b, err := os.ReadFile(path)
@@ -434,6 +471,14 @@ func (s *reportingStep) Adopt(_ context.Context, _ lager.Logger, inst *container
 	return nil
 }
 func (*reportingStep) Stopping(lager.Logger, string) {}
+
+// fail has guid's checks report failing: recorded, then sent.
+func (s *reportingStep) fail(guid, reason string) {
+	s.mu.Lock()
+	s.report[guid] = reason
+	s.mu.Unlock()
+	s.inbox.Send(containerstore.Liveness{GUID: guid, Err: reason})
+}
 
 // pass has guid's checks report passing: recorded, then sent.
 func (s *reportingStep) pass(guid string) {

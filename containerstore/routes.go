@@ -141,15 +141,25 @@ func (s *Store) routeStale(c *container, gen uint64) bool {
 
 // route verifies a running instance and makes it routable through the
 // route hook (see Registration order).
-func (s *Store) route(logger lager.Logger, c *container) { s.routeTurn(logger, c, false) }
+func (s *Store) route(logger lager.Logger, c *container) { s.routeTurn(logger, c, false, false) }
 
 // adoptedRoute is an adoption's first route: an instance whose liveness
 // checks last reported failing (LivenessReporter) is not routed, and a
 // Verifier that confirms the instance unchanged (AdoptConfirmer) is not
 // asked to Verify it again.
-func (s *Store) adoptedRoute(logger lager.Logger, c *container) { s.routeTurn(logger, c, true) }
+func (s *Store) adoptedRoute(logger lager.Logger, c *container) { s.routeTurn(logger, c, true, true) }
 
-func (s *Store) routeTurn(logger lager.Logger, c *container, adopted bool) {
+// servingRoute is the route after a restarted proxy answers again
+// (ProxyServing): an instance whose liveness checks last reported failing
+// is not routed. Without the report an app whose checks failed before the
+// proxy's restart, and still fail, was routed again: its checks' answer
+// had not changed, so no Liveness notice came to unroute it, and with
+// health_check_interval 0 nothing else would. cellinit runs its checks
+// right after restarting the proxy, so a report made while the proxy was
+// down does not hold a healthy instance back for a whole interval.
+func (s *Store) servingRoute(logger lager.Logger, c *container) { s.routeTurn(logger, c, false, true) }
+
+func (s *Store) routeTurn(logger lager.Logger, c *container, adopted, askReport bool) {
 	gen, ctx, release := s.claimRouting(c)
 	defer release()
 	s.mu.Lock()
@@ -158,11 +168,11 @@ func (s *Store) routeTurn(logger lager.Logger, c *container, adopted bool) {
 	if stopping || inst == nil {
 		return
 	}
-	if adopted {
+	if askReport {
 		if err := s.reportedLiveness(inst); err != nil {
 			// Routed again once the checks pass (a Liveness notice, or
 			// the store's health round).
-			logger.Info("adopted-not-ready", lager.Data{errorKey: err.Error()})
+			logger.Info("reported-not-ready", lager.Data{errorKey: err.Error(), "adopted": adopted})
 			s.publish(executor.EventContainerRoutable, c.info.GUID, "not ready: "+err.Error(), nil)
 			return
 		}

@@ -427,6 +427,22 @@ var _ = Describe("the proxy beside the app", func() {
 			Expect(ev.Message).NotTo(HavePrefix("routable:"), "routed after the restart while its check failed")
 		}
 
+		By("its proxy killed and restarted by cellinit, it answers again: still not routed while the app's check fails")
+		evCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		evs, err := agent.Client.Events(evCtx, agent.LastSeq(ctx))
+		Expect(err).NotTo(HaveOccurred())
+		pid := proxyPid(agent, "px-sick")
+		Expect(exec.Command("kill", "-9", pid).Run()).To(Succeed())
+		Eventually(evs, 10*time.Second).Should(Receive(HaveField("Type", executor.EventProxyRestarted)))
+		Eventually(func() string { return proxyPid(agent, "px-sick") }, 20*time.Second).ShouldNot(Or(Equal(pid), BeEmpty()))
+		Eventually(func() error {
+			_, err := tlsGet(fmt.Sprintf("%s:%d", c.ExternalIP, c.Ports[0].HostTLSProxyPort), routerTLS(agent, "px-sick"))
+			return err
+		}, 20*time.Second).Should(Succeed(), "the restarted proxy serves (and forwards to the sick app)")
+		Consistently(func() bool { c, _ := agent.Client.Get(ctx, "px-sick"); return c.Routable }, 3*time.Second).Should(BeFalse(),
+			"routed again by its proxy's answer while its app's check fails")
+
 		resp, err = http.Get(appURL + "/well")
 		Expect(err).NotTo(HaveOccurred())
 		resp.Body.Close()

@@ -183,14 +183,19 @@ func readHello(path string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, 16<<10))
 }
 
-// healthLoop runs the checks every interval and sends each round's answer
-// ("" or the failure) to results; Run's loop writes the state when it
-// changed. It runs for the life of the init, on its own goroutine, so a
-// slow check never holds up signals or reaping.
-func healthLoop(interval time.Duration, checks []HealthCheck, hello []byte, results chan<- string) {
+// healthLoop runs the checks every interval, and at once when kicked (the
+// rounds after a proxy restart), and sends each round's answer ("" or the
+// failure) to results; Run's loop writes the state when it changed. It
+// runs for the life of the init, on its own goroutine, so a slow check
+// never holds up signals or reaping; rounds never overlap.
+func healthLoop(interval time.Duration, checks []HealthCheck, hello []byte, kick <-chan struct{}, results chan<- string) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	for range t.C {
+	for {
+		select {
+		case <-t.C:
+		case <-kick:
+		}
 		results <- checkAll(checks, hello)
 	}
 }

@@ -162,3 +162,44 @@ func acceptAll(l net.Listener) {
 		c.Close()
 	}
 }
+
+// Issue 16: after restarting the proxy the init runs its checks at once,
+// every 250 ms, not only every interval (an hour here), until a round
+// passes; then it goes back to the interval.
+func TestTheChecksRunRightAfterAProxyRestartUntilTheyPass(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // refused until the test listens again
+	marker := filepath.Join(dir, "first-ran")
+	s := start(t, cellinit.Config{
+		App:      app(`echo ready; exec sleep 100`),
+		Proxy:    app(`if [ -e ` + marker + ` ]; then exec sleep 100; fi; touch ` + marker + `; exit 9`),
+		StateDir: dir, MaxRestarts: 5,
+		HealthInterval: time.Hour,
+		HealthChecks:   []cellinit.HealthCheck{{Kind: cellinit.CheckTCP, Addr: addr}},
+	})
+	s.waitLine(t, "ready")
+	st := readState(t, dir, func(st cellinit.ProxyState) bool {
+		return st.Phase == cellinit.PhaseRunning && st.Failures == 1 && st.Unhealthy != ""
+	})
+	if !strings.HasPrefix(st.Unhealthy, "tcp check on "+addr+": ") {
+		t.Fatalf("unhealthy %q, want the tcp check's failure", st.Unhealthy)
+	}
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	go acceptAll(l)
+	readState(t, dir, func(st cellinit.ProxyState) bool { return st.Unhealthy == "" })
+	l.Close()
+	time.Sleep(time.Second)
+	if st, err := cellinit.ReadState(dir); err != nil || st.Unhealthy != "" {
+		t.Fatalf("state %+v (%v): want no round after one passed, until the interval", st, err)
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	s.wait(t)
+}

@@ -83,6 +83,10 @@ func Run(cfg Config, stderr io.Writer) int {
 		case <-s.restart:
 			s.restart = nil
 			s.startProxy()
+			s.checkSoon()
+		case <-s.soon:
+			s.soon = nil
+			s.kickRound()
 		}
 	}
 }
@@ -108,6 +112,44 @@ type supervisor struct {
 	// writes it after retryInterval where no rounds run.
 	dirty bool
 	retry <-chan time.Time
+	// kick asks the health loop for a round now (nil: no checks run);
+	// soon paces those rounds after a proxy restart, until soonUntil or a
+	// round that passes.
+	kick      chan<- struct{}
+	soon      <-chan time.Time
+	soonUntil time.Time
+}
+
+// After it restarts the proxy the init runs its checks every
+// restartRoundEvery, for at most restartRoundsFor or until a round passes,
+// not only every HealthInterval: the agent routes a restarted proxy's
+// instance again only when the checks' last report passes (its proxy
+// answering says nothing of the app), and a report made while the proxy
+// was down would otherwise hold a healthy instance back for an interval.
+const (
+	restartRoundEvery = 250 * time.Millisecond
+	restartRoundsFor  = 30 * time.Second
+)
+
+// checkSoon starts the rounds that follow a proxy restart.
+func (s *supervisor) checkSoon() {
+	if s.kick == nil {
+		return
+	}
+	s.soonUntil = time.Now().Add(restartRoundsFor)
+	s.soon = time.After(restartRoundEvery)
+}
+
+// kickRound asks for a round (one already asked for is enough) and paces
+// the next.
+func (s *supervisor) kickRound() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	if time.Now().Before(s.soonUntil) {
+		s.soon = time.After(restartRoundEvery)
+	}
 }
 
 // retryInterval is how soon a failed state write is tried again.
@@ -127,7 +169,9 @@ func (s *supervisor) startHealth() <-chan string {
 	}
 	s.state.HealthChecks = true
 	results := make(chan string, 1)
-	go healthLoop(s.cfg.HealthInterval, s.cfg.HealthChecks, hello, results)
+	kick := make(chan struct{}, 1)
+	s.kick = kick
+	go healthLoop(s.cfg.HealthInterval, s.cfg.HealthChecks, hello, kick, results)
 	return results
 }
 
@@ -252,6 +296,9 @@ func (s *supervisor) write() {
 // answer changed, or when the last write failed (the agent would
 // otherwise never learn the answer it missed).
 func (s *supervisor) healthRound(r string) {
+	if r == "" {
+		s.soon = nil // the restarted proxy (and the app) pass
+	}
 	if r != s.state.Unhealthy || s.dirty {
 		s.state.Unhealthy = r
 		s.write()

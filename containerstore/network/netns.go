@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -100,37 +99,20 @@ func (n *IPNetNS) makeShared() error {
 	return nil
 }
 
-// mountNewNetNS makes a network namespace on a locked OS thread and
-// bind-mounts it onto path. A thread that cannot return to the agent's
-// namespace is never unlocked, so Go ends it with its goroutine.
+// mountNewNetNS makes a network namespace on a locked OS thread
+// (onNetNSThread) and bind-mounts it onto path.
 func mountNewNetNS(path string) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		back, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open own netns: %w", err)
-			return
-		}
-		defer unix.Close(back)
+	return onNetNSThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
+			return fmt.Errorf("unshare: %w", err)
 		}
-		err = unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, "")
-		if err != nil {
-			err = fmt.Errorf("bind mount: %w", err)
+		return nil
+	}, func() error {
+		if err := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind mount: %w", err)
 		}
-		if rerr := unix.Setns(back, unix.CLONE_NEWNET); rerr != nil {
-			errc <- errors.Join(err, fmt.Errorf("setns back: %w", rerr))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
+		return nil
+	})
 }
 
 // Delete implements Namespaces.

@@ -57,9 +57,27 @@ func (c preparedCNI) Setup(ctx context.Context, id, path string, opts ...gocni.N
 }
 
 // prepareNetNS brings the namespace's loopback up and writes netnsSysctls
-// in it, from an OS thread that enters it and comes back. A thread that
-// cannot come back is never unlocked, so Go ends it with its goroutine.
+// in it, from an OS thread that enters it and comes back.
 func prepareNetNS(path string) error {
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(target)
+	return onNetNSThread(func() error {
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("setns: %w", err)
+		}
+		return nil
+	}, inNetNS)
+}
+
+// onNetNSThread runs enter (which moves the thread into another network
+// namespace, or fails having moved it nowhere), then do, on a locked OS
+// thread of its own, and brings the thread back to the namespace it was in.
+// A thread that cannot come back is never unlocked, so Go ends it with its
+// goroutine; one that never left is unlocked.
+func onNetNSThread(enter, do func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -70,19 +88,12 @@ func prepareNetNS(path string) error {
 			return
 		}
 		defer unix.Close(back)
-		target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
+		if err := enter(); err != nil {
 			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		err = inNetNS()
+		err = do()
 		if rerr := unix.Setns(back, unix.CLONE_NEWNET); rerr != nil {
 			// Left locked: the thread ends with this goroutine.
 			errc <- errors.Join(err, fmt.Errorf("setns back: %w", rerr))

@@ -59,8 +59,12 @@
 // the container's state naming the slot (PoolSlot: the CNI ID its
 // Teardown uses), renames the namespace to <network>-<guid> with a bind
 // mount and adds the host ports and the filter; no process runs. A
-// Teardown destroys the namespace as always (CNI DEL under the slot's ID);
-// nothing is scrubbed and handed out again. The refill prepares one slot
+// Teardown gives a pooled namespace back (reuse.go) when the pool has room
+// and the Scrubber finds nothing of the container left in it: host ports
+// and filter go, the host's conntrack entries of the address are deleted
+// (Conntrack, conntrack.go), the namespace is renamed back, and the slot is
+// claimable once the container's state is gone. Otherwise it destroys the
+// namespace (CNI DEL under the slot's ID). The refill prepares one slot
 // at a time, once no Setup has run for poolQuiet and the CPUs are not busy
 // (CPU, cpubusy.go; for at most poolMaxDefer). recoverPool, first thing in
 // PoolRunner and before any claim, keeps the ready slots, leaves a claimed
@@ -86,6 +90,9 @@
 //	          netns -> forward host ports -> filter -> write state
 //	Teardown: remove filter, forwards -> CNI DEL -> delete netns
 //	          -> ports to quarantine -> remove state
+//	returned: scrub check -> remove filter, forwards -> forget conntrack
+//	          -> slot in pool.json (not ready) -> rename netns back
+//	          -> ports to quarantine -> remove state -> slot ready
 //
 // The state file is written before anything is created on the host, so that
 // after a crash (agent kill -9) CleanupOrphans finds everything to undo. A

@@ -7,6 +7,7 @@ var (
 	ExternalIPFrom = externalIPFrom
 	ParseCPULine   = parseCPULine
 	BusyBetween    = busyBetween
+	LeftSocket     = leftSocket
 )
 
 // Covers says whether one of the canonical destinations holds ip.

@@ -27,7 +27,7 @@ var _ = Describe("Manager filters", func() {
 	canonMine := []executor.EgressRule{{Protocol: "tcp", Destinations: []string{"10.0.0.0-10.255.255.255"}, Ports: "443"}}
 
 	newManager := func() *network.Manager {
-		m, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts})
+		m, err := network.NewWithDeps(logger, cfg, host.deps())
 		Expect(err).NotTo(HaveOccurred())
 		return m
 	}
@@ -114,7 +114,7 @@ var _ = Describe("Manager filters", func() {
 
 	It("refuses a bad default rule in the config", func() {
 		cfg.DefaultEgress = []executor.EgressRule{{Protocol: "tcp", Destinations: []string{"nowhere"}}}
-		_, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts})
+		_, err := network.NewWithDeps(logger, cfg, host.deps())
 		Expect(err).To(MatchError(ContainSubstring(`network.egress.default[0].destinations[0]: "nowhere"`)))
 	})
 })

@@ -55,6 +55,11 @@ type Deps struct {
 	// CPU holds the pool's refill back while the host is busy; nil means
 	// ProcStatCPU.
 	CPU CPU
+	// Scrubber and Conntrack let a deleted container's pooled namespace
+	// go back to the pool (reuse.go); nil means NetNSScrubber and
+	// NetlinkConntrack.
+	Scrubber  Scrubber
+	Conntrack Conntrack
 }
 
 // Manager sets up and tears down the containers' networks.
@@ -68,6 +73,8 @@ type Manager struct {
 	cni        CNI
 	hostPorts  HostPorts
 	neighbours Neighbours
+	scrubber   Scrubber
+	conntrack  Conntrack
 	locks      keyedMutex
 	// held is the table as the first Restore read it.
 	held heldTable
@@ -100,6 +107,8 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		cni:        deps.CNI,
 		hostPorts:  deps.HostPorts,
 		neighbours: deps.Neighbours,
+		scrubber:   deps.Scrubber,
+		conntrack:  deps.Conntrack,
 	}
 	m.defaultEgress, _ = netrules.ValidateEgressRules("network.egress.default", cfg.DefaultEgress) // valid: checked above
 	if cfg.ExternalIP != "" {
@@ -130,6 +139,12 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 		}
 		if m.neighbours == nil {
 			m.neighbours = NetlinkNeighbours{}
+		}
+		if m.scrubber == nil {
+			m.scrubber = NetNSScrubber{}
+		}
+		if m.conntrack == nil {
+			m.conntrack = NetlinkConntrack{}
 		}
 		if m.hostPorts == nil {
 			m.hostPorts = NFTables{Network: cfg.NetworkName, Subnet: cfg.Subnet, Bridge: cfg.BridgeName}
@@ -340,8 +355,9 @@ func (m *Manager) setupHost(logger lager.Logger, guid string, containerPorts []u
 }
 
 // Teardown removes guid's network: the host port forwards, CNI DEL (veth,
-// IP lease), the namespace; then the host ports go into quarantine and the
-// state file goes. When a step fails the state file stays so that another
+// IP lease), the namespace, or instead of the last two gives a pooled
+// namespace back to the pool (returnSlot); then the host ports go into
+// quarantine and the state file goes. When a step fails the state file stays so that another
 // call can finish; a call for a guid that has no network is a no-op.
 func (m *Manager) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
 	logger = logger.Session("network.teardown", lager.Data{logKeyGUID: guid})
@@ -379,6 +395,10 @@ func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid 
 	if !found {
 		st = containerState{GUID: guid, Mode: m.cfg.Mode, NetNSName: m.NetNSName(guid)}
 	}
+	var (
+		returned poolSlot // the pooled namespace given back (reuse.go)
+		ok       bool
+	)
 
 	if st.Mode == ModeBridge && m.cni != nil {
 		_, nsExists := m.namespaces.Path(st.NetNSName)
@@ -392,24 +412,40 @@ func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid 
 		if !nsExists {
 			path = "" // the plugins then skip the netns and still free IPAM
 		}
-		m.unpinNeighbour(logger, st)
-		if err := m.remove(ctx, st, path, mapped); err != nil {
-			errs = append(errs, err)
+		if found && nsExists {
+			returned, ok = m.returnSlot(ctx, logger, st, path)
 		}
-		errs = append(errs, m.deleteNetNS(ctx, logger, st)...)
+		if !ok {
+			m.unpinNeighbour(logger, st)
+			if err := m.remove(ctx, st, path, mapped); err != nil {
+				errs = append(errs, err)
+			}
+			errs = append(errs, m.deleteNetNS(ctx, logger, st)...)
+		}
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("tear down network of %s: %w", guid, err)
 		}
 	}
 
 	released, err := m.ports.Release(guid)
+	if err == nil {
+		err = m.states.remove(guid)
+	}
 	if err != nil {
+		if ok {
+			// The state still names the slot: a later Teardown destroys
+			// it under either name (deleteNetNS), so it must not be
+			// claimed meanwhile.
+			m.pool.forget(returned.ID)
+		}
 		return fmt.Errorf("tear down network of %s: %w", guid, err)
 	}
-	if err := m.states.remove(guid); err != nil {
-		return err
+	if ok {
+		if err := m.pool.ready(returned.ID); err != nil {
+			logger.Error("failed-to-save-pool", err)
+		}
 	}
-	logger.Info("torn-down", lager.Data{"netns-name": st.NetNSName, "quarantined-ports": released, "had-state": found})
+	logger.Info("torn-down", lager.Data{"netns-name": st.NetNSName, "quarantined-ports": released, "had-state": found, "returned-to-pool": returned.ID})
 	return nil
 }
 

@@ -32,6 +32,35 @@ type fakeHost struct {
 	namespaces *networkfakes.FakeNamespaces
 	cni        *networkfakes.FakeCNI
 	hostPorts  *networkfakes.FakeHostPorts
+
+	// dirty, when set, is what the scrubber finds left in a namespace;
+	// forgotten are the addresses conntrack was asked to forget, and
+	// forgetErr its answer.
+	dirty     error
+	scrubbed  []string
+	forgotten []string
+	forgetErr error
+}
+
+// Reusable implements network.Scrubber on the fake host.
+func (h *fakeHost) Reusable(path string, _ net.IP) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.scrubbed = append(h.scrubbed, path)
+	return h.dirty
+}
+
+// Forget implements network.Conntrack on the fake host.
+func (h *fakeHost) Forget(ip net.IP) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.forgotten = append(h.forgotten, ip.String())
+	return 1, h.forgetErr
+}
+
+// deps are the Manager's collaborators on the fake host.
+func (h *fakeHost) deps() network.Deps {
+	return network.Deps{Namespaces: h.namespaces, CNI: h.cni, HostPorts: h.hostPorts, Scrubber: h, Conntrack: h}
 }
 
 func newFakeHost() *fakeHost {
@@ -145,7 +174,7 @@ var _ = Describe("Manager", func() {
 	)
 
 	newManager := func() *network.Manager {
-		m, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts})
+		m, err := network.NewWithDeps(logger, cfg, host.deps())
 		Expect(err).NotTo(HaveOccurred())
 		return m
 	}

@@ -91,7 +91,7 @@ var _ = Describe("Neighbours", func() {
 
 	JustBeforeEach(func() {
 		var err error
-		manager, err = network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts, Neighbours: pins})
+		manager, err = network.NewWithDeps(logger, cfg, withNeighbours(host.deps(), pins))
 		Expect(err).NotTo(HaveOccurred())
 	})
 
@@ -109,7 +109,7 @@ var _ = Describe("Neighbours", func() {
 		Expect(err).NotTo(HaveOccurred())
 		pins.entries = map[string]string{} // the bridge was recreated
 
-		restarted, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts, Neighbours: pins})
+		restarted, err := network.NewWithDeps(logger, cfg, withNeighbours(host.deps(), pins))
 		Expect(err).NotTo(HaveOccurred())
 		_, err = restarted.Restore(logger, "g1")
 		Expect(err).NotTo(HaveOccurred())
@@ -198,3 +198,8 @@ var _ = Describe("Neighbours", func() {
 		Expect(err).To(MatchError(unix.ENODEV))
 	})
 })
+
+func withNeighbours(d network.Deps, n network.Neighbours) network.Deps {
+	d.Neighbours = n
+	return d
+}

@@ -3,6 +3,7 @@ package network_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
 	"github.com/tedsuo/ifrit"
 
 	"github.com/cellagent/cellagent/containerstore/network"
@@ -33,7 +35,7 @@ var _ = Describe("Pool", func() {
 	)
 
 	newManager := func() *network.Manager {
-		m, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts, CPU: cpu})
+		m, err := network.NewWithDeps(logger, cfg, withCPU(host.deps(), cpu))
 		Expect(err).NotTo(HaveOccurred())
 		return m
 	}
@@ -160,6 +162,124 @@ var _ = Describe("Pool", func() {
 		Expect(host.has("cellagent-g1")).To(BeFalse())
 		_, leases = pooled()
 		Expect(leases).To(Equal([]string{"pool.1", "pool.2"}), "the container's address is freed, not returned to the pool")
+	})
+
+	Context("when a pooled container is deleted", func() {
+		// g1 claims pool.0 and the refill is held back (no clock
+		// increment): the pool has pool.1 and room for one.
+		var g1 network.Result
+		BeforeEach(func() {
+			manager = newManager()
+			start(manager)
+			Eventually(ready(manager)).Should(Equal(2))
+			var err error
+			g1, err = manager.Setup(ctx, logger, "g1", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(g1.IPv4.String()).To(Equal("10.255.0.2"))
+			r, _ := manager.PoolStats()
+			Expect(r).To(Equal(1))
+		})
+
+		It("gives the namespace back, clean, and a later start claims it without CNI", func() {
+			adds, dels := host.cni.SetupCallCount(), host.cni.RemoveCallCount()
+			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(host.scrubbed).To(Equal([]string{"/var/run/netns/cellagent-g1"}))
+			Expect(host.forgotten).To(Equal([]string{"10.255.0.2"}), "the host forgets the address's flows")
+			Expect(host.cni.RemoveCallCount()).To(Equal(dels), "no CNI DEL")
+			Expect(host.has("cellagent-g1")).To(BeFalse())
+			Expect(host.has("cellagent-pool.0")).To(BeTrue(), "renamed back")
+			Expect(host.ports("g1")).To(BeEmpty(), "its host ports are unmapped")
+			Expect(host.hostPorts.UnfilterCallCount()).To(Equal(1))
+			r, _ := manager.PoolStats()
+			Expect(r).To(Equal(2))
+			_, leases := pooled()
+			Expect(leases).To(Equal([]string{"pool.0", "pool.1"}), "the address stays leased to the slot")
+			var f struct {
+				Slots []struct {
+					ID    string `json:"id"`
+					Ready bool   `json:"ready"`
+				} `json:"slots"`
+			}
+			b, err := os.ReadFile(poolFile())
+			Expect(err).NotTo(HaveOccurred())
+			Expect(json.Unmarshal(b, &f)).To(Succeed())
+			Expect(f.Slots).To(HaveLen(2))
+			Expect(f.Slots[1].ID).To(Equal("pool.0"))
+			Expect(f.Slots[1].Ready).To(BeTrue())
+
+			// Claims take the slot that waited longest first.
+			g2, err := manager.Setup(ctx, logger, "g2", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(g2.IPv4.String()).To(Equal("10.255.0.3"), "pool.1")
+			g3, err := manager.Setup(ctx, logger, "g3", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(g3.IPv4.String()).To(Equal("10.255.0.2"), "pool.0 again")
+			Expect(g3.NetNSPath).To(Equal("/var/run/netns/cellagent-g3"))
+			Expect(host.cni.SetupCallCount()).To(Equal(adds), "no CNI ADD for either")
+
+			// A restart adopts the returned slot like any other.
+			Expect(manager.Teardown(ctx, logger, "g3")).To(Succeed())
+			stop()
+			manager = newManager()
+			start(manager)
+			Eventually(func() []string { n, _ := pooled(); return n }).Should(ContainElement("cellagent-pool.0"))
+			Eventually(ready(manager)).Should(Equal(2))
+			Expect(host.has("cellagent-pool.0")).To(BeTrue(), "kept by recovery")
+		})
+
+		It("destroys the namespace when something of the container is left", func() {
+			host.dirty = errors.New("process 4242 is in it")
+			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(host.forgotten).To(BeEmpty())
+			_, id, _, _ := host.cni.RemoveArgsForCall(host.cni.RemoveCallCount() - 1)
+			Expect(id).To(Equal("pool.0"))
+			Expect(host.has("cellagent-g1")).To(BeFalse())
+			Expect(host.has("cellagent-pool.0")).To(BeFalse())
+			r, _ := manager.PoolStats()
+			Expect(r).To(Equal(1))
+			Expect(logger).To(gbytes.Say(`not-returned-to-pool.*process 4242 is in it.*not-clean`))
+		})
+
+		It("destroys the namespace when the host cannot forget the address's flows", func() {
+			host.forgetErr = errors.New("conntrack delete: EPERM")
+			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			_, id, _, _ := host.cni.RemoveArgsForCall(host.cni.RemoveCallCount() - 1)
+			Expect(id).To(Equal("pool.0"))
+			Expect(host.has("cellagent-pool.0")).To(BeFalse())
+			_, leases := pooled()
+			Expect(leases).To(Equal([]string{"pool.1"}))
+			r, _ := manager.PoolStats()
+			Expect(r).To(Equal(1))
+		})
+
+		It("destroys the namespace when the pool is full", func() {
+			Eventually(ready(manager)).Should(Equal(2)) // refilled
+			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(host.scrubbed).To(BeEmpty(), "not even looked at")
+			Expect(host.has("cellagent-pool.0")).To(BeFalse())
+			r, _ := manager.PoolStats()
+			Expect(r).To(Equal(2))
+		})
+
+		It("does not hand the slot out when the teardown cannot finish, and a retry destroys it", func() {
+			// The host ports' file cannot be written (a non-empty
+			// directory in its place, which stops root too).
+			ports := filepath.Join(cfg.DataDir, "network", "ports.json")
+			Expect(os.Remove(ports)).To(Succeed())
+			Expect(os.MkdirAll(filepath.Join(ports, "x"), 0o700)).To(Succeed())
+			Expect(manager.Teardown(ctx, logger, "g1")).NotTo(Succeed())
+			r, _ := manager.PoolStats()
+			Expect(r).To(Equal(1), "not claimable: the container's state still names it")
+			Expect(os.RemoveAll(ports)).To(Succeed())
+			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(host.has("cellagent-pool.0")).To(BeFalse())
+			Expect(host.has("cellagent-g1")).To(BeFalse())
+			_, leases := pooled()
+			Expect(leases).To(Equal([]string{"pool.1"}))
+			Eventually(ready(manager)).Should(Equal(2), "refilled: the slot no longer counts in the pool")
+			netns, _ := pooled()
+			Expect(netns).To(Equal([]string{"cellagent-pool.1", "cellagent-pool.2"}))
+		})
 	})
 
 	It("refills only while no Setup runs and none ended just now", func() {
@@ -337,7 +457,7 @@ var _ = Describe("Pool", func() {
 
 	It("checks its size", func() {
 		cfg.PoolSize = -1
-		_, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts, CPU: cpu})
+		_, err := network.NewWithDeps(logger, cfg, withCPU(host.deps(), cpu))
 		Expect(err).To(MatchError(ContainSubstring("network pool_size -1")))
 	})
 
@@ -358,3 +478,8 @@ var _ = Describe("Pool", func() {
 		Expect(f.Slots[0].Ready && f.Slots[1].Ready).To(BeTrue())
 	})
 })
+
+func withCPU(d network.Deps, cpu network.CPU) network.Deps {
+	d.CPU = cpu
+	return d
+}

@@ -74,7 +74,7 @@ var _ = Describe("Restore after an agent restart", func() {
 	)
 
 	newManager := func() *network.Manager {
-		m, err := network.NewWithDeps(logger, cfg, network.Deps{Namespaces: host.namespaces, CNI: host.cni, HostPorts: host.hostPorts})
+		m, err := network.NewWithDeps(logger, cfg, host.deps())
 		Expect(err).NotTo(HaveOccurred())
 		return m
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"golang.org/x/sys/unix"
 
 	"github.com/cellagent/cellagent/integration/testagent"
 )
@@ -201,4 +203,71 @@ func sweepNetNS(ctx context.Context) {
 			_ = exec.CommandContext(ctx, "ip", "netns", "delete", n).Run()
 		}
 	}
+}
+
+// closeFirstIn listens on port inside the namespace nsName (a socket made
+// from a thread that enters it, which comes back), takes one connection
+// from the host and closes it first, so that the namespace keeps a TCP
+// socket in TIME_WAIT on that port and nothing else.
+func closeFirstIn(nsName string, ip net.IP, port uint16) {
+	GinkgoHelper()
+	lc := make(chan net.Listener, 1)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked if it cannot come back: the thread ends
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer own.Close()
+		target, err := os.Open("/var/run/netns/" + nsName)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		l, lerr := net.Listen("tcp4", hostPort(ip, port))
+		if err := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		runtime.UnlockOSThread()
+		if lerr != nil {
+			errc <- lerr
+			return
+		}
+		lc <- l
+	}()
+	var l net.Listener
+	select {
+	case err := <-errc:
+		Fail(err.Error())
+	case l = <-lc:
+	}
+	defer l.Close()
+	client, err := net.Dial("tcp4", hostPort(ip, port))
+	Expect(err).NotTo(HaveOccurred())
+	defer client.Close()
+	server, err := l.Accept()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(server.Close()).To(Succeed())
+	_, err = client.Read(make([]byte, 1))
+	Expect(err).To(MatchError(io.EOF), "the server side closed first")
+	Expect(client.Close()).To(Succeed())
+	Expect(l.Close()).To(Succeed())
+	local := fmt.Sprintf(":%04X ", port)
+	Eventually(func() string {
+		out, _ := exec.Command("ip", "netns", "exec", nsName, "cat", "/proc/net/tcp").Output()
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) > 3 && strings.Contains(f[1]+" ", local) {
+				return f[3]
+			}
+		}
+		return ""
+	}).Should(Equal("06"), "TIME_WAIT on port %d", port)
 }

@@ -9,11 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
+	"github.com/tedsuo/ifrit"
 
 	"github.com/cellagent/cellagent/containerstore/network"
 	"github.com/cellagent/cellagent/executor"
@@ -314,6 +317,96 @@ var _ = Describe("bridge mode", func() {
 		Expect(manager.Teardown(ctx, logger, "pinned")).To(Succeed())
 		Expect(neigh()).To(BeEmpty())
 		expectHostClean()
+	})
+
+	It("gives a clean pooled namespace back on teardown, forgetting the address's flows, and destroys one with something left", func() {
+		// A pool of 3, filled, then its refill stopped: the teardowns
+		// below find room, and nothing refills behind the test's back.
+		cfg.PoolSize = 3
+		manager = newManager()
+		runner := ifrit.Invoke(manager.PoolRunner(logger))
+		Eventually(func() int { r, _ := manager.PoolStats(); return r }).WithTimeout(30 * time.Second).Should(Equal(3))
+		runner.Signal(os.Interrupt)
+		Eventually(runner.Wait()).Should(Receive(BeNil()))
+
+		inode := func(name string) uint64 {
+			GinkgoHelper()
+			fi, err := os.Stat("/var/run/netns/" + name)
+			Expect(err).NotTo(HaveOccurred())
+			return fi.Sys().(*syscall.Stat_t).Ino
+		}
+		flows := func(ip net.IP) []string {
+			b, err := os.ReadFile("/proc/net/nf_conntrack")
+			Expect(err).NotTo(HaveOccurred())
+			var out []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, "="+ip.String()+" ") {
+					out = append(out, l)
+				}
+			}
+			return out
+		}
+		leased := func(ip net.IP) bool {
+			_, err := os.Stat(filepath.Join(dataDir, "network", "ipam", netName, ip.String()))
+			return err == nil
+		}
+
+		a, err := manager.Setup(ctx, logger, "app-a", []uint16{8080})
+		Expect(err).NotTo(HaveOccurred())
+		b, err := manager.Setup(ctx, logger, "app-b", []uint16{8080})
+		Expect(err).NotTo(HaveOccurred())
+		aIno := inode("cellagentit-app-a")
+
+		By("a: the host sent it UDP (a conntrack entry), nothing of it is left: returned")
+		conn, err := net.Dial("udp", hostPort(a.IPv4, 9999))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = conn.Write([]byte("x"))
+		Expect(err).NotTo(HaveOccurred())
+		conn.Close()
+		Eventually(func() []string { return flows(a.IPv4) }).ShouldNot(BeEmpty(), "the host tracks the flow")
+		Expect(manager.Teardown(ctx, logger, "app-a")).To(Succeed())
+		Expect(flows(a.IPv4)).To(BeEmpty(), "the host forgot the address's flows")
+		Expect(containerRules("app-a")).To(BeEmpty())
+		Expect(mustRun("ip", "-4", "neigh", "show", a.IPv4.String(), "dev", cfg.BridgeName)).NotTo(ContainSubstring("PERMANENT"))
+		Expect(mustRun("ip", "netns", "list")).NotTo(ContainSubstring("cellagentit-app-a"))
+		Expect(leased(a.IPv4)).To(BeTrue(), "the address stays with the pooled namespace")
+		Expect(logger).To(gbytes.Say(`torn-down.*"returned-to-pool":"pool\.`))
+		r, _ := manager.PoolStats()
+		Expect(r).To(Equal(2))
+
+		By("b: a process is still in it: destroyed")
+		startProcess("ip", "netns", "exec", "cellagentit-app-b", "sleep", "60")
+		Eventually(func() string {
+			out, _ := exec.Command("ip", "netns", "pids", "cellagentit-app-b").Output()
+			return string(out)
+		}).ShouldNot(BeEmpty())
+		Expect(manager.Teardown(ctx, logger, "app-b")).To(Succeed())
+		Expect(logger).To(gbytes.Say(`not-returned-to-pool.*process [0-9]+ is in it`))
+		Expect(leased(b.IPv4)).To(BeFalse(), "CNI DEL freed it")
+		r, _ = manager.PoolStats()
+		Expect(r).To(Equal(2))
+
+		By("the pool hands out its oldest slots first, then a's namespace, as prepared")
+		var c network.Result
+		for i := range 2 {
+			c, err = manager.Setup(ctx, logger, fmt.Sprintf("app-c%d", i), []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Expect(c.IPv4.Equal(a.IPv4)).To(BeTrue(), "%s, not a's %s", c.IPv4, a.IPv4)
+		Expect(inode("cellagentit-app-c1")).To(Equal(aIno), "the same namespace")
+		Expect(mustRun("ip", "-n", "cellagentit-app-c1", "-o", "link", "show", "lo")).To(MatchRegexp(`<[^>]*\bUP\b[^>]*>`))
+		Expect(mustRun("ip", "netns", "exec", "cellagentit-app-c1", "cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6")).To(HavePrefix("1"))
+		Expect(containerRules("app-c1")).NotTo(BeEmpty(), "its own filter")
+		startHTTPD("cellagentit-app-c1", 8080, "I am c1")
+		answers(hostPort(externalIP, c.Ports[0].HostPort), "I am c1")
+
+		By("c1: it closed a connection on port 8080 first, leaving TIME_WAIT there: destroyed")
+		stopProcesses("cellagentit-app-c1")
+		closeFirstIn("cellagentit-app-c1", c.IPv4, 8080)
+		Expect(manager.Teardown(ctx, logger, "app-c1")).To(Succeed())
+		Expect(logger).To(gbytes.Say(`not-returned-to-pool.*tcp socket [0-9A-F]{8}:1F90 state 06`))
+		Expect(leased(a.IPv4)).To(BeFalse())
+		Expect(manager.Teardown(ctx, logger, "app-c0")).To(Succeed())
 	})
 
 	Describe("agent restart", func() {

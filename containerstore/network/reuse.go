@@ -1,0 +1,292 @@
+package network
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"code.cloudfoundry.org/lager/v3"
+	"golang.org/x/sys/unix"
+)
+
+// A deleted container's namespace goes back to the pool when it came from
+// it, the pool has room, and nothing of the container is left in it: its
+// veth and address stay, so the next start claims it without CNI ADD, and
+// the delete runs no CNI DEL. Anything the checks do not vouch for is
+// destroyed as before.
+
+// Scrubber says whether a namespace a container used can serve another.
+type Scrubber interface {
+	// Reusable answers nil when the namespace at path holds nothing of
+	// its last container, and else what is left.
+	Reusable(path string, ip net.IP) error
+}
+
+// NetNSScrubber is Scrubber for namespaces made by the pool: no process
+// may be in it; its links are lo and eth0, eth0 has ip and no other
+// address, lo is up; IPv6 is still off; and it holds no socket but TCP
+// ones in TIME_WAIT on a port of its ephemeral range (a connection the
+// container closed first, which no listener of the next one can need).
+type NetNSScrubber struct {
+	// Proc is /proc unless a test says otherwise.
+	Proc string
+}
+
+// Reusable implements Scrubber.
+func (s NetNSScrubber) Reusable(path string, ip net.IP) error {
+	var ns unix.Stat_t
+	if err := unix.Stat(path, &ns); err != nil {
+		return fmt.Errorf("stat netns: %w", err)
+	}
+	if pid, err := s.processIn(ns.Dev, ns.Ino); err != nil {
+		return err
+	} else if pid != "" {
+		return fmt.Errorf("process %s is in it", pid)
+	}
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(target)
+	return onNetNSThread(func() error {
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("setns: %w", err)
+		}
+		return nil
+	}, func() error { return scrubbed(ip) })
+}
+
+// processIn answers a process whose network namespace is dev:ino ("" when
+// none). Threads are not looked at: moving one thread of a process into
+// another namespace takes CAP_SYS_ADMIN, which no container has.
+func (s NetNSScrubber) processIn(dev, ino uint64) (string, error) {
+	proc := s.Proc
+	if proc == "" {
+		proc = "/proc"
+	}
+	entries, err := os.ReadDir(proc)
+	if err != nil {
+		return "", fmt.Errorf("list processes: %w", err)
+	}
+	var st unix.Stat_t
+	for _, e := range entries {
+		name := e.Name()
+		if name[0] < '0' || name[0] > '9' {
+			continue
+		}
+		// A process that ended meanwhile fails the stat: not in it.
+		if unix.Stat(proc+"/"+name+"/ns/net", &st) == nil && st.Ino == ino && st.Dev == dev {
+			return name, nil
+		}
+	}
+	return "", nil
+}
+
+// scrubbed runs on a thread inside the namespace: /proc/thread-self/net and
+// /proc/sys/net are the namespace's.
+func scrubbed(ip net.IP) error {
+	if err := linksAsMade(ip); err != nil {
+		return err
+	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6"); err == nil && strings.TrimSpace(string(b)) != "1" {
+		return errors.New("IPv6 is on")
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	first, last, err := ephemeralRange()
+	if err != nil {
+		return err
+	}
+	for _, table := range []string{"tcp", "tcp6", "udp", "udp6", "raw", "raw6"} {
+		f, err := os.Open("/proc/thread-self/net/" + table)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // no IPv6 in this kernel
+		}
+		if err != nil {
+			return err
+		}
+		left, err := leftSocket(f, strings.HasPrefix(table, "tcp"), first, last)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s sockets: %w", table, err)
+		}
+		if left != "" {
+			return fmt.Errorf("%s socket %s is open", table, left)
+		}
+	}
+	return nil
+}
+
+// linksAsMade checks that the namespace has lo (up, 127.0.0.1) and eth0
+// (ip alone), and no other link.
+func linksAsMade(ip net.IP) error {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return fmt.Errorf("links: %w", err)
+	}
+	var names []string
+	for _, ifc := range ifs {
+		names = append(names, ifc.Name)
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			return fmt.Errorf("addresses of %s: %w", ifc.Name, err)
+		}
+		var ips []string
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				ips = append(ips, n.IP.String())
+			}
+		}
+		switch ifc.Name {
+		case "lo":
+			if ifc.Flags&net.FlagUp == 0 || !slices.Contains(ips, "127.0.0.1") {
+				return fmt.Errorf("lo is not as made: up %t, addresses %v", ifc.Flags&net.FlagUp != 0, ips)
+			}
+		case containerIfName:
+			if len(ips) != 1 || ips[0] != ip.String() {
+				return fmt.Errorf("%s has addresses %v, not %s alone", ifc.Name, ips, ip)
+			}
+		}
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{containerIfName, "lo"}) {
+		return fmt.Errorf("links are %v, not %s and lo", names, containerIfName)
+	}
+	return nil
+}
+
+// ephemeralRange is the namespace's net.ipv4.ip_local_port_range.
+func ephemeralRange() (first, last uint64, err error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 2 {
+		first, err = strconv.ParseUint(f[0], 10, 16)
+		if err == nil {
+			last, err = strconv.ParseUint(f[1], 10, 16)
+		}
+	}
+	if len(f) != 2 || err != nil {
+		return 0, 0, fmt.Errorf("ip_local_port_range %q", b)
+	}
+	return first, last, nil
+}
+
+// tcpTimeWait is TCP_TIME_WAIT in /proc/net/tcp's st column.
+const tcpTimeWait = "06"
+
+// leftSocket reads a /proc/net/{tcp,udp,raw}[6] table and answers the
+// first socket that may not stay ("local-address state"), or "".
+func leftSocket(r io.Reader, tcp bool, first, last uint64) (string, error) {
+	sc := bufio.NewScanner(r)
+	sc.Scan() // the header
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 4 {
+			continue
+		}
+		local, state := fields[1], fields[3]
+		if tcp && state == tcpTimeWait {
+			_, hexPort, ok := strings.Cut(local, ":")
+			port, err := strconv.ParseUint(hexPort, 16, 16)
+			if ok && err == nil && port >= first && port <= last {
+				continue
+			}
+		}
+		return local + " state " + state, nil
+	}
+	return "", sc.Err()
+}
+
+// returnSlot gives st's namespace back to the pool instead of destroying
+// it, when it came from the pool, the pool has room and the scrubber
+// finds nothing of the container left. The container's host ports and
+// filter go, and the host forgets the address's connection-tracking
+// entries, so no packet of the old container's flows reaches the next
+// one. ok is false when anything was not so: the caller destroys the
+// namespace as for any other container (what was removed here is gone
+// for it too). The slot is not claimable until ready(slot) after the
+// container's state is removed.
+func (m *Manager) returnSlot(ctx context.Context, logger lager.Logger, st containerState, path string) (poolSlot, bool) {
+	if m.pool == nil || st.PoolSlot == "" || !st.Complete || st.IPv4 == nil || m.scrubber == nil || m.conntrack == nil {
+		return poolSlot{}, false
+	}
+	if !m.pool.hasRoom() {
+		return poolSlot{}, false
+	}
+	notReturned := func(reason string, err error) (poolSlot, bool) {
+		logger.Info("not-returned-to-pool", lager.Data{"slot": st.PoolSlot, "reason": reason, "error": err.Error()})
+		return poolSlot{}, false
+	}
+	if err := m.scrubber.Reusable(path, st.IPv4); err != nil {
+		return notReturned("not-clean", err)
+	}
+	m.unpinNeighbour(logger, st)
+	if err := errors.Join(m.hostPorts.Unfilter(ctx, st.GUID), m.hostPorts.Unmap(ctx, st.GUID, st.hostPorts())); err != nil {
+		return notReturned("filter", err)
+	}
+	if _, err := m.conntrack.Forget(st.IPv4); err != nil {
+		return notReturned("conntrack", err)
+	}
+	slot := poolSlot{ID: st.PoolSlot, IPv4: st.IPv4, IPv6: st.IPv6, MAC: st.MAC}
+	if err := m.pool.give(slot); err != nil {
+		return notReturned("pool-file", err)
+	}
+	if _, err := m.namespaces.Rename(ctx, st.NetNSName, m.poolNetNS(slot.ID)); err != nil {
+		m.pool.forget(slot.ID)
+		return notReturned("rename", err)
+	}
+	return slot, true
+}
+
+// hasRoom says whether a returned slot would fit.
+func (p *pool) hasRoom() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.recovered && len(p.file.Slots) < p.size
+}
+
+// errPoolFull: a returned slot did not fit.
+var errPoolFull = errors.New("the pool is full")
+
+// give adds a returned slot, not ready yet, at the back (claims take the
+// front: the slot that waited longest goes first), and writes the file so
+// that after a crash recovery knows the slot.
+func (p *pool) give(slot poolSlot) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.file.Slots) >= p.size {
+		return errPoolFull
+	}
+	slot.Ready = false
+	p.file.Slots = append(p.file.Slots, slot)
+	if err := p.saveLocked(); err != nil {
+		p.file.Slots = p.file.Slots[:len(p.file.Slots)-1]
+		return err
+	}
+	return nil
+}
+
+// ready makes a given slot claimable. When the file cannot be written the
+// slot is claimable still; after a crash, recovery destroys it (the file
+// says not ready), which is safe.
+func (p *pool) ready(id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := slices.IndexFunc(p.file.Slots, func(s poolSlot) bool { return s.ID == id })
+	if i < 0 {
+		return nil
+	}
+	p.file.Slots[i].Ready = true
+	return p.saveLocked()
+}

@@ -58,7 +58,11 @@ func (c preparedCNI) Setup(ctx context.Context, id, path string, opts ...gocni.N
 
 // prepareNetNS brings the namespace's loopback up and writes netnsSysctls
 // in it, from an OS thread that enters it and comes back.
-func prepareNetNS(path string) error {
+func prepareNetNS(path string) error { return inNetNSAt(path, inNetNS) }
+
+// inNetNSAt runs do on an OS thread inside the namespace at path (see
+// onNetNSThread).
+func inNetNSAt(path string, do func() error) error {
 	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -69,7 +73,7 @@ func prepareNetNS(path string) error {
 			return fmt.Errorf("setns: %w", err)
 		}
 		return nil
-	}, inNetNS)
+	}, do)
 }
 
 // onNetNSThread runs enter (which moves the thread into another network

@@ -51,17 +51,7 @@ func (s NetNSScrubber) Reusable(path string, ip net.IP) error {
 	} else if pid != "" {
 		return fmt.Errorf("process %s is in it", pid)
 	}
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(target)
-	return onNetNSThread(func() error {
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("setns: %w", err)
-		}
-		return nil
-	}, func() error { return scrubbed(ip) })
+	return inNetNSAt(path, func() error { return scrubbed(ip) })
 }
 
 // processIn answers a process whose network namespace is dev:ino ("" when

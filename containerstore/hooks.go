@@ -68,6 +68,16 @@ type Step interface {
 	Teardown(ctx context.Context, logger lager.Logger, guid string) error
 }
 
+type processesMayRunKey struct{}
+
+// ProcessesMayRun says, in a Step's Teardown, that the runtime could not
+// delete the container, so its processes may still run: a step must not
+// hand out again what they may still use (a pooled network namespace).
+func ProcessesMayRun(ctx context.Context) bool {
+	v, _ := ctx.Value(processesMayRunKey{}).(bool)
+	return v
+}
+
 // SetupStep is a Step that runs during initialize, in the Pipeline's
 // order: Setup reads in, a copy of the instance as the earlier steps left
 // it (writing to it changes nothing), and answers its result, which the

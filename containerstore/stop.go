@@ -155,6 +155,7 @@ func (s *Store) teardown(ctx context.Context, logger lager.Logger, guid string) 
 	var errs []error
 	if err := s.deps.Runtime.Delete(ctx, logger, guid); err != nil {
 		errs = append(errs, err)
+		ctx = context.WithValue(ctx, processesMayRunKey{}, true)
 	}
 	for i := len(s.hooks) - 1; i >= 0; i-- {
 		h := s.hooks[i]

@@ -1413,6 +1413,19 @@ var _ = Describe("Store", func() {
 			Expect(store.Delete(ctx, "g1")).To(Succeed())
 			Expect(available()).To(Equal(cfg.Capacity))
 		})
+
+		It("tells the teardown steps when the runtime could not delete the container (its processes may run)", func() {
+			runToRunning("g1")
+			var mayRun []bool
+			network.TeardownStub = func(stepCtx context.Context, _ lager.Logger, _ string) error {
+				mayRun = append(mayRun, containerstore.ProcessesMayRun(stepCtx))
+				return nil
+			}
+			runtime.DeleteReturnsOnCall(0, errors.New("task will not die"))
+			Expect(store.Delete(ctx, "g1")).To(MatchError(ContainSubstring("task will not die")))
+			Expect(store.Delete(ctx, "g1")).To(Succeed())
+			Expect(mayRun).To(Equal([]bool{true, false}))
+		})
 	})
 
 	Describe("UpdateRoutes", func() {

@@ -80,7 +80,7 @@ func run(cfg config.Config) error {
 		ExternalIP: externalIP, PortQuarantine: time.Duration(cfg.Network.PortQuarantine),
 		DataDir: cfg.DataDir, PluginDirs: cfg.Network.PluginDirs, BridgeName: cfg.Network.Bridge,
 		NetworkName: cfg.Network.Name, Clock: clk, DefaultEgress: cfg.Network.Egress.Default,
-		PoolSize: cfg.Network.PoolSize,
+		PoolSize: cfg.Network.PoolSize, ReturnDelay: returnDelay(cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
@@ -375,4 +375,14 @@ func evacuateOnSignal(logger lager.Logger, store *containerstore.Store) ifrit.Ru
 			}
 		}
 	})
+}
+
+// returnDelay is network.Config.ReturnDelay: with routes to container
+// addresses a namespace returned to the pool (and so its address) waits
+// out the port quarantine before the next container gets it.
+func returnDelay(cfg config.Config) time.Duration {
+	if cfg.Routing.InstanceAddress {
+		return time.Duration(cfg.Network.PortQuarantine)
+	}
+	return 0
 }

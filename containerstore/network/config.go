@@ -49,6 +49,13 @@ type Config struct {
 	// PoolSize is how many network namespaces (with veth and address) are
 	// kept prepared for starts to claim (bridge mode); 0 turns the pool off.
 	PoolSize int
+	// ReturnDelay is how long a namespace given back to the pool at a
+	// delete waits before a start may claim it. The wiring sets it to the
+	// port quarantine when routes name container addresses
+	// (routing.instance_address), so that a router's stale route to the
+	// old container's address cannot land on the next one; with host
+	// ports the port quarantine already does that and it is 0.
+	ReturnDelay time.Duration
 	// Clock drives the quarantine; nil means the real clock.
 	Clock clock.Clock
 	// DefaultEgress are the egress rules every container gets before its

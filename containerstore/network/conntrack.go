@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 
 	"github.com/mdlayher/netlink"
@@ -79,8 +80,8 @@ func (NetlinkConntrack) Forget(ip net.IP) (int, error) {
 		return 0, fmt.Errorf("conntrack: %v is not an IP address", ip)
 	}
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
-	if errors.Is(err, unix.EPROTONOSUPPORT) {
-		return 0, nil // no nfnetlink in this kernel
+	if errors.Is(err, unix.EPROTONOSUPPORT) && !conntrackLoaded() {
+		return 0, nil // no nfnetlink, and nothing tracked
 	}
 	if err != nil {
 		return 0, fmt.Errorf("conntrack: %w", err)
@@ -89,7 +90,10 @@ func (NetlinkConntrack) Forget(ip net.IP) (int, error) {
 	msgs, err := ctExecute(c, ipctnlMsgCtGet, netlink.Dump, nfgenmsg(family))
 	// Without nf_conntrack_netlink, nfnetlink answers EINVAL for the
 	// missing subsystem (nfnetlink_rcv_msg); ENOENT is taken the same way.
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+	// That is "nothing to forget" only when nothing is tracked at all:
+	// with conntrack loaded (the agent's own NAT loads it) entries exist
+	// that cannot be seen, and the caller must not reuse the address.
+	if (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT)) && !conntrackLoaded() {
 		return 0, nil
 	}
 	if err != nil {
@@ -123,6 +127,13 @@ func (NetlinkConntrack) Forget(ip net.IP) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// conntrackLoaded says whether the calling thread's namespace tracks
+// connections (nf_conntrack is loaded).
+func conntrackLoaded() bool {
+	_, err := os.Stat("/proc/sys/net/netfilter/nf_conntrack_count")
+	return err == nil
 }
 
 func ctMsgType(msg uint16) netlink.HeaderType {

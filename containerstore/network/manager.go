@@ -355,11 +355,21 @@ func (m *Manager) setupHost(logger lager.Logger, guid string, containerPorts []u
 }
 
 // Teardown removes guid's network: the host port forwards, CNI DEL (veth,
-// IP lease), the namespace, or instead of the last two gives a pooled
-// namespace back to the pool (returnSlot); then the host ports go into
-// quarantine and the state file goes. When a step fails the state file stays so that another
+// IP lease), the namespace; then the host ports go into quarantine and the
+// state file goes. When a step fails the state file stays so that another
 // call can finish; a call for a guid that has no network is a no-op.
 func (m *Manager) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
+	return m.teardown(ctx, logger, guid, false)
+}
+
+// TeardownStopped is Teardown for a container whose processes are all
+// gone (its runtime deleted it): instead of CNI DEL and deleting the
+// namespace it may give a pooled namespace back to the pool (returnSlot).
+func (m *Manager) TeardownStopped(ctx context.Context, logger lager.Logger, guid string) error {
+	return m.teardown(ctx, logger, guid, true)
+}
+
+func (m *Manager) teardown(ctx context.Context, logger lager.Logger, guid string, stopped bool) error {
 	logger = logger.Session("network.teardown", lager.Data{logKeyGUID: guid})
 	if err := ValidateGUID(guid); err != nil {
 		return err
@@ -380,13 +390,14 @@ func (m *Manager) Teardown(ctx context.Context, logger lager.Logger, guid string
 		}
 		mapped = forwardsOf(all, guid)
 	}
-	return m.teardownLocked(ctx, logger, guid, leases[guid], mapped)
+	return m.teardownLocked(ctx, logger, guid, leases[guid], mapped, stopped)
 }
 
 // teardownLocked removes what is left of guid's network; leased are the
 // addresses host-local still holds for it, mapped the host ports forwarded
-// to it that its state may not know of.
-func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid string, leased []net.IP, mapped []uint16) error {
+// to it that its state may not know of; stopped says its processes are all
+// gone (a pooled namespace may go back to the pool).
+func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid string, leased []net.IP, mapped []uint16, stopped bool) error {
 	st, found, err := m.states.load(guid)
 	if err != nil {
 		// Unreadable state: still remove what the names lead to.
@@ -412,7 +423,7 @@ func (m *Manager) teardownLocked(ctx context.Context, logger lager.Logger, guid 
 		if !nsExists {
 			path = "" // the plugins then skip the netns and still free IPAM
 		}
-		if found && nsExists {
+		if stopped && found && nsExists {
 			returned, ok = m.returnSlot(ctx, logger, st, path)
 		}
 		if !ok {

@@ -16,9 +16,12 @@ import (
 
 // netnsSysctls are written in every container's namespace after CNI ADD:
 // the containers get no IPv6 (the conflist's IPAM hands out IPv4 only).
+// TCP metrics (peers' RTTs, kept up to an hour) are not saved: a pooled
+// namespace goes to the next container (reuse.go), which could read them.
 var netnsSysctls = map[string]string{
 	"net/ipv6/conf/all/disable_ipv6":     "1",
 	"net/ipv6/conf/default/disable_ipv6": "1",
+	"net/ipv4/tcp_no_metrics_save":       "1",
 }
 
 // preparedCNI is the bridge plugin's CNI plus what the loopback and tuning

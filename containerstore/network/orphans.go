@@ -85,5 +85,5 @@ func (m *Manager) CleanupOrphans(ctx context.Context, logger lager.Logger, keep 
 
 func (m *Manager) cleanupOrphan(ctx context.Context, logger lager.Logger, guid string, leased []net.IP, mapped []uint16) error {
 	defer m.locks.lock(guid)()
-	return m.teardownLocked(ctx, logger.Session("orphan", lager.Data{logKeyGUID: guid}), guid, leased, mapped)
+	return m.teardownLocked(ctx, logger.Session("orphan", lager.Data{logKeyGUID: guid}), guid, leased, mapped, false)
 }

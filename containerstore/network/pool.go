@@ -60,7 +60,13 @@ type poolSlot struct {
 	MAC string `json:"mac,omitempty"`
 	// Ready is false while the slot is being prepared.
 	Ready bool `json:"ready"`
+	// NotBefore is when a slot given back at a delete may be claimed
+	// (Config.ReturnDelay); zero for a prepared one.
+	NotBefore time.Time `json:"not_before,omitzero"`
 }
+
+// claimable says whether a start may take the slot now.
+func (s poolSlot) claimable(now time.Time) bool { return s.Ready && !now.Before(s.NotBefore) }
 
 // poolFile is <data_dir>/network/pool.json.
 type poolFile struct {
@@ -176,7 +182,8 @@ func (p *pool) claim() (poolSlot, bool) {
 	if !p.recovered {
 		return poolSlot{}, false
 	}
-	i := slices.IndexFunc(p.file.Slots, func(s poolSlot) bool { return s.Ready })
+	now := p.clock.Now()
+	i := slices.IndexFunc(p.file.Slots, func(s poolSlot) bool { return s.claimable(now) })
 	if i < 0 {
 		return poolSlot{}, false
 	}
@@ -212,12 +219,13 @@ func (p *pool) wantsLocked() (bool, time.Duration) {
 	return true, 0
 }
 
-// Stats answers the ready slots and the configured size.
+// Stats answers the slots a start may claim now and the configured size.
 func (p *pool) stats() (ready, size int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := p.clock.Now()
 	for _, s := range p.file.Slots {
-		if s.Ready {
+		if s.claimable(now) {
 			ready++
 		}
 	}
@@ -304,6 +312,10 @@ func (m *Manager) PoolRunner(logger lager.Logger) ifrit.Runner {
 func (m *Manager) prepareSlot(ctx context.Context, logger lager.Logger) (retErr error) {
 	p := m.pool
 	p.mu.Lock()
+	if len(p.file.Slots) >= p.size {
+		p.mu.Unlock() // a slot given back meanwhile filled it
+		return nil
+	}
 	slot := poolSlot{ID: poolIDPrefix + strconv.FormatUint(p.file.Next, 10)}
 	p.file.Next++
 	p.file.Slots = append(p.file.Slots, slot)

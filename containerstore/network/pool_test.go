@@ -168,7 +168,7 @@ var _ = Describe("Pool", func() {
 		// g1 claims pool.0 and the refill is held back (no clock
 		// increment): the pool has pool.1 and room for one.
 		var g1 network.Result
-		BeforeEach(func() {
+		JustBeforeEach(func() {
 			manager = newManager()
 			start(manager)
 			Eventually(ready(manager)).Should(Equal(2))
@@ -182,7 +182,7 @@ var _ = Describe("Pool", func() {
 
 		It("gives the namespace back, clean, and a later start claims it without CNI", func() {
 			adds, dels := host.cni.SetupCallCount(), host.cni.RemoveCallCount()
-			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(manager.TeardownStopped(ctx, logger, "g1")).To(Succeed())
 			Expect(host.scrubbed).To(Equal([]string{"/var/run/netns/cellagent-g1"}))
 			Expect(host.forgotten).To(Equal([]string{"10.255.0.2"}), "the host forgets the address's flows")
 			Expect(host.cni.RemoveCallCount()).To(Equal(dels), "no CNI DEL")
@@ -218,7 +218,7 @@ var _ = Describe("Pool", func() {
 			Expect(host.cni.SetupCallCount()).To(Equal(adds), "no CNI ADD for either")
 
 			// A restart adopts the returned slot like any other.
-			Expect(manager.Teardown(ctx, logger, "g3")).To(Succeed())
+			Expect(manager.TeardownStopped(ctx, logger, "g3")).To(Succeed())
 			stop()
 			manager = newManager()
 			start(manager)
@@ -227,9 +227,40 @@ var _ = Describe("Pool", func() {
 			Expect(host.has("cellagent-pool.0")).To(BeTrue(), "kept by recovery")
 		})
 
+		Context("with a return delay (routes name container addresses)", func() {
+			BeforeEach(func() { cfg.ReturnDelay = time.Minute })
+
+			It("hands the namespace out again only after the delay", func() {
+				Expect(manager.TeardownStopped(ctx, logger, "g1")).To(Succeed())
+				Expect(host.has("cellagent-pool.0")).To(BeTrue())
+				r, _ := manager.PoolStats()
+				Expect(r).To(Equal(1), "pool.0 waits")
+				_, err := manager.Setup(ctx, logger, "g2", nil) // pool.1
+				Expect(err).NotTo(HaveOccurred())
+				adds := host.cni.SetupCallCount()
+				g3, err := manager.Setup(ctx, logger, "g3", nil)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(g3.IPv4.String()).NotTo(Equal("10.255.0.2"))
+				Expect(host.cni.SetupCallCount()).To(Equal(adds+1), "a namespace of its own")
+
+				clk.Increment(time.Minute)
+				g4, err := manager.Setup(ctx, logger, "g4", nil)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(g4.IPv4.String()).To(Equal("10.255.0.2"))
+			})
+		})
+
+		It("destroys the namespace when the container's processes may still run", func() {
+			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(host.scrubbed).To(BeEmpty(), "not even looked at")
+			_, id, _, _ := host.cni.RemoveArgsForCall(host.cni.RemoveCallCount() - 1)
+			Expect(id).To(Equal("pool.0"))
+			Expect(host.has("cellagent-pool.0")).To(BeFalse())
+		})
+
 		It("destroys the namespace when something of the container is left", func() {
 			host.dirty = errors.New("process 4242 is in it")
-			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(manager.TeardownStopped(ctx, logger, "g1")).To(Succeed())
 			Expect(host.forgotten).To(BeEmpty())
 			_, id, _, _ := host.cni.RemoveArgsForCall(host.cni.RemoveCallCount() - 1)
 			Expect(id).To(Equal("pool.0"))
@@ -242,7 +273,7 @@ var _ = Describe("Pool", func() {
 
 		It("destroys the namespace when the host cannot forget the address's flows", func() {
 			host.forgetErr = errors.New("conntrack delete: EPERM")
-			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(manager.TeardownStopped(ctx, logger, "g1")).To(Succeed())
 			_, id, _, _ := host.cni.RemoveArgsForCall(host.cni.RemoveCallCount() - 1)
 			Expect(id).To(Equal("pool.0"))
 			Expect(host.has("cellagent-pool.0")).To(BeFalse())
@@ -254,7 +285,7 @@ var _ = Describe("Pool", func() {
 
 		It("destroys the namespace when the pool is full", func() {
 			Eventually(ready(manager)).Should(Equal(2)) // refilled
-			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(manager.TeardownStopped(ctx, logger, "g1")).To(Succeed())
 			Expect(host.scrubbed).To(BeEmpty(), "not even looked at")
 			Expect(host.has("cellagent-pool.0")).To(BeFalse())
 			r, _ := manager.PoolStats()
@@ -267,11 +298,9 @@ var _ = Describe("Pool", func() {
 			ports := filepath.Join(cfg.DataDir, "network", "ports.json")
 			Expect(os.Remove(ports)).To(Succeed())
 			Expect(os.MkdirAll(filepath.Join(ports, "x"), 0o700)).To(Succeed())
-			Expect(manager.Teardown(ctx, logger, "g1")).NotTo(Succeed())
-			r, _ := manager.PoolStats()
-			Expect(r).To(Equal(1), "not claimable: the container's state still names it")
+			Expect(manager.TeardownStopped(ctx, logger, "g1")).NotTo(Succeed())
 			Expect(os.RemoveAll(ports)).To(Succeed())
-			Expect(manager.Teardown(ctx, logger, "g1")).To(Succeed())
+			Expect(manager.TeardownStopped(ctx, logger, "g1")).To(Succeed())
 			Expect(host.has("cellagent-pool.0")).To(BeFalse())
 			Expect(host.has("cellagent-g1")).To(BeFalse())
 			_, leases := pooled()

@@ -32,9 +32,12 @@ type Scrubber interface {
 
 // NetNSScrubber is Scrubber for namespaces made by the pool: no process
 // may be in it; its links are lo and eth0, eth0 has ip and no other
-// address, lo is up; IPv6 is still off; and it holds no socket but TCP
-// ones in TIME_WAIT on a port of its ephemeral range (a connection the
-// container closed first, which no listener of the next one can need).
+// address, lo is up; IPv6 is still off and TCP metrics are still not
+// saved; its neighbour table knows no address but its gateway's; and it
+// holds no socket but TCP ones in TIME_WAIT between two of its own
+// addresses (cellinit's checks of the app) on a port of its ephemeral
+// range, which tell the next container nothing of whom the last one
+// talked to and which no listener of the next one can need.
 type NetNSScrubber struct {
 	// Proc is /proc unless a test says otherwise.
 	Proc string
@@ -55,8 +58,12 @@ func (s NetNSScrubber) Reusable(path string, ip net.IP) error {
 }
 
 // processIn answers a process whose network namespace is dev:ino ("" when
-// none). Threads are not looked at: moving one thread of a process into
-// another namespace takes CAP_SYS_ADMIN, which no container has.
+// none). It is a second line only: TeardownStopped is called once the
+// runtime deleted the container, and a process that forks and exits
+// between the listing and the look can slip through. A process whose main
+// thread ended has no ns/net of its own to look at; its other threads'
+// are. (Moving one thread of a process into another namespace takes
+// CAP_SYS_ADMIN, which no container has.)
 func (s NetNSScrubber) processIn(dev, ino uint64) (string, error) {
 	proc := s.Proc
 	if proc == "" {
@@ -67,14 +74,24 @@ func (s NetNSScrubber) processIn(dev, ino uint64) (string, error) {
 		return "", fmt.Errorf("list processes: %w", err)
 	}
 	var st unix.Stat_t
+	in := func(path string) bool { return unix.Stat(path, &st) == nil && st.Ino == ino && st.Dev == dev }
 	for _, e := range entries {
 		name := e.Name()
 		if name[0] < '0' || name[0] > '9' {
 			continue
 		}
-		// A process that ended meanwhile fails the stat: not in it.
-		if unix.Stat(proc+"/"+name+"/ns/net", &st) == nil && st.Ino == ino && st.Dev == dev {
+		if in(proc + "/" + name + "/ns/net") {
 			return name, nil
+		}
+		if unix.Stat(proc+"/"+name+"/ns/net", &st) == nil {
+			continue
+		}
+		// A process that ended meanwhile, or whose main thread did.
+		tasks, _ := os.ReadDir(proc + "/" + name + "/task")
+		for _, t := range tasks {
+			if in(proc + "/" + name + "/task/" + t.Name() + "/ns/net") {
+				return name, nil
+			}
 		}
 	}
 	return "", nil
@@ -86,15 +103,32 @@ func scrubbed(ip net.IP) error {
 	if err := linksAsMade(ip); err != nil {
 		return err
 	}
-	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6"); err == nil && strings.TrimSpace(string(b)) != "1" {
-		return errors.New("IPv6 is on")
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for key, value := range netnsSysctls {
+		b, err := os.ReadFile("/proc/sys/" + key)
+		if errors.Is(err, fs.ErrNotExist) && strings.HasPrefix(key, "net/ipv6/") {
+			continue // no IPv6 in this kernel
+		}
+		if err != nil {
+			return err
+		}
+		if got := strings.TrimSpace(string(b)); got != value {
+			return fmt.Errorf("sysctl %s is %s, not %s", key, got, value)
+		}
+	}
+	gw, err := defaultGateway()
+	if err != nil {
 		return err
+	}
+	if other, err := neighbourOtherThan(gw); err != nil {
+		return err
+	} else if other != "" {
+		return fmt.Errorf("its neighbour table knows %s", other)
 	}
 	first, last, err := ephemeralRange()
 	if err != nil {
 		return err
 	}
+	own := func(a net.IP) bool { return a.IsLoopback() || a.Equal(ip) }
 	for _, table := range []string{"tcp", "tcp6", "udp", "udp6", "raw", "raw6"} {
 		f, err := os.Open("/proc/thread-self/net/" + table)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -103,7 +137,7 @@ func scrubbed(ip net.IP) error {
 		if err != nil {
 			return err
 		}
-		left, err := leftSocket(f, strings.HasPrefix(table, "tcp"), first, last)
+		left, err := leftSocket(f, strings.HasPrefix(table, "tcp"), first, last, own)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("%s sockets: %w", table, err)
@@ -176,8 +210,10 @@ func ephemeralRange() (first, last uint64, err error) {
 const tcpTimeWait = "06"
 
 // leftSocket reads a /proc/net/{tcp,udp,raw}[6] table and answers the
-// first socket that may not stay ("local-address state"), or "".
-func leftSocket(r io.Reader, tcp bool, first, last uint64) (string, error) {
+// first socket that may not stay ("local-address state"), or "": a TCP
+// TIME_WAIT may, when its local port is in first..last and its remote
+// address is one of the namespace's own.
+func leftSocket(r io.Reader, tcp bool, first, last uint64, own func(net.IP) bool) (string, error) {
 	sc := bufio.NewScanner(r)
 	sc.Scan() // the header
 	for sc.Scan() {
@@ -185,17 +221,69 @@ func leftSocket(r io.Reader, tcp bool, first, last uint64) (string, error) {
 		if len(fields) < 4 {
 			continue
 		}
-		local, state := fields[1], fields[3]
+		local, remote, state := fields[1], fields[2], fields[3]
 		if tcp && state == tcpTimeWait {
-			_, hexPort, ok := strings.Cut(local, ":")
-			port, err := strconv.ParseUint(hexPort, 16, 16)
-			if ok && err == nil && port >= first && port <= last {
+			_, port, err := procAddr(local)
+			peer, _, perr := procAddr(remote)
+			if err == nil && perr == nil && port >= first && port <= last && own(peer) {
 				continue
 			}
 		}
 		return local + " state " + state, nil
 	}
 	return "", sc.Err()
+}
+
+// procAddr parses a /proc/net address "HEXIP:HEXPORT": the IP's 32-bit
+// words are in host (little-endian) order.
+func procAddr(s string) (net.IP, uint64, error) {
+	hexIP, hexPort, ok := strings.Cut(s, ":")
+	port, err := strconv.ParseUint(hexPort, 16, 16)
+	if !ok || err != nil || (len(hexIP) != 8 && len(hexIP) != 32) {
+		return nil, 0, fmt.Errorf("address %q", s)
+	}
+	ip := make(net.IP, len(hexIP)/2)
+	for w := 0; w < len(ip); w += 4 {
+		word, err := strconv.ParseUint(hexIP[2*w:2*w+8], 16, 32)
+		if err != nil {
+			return nil, 0, fmt.Errorf("address %q", s)
+		}
+		ip[w], ip[w+1], ip[w+2], ip[w+3] = byte(word), byte(word>>8), byte(word>>16), byte(word>>24)
+	}
+	return ip, port, nil
+}
+
+// defaultGateway is the gateway of the namespace's IPv4 default route
+// (nil when it has none), from /proc/thread-self/net/route.
+func defaultGateway() (net.IP, error) {
+	b, err := os.ReadFile("/proc/thread-self/net/route")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[1] == "00000000" {
+			gw, _, err := procAddr(f[2] + ":0")
+			return gw, err
+		}
+	}
+	return nil, nil
+}
+
+// neighbourOtherThan answers an address in the namespace's neighbour table
+// other than gw ("" when none): the addresses the last container reached
+// on the subnet directly.
+func neighbourOtherThan(gw net.IP) (string, error) {
+	b, err := os.ReadFile("/proc/thread-self/net/arp")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 0 && !net.ParseIP(f[0]).Equal(gw) {
+			return f[0], nil
+		}
+	}
+	return "", nil
 }
 
 // returnSlot gives st's namespace back to the pool instead of destroying
@@ -229,10 +317,19 @@ func (m *Manager) returnSlot(ctx context.Context, logger lager.Logger, st contai
 		return notReturned("conntrack", err)
 	}
 	slot := poolSlot{ID: st.PoolSlot, IPv4: st.IPv4, IPv6: st.IPv6, MAC: st.MAC}
+	if m.cfg.ReturnDelay > 0 {
+		slot.NotBefore = m.cfg.Clock.Now().Add(m.cfg.ReturnDelay)
+	}
 	if err := m.pool.give(slot); err != nil {
 		return notReturned("pool-file", err)
 	}
-	if _, err := m.namespaces.Rename(ctx, st.NetNSName, m.poolNetNS(slot.ID)); err != nil {
+	_, err := m.namespaces.Rename(ctx, st.NetNSName, m.poolNetNS(slot.ID))
+	if _, still := m.namespaces.Path(st.NetNSName); err == nil && still {
+		// Two names: a later clean-up of the old one would run CNI DEL
+		// in the next container's namespace.
+		err = fmt.Errorf("%s still names it after the rename", st.NetNSName)
+	}
+	if err != nil {
 		m.pool.forget(slot.ID)
 		return notReturned("rename", err)
 	}

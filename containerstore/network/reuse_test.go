@@ -1,6 +1,7 @@
 package network_test
 
 import (
+	"net"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -11,28 +12,40 @@ import (
 
 var _ = Describe("what a returned namespace may still hold", func() {
 	const tcpHeader = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-	// Ports in /proc/net/tcp are hex: 8AE8 = 35560 (ephemeral), 1F90 = 8080.
-	const timeWaitEphemeral = "   0: 0A0A0002:8AE8 0A0A0001:1F90 06 00000000:00000000 03:00000F2A 00000000     0        0 0 3 0000000000000000\n"
-	const timeWaitOnListenPort = "   1: 0A0A0002:1F90 0A0A0001:8AE8 06 00000000:00000000 03:00000F2A 00000000     0        0 0 3 0000000000000000\n"
-	const listening = "   2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0\n"
-	const finWait2 = "   3: 0A0A0002:8AE9 0A0A0001:1F90 05 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000\n"
+	// /proc/net/tcp: addresses are little-endian hex words, ports hex:
+	// 0100007F = 127.0.0.1, 0200FE0A = 10.254.0.2 (the namespace's own),
+	// 08080808 = 8.8.8.8; 8AE8 = 35560 (ephemeral), 1F90 = 8080.
+	const (
+		timeWaitToApp     = "   0: 0100007F:8AE8 0100007F:1F90 06 00000000:00000000 03:00000F2A 00000000     0        0 0 3 0000000000000000\n"
+		timeWaitToOwnIP   = "   1: 0200FE0A:8AE9 0200FE0A:1F90 06 00000000:00000000 03:00000F2A 00000000     0        0 0 3 0000000000000000\n"
+		timeWaitOnListen  = "   2: 0100007F:1F90 0100007F:8AE8 06 00000000:00000000 03:00000F2A 00000000     0        0 0 3 0000000000000000\n"
+		timeWaitToOutside = "   3: 0200FE0A:8AEA 08080808:01BB 06 00000000:00000000 03:00000F2A 00000000     0        0 0 3 0000000000000000\n"
+		listening         = "   4: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0\n"
+		finWait2          = "   5: 0100007F:8AEB 0100007F:1F90 05 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000\n"
+		// tcp6: ::ffff:10.254.0.2 to ::ffff:127.0.0.1, TIME_WAIT.
+		timeWait6Mapped = "   0: 0000000000000000FFFF00000200FE0A:8AEC 0000000000000000FFFF00000100007F:1F90 06 00000000:00000000 03:00000F2A 00000000     0        0 0 3 0000000000000000\n"
+	)
+	own := func(ip net.IP) bool { return ip.IsLoopback() || ip.Equal(net.IPv4(10, 254, 0, 2)) }
 	left := func(table string, tcp bool) string {
 		GinkgoHelper()
-		s, err := network.LeftSocket(strings.NewReader(table), tcp, 32768, 60999)
+		s, err := network.LeftSocket(strings.NewReader(table), tcp, 32768, 60999, own)
 		Expect(err).NotTo(HaveOccurred())
 		return s
 	}
 
-	It("allows nothing, and TCP TIME_WAIT on an ephemeral port", func() {
+	It("allows nothing, and TCP TIME_WAIT on an ephemeral port between the namespace's own addresses", func() {
 		Expect(left(tcpHeader, true)).To(BeEmpty())
-		Expect(left(tcpHeader+timeWaitEphemeral, true)).To(BeEmpty())
+		Expect(left(tcpHeader+timeWaitToApp+timeWaitToOwnIP, true)).To(BeEmpty())
+		Expect(left(tcpHeader+timeWait6Mapped, true)).To(BeEmpty())
 	})
 
 	It("names any other socket", func() {
-		Expect(left(tcpHeader+timeWaitEphemeral+timeWaitOnListenPort, true)).To(Equal("0A0A0002:1F90 state 06"),
+		Expect(left(tcpHeader+timeWaitToApp+timeWaitOnListen, true)).To(Equal("0100007F:1F90 state 06"),
 			"a TIME_WAIT on a port the next container may listen on")
+		Expect(left(tcpHeader+timeWaitToOutside, true)).To(Equal("0200FE0A:8AEA state 06"),
+			"it would tell the next container whom the last one talked to")
 		Expect(left(tcpHeader+listening, true)).To(Equal("00000000:1F90 state 0A"))
-		Expect(left(tcpHeader+finWait2, true)).To(Equal("0A0A0002:8AE9 state 05"))
-		Expect(left(tcpHeader+timeWaitEphemeral, false)).To(Equal("0A0A0002:8AE8 state 06"), "state 06 means TIME_WAIT only in a TCP table")
+		Expect(left(tcpHeader+finWait2, true)).To(Equal("0100007F:8AEB state 05"))
+		Expect(left(tcpHeader+timeWaitToApp, false)).To(Equal("0100007F:8AE8 state 06"), "state 06 means TIME_WAIT only in a TCP table")
 	})
 })

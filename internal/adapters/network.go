@@ -63,8 +63,13 @@ func (h *Network) Setup(ctx context.Context, logger lager.Logger, in containerst
 	return networkResult(&in, res), nil
 }
 
+// Teardown gives a pooled namespace back to the pool only when the
+// runtime deleted the container (no process of it can be left).
 func (h *Network) Teardown(ctx context.Context, logger lager.Logger, guid string) error {
-	return h.Manager.Teardown(ctx, logger, guid)
+	if containerstore.ProcessesMayRun(ctx) {
+		return h.Manager.Teardown(ctx, logger, guid)
+	}
+	return h.Manager.TeardownStopped(ctx, logger, guid)
 }
 
 func (h *Network) Restore(ctx context.Context, logger lager.Logger, in containerstore.Instance) (containerstore.NetworkResult, error) {

@@ -65,6 +65,8 @@ func main() {
 		err = cmdLoad(os.Args[2:])
 	case "report":
 		err = cmdReport(os.Args[2:])
+	case "cpu":
+		err = cmdCPU(os.Args[2:])
 	default:
 		usage()
 	}
@@ -75,7 +77,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: cellbench start|density|rotation|report -results FILE [flags] (see -h of each)")
+	fmt.Fprintln(os.Stderr, "usage: cellbench start|density|rotation|report|cpu -results FILE [flags] (see -h of each)")
 	os.Exit(2)
 }
 
@@ -479,28 +481,33 @@ func procKB(path, key string) (int, error) {
 	return 0, fmt.Errorf("%s: no %s", path, key)
 }
 
-// profileAgent fetches a CPU profile of seconds from the agent's pprof and
-// answers `go tool pprof -top` of it. Run it in a goroutine beside the
-// measurement.
-func profileAgent(a *testagent.Agent, seconds int, file string) (string, error) {
+// profileAgent fetches a CPU profile of seconds from the agent's pprof
+// into file. Run it in a goroutine beside the measurement.
+func profileAgent(a *testagent.Agent, seconds int, file string) error {
 	c := http.Client{Timeout: time.Duration(seconds+30) * time.Second}
 	resp, err := c.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", a.API, seconds))
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
-		return "", fmt.Errorf("pprof: %s", resp.Status)
+		return fmt.Errorf("pprof: %s", resp.Status)
 	}
 	out, err := os.Create(file)
 	if err != nil {
-		return "", err
+		return err
 	}
 	if _, err := io.Copy(out, resp.Body); err != nil {
 		out.Close()
-		return "", err
+		return err
 	}
-	out.Close()
+	return out.Close()
+}
+
+// profileTop answers `go tool pprof -top` of a profile file. It is a Go
+// build tool's run of about half a second of CPU: never call it while a
+// measurement runs beside it (it ran in the third start round once).
+func profileTop(file string) (string, error) {
 	top, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=35", file).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go tool pprof: %v: %s", err, top)
@@ -509,16 +516,21 @@ func profileAgent(a *testagent.Agent, seconds int, file string) (string, error) 
 }
 
 // asyncProfile starts profileAgent and answers a function that waits for
-// it and records the text under name.
+// it, then summarises it (profileTop, after the measurement) and records
+// the text under name.
 func asyncProfile(results string, a *testagent.Agent, seconds int, dir, name string) func() {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		top, err := profileAgent(a, seconds, filepath.Join(dir, name+".pprof"))
+	file := filepath.Join(dir, name+".pprof")
+	done := make(chan error, 1)
+	go func() { done <- profileAgent(a, seconds, file) }()
+	return func() {
+		err := <-done
+		top := ""
+		if err == nil {
+			top, err = profileTop(file)
+		}
 		if err != nil {
 			top = "profile failed: " + err.Error()
 		}
 		recordProfile(results, name, top)
-	}()
-	return func() { <-done }
+	}
 }

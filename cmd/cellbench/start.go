@@ -44,6 +44,12 @@ type StartResults struct {
 	// time from its first PUT to its last routable (start throughput).
 	InFlight        int       `json:"in_flight"`
 	AgentConcWallMS []float64 `json:"agent_conc_wall_ms"`
+	// Each concurrent round's window, [first start, last start done] in
+	// Unix nanoseconds, raw and agent: what a system-wide profile taken
+	// beside the bench (perf record -k CLOCK_REALTIME) is cut to, so the
+	// CPU of every process can be counted per start of each kind.
+	RawConcWindows   [][2]int64 `json:"raw_conc_windows"`
+	AgentConcWindows [][2]int64 `json:"agent_conc_windows"`
 	// Timeline of the last one-at-a-time start (explain), ms from the PUT.
 	Timeline []string `json:"timeline"`
 	// Timeline of the slowest start of the last concurrent round.
@@ -90,12 +96,13 @@ func cmdStart(args []string) error {
 	}
 
 	progress("raw containerd create+start: %d one at a time, then %d rounds of %d at once", *n, *rounds, *conc)
-	rawSeq, rawRounds, err := benchRaw(dir, *n, *conc, *rounds)
+	rawSeq, rawRounds, rawWindows, err := benchRaw(dir, *n, *conc, *rounds)
 	if err != nil {
 		recordError(*results, "start", fmt.Errorf("raw: %w", err))
 		return err
 	}
 	sr.RawSeq = dist(rawSeq)
+	sr.RawConcWindows = rawWindows
 	var p50s, p99s []float64
 	for _, r := range rawRounds {
 		d := dist(r)
@@ -163,7 +170,9 @@ func cmdStart(args []string) error {
 		}
 		d := dist(took)
 		sr.AgentConcRound = append(sr.AgentConcRound, d)
-		wall := ms(lastRoutable(starts, took).Sub(roundStart))
+		last := lastRoutable(starts, took)
+		sr.AgentConcWindows = append(sr.AgentConcWindows, [2]int64{roundStart.UnixNano(), last.UnixNano()})
+		wall := ms(last.Sub(roundStart))
 		sr.AgentConcWallMS = append(sr.AgentConcWallMS, wall)
 		progress("agent: round %d: all %d routable %.0f ms after its first PUT", r+1, *conc, wall)
 		p50s, p99s = append(p50s, d.P50), append(p99s, d.P99)
@@ -211,19 +220,19 @@ func tail(s string, n int) string {
 // as an agent-less baseline (host network, no credentials, no proxy; the
 // process is started, nothing waits for it to listen): n one at a time,
 // then rounds of conc at once.
-func benchRaw(dir string, n, conc, rounds int) ([]time.Duration, [][]time.Duration, error) {
+func benchRaw(dir string, n, conc, rounds int) (seq []time.Duration, all [][]time.Duration, windows [][2]int64, err error) {
 	bins, err := testagent.BinDir()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rootfs := dir + "/raw-rootfs"
 	if err := testagent.MakeRootfs(rootfs, bins+"/demo-app"); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rt, err := runtime.New(runtime.Config{Socket: testagent.Socket(), Namespace: "cellbench-raw", CellID: "cellbench",
 		Preloaded: map[string]string{"busybox": rootfs}})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer rt.Close()
 	logger := lager.NewLogger("cellbench")
@@ -241,7 +250,6 @@ func benchRaw(dir string, n, conc, rounds int) ([]time.Duration, [][]time.Durati
 		}
 		return time.Since(start), err
 	}
-	var seq []time.Duration
 	for i := 0; i < n+1; i++ { // the first run imports the rootfs: not counted
 		guid := fmt.Sprintf("raw-%d", i)
 		took, err := one(guid, 18000)
@@ -249,14 +257,14 @@ func benchRaw(dir string, n, conc, rounds int) ([]time.Duration, [][]time.Durati
 			err = derr
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if i > 0 {
 			seq = append(seq, took)
 		}
 	}
-	var all [][]time.Duration
 	for r := 0; r < rounds; r++ {
+		roundStart := time.Now()
 		took := make([]time.Duration, conc)
 		errs := make([]error, conc)
 		var wg sync.WaitGroup
@@ -268,6 +276,7 @@ func benchRaw(dir string, n, conc, rounds int) ([]time.Duration, [][]time.Durati
 			}()
 		}
 		wg.Wait()
+		windows = append(windows, [2]int64{roundStart.UnixNano(), time.Now().UnixNano()})
 		for i := 0; i < conc; i++ {
 			wg.Add(1)
 			go func() {
@@ -279,11 +288,11 @@ func benchRaw(dir string, n, conc, rounds int) ([]time.Duration, [][]time.Durati
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		all = append(all, took)
 	}
-	return seq, all, nil
+	return seq, all, windows, nil
 }
 
 // routeMsg is the part of a router.(un)register body the bench reads.

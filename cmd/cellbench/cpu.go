@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -31,13 +30,9 @@ func cmdCPU(args []string) error {
 	perfText := fs.String("perf", "", "`perf script -F comm,pid,time` output of a perf record -k CLOCK_REALTIME beside that run")
 	freq := fs.Float64("freq", 499, "perf record's -F")
 	parseFlags(fs, args)
-	b, err := os.ReadFile(*results)
+	r, err := readResults(*results)
 	if err != nil {
 		return err
-	}
-	var r Results
-	if err := json.Unmarshal(b, &r); err != nil {
-		return fmt.Errorf("%s: %w", *results, err)
 	}
 	if r.Start == nil || len(r.Start.RawConcWindows) == 0 || len(r.Start.AgentConcWindows) == 0 {
 		return fmt.Errorf("%s: no round windows (run cellbench start of this version first)", *results)

@@ -121,6 +121,19 @@ type Results struct {
 
 var resultsMu sync.Mutex
 
+// readResults loads a results file.
+func readResults(path string) (Results, error) {
+	var r Results
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
 // update loads path, lets fn change it and writes it back.
 func update(path string, fn func(*Results)) error {
 	resultsMu.Lock()

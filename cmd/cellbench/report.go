@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -28,12 +27,8 @@ func cmdReport(args []string) error {
 	runtimeS := fs.String("runtime", "", "how long the whole run took")
 	notes := fs.String("notes", "", "notes of the run (load averages, disturbances)")
 	parseFlags(fs, args)
-	b, err := os.ReadFile(*results)
+	r, err := readResults(*results)
 	if err != nil {
-		return err
-	}
-	var r Results
-	if err := json.Unmarshal(b, &r); err != nil {
 		return err
 	}
 	proxyText, _ := os.ReadFile(*proxyOut)

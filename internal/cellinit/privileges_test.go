@@ -134,6 +134,25 @@ func TestAppAndProxyRunAsTheirUsersWithTheirCapabilities(t *testing.T) {
 			t.Errorf("init %s %q, want %q", k, initSt[k], v)
 		}
 	}
+	// Every thread, not only the main one /proc/PID/status shows: the
+	// bounding drops skip what no thread holds, and must miss no thread.
+	taskDir := fmt.Sprintf("/proc/%d/task", s.cmd.Process.Pid)
+	tasks, err := os.ReadDir(taskDir)
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("threads of the init: %v (%d)", err, len(tasks))
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(taskDir + "/" + task.Name() + "/status")
+		if err != nil {
+			continue // ended
+		}
+		st := statusLines(strings.ReplaceAll(string(b), "\t", " "))
+		for _, k := range []string{"CapPrm:", "CapEff:", "CapBnd:"} {
+			if st[k] != kept {
+				t.Errorf("init thread %s %s %q, want %q", task.Name(), k, st[k], kept)
+			}
+		}
+	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	s.wait(t)
 }

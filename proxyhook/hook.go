@@ -531,27 +531,15 @@ func (f filesHook) instance(guid string) (*instance, bool) {
 	return in, ok
 }
 
-// Ready is one attempt: every proxy port accepts a connection (the
-// bundled proxy, UpstreamBeforeHandshake, listens only once it loaded its
-// listeners' certificates) or, for another proxy (Envoy may accept before
-// its SDS secrets arrived), completes a TLS handshake with the instance's
-// identity (any serial: the proxy is up). Verify, which follows, checks
-// what is served. The handshake was a third of the bundled proxy's CPU
-// at start and a fifth of the agent's readiness (20 starts at once,
-// issue 16), for what Verify checks a moment later.
+// Ready is one attempt: every proxy port completes a TLS handshake with
+// the instance's identity (any serial: the proxy is up).
 func (f filesHook) Ready(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
 	for _, m := range inst.Ports {
 		if m.ContainerTLSProxyPort == 0 {
 			continue
 		}
 		addr := fmt.Sprintf("%s:%d", inst.InternalIP, m.ContainerTLSProxyPort)
-		var err error
-		if f.h.cfg.UpstreamBeforeHandshake {
-			err = accepts(ctx, addr)
-		} else {
-			_, err = f.h.verifier.handshake(ctx, addr, inst.GUID)
-		}
-		if err != nil {
+		if _, err := f.h.verifier.handshake(ctx, addr, inst.GUID); err != nil {
 			return fmt.Errorf("proxy not ready on %s: %w", addr, err)
 		}
 	}

@@ -580,46 +580,6 @@ func TestVerifyReadyAndAliveAsARouterWould(t *testing.T) {
 	}
 }
 
-// Ready of the bundled proxy asks only that it accepts (it listens once
-// its certificates are loaded; Verify checks them); of another proxy, a
-// handshake with the instance's identity.
-func TestReadyOfTheBundledProxyIsAnAcceptOfAnotherAHandshake(t *testing.T) {
-	plain, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { plain.Close() })
-	accepted := make(chan struct{}, 4)
-	go func() {
-		for {
-			c, err := plain.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- struct{}{}
-			c.Close()
-		}
-	}()
-	port := uint16(plain.Addr().(*net.TCPAddr).Port)
-	ctx := context.Background()
-	for _, bundled := range []bool{true, false} {
-		f := newFixture(t, clock.NewClock(), func(c *proxyhook.Config) { c.UpstreamBeforeHandshake = bundled })
-		inst := f.instance(t, "g1", 10, port)
-		err := f.hook.FilesHook().(containerstore.Readiness).Ready(ctx, f.logger, inst)
-		if bundled && err != nil {
-			t.Errorf("bundled proxy: Ready of a listening port = %v", err)
-		}
-		if !bundled && err == nil {
-			t.Error("another proxy: Ready of a port that speaks no TLS answered no error")
-		}
-		select {
-		case <-accepted:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("bundled %v: Ready did not connect", bundled)
-		}
-	}
-}
-
 func TestCredentialsRotated(t *testing.T) {
 	f := newFixture(t, clock.NewClock(), func(c *proxyhook.Config) { c.ConfirmTimeout = 500 * time.Millisecond })
 	ctx := context.Background()

@@ -42,17 +42,6 @@ func (v *verifier) tlsConfig(guid string) *tls.Config {
 		CurvePreferences: []tls.CurveID{tls.X25519}}
 }
 
-// accepts connects to addr within 2s and closes the connection.
-func accepts(ctx context.Context, addr string) error {
-	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	return c.Close()
-}
-
 // dial connects to addr and runs the TLS handshake, both within 2s. The
 // caller closes the connection (also when the handshake failed).
 func dial(ctx context.Context, addr string, cfg *tls.Config) (*tls.Conn, error) {

@@ -287,6 +287,7 @@ var _ = Describe("Pool", func() {
 			Eventually(ready(manager)).Should(Equal(2)) // refilled
 			Expect(manager.TeardownStopped(ctx, logger, "g1")).To(Succeed())
 			Expect(host.scrubbed).To(BeEmpty(), "not even looked at")
+			Expect(logger).To(gbytes.Say(`not-returned-to-pool.*the pool is full.*pool-full`))
 			Expect(host.has("cellagent-pool.0")).To(BeFalse())
 			r, _ := manager.PoolStats()
 			Expect(r).To(Equal(2))

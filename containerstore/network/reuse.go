@@ -299,12 +299,14 @@ func (m *Manager) returnSlot(ctx context.Context, logger lager.Logger, st contai
 	if m.pool == nil || st.PoolSlot == "" || !st.Complete || st.IPv4 == nil || m.scrubber == nil || m.conntrack == nil {
 		return poolSlot{}, false
 	}
-	if !m.pool.hasRoom() {
-		return poolSlot{}, false
-	}
 	notReturned := func(reason string, err error) (poolSlot, bool) {
 		logger.Info("not-returned-to-pool", lager.Data{"slot": st.PoolSlot, "reason": reason, "error": err.Error()})
 		return poolSlot{}, false
+	}
+	if !m.pool.hasRoom() {
+		// The refill had made the claimed slot's place good again: what
+		// an operator sees after a delete when the cell is quiet.
+		return notReturned("pool-full", errPoolFull)
 	}
 	if err := m.scrubber.Reusable(path, st.IPv4); err != nil {
 		return notReturned("not-clean", err)

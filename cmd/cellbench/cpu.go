@@ -30,6 +30,9 @@ func cmdCPU(args []string) error {
 	perfText := fs.String("perf", "", "`perf script -F comm,pid,time` output of a perf record -k CLOCK_REALTIME beside that run")
 	freq := fs.Float64("freq", 499, "perf record's -F")
 	parseFlags(fs, args)
+	if *perfText == "" || *freq <= 0 {
+		return fmt.Errorf("cpu: want -perf FILE (perf script -F comm,pid,time output) and -freq > 0, as perf record's -F (see cellbench cpu -h)")
+	}
 	r, err := readResults(*results)
 	if err != nil {
 		return err

@@ -77,6 +77,14 @@ var _ = Describe("Pool", func() {
 		return netns, leases
 	}
 	poolFile := func() string { return filepath.Join(cfg.DataDir, "network", "pool.json") }
+	readPoolFile := func() poolFileSlots {
+		GinkgoHelper()
+		var f poolFileSlots
+		b, err := os.ReadFile(poolFile())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(json.Unmarshal(b, &f)).To(Succeed())
+		return f
+	}
 	writePoolFile := func(content string) {
 		Expect(os.MkdirAll(filepath.Dir(poolFile()), 0o700)).To(Succeed())
 		Expect(os.WriteFile(poolFile(), []byte(content), 0o600)).To(Succeed())
@@ -194,15 +202,7 @@ var _ = Describe("Pool", func() {
 			Expect(r).To(Equal(2))
 			_, leases := pooled()
 			Expect(leases).To(Equal([]string{"pool.0", "pool.1"}), "the address stays leased to the slot")
-			var f struct {
-				Slots []struct {
-					ID    string `json:"id"`
-					Ready bool   `json:"ready"`
-				} `json:"slots"`
-			}
-			b, err := os.ReadFile(poolFile())
-			Expect(err).NotTo(HaveOccurred())
-			Expect(json.Unmarshal(b, &f)).To(Succeed())
+			f := readPoolFile()
 			Expect(f.Slots).To(HaveLen(2))
 			Expect(f.Slots[1].ID).To(Equal("pool.0"))
 			Expect(f.Slots[1].Ready).To(BeTrue())
@@ -495,15 +495,7 @@ var _ = Describe("Pool", func() {
 		manager = newManager()
 		start(manager)
 		Eventually(ready(manager)).Should(Equal(2))
-		var f struct {
-			Slots []struct {
-				ID    string `json:"id"`
-				Ready bool   `json:"ready"`
-			} `json:"slots"`
-		}
-		data, err := os.ReadFile(poolFile())
-		Expect(err).NotTo(HaveOccurred())
-		Expect(json.Unmarshal(data, &f)).To(Succeed())
+		f := readPoolFile()
 		Expect(f.Slots).To(HaveLen(2))
 		Expect(f.Slots[0].Ready && f.Slots[1].Ready).To(BeTrue())
 	})
@@ -512,4 +504,12 @@ var _ = Describe("Pool", func() {
 func withCPU(d network.Deps, cpu network.CPU) network.Deps {
 	d.CPU = cpu
 	return d
+}
+
+// poolFileSlots is what a test reads of the pool's file.
+type poolFileSlots struct {
+	Slots []struct {
+		ID    string `json:"id"`
+		Ready bool   `json:"ready"`
+	} `json:"slots"`
 }

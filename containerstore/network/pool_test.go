@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -248,6 +249,24 @@ var _ = Describe("Pool", func() {
 				Expect(err).NotTo(HaveOccurred())
 				Expect(g4.IPv4.String()).To(Equal("10.255.0.2"))
 			})
+		})
+
+		It("gives back a namespace that holds only TIME_WAIT sockets, to be handed out once they ended", func() {
+			host.dirty = fmt.Errorf("%w: tcp6 socket 0000000000000000FFFF00000200FF0A:1F90 state 06", network.ErrOnlyTimeWait)
+			Expect(manager.TeardownStopped(ctx, logger, "g1")).To(Succeed())
+			Expect(host.has("cellagent-pool.0")).To(BeTrue(), "returned, not destroyed")
+			Expect(host.forgotten).To(ConsistOf("10.255.0.2"))
+			Expect(logger).To(gbytes.Say(`time-wait-left`))
+			_, err := manager.Setup(ctx, logger, "g2", nil) // pool.1
+			Expect(err).NotTo(HaveOccurred())
+			g3, err := manager.Setup(ctx, logger, "g3", nil)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(g3.IPv4.String()).NotTo(Equal("10.255.0.2"), "not before the TIME_WAITs ended")
+
+			clk.Increment(network.TimeWaitLength)
+			g4, err := manager.Setup(ctx, logger, "g4", nil)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(g4.IPv4.String()).To(Equal("10.255.0.2"))
 		})
 
 		It("destroys the namespace when the container's processes may still run", func() {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	"golang.org/x/sys/unix"
@@ -37,7 +38,9 @@ type Scrubber interface {
 // holds no socket but TCP ones in TIME_WAIT between two of its own
 // addresses (cellinit's checks of the app) on a port of its ephemeral
 // range, which tell the next container nothing of whom the last one
-// talked to and which no listener of the next one can need.
+// talked to and which no listener of the next one can need. Other
+// TIME_WAIT sockets alone answer ErrOnlyTimeWait: the namespace may go
+// back, to be handed out once the kernel ended them.
 type NetNSScrubber struct {
 	// Proc is /proc unless a test says otherwise.
 	Proc string
@@ -129,6 +132,7 @@ func scrubbed(ip net.IP) error {
 		return err
 	}
 	own := func(a net.IP) bool { return a.IsLoopback() || a.Equal(ip) }
+	var timeWait error
 	for _, table := range []string{"tcp", "tcp6", "udp", "udp6", "raw", "raw6"} {
 		f, err := os.Open("/proc/thread-self/net/" + table)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -137,16 +141,19 @@ func scrubbed(ip net.IP) error {
 		if err != nil {
 			return err
 		}
-		left, err := leftSocket(f, strings.HasPrefix(table, "tcp"), first, last, own)
+		left, waiting, err := leftSocket(f, strings.HasPrefix(table, "tcp"), first, last, own)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("%s sockets: %w", table, err)
 		}
-		if left != "" {
+		if left != "" && !waiting {
 			return fmt.Errorf("%s socket %s is open", table, left)
 		}
+		if left != "" && timeWait == nil {
+			timeWait = fmt.Errorf("%w: %s socket %s", ErrOnlyTimeWait, table, left)
+		}
 	}
-	return nil
+	return timeWait
 }
 
 // linksAsMade checks that the namespace has lo (up, 127.0.0.1) and eth0
@@ -209,11 +216,24 @@ func ephemeralRange() (first, last uint64, err error) {
 // tcpTimeWait is TCP_TIME_WAIT in /proc/net/tcp's st column.
 const tcpTimeWait = "06"
 
+// ErrOnlyTimeWait: what is left in a namespace is TCP TIME_WAIT sockets
+// the next container may not meet (on a port its app may listen on, or
+// to an outside peer), and nothing else. The kernel ends them within
+// TimeWaitLength: the namespace can go back to the pool, to be handed
+// out only after that (returnSlot).
+var ErrOnlyTimeWait = errors.New("only TIME_WAIT sockets are left")
+
+// TimeWaitLength is Linux's TCP_TIMEWAIT_LEN (60 s, fixed) and a second
+// more.
+const TimeWaitLength = 61 * time.Second
+
 // leftSocket reads a /proc/net/{tcp,udp,raw}[6] table and answers the
 // first socket that may not stay ("local-address state"), or "": a TCP
 // TIME_WAIT may, when its local port is in first..last and its remote
-// address is one of the namespace's own.
-func leftSocket(r io.Reader, tcp bool, first, last uint64, own func(net.IP) bool) (string, error) {
+// address is one of the namespace's own. When the only sockets that may
+// not stay are TIME_WAIT ones, it answers the first of them and
+// waiting true (they end by themselves, see ErrOnlyTimeWait).
+func leftSocket(r io.Reader, tcp bool, first, last uint64, own func(net.IP) bool) (left string, waiting bool, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Scan() // the header
 	for sc.Scan() {
@@ -228,10 +248,14 @@ func leftSocket(r io.Reader, tcp bool, first, last uint64, own func(net.IP) bool
 			if err == nil && perr == nil && port >= first && port <= last && own(peer) {
 				continue
 			}
+			if left == "" {
+				left, waiting = local+" state "+state, true
+			}
+			continue
 		}
-		return local + " state " + state, nil
+		return local + " state " + state, false, nil
 	}
-	return "", sc.Err()
+	return left, waiting, sc.Err()
 }
 
 // procAddr parses a /proc/net address "HEXIP:HEXPORT": the IP's 32-bit
@@ -308,7 +332,17 @@ func (m *Manager) returnSlot(ctx context.Context, logger lager.Logger, st contai
 		// an operator sees after a delete when the cell is quiet.
 		return notReturned("pool-full", errPoolFull)
 	}
-	if err := m.scrubber.Reusable(path, st.IPv4); err != nil {
+	var notBefore time.Time
+	if m.cfg.ReturnDelay > 0 {
+		notBefore = m.cfg.Clock.Now().Add(m.cfg.ReturnDelay)
+	}
+	if err := m.scrubber.Reusable(path, st.IPv4); errors.Is(err, ErrOnlyTimeWait) {
+		// An app whose server closes first (an HTTP check asks
+		// Connection: close) leaves TIME_WAITs on its own port: handed
+		// out again once the kernel has ended them, not destroyed.
+		logger.Info("time-wait-left", lager.Data{"slot": st.PoolSlot, "reason": err.Error()})
+		notBefore = later(notBefore, m.cfg.Clock.Now().Add(TimeWaitLength))
+	} else if err != nil {
 		return notReturned("not-clean", err)
 	}
 	m.unpinNeighbour(logger, st)
@@ -318,10 +352,7 @@ func (m *Manager) returnSlot(ctx context.Context, logger lager.Logger, st contai
 	if _, err := m.conntrack.Forget(st.IPv4); err != nil {
 		return notReturned("conntrack", err)
 	}
-	slot := poolSlot{ID: st.PoolSlot, IPv4: st.IPv4, IPv6: st.IPv6, MAC: st.MAC}
-	if m.cfg.ReturnDelay > 0 {
-		slot.NotBefore = m.cfg.Clock.Now().Add(m.cfg.ReturnDelay)
-	}
+	slot := poolSlot{ID: st.PoolSlot, IPv4: st.IPv4, IPv6: st.IPv6, MAC: st.MAC, NotBefore: notBefore}
 	if err := m.pool.give(slot); err != nil {
 		return notReturned("pool-file", err)
 	}
@@ -378,4 +409,12 @@ func (p *pool) ready(id string) error {
 	}
 	p.file.Slots[i].Ready = true
 	return p.saveLocked()
+}
+
+// later answers the later of two times.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

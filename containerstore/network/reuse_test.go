@@ -26,10 +26,15 @@ var _ = Describe("what a returned namespace may still hold", func() {
 		timeWait6Mapped = "   0: 0000000000000000FFFF00000200FE0A:8AEC 0000000000000000FFFF00000100007F:1F90 06 00000000:00000000 03:00000F2A 00000000     0        0 0 3 0000000000000000\n"
 	)
 	own := func(ip net.IP) bool { return ip.IsLoopback() || ip.Equal(net.IPv4(10, 254, 0, 2)) }
+	// left answers the socket named, and "(waits)" after it when only
+	// TIME_WAIT ones are left that the kernel ends by itself.
 	left := func(table string, tcp bool) string {
 		GinkgoHelper()
-		s, err := network.LeftSocket(strings.NewReader(table), tcp, 32768, 60999, own)
+		s, waiting, err := network.LeftSocket(strings.NewReader(table), tcp, 32768, 60999, own)
 		Expect(err).NotTo(HaveOccurred())
+		if waiting {
+			s += " (waits)"
+		}
 		return s
 	}
 
@@ -39,11 +44,13 @@ var _ = Describe("what a returned namespace may still hold", func() {
 		Expect(left(tcpHeader+timeWait6Mapped, true)).To(BeEmpty())
 	})
 
-	It("names any other socket", func() {
-		Expect(left(tcpHeader+timeWaitToApp+timeWaitOnListen, true)).To(Equal("0100007F:1F90 state 06"),
+	It("names any other socket, and a TIME_WAIT one as waiting when nothing but TIME_WAITs is left", func() {
+		Expect(left(tcpHeader+timeWaitToApp+timeWaitOnListen, true)).To(Equal("0100007F:1F90 state 06 (waits)"),
 			"a TIME_WAIT on a port the next container may listen on")
-		Expect(left(tcpHeader+timeWaitToOutside, true)).To(Equal("0200FE0A:8AEA state 06"),
+		Expect(left(tcpHeader+timeWaitToOutside, true)).To(Equal("0200FE0A:8AEA state 06 (waits)"),
 			"it would tell the next container whom the last one talked to")
+		Expect(left(tcpHeader+timeWaitOnListen+listening, true)).To(Equal("00000000:1F90 state 0A"),
+			"a socket that does not end by itself wins over a TIME_WAIT before it")
 		Expect(left(tcpHeader+listening, true)).To(Equal("00000000:1F90 state 0A"))
 		Expect(left(tcpHeader+finWait2, true)).To(Equal("0100007F:8AEB state 05"))
 		Expect(left(tcpHeader+timeWaitToApp, false)).To(Equal("0100007F:8AE8 state 06"), "state 06 means TIME_WAIT only in a TCP table")

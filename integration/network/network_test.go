@@ -72,6 +72,17 @@ var _ = Describe("bridge mode", func() {
 			m, err := network.New(logger, cfg)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(m.CleanupOrphans(ctx, logger, func(string) bool { return false })).To(Succeed())
+			// and its pool, slots waiting out a delay included: a
+			// recovery with pool size 0 destroys every slot (CNI DEL).
+			drained := cfg
+			drained.PoolSize = 0
+			m, err = network.New(logger, drained)
+			Expect(err).NotTo(HaveOccurred())
+			runner := ifrit.Invoke(m.PoolRunner(logger))
+			runner.Signal(os.Interrupt)
+			Eventually(runner.Wait()).Should(Receive(BeNil()))
+			ready, _ := m.PoolStats()
+			Expect(ready).To(BeZero())
 			sweepNetNS(ctx)
 		})
 	})

@@ -19,6 +19,7 @@ var _ = Describe("runCheck over HTTP", func() {
 	var (
 		elsewhere     *httptest.Server // what the app would like the host to reach
 		elsewhereHits atomic.Int32
+		askedClose    atomic.Bool // a request said Connection: close
 		app           *httptest.Server // the instance
 		appIP         string
 		appPort       uint16
@@ -27,7 +28,11 @@ var _ = Describe("runCheck over HTTP", func() {
 		elsewhereHits.Store(0)
 		elsewhere = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhereHits.Add(1) }))
 		DeferCleanup(elsewhere.Close)
+		askedClose.Store(false)
 		app = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Close {
+				askedClose.Store(true)
+			}
 			if r.URL.Path == "/redirect" {
 				http.Redirect(w, r, elsewhere.URL+"/x", http.StatusFound)
 				return
@@ -46,6 +51,11 @@ var _ = Describe("runCheck over HTTP", func() {
 	It("passes on a 2xx from the instance", func() {
 		Expect(runCheck(context.Background(), appIP, check("/healthz?x=1"))).To(Succeed())
 		Expect(runCheck(context.Background(), appIP, check(""))).To(Succeed())
+	})
+
+	It("asks no Connection: close, so the app's server does not close first and keep a TIME_WAIT on the app's port", func() {
+		Expect(runCheck(context.Background(), appIP, check("/healthz"))).To(Succeed())
+		Expect(askedClose.Load()).To(BeFalse())
 	})
 
 	It("does not follow a redirect: a 3xx fails the check and nothing else is dialled", func() {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/internal/backoff"
+	"github.com/cellagent/cellagent/internal/cellinit"
 )
 
 // exitError is a start that ended because the app exited.
@@ -588,29 +588,19 @@ func runCheck(ctx context.Context, ip string, check *executor.Check) error {
 	if err != nil {
 		return fmt.Errorf("http check: %w", err)
 	}
-	target.Scheme, target.Host = "http", net.JoinHostPort(ip, strconv.Itoa(int(check.HTTP.Port)))
-	url := target.String()
-	req, err := http.NewRequestWithContext(dctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := checkClient.Do(req)
+	addr := net.JoinHostPort(ip, strconv.Itoa(int(check.HTTP.Port)))
+	url := "http://" + addr + target.RequestURI()
+	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("http check on %s: %w", url, err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("http check on %s: status %d", url, resp.StatusCode)
+	defer conn.Close()
+	deadline, _ := dctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	if err := cellinit.HTTPStatus(conn, addr, target.RequestURI(), "cellagent"); err != nil {
+		return fmt.Errorf("http check on %s: %w", url, err)
 	}
 	return nil
-}
-
-// checkClient never follows a redirect (a 3xx fails the check): the check
-// dials the instance's address and nothing else, so an app cannot point
-// the host's requests at the agent's API or anything else the host reaches.
-var checkClient = &http.Client{
-	Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
 // cpuShares maps cpu_weight (1-100, Diego's scale) to cgroup v1 shares.

@@ -89,7 +89,7 @@ func (c HealthCheck) run(hello []byte) error {
 	_ = conn.SetDeadline(time.Now().Add(timeout))
 	switch c.Kind {
 	case CheckHTTP:
-		return c.failed(httpStatus(conn, c.Addr, c.Path))
+		return c.failed(HTTPStatus(conn, c.Addr, c.Path, "cellinit"))
 	case CheckTLS:
 		return c.failed(HelloAnswered(conn, hello))
 	}
@@ -109,10 +109,16 @@ func (c HealthCheck) failed(err error) error {
 	return fmt.Errorf("tcp check on %s: %w", c.Addr, err)
 }
 
-// httpStatus sends a GET for path and accepts a 2xx status line (a 3xx is
-// not followed: the check reaches the instance and nothing else).
-func httpStatus(conn net.Conn, host, path string) error {
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cellinit\r\nConnection: close\r\n\r\n", path, host); err != nil {
+// HTTPStatus sends a GET for path and accepts a 2xx status line (a 3xx is
+// not followed: the check reaches the instance and nothing else). It asks
+// no "Connection: close": the caller closes conn after the status line,
+// before the server would, so the TCP TIME_WAIT stays with the checker's
+// ephemeral port and not on the app's port, where it would keep a
+// returned network namespace from being handed out for a minute
+// (containerstore/network's scrubber). The agent's own HTTP check is this
+// one from the host.
+func HTTPStatus(conn net.Conn, host, path, userAgent string) error {
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n\r\n", path, host, userAgent); err != nil {
 		return err
 	}
 	line, err := bufio.NewReaderSize(io.LimitReader(conn, 4096), 4096).ReadString('\n')

@@ -1,6 +1,7 @@
 package cellinit_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -202,4 +203,55 @@ func TestTheChecksRunRightAfterAProxyRestartUntilTheyPass(t *testing.T) {
 	}
 	_ = s.cmd.Process.Signal(os.Interrupt)
 	s.wait(t)
+}
+
+// An HTTP check asks no "Connection: close" and closes first: a server
+// that keeps the connection open sees the checker's EOF after its answer,
+// so the TIME_WAIT is the checker's and not on the app's port (where it
+// kept a deleted instance's namespace out of the pool).
+func TestHTTPStatusClosesFirst(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	served := make(chan error, 1)
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(conn))
+		if err != nil {
+			served <- err
+			return
+		}
+		if req.Close || req.Header.Get("Connection") != "" {
+			served <- fmt.Errorf("the check asked Connection: %q; the server would close first", req.Header.Get("Connection"))
+			return
+		}
+		if _, err := io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
+			served <- err
+			return
+		}
+		if n, err := conn.Read(make([]byte, 1)); err != io.EOF {
+			served <- fmt.Errorf("read %d bytes, %v: want the checker's EOF", n, err)
+			return
+		}
+		served <- nil
+	}()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cellinit.HTTPStatus(conn, l.Addr().String(), "/health", "test"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
 }

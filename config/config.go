@@ -101,8 +101,12 @@ type Network struct {
 	ExternalIP     string   `json:"external_ip"`
 	PortQuarantine Duration `json:"port_quarantine"`
 	// Bridge and Name must differ between agents sharing a machine.
-	Bridge     string   `json:"bridge"`
-	Name       string   `json:"name"`
+	Bridge string `json:"bridge"`
+	Name   string `json:"name"`
+	// Plumbing makes each namespace's veth and address: "netlink"
+	// (default, in-process) or "cni" (the bridge and host-local plugins
+	// found in PluginDirs).
+	Plumbing   string   `json:"plumbing"`
 	PluginDirs []string `json:"cni_plugin_dirs"`
 	// HostSingleTenant accepts mode host with the admin API on plain
 	// loopback HTTP: every app on the cell can then drive the agent
@@ -239,7 +243,7 @@ func DefaultConfig() Config {
 			UID: 61000, GID: 61000},
 		Network: Network{Mode: "bridge", Subnet: "10.255.0.0/22", HostPortRange: "40000-59999",
 			PortQuarantine: Duration(3 * time.Minute), Bridge: "cellagent0", Name: "cellagent", PoolSize: 24,
-			PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"}},
+			Plumbing: "netlink", PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"}},
 		NATS:               NATS{URLs: []string{}, EmbeddedListen: "127.0.0.1:4222"},
 		BindMountAllowlist: []string{},
 		ReservedExpiration: Duration(time.Minute),

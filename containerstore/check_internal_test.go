@@ -19,7 +19,7 @@ var _ = Describe("runCheck over HTTP", func() {
 	var (
 		elsewhere     *httptest.Server // what the app would like the host to reach
 		elsewhereHits atomic.Int32
-		askedClose    atomic.Bool // a request said Connection: close
+		askedClose    atomic.Bool      // a request said Connection: close
 		app           *httptest.Server // the instance
 		appIP         string
 		appPort       uint16

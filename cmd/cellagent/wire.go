@@ -78,7 +78,7 @@ func run(cfg config.Config) error {
 	netMgr, err := network.New(logger, network.Config{
 		Mode: cfg.Network.Mode, Subnet: cfg.Network.Subnet, HostPortRange: cfg.Network.HostPortRange,
 		ExternalIP: externalIP, PortQuarantine: time.Duration(cfg.Network.PortQuarantine),
-		DataDir: cfg.DataDir, PluginDirs: cfg.Network.PluginDirs, BridgeName: cfg.Network.Bridge,
+		DataDir: cfg.DataDir, Plumbing: cfg.Network.Plumbing, PluginDirs: cfg.Network.PluginDirs, BridgeName: cfg.Network.Bridge,
 		NetworkName: cfg.Network.Name, Clock: clk, DefaultEgress: cfg.Network.Egress.Default,
 		PoolSize: cfg.Network.PoolSize, ReturnDelay: returnDelay(cfg),
 	})

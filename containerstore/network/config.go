@@ -37,7 +37,11 @@ type Config struct {
 	PortQuarantine time.Duration
 	// DataDir is the agent's data dir; this package uses DataDir/network.
 	DataDir string
-	// PluginDirs are searched for the CNI plugin binaries.
+	// Plumbing is how bridge mode makes a namespace's veth and address:
+	// PlumbingNetlink (the default, in-process) or PlumbingCNI (the
+	// bridge and host-local plugins).
+	Plumbing string
+	// PluginDirs are searched for the CNI plugin binaries (PlumbingCNI).
 	PluginDirs []string
 	// BridgeName is the Linux bridge the containers' veths are attached to.
 	BridgeName string
@@ -73,6 +77,7 @@ func DefaultConfig() Config {
 		HostPortRange:  "40000-59999",
 		PortQuarantine: 3 * time.Minute,
 		DataDir:        "/var/lib/cellagent",
+		Plumbing:       PlumbingNetlink,
 		PluginDirs:     []string{"/usr/lib/cni", "/opt/cni/bin"},
 		BridgeName:     "cellagent0",
 		NetworkName:    "cellagent",
@@ -138,8 +143,14 @@ func (c Config) Validate() error {
 		add("network name %q: want [a-z][a-z0-9]{0,31}", c.NetworkName)
 	}
 	if c.Mode == ModeBridge {
-		if len(c.PluginDirs) == 0 {
-			add("network plugin dirs: none given")
+		switch c.Plumbing {
+		case PlumbingNetlink:
+		case PlumbingCNI:
+			if len(c.PluginDirs) == 0 {
+				add("network plugin dirs: none given")
+			}
+		default:
+			add("network plumbing %q: want %q or %q", c.Plumbing, PlumbingNetlink, PlumbingCNI)
 		}
 		if err := validateIfName(c.BridgeName); err != nil {
 			add("network bridge name %q: %w", c.BridgeName, err)
@@ -211,6 +222,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DataDir == "" {
 		c.DataDir = d.DataDir
+	}
+	if c.Plumbing == "" {
+		c.Plumbing = d.Plumbing
 	}
 	if len(c.PluginDirs) == 0 {
 		c.PluginDirs = d.PluginDirs

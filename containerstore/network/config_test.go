@@ -45,7 +45,9 @@ var _ = Describe("Config", func() {
 		Entry("network name with dash", func(c *network.Config) { c.NetworkName = "cell-agent" }, "network name"),
 		Entry("bridge name too long", func(c *network.Config) { c.BridgeName = "cellagentbridge0" }, "longer than 15 bytes"),
 		Entry("bridge name ignored in host mode", func(c *network.Config) { c.Mode = network.ModeHost; c.BridgeName = "" }, ""),
-		Entry("no plugin dirs", func(c *network.Config) { c.PluginDirs = nil }, "plugin dirs"),
+		Entry("no plugin dirs with the plugins", func(c *network.Config) { c.Plumbing = network.PlumbingCNI; c.PluginDirs = nil }, "plugin dirs"),
+		Entry("no plugin dirs in-process", func(c *network.Config) { c.PluginDirs = nil }, ""),
+		Entry("unknown plumbing", func(c *network.Config) { c.Plumbing = "ovs" }, `network plumbing "ovs": want "netlink" or "cni"`),
 	)
 
 	It("reports every problem at once", func() {

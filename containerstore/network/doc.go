@@ -1,7 +1,8 @@
 // Package network gives each cellagent container its network: in bridge mode
 // (the default) an own network namespace, an IPv4 address from a private
-// subnet through CNI (bridge, host-local; loopback up and IPv6 off are set
-// in-process, nsprep.go), and host ports
+// subnet (in-process, plumb.go and ipam.go, as the CNI bridge and
+// host-local plugins did; or through those plugins with PlumbingCNI;
+// loopback up and IPv6 off are set in-process, nsprep.go), and host ports
 // forwarded to the container's ports through nftables; in host mode no
 // isolation at all.
 //
@@ -9,7 +10,7 @@
 //
 //	ports.json                  host ports in use (by guid) and in quarantine
 //	containers/<guid>.json      per-container state: netns, IPs, port mappings
-//	ipam/<network>/             host-local IPAM files (one file per leased IP)
+//	ipam/<network>/             host-local IPAM files (one file per leased IP), ours or the plugin's
 //
 // and on the host the namespaces /var/run/netns/<network>-<guid>, the bridge
 // (cellagent0 by default), the veth pairs, and the nftables table

@@ -157,7 +157,7 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 			cpu = ProcStatCPU{}
 		}
 		m.pool = newPool(cfg.PoolSize, filepath.Join(root, "pool.json"), cfg.Clock, cpu)
-		if m.cni == nil {
+		if m.cni == nil && cfg.Plumbing == PlumbingCNI {
 			conf, err := ConfList(cfg, filepath.Join(root, "ipam"))
 			if err != nil {
 				return nil, err
@@ -166,9 +166,14 @@ func NewWithDeps(logger lager.Logger, cfg Config, deps Deps) (*Manager, error) {
 				return nil, err
 			}
 		}
+		if m.cni == nil {
+			if m.cni, err = NewPlumber(cfg, m.ipamDir); err != nil {
+				return nil, err
+			}
+		}
 	}
 	logger.Info("ready", lager.Data{"mode": cfg.Mode, "external-ip": m.externalIP.String(),
-		"subnet": cfg.Subnet, "pool-size": cfg.PoolSize, "host-port-range": cfg.HostPortRange, "port-quarantine": cfg.PortQuarantine.String()})
+		"subnet": cfg.Subnet, "plumbing": cfg.Plumbing, "pool-size": cfg.PoolSize, "host-port-range": cfg.HostPortRange, "port-quarantine": cfg.PortQuarantine.String()})
 	return m, nil
 }
 

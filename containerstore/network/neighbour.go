@@ -40,7 +40,7 @@ func (NetlinkNeighbours) Pin(dev string, ip net.IP, mac net.HardwareAddr) error 
 	if err != nil {
 		return err
 	}
-	return neighRequest(unix.RTM_NEWNEIGH, netlink.Create|netlink.Replace, msg)
+	return linkRequest(unix.RTM_NEWNEIGH, netlink.Create|netlink.Replace, msg)
 }
 
 // Unpin implements Neighbours.
@@ -52,7 +52,7 @@ func (NetlinkNeighbours) Unpin(dev string, ip net.IP) error {
 	if err != nil {
 		return err
 	}
-	err = neighRequest(unix.RTM_DELNEIGH, 0, msg)
+	err = linkRequest(unix.RTM_DELNEIGH, 0, msg)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
@@ -111,19 +111,6 @@ func encodeNeigh(ifindex int, ip4 net.IP, mac net.HardwareAddr) ([]byte, error) 
 		return nil, err
 	}
 	return append(hdr, attrs...), nil
-}
-
-func neighRequest(typ netlink.HeaderType, flags netlink.HeaderFlags, data []byte) error {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
-	if err != nil {
-		return fmt.Errorf("rtnetlink: %w", err)
-	}
-	defer c.Close()
-	_, err = c.Execute(netlink.Message{
-		Header: netlink.Header{Type: typ, Flags: netlink.Request | netlink.Acknowledge | flags},
-		Data:   data,
-	})
-	return err
 }
 
 // macOf is the container interface's MAC in a CNI result ("" if none).

@@ -1,6 +1,8 @@
-// Package network_test drives containerstore/network against the real CNI
-// plugins, iproute2 and iptables. It needs root and runs only with
-// CELLAGENT_INTEGRATION=1.
+// Package network_test drives containerstore/network against the real
+// kernel (rtnetlink, nftables, conntrack), iproute2 and iptables: with the
+// in-process plumbing, or with the real CNI plugins when
+// CELLAGENT_IT_PLUMBING=cni (scripts/test runs both). It needs root and
+// runs only with CELLAGENT_INTEGRATION=1.
 package network_test
 
 import (
@@ -54,6 +56,7 @@ var _ = BeforeSuite(func() {
 		Fail("CELLAGENT_INTEGRATION=1 but " + why)
 	}
 	integrationRun = true
+	GinkgoWriter.Printf("plumbing: %s\n", testConfig("/", 0).Plumbing)
 	_, err := os.Stat("/sys/class/net/" + bridgeName)
 	hadBridge = err == nil
 	hadTable = exec.Command("nft", "list", "table", "ip", nftTable).Run() == nil
@@ -91,5 +94,8 @@ func testConfig(dataDir string, quarantine time.Duration) network.Config {
 	cfg.Subnet = subnet
 	cfg.HostPortRange = "45000-45099"
 	cfg.PortQuarantine = quarantine
+	if p := os.Getenv("CELLAGENT_IT_PLUMBING"); p != "" {
+		cfg.Plumbing = p
+	}
 	return cfg
 }

@@ -87,6 +87,20 @@ var _ = Describe("bridge mode", func() {
 		})
 	})
 
+	It("keeps the bridge's MAC whatever ports come and go, and gives each container its own veth on it", func() {
+		// A bridge whose MAC was never set takes its lowest port's: a
+		// namespace that kept the gateway's old MAC (a pooled one given
+		// back) sent into nothing until its neighbour entry was probed.
+		Expect(mustRun("cat", "/sys/class/net/"+bridgeName+"/addr_assign_type")).To(HavePrefix("3"), "NET_ADDR_SET")
+		before := mustRun("cat", "/sys/class/net/"+bridgeName+"/address")
+		_, err := manager.Setup(ctx, logger, "app-a", []uint16{8080})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(mustRun("cat", "/sys/class/net/"+bridgeName+"/address")).To(Equal(before))
+		Expect(mustRun("ip", "-n", "cellagentit-app-a", "-o", "link", "show", "eth0")).To(MatchRegexp(`eth0@if[0-9]+: <[^>]*\bUP\b`))
+		Expect(mustRun("ip", "-o", "link", "show", "master", bridgeName)).To(MatchRegexp(`link-netns cellagentit-app-a`))
+		Expect(manager.Teardown(ctx, logger, "app-a")).To(Succeed())
+	})
+
 	It("gives two containers their own IPs, reachable on the external IP and loopback, and leaves nothing on teardown", func() {
 		a, err := manager.Setup(ctx, logger, "app-a", []uint16{8080})
 		Expect(err).NotTo(HaveOccurred())

@@ -103,7 +103,7 @@ func (rp *report) render(command, started, runtimeS string) string {
 					d.App.PssMed, d.App.RSSMed, d.App.Count, d.Init.PssMed, d.Init.PssMax, d.Init.AnonMax, d.Init.Count),
 				"-", "< 8 MB each (Pss max), one per instance", yes(d.Proxy.PssMax < 8 && d.Proxy.Count == d.N)},
 			row{fmt.Sprintf("2. idle agent CPU with %d instances", d.N), fmt.Sprintf("%.2f%% of a core (%.2f CPU-s in %.0f s; schedstat %.3f CPU-s)", d.IdleCPUPercent, d.IdleCPUSeconds, d.IdleSeconds, d.IdleCPUPrecise),
-				"-", "-", "< 1% of a core", yes(d.IdleCPUPercent < 1)},
+				poolRefill(d), "-", "< 1% of a core", yes(d.IdleCPUPercent < 1)},
 			row{fmt.Sprintf("2. time to start all %d (%d PUTs in flight)", d.N, d.Conc), fmt.Sprintf("%.1f s", d.StartAllSeconds),
 				fmt.Sprintf("each PUT -> routable p50 %s, p99 %s (the %d started in this step)", msf(d.StartEach.P50), msf(d.StartEach.P99), d.Started), "-", "< 60 s", yes(d.StartAllSeconds < 60)})
 		if d.AgentRSSMB >= 100 {
@@ -487,4 +487,13 @@ func stepList(ds []DensityResults) string {
 		parts = append(parts, strconv.Itoa(d.N))
 	}
 	return strings.Join(parts, " then ")
+}
+
+// poolRefill says what ran before the idle window: the network pool's
+// refill after the starts (waitPoolFull).
+func poolRefill(d DensityResults) string {
+	if !d.PoolFull {
+		return fmt.Sprintf("measured with the network pool not yet full after %.0f s of refill (agent CPU %.2f s)", d.PoolRefillSeconds, d.PoolRefillCPUSeconds)
+	}
+	return fmt.Sprintf("measured once the network pool was full again: its refill took %.1f s, agent CPU %.2f s", d.PoolRefillSeconds, d.PoolRefillCPUSeconds)
 }

@@ -255,33 +255,50 @@ func measureDensity(a *testagent.Agent, results, dir string, guids []string, idl
 // in-process (before, the CNI plugin processes did it, outside the
 // agent's CPU); its time and CPU are recorded apart.
 func waitPoolFull(a *testagent.Agent, dr *DensityResults) error {
+	w, err := waitPool(a, poolRefillWait)
+	if err != nil {
+		return err
+	}
+	dr.PoolRefillSeconds, dr.PoolRefillCPUSeconds, dr.PoolFull = w.seconds, w.cpuSeconds, w.full
+	return nil
+}
+
+// poolWait is what waitPool saw.
+type poolWait struct {
+	seconds, cpuSeconds float64 // waited, and the agent's CPU meanwhile
+	full                bool
+}
+
+// waitPool waits up to limit until the agent's network pool is full
+// (pool_size claimable namespaces; at once without a pool).
+func waitPool(a *testagent.Agent, limit time.Duration) (poolWait, error) {
 	size := a.Config.Network.PoolSize
 	if size <= 0 || a.Config.Network.Mode == "host" {
-		dr.PoolFull = true
-		return nil
+		return poolWait{full: true}, nil
 	}
 	pid := a.Pid()
 	c0, err := procCPU(pid)
 	if err != nil {
-		return err
+		return poolWait{}, err
 	}
 	t0 := time.Now()
 	path := filepath.Join(a.Config.DataDir, "network", "pool.json")
+	var w poolWait
 	ready := 0
-	for time.Since(t0) < poolRefillWait {
+	for time.Since(t0) < limit {
 		if ready = poolReady(path, time.Now()); ready >= size {
-			dr.PoolFull = true
+			w.full = true
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	c1, err := procCPU(pid)
 	if err != nil {
-		return err
+		return poolWait{}, err
 	}
-	dr.PoolRefillSeconds, dr.PoolRefillCPUSeconds = time.Since(t0).Seconds(), c1-c0
-	progress("density: network pool %d of %d ready after %.1f s (agent CPU meanwhile %.2f s)", ready, size, dr.PoolRefillSeconds, dr.PoolRefillCPUSeconds)
-	return nil
+	w.seconds, w.cpuSeconds = time.Since(t0).Seconds(), c1-c0
+	progress("network pool %d of %d ready after %.1f s (agent CPU meanwhile %.2f s)", ready, size, w.seconds, w.cpuSeconds)
+	return w, nil
 }
 
 // poolRefillWait bounds waitPoolFull: the refill yields to busy CPUs but

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/cellagent/cellagent/executor/netrules"
 )
 
 // hostLocalIPAM hands out the subnet's addresses with host-local's files
@@ -34,7 +37,7 @@ type hostLocalIPAM struct {
 }
 
 func newHostLocalIPAM(dir string, subnet *net.IPNet) *hostLocalIPAM {
-	return &hostLocalIPAM{dir: dir, subnet: subnet, gateway: nextIP(subnet.IP.To4()), byID: map[string]net.IP{}}
+	return &hostLocalIPAM{dir: dir, subnet: subnet, gateway: gateway(subnet), byID: map[string]net.IP{}}
 }
 
 const lastReservedFile = "last_reserved_ip.0"
@@ -136,24 +139,12 @@ func (a *hostLocalIPAM) readLast() net.IP {
 func (a *hostLocalIPAM) firstIP() net.IP { return nextIP(a.gateway) }
 
 // lastIP is the one before the broadcast address.
-func (a *hostLocalIPAM) lastIP() net.IP {
-	n := a.subnet.IP.To4()
-	b := make(net.IP, 4)
-	for i := range b {
-		b[i] = n[i] | ^a.subnet.Mask[i]
-	}
-	return prevIP(b)
-}
+func (a *hostLocalIPAM) lastIP() net.IP { return prevIP(broadcastOf(a.subnet)) }
 
-func ipUint(ip net.IP) uint32 {
-	ip = ip.To4()
-	return uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
-}
+func ipUint(ip net.IP) uint32 { return binary.BigEndian.Uint32(ip.To4()) }
 
-func uintIP(n uint32) net.IP { return net.IPv4(byte(n>>24), byte(n>>16), byte(n>>8), byte(n)).To4() }
-
-func nextIP(ip net.IP) net.IP { return uintIP(ipUint(ip) + 1) }
-func prevIP(ip net.IP) net.IP { return uintIP(ipUint(ip) - 1) }
+func nextIP(ip net.IP) net.IP { return netrules.IPv4(ipUint(ip) + 1) }
+func prevIP(ip net.IP) net.IP { return netrules.IPv4(ipUint(ip) - 1) }
 func ipLess(a, b net.IP) bool { return ipUint(a) < ipUint(b) }
 func ipCount(first, last net.IP) int {
 	return int(ipUint(last) - ipUint(first) + 1)

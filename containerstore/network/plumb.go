@@ -257,12 +257,7 @@ func deleteLinkByName(name string) error {
 	if err != nil {
 		return err
 	}
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
-	if err != nil {
-		return fmt.Errorf("rtnetlink: %w", err)
-	}
-	defer c.Close()
-	err = execute(c, unix.RTM_DELLINK, 0, ifinfomsg(unix.AF_UNSPEC, index, 0, 0))
+	err = linkRequest(unix.RTM_DELLINK, 0, ifinfomsg(unix.AF_UNSPEC, index, 0, 0))
 	if errors.Is(err, unix.ENODEV) {
 		return unix.ENOENT
 	}

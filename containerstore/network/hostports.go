@@ -201,11 +201,18 @@ func (n NFTables) routeLocalnet() error { return n.sysctl("ipv4", "route_localne
 
 // sysctl sets net.<family>.conf.<bridge>.<name> unless it has value already.
 func (n NFTables) sysctl(family, name, value string) error {
+	return n.writeSysctl(filepath.Join("net", family, "conf", n.Bridge, name), value)
+}
+
+// writeSysctl sets the sysctl at key (a path under /proc/sys) to value,
+// unless it has it already.
+func (n NFTables) writeSysctl(key, value string) error {
 	root := n.Sysctl
 	if root == "" {
 		root = "/proc/sys"
 	}
-	path := filepath.Join(root, "net", family, "conf", n.Bridge, name)
+	path := filepath.Join(root, key)
+	name := filepath.Base(key)
 	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == value {
 		return nil
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/internal/backoff"
 	"github.com/cellagent/cellagent/internal/cellinit"
+	"github.com/cellagent/cellagent/internal/tickgrid"
 )
 
 // exitError is a start that ended because the app exited.
@@ -120,7 +121,7 @@ func (s *Store) supervise(logger lager.Logger, c *container, exits <-chan Exit) 
 	round := 0         // health rounds so far
 	var t clock.Timer
 	if s.cfg.HealthInterval > 0 {
-		next = healthGrid(s.deps.Clock.Now().Add(s.cfg.HealthInterval))
+		next = tickgrid.Next(s.deps.Clock.Now().Add(s.cfg.HealthInterval), healthTick)
 		t = s.deps.Clock.NewTimer(next.Sub(s.deps.Clock.Now()))
 		defer t.Stop()
 		health = t.C()
@@ -146,7 +147,7 @@ wait:
 			// Absolute times: each instance's rounds stay on the grid
 			// however late this goroutine ran.
 			now := s.deps.Clock.Now()
-			next = nextHealthRound(next, now, s.cfg.HealthInterval)
+			next = tickgrid.After(next, now, s.cfg.HealthInterval)
 			t.Reset(next.Sub(now))
 			s.checkHealth(logger, c)
 			if round%diskCheckEvery == 0 {
@@ -182,36 +183,13 @@ wait:
 	s.complete(logger, c, result)
 }
 
-// healthTick is the grid every instance's health rounds fall on: the
-// runtime fires the timers due at one instant in one wake-up, where rounds
-// spread over the interval woke a thread (and the runtime's sysmon) once per
-// instance. An instance's first round comes up to one tick after
-// HealthInterval, and every later one HealthInterval after the one before
-// it (issue 16: idle agent CPU at 500 instances).
+// healthTick is the grid every instance's health rounds fall on
+// (tickgrid): the runtime fires the timers due at one instant in one
+// wake-up, where rounds spread over the interval woke a thread (and the
+// runtime's sysmon) once per instance. An instance's first round comes up
+// to one tick after HealthInterval, and every later one HealthInterval
+// after the one before it (issue 16: idle agent CPU at 500 instances).
 const healthTick = time.Second
-
-// healthGrid answers t rounded up to the next healthTick. The rounding is
-// added to t, so the answer keeps t's monotonic clock reading: rounds are
-// then timed by the monotonic clock, and a wall clock stepped back (NTP at
-// boot, a restored VM) or forward neither stops them nor bunches them.
-func healthGrid(t time.Time) time.Time {
-	if r := t.Truncate(healthTick); r.Before(t) {
-		return t.Add(r.Add(healthTick).Sub(t))
-	}
-	return t
-}
-
-// nextHealthRound answers the round after next: next plus interval, or,
-// when rounds were missed (the goroutine ran late), the first time after
-// now that is a whole number of intervals after next, as a Ticker drops
-// the ticks a slow reader missed.
-func nextHealthRound(next, now time.Time, interval time.Duration) time.Time {
-	next = next.Add(interval)
-	if late := now.Sub(next); late >= 0 {
-		next = next.Add(late.Truncate(interval) + interval)
-	}
-	return next
-}
 
 // startError asks the pipeline whether a task that exited with status
 // never started its app (StartExplainer); if so it sets *err to why.

@@ -20,6 +20,7 @@ import (
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/internal/atomicfile"
 	"github.com/cellagent/cellagent/internal/cellinit"
+	"github.com/cellagent/cellagent/internal/tickgrid"
 	"github.com/cellagent/cellagent/proxyconfig"
 )
 
@@ -207,7 +208,12 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool, first *
 			logger.Info("state-watch-unavailable", lager.Data{"error": err.Error(), "poll": h.cfg.StatePoll.String()})
 		}
 	}
-	t := h.cfg.Clock.NewTicker(poll)
+	// The polls fall on a whole-second grid (tickgrid), shared by every
+	// instance's watch and health rounds: at 500 instances a 30 s poll on
+	// each instance's own phase woke the agent 17 times a second.
+	clk := h.cfg.Clock
+	next := tickgrid.Next(clk.Now().Add(poll), statePollTick)
+	t := clk.NewTimer(next.Sub(clk.Now()))
 	defer t.Stop()
 	var seen fs.FileInfo
 	var last cellinit.ProxyState
@@ -245,6 +251,9 @@ func (f filesHook) watchInit(guid string, sup *supervisor, started bool, first *
 		case <-sup.stop:
 			return
 		case <-t.C():
+			now := clk.Now()
+			next = tickgrid.After(next, now, poll)
+			t.Reset(next.Sub(now))
 		case <-wake:
 			seen = nil // replaced: read it even if a reused inode and mtime look the same
 		}
@@ -370,6 +379,9 @@ func (f filesHook) ConfirmedAtAdoption(inst *containerstore.Instance) bool {
 // watched state file without an event (a lost event delays a change by at
 // most that, never hides it).
 const stateFallbackPolls = 30
+
+// statePollTick is the grid the state polls fall on.
+const statePollTick = time.Second
 
 // initChanged acts on a new state; it answers true when supervision ends
 // (the instance failed). Polling may miss a state in between: a change of

@@ -67,6 +67,8 @@ type Emitter struct {
 	// journalMu serializes journal writes so they land in the order their
 	// snapshots were taken.
 	journalMu sync.Mutex
+	// journalWrites counts the journal writes begun (guarded by journalMu).
+	journalWrites int
 
 	mu sync.Mutex
 	// guarded by mu:
@@ -85,6 +87,9 @@ type Emitter struct {
 	connected    bool // a (re)connect happened that the loop has not handled
 	online       bool // the loop handled the latest connect and no disconnect came since
 	journalDirty bool
+	// journalGen counts the turns taken in saveJournal; journalSaved is the
+	// count at the snapshot of the last journal write that landed.
+	journalGen, journalSaved uint64
 }
 
 var _ ifrit.Runner = (*Emitter)(nil)

@@ -329,6 +329,36 @@ var _ = Describe("Emitter", func() {
 			Consistently(rec.lastUnregister).Should(HaveField("PrivateInstanceID", "gone"))
 		})
 
+		It("writes the journal once for the registrations that queued behind a write, and holds them all", func() {
+			e := newEmitter()
+			run(e)
+			before, turns := e.JournalWrites(), e.JournalTurns()
+			release := e.HoldJournal() // a write in progress
+			const n = 8
+			done := make(chan error, n)
+			for i := range n {
+				go func() { done <- e.Register(logger, endpoint(fmt.Sprintf("q%d", i))) }()
+			}
+			Eventually(e.JournalTurns).Should(Equal(turns + n))
+			release()
+			for range n {
+				Expect(<-done).To(Succeed())
+			}
+			Expect(e.JournalWrites()-before).To(Equal(1), "one write covered every queued registration")
+
+			var journal struct {
+				Registered map[string][]routetable.RegistryMessage `json:"registered"`
+			}
+			data, err := os.ReadFile(filepath.Join(cfg.DataDir, "routeemitter", "routes.json"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(json.Unmarshal(data, &journal)).To(Succeed())
+			Expect(journal.Registered).To(HaveLen(n))
+
+			// A later change is not covered by that write: it writes again.
+			Expect(e.Register(logger, endpoint("later"))).To(Succeed())
+			Expect(e.JournalWrites() - before).To(Equal(2))
+		})
+
 		It("keeps the journal as JSON under the data dir, and moves an unreadable one aside", func() {
 			e := newEmitter()
 			run(e)

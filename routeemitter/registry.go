@@ -267,13 +267,31 @@ func (e *Emitter) tombstonesDueLocked(logger lager.Logger, now time.Time) bool {
 	return finished
 }
 
-// saveJournal writes the current routes and tombstones. A failure is logged
-// and retried by the loop: routes stay registered either way, the journal
-// only matters for the next restart.
+// saveJournal writes the current routes and tombstones, or returns at once
+// when a write that began after the caller's change has landed (a group
+// commit). A failure is logged and retried by the loop: routes stay
+// registered either way, the journal only matters for the next restart.
+//
+// Every caller changed what the journal holds before calling, so any
+// snapshot taken after its turn is counted (journalGen) holds its change.
+// Starts in flight at once queue here behind one write of the whole
+// journal (all routes, fsynced with its directory); the first of them to
+// get the lock writes for all the others, which then find their turn
+// covered: at 10 starts in flight and 500 routes, one write served several
+// registrations, where each wrote the same growing file.
 func (e *Emitter) saveJournal(logger lager.Logger) {
+	e.mu.Lock()
+	e.journalGen++
+	turn := e.journalGen
+	e.mu.Unlock()
+
 	e.journalMu.Lock()
 	defer e.journalMu.Unlock()
 	e.mu.Lock()
+	if e.journalSaved >= turn {
+		e.mu.Unlock()
+		return
+	}
 	st := journalState{
 		Registered: make(map[string][]routetable.RegistryMessage, len(e.registered)+len(e.journaled)),
 		Tombstones: make(map[string][]routetable.RegistryMessage, len(e.tombstones)),
@@ -283,15 +301,21 @@ func (e *Emitter) saveJournal(logger lager.Logger) {
 	for guid, ts := range e.tombstones {
 		st.Tombstones[guid] = ts.msgs
 	}
+	taken := e.journalGen
 	e.journalDirty = false
 	e.mu.Unlock()
 
+	e.journalWrites++
 	if err := e.journal.save(st); err != nil {
 		logger.Error("failed-to-write-route-journal", err)
 		e.mu.Lock()
 		e.journalDirty = true
 		e.mu.Unlock()
+		return
 	}
+	e.mu.Lock()
+	e.journalSaved = max(e.journalSaved, taken)
+	e.mu.Unlock()
 }
 
 func uriCount(msgs []routetable.RegistryMessage) int {

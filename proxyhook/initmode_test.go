@@ -85,10 +85,10 @@ func TestTheInitsProxyExitsRestartsAndFailureReachTheStore(t *testing.T) {
 	}
 	// The state watch wakes the supervisor; a tick stands for a poll where
 	// inotify is missing. Not WaitForWatcher: a supervisor that saw the
-	// final failed state has already returned with its ticker.
+	// final failed state has already returned with its poll timer.
 	tick := func() { clk.Increment(time.Second) }
 	// readiness steps the clock until the reroute's readiness poll ran
-	// (the state ticker is a watcher too, so waiting for one proves
+	// (the state poll timer is a watcher too, so waiting for one proves
 	// nothing); bounded.
 	readiness := func() {
 		t.Helper()

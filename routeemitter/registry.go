@@ -268,16 +268,17 @@ func (e *Emitter) tombstonesDueLocked(logger lager.Logger, now time.Time) bool {
 }
 
 // saveJournal writes the current routes and tombstones, or returns at once
-// when a write that began after the caller's change has landed (a group
-// commit). A failure is logged and retried by the loop: routes stay
+// when a write whose snapshot was taken after the caller's turn was counted
+// has landed (a group commit). A failure is logged and retried by the loop: routes stay
 // registered either way, the journal only matters for the next restart.
 //
 // Every caller changed what the journal holds before calling, so any
 // snapshot taken after its turn is counted (journalGen) holds its change.
 // Starts in flight at once queue here behind one write of the whole
 // journal (all routes, fsynced with its directory); the first of them to
-// get the lock writes for all the others, which then find their turn
-// covered: at 10 starts in flight and 500 routes, one write served several
+// get the lock writes for every one counted before its snapshot, which
+// then find their turn covered (a change counted just after a snapshot is
+// written once more, which is harmless): at 10 starts in flight and 500 routes, one write served several
 // registrations, where each wrote the same growing file.
 func (e *Emitter) saveJournal(logger lager.Logger) {
 	e.mu.Lock()

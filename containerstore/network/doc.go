@@ -34,8 +34,9 @@
 // Containers on the bridge reach each other only through the forward hook:
 // by br_netfilter where it is on, through isolated bridge ports and proxy
 // ARP, answered at once (proxy_delay 0), where it is not (a start sets the
-// flag only on the ports that came since the last one, brports.go). A Filter reads the egress and ingress
-// elements of its address alone (mapelem.go), not the whole maps. The
+// flag only on the ports that came since the last one, brports.go). A
+// Filter reads the egress and ingress elements of its address alone
+// (mapelem.go), not the whole maps. The
 // rules a container got are in its state file (default rules included). After an agent restart, Restore reads the table
 // once and re-applies a container's forwards or filter only where the
 // table no longer holds them: every Map and Filter batch leaves a mark (a

@@ -9,7 +9,7 @@ package tickgrid
 import "time"
 
 // Next answers t rounded up to the next whole tick (t itself when it is on
-// one). The rounding is added to t, so the answer keeps t's monotonic clock
+// one); tick must be positive. The rounding is added to t, so the answer keeps t's monotonic clock
 // reading: a timer set from it follows the monotonic clock, and a wall
 // clock stepped back or forward neither stops nor bunches the rounds.
 func Next(t time.Time, tick time.Duration) time.Time {
@@ -22,7 +22,10 @@ func Next(t time.Time, tick time.Duration) time.Time {
 // After answers the round after next for a period: next plus period, or,
 // when rounds were missed (the caller ran late), the first instant after
 // now that is a whole number of periods after next, as a time.Ticker
-// drops the ticks a slow reader missed.
+// drops the ticks a slow reader missed. period must be positive (0 would
+// answer now, a busy loop); rounds that start on the grid stay on it only
+// when period is a whole number of ticks (30 s health rounds on a 1 s
+// grid are; a 2.5 s interval keeps its own phase after the first round).
 func After(next, now time.Time, period time.Duration) time.Time {
 	next = next.Add(period)
 	if late := now.Sub(next); late >= 0 {

@@ -18,8 +18,15 @@ import (
 // proxy started there would show the proxy's empty bounding set), and the
 // runtime parks a main thread whose locked goroutine ended instead of
 // ending it, leaving a thread that answers all-threads calls differently.
+//
+// One P: the init only waits (for children, signals, timers and its
+// checks' sockets), and every further P lets the runtime start and keep
+// more threads, each of which every all-threads system call of
+// restrictSelf then signals and waits for (the caller spinning in
+// sched_yield while the CPUs are busy with other starts).
 func init() {
 	runtime.LockOSThread()
+	runtime.GOMAXPROCS(1)
 }
 
 func main() {

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -120,14 +119,8 @@ func execAsLocked(args []string) error {
 		}
 	}
 	if e.cred != nil {
-		if err := syscall.Setgroups(nil); err != nil {
-			return fmt.Errorf("setgroups: %w", err)
-		}
-		if err := syscall.Setgid(int(e.cred.GID)); err != nil {
-			return fmt.Errorf("setgid %d: %w", e.cred.GID, err)
-		}
-		if err := syscall.Setuid(int(e.cred.UID)); err != nil {
-			return fmt.Errorf("setuid %d: %w", e.cred.UID, err)
+		if err := threadSetCred(*e.cred); err != nil {
+			return err
 		}
 	}
 	if e.dropCaps || os.Getuid() != 0 {
@@ -151,6 +144,28 @@ func execAsLocked(args []string) error {
 	unix.CloseOnExec(errFD)
 	if err := unix.Exec(path, e.argv, os.Environ()); err != nil {
 		return fmt.Errorf("exec %s: %w", path, err)
+	}
+	return nil
+}
+
+// threadSetCred drops the calling thread to cred: no supplementary group,
+// then the group, then the user (real, effective and saved). These are
+// the raw system calls, which change this thread only, where
+// syscall.Setgroups, Setgid and Setuid change every thread of the process
+// (AllThreadsSyscall: a signal to each and the caller spinning until all
+// answered, about a third of the helper's CPU at a start). The helper
+// execs from this thread, and exec gives the new program this thread's
+// credentials and ends the others; should the exec fail, the helper
+// exits.
+func threadSetCred(cred Cred) error {
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); errno != 0 {
+		return fmt.Errorf("setgroups: %w", errno)
+	}
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(cred.GID), uintptr(cred.GID), uintptr(cred.GID)); errno != 0 {
+		return fmt.Errorf("setgid %d: %w", cred.GID, errno)
+	}
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(cred.UID), uintptr(cred.UID), uintptr(cred.UID)); errno != 0 {
+		return fmt.Errorf("setuid %d: %w", cred.UID, errno)
 	}
 	return nil
 }

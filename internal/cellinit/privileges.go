@@ -66,9 +66,9 @@ func restrictSelf() error {
 			return fmt.Errorf("drop capability %d from the init's bounding set: %w", c, errno)
 		}
 	}
-	if _, _, errno := syscall.AllThreadsSyscall6(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0); errno != 0 && !errors.Is(errno, unix.EINVAL) {
-		return fmt.Errorf("clear the init's ambient capabilities: %w", errno)
-	}
+	// The capset's empty inheritable set empties the ambient one with it
+	// (the kernel keeps no ambient capability that is not both permitted
+	// and inheritable): no all-threads call of its own for that.
 	hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	data := [2]unix.CapUserData{
 		{Effective: uint32(keep), Permitted: uint32(keep)},

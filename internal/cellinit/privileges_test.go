@@ -206,6 +206,26 @@ func TestTheProxyHoldsNoCapabilityWhateverTheInitHeld(t *testing.T) {
 			t.Errorf("proxy %s %q, want %q", k, proxySt[k], v)
 		}
 	}
+	// The init itself, on every thread, kept nothing inheritable or
+	// ambient (restrictSelf's capset empties the ambient set with the
+	// inheritable one, without a call of its own).
+	taskDir := fmt.Sprintf("/proc/%d/task", s.cmd.Process.Pid)
+	tasks, err := os.ReadDir(taskDir)
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of the init: %v (%d)", err, len(tasks))
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(taskDir + "/" + task.Name() + "/status")
+		if err != nil {
+			continue // ended
+		}
+		st := statusLines(strings.ReplaceAll(string(b), "\t", " "))
+		for _, k := range []string{"CapInh:", "CapAmb:"} {
+			if st[k] != "0000000000000000" {
+				t.Errorf("init thread %s %s %q, want none", task.Name(), k, st[k])
+			}
+		}
+	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	s.wait(t)
 }

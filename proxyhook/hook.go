@@ -150,7 +150,22 @@ type instance struct {
 	// drain; sdsWriting): a Verify or confirm records the serial it saw
 	// only when no rewrite began since it started (confirmed).
 	sdsGen uint64
+	// readySeen is what a Ready that passed saw on the host TLS ports:
+	// the next Verify takes it instead of handshaking again (see Ready).
+	readySeen readySeen
 }
+
+// readySeen says that a Ready's handshakes on every host TLS port, as a
+// router would make them, got serial at SDS generation gen, at time at.
+type readySeen struct {
+	serial string
+	gen    uint64
+	at     time.Time
+}
+
+// readySeenFor is how long a Ready's handshakes stand for the Verify
+// that follows it: a start verifies right after its readiness passed.
+const readySeenFor = time.Second
 
 // New makes the hook.
 func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (*Hook, error) {
@@ -532,18 +547,62 @@ func (f filesHook) instance(guid string) (*instance, bool) {
 }
 
 // Ready is one attempt: every proxy port completes a TLS handshake with
-// the instance's identity (any serial: the proxy is up).
+// the instance's identity (any serial: the proxy is up). A port with a
+// host TLS port is dialled there, as a router would (and Verify does), so
+// that when every such handshake got the serial the proxy must serve,
+// the Verify that follows the readiness at a start takes these
+// handshakes for its own (readySeen) instead of making them again: a
+// TLS handshake on each side per start (about 0.8 ms of CPU, issue 16).
+// A port without one is dialled at the container's address.
 func (f filesHook) Ready(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
+	in, known := f.instance(inst.GUID)
+	var want string
+	var gen uint64
+	if known {
+		f.h.mu.Lock()
+		want, gen = in.serial, in.sdsGen
+		f.h.mu.Unlock()
+	}
+	verified := known && inst.ExternalIP != ""
 	for _, m := range inst.Ports {
-		if m.ContainerTLSProxyPort == 0 {
+		if m.ContainerTLSProxyPort == 0 && m.HostTLSProxyPort == 0 {
 			continue
 		}
 		addr := fmt.Sprintf("%s:%d", inst.InternalIP, m.ContainerTLSProxyPort)
-		if _, err := f.h.verifier.handshake(ctx, addr, inst.GUID); err != nil {
+		if m.HostTLSProxyPort != 0 && inst.ExternalIP != "" {
+			addr = fmt.Sprintf("%s:%d", inst.ExternalIP, m.HostTLSProxyPort)
+		}
+		got, err := f.h.verifier.handshake(ctx, addr, inst.GUID)
+		if err != nil {
 			return fmt.Errorf("proxy not ready on %s: %w", addr, err)
 		}
+		if m.HostTLSProxyPort != 0 && got != want {
+			verified = false
+		}
+	}
+	if verified {
+		f.h.mu.Lock()
+		if in.sdsGen == gen {
+			in.readySeen = readySeen{serial: want, gen: gen, at: f.h.cfg.Clock.Now()}
+		}
+		f.h.mu.Unlock()
 	}
 	return nil
+}
+
+// takeReadySeen answers whether a Ready just saw in's proxy serve the
+// serial it must on every host TLS port, with that serial and its SDS
+// generation; what it saw is used once.
+func (f filesHook) takeReadySeen(in *instance) (string, uint64, bool) {
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	seen := in.readySeen
+	in.readySeen = readySeen{}
+	if seen.serial == "" || seen.serial != in.serial || seen.gen != in.sdsGen ||
+		f.h.cfg.Clock.Since(seen.at) > readySeenFor {
+		return "", 0, false
+	}
+	return seen.serial, seen.gen, true
 }
 
 // Alive is the health monitoring's check: every proxy port answers a
@@ -623,6 +682,8 @@ func (f filesHook) CoversTCP(inst *containerstore.Instance, port uint16) bool {
 
 // Verify dials every host TLS port as the router would and checks the
 // serial is the one just issued; it retries briefly (SDS takes a second).
+// Right after a Ready whose handshakes on those ports saw that serial at
+// the same SDS generation (readySeen) it takes theirs and dials nothing.
 func (f filesHook) Verify(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
 	if !proxied(inst) {
 		return nil
@@ -630,6 +691,10 @@ func (f filesHook) Verify(ctx context.Context, logger lager.Logger, inst *contai
 	in, ok := f.instance(inst.GUID)
 	if !ok {
 		return fmt.Errorf("no proxy for %s", inst.GUID)
+	}
+	if serial, gen, ok := f.takeReadySeen(in); ok {
+		f.h.confirmed(logger, in, inst.GUID, serial, gen)
+		return nil
 	}
 	deadline := f.h.cfg.Clock.Now().Add(f.h.cfg.ConfirmTimeout)
 	for {

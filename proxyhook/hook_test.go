@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,6 +96,15 @@ func (c *ca) leaf(t *testing.T, guid string, serial int64) (certPEM, keyPEM []by
 // tlsServer serves cert on 127.0.0.1 and answers its port; Close ends it.
 func tlsServer(t *testing.T, cert tls.Certificate) uint16 {
 	t.Helper()
+	port, _ := countingTLSServer(t, cert)
+	return port
+}
+
+// countingTLSServer is tlsServer that also counts the handshakes it
+// completed.
+func countingTLSServer(t *testing.T, cert tls.Certificate) (uint16, *atomic.Int32) {
+	t.Helper()
+	var handshakes atomic.Int32
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
 		t.Fatal(err)
@@ -113,12 +123,14 @@ func tlsServer(t *testing.T, cert tls.Certificate) uint16 {
 				defer wg.Done()
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				_ = c.(*tls.Conn).Handshake()
+				if c.(*tls.Conn).Handshake() == nil {
+					handshakes.Add(1)
+				}
 			}()
 		}
 	}()
 	t.Cleanup(func() { l.Close(); wg.Wait() })
-	return uint16(l.Addr().(*net.TCPAddr).Port)
+	return uint16(l.Addr().(*net.TCPAddr).Port), &handshakes
 }
 
 // closedPort answers a loopback port nothing listens on.
@@ -577,6 +589,59 @@ func TestVerifyReadyAndAliveAsARouterWould(t *testing.T) {
 	}
 	if err := files.(containerstore.Readiness).Alive(ctx, f.logger, down); err == nil {
 		t.Error("Alive with nothing listening answered no error")
+	}
+}
+
+// At a start Verify follows Ready at once: where Ready's handshakes on
+// the host TLS ports saw the issued serial, Verify takes them instead of
+// handshaking again, and only once; a Ready that saw another serial
+// proves nothing.
+func TestVerifyTakesTheHandshakesOfTheReadyBeforeIt(t *testing.T) {
+	f := newFixture(t, clock.NewClock(), func(c *proxyhook.Config) { c.ConfirmTimeout = 300 * time.Millisecond })
+	_, _, served, _ := f.ca.leaf(t, "g1", 10)
+	port, handshakes := countingTLSServer(t, served)
+	inst := f.instance(t, "g1", 10, port)
+	files := f.hook.FilesHook()
+	ctx := context.Background()
+	// The server counts a handshake after the client's: wait for it.
+	expect := func(what string, n int32) {
+		t.Helper()
+		for range 200 {
+			if handshakes.Load() == n {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // and no other comes
+		if got := handshakes.Load(); got != n {
+			t.Fatalf("%s: %d handshakes, want %d", what, got, n)
+		}
+	}
+	if err := files.(containerstore.Readiness).Ready(ctx, f.logger, inst); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	expect("Ready", 1)
+	if err := files.(containerstore.Verifier).Verify(ctx, f.logger, inst); err != nil {
+		t.Fatalf("Verify after Ready: %v", err)
+	}
+	expect("Verify right after Ready", 1)
+	if err := files.(containerstore.Verifier).Verify(ctx, f.logger, inst); err != nil {
+		t.Fatalf("second Verify: %v", err)
+	}
+	expect("a second Verify (what Ready saw is used once)", 2)
+
+	// A Ready that saw another serial than the issued one proves nothing.
+	_, _, old, _ := f.ca.leaf(t, "g2", 9)
+	stalePort, staleHandshakes := countingTLSServer(t, old)
+	stale := f.instance(t, "g2", 11, stalePort)
+	if err := files.(containerstore.Readiness).Ready(ctx, f.logger, stale); err != nil {
+		t.Fatalf("Ready (any serial): %v", err)
+	}
+	if err := files.(containerstore.Verifier).Verify(ctx, f.logger, stale); err == nil || !strings.Contains(err.Error(), "differs from issued") {
+		t.Errorf("Verify of a stale serial after Ready = %v, want differs", err)
+	}
+	if staleHandshakes.Load() < 2 {
+		t.Errorf("stale proxy: %d handshakes, want Verify's own after Ready's", staleHandshakes.Load())
 	}
 }
 

@@ -569,12 +569,14 @@ func (f filesHook) Ready(ctx context.Context, logger lager.Logger, inst *contain
 			continue
 		}
 		addr := fmt.Sprintf("%s:%d", inst.InternalIP, m.ContainerTLSProxyPort)
+		name := addr
 		if m.HostTLSProxyPort != 0 && inst.ExternalIP != "" {
 			addr = fmt.Sprintf("%s:%d", inst.ExternalIP, m.HostTLSProxyPort)
+			name += " (dialled at its host port " + addr + ")"
 		}
 		got, err := f.h.verifier.handshake(ctx, addr, inst.GUID)
 		if err != nil {
-			return fmt.Errorf("proxy not ready on %s: %w", addr, err)
+			return fmt.Errorf("proxy not ready on %s: %w", name, err)
 		}
 		if m.HostTLSProxyPort != 0 && got != want {
 			verified = false

@@ -77,6 +77,9 @@ func (f filesHook) setupInit(inst *containerstore.Instance) ([]containerstore.Mo
 	cfg := cellinit.Config{
 		Proxy: argv, ProxyUser: &cellinit.Cred{UID: h.cfg.User.UID, GID: h.cfg.User.GID}, ProxyNoFile: h.cfg.NoFile,
 		ProxyDropCaps: true, ProxyLog: InitRunDir + "/" + executor.LogSourceProxy + ".log", ProxyLogMaxBytes: h.cfg.LogMaxBytes,
+		// The app's log is in the same directory (containerstore.LogPath):
+		// the init writes it, and the runtime starts no logging process.
+		AppLog: InitRunDir + "/" + executor.LogSourceApp + ".log", AppLogMaxBytes: h.cfg.LogMaxBytes,
 		StateDir: InitRunDir, MaxRestarts: h.cfg.MaxRestarts,
 	}
 	if err := f.initHealth(inst, dir, &cfg); err != nil {

@@ -37,7 +37,7 @@ func main() {
 	}
 	cfg, err := cellinit.Parse(os.Args[1:])
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		cellinit.ReportBadFlags(cfg, os.Stderr, err)
 		os.Exit(2)
 	}
 	os.Exit(cellinit.Run(cfg, os.Stderr))

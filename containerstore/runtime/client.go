@@ -38,6 +38,9 @@ const (
 	labelLogPath   = "cellagent.log-path"
 	labelLogMax    = "cellagent.log-max-bytes"
 	labelPreloaded = "cellagent.preloaded"
+	// labelInitLogs marks a container whose init (cellinit) writes the
+	// app's log itself: its task starts without the logging binary.
+	labelInitLogs = "cellagent.init-logs"
 	// labelLogin marks an image pulled with a login: each start that uses
 	// it asks the registry again with its own login.
 	labelLogin = "cellagent.login"
@@ -311,6 +314,9 @@ func (c *Client) Create(ctx context.Context, logger lager.Logger, spec container
 	}
 	labels := map[string]string{labelOwner: c.cellID, labelGUID: spec.GUID,
 		labelLogPath: spec.LogPath, labelLogMax: strconv.FormatInt(spec.LogMaxBytes, 10)}
+	if spec.Init != nil && spec.Init.Config.AppLog != "" {
+		labels[labelInitLogs] = "true"
+	}
 	bindCheckLabels(spec.Mounts, labels)
 	for k, v := range spec.Labels {
 		labels[k] = v
@@ -341,7 +347,7 @@ func (c *Client) Start(ctx context.Context, logger lager.Logger, guid string) (<
 		return nil, fmt.Errorf("labels of %s: %w", guid, err)
 	}
 	var creator cio.Creator = cio.NullIO
-	if c.logger != "" && labels[labelLogPath] != "" {
+	if c.logger != "" && labels[labelLogPath] != "" && labels[labelInitLogs] != "true" {
 		creator = cio.BinaryIO(c.logger, map[string]string{LoggerArg: labels[labelLogPath], "max-bytes": labels[labelLogMax]})
 	}
 	task, err := ctr.NewTask(ctx, creator)

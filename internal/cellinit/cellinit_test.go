@@ -396,3 +396,56 @@ func TestParseRefusesWhatItCannotRun(t *testing.T) {
 }
 
 var _ io.Writer = (*lockedBuffer)(nil)
+
+// With AppLog the init writes the app's stdout and stderr into the capped
+// log itself (no logging process beside the container): everything the
+// app wrote before it exited is there, stdout and stderr, and the init's
+// own message about a failed start too; the init's own stdout gets
+// nothing of the app.
+func TestAppOutputGoesToTheAppLog(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	// 64 KB: more than a pipe holds, so the copy must keep up with the
+	// app, and the last line is written just before it exits.
+	s := start(t, cellinit.Config{
+		App:    app(`i=0; while [ $i -lt 1024 ]; do echo "line $i of 64 bytes padding padding padding padding pad"; i=$((i+1)); done; echo to-stderr >&2; echo last; exit 3`),
+		AppLog: log, AppLogMaxBytes: 1 << 20,
+	})
+	status, rest := s.wait(t)
+	if status != 3 {
+		t.Errorf("exit status %d, want the app's 3", status)
+	}
+	if rest != "" {
+		t.Errorf("the init's stdout got %q, want nothing (the app's output is in the log)", rest)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 1026 || lines[0] != "line 0 of 64 bytes padding padding padding padding pad" ||
+		lines[1024] != "to-stderr" || lines[1025] != "last" {
+		t.Errorf("app log: %d lines, first %q, last two %q; want 1026 ending to-stderr, last", len(lines), lines[0], lines[len(lines)-2:])
+	}
+
+	// A start that fails says why in the log.
+	failed := filepath.Join(dir, "failed.log")
+	s = start(t, cellinit.Config{App: []string{"/nonexistent/app"}, AppLog: failed})
+	if status, _ := s.wait(t); status != cellinit.AppStartFailed {
+		t.Errorf("exit status %d, want AppStartFailed", status)
+	}
+	if b, _ := os.ReadFile(failed); !strings.Contains(string(b), "cellinit: could not start the app") || !strings.Contains(string(b), "/nonexistent/app") {
+		t.Errorf("log of a failed start: %q", b)
+	}
+
+	// So does a command line the init cannot read, past the -app-log.
+	bad := filepath.Join(dir, "bad.log")
+	err = exec.Command(initBin, "-app-log", bad, "-no-such-flag", "--", "true").Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Errorf("bad flags: %v, want exit status 2", err)
+	}
+	if b, _ := os.ReadFile(bad); !strings.Contains(string(b), "no-such-flag") {
+		t.Errorf("log of bad flags: %q", b)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cellagent/cellagent/logfile"
 )
 
 // Config is what the agent puts on the init's command line:
@@ -25,6 +27,13 @@ type Config struct {
 	// /etc/passwd (runc's rule; "/" when there is none): runc set the
 	// init's HOME for root, not for the app.
 	AppHome bool
+	// AppLog receives the app's stdout and stderr and the init's own
+	// messages, capped at AppLogMaxBytes (one rotated generation), as the
+	// logging binary containerd's shim would otherwise run beside the
+	// container (a process of its own per container); empty leaves them
+	// on the init's own stdout and stderr.
+	AppLog         string
+	AppLogMaxBytes int64
 
 	// Proxy is the proxy's argv; empty runs no proxy.
 	Proxy     []string
@@ -80,6 +89,9 @@ func (c Config) Args() []string {
 	if c.AppHome {
 		a = append(a, "-app-home")
 	}
+	if c.AppLog != "" {
+		a = append(a, "-app-log", c.AppLog, "-app-log-max-bytes", strconv.FormatInt(c.AppLogMaxBytes, 10))
+	}
 	for _, p := range c.Proxy {
 		a = append(a, "-proxy", p)
 	}
@@ -111,6 +123,20 @@ func (c Config) Args() []string {
 	return append(a, c.App...)
 }
 
+// ReportBadFlags says err, Parse's, on stderr and, where the flags named
+// an AppLog before the one that failed, in that log too: an init whose
+// app's output goes to its log has a stdout and stderr that go nowhere.
+func ReportBadFlags(partial Config, stderr io.Writer, err error) {
+	fmt.Fprintln(stderr, err)
+	if partial.AppLog == "" {
+		return
+	}
+	if log, lerr := logfile.OpenCapped(partial.AppLog, partial.AppLogMaxBytes); lerr == nil {
+		fmt.Fprintln(log, err)
+		log.Close()
+	}
+}
+
 // Parse reads the init's command line (without argv[0]).
 func Parse(args []string) (Config, error) {
 	var c Config
@@ -123,6 +149,8 @@ func Parse(args []string) (Config, error) {
 		return err
 	})
 	fs.BoolVar(&c.AppHome, "app-home", false, "set HOME to the app user's home")
+	fs.StringVar(&c.AppLog, "app-log", "", "the app's log file")
+	fs.Int64Var(&c.AppLogMaxBytes, "app-log-max-bytes", 0, "cap of the app's log file")
 	fs.Func("proxy", "one argument of the proxy's argv (repeated, in order)", func(s string) error {
 		c.Proxy = append(c.Proxy, s)
 		return nil

@@ -60,6 +60,11 @@ type Config struct {
 	// handshake). Then a proxy that answers proves the app listens, and
 	// the health monitoring skips the app's own TCP check of that port.
 	UpstreamBeforeHandshake bool
+	// RoutesToInstanceAddress says the routes name the container's own
+	// address (routing.instance_address): readiness then dials the
+	// proxy's container port, the router's path, and Verify makes its own
+	// handshakes on the host ports (see Ready).
+	RoutesToInstanceAddress bool
 	// ConfirmDelay is how long after rewriting the SDS file the first
 	// confirming handshake waits: cellproxy notices a new file within its
 	// 1s poll (Envoy's directory watch is quicker). Checking at once only
@@ -553,7 +558,10 @@ func (f filesHook) instance(guid string) (*instance, bool) {
 // the Verify that follows the readiness at a start takes these
 // handshakes for its own (readySeen) instead of making them again: a
 // TLS handshake on each side per start (about 0.8 ms of CPU, issue 16).
-// A port without one is dialled at the container's address.
+// A port without one is dialled at the container's address, and so is
+// every port where the routes name that address (RoutesToInstanceAddress):
+// readiness then checks the router's path, and Verify dials the host
+// ports itself.
 func (f filesHook) Ready(ctx context.Context, logger lager.Logger, inst *containerstore.Instance) error {
 	in, known := f.instance(inst.GUID)
 	var want string
@@ -563,14 +571,15 @@ func (f filesHook) Ready(ctx context.Context, logger lager.Logger, inst *contain
 		want, gen = in.serial, in.sdsGen
 		f.h.mu.Unlock()
 	}
-	verified := known && inst.ExternalIP != ""
+	viaHost := inst.ExternalIP != "" && !f.h.cfg.RoutesToInstanceAddress
+	verified := known && viaHost
 	for _, m := range inst.Ports {
 		if m.ContainerTLSProxyPort == 0 && m.HostTLSProxyPort == 0 {
 			continue
 		}
 		addr := fmt.Sprintf("%s:%d", inst.InternalIP, m.ContainerTLSProxyPort)
 		name := addr
-		if m.HostTLSProxyPort != 0 && inst.ExternalIP != "" {
+		if m.HostTLSProxyPort != 0 && viaHost {
 			addr = fmt.Sprintf("%s:%d", inst.ExternalIP, m.HostTLSProxyPort)
 			name += " (dialled at its host port " + addr + ")"
 		}

@@ -601,6 +601,9 @@ func TestVerifyTakesTheHandshakesOfTheReadyBeforeIt(t *testing.T) {
 	_, _, served, _ := f.ca.leaf(t, "g1", 10)
 	port, handshakes := countingTLSServer(t, served)
 	inst := f.instance(t, "g1", 10, port)
+	// Nothing at the container's port: Ready must dial the host port, the
+	// router's path, for Verify to take its handshakes.
+	inst.Ports[0].ContainerTLSProxyPort = closedPort(t)
 	files := f.hook.FilesHook()
 	ctx := context.Background()
 	// The server counts a handshake after the client's: wait for it.
@@ -642,6 +645,36 @@ func TestVerifyTakesTheHandshakesOfTheReadyBeforeIt(t *testing.T) {
 	}
 	if staleHandshakes.Load() < 2 {
 		t.Errorf("stale proxy: %d handshakes, want Verify's own after Ready's", staleHandshakes.Load())
+	}
+}
+
+// Where the routes name the container's address, Ready dials the proxy's
+// container port (the router's path) and Verify its own host ports.
+func TestReadyDialsTheContainerPortWhenRoutesNameIt(t *testing.T) {
+	f := newFixture(t, clock.NewClock(), func(c *proxyhook.Config) {
+		c.ConfirmTimeout = 300 * time.Millisecond
+		c.RoutesToInstanceAddress = true
+	})
+	_, _, served, _ := f.ca.leaf(t, "g1", 10)
+	hostPort, hostHandshakes := countingTLSServer(t, served)
+	containerPort, containerHandshakes := countingTLSServer(t, served)
+	inst := f.instance(t, "g1", 10, hostPort)
+	inst.Ports[0].ContainerTLSProxyPort = containerPort
+	ctx := context.Background()
+	if err := f.hook.FilesHook().(containerstore.Readiness).Ready(ctx, f.logger, inst); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	if err := f.hook.FilesHook().(containerstore.Verifier).Verify(ctx, f.logger, inst); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	for range 200 {
+		if containerHandshakes.Load() == 1 && hostHandshakes.Load() == 1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c, h := containerHandshakes.Load(), hostHandshakes.Load(); c != 1 || h != 1 {
+		t.Errorf("handshakes: container port %d, host port %d; want 1 each (Ready there, Verify here)", c, h)
 	}
 }
 

@@ -323,7 +323,7 @@ func newProxyHook(logger lager.Logger, cfg config.Config, issuer *credmanager.Is
 	}
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
 		CACertPEM: issuer.CACertPEM(), IssueC2C: issuer.IssueC2C, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
-		UpstreamBeforeHandshake: bundled, InitBinary: initBinary,
+		UpstreamBeforeHandshake: bundled, InitBinary: initBinary, RoutesToInstanceAddress: cfg.Routing.InstanceAddress,
 		AdminReload: bundled, Notices: notices, HealthInterval: time.Duration(cfg.HealthInterval),
 		User: containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
 	if err != nil {

@@ -93,6 +93,13 @@ type Client struct {
 	upperMu sync.Mutex        // guards uppers
 	uppers  map[string]string // guid -> writable directory (WritableBytes)
 
+	// created holds what Create made until Start takes it (or Delete
+	// drops it): Start then reads the labels Create wrote from it instead
+	// of asking containerd for the container twice (LoadContainer, then
+	// Labels, each a Get of the whole record with its spec).
+	createdMu sync.Mutex
+	created   map[string]containerd.Container
+
 	insecure    []string
 	pullTimeout time.Duration
 	pullMu      sync.Mutex           // guards pulls
@@ -128,7 +135,8 @@ func New(cfg Config) (*Client, error) {
 	return &Client{client: cl, socket: cfg.Socket, ns: cfg.Namespace, cellID: cfg.CellID, snapshotter: cfg.Snapshotter,
 		rootfs: cfg.Preloaded, logger: cfg.LoggerBinary, preloaded: map[string]string{},
 		cgroups: NewCgroups(cfg.CgroupRoot, cfg.Namespace), insecure: slices.Clone(cfg.InsecureRegistries),
-		pullTimeout: cfg.PullTimeout, pulls: map[string]*pullCall{}, clock: cfg.Clock}, nil
+		pullTimeout: cfg.PullTimeout, pulls: map[string]*pullCall{}, clock: cfg.Clock,
+		created: map[string]containerd.Container{}}, nil
 }
 
 // Cgroups answers the reader of this namespace's container cgroups (memory
@@ -321,7 +329,7 @@ func (c *Client) Create(ctx context.Context, logger lager.Logger, spec container
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
-	_, err := c.client.NewContainer(ctx, spec.GUID,
+	ctr, err := c.client.NewContainer(ctx, spec.GUID,
 		containerd.WithSnapshotter(c.snapshotter),
 		containerd.WithSnapshot(snapshotKey(spec.GUID)),
 		containerd.WithRuntime("io.containerd.runc.v2", nil),
@@ -333,18 +341,42 @@ func (c *Client) Create(ctx context.Context, logger lager.Logger, spec container
 		}
 		return fmt.Errorf("create container %s: %w", spec.GUID, err)
 	}
+	c.createdMu.Lock()
+	c.created[spec.GUID] = ctr
+	c.createdMu.Unlock()
 	return nil
+}
+
+// takeCreated answers the container Create made for guid in this
+// process, if Start has not taken it yet, and forgets it.
+func (c *Client) takeCreated(guid string) (containerd.Container, bool) {
+	c.createdMu.Lock()
+	defer c.createdMu.Unlock()
+	ctr, ok := c.created[guid]
+	delete(c.created, guid)
+	return ctr, ok
 }
 
 func (c *Client) Start(ctx context.Context, logger lager.Logger, guid string) (<-chan containerstore.Exit, error) {
 	ctx = c.nsCtx(ctx)
-	ctr, err := c.client.LoadContainer(ctx, guid)
-	if err != nil {
-		return nil, notFound(guid, err)
-	}
-	labels, err := ctr.Labels(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("labels of %s: %w", guid, err)
+	// What Create wrote: its labels are the record's (nothing of ours
+	// changes them between Create and Start).
+	var labels map[string]string
+	ctr, ok := c.takeCreated(guid)
+	if ok {
+		info, err := ctr.Info(ctx, containerd.WithoutRefreshedMetadata)
+		if err != nil {
+			return nil, fmt.Errorf("labels of %s: %w", guid, err)
+		}
+		labels = info.Labels
+	} else {
+		var err error
+		if ctr, err = c.client.LoadContainer(ctx, guid); err != nil {
+			return nil, notFound(guid, err)
+		}
+		if labels, err = ctr.Labels(ctx); err != nil {
+			return nil, fmt.Errorf("labels of %s: %w", guid, err)
+		}
 	}
 	var creator cio.Creator = cio.NullIO
 	if c.logger != "" && labels[labelLogPath] != "" && labels[labelInitLogs] != "true" {
@@ -418,6 +450,7 @@ func (c *Client) Signal(ctx context.Context, guid string, sig syscall.Signal) er
 func (c *Client) Delete(ctx context.Context, logger lager.Logger, guid string) error {
 	ctx = c.nsCtx(ctx)
 	c.forgetUpperDir(guid)
+	c.takeCreated(guid)
 	var errs []error
 	ctr, err := c.client.LoadContainer(ctx, guid)
 	switch {

@@ -428,11 +428,21 @@ func TestAppOutputGoesToTheAppLog(t *testing.T) {
 		t.Errorf("app log: %d lines, first %q, last two %q; want 1026 ending to-stderr, last", len(lines), lines[0], lines[len(lines)-2:])
 	}
 
-	// A start that fails says why in the log.
+	// A start that fails says why in the log, with the init's stdout and
+	// stderr what containerd's null IO gives it: /dev/null opened
+	// read-only, where every write fails.
 	failed := filepath.Join(dir, "failed.log")
-	s = start(t, cellinit.Config{App: []string{"/nonexistent/app"}, AppLog: failed})
-	if status, _ := s.wait(t); status != cellinit.AppStartFailed {
-		t.Errorf("exit status %d, want AppStartFailed", status)
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	cmd := exec.Command(initBin, cellinit.Config{App: []string{"/nonexistent/app"}, AppLog: failed}.Args()...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != cellinit.AppStartFailed {
+		t.Errorf("failed start: %v, want exit status %d", err, cellinit.AppStartFailed)
 	}
 	if b, _ := os.ReadFile(failed); !strings.Contains(string(b), "cellinit: could not start the app") || !strings.Contains(string(b), "/nonexistent/app") {
 		t.Errorf("log of a failed start: %q", b)
@@ -441,7 +451,6 @@ func TestAppOutputGoesToTheAppLog(t *testing.T) {
 	// So does a command line the init cannot read, past the -app-log.
 	bad := filepath.Join(dir, "bad.log")
 	err = exec.Command(initBin, "-app-log", bad, "-no-such-flag", "--", "true").Run()
-	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Errorf("bad flags: %v, want exit status 2", err)
 	}

@@ -12,7 +12,8 @@
 //     its own user (setgroups(0), setgid, setuid; a non-root app keeps no
 //     effective, permitted, inheritable or ambient capability, its
 //     bounding set is the container's, as runc gave it), with the app's
-//     file limit; its stdout and stderr are the task's (the app's log).
+//     file limit; its stdout and stderr are the task's, or, with AppLog,
+//     one pipe the init copies into that capped log (the app's log).
 //   - the proxy as the proxy's user with every capability set empty,
 //     bounding included, its own file limit, working directory "/", and
 //     its output in a log file of its own (never the app's log).
@@ -34,8 +35,8 @@
 // an init with securebits.
 //
 // An app that cannot be started (no executable, or it could not take its
-// user) ends the init with AppStartFailed, the reason on stderr and in
-// the state file's AppError: the agent reports that as a start failure,
+// user) ends the init with AppStartFailed, the reason on stderr (in
+// AppLog where there is one) and in the state file's AppError: the agent reports that as a start failure,
 // not as the app's exit. Once the app runs, a root init keeps only
 // KeptCapabilities (restrictSelf): in its effective, permitted and
 // bounding sets, with empty inheritable and ambient sets, on every

@@ -46,14 +46,21 @@ func Run(cfg Config, stderr io.Writer) int {
 		if out, err = openAppOutput(cfg.AppLog, cfg.AppLogMaxBytes); err != nil {
 			return s.appFailed(fmt.Errorf("open the app's log: %w", err))
 		}
-		s.stderr = io.MultiWriter(stderr, out.log)
+		// The log alone: the init's own stdout and stderr are then
+		// containerd's null IO (/dev/null opened read-only, where every
+		// write fails).
+		s.stderr = out.log
 		files[1], files[2] = out.w.Fd(), out.w.Fd()
+		// Every return, failed starts included: the app's (or the
+		// exec-as helper's) last words come before the init's.
+		defer out.finish()
 	}
 	s.appPID, err = s.spawn(app, directLimit(cfg.AppNoFile, len(cfg.Proxy) > 0, cfg.ProxyNoFile), files)
 	if out != nil {
 		out.w.Close() // the app has its own; EOF once it and its children are gone
 	}
 	if err != nil {
+		out.finish()
 		return s.appFailed(err)
 	}
 	// The app has its credentials; the init keeps only what restarting
@@ -62,12 +69,13 @@ func Run(cfg Config, stderr io.Writer) int {
 		_ = unix.Kill(s.appPID, unix.SIGKILL)
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(s.appPID, &ws, 0, nil)
+		out.finish()
 		return s.appFailed(err)
 	}
 	health := s.startHealth()
 	if len(cfg.Proxy) > 0 {
 		if err := s.openProxyOutput(); err != nil {
-			fmt.Fprintf(stderr, "cellinit: proxy output: %v\n", err)
+			fmt.Fprintf(s.stderr, "cellinit: proxy output: %v\n", err)
 		}
 		s.startProxy()
 	} else if s.state.HealthChecks {
@@ -89,10 +97,7 @@ func Run(cfg Config, stderr io.Writer) int {
 			}
 			if status, done := s.reap(); done {
 				s.stopProxy()
-				if out != nil {
-					out.finish()
-				}
-				return status
+				return status // out.finish (deferred) copies what is left
 			}
 		case <-s.restart:
 			s.restart = nil
@@ -282,16 +287,34 @@ func openAppOutput(path string, maxBytes int64) (*appOutput, error) {
 		return nil, err
 	}
 	o := &appOutput{log: log, r: r, w: w, done: make(chan struct{})}
-	go func() {
-		defer close(o.done)
-		_, _ = io.Copy(log, r)
-	}()
+	go o.copy()
 	return o, nil
 }
 
+// copy moves the app's output into the log until the pipe ends. A write
+// that fails (a full disk, a failed rotation) loses that piece, not the
+// copy: the init is the pipe's only reader, and an app whose output
+// nobody read would block once the pipe is full.
+func (o *appOutput) copy() {
+	defer close(o.done)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := o.r.Read(buf)
+		if n > 0 {
+			_, _ = o.log.Write(buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
 // finish copies what the app wrote before it exited, for at most
-// appOutputDrain.
+// appOutputDrain; a second call, or one on nil, returns at once.
 func (o *appOutput) finish() {
+	if o == nil {
+		return
+	}
 	_ = o.r.SetReadDeadline(time.Now().Add(appOutputDrain))
 	<-o.done
 }

@@ -104,8 +104,23 @@ func (n NFTables) chainExists(name string) (bool, error) {
 }
 
 // unmapLink removes guid's forwards: every hostports element that leads
-// to c_<guid>, and the chain.
+// to c_<guid>, and the chain. A batch the kernel refuses with ENOENT (an
+// element or the chain it was told to delete was not there) is made again
+// from a new listing, up to three times: a listing dumped while another
+// container's batch committed may be inconsistent (the kernel marks such
+// a dump interrupted), and a diego CI run saw a teardown fail so,
+// concurrent with another container's set-up, and the instance left.
 func (n NFTables) unmapLink(guid string) error {
+	var err error
+	for range 3 {
+		if err = n.unmapLinkOnce(guid); !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+	}
+	return err
+}
+
+func (n NFTables) unmapLinkOnce(guid string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return err
@@ -120,10 +135,13 @@ func (n NFTables) unmapLink(guid string) error {
 	if err != nil {
 		return fmt.Errorf("list hostports map: %w", err)
 	}
+	deleted := map[string]bool{}
 	for _, el := range elems {
 		// hostPorts need not be asked for: an element of another
-		// container's chain is not ours to remove.
-		if verdictChain(el) == chain {
+		// container's chain is not ours to remove. Each key once: a
+		// second delete of it in the batch would fail the batch.
+		if verdictChain(el) == chain && !deleted[string(el.Key)] {
+			deleted[string(el.Key)] = true
 			if err := c.SetDeleteElements(m, []nftables.SetElement{{Key: el.Key}}); err != nil {
 				return err
 			}

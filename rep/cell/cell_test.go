@@ -443,6 +443,24 @@ var _ = Describe("Cell", func() {
 			Expect(fakeBBS.RemoveCallCount()).To(Equal(1))
 		})
 
+		It("tries a delete the store could not finish again, then removes the actual LRP", func() {
+			st.set(diegoContainer("ig-1", executor.StateRunning))
+			Eventually(fakeBBS.StartCallCount).Should(Equal(1))
+			client.DeleteReturnsOnCall(0, errors.New("delete ig-1 (retry the delete): network: tear down"))
+			client.DeleteReturnsOnCall(1, errors.New("delete ig-1 (retry the delete): network: tear down"))
+			client.DeleteReturnsOnCall(2, nil)
+			Expect(c.StopLRP(context.Background(), "pg-1", "ig-1")).To(Succeed())
+			Eventually(client.DeleteCallCount).Should(Equal(1))
+			Consistently(fakeBBS.RemoveCallCount).Should(BeZero())
+			Eventually(clk.WatcherCount).Should(BeNumerically(">=", 2)) // the reconcile ticker and the retry wait
+			clk.Increment(time.Second)
+			Eventually(client.DeleteCallCount).Should(Equal(2))
+			Eventually(clk.WatcherCount).Should(BeNumerically(">=", 2))
+			clk.Increment(2 * time.Second)
+			Eventually(client.DeleteCallCount).Should(Equal(3))
+			Eventually(fakeBBS.RemoveCallCount).Should(Equal(1))
+		})
+
 		It("answers not found for an unknown instance or another process's", func() {
 			Expect(c.StopLRP(context.Background(), "pg-1", "nope")).To(MatchError(api.ErrNotFound))
 			st.set(diegoContainer("ig-1", executor.StateRunning))

@@ -181,7 +181,7 @@ func (c *Cell) StopLRP(ctx context.Context, processGUID, instanceGUID string) er
 		logger := c.logger.Session("stop-lrp", lrpData(processGUID, id.key.Index, instanceGUID))
 		dctx, cancel := context.WithTimeout(c.ctx, 2*bbsCallTimeout+stopBudget)
 		defer cancel()
-		if err := c.store.Delete(dctx, instanceGUID); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
+		if err := c.deleteRetrying(dctx, logger, instanceGUID); err != nil {
 			logger.Error("delete-container", err)
 			c.mu.Lock()
 			delete(c.stopping, instanceGUID)
@@ -195,6 +195,38 @@ func (c *Cell) StopLRP(ctx context.Context, processGUID, instanceGUID string) er
 		logger.Info("stopped")
 	}()
 	return nil
+}
+
+// stopDeleteTries is how often StopLRP asks the store to delete before it
+// gives up, stopDeleteRetry the wait before the second try (doubled for
+// each further one). A delete the store could not finish (a teardown step
+// that failed; it says to retry) would otherwise leave the container and
+// its actual LRP until BBS asks for the stop again: a diego CI run saw an
+// instance stay for the 120 s its spec waited.
+const (
+	stopDeleteTries = 4
+	stopDeleteRetry = time.Second
+)
+
+// deleteRetrying deletes guid's container, trying again after a failure.
+func (c *Cell) deleteRetrying(ctx context.Context, logger lager.Logger, guid string) error {
+	wait := stopDeleteRetry
+	for try := 1; ; try++ {
+		err := c.store.Delete(ctx, guid)
+		if err == nil || errors.Is(err, executor.ErrContainerNotFound) {
+			return nil
+		}
+		if try == stopDeleteTries {
+			return err
+		}
+		logger.Info("delete-container-retrying", lager.Data{"error": err.Error(), "try": try, "retry-in": wait.String()})
+		select {
+		case <-ctx.Done():
+			return err
+		case <-c.clock.After(wait):
+		}
+		wait *= 2
+	}
 }
 
 // stopBudget is a generous bound for stopping and deleting one container

@@ -458,3 +458,56 @@ func TestAppOutputGoesToTheAppLog(t *testing.T) {
 		t.Errorf("log of bad flags: %q", b)
 	}
 }
+
+// The init copies what the app left in its pipe before it exits. The
+// log is a FIFO that the test leaves unread until the app has written
+// everything and is about to exit: 128 KB, more than the FIFO holds, so
+// the copy is blocked and part of the output is still in the app's pipe
+// when the app exits. Then the test reads it all at once: every byte
+// must arrive.
+func TestAppOutputLeftInThePipeIsCopiedBeforeTheInitExits(t *testing.T) {
+	dir := t.TempDir()
+	log, written := filepath.Join(dir, "app.log"), filepath.Join(dir, "written")
+	if err := syscall.Mkfifo(log, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Opened before the init, so that its open for writing does not block.
+	r, err := os.OpenFile(log, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// 2048 lines of 64 bytes: less than the FIFO, the copy's buffer and
+	// the pipe hold together (64 + 32 + 64 KB), so the app is not blocked.
+	const size = 2048 * 64
+	s := start(t, cellinit.Config{
+		App: app(`i=0; while [ $i -lt 2048 ]; do printf '%063d\n' $i; i=$((i+1)); done; ` +
+			`echo $$ >` + written + `.tmp; mv ` + written + `.tmp ` + written + `; exit 5`),
+		AppLog: log, AppLogMaxBytes: 16 << 20,
+	})
+	// Read once the init has reaped the app: an init that did not wait
+	// for the copy would be gone by then, with part of the output.
+	var pid []byte
+	for range 10000 {
+		if pid, err = os.ReadFile(written); err == nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for range 10000 {
+		if _, err := os.Stat("/proc/" + strings.TrimSpace(string(pid))); err != nil {
+			break
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	n, err := io.Copy(io.Discard, r) // until the init, the last writer, is gone
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := s.wait(t); status != 5 {
+		t.Errorf("exit status %d, want the app's 5", status)
+	}
+	if n != size {
+		t.Errorf("the log got %d bytes, want %d: output left in the pipe was lost", n, size)
+	}
+}

@@ -268,9 +268,10 @@ func (e *Emitter) tombstonesDueLocked(logger lager.Logger, now time.Time) bool {
 }
 
 // saveJournal writes the current routes and tombstones, or returns at once
-// when a write whose snapshot was taken after the caller's turn was counted
-// has landed (a group commit). A failure is logged and retried by the loop: routes stay
-// registered either way, the journal only matters for the next restart.
+// when a write whose snapshot was taken after the caller's turn was
+// counted has landed (a group commit). A failure is logged and retried by
+// the loop: routes stay registered either way, the journal only matters
+// for the next restart.
 //
 // Every caller changed what the journal holds before calling, so any
 // snapshot taken after its turn is counted (journalGen) holds its change.
@@ -278,8 +279,9 @@ func (e *Emitter) tombstonesDueLocked(logger lager.Logger, now time.Time) bool {
 // journal (all routes, fsynced with its directory); the first of them to
 // get the lock writes for every one counted before its snapshot, which
 // then find their turn covered (a change counted just after a snapshot is
-// written once more, which is harmless): at 10 starts in flight and 500 routes, one write served several
-// registrations, where each wrote the same growing file.
+// written once more, which is harmless): at 10 starts in flight and 500
+// routes, one write served several registrations, where each wrote the
+// same growing file.
 func (e *Emitter) saveJournal(logger lager.Logger) {
 	e.mu.Lock()
 	e.journalGen++

@@ -136,25 +136,35 @@ func TestAppAndProxyRunAsTheirUsersWithTheirCapabilities(t *testing.T) {
 	}
 	// Every thread, not only the main one /proc/PID/status shows: the
 	// bounding drops skip what no thread holds, and must miss no thread.
-	taskDir := fmt.Sprintf("/proc/%d/task", s.cmd.Process.Pid)
-	tasks, err := os.ReadDir(taskDir)
-	if err != nil || len(tasks) < 2 {
-		t.Fatalf("threads of the init: %v (%d)", err, len(tasks))
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(taskDir + "/" + task.Name() + "/status")
-		if err != nil {
-			continue // ended
-		}
-		st := statusLines(strings.ReplaceAll(string(b), "\t", " "))
+	for tid, st := range threadStatuses(t, s.cmd.Process.Pid, 2) {
 		for _, k := range []string{"CapPrm:", "CapEff:", "CapBnd:"} {
 			if st[k] != kept {
-				t.Errorf("init thread %s %s %q, want %q", task.Name(), k, st[k], kept)
+				t.Errorf("init thread %s %s %q, want %q", tid, k, st[k], kept)
 			}
 		}
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	s.wait(t)
+}
+
+// threadStatuses answers the status lines of each of pid's threads (by
+// thread id), failing the test when there are fewer than least.
+func threadStatuses(t *testing.T, pid, least int) map[string]map[string]string {
+	t.Helper()
+	taskDir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(taskDir)
+	if err != nil || len(tasks) < least {
+		t.Fatalf("threads of the init: %v (%d)", err, len(tasks))
+	}
+	out := map[string]map[string]string{}
+	for _, task := range tasks {
+		b, err := os.ReadFile(taskDir + "/" + task.Name() + "/status")
+		if err != nil {
+			continue // ended
+		}
+		out[task.Name()] = statusLines(strings.ReplaceAll(string(b), "\t", " "))
+	}
+	return out
 }
 
 func syscallSleep() { _ = syscall.Nanosleep(&syscall.Timespec{Nsec: 50e6}, nil) }
@@ -209,20 +219,10 @@ func TestTheProxyHoldsNoCapabilityWhateverTheInitHeld(t *testing.T) {
 	// The init itself, on every thread, kept nothing inheritable or
 	// ambient (restrictSelf's capset empties the ambient set with the
 	// inheritable one, without a call of its own).
-	taskDir := fmt.Sprintf("/proc/%d/task", s.cmd.Process.Pid)
-	tasks, err := os.ReadDir(taskDir)
-	if err != nil || len(tasks) == 0 {
-		t.Fatalf("threads of the init: %v (%d)", err, len(tasks))
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(taskDir + "/" + task.Name() + "/status")
-		if err != nil {
-			continue // ended
-		}
-		st := statusLines(strings.ReplaceAll(string(b), "\t", " "))
+	for tid, st := range threadStatuses(t, s.cmd.Process.Pid, 1) {
 		for _, k := range []string{"CapInh:", "CapAmb:"} {
 			if st[k] != "0000000000000000" {
-				t.Errorf("init thread %s %s %q, want none", task.Name(), k, st[k])
+				t.Errorf("init thread %s %s %q, want none", tid, k, st[k])
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/cellagent/cellagent/executor"
+	"github.com/cellagent/cellagent/internal/backoff"
 	"github.com/cellagent/cellagent/rep/api"
 	"github.com/cellagent/cellagent/rep/lrp"
 	"github.com/cellagent/cellagent/rep/models"
@@ -210,7 +211,7 @@ const (
 
 // deleteRetrying deletes guid's container, trying again after a failure.
 func (c *Cell) deleteRetrying(ctx context.Context, logger lager.Logger, guid string) error {
-	wait := stopDeleteRetry
+	retry := backoff.New(c.clock, stopDeleteRetry, 4*stopDeleteRetry) // 1 s, 2 s, 4 s between the 4 tries
 	for try := 1; ; try++ {
 		err := c.store.Delete(ctx, guid)
 		if err == nil || errors.Is(err, executor.ErrContainerNotFound) {
@@ -219,13 +220,10 @@ func (c *Cell) deleteRetrying(ctx context.Context, logger lager.Logger, guid str
 		if try == stopDeleteTries {
 			return err
 		}
-		logger.Info("delete-container-retrying", lager.Data{"error": err.Error(), "try": try, "retry-in": wait.String()})
-		select {
-		case <-ctx.Done():
+		logger.Info("delete-container-retrying", lager.Data{"error": err.Error(), "try": try, "retry-in": retry.Current().String()})
+		if !retry.Wait(ctx.Done()) {
 			return err
-		case <-c.clock.After(wait):
 		}
-		wait *= 2
 	}
 }
 

@@ -164,18 +164,42 @@ func startProcess(args ...string) {
 
 // stopProcesses kills what runs in a namespace, as the runtime does before
 // the network is torn down.
+//
+// It waits until each has exited (a zombie or gone), not only until it
+// left the namespace: an exiting process leaves its namespaces before its
+// last file references are released (the kernel's exit_task_namespaces
+// comes before exit_task_work), so for a moment after `ip netns pids`
+// stopped listing it, its listening socket still held the port (CI: a
+// listen on 8080 right after failed with "address already in use").
 func stopProcesses(nsName string) {
 	out, _ := exec.Command("ip", "netns", "pids", nsName).Output()
+	var pids []int
 	for _, f := range strings.Fields(string(out)) {
 		var pid int
 		if _, err := fmt.Sscan(f, &pid); err == nil {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
+			pids = append(pids, pid)
 		}
 	}
 	Eventually(func() string {
 		out, _ := exec.Command("ip", "netns", "pids", nsName).Output()
 		return strings.TrimSpace(string(out))
 	}).WithTimeout(5 * time.Second).Should(BeEmpty())
+	for _, pid := range pids {
+		Eventually(func() bool { return exited(pid) }).WithTimeout(5*time.Second).Should(BeTrue(), "process %d exited", pid)
+	}
+}
+
+// exited says whether pid has gone or is a zombie: its files are closed.
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	f := strings.Fields(rest)
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
 }
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}

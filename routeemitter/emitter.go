@@ -72,11 +72,14 @@ type Emitter struct {
 
 	mu sync.Mutex
 	// guarded by mu:
-	nc           *nats.Conn
-	registered   map[string][]routetable.RegistryMessage // guid -> what is registered and re-emitted
-	journaled    map[string][]routetable.RegistryMessage // guid -> found in the journal, awaiting Register or Recover
-	adoptBy      time.Time                               // set by Recover: journaled guids not claimed by then are unregistered
-	tombstones   map[string]*tombstone
+	nc         *nats.Conn
+	registered map[string][]routetable.RegistryMessage // guid -> what is registered and re-emitted
+	journaled  map[string][]routetable.RegistryMessage // guid -> found in the journal, awaiting Register or Recover
+	adoptBy    time.Time                               // set by Recover: journaled guids not claimed by then are unregistered
+	tombstones map[string]*tombstone
+	// unsaved counts, per guid, the Registers whose change is not in the
+	// journal yet: its registration is not sent, nor re-emitted, before.
+	unsaved      map[string]int
 	interval     time.Duration
 	nextEmit     time.Time
 	promptEmit   time.Time // zero: none scheduled
@@ -127,6 +130,7 @@ func New(logger lager.Logger, cfg Config, presence func() CellPresence) (*Emitte
 		registered: map[string][]routetable.RegistryMessage{},
 		journaled:  map[string][]routetable.RegistryMessage{},
 		tombstones: map[string]*tombstone{},
+		unsaved:    map[string]int{},
 		interval:   cfg.DefaultRegisterInterval,
 	}
 	e.nextEmit = e.clock.Now().Add(e.jittered(e.interval))
@@ -405,8 +409,10 @@ func (e *Emitter) emitAllLocked(logger lager.Logger, now time.Time) {
 	if !e.sendableLocked() {
 		return
 	}
-	for _, msgs := range e.registered {
-		e.publishLocked(logger, routetable.SubjectRegister, msgs)
+	for guid, msgs := range e.registered {
+		if e.unsaved[guid] == 0 { // else its Register sends it once journaled
+			e.publishLocked(logger, routetable.SubjectRegister, msgs)
+		}
 	}
 }
 

@@ -359,6 +359,24 @@ var _ = Describe("Emitter", func() {
 			Expect(e.JournalWrites() - before).To(Equal(2))
 		})
 
+		It("sends a new registration only once the journal holds it, and re-emits nothing of it before", func() {
+			e := newEmitter()
+			run(e)
+			before := rec.registers()
+			release := e.HoldJournal() // a write in progress: g1's waits
+			done := make(chan error, 1)
+			go func() { done <- e.Register(logger, endpoint("g1")) }()
+			Eventually(e.Registered).WithArguments("g1").ShouldNot(BeEmpty())
+			fakeClock.Increment(routeemitter.DefaultRegisterInterval + time.Second) // a re-emission round
+			Consistently(rec.registers, 300*time.Millisecond).Should(Equal(before), "a killed agent's restart would not know the route")
+			release()
+			Expect(<-done).To(Succeed())
+			Eventually(rec.registers).Should(Equal(before + 1))
+			data, err := os.ReadFile(filepath.Join(cfg.DataDir, "routeemitter", "routes.json"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(data)).To(ContainSubstring(`"g1"`))
+		})
+
 		It("keeps the journal as JSON under the data dir, and moves an unreadable one aside", func() {
 			e := newEmitter()
 			run(e)

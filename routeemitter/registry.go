@@ -113,20 +113,40 @@ func (e *Emitter) Register(logger lager.Logger, ep Endpoint) error {
 			e.tombstones[ep.GUID].sent = 1
 		}
 	}
-	if e.sendableLocked() {
-		if added {
-			e.publishLocked(logger, routetable.SubjectRegister, stamped)
-		} else {
-			e.publishLocked(logger, routetable.SubjectRegister, msgs)
+	send := func() {
+		if e.sendableLocked() {
+			if added {
+				e.publishLocked(logger, routetable.SubjectRegister, stamped)
+			} else {
+				e.publishLocked(logger, routetable.SubjectRegister, msgs)
+			}
 		}
 	}
+	if !changed {
+		send()
+		e.mu.Unlock()
+		return nil
+	}
+	// Journaled before it is sent: a router must never hold a route that
+	// an agent killed right after sending it would not know of at its
+	// restart, and so never unregister (Gorouter never prunes a TLS
+	// route). integration/routes found it: a kill -9 6 ms after the
+	// register went out, the journal then empty.
+	e.unsaved[ep.GUID]++
 	e.mu.Unlock()
 
-	if changed {
-		logger.Info("registered", lager.Data{"messages": len(msgs)})
-		e.saveJournal(logger)
-		e.poke()
+	logger.Info("registered", lager.Data{"messages": len(msgs)})
+	e.saveJournal(logger)
+
+	e.mu.Lock()
+	if e.unsaved[ep.GUID]--; e.unsaved[ep.GUID] <= 0 {
+		delete(e.unsaved, ep.GUID)
 	}
+	if cur, ok := e.registered[ep.GUID]; ok && sameRegistrations(cur, msgs) {
+		send()
+	}
+	e.mu.Unlock()
+	e.poke()
 	return nil
 }
 

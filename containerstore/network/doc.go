@@ -56,23 +56,27 @@
 // With Config.PoolSize above 0 (pool.go) PoolRunner keeps that many
 // namespaces prepared: <network>-pool.<n>, made and given veth and address
 // by CNI ADD under the ID pool.<n> (the '.' keeps it from ever being taken
-// for a guid), with no filter or forward, so nothing reaches or leaves
-// them. Setup claims one: it marks the slot claimed in pool.json, writes
-// the container's state naming the slot (PoolSlot: the CNI ID its
-// Teardown uses), renames the namespace to <network>-<guid> with a bind
-// mount and adds the host ports and the filter; no process runs. A
-// Teardown gives a pooled namespace back (reuse.go) when the pool has room
-// and the Scrubber finds nothing of the container left in it: host ports
-// and filter go, the host's conntrack entries of the address are deleted
+// for a guid), with no filter or forward, so nothing reaches or leaves them.
+// Setup claims one: it takes the slot out of the pool in memory (pool.json
+// is not written), writes the container's state naming the slot (PoolSlot:
+// the CNI ID its Teardown uses), renames the namespace to <network>-<guid>
+// with a bind mount and adds the host ports and the filter; no process runs.
+// A Teardown gives a pooled namespace back (reuse.go) when the pool has room
+// and the Scrubber finds nothing of the container left in it: host ports and
+// filter go, the host's conntrack entries of the address are deleted
 // (Conntrack, conntrack.go), the namespace is renamed back, and the slot is
 // claimable once the container's state is gone. Otherwise it destroys the
-// namespace (CNI DEL under the slot's ID). The refill prepares one slot
-// at a time, once no Setup has run for poolQuiet and the CPUs are not busy
-// (CPU, cpubusy.go; for at most poolMaxDefer). recoverPool, first thing in
-// PoolRunner and before any claim, keeps the ready slots, leaves a claimed
-// one to the container whose state names it and destroys the rest (half
-// prepared, claim never finished, namespace gone, beyond the size, or
-// unknown to the file).
+// namespace (CNI DEL under the slot's ID). A Setup that finds no slot ready
+// makes its namespace itself, under the next slot ID (reserved in memory;
+// recovery numbers past every ID a state names), so that its Teardown can
+// give it to the pool too: a burst right after the agent started would
+// otherwise destroy each such namespace and miss again in the next burst.
+// The refill prepares one slot at a time, once no Setup has run for
+// poolQuiet and the CPUs are not busy (CPU, cpubusy.go; for at most
+// poolMaxDefer). recoverPool, first thing in PoolRunner and before any
+// claim, keeps the ready slots, leaves a claimed one to the container whose
+// state names it and destroys the rest (half prepared, claim never finished,
+// namespace gone, beyond the size, or unknown to the file).
 //
 // # Host ports and quarantine
 //

@@ -248,6 +248,12 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 	slot, pooled := m.claimSlot()
 	if pooled {
 		st.PoolSlot = slot.ID
+	} else if m.pool != nil {
+		// Made here under a slot ID of its own, so that its Teardown
+		// can give it to the pool as it would a claimed one: a burst
+		// right after the agent started (the pool not full yet) would
+		// otherwise destroy each such namespace and miss again.
+		st.PoolSlot = m.pool.reserve()
 	}
 	if err := m.states.save(st); err != nil {
 		if pooled {
@@ -278,7 +284,7 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 		if path, err = m.namespaces.Create(ctx, st.NetNSName); err != nil {
 			return Result{}, err
 		}
-		res, err := m.cni.Setup(ctx, guid, path)
+		res, err := m.cni.Setup(ctx, st.cniID(), path)
 		if err != nil {
 			retErr = fmt.Errorf("cni add %s: %w", guid, err)
 		}
@@ -308,7 +314,7 @@ func (m *Manager) SetupFiltered(ctx context.Context, logger lager.Logger, guid s
 		}
 		return Result{}, retErr
 	}
-	logger.Info("set-up", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports, "netns": path, "pool-slot": st.PoolSlot})
+	logger.Info("set-up", lager.Data{"ipv4": st.IPv4.String(), "ports": st.Ports, "netns": path, "pool-slot": st.PoolSlot, "from-pool": pooled})
 	return st.result(), nil
 }
 

@@ -192,6 +192,23 @@ func (p *pool) claim() (poolSlot, bool) {
 	return slot, true
 }
 
+// reserve answers a new slot ID for the namespace a Setup makes itself
+// when no slot was ready, so that its Teardown can give it to the pool
+// like a claimed one; "" with the pool off and before recovery (the IDs a
+// crash left are not known yet). Nothing is written: the container's state, saved before
+// anything is made, names the ID, and recoverPool numbers past every ID
+// a state, a lease or a namespace holds.
+func (p *pool) reserve() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.recovered || p.size == 0 {
+		return ""
+	}
+	id := poolIDPrefix + strconv.FormatUint(p.file.Next, 10)
+	p.file.Next++
+	return id
+}
+
 // unclaim puts back a slot claimed but not used (its container's state
 // could not be saved).
 func (p *pool) unclaim(slot poolSlot) {
@@ -448,9 +465,13 @@ func (m *Manager) recoverPool(ctx context.Context, logger lager.Logger) error {
 		errs = append(errs, err)
 	}
 	next := f.Next
-	for id := range stray {
-		if n, err := strconv.ParseUint(strings.TrimPrefix(id, poolIDPrefix), 10, 64); err == nil && n >= next {
-			next = n + 1 // a lost file must not make IDs that exist again
+	for _, ids := range []map[string]bool{stray, owned} {
+		for id := range ids {
+			// Neither a lost file nor an ID reserved after the file's
+			// last write (reserve) may make IDs that exist again.
+			if n, err := strconv.ParseUint(strings.TrimPrefix(id, poolIDPrefix), 10, 64); err == nil && n >= next {
+				next = n + 1
+			}
 		}
 	}
 	for id := range known {

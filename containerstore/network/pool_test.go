@@ -14,6 +14,7 @@ import (
 
 	"code.cloudfoundry.org/clock/fakeclock"
 	"code.cloudfoundry.org/lager/v3/lagertest"
+	gocni "github.com/containerd/go-cni"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
@@ -367,6 +368,69 @@ var _ = Describe("Pool", func() {
 		Expect(id).To(Equal("g1"))
 		netns, _ := pooled()
 		Expect(netns).To(BeEmpty())
+	})
+
+	Context("when a start finds no slot ready", func() {
+		// g1 and g2 take both slots; with no clock increment the refill
+		// waits, so g3 makes its namespace itself.
+		JustBeforeEach(func() {
+			manager = newManager()
+			start(manager)
+			Eventually(ready(manager)).Should(Equal(2))
+			for _, g := range []string{"g1", "g2"} {
+				_, err := manager.Setup(ctx, logger, g, nil)
+				Expect(err).NotTo(HaveOccurred())
+			}
+		})
+
+		It("makes it under a slot ID of its own, and its delete gives it to the pool", func() {
+			g3, err := manager.Setup(ctx, logger, "g3", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(g3.NetNSPath).To(Equal("/var/run/netns/cellagent-g3"))
+			_, id, path, _ := host.cni.SetupArgsForCall(host.cni.SetupCallCount() - 1)
+			Expect(id).To(Equal("pool.2"), "the next slot ID, not the guid")
+			Expect(path).To(Equal("/var/run/netns/cellagent-g3"))
+
+			adds, dels := host.cni.SetupCallCount(), host.cni.RemoveCallCount()
+			Expect(manager.TeardownStopped(ctx, logger, "g3")).To(Succeed())
+			Expect(host.cni.RemoveCallCount()).To(Equal(dels), "no CNI DEL")
+			Expect(host.has("cellagent-g3")).To(BeFalse())
+			Expect(host.has("cellagent-pool.2")).To(BeTrue(), "renamed to its slot's name")
+			r, _ := manager.PoolStats()
+			Expect(r).To(Equal(1))
+
+			g4, err := manager.Setup(ctx, logger, "g4", []uint16{8080})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(g4.IPv4).To(Equal(g3.IPv4), "g3's namespace, claimed")
+			Expect(host.cni.SetupCallCount()).To(Equal(adds), "no CNI ADD")
+		})
+
+		It("after a crash before its CNI ADD, never makes a slot of the same ID", func() {
+			// g3's state names pool.2; the process dies in CNI ADD,
+			// before any lease: only the state knows the ID.
+			inAdd, never := make(chan struct{}), make(chan struct{})
+			DeferCleanup(func() { close(never) })
+			add := host.cni.SetupStub
+			host.cni.SetupStub = func(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (*gocni.Result, error) {
+				if id == "pool.2" && inAdd != nil {
+					close(inAdd)
+					inAdd = nil
+					<-never
+					return nil, errors.New("never answers")
+				}
+				return add(ctx, id, path, opts...)
+			}
+			wait := inAdd
+			go func() { _, _ = manager.Setup(ctx, logger, "g3", nil) }()
+			Eventually(wait).Should(BeClosed())
+			stop()
+
+			manager = newManager()
+			start(manager)
+			Eventually(ready(manager)).Should(Equal(2))
+			netns, _ := pooled()
+			Expect(netns).To(Equal([]string{"cellagent-pool.3", "cellagent-pool.4"}))
+		})
 	})
 
 	It("does not claim before recovery sorted out the pool file", func() {

@@ -2,10 +2,12 @@ package runtime
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/internal/cellinit"
@@ -17,11 +19,14 @@ import (
 // directory stay the process's: the init passes them on. Runs after every
 // other option, on the finished process.
 //
-// The process keeps the spec's capabilities (the init needs SETUID,
-// SETGID, SETPCAP and KILL to drop its children to their users and signal
-// them); a non-root app loses them all at its setuid, as it had none when
-// it was the process (withoutCapabilitiesUnlessRoot), and keeps the same
-// bounding set. Its RLIMIT_NOFILE goes to the app; the process gets the
+// The init needs SETUID, SETGID, SETPCAP and KILL to drop its children to
+// their users and signal them (cellinit.KeptCapabilities). A non-root app
+// loses every capability at its setuid, as it had none when it was the
+// process (withoutCapabilitiesUnlessRoot), and no_new_privs keeps it from
+// gaining any: then the process gets only those four, in its bounding set
+// too (withInitCapabilities), and the app starts with that bounding set.
+// A root app keeps the container's capabilities, and so does the init
+// until the app runs. Its RLIMIT_NOFILE goes to the app; the process gets the
 // larger of it and the proxy's, which runc sets while it still may.
 func withInit(in containerstore.ProcessInit) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
@@ -40,10 +45,38 @@ func withInit(in containerstore.ProcessInit) oci.SpecOpts {
 		if noFile > 0 {
 			p.Rlimits = withNoFile(p.Rlimits, noFile)
 		}
+		if p.User.UID != 0 {
+			withInitCapabilities(p.Capabilities)
+		}
 		p.Args = append([]string{in.Path}, cfg.Args()...)
 		p.User.UID, p.User.GID, p.User.AdditionalGids = 0, 0, nil
 		return nil
 	}
+}
+
+// withInitCapabilities leaves c what the init keeps once the app runs
+// (cellinit.KeptCapabilityNames) and the container granted, in its
+// bounding, permitted and effective sets, and no inheritable or ambient
+// one. The init would drop the rest itself once the app runs (restrictSelf),
+// but each bounding capability it drops is a system call on every one of
+// its threads (a signal to each, the caller waiting for all): ~10 such
+// calls per start with runc's default set, while the CPUs are busy with
+// the other starts of a burst. runc drops them before the init exists.
+func withInitCapabilities(c *specs.LinuxCapabilities) {
+	if c == nil {
+		return
+	}
+	only := func(set []string) []string {
+		var out []string
+		for _, name := range set {
+			if slices.Contains(cellinit.KeptCapabilityNames, name) {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	c.Bounding, c.Permitted, c.Effective = only(c.Bounding), only(c.Permitted), only(c.Effective)
+	c.Inheritable, c.Ambient = nil, nil
 }
 
 func hasEnv(env []string, key string) bool {

@@ -11,8 +11,8 @@ import (
 	"github.com/cellagent/cellagent/internal/cellinit"
 )
 
-// Issue 16: with an init the process is the init, as root with the
-// container's capabilities (it drops its children itself); the app's argv,
+// Issue 16: with an init the process is the init, as root (it drops its
+// children itself); the app's argv,
 // user, file limit and HOME rule move to the init's command line.
 func TestWithInitRunsTheInitAsRootAndHandsItTheApp(t *testing.T) {
 	s := specWithCaps()
@@ -26,8 +26,8 @@ func TestWithInitRunsTheInitAsRootAndHandsItTheApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := s.Process
-	if p.User.UID != 0 || p.User.GID != 0 || len(p.Capabilities.Effective) != 3 {
-		t.Fatalf("init runs as %d:%d with %v: want root with the container's capabilities", p.User.UID, p.User.GID, p.Capabilities.Effective)
+	if p.User.UID != 0 || p.User.GID != 0 {
+		t.Fatalf("init runs as %d:%d: want root", p.User.UID, p.User.GID)
 	}
 	if p.Args[0] != in.Path {
 		t.Fatalf("process %q: want the init", p.Args)
@@ -49,5 +49,32 @@ func TestWithInitRunsTheInitAsRootAndHandsItTheApp(t *testing.T) {
 	_ = withInit(in)(context.Background(), nil, nil, s)
 	if got, _ := cellinit.Parse(s.Process.Args[1:]); got.AppHome {
 		t.Fatal("an explicit HOME was overridden by the passwd rule")
+	}
+}
+
+// Issue 16: for a non-root app the init gets no more than it keeps once
+// the app runs (cellinit's restrictSelf then has no bounding capability
+// to drop on all its threads); a root app keeps the container's set.
+func TestWithInitGivesTheInitOnlyWhatItKeepsUnlessTheAppIsRoot(t *testing.T) {
+	in := containerstore.ProcessInit{Path: "/etc/cf-assets/cellinit", Config: cellinit.Config{Proxy: []string{"/etc/cf-assets/envoy"}}}
+	for _, tc := range []struct {
+		uid  uint32
+		want []string
+	}{{2000, []string{"CAP_SETUID"}}, {0, []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_SETUID"}}} {
+		s := specWithCaps()
+		s.Process.Args = []string{"/app/server"}
+		s.Process.User = specs.User{UID: tc.uid, GID: tc.uid}
+		if err := withInit(in)(context.Background(), nil, nil, s); err != nil {
+			t.Fatal(err)
+		}
+		c := s.Process.Capabilities
+		for name, set := range map[string][]string{"bounding": c.Bounding, "permitted": c.Permitted, "effective": c.Effective} {
+			if !slices.Equal(set, tc.want) {
+				t.Errorf("app uid %d: the init's %s set %v, want %v", tc.uid, name, set, tc.want)
+			}
+		}
+		if tc.uid != 0 && len(c.Inheritable)+len(c.Ambient) != 0 {
+			t.Errorf("app uid %d: the init keeps inheritable %v, ambient %v", tc.uid, c.Inheritable, c.Ambient)
+		}
 	}
 }

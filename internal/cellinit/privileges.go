@@ -22,6 +22,11 @@ import (
 // owns, and the app started before the drop.
 var KeptCapabilities = []uintptr{unix.CAP_KILL, unix.CAP_SETGID, unix.CAP_SETUID, unix.CAP_SETPCAP}
 
+// KeptCapabilityNames are KeptCapabilities as the OCI runtime spec names
+// them: the agent gives the init no more than these when the app does
+// not run as root (containerstore/runtime withInit).
+var KeptCapabilityNames = []string{"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP"}
+
 // KeptMask is KeptCapabilities as a capability bit mask (/proc's CapEff).
 func KeptMask() uint64 {
 	var m uint64

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,12 +13,43 @@ import (
 	"testing"
 
 	"code.cloudfoundry.org/lager/v3/lagertest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/cellagent/cellagent/containerstore"
 	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/proxyconfig"
 )
+
+// bootstrapDoc decodes a bootstrap as Envoy does: a YAML document (the
+// agent writes it as JSON, which is YAML too).
+func bootstrapDoc(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("bootstrap: %v\n%s", err, b)
+	}
+	return doc
+}
+
+// holds says whether key holds want (compared as printed) anywhere in v.
+func holds(v any, key string, want any) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if k == key && fmt.Sprint(x) == fmt.Sprint(want) || holds(x, key, want) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if holds(x, key, want) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // setupWith runs the files hook's Setup for one instance with hostBinary as
 // the proxy and answers the mounts it added and the proxy's process spec.
@@ -83,7 +115,8 @@ func TestEnvoyRunsWithDiegosLayoutAndCommandLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), "\nstats_config:\n  stats_matcher:\n    reject_all: true\n") {
+	doc := bootstrapDoc(t, b)
+	if sc, _ := doc["stats_config"].(map[string]any); sc == nil || !holds(sc["stats_matcher"], "reject_all", true) {
 		t.Errorf("bootstrap keeps stats: %s", b)
 	}
 }
@@ -138,7 +171,7 @@ func TestC2CListenerForPort8080(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), "port_value: 61443") || !strings.Contains(string(b), "name: c2c-cert-and-key") {
+	if doc := bootstrapDoc(t, b); !holds(doc, "port_value", 61443) || !holds(doc, "name", "c2c-cert-and-key") {
 		t.Errorf("no c2c listener in the bootstrap: %s", b)
 	}
 	if c, err := os.ReadFile(filepath.Join(dir, proxyconfig.C2CCertAndKeyFile)); err != nil || !strings.Contains(string(c), "version_info: 'c2c-1'") {

@@ -165,7 +165,7 @@ var _ = Describe("generated files", func() {
 			cfg := proxyconfig.Config{ConfigDir: "/custom/proxy"}
 			Expect(proxyconfig.WriteBootstrap(dir, cfg, []proxyconfig.Mapping{{AppPort: 8080, ProxyPort: 61001}}, 61002)).To(Succeed())
 			data := string(readFile(dir, proxyconfig.BootstrapFile))
-			Expect(data).To(ContainSubstring("path: /custom/proxy/sds-id-cert-and-key.yaml"))
+			Expect(data).To(ContainSubstring(`"path": "/custom/proxy/sds-id-cert-and-key.yaml"`))
 			Expect(data).NotTo(ContainSubstring("/etc/cf-assets"))
 		})
 

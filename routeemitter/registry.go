@@ -123,7 +123,9 @@ func (e *Emitter) Register(logger lager.Logger, ep Endpoint) error {
 		}
 	}
 	if !changed {
-		send()
+		if e.unsaved[ep.GUID] == 0 { // else the Register that changed it sends it once journaled
+			send()
+		}
 		e.mu.Unlock()
 		return nil
 	}
@@ -131,7 +133,9 @@ func (e *Emitter) Register(logger lager.Logger, ep Endpoint) error {
 	// an agent killed right after sending it would not know of at its
 	// restart, and so never unregister (Gorouter never prunes a TLS
 	// route). integration/routes found it: a kill -9 6 ms after the
-	// register went out, the journal then empty.
+	// register went out, the journal then empty. A journal write that
+	// fails (logged, retried by the loop) does not hold the route back:
+	// routing the instance matters more than the next restart's cleanup.
 	e.unsaved[ep.GUID]++
 	e.mu.Unlock()
 

@@ -70,8 +70,12 @@ func (s poolSlot) claimable(now time.Time) bool { return s.Ready && !now.Before(
 
 // poolFile is <data_dir>/network/pool.json.
 type poolFile struct {
-	// Next numbers the slots; IDs are never reused, so a stale entry
-	// never names a newer slot.
+	// Next numbers the slots. An ID is not made again while anything
+	// names it (this file, a container's state, a lease, a namespace:
+	// recoverPool numbers past them all), so a stale entry never names a
+	// newer slot. One whose every trace was removed may come again after
+	// a crash (a namespace made at a miss and destroyed before the file
+	// was next written), which nothing can tell.
 	Next  uint64     `json:"next"`
 	Slots []poolSlot `json:"slots"`
 }

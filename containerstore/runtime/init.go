@@ -23,8 +23,9 @@ import (
 // their users and signal them (cellinit.KeptCapabilities). A non-root app
 // loses every capability at its setuid, as it had none when it was the
 // process (withoutCapabilitiesUnlessRoot), and no_new_privs keeps it from
-// gaining any: then the process gets only those four, in its bounding set
-// too (withInitCapabilities), and the app starts with that bounding set.
+// gaining any: then the process gets only those four, and DAC_OVERRIDE
+// and DAC_READ_SEARCH for looking up the app's executable, in its bounding
+// set too (withInitCapabilities); the app starts with that bounding set.
 // A root app keeps the container's capabilities, and so does the init
 // until the app runs. Its RLIMIT_NOFILE goes to the app; the process gets the
 // larger of it and the proxy's, which runc sets while it still may.
@@ -55,9 +56,10 @@ func withInit(in containerstore.ProcessInit) oci.SpecOpts {
 }
 
 // withInitCapabilities leaves c what the init keeps once the app runs
-// (cellinit.KeptCapabilityNames) and the container granted, in its
-// bounding, permitted and effective sets, and no inheritable or ambient
-// one. The init would drop the rest itself once the app runs (restrictSelf),
+// (cellinit.KeptCapabilityNames) and what it uses to look up the app's
+// executable before (cellinit.LookupCapabilityNames), of those the
+// container granted, in its bounding, permitted and effective sets, and no
+// inheritable or ambient one. The init would drop the rest itself once the app runs (restrictSelf),
 // but each bounding capability it drops is a system call on every one of
 // its threads (a signal to each, the caller waiting for all): ~10 such
 // calls per start with runc's default set, while the CPUs are busy with
@@ -69,7 +71,7 @@ func withInitCapabilities(c *specs.LinuxCapabilities) {
 	only := func(set []string) []string {
 		var out []string
 		for _, name := range set {
-			if slices.Contains(cellinit.KeptCapabilityNames, name) {
+			if slices.Contains(cellinit.KeptCapabilityNames, name) || slices.Contains(cellinit.LookupCapabilityNames, name) {
 				out = append(out, name)
 			}
 		}

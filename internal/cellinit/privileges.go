@@ -27,6 +27,14 @@ var KeptCapabilities = []uintptr{unix.CAP_KILL, unix.CAP_SETGID, unix.CAP_SETUID
 // not run as root (containerstore/runtime withInit).
 var KeptCapabilityNames = []string{"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP"}
 
+// LookupCapabilityNames are capabilities the init uses only before the
+// app runs: it looks the app's executable up in the app's PATH as root
+// (startDirect's lookPath), where a directory the app's user may search
+// (its own home, mode 0750) lets root in only with these. The agent
+// leaves them to the init where the container grants them; restrictSelf
+// drops them with everything else not kept.
+var LookupCapabilityNames = []string{"CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH"}
+
 // KeptMask is KeptCapabilities as a capability bit mask (/proc's CapEff).
 func KeptMask() uint64 {
 	var m uint64

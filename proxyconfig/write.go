@@ -149,10 +149,7 @@ func writeYAML(dir, name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	if err := writeFileAtomic(dir, name, append([]byte(generatedHeader), data...)); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
+	return writeGenerated(dir, name, data)
 }
 
 // writeJSON writes v as indented JSON after the generated-by comment: a
@@ -166,9 +163,12 @@ func writeJSON(dir, name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	out := make([]byte, 0, len(generatedHeader)+len(data)+1)
-	out = append(append(append(out, generatedHeader...), data...), '\n')
-	if err := writeFileAtomic(dir, name, out); err != nil {
+	return writeGenerated(dir, name, append(data, '\n'))
+}
+
+// writeGenerated writes data after the generated-by comment.
+func writeGenerated(dir, name string, data []byte) error {
+	if err := writeFileAtomic(dir, name, append([]byte(generatedHeader), data...)); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil

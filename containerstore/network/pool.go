@@ -199,9 +199,9 @@ func (p *pool) claim() (poolSlot, bool) {
 // reserve answers a new slot ID for the namespace a Setup makes itself
 // when no slot was ready, so that its Teardown can give it to the pool
 // like a claimed one; "" with the pool off and before recovery (the IDs a
-// crash left are not known yet). Nothing is written: the container's state, saved before
-// anything is made, names the ID, and recoverPool numbers past every ID
-// a state, a lease or a namespace holds.
+// crash left are not known yet). Nothing is written: the container's
+// state, saved before anything is made, names the ID, and recoverPool
+// numbers past every ID a state, a lease or a namespace holds.
 func (p *pool) reserve() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

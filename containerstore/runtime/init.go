@@ -27,8 +27,8 @@ import (
 // and DAC_READ_SEARCH for looking up the app's executable, in its bounding
 // set too (withInitCapabilities); the app starts with that bounding set.
 // A root app keeps the container's capabilities, and so does the init
-// until the app runs. Its RLIMIT_NOFILE goes to the app; the process gets the
-// larger of it and the proxy's, which runc sets while it still may.
+// until the app runs. Its RLIMIT_NOFILE goes to the app; the process gets
+// the larger of it and the proxy's, which runc sets while it still may.
 func withInit(in containerstore.ProcessInit) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 		p := s.Process
@@ -59,11 +59,12 @@ func withInit(in containerstore.ProcessInit) oci.SpecOpts {
 // (cellinit.KeptCapabilityNames) and what it uses to look up the app's
 // executable before (cellinit.LookupCapabilityNames), of those the
 // container granted, in its bounding, permitted and effective sets, and no
-// inheritable or ambient one. The init would drop the rest itself once the app runs (restrictSelf),
-// but each bounding capability it drops is a system call on every one of
-// its threads (a signal to each, the caller waiting for all): ~10 such
-// calls per start with runc's default set, while the CPUs are busy with
-// the other starts of a burst. runc drops them before the init exists.
+// inheritable or ambient one. The init would drop the rest itself once the
+// app runs (restrictSelf), but each bounding capability it drops is a
+// system call on every one of its threads (a signal to each, the caller
+// waiting for all): ~10 such calls per start with runc's default set,
+// while the CPUs are busy with the other starts of a burst. runc drops
+// them before the init exists.
 func withInitCapabilities(c *specs.LinuxCapabilities) {
 	if c == nil {
 		return

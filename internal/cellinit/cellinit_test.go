@@ -3,6 +3,7 @@ package cellinit_test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -22,6 +23,13 @@ import (
 // to the test binary.
 var initBin string
 
+// execHelperBin is the C exec-as helper (cmd/cellinit-exec) built with cc,
+// or empty with execHelperErr saying why.
+var (
+	execHelperBin string
+	execHelperErr error
+)
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "cellinit-test-")
 	if err != nil {
@@ -32,6 +40,14 @@ func TestMain(m *testing.M) {
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		panic(string(out))
+	}
+	// The C exec-as helper, as scripts/lib.sh build_binaries builds it.
+	helper := filepath.Join(dir, "cellinit-exec")
+	cc := exec.Command("cc", "-static", "-O2", "-o", helper, "../../cmd/cellinit-exec/cellinit-exec.c")
+	if out, err := cc.CombinedOutput(); err != nil {
+		execHelperErr = fmt.Errorf("cc: %v: %s", err, out)
+	} else {
+		execHelperBin = helper
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -72,7 +88,15 @@ func start(t *testing.T, cfg cellinit.Config) *started {
 // startWith starts the init with sys (Setpgid is added).
 func startWith(t *testing.T, cfg cellinit.Config, sys *syscall.SysProcAttr) *started {
 	t.Helper()
+	return startIn(t, cfg, sys, nil, "")
+}
+
+// startIn starts the init with sys (Setpgid is added), env (nil: the
+// test's) and working directory dir ("": the test's).
+func startIn(t *testing.T, cfg cellinit.Config, sys *syscall.SysProcAttr, env []string, dir string) *started {
+	t.Helper()
 	cmd := exec.Command(initBin, cfg.Args()...)
+	cmd.Env, cmd.Dir = env, dir
 	// Its own process group: the cleanup kills whatever a failed test
 	// left running in it (the init is not pid 1 here).
 	sys.Setpgid = true
@@ -369,7 +393,7 @@ func TestConfigArgsParseBack(t *testing.T) {
 		AppNoFile: cellinit.Limit{Soft: 1024, Hard: 4096}, AppHome: true,
 		Proxy: []string{"/etc/cf-assets/envoy", "-c", "/etc/cf-assets/envoy_config/bootstrap.json"}, ProxyUser: &cellinit.Cred{UID: 2001, GID: 2001},
 		ProxyNoFile: 65536, ProxyDropCaps: true, ProxyLog: "/run/x/proxy.log", ProxyLogMaxBytes: 1 << 20,
-		StateDir: "/run/x", MaxRestarts: 5,
+		StateDir: "/run/x", MaxRestarts: 5, ExecHelper: "/etc/cf-assets/cellinit-exec",
 	}
 	got, err := cellinit.Parse(want.Args())
 	if err != nil {

@@ -60,6 +60,12 @@ type Config struct {
 	HealthChecks   []HealthCheck
 	// HealthHello is the file holding the ClientHello a tls check sends.
 	HealthHello string
+
+	// ExecHelper is the exec-as helper's path in the container: the
+	// static C cellinit-exec (cmd/cellinit-exec), which does what
+	// `cellinit exec-as` does without a second Go runtime per start.
+	// Empty: the init re-executes itself (ExecAs).
+	ExecHelper string
 }
 
 // Cred is a uid and gid.
@@ -119,6 +125,9 @@ func (c Config) Args() []string {
 	if c.HealthHello != "" {
 		a = append(a, "-health-hello", c.HealthHello)
 	}
+	if c.ExecHelper != "" {
+		a = append(a, "-exec-helper", c.ExecHelper)
+	}
 	a = append(a, "-max-restarts", strconv.Itoa(c.MaxRestarts), "--")
 	return append(a, c.App...)
 }
@@ -169,6 +178,7 @@ func Parse(args []string) (Config, error) {
 		return err
 	})
 	fs.StringVar(&c.HealthHello, "health-hello", "", "file holding the ClientHello of the tls checks")
+	fs.StringVar(&c.ExecHelper, "exec-helper", "", "the exec-as helper (default: cellinit itself)")
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("cellinit: %w", err)
 	}

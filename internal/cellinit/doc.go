@@ -25,9 +25,11 @@
 // from the init's own. So the init starts a child from an OS thread of
 // its own that it narrowed for that child and then lets end (startDirect,
 // spawn.go): no second exec. Where that cannot give the same result it
-// re-executes itself instead ("cellinit exec-as ...", see ExecAs), on one
-// locked OS thread that changes its credentials and execs the target
-// (about 2 ms of CPU more per start). That is the case for a file limit
+// starts an exec-as helper instead, which changes its credentials and
+// execs the target: the static C cellinit-exec (cmd/cellinit-exec) where
+// the agent mounted one (Config.ExecHelper), else the init itself
+// ("cellinit exec-as ...", see ExecAs, on one locked OS thread; ~3 ms of
+// CPU more per start under load than the C helper, a second Go runtime). That is the case for a file limit
 // the init cannot take for good, because a later start needs a higher
 // hard limit and the init cannot raise its own without CAP_SYS_RESOURCE:
 // the app's (the container's 1024) when the proxy's is higher, as it is

@@ -205,9 +205,9 @@ func (s *supervisor) spawn(e execAs, limitDirect bool, files []uintptr) (int, er
 	return s.spawnHelper(e, files)
 }
 
-// spawnHelper starts the helper for e with files as its descriptors 0,
-// 1, 2 and waits for its exec: answers the pid or why the target did not
-// start.
+// spawnHelper starts the helper for e (cfg.ExecHelper, else the init
+// itself) with files as its descriptors 0, 1, 2 and waits for its exec:
+// answers the pid or why the target did not start.
 func (s *supervisor) spawnHelper(e execAs, files []uintptr) (int, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -218,7 +218,11 @@ func (s *supervisor) spawnHelper(e execAs, files []uintptr) (int, error) {
 	if env == nil {
 		env = os.Environ()
 	}
-	pid, err := syscall.ForkExec(s.self, e.args(s.self), &syscall.ProcAttr{Env: env, Files: append(files, w.Fd())})
+	helper := s.cfg.ExecHelper
+	if helper == "" {
+		helper = s.self
+	}
+	pid, err := syscall.ForkExec(helper, e.args(helper), &syscall.ProcAttr{Env: env, Files: append(files, w.Fd())})
 	w.Close()
 	if err != nil {
 		return 0, err

@@ -1,0 +1,195 @@
+package cellinit_test
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cellagent/cellagent/internal/cellinit"
+)
+
+// helpers are the two exec-as helpers: the init itself (ExecHelper empty)
+// and the C cellinit-exec. Every case below runs with both and wants the
+// same result.
+func helpers(t *testing.T) []string {
+	t.Helper()
+	if execHelperBin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the C exec-as helper did not build: %v", execHelperErr)
+		}
+		t.Skipf("the C exec-as helper did not build: %v", execHelperErr)
+	}
+	return []string{"", execHelperBin}
+}
+
+func helperName(h string) string {
+	if h == "" {
+		return "cellinit exec-as"
+	}
+	return "cellinit-exec"
+}
+
+// viaHelper is cfg with its app started through the exec-as helper h: a
+// file limit of its own with a proxy started after it that keeps the
+// init's (directLimit then refuses the direct start).
+func viaHelper(cfg cellinit.Config, h string) cellinit.Config {
+	cfg.AppNoFile = cellinit.Limit{Soft: 100, Hard: 200}
+	cfg.Proxy = []string{"/bin/sleep", "100"}
+	cfg.ExecHelper = h
+	return cfg
+}
+
+// The app started by either helper has the same user, capabilities,
+// file limit, HOME (runc's rule), environment and working directory. (The
+// init's environment has no name twice here: os/exec keeps a name's last
+// value; the next test gives the helpers duplicates.)
+func TestBothExecAsHelpersStartTheSameApp(t *testing.T) {
+	hs := helpers(t)
+	wd := t.TempDir()
+	env := []string{"PATH=/usr/bin:/bin", "DUP=first", "HOME=/nowhere", "DUP=second", "EMPTY="}
+	script := `echo "NoFile $(ulimit -n):$(ulimit -Hn)"; echo "HOME $HOME"; echo "PWD $(pwd)"; env | sort | sed 's/^/ENV /'; echo end; exec sleep 100`
+	cfg := cellinit.Config{AppHome: true}
+	if os.Getuid() == 0 {
+		script = statusScript + "; " + script
+		cfg.AppUser = &cellinit.Cred{UID: 65534, GID: 65534}
+	}
+	cfg.App = app(script)
+	var outs []string
+	for _, h := range hs {
+		s := startIn(t, viaHelper(cfg, h), &syscall.SysProcAttr{}, env, wd)
+		var lines []string
+		for l := range s.lines {
+			if l == "end" {
+				break
+			}
+			lines = append(lines, l)
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		s.wait(t)
+		out := strings.Join(lines, "\n")
+		outs = append(outs, out)
+		st := statusLines(out)
+		uid := strings.TrimSpace(strings.Split(ownStatus(t, "Uid:"), " ")[0])
+		want := map[string]string{"NoFile": "100:200", "PWD": wd, "HOME": passwdHome(uid)}
+		if cfg.AppUser != nil {
+			want["Uid:"], want["CapEff:"], want["NoNewPrivs:"] = "65534 65534 65534 65534", "0000000000000000", "1"
+			want["HOME"] = passwdHome("65534")
+		}
+		for k, v := range want {
+			if st[k] != v {
+				t.Errorf("%s: app %s %q, want %q", helperName(h), k, st[k], v)
+			}
+		}
+		for _, e := range []string{"ENV DUP=second", "ENV EMPTY=", "ENV HOME=" + want["HOME"]} {
+			if !strings.Contains(out+"\n", e+"\n") {
+				t.Errorf("%s: no %q in the app's environment:\n%s", helperName(h), e, out)
+			}
+		}
+	}
+	if outs[0] != outs[1] {
+		t.Errorf("the helpers started different apps:\n%s:\n%s\n\n%s:\n%s", helperName(hs[0]), outs[0], helperName(hs[1]), outs[1])
+	}
+}
+
+// An app either helper cannot start ends the init with AppStartFailed
+// and the same reason in the state file.
+func TestBothExecAsHelpersReportTheSameStartErrors(t *testing.T) {
+	hs := helpers(t)
+	wd := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(wd, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	noExec := write("not-executable", "#!/bin/sh\n", 0o644)
+	garbage := write("garbage", "\x01\x02 not a program\n", 0o755)
+	write("tool", "#!/bin/sh\n", 0o755)
+	cases := []struct {
+		argv0, path, want string
+	}{
+		{"cellinit-no-such-app", "/usr/bin:/bin", `exec: "cellinit-no-such-app": executable file not found in $PATH`},
+		{"cellinit-no-such-app", "", `exec: "cellinit-no-such-app": executable file not found in $PATH`},
+		{"/no/such/app", "/bin", `exec: "/no/such/app": stat /no/such/app: no such file or directory`},
+		{wd, "/bin", `exec: "` + wd + `": is a directory`},
+		{noExec, "/bin", `exec: "` + noExec + `": permission denied`},
+		{garbage, "/bin", "exec " + garbage + ": exec format error"},
+		{"tool", "/usr/bin:.", `exec: "tool": cannot run executable found relative to current directory`},
+		{"tool", "/usr/bin:", `exec: "tool": cannot run executable found relative to current directory`},
+		{"tool", "bin/..", `exec: "tool": cannot run executable found relative to current directory`},
+	}
+	for _, c := range cases {
+		var got []string
+		for _, h := range hs {
+			dir := t.TempDir()
+			cfg := viaHelper(cellinit.Config{App: []string{c.argv0}, StateDir: dir}, h)
+			s := startIn(t, cfg, &syscall.SysProcAttr{}, []string{"PATH=" + c.path}, wd)
+			if status, _ := s.wait(t); status != cellinit.AppStartFailed {
+				t.Errorf("%s, %s with PATH %q: status %d, want %d", helperName(h), c.argv0, c.path, status, cellinit.AppStartFailed)
+			}
+			st, err := cellinit.ReadState(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(st.AppError, c.want) || st.Phase != "" {
+				t.Errorf("%s, %s with PATH %q: state %+v, want an AppError with %q and no proxy", helperName(h), c.argv0, c.path, st, c.want)
+			}
+			got = append(got, st.AppError)
+		}
+		if got[0] != got[1] {
+			t.Errorf("%s with PATH %q: %s says %q, %s %q", c.argv0, c.path, helperName(hs[0]), got[0], helperName(hs[1]), got[1])
+		}
+	}
+}
+
+// The init runs the helper it was given: one that is not there is the
+// app's start failure.
+func TestTheInitRunsTheExecHelperItIsGiven(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, viaHelper(cellinit.Config{App: app("exit 0"), StateDir: dir}, "/no/such/cellinit-exec"))
+	if status, _ := s.wait(t); status != cellinit.AppStartFailed {
+		t.Fatalf("status %d, want %d", status, cellinit.AppStartFailed)
+	}
+	if st, err := cellinit.ReadState(dir); err != nil || !strings.Contains(st.AppError, "no such file or directory") {
+		t.Fatalf("state %+v (%v): want the missing helper as the app's start error", st, err)
+	}
+}
+
+// Given a name twice, either helper passes its first value only, as Go's
+// os.Environ does (the helper's environment is the app's), and -home
+// replaces HOME's first value in its place.
+func TestBothExecAsHelpersPassANamesFirstValueOnly(t *testing.T) {
+	env := []string{"PATH=/usr/bin:/bin", "DUP=first", "HOME=/nowhere", "NOEQUALS", "DUP=second", "", "=empty-name", "HOME=/again", "=second-empty-name", "LAST=1"}
+	for _, h := range helpers(t) {
+		self := h
+		if self == "" {
+			self = initBin
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := syscall.ForkExec(self, []string{self, cellinit.ExecAsArg, "-home", "--", "/usr/bin/env", "-0"},
+			&syscall.ProcAttr{Env: env, Files: []uintptr{0, w.Fd(), 2}})
+		w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r)
+		r.Close()
+		var ws syscall.WaitStatus
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
+			t.Fatalf("%s: env exited %v (%v)", helperName(h), ws, err)
+		}
+		got := strings.Join(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"), " | ")
+		uid := strings.TrimSpace(strings.Split(ownStatus(t, "Uid:"), " ")[0])
+		want := "PATH=/usr/bin:/bin | DUP=first | HOME=" + passwdHome(uid) + " | NOEQUALS | =empty-name | LAST=1"
+		if got != want {
+			t.Errorf("%s: environment %q, want %q", helperName(h), got, want)
+		}
+	}
+}

@@ -270,7 +270,9 @@ var _ = Describe("generated files", func() {
 			Expect(inode(filepath.Join(dir, proxyconfig.CertAndKeyFile))).NotTo(Equal(before),
 				"a rename gives the file a new inode; that is what watchers of the directory see")
 			Expect(entries(dir)).To(HaveLen(3))
-			Expect(string(readFile(dir, proxyconfig.CertAndKeyFile))).To(ContainSubstring(`version_info: '2'`))
+			resp, _, err := envoyvalidate.Secrets(readFile(dir, proxyconfig.CertAndKeyFile))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(resp.GetVersionInfo()).To(Equal("2"))
 		})
 
 		It("removes its temp file when the rename fails", func() {

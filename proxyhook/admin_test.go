@@ -14,6 +14,7 @@ import (
 
 	"code.cloudfoundry.org/clock"
 	"code.cloudfoundry.org/clock/fakeclock"
+	"sigs.k8s.io/yaml"
 
 	"github.com/cellagent/cellagent/credmanager"
 	"github.com/cellagent/cellagent/executor"
@@ -61,11 +62,13 @@ func (a *fakeAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			a.t.Errorf("fake admin: %v", err)
 		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "version_info: "); ok {
-				serial = strings.Trim(v, `"'`)
-			}
+		var doc struct {
+			Version string `json:"version_info"`
 		}
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			a.t.Errorf("fake admin: %v", err)
+		}
+		serial = doc.Version
 	} else {
 		report.Errors = []string{"sds-id-cert-and-key.yaml: broken"}
 	}

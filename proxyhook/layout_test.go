@@ -21,8 +21,8 @@ import (
 	"github.com/cellagent/cellagent/proxyconfig"
 )
 
-// bootstrapDoc decodes a bootstrap as Envoy does: a YAML document (the
-// agent writes it as JSON, which is YAML too).
+// bootstrapDoc decodes a bootstrap (or an SDS file) as Envoy does: a YAML
+// document (the agent writes them as JSON, which is YAML too).
 func bootstrapDoc(t *testing.T, b []byte) map[string]any {
 	t.Helper()
 	var doc map[string]any
@@ -174,7 +174,7 @@ func TestC2CListenerForPort8080(t *testing.T) {
 	if doc := bootstrapDoc(t, b); !holds(doc, "port_value", 61443) || !holds(doc, "name", "c2c-cert-and-key") {
 		t.Errorf("no c2c listener in the bootstrap: %s", b)
 	}
-	if c, err := os.ReadFile(filepath.Join(dir, proxyconfig.C2CCertAndKeyFile)); err != nil || !strings.Contains(string(c), "version_info: 'c2c-1'") {
+	if c, err := os.ReadFile(filepath.Join(dir, proxyconfig.C2CCertAndKeyFile)); err != nil || bootstrapDoc(t, c)["version_info"] != "c2c-1" {
 		t.Errorf("c2c secret: %v %s", err, c)
 	}
 }

@@ -244,7 +244,12 @@ func (rp *report) details() {
 		rp.p("prepare from the same committed rootfs, container create, task start; host network, no CNI, no credentials,\n")
 		rp.p("no proxy, nothing waits for the app to listen). One at a time: %d starts after one warm-up, each stopped and\n", s.AgentSeq.N)
 		rp.p("deleted before the next. Concurrently: %d rounds of %d PUTs at once (raw: %d create+starts at once); the\n", s.Rounds, s.Conc, s.Conc)
-		rp.p("summary shows the median over rounds of each round's p50/p99 (with %d samples per round the p99 is the round's maximum).\n\n", s.Conc)
+		rp.p("summary shows the median over rounds of each round's p50/p99 (with %d samples per round the p99 is the round's maximum).\n", s.Conc)
+		if len(s.SettledMS) > 0 {
+			rp.p("The rounds alternate, raw round 1, agent round 1, raw round 2, ..., each once the CPUs were at least %.0f%% idle\n", settleIdle*100)
+			rp.p("over %s (waited %s ms, at most %s): both sides of a pair see the same machine.\n", settleSample, joinMS(s.SettledMS), settleMax)
+		}
+		rp.p("\n")
 		rp.p("| | n | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
 		rp.distRow("raw, one at a time", s.RawSeq)
 		rp.distRow("agent, one at a time", s.AgentSeq)
@@ -496,4 +501,13 @@ func poolRefill(d DensityResults) string {
 		return fmt.Sprintf("measured with the network pool not yet full after %.0f s of refill (agent CPU %.2f s)", d.PoolRefillSeconds, d.PoolRefillCPUSeconds)
 	}
 	return fmt.Sprintf("measured once the network pool was full again: its refill took %.1f s, agent CPU %.2f s", d.PoolRefillSeconds, d.PoolRefillCPUSeconds)
+}
+
+// joinMS prints milliseconds as "12, 340, 5".
+func joinMS(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.0f", x)
+	}
+	return strings.Join(s, ", ")
 }

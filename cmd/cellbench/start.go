@@ -50,6 +50,9 @@ type StartResults struct {
 	// CPU of every process can be counted per start of each kind.
 	RawConcWindows   [][2]int64 `json:"raw_conc_windows"`
 	AgentConcWindows [][2]int64 `json:"agent_conc_windows"`
+	// SettledMS is how long each concurrent round, raw then agent in
+	// turn, waited for the machine to settle (settle) before it began.
+	SettledMS []float64 `json:"settled_ms"`
 	// Timeline of the last one-at-a-time start (explain), ms from the PUT.
 	Timeline []string `json:"timeline"`
 	// Timeline of the slowest start of the last concurrent round.
@@ -95,22 +98,21 @@ func cmdStart(args []string) error {
 		sr.InFlight = *inflight
 	}
 
-	progress("raw containerd create+start: %d one at a time, then %d rounds of %d at once", *n, *rounds, *conc)
-	rawSeq, rawRounds, rawWindows, err := benchRaw(dir, *n, *conc, *rounds)
+	progress("raw containerd create+start: %d one at a time", *n)
+	ctx := context.Background()
+	raw, err := newRawBench(dir)
+	if err != nil {
+		recordError(*results, "start", fmt.Errorf("raw: %w", err))
+		return err
+	}
+	defer raw.Close()
+	rawSeq, err := raw.seq(ctx, *n)
 	if err != nil {
 		recordError(*results, "start", fmt.Errorf("raw: %w", err))
 		return err
 	}
 	sr.RawSeq = dist(rawSeq)
-	sr.RawConcWindows = rawWindows
-	var p50s, p99s []float64
-	for _, r := range rawRounds {
-		d := dist(r)
-		sr.RawConcRounds = append(sr.RawConcRounds, d)
-		p50s, p99s = append(p50s, d.P50), append(p99s, d.P99)
-	}
-	sr.RawConcP50, sr.RawConcP99 = median(p50s), median(p99s)
-	progress("raw: one at a time p50 %.0f ms; %d at once p99 %.0f ms", sr.RawSeq.P50, *conc, sr.RawConcP99)
+	progress("raw: one at a time p50 %.0f ms", sr.RawSeq.P50)
 
 	a, err := newAgent(dir, "start", func(c *config.Config) {
 		c.Proxy.Init = proxyInit
@@ -124,7 +126,6 @@ func cmdStart(args []string) error {
 		return err
 	}
 	defer cleanup(a)
-	ctx := context.Background()
 	w, err := watchRoutable(ctx, a)
 	if err != nil {
 		return err
@@ -145,10 +146,28 @@ func cmdStart(args []string) error {
 	sr.Timeline = timeline
 	progress("agent: one at a time p50 %.0f ms p99 %.0f ms", sr.AgentSeq.P50, sr.AgentSeq.P99)
 
+	// The concurrent rounds alternate, raw then agent, each after the
+	// machine settled: the two sides of each pair see the same machine,
+	// which drifts over minutes by more than the target's margin.
 	stopProfile := asyncProfile(*results, a, 10, dir, "start-concurrent")
-	p50s, p99s = nil, nil
+	var rawP50s, rawP99s, p50s, p99s []float64
 	for r := 0; r < *rounds; r++ {
-		progress("agent: round %d/%d, %d PUTs, %d in flight", r+1, *rounds, *conc, sr.InFlight)
+		waited := settle()
+		progress("raw: round %d/%d, %d at once (settled %.1f s)", r+1, *rounds, *conc, waited.Seconds())
+		took, window, err := raw.round(ctx, *conc)
+		if err != nil {
+			recordError(*results, "start", fmt.Errorf("raw concurrent: %w", err))
+			return err
+		}
+		d := dist(took)
+		sr.RawConcRounds = append(sr.RawConcRounds, d)
+		sr.RawConcWindows = append(sr.RawConcWindows, window)
+		rawP50s, rawP99s = append(rawP50s, d.P50), append(rawP99s, d.P99)
+		sr.SettledMS = append(sr.SettledMS, ms(waited))
+
+		waited = settle()
+		sr.SettledMS = append(sr.SettledMS, ms(waited))
+		progress("agent: round %d/%d, %d PUTs, %d in flight (settled %.1f s)", r+1, *rounds, *conc, sr.InFlight, waited.Seconds())
 		var guids []string
 		for i := 0; i < *conc; i++ {
 			guids = append(guids, fmt.Sprintf("c%d-%d", r, i))
@@ -168,19 +187,21 @@ func cmdStart(args []string) error {
 			}
 			sr.ConcTimeline = startTimeline(ctx, a, guids[slow], starts[slow])
 		}
-		d := dist(took)
+		d = dist(took)
 		sr.AgentConcRound = append(sr.AgentConcRound, d)
 		last := lastRoutable(starts, took)
 		sr.AgentConcWindows = append(sr.AgentConcWindows, [2]int64{roundStart.UnixNano(), last.UnixNano()})
 		wall := ms(last.Sub(roundStart))
 		sr.AgentConcWallMS = append(sr.AgentConcWallMS, wall)
-		progress("agent: round %d: all %d routable %.0f ms after its first PUT", r+1, *conc, wall)
+		progress("round %d: p99 raw %.0f ms, agent %.0f ms (%.2fx); all %d agent starts routable %.0f ms after the first PUT",
+			r+1, rawP99s[r], d.P99, d.P99/rawP99s[r], *conc, wall)
 		p50s, p99s = append(p50s, d.P50), append(p99s, d.P99)
 		if err := deleteMany(ctx, a, guids, *conc); err != nil {
 			return err
 		}
 	}
 	stopProfile()
+	sr.RawConcP50, sr.RawConcP99 = median(rawP50s), median(rawP99s)
 	sr.AgentConcP50, sr.AgentConcP99 = median(p50s), median(p99s)
 	progress("agent: %d at once p50 %.0f ms p99 %.0f ms", *conc, sr.AgentConcP50, sr.AgentConcP99)
 	return update(*results, func(r *Results) {
@@ -216,83 +237,151 @@ func tail(s string, n int) string {
 	return s
 }
 
-// benchRaw times Prepare+Create+Start of the adapter against containerd,
-// as an agent-less baseline (host network, no credentials, no proxy; the
-// process is started, nothing waits for it to listen): n one at a time,
-// then rounds of conc at once.
-func benchRaw(dir string, n, conc, rounds int) (seq []time.Duration, all [][]time.Duration, windows [][2]int64, err error) {
+// rawBench times Prepare+Create+Start of the agent's runtime client
+// against containerd, as an agent-less baseline of the start measures
+// (host network, no credentials, no proxy; the process is started,
+// nothing waits for it to listen).
+type rawBench struct {
+	rt     *runtime.Client
+	logger lager.Logger
+}
+
+func newRawBench(dir string) (*rawBench, error) {
 	bins, err := testagent.BinDir()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	rootfs := dir + "/raw-rootfs"
 	if err := testagent.MakeRootfs(rootfs, bins+"/demo-app"); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	rt, err := runtime.New(runtime.Config{Socket: testagent.Socket(), Namespace: "cellbench-raw", CellID: "cellbench",
 		Preloaded: map[string]string{"busybox": rootfs}})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	defer rt.Close()
-	logger := lager.NewLogger("cellbench")
-	ctx := context.Background()
-	one := func(guid string, port int) (time.Duration, error) {
-		_ = rt.Delete(ctx, logger, guid) // a leftover of an interrupted run
-		start := time.Now()
-		user, err := rt.Prepare(ctx, logger, guid, "preloaded:busybox", "vcap")
-		if err == nil {
-			err = rt.Create(ctx, logger, containerstore.ContainerSpec{GUID: guid, Path: "/app/server", Args: []string{strconv.Itoa(port)},
-				User: user, MemoryLimitBytes: 64 << 20, Hostname: guid})
-		}
-		if err == nil {
-			_, err = rt.Start(ctx, logger, guid)
-		}
-		return time.Since(start), err
+	return &rawBench{rt: rt, logger: lager.NewLogger("cellbench")}, nil
+}
+
+func (b *rawBench) Close() { b.rt.Close() }
+
+// one creates and starts guid's container: answers how long that took.
+func (b *rawBench) one(ctx context.Context, guid string, port int) (time.Duration, error) {
+	_ = b.rt.Delete(ctx, b.logger, guid) // a leftover of an interrupted run
+	start := time.Now()
+	user, err := b.rt.Prepare(ctx, b.logger, guid, "preloaded:busybox", "vcap")
+	if err == nil {
+		err = b.rt.Create(ctx, b.logger, containerstore.ContainerSpec{GUID: guid, Path: "/app/server", Args: []string{strconv.Itoa(port)},
+			User: user, MemoryLimitBytes: 64 << 20, Hostname: guid})
 	}
-	for i := 0; i < n+1; i++ { // the first run imports the rootfs: not counted
+	if err == nil {
+		_, err = b.rt.Start(ctx, b.logger, guid)
+	}
+	return time.Since(start), err
+}
+
+// seq starts (and deletes) n containers one at a time, after one that
+// imports the rootfs and is not counted.
+func (b *rawBench) seq(ctx context.Context, n int) ([]time.Duration, error) {
+	var seq []time.Duration
+	for i := 0; i < n+1; i++ {
 		guid := fmt.Sprintf("raw-%d", i)
-		took, err := one(guid, 18000)
-		if derr := rt.Delete(ctx, logger, guid); err == nil {
+		took, err := b.one(ctx, guid, 18000)
+		if derr := b.rt.Delete(ctx, b.logger, guid); err == nil {
 			err = derr
 		}
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
 		if i > 0 {
 			seq = append(seq, took)
 		}
 	}
-	for r := 0; r < rounds; r++ {
-		roundStart := time.Now()
-		took := make([]time.Duration, conc)
-		errs := make([]error, conc)
-		var wg sync.WaitGroup
-		for i := 0; i < conc; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				took[i], errs[i] = one(fmt.Sprintf("rawc-%d", i), 18100+i)
-			}()
-		}
-		wg.Wait()
-		windows = append(windows, [2]int64{roundStart.UnixNano(), time.Now().UnixNano()})
-		for i := 0; i < conc; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := rt.Delete(ctx, logger, fmt.Sprintf("rawc-%d", i)); err != nil && errs[i] == nil {
-					errs[i] = err
-				}
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return nil, nil, nil, err
-		}
-		all = append(all, took)
+	return seq, nil
+}
+
+// round starts conc containers at once, then deletes them: answers each
+// start's time and the round's window (first start, last start done).
+func (b *rawBench) round(ctx context.Context, conc int) ([]time.Duration, [2]int64, error) {
+	roundStart := time.Now()
+	took := make([]time.Duration, conc)
+	errs := make([]error, conc)
+	var wg sync.WaitGroup
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			took[i], errs[i] = b.one(ctx, fmt.Sprintf("rawc-%d", i), 18100+i)
+		}()
 	}
-	return seq, all, windows, nil
+	wg.Wait()
+	window := [2]int64{roundStart.UnixNano(), time.Now().UnixNano()}
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.rt.Delete(ctx, b.logger, fmt.Sprintf("rawc-%d", i)); err != nil && errs[i] == nil {
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	return took, window, errors.Join(errs...)
+}
+
+// settle waits until the CPUs are mostly idle (at least settleIdle of
+// their time over settleSample, as /proc/stat counts it), for at most
+// settleMax, and answers how long it waited: each concurrent round, raw
+// or agent, starts from a machine that has finished what the round
+// before left it (deleted containers' shims and mounts, the agent's pool
+// refill), not from whatever it happens to be doing.
+func settle() time.Duration {
+	start := time.Now()
+	prevIdle, prevTotal, err := cpuTimes()
+	for err == nil && time.Since(start) < settleMax {
+		time.Sleep(settleSample)
+		idle, total, e := cpuTimes()
+		if e != nil || total == prevTotal {
+			break
+		}
+		if float64(idle-prevIdle)/float64(total-prevTotal) >= settleIdle {
+			break
+		}
+		prevIdle, prevTotal = idle, total
+	}
+	return time.Since(start)
+}
+
+const (
+	settleIdle   = 0.85
+	settleSample = 250 * time.Millisecond
+	settleMax    = 15 * time.Second
+)
+
+// cpuTimes answers the idle (idle + iowait) and total jiffies of all CPUs.
+func cpuTimes() (idle, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	// user nice system idle iowait irq softirq steal; guest and
+	// guest_nice are already counted in user and nice.
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		total += n
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		}
+	}
+	return idle, total, nil
 }
 
 // routeMsg is the part of a router.(un)register body the bench reads.

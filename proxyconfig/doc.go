@@ -23,9 +23,10 @@
 // the directory with watched_directory, so a rename is what triggers a reload,
 // and a reader never sees half a file.
 //
-// This package builds the YAML from small structs of its own and does not link
-// Envoy's API types: the agent binary stays small. Package envoyvalidate (used
-// by tests) checks every generated file against go-control-plane's types.
+// This package builds the files (JSON documents, which are YAML too) from
+// small structs of its own and does not link Envoy's API types: the agent
+// binary stays small. Package envoyvalidate (used by tests) checks every
+// generated file against go-control-plane's types.
 //
 // Concurrency: everything here is a pure function or writes only the files it
 // is given; callers serialise writes to one directory (one container).

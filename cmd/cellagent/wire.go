@@ -324,7 +324,11 @@ func newProxyHook(logger lager.Logger, cfg config.Config, issuer *credmanager.Is
 	execHelper := ""
 	if initBinary != "" {
 		execHelper = filepath.Join(filepath.Dir(initBinary), "cellinit-exec")
-		if _, err := os.Stat(execHelper); err != nil {
+		st, err := os.Stat(execHelper)
+		if err == nil && (!st.Mode().IsRegular() || st.Mode()&0o111 == 0) {
+			err = fmt.Errorf("not an executable file (mode %s)", st.Mode())
+		}
+		if err != nil {
 			// cellinit re-executes itself instead: the same result, ~3 ms
 			// more CPU per app start.
 			logger.Info("exec-helper-unavailable", lager.Data{"exec-helper": execHelper, "error": err.Error(),

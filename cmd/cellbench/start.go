@@ -149,7 +149,7 @@ func cmdStart(args []string) error {
 	// The concurrent rounds alternate, raw then agent, each after the
 	// machine settled: the two sides of each pair see the same machine,
 	// which drifts over minutes by more than the target's margin.
-	stopProfile := asyncProfile(*results, a, 10, dir, "start-concurrent")
+	stopProfile := func() {}
 	var rawP50s, rawP99s, p50s, p99s []float64
 	for r := 0; r < *rounds; r++ {
 		waited := settle()
@@ -171,6 +171,11 @@ func cmdStart(args []string) error {
 		var guids []string
 		for i := 0; i < *conc; i++ {
 			guids = append(guids, fmt.Sprintf("c%d-%d", r, i))
+		}
+		if r == 0 {
+			// 10 s from the first agent round: that round and what
+			// follows it (its deletes, the next raw round, ...).
+			stopProfile = asyncProfile(*results, a, 10, dir, "start-concurrent")
 		}
 		roundStart := time.Now()
 		took, starts, err := startManyAt(ctx, a, w, guids, sr.InFlight, 64)
@@ -341,10 +346,11 @@ func settle() time.Duration {
 	for err == nil && time.Since(start) < settleMax {
 		time.Sleep(settleSample)
 		idle, total, e := cpuTimes()
-		if e != nil || total == prevTotal {
+		if e != nil || total <= prevTotal {
 			break
 		}
-		if float64(idle-prevIdle)/float64(total-prevTotal) >= settleIdle {
+		// Signed: iowait, counted as idle, may go back (proc(5)).
+		if float64(int64(idle)-int64(prevIdle))/float64(total-prevTotal) >= settleIdle {
 			break
 		}
 		prevIdle, prevTotal = idle, total

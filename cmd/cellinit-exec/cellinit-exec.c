@@ -6,14 +6,16 @@
  * ~3 ms of CPU per start under load, against well under 1 ms for this).
  *
  *   cellinit-exec exec-as [-user UID:GID] [-nofile SOFT:HARD] [-drop-caps]
- *                         [-home] [-dir DIR] -- COMMAND [ARG...]
+ *                         [-home] [-dir DIR] [-env-fd N] -- COMMAND [ARG...]
  *
  * In this order: the file limit; HOME from the container's /etc/passwd
  * (runc's rule); no_new_privs; with -drop-caps an empty bounding set; the
  * user (setgroups(0), setresgid, setresuid); every capability set emptied
  * for -drop-caps or a non-root user; the working directory; COMMAND looked
  * up in the environment's PATH as Go's exec.LookPath does (as the target's
- * user, after setuid); exec with the environment it was given, duplicate
+ * user, after setuid); exec with the environment it was given (its own,
+ * or with -env-fd the NUL-terminated entries read from descriptor N: the
+ * init passes the app's so, and starts the helper with none), duplicate
  * names dropped after their first (as Go's os.Environ does). On an error it
  * writes the reason to descriptor 3 (the init reads it; close-on-exec, so
  * the init reads EOF on success) and to stderr, and exits 127.
@@ -42,6 +44,7 @@
 #define START_FAILED 127 /* cellinit.AppStartFailed */
 #define PASSWD_MAX (1 << 20)
 #define LINE_MAX_GO (64 * 1024) /* bufio.MaxScanTokenSize */
+#define ENV_MAX (16 << 20)
 
 extern char **environ;
 
@@ -55,6 +58,7 @@ static const char *errstr(int e) {
 }
 
 /* fail reports the error and ends the helper. */
+static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void fail(const char *fmt, ...) {
 	char msg[8192];
 	va_list ap;
@@ -169,12 +173,54 @@ static char *home_entry(const char *home) {
 	return h;
 }
 
-/* build_env answers the environment to exec with: environ without empty
+/* read_env answers the environment in fd: NUL-terminated entries to
+ * EOF (the init writes the app's there, so that glibc's start-up code,
+ * which reads GLIBC_TUNABLES and the like from the process environment
+ * while the helper is still root, never sees the app's). */
+static char **read_env(int fd) {
+	size_t cap = 1 << 16, len = 0;
+	char *buf = malloc(cap + 1);
+	if (!buf)
+		fail("exec-as: %s", errstr(ENOMEM));
+	for (;;) {
+		if (len == cap) {
+			if (cap >= ENV_MAX)
+				fail("exec-as: environment on descriptor %d: over %d bytes", fd, ENV_MAX);
+			cap *= 2;
+			buf = realloc(buf, cap + 1);
+			if (!buf)
+				fail("exec-as: %s", errstr(ENOMEM));
+		}
+		ssize_t r = read(fd, buf + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			fail("exec-as: read the environment on descriptor %d: %s", fd, errstr(errno));
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	buf[len] = '\0'; /* a last entry without its NUL */
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		n += buf[i] == '\0';
+	char **env = calloc(n + 2, sizeof *env);
+	if (!env)
+		fail("exec-as: %s", errstr(ENOMEM));
+	size_t m = 0;
+	for (size_t at = 0; at < len; at += strlen(buf + at) + 1)
+		env[m++] = buf + at;
+	env[m] = NULL;
+	return env;
+}
+
+/* build_env answers the environment to exec with: src without empty
  * entries and without a name's later values, HOME set to home (in its
  * first value's place, or appended) unless home is NULL. */
-static char **build_env(const char *home) {
+static char **build_env(char **src, const char *home) {
 	size_t n = 0;
-	while (environ[n])
+	while (src[n])
 		n++;
 	char **out = calloc(n + 2, sizeof *out);
 	if (!out)
@@ -182,7 +228,7 @@ static char **build_env(const char *home) {
 	size_t m = 0;
 	int home_set = 0;
 	for (size_t i = 0; i < n; i++) {
-		const char *s = environ[i];
+		const char *s = src[i];
 		if (s[0] == '\0')
 			continue;
 		long k = env_key_len(s);
@@ -275,6 +321,9 @@ static int find_executable(const char *file, const char **op) {
  * fails the helper with LookPath's error, as ExecAs reports it. */
 static char *look_path(const char *file, char **env) {
 	const char *op;
+	/* Go's validateLookPath: these never name a program. */
+	if (strcmp(file, "") == 0 || strcmp(file, ".") == 0 || strcmp(file, "..") == 0)
+		fail("start %s: exec: \"%s\": executable file not found in $PATH", file, file);
 	if (strchr(file, '/')) {
 		int e = find_executable(file, &op);
 		if (e == 0)
@@ -316,11 +365,11 @@ static char *look_path(const char *file, char **env) {
 
 int main(int argc, char **argv) {
 	const char *user = NULL, *nofile = NULL, *dir = NULL;
-	int drop_caps = 0, home = 0;
+	int drop_caps = 0, home = 0, env_fd = -1;
 	uint64_t uid = 0, gid = 0, soft = 0, hard = 0;
 
 	if (argc < 2 || strcmp(argv[1], "exec-as") != 0)
-		fail("exec-as: usage: %s exec-as [-user UID:GID] [-nofile SOFT:HARD] [-drop-caps] [-home] [-dir DIR] -- COMMAND [ARG...]",
+		fail("exec-as: usage: %s exec-as [-user UID:GID] [-nofile SOFT:HARD] [-drop-caps] [-home] [-dir DIR] [-env-fd N] -- COMMAND [ARG...]",
 		     argc > 0 ? argv[0] : "cellinit-exec");
 	int i = 2;
 	for (; i < argc; i++) {
@@ -351,7 +400,7 @@ int main(int argc, char **argv) {
 				drop_caps = on;
 			continue;
 		}
-		if (!IS("user") && !IS("nofile") && !IS("dir"))
+		if (!IS("user") && !IS("nofile") && !IS("dir") && !IS("env-fd"))
 			fail("exec-as: flag provided but not defined: -%.*s", (int)nlen, name);
 		if (!value) {
 			if (i + 1 >= argc)
@@ -359,13 +408,20 @@ int main(int argc, char **argv) {
 			value = argv[++i];
 		}
 		if (IS("user")) {
-			if (pair(value, &uid, &gid) != 0 || uid > UINT32_MAX || gid > UINT32_MAX)
+			/* (uid_t)-1 is "unchanged" to setresuid and setresgid: the
+			 * target would keep root's. */
+			if (pair(value, &uid, &gid) != 0 || uid >= UINT32_MAX || gid >= UINT32_MAX)
 				fail("exec-as: invalid value \"%s\" for flag -user", value);
 			user = value;
 		} else if (IS("nofile")) {
 			if (pair(value, &soft, &hard) != 0)
 				fail("exec-as: invalid value \"%s\" for flag -nofile", value);
 			nofile = value;
+		} else if (IS("env-fd")) {
+			uint64_t fd;
+			if (parse_u64(value, value + strlen(value), &fd) != 0 || fd < 3 || fd == ERR_FD || fd > INT32_MAX)
+				fail("exec-as: invalid value \"%s\" for flag -env-fd", value);
+			env_fd = (int)fd;
 		} else {
 			dir = value;
 		}
@@ -383,7 +439,7 @@ int main(int argc, char **argv) {
 	const char *home_dir = NULL;
 	if (home)
 		home_dir = home_of("/etc/passwd", user ? uid : (uint64_t)getuid());
-	char **env = build_env(home_dir);
+	char **env = build_env(env_fd >= 0 ? read_env(env_fd) : environ, home_dir);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		fail("set no_new_privs: %s", errstr(errno));
 	if (drop_caps) {

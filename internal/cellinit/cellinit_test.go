@@ -409,6 +409,8 @@ func TestParseRefusesWhatItCannotRun(t *testing.T) {
 		{}, // no app
 		{"-proxy", "p", "-proxy-user", "0:5", "--", "a"}, // proxy as root
 		{"-app-user", "2000", "--", "a"},                 // no gid
+		{"-app-user", "4294967295:2000", "--", "a"},      // uid -1: setresuid's "unchanged"
+		{"-app-user", "2000:4294967295", "--", "a"},      // gid -1 likewise
 		{"-app-nofile", "10:5", "--", "a"},               // soft above hard
 		{"-max-restarts", "-1", "--", "a"},               // negative
 		{"-no-such-flag", "--", "a"},

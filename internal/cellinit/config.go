@@ -216,7 +216,9 @@ func credFlag(dst **Cred) func(string) error {
 		if err != nil {
 			return err
 		}
-		if u > 1<<32-1 || g > 1<<32-1 {
+		// 4294967295 is (uid_t)-1, which setresuid and setresgid take
+		// as "unchanged": the target would keep the init's root.
+		if u >= 1<<32-1 || g >= 1<<32-1 {
 			return fmt.Errorf("%q: out of range", s)
 		}
 		*dst = &Cred{uint32(u), uint32(g)}

@@ -35,6 +35,9 @@ type execAs struct {
 	argv     []string
 	// env is the target's environment; nil passes the init's (the app's).
 	env []string
+	// envFD, when above 2, is the descriptor holding the environment for
+	// cellinit-exec (-env-fd; cellinit exec-as has no such flag).
+	envFD int
 }
 
 func (e execAs) args(self string) []string {
@@ -53,6 +56,9 @@ func (e execAs) args(self string) []string {
 	}
 	if e.dir != "" {
 		a = append(a, "-dir", e.dir)
+	}
+	if e.envFD > 2 {
+		a = append(a, "-env-fd", strconv.Itoa(e.envFD))
 	}
 	return append(append(a, "--"), e.argv...)
 }

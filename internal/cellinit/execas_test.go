@@ -1,8 +1,10 @@
 package cellinit_test
 
 import (
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -146,16 +148,42 @@ func TestBothExecAsHelpersReportTheSameStartErrors(t *testing.T) {
 	}
 }
 
-// The init runs the helper it was given: one that is not there is the
-// app's start failure.
-func TestTheInitRunsTheExecHelperItIsGiven(t *testing.T) {
+// The init runs the helper it was given, with the app's environment on a
+// descriptor and none of its own (its C library reads some variables at
+// its start, as root).
+func TestTheExecHelperIsRunWithNoEnvironmentOfItsOwn(t *testing.T) {
+	helpers(t)
 	dir := t.TempDir()
-	s := start(t, viaHelper(cellinit.Config{App: app("exit 0"), StateDir: dir}, "/no/such/cellinit-exec"))
-	if status, _ := s.wait(t); status != cellinit.AppStartFailed {
-		t.Fatalf("status %d, want %d", status, cellinit.AppStartFailed)
+	script := filepath.Join(dir, "helper")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n/usr/bin/env >"+dir+"/helper-env\nexec "+execHelperBin+` "$@"`+"\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if st, err := cellinit.ReadState(dir); err != nil || !strings.Contains(st.AppError, "no such file or directory") {
-		t.Fatalf("state %+v (%v): want the missing helper as the app's start error", st, err)
+	t.Setenv("CELLINIT_TEST_SECRET", "app-only")
+	s := start(t, viaHelper(cellinit.Config{App: app(`echo "secret=$CELLINIT_TEST_SECRET"; echo "PATH=$PATH"`)}, script))
+	s.waitLine(t, "secret=app-only")
+	s.waitLine(t, "PATH="+os.Getenv("PATH"))
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	s.wait(t)
+	b, err := os.ReadFile(dir + "/helper-env")
+	if err != nil {
+		t.Fatalf("the helper did not run: %v", err)
+	}
+	if strings.Contains(string(b), "CELLINIT_TEST_SECRET") || strings.Contains(string(b), os.Getenv("PATH")) {
+		t.Fatalf("the helper's own environment holds the app's:\n%s", b)
+	}
+}
+
+// A helper that cannot be executed (here: none at that path) leaves the
+// start to the init's own exec-as, and says so.
+func TestAnExecHelperThatCannotRunFallsBackToTheInit(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, viaHelper(cellinit.Config{App: app(`echo "NoFile $(ulimit -n):$(ulimit -Hn)"`), StateDir: dir}, "/no/such/cellinit-exec"))
+	s.waitLine(t, "NoFile 100:200")
+	if status, _ := s.wait(t); status != 0 {
+		t.Fatalf("status %d, want the app's 0", status)
+	}
+	if !strings.Contains(s.out.String(), "exec helper /no/such/cellinit-exec: no such file or directory: starting the app through cellinit exec-as instead") {
+		t.Fatalf("stderr %q: want the fallback explained", s.out)
 	}
 }
 
@@ -169,27 +197,71 @@ func TestBothExecAsHelpersPassANamesFirstValueOnly(t *testing.T) {
 		if self == "" {
 			self = initBin
 		}
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pid, err := syscall.ForkExec(self, []string{self, cellinit.ExecAsArg, "-home", "--", "/usr/bin/env", "-0"},
-			&syscall.ProcAttr{Env: env, Files: []uintptr{0, w.Fd(), 2}})
-		w.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(r)
-		r.Close()
-		var ws syscall.WaitStatus
-		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
-			t.Fatalf("%s: env exited %v (%v)", helperName(h), ws, err)
-		}
-		got := strings.Join(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"), " | ")
 		uid := strings.TrimSpace(strings.Split(ownStatus(t, "Uid:"), " ")[0])
 		want := "PATH=/usr/bin:/bin | DUP=first | HOME=" + passwdHome(uid) + " | NOEQUALS | =empty-name | LAST=1"
-		if got != want {
+		if got := helperEnv(t, self, nil, env); got != want {
 			t.Errorf("%s: environment %q, want %q", helperName(h), got, want)
+		}
+		if h == "" {
+			continue
+		}
+		// cellinit-exec given it on a descriptor, as the init does, with
+		// none of its own.
+		if got := helperEnv(t, self, env, nil); got != want {
+			t.Errorf("%s -env-fd: environment %q, want %q", helperName(h), got, want)
+		}
+	}
+}
+
+// helperEnv runs helper as "exec-as -home -- env -0" with env as its own
+// environment, or with -env-fd and fdEnv on that descriptor where fdEnv is
+// not nil, and answers the environment env printed, " | " between entries.
+func helperEnv(t *testing.T, helper string, fdEnv, env []string) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	args := []string{helper, cellinit.ExecAsArg, "-home"}
+	files := []uintptr{0, w.Fd(), 2}
+	if fdEnv != nil {
+		f, err := os.CreateTemp(t.TempDir(), "env")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(strings.Join(fdEnv, "\x00") + "\x00"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, 2, f.Fd()) // 3 is the helper's error descriptor
+		args = append(args, "-env-fd", "4")
+	}
+	pid, err := syscall.ForkExec(helper, append(args, "--", "/usr/bin/env", "-0"), &syscall.ProcAttr{Env: env, Files: files})
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r)
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
+		t.Fatalf("%s: env exited %v (%v)", helper, ws, err)
+	}
+	return strings.Join(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"), " | ")
+}
+
+// cellinit-exec refuses uid or gid 4294967295, (uid_t)-1, which setresuid
+// and setresgid take as "unchanged": the target would keep root.
+func TestCellinitExecRefusesTheUnchangedID(t *testing.T) {
+	helpers(t)
+	for _, user := range []string{"4294967295:2000", "2000:4294967295"} {
+		out, err := exec.Command(execHelperBin, cellinit.ExecAsArg, "-user", user, "--", "/bin/true").CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != cellinit.AppStartFailed || !strings.Contains(string(out), `invalid value "`+user+`" for flag -user`) {
+			t.Errorf("-user %s: %v, %q: want status %d and the value refused", user, err, out, cellinit.AppStartFailed)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package cellinit
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -205,27 +206,58 @@ func (s *supervisor) spawn(e execAs, limitDirect bool, files []uintptr) (int, er
 	return s.spawnHelper(e, files)
 }
 
-// spawnHelper starts the helper for e (cfg.ExecHelper, else the init
-// itself) with files as its descriptors 0, 1, 2 and waits for its exec:
-// answers the pid or why the target did not start.
+// spawnHelper starts the helper for e with files as its descriptors 0,
+// 1, 2 and waits for its exec: answers the pid or why the target did not
+// start. The helper is cfg.ExecHelper where there is one: given the
+// environment on a descriptor of its own (envFile), and none of its own,
+// so that its C library's start-up code, run as root, never reads the
+// app's variables. Where it cannot be executed at all (missing, not
+// executable, not a program for this machine), and else, the helper is
+// the init itself.
 func (s *supervisor) spawnHelper(e execAs, files []uintptr) (int, error) {
+	env := e.env
+	if env == nil {
+		env = os.Environ()
+	}
+	if h := s.cfg.ExecHelper; h != "" {
+		pid, err := forkHelper(h, e, env, files, true)
+		var fe *forkError
+		if !errors.As(err, &fe) {
+			return pid, err
+		}
+		fmt.Fprintf(s.stderr, "cellinit: exec helper %s: %v: starting the app through cellinit exec-as instead\n", h, err)
+	}
+	return forkHelper(s.self, e, env, files, false)
+}
+
+// forkError is a helper that could not be executed (syscall.ForkExec's
+// error), as opposed to the reason it reported for its target.
+type forkError struct{ err error }
+
+func (e *forkError) Error() string { return e.err.Error() }
+func (e *forkError) Unwrap() error { return e.err }
+
+// forkHelper starts helper for e with env (on a descriptor of its own
+// with envByFD, where a memfd can be made) and waits for its exec.
+func forkHelper(helper string, e execAs, env []string, files []uintptr, envByFD bool) (int, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return 0, err
 	}
 	defer r.Close()
-	env := e.env
-	if env == nil {
-		env = os.Environ()
+	attr := &syscall.ProcAttr{Env: env, Files: append(files, w.Fd())}
+	if envByFD {
+		if f, err := envFile(env); err == nil {
+			defer f.Close()
+			attr.Env = nil
+			attr.Files = append(attr.Files, f.Fd())
+			e.envFD = len(attr.Files) - 1
+		}
 	}
-	helper := s.cfg.ExecHelper
-	if helper == "" {
-		helper = s.self
-	}
-	pid, err := syscall.ForkExec(helper, e.args(helper), &syscall.ProcAttr{Env: env, Files: append(files, w.Fd())})
+	pid, err := syscall.ForkExec(helper, e.args(helper), attr)
 	w.Close()
 	if err != nil {
-		return 0, err
+		return 0, &forkError{err}
 	}
 	msg, _ := io.ReadAll(io.LimitReader(r, 4096))
 	if len(msg) > 0 {
@@ -233,6 +265,29 @@ func (s *supervisor) spawnHelper(e execAs, files []uintptr) (int, error) {
 		return 0, fmt.Errorf("%s", msg)
 	}
 	return pid, nil
+}
+
+// envFile answers a memfd holding env, each entry followed by a NUL, read
+// from its start (cellinit-exec's -env-fd).
+func envFile(env []string) (*os.File, error) {
+	fd, err := unix.MemfdCreate("cellinit-env", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "cellinit-env")
+	var b []byte
+	for _, kv := range env {
+		b = append(append(b, kv...), 0)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // appFailed reports an app that could not be started (stderr, the state

@@ -1,6 +1,7 @@
 package proxyconfig
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -181,6 +182,18 @@ func writeFileAtomic(dir, name string, data []byte) error {
 	return atomicfile.WriteFile(filepath.Join(dir, name), data, FileMode, atomicfile.NoSync)
 }
 
+// decodeGenerated decodes a file this package wrote into v: the JSON
+// document after its comment line with encoding/json, anything else (a file
+// an agent before session 15 wrote as YAML) with the YAML library, which
+// is several times slower on the JSON form (an adoption reads every
+// instance's certificate).
+func decodeGenerated(data []byte, v any) error {
+	if rest, ok := bytes.CutPrefix(data, []byte(generatedHeader)); ok && bytes.HasPrefix(rest, []byte("{")) {
+		return json.Unmarshal(rest, v)
+	}
+	return yaml.Unmarshal(data, v)
+}
+
 // ReadCertificate answers the leaf certificate of hostDir's
 // sds-id-cert-and-key.yaml: what the proxy serves once it has read the
 // file (at its next reload or start).
@@ -190,7 +203,7 @@ func ReadCertificate(hostDir string) (*x509.Certificate, error) {
 		return nil, err
 	}
 	var dr discoveryResponse
-	if err := yaml.Unmarshal(data, &dr); err != nil {
+	if err := decodeGenerated(data, &dr); err != nil {
 		return nil, fmt.Errorf("read %s: %w", CertAndKeyFile, err)
 	}
 	if len(dr.Resources) != 1 || dr.Resources[0].TLSCertificate == nil {

@@ -106,21 +106,24 @@ func (r *Runner) timeout(ctx context.Context, logger lager.Logger, t *executor.T
 }
 
 func (r *Runner) download(ctx context.Context, logger lager.Logger, d *executor.DownloadAction) error {
+	name := d.Artifact
+	if name == "" {
+		name = redact(d.From)
+	}
+	logger = logger.Session("download", lager.Data{"from": redact(d.From), "cache-key": d.CacheKey})
 	if r.Limiter != nil {
 		select {
 		case r.Limiter <- struct{}{}:
 			defer func() { <-r.Limiter }()
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			// As a download the context ended says it (a timeout that
+			// fired while this one waited for its turn included).
+			return r.failed(logger, d, fmt.Errorf("downloading %s failed: %w", name, context.Cause(ctx)))
 		}
 	}
-	name := d.Artifact
-	if name != "" {
+	if d.Artifact != "" {
 		r.Emit("Downloading %s...\n", name)
-	} else {
-		name = redact(d.From)
 	}
-	logger = logger.Session("download", lager.Data{"from": redact(d.From), "cache-key": d.CacheKey})
 	a, err := r.Cache.Fetch(ctx, logger, Source{URL: d.From, CacheKey: d.CacheKey, Checksum: d.Checksum})
 	if err != nil {
 		if c := context.Cause(ctx); c != nil {

@@ -90,6 +90,21 @@ var _ = Describe("Runner", func() {
 		Expect(log.String()).To(ContainSubstring("Setup failed: downloading missing failed"))
 	})
 
+	It("says which download a timeout ended while it waited for its turn", func() {
+		runner.Limiter = make(chan struct{}, 1)
+		runner.Limiter <- struct{}{} // every slot taken
+		errs := make(chan error, 1)
+		go func() {
+			errs <- run(executor.SetupAction{Timeout: &executor.TimeoutAction{Action: dl("/app", "."), Timeout: executor.Duration(time.Minute)}})
+		}()
+		Eventually(clk.WatcherCount).Should(Equal(1))
+		clk.Increment(time.Minute)
+		var err error
+		Eventually(errs).Should(Receive(&err))
+		Expect(err).To(MatchError(ContainSubstring("downloading app failed: exceeded 1m0s timeout")))
+		Expect(log.String()).To(ContainSubstring("downloading app failed: exceeded 1m0s timeout"))
+	})
+
 	It("fails a timeout's action that has not finished in time", func() {
 		hang := make(chan struct{})
 		srv.Config.Handler = httpHang(hang)

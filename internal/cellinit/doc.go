@@ -27,14 +27,15 @@
 // spawn.go): no second exec. Where that cannot give the same result it
 // starts an exec-as helper instead, which changes its credentials and
 // execs the target: the static C cellinit-exec (cmd/cellinit-exec) where
-// the agent mounted one (Config.ExecHelper), else the init itself
-// ("cellinit exec-as ...", see ExecAs, on one locked OS thread; ~3 ms of
-// CPU more per start under load than the C helper, a second Go runtime). That is the case for a file limit
-// the init cannot take for good, because a later start needs a higher
-// hard limit and the init cannot raise its own without CAP_SYS_RESOURCE:
-// the app's (the container's 1024) when the proxy's is higher, as it is
-// by default (see directLimit); and for a non-root init given a user, or
-// an init with securebits.
+// the agent mounted one (Config.ExecHelper; given the app's environment
+// on a descriptor and none of its own), else the init itself ("cellinit
+// exec-as ...", see ExecAs, on one locked OS thread; a second Go runtime,
+// ~3 ms of CPU more per start under load than the C helper). That is the
+// case for a file limit the init cannot take for good, because a later
+// start needs a higher hard limit and the init cannot raise its own
+// without CAP_SYS_RESOURCE: the app's (the container's 1024) when the
+// proxy's is higher, as it is by default (see directLimit); and for a
+// non-root init given a user, or an init with securebits.
 //
 // An app that cannot be started (no executable, or it could not take its
 // user) ends the init with AppStartFailed, the reason on stderr (in

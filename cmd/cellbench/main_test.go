@@ -90,32 +90,3 @@ func TestLastRoutable(t *testing.T) {
 		t.Fatalf("lastRoutable = %v, want %v", got, want)
 	}
 }
-
-// cpuTimes reads the machine's CPU counters: idle is part of the total,
-// which only grows (idle may not: iowait can go back).
-func TestCPUTimesGrow(t *testing.T) {
-	idle, total, err := cpuTimes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if total == 0 || idle > total {
-		t.Fatalf("idle %d of total %d", idle, total)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		idle2, total2, err := cpuTimes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if total2 < total || idle2 > total2 {
-			t.Fatalf("total went back (%d -> %d) or idle %d is above it", total, total2, idle2)
-		}
-		if total2 > total {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("total stayed %d for 5 s", total)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

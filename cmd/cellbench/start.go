@@ -20,6 +20,7 @@ import (
 
 	"github.com/cellagent/cellagent/config"
 	"github.com/cellagent/cellagent/containerstore"
+	"github.com/cellagent/cellagent/containerstore/network"
 	"github.com/cellagent/cellagent/containerstore/runtime"
 	"github.com/cellagent/cellagent/executor"
 	"github.com/cellagent/cellagent/integration/testagent"
@@ -335,25 +336,19 @@ func (b *rawBench) round(ctx context.Context, conc int) ([]time.Duration, [2]int
 }
 
 // settle waits until the CPUs are mostly idle (at least settleIdle of
-// their time over settleSample, as /proc/stat counts it), for at most
-// settleMax, and answers how long it waited: each concurrent round, raw
-// or agent, starts from a machine that has finished what the round
-// before left it (deleted containers' shims and mounts, the agent's pool
-// refill), not from whatever it happens to be doing.
+// their time over settleSample, as /proc/stat counts it: the network pool's
+// own meter), for at most settleMax, and answers how long it waited: each
+// concurrent round, raw or agent, starts from a machine that has finished
+// what the round before left it (deleted containers' shims and mounts, the
+// agent's pool refill), not from whatever it happens to be doing. A meter
+// that cannot tell ends the wait.
 func settle() time.Duration {
 	start := time.Now()
-	prevIdle, prevTotal, err := cpuTimes()
-	for err == nil && time.Since(start) < settleMax {
-		time.Sleep(settleSample)
-		idle, total, e := cpuTimes()
-		if e != nil || total <= prevTotal {
+	cpu := network.ProcStatCPU{Window: settleSample}
+	for time.Since(start) < settleMax {
+		if share, ok := cpu.IdleShare(context.Background()); !ok || share >= settleIdle {
 			break
 		}
-		// Signed: iowait, counted as idle, may go back (proc(5)).
-		if float64(int64(idle)-int64(prevIdle))/float64(total-prevTotal) >= settleIdle {
-			break
-		}
-		prevIdle, prevTotal = idle, total
 	}
 	return time.Since(start)
 }
@@ -363,32 +358,6 @@ const (
 	settleSample = 250 * time.Millisecond
 	settleMax    = 15 * time.Second
 )
-
-// cpuTimes answers the idle (idle + iowait) and total jiffies of all CPUs.
-func cpuTimes() (idle, total uint64, err error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 6 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
-	}
-	// user nice system idle iowait irq softirq steal; guest and
-	// guest_nice are already counted in user and nice.
-	for i, v := range f[1:min(len(f), 9)] {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
-		}
-		total += n
-		if i == 3 || i == 4 { // idle, iowait
-			idle += n
-		}
-	}
-	return idle, total, nil
-}
 
 // routeMsg is the part of a router.(un)register body the bench reads.
 type routeMsg struct {

@@ -40,36 +40,50 @@ const busyIdleShare = 0.5
 
 // Busy implements CPU.
 func (c ProcStatCPU) Busy(ctx context.Context) bool {
+	share, ok := c.IdleShare(ctx)
+	return ok && share < busyIdleShare
+}
+
+// IdleShare measures the CPUs for Window and answers the share of their
+// time that was idle (idle + iowait); ok is false when it cannot tell (an
+// unreadable file, ctx ended, no tick passed, counters that went back).
+func (c ProcStatCPU) IdleShare(ctx context.Context) (share float64, ok bool) {
 	window := c.Window
 	if window <= 0 {
 		window = 100 * time.Millisecond
 	}
 	idle0, total0, err := c.read()
 	if err != nil {
-		return false
+		return 0, false
 	}
 	t := time.NewTimer(window)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return false
+		return 0, false
 	case <-t.C:
 	}
 	idle1, total1, err := c.read()
 	if err != nil {
-		return false
+		return 0, false
 	}
-	return busyBetween(idle0, total0, idle1, total1)
+	return idleBetween(idle0, total0, idle1, total1)
 }
 
 // busyBetween says whether less than busyIdleShare of the CPU time between
-// two readings was idle; false when no time passed or the counters went
-// back.
+// two readings was idle; false when it cannot tell (idleBetween).
 func busyBetween(idle0, total0, idle1, total1 uint64) bool {
+	share, ok := idleBetween(idle0, total0, idle1, total1)
+	return ok && share < busyIdleShare
+}
+
+// idleBetween answers the share of the CPU time between two readings that
+// was idle; ok is false when no time passed or the counters went back.
+func idleBetween(idle0, total0, idle1, total1 uint64) (share float64, ok bool) {
 	if total1 <= total0 || idle1 < idle0 || idle1-idle0 > total1-total0 {
-		return false
+		return 0, false
 	}
-	return float64(idle1-idle0)/float64(total1-total0) < busyIdleShare
+	return float64(idle1-idle0) / float64(total1-total0), true
 }
 
 // read answers the idle (idle + iowait) and total ticks of all CPUs.

@@ -41,6 +41,19 @@ var _ = Describe("ProcStatCPU", func() {
 		Expect(network.ProcStatCPU{Path: garbage, Window: time.Millisecond}.Busy(context.Background())).To(BeFalse())
 	})
 
+	It("answers the idle share it measured, or that it cannot tell", func() {
+		share, ok := network.ProcStatCPU{Window: 30 * time.Millisecond}.IdleShare(context.Background())
+		Expect(ok).To(BeTrue())
+		Expect(share).To(BeNumerically(">=", 0))
+		Expect(share).To(BeNumerically("<=", 1))
+		_, ok = network.ProcStatCPU{Path: "/nonexistent/stat", Window: time.Millisecond}.IdleShare(context.Background())
+		Expect(ok).To(BeFalse())
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, ok = network.ProcStatCPU{Window: time.Hour}.IdleShare(ctx)
+		Expect(ok).To(BeFalse(), "an ended context")
+	})
+
 	It("measures this host", func() {
 		// Whatever the answer, it comes after the window and without a
 		// failure to read (a read error answers false at once).

@@ -90,9 +90,9 @@ var _ = Describe("Runner", func() {
 		Expect(log.String()).To(ContainSubstring("Setup failed: downloading missing failed"))
 	})
 
-	It("says which download a timeout ended while it waited for its turn", func() {
-		runner.Limiter = make(chan struct{}, 1)
-		runner.Limiter <- struct{}{} // every slot taken
+	// timedOut runs a download of /app under a one-minute timeout, fires
+	// the timeout as soon as its timer exists and answers the error.
+	timedOut := func() error {
 		errs := make(chan error, 1)
 		go func() {
 			errs <- run(executor.SetupAction{Timeout: &executor.TimeoutAction{Action: dl("/app", "."), Timeout: executor.Duration(time.Minute)}})
@@ -101,7 +101,13 @@ var _ = Describe("Runner", func() {
 		clk.Increment(time.Minute)
 		var err error
 		Eventually(errs).Should(Receive(&err))
-		Expect(err).To(MatchError(ContainSubstring("downloading app failed: exceeded 1m0s timeout")))
+		return err
+	}
+
+	It("says which download a timeout ended while it waited for its turn", func() {
+		runner.Limiter = make(chan struct{}, 1)
+		runner.Limiter <- struct{}{} // every slot taken
+		Expect(timedOut()).To(MatchError(ContainSubstring("downloading app failed: exceeded 1m0s timeout")))
 		Expect(log.String()).To(ContainSubstring("downloading app failed: exceeded 1m0s timeout"))
 	})
 
@@ -109,14 +115,7 @@ var _ = Describe("Runner", func() {
 		hang := make(chan struct{})
 		srv.Config.Handler = httpHang(hang)
 		DeferCleanup(func() { close(hang) })
-		errs := make(chan error, 1)
-		go func() {
-			errs <- run(executor.SetupAction{Timeout: &executor.TimeoutAction{Action: dl("/app", "."), Timeout: executor.Duration(time.Minute)}})
-		}()
-		Eventually(clk.WatcherCount).Should(Equal(1))
-		clk.Increment(time.Minute)
-		var err error
-		Eventually(errs).Should(Receive(&err))
+		err := timedOut()
 		Expect(err).To(MatchError(ContainSubstring("downloading app failed: exceeded 1m0s timeout")))
 		Expect(errors.Is(err, context.Canceled)).To(BeFalse())
 	})

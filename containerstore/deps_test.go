@@ -10,7 +10,7 @@ import (
 
 // TestImportRules: the store is above its adapters: it knows them only by its own interfaces.
 func TestImportRules(t *testing.T) {
-	depcheck.Check(t, depcheck.Rule{Package: "containerstore", Project: []string{"executor", "logfile", "internal/backoff", "internal/atomicfile", "internal/cellinit", "internal/tickgrid"}})
+	depcheck.Check(t, depcheck.Rule{Package: "containerstore", Project: []string{"executor", "logfile", "internal/backoff", "internal/atomicfile", "internal/cellinit", "internal/listenprobe", "internal/tickgrid"}})
 }
 
 // TestNoCallsBackUp: the parts beside the store tell it what happened by

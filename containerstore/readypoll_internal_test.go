@@ -1,10 +1,18 @@
 package containerstore
 
 import (
+	"context"
+	"net"
+	"strconv"
 	"time"
+
+	"code.cloudfoundry.org/clock"
+	"code.cloudfoundry.org/lager/v3/lagertest"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/cellagent/cellagent/executor"
 )
 
 var _ = Describe("readyPoll", func() {
@@ -31,5 +39,57 @@ var _ = Describe("readyPoll", func() {
 		Expect(n).To(BeNumerically("<=", 40))
 		n, _ = attempts(2 * time.Second)
 		Expect(n).To(BeNumerically("<=", 60))
+	})
+})
+
+// The listen gate (listenprobe) holds the readiness attempts back while
+// nothing listens on the check's port in the instance's namespace; the
+// caller's own namespace stands in for the container's here.
+var _ = Describe("pollReady's listen gate", func() {
+	var (
+		s    *Store
+		log  *lagertest.TestLogger
+		port uint16
+	)
+	BeforeEach(func() {
+		log = lagertest.NewTestLogger("store")
+		s = &Store{deps: Deps{Clock: clock.NewClock()}, logger: log}
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		port = uint16(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+	})
+	inst := func(netns string) *Instance {
+		return &Instance{GUID: "g1", InternalIP: "127.0.0.1", NetNSPath: netns,
+			Request: executor.RunRequest{Check: &executor.Check{TCP: &executor.TCPCheck{Port: port}}}}
+	}
+	poll := func(in *Instance, within time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), within)
+		defer cancel()
+		return s.pollReady(ctx, in)
+	}
+
+	It("answers that nothing listens, without a connect, until the app listens; then the check decides", func() {
+		Expect(poll(inst("/proc/self/ns/net"), 100*time.Millisecond)).To(MatchError(ContainSubstring(
+			"nothing listens on port " + strconv.Itoa(int(port)) + " yet")))
+		go func() {
+			defer GinkgoRecover()
+			time.Sleep(50 * time.Millisecond)
+			l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(int(port)))
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(l.Close)
+		}()
+		Expect(poll(inst("/proc/self/ns/net"), 5*time.Second)).To(Succeed())
+		Expect(log.LogMessages()).NotTo(ContainElement(ContainSubstring("listen-probe-unavailable")))
+	})
+
+	It("leaves the attempts to the check where it cannot probe, and says so", func() {
+		Expect(poll(inst("/nonexistent/netns"), 100*time.Millisecond)).To(MatchError(ContainSubstring("connection refused")))
+		Expect(log.LogMessages()).To(ContainElement(ContainSubstring("listen-probe-unavailable")))
+	})
+
+	It("does not probe an instance on the host's network", func() {
+		Expect(poll(inst(""), 100*time.Millisecond)).To(MatchError(ContainSubstring("connection refused")))
+		Expect(log.LogMessages()).To(BeEmpty())
 	})
 })

@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cellagent/cellagent/internal/netnsthread"
 )
 
 // NetNSDir is where iproute2 (and so this package) keeps named namespaces.
@@ -100,9 +102,9 @@ func (n *IPNetNS) makeShared() error {
 }
 
 // mountNewNetNS makes a network namespace on a locked OS thread
-// (onNetNSThread) and bind-mounts it onto path.
+// (netnsthread.Do) and bind-mounts it onto path.
 func mountNewNetNS(path string) error {
-	return onNetNSThread(func() error {
+	return netnsthread.Do(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			return fmt.Errorf("unshare: %w", err)
 		}

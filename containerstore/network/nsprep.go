@@ -7,11 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	gocni "github.com/containerd/go-cni"
 	"golang.org/x/sys/unix"
+
+	"github.com/cellagent/cellagent/internal/netnsthread"
 )
 
 // netnsSysctls are written in every container's namespace after CNI ADD:
@@ -63,54 +64,9 @@ func (c preparedCNI) Setup(ctx context.Context, id, path string, opts ...gocni.N
 // in it, from an OS thread that enters it and comes back.
 func prepareNetNS(path string) error { return inNetNSAt(path, inNetNS) }
 
-// inNetNSAt runs do on an OS thread inside the namespace at path (see
-// onNetNSThread).
-func inNetNSAt(path string, do func() error) error {
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(target)
-	return onNetNSThread(func() error {
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("setns: %w", err)
-		}
-		return nil
-	}, do)
-}
-
-// onNetNSThread runs enter (which moves the thread into another network
-// namespace, or fails having moved it nowhere), then do, on a locked OS
-// thread of its own, and brings the thread back to the namespace it was in.
-// A thread that cannot come back is never unlocked, so Go ends it with its
-// goroutine; one that never left is unlocked.
-func onNetNSThread(enter, do func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		back, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open own netns: %w", err)
-			return
-		}
-		defer unix.Close(back)
-		if err := enter(); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		err = do()
-		if rerr := unix.Setns(back, unix.CLONE_NEWNET); rerr != nil {
-			// Left locked: the thread ends with this goroutine.
-			errc <- errors.Join(err, fmt.Errorf("setns back: %w", rerr))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
-}
+// inNetNSAt runs do on an OS thread inside the namespace at path
+// (netnsthread.At).
+func inNetNSAt(path string, do func() error) error { return netnsthread.At(path, do) }
 
 // inNetNS runs on a thread inside the container's namespace: /proc/sys/net
 // and a new socket are that namespace's.

@@ -78,7 +78,7 @@ func cmdStart(args []string) error {
 	n := fs.Int("n", 20, "sequential starts")
 	conc := fs.Int("c", 20, "concurrent starts per round")
 	inflight := fs.Int("inflight", 0, "PUTs in flight at once in an agent round (0: -c, all at once); fewer measures start throughput, as density's 10 in flight")
-	rounds := fs.Int("rounds", 3, "concurrent rounds")
+	rounds := fs.Int("rounds", 5, "concurrent rounds (the figure is their median: one round of 20 moves by +-15% on this machine)")
 	workDir := fs.String("dir", "", "work directory (default: a temporary one)")
 	var proxyInit *bool // unset: the config's default
 	fs.Func("proxy-init", "true or false: the agent's proxy.init (cellinit starts app and proxy; issue 16); default: the config's default", func(s string) error {

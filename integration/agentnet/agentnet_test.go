@@ -142,6 +142,28 @@ var _ = Describe("bridge networking through the agent", func() {
 		Expect(after.rules).To(Equal(before.rules))
 	})
 
+	It("holds readiness back while nothing listens in the container's namespace, and starts the instance once the app listens", func() {
+		start(nil)
+		By("an app that listens: running, the listen probe opened in its namespace")
+		_, err := agent.Client.AllocateAndRun(ctx, "lp-1", request())
+		Expect(err).NotTo(HaveOccurred())
+		_, err = agent.WaitState("lp-1", executor.StateRunning, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(agent.LogText()).NotTo(ContainSubstring("listen-probe-unavailable"))
+
+		By("a check on a port nothing listens on: the start timeout names the probe's answer")
+		req := request()
+		req.Ports = []uint16{8080, 8081}
+		req.Check = &executor.Check{TCP: &executor.TCPCheck{Port: 8081}}
+		req.StartTimeout = executor.Duration(2 * time.Second)
+		_, err = agent.Client.AllocateAndRun(ctx, "lp-2", req)
+		Expect(err).NotTo(HaveOccurred())
+		c, err := agent.WaitState("lp-2", executor.StateCompleted, 30*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.RunResult.FailureReason).To(HavePrefix("start timeout"))
+		Expect(c.RunResult.FailureReason).To(ContainSubstring("nothing listens on port 8081 yet"))
+	})
+
 	It("quarantines released host ports and reports exhaustion as InsufficientResources", func() {
 		start(func(c *config.Config) {
 			c.Network.HostPortRange = "46010-46011"

@@ -490,13 +490,18 @@ func (s *Store) waitReady(ctx context.Context, logger lager.Logger, inst *Instan
 // pollReady returns nil once everything is ready, or the last failure
 // when ctx ends. It waits readyPoll between attempts.
 func (s *Store) pollReady(ctx context.Context, inst *Instance) error {
-	start := s.deps.Clock.Now()
 	gate := s.openListenGate(inst)
 	defer gate.close()
+	return s.pollReadyGated(ctx, inst, gate)
+}
+
+func (s *Store) pollReadyGated(ctx context.Context, inst *Instance, gate *listenGate) error {
+	start := s.deps.Clock.Now()
 	for {
-		err := gate.wait(inst)
+		err := gate.wait(s.deps.Clock.Now(), inst)
 		if err == nil {
 			err = s.readyOnce(ctx, inst)
+			gate.checked(s.deps.Clock.Now(), err)
 		}
 		if err == nil {
 			return nil
@@ -509,23 +514,35 @@ func (s *Store) pollReady(ctx context.Context, inst *Instance) error {
 	}
 }
 
+// listenGateRecheck is how long the gate holds the check back at most:
+// past it, one attempt connects although the probe sees no listener, so
+// that a listener the lookup misses (one bound to a device with
+// SO_BINDTODEVICE, which only a SYN's interface matches) delays an
+// instance by this much, not to its start timeout.
+const listenGateRecheck = time.Second
+
 // listenGate holds the readiness attempts back while nothing listens on
 // the app check's port in the instance's namespace (listenprobe: a
 // netlink lookup, ~3 us, where a refused connect to the container is a
 // SYN and a reset through the veth and a conntrack entry, ~40 us of CPU).
 // It only holds back: the check itself still decides. A probe that cannot
-// be opened or answer leaves the attempts to the check, as without it.
+// be opened or answer, or that said nothing listened where the check then
+// passed, leaves the attempts to the check, as without it, and is logged.
 type listenGate struct {
-	probe *listenprobe.Probe
-	ip    netip.Addr
-	port  uint16
+	logger  lager.Logger
+	guid    string
+	probe   *listenprobe.Probe
+	ip      netip.Addr
+	port    uint16
+	last    time.Time // the last attempt that ran the check
+	refused bool      // the probe saw no listener before the attempt that is running
 }
 
 // openListenGate answers the gate of inst's app check; an open gate (no
 // probe) when there is no check, no namespace of its own (host network)
 // or no IPv4 address to ask for.
 func (s *Store) openListenGate(inst *Instance) *listenGate {
-	g := &listenGate{}
+	g := &listenGate{logger: s.logger, guid: inst.GUID}
 	check := inst.Request.Check
 	ip, err := netip.ParseAddr(inst.InternalIP)
 	if check == nil || inst.NetNSPath == "" || err != nil || !ip.Is4() {
@@ -541,24 +558,39 @@ func (s *Store) openListenGate(inst *Instance) *listenGate {
 		s.logger.Info("listen-probe-unavailable", lager.Data{guidKey: inst.GUID, "error": err.Error()})
 		return g
 	}
-	g.probe, g.ip = p, ip
+	g.probe, g.ip, g.last = p, ip, s.deps.Clock.Now()
 	return g
 }
 
-// wait answers an error while the probe finds no listener.
-func (g *listenGate) wait(inst *Instance) error {
+// wait answers an error while the probe finds no listener, except once
+// per listenGateRecheck.
+func (g *listenGate) wait(now time.Time, inst *Instance) error {
+	g.refused = false
 	if g.probe == nil {
 		return nil
 	}
 	ok, err := g.probe.Listening(g.ip, g.port)
 	if err != nil {
+		g.logger.Info("listen-probe-failed", lager.Data{guidKey: g.guid, "error": err.Error()})
 		g.close() // the check's connects decide from now on
 		return nil
 	}
-	if !ok {
+	if !ok && now.Sub(g.last) < listenGateRecheck {
 		return fmt.Errorf("check on %s: nothing listens on port %d yet", inst.InternalIP, g.port)
 	}
+	g.refused = !ok
 	return nil
+}
+
+// checked notes an attempt that ran the check, and its outcome: one that
+// passed where the probe saw no listener closes the probe.
+func (g *listenGate) checked(now time.Time, err error) {
+	g.last = now
+	if err == nil && g.refused && g.probe != nil {
+		g.logger.Info("listen-probe-disagrees", lager.Data{guidKey: g.guid, "port": g.port,
+			"message": "the check passed where the probe saw no listener; the check decides alone from now on"})
+		g.close()
+	}
 }
 
 func (g *listenGate) close() {

@@ -3,6 +3,7 @@ package containerstore
 import (
 	"context"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -72,24 +73,57 @@ var _ = Describe("pollReady's listen gate", func() {
 	It("answers that nothing listens, without a connect, until the app listens; then the check decides", func() {
 		Expect(poll(inst("/proc/self/ns/net"), 100*time.Millisecond)).To(MatchError(ContainSubstring(
 			"nothing listens on port " + strconv.Itoa(int(port)) + " yet")))
+		listener := make(chan net.Listener, 1)
 		go func() {
-			defer GinkgoRecover()
 			time.Sleep(50 * time.Millisecond)
-			l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(int(port)))
-			Expect(err).NotTo(HaveOccurred())
-			DeferCleanup(l.Close)
+			l, _ := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(int(port)))
+			listener <- l
 		}()
 		Expect(poll(inst("/proc/self/ns/net"), 5*time.Second)).To(Succeed())
-		Expect(log.LogMessages()).NotTo(ContainElement(ContainSubstring("listen-probe-unavailable")))
+		l := <-listener
+		Expect(l).NotTo(BeNil())
+		l.Close()
+		Expect(log.LogMessages()).To(BeEmpty()) // no unavailable, failed or disagreeing probe
+	})
+
+	It("lets the check through once a second where the probe sees nothing, and leaves it to the check when it passes", func() {
+		l, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(int(port)))
+		Expect(err).NotTo(HaveOccurred())
+		defer l.Close()
+		// A probe that misses the listener: it asks for another address.
+		in := inst("/proc/self/ns/net")
+		gate := s.openListenGate(in)
+		defer gate.close()
+		Expect(gate.probe).NotTo(BeNil())
+		gate.ip = netip.MustParseAddr("127.0.0.2")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		started := time.Now()
+		Expect(s.pollReadyGated(ctx, in, gate)).To(Succeed())
+		Expect(time.Since(started)).To(BeNumerically(">=", listenGateRecheck))
+		Expect(gate.probe).To(BeNil())
+		Expect(log.LogMessages()).To(ContainElement(ContainSubstring("listen-probe-disagrees")))
+	})
+
+	It("leaves the attempts to the check when the probe stops answering, and says so", func() {
+		in := inst("/proc/self/ns/net")
+		gate := s.openListenGate(in)
+		Expect(gate.probe).NotTo(BeNil())
+		gate.probe.Close() // a lookup that fails from now on
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		Expect(s.pollReadyGated(ctx, in, gate)).To(MatchError(ContainSubstring("tcp check on 127.0.0.1"))) // the connect's error, not the gate's
+		Expect(gate.probe).To(BeNil())
+		Expect(log.LogMessages()).To(ContainElement(ContainSubstring("listen-probe-failed")))
 	})
 
 	It("leaves the attempts to the check where it cannot probe, and says so", func() {
-		Expect(poll(inst("/nonexistent/netns"), 100*time.Millisecond)).To(MatchError(ContainSubstring("connection refused")))
+		Expect(poll(inst("/nonexistent/netns"), 100*time.Millisecond)).To(MatchError(ContainSubstring("tcp check on 127.0.0.1"))) // the connect's error, not the gate's
 		Expect(log.LogMessages()).To(ContainElement(ContainSubstring("listen-probe-unavailable")))
 	})
 
 	It("does not probe an instance on the host's network", func() {
-		Expect(poll(inst(""), 100*time.Millisecond)).To(MatchError(ContainSubstring("connection refused")))
+		Expect(poll(inst(""), 100*time.Millisecond)).To(MatchError(ContainSubstring("tcp check on 127.0.0.1"))) // the connect's error, not the gate's
 		Expect(log.LogMessages()).To(BeEmpty())
 	})
 })

@@ -47,7 +47,74 @@ type Probe struct {
 // such as /var/run/netns/NAME, or /proc/PID/ns/net), or of the caller's
 // own namespace for "". Another namespace than the caller's is entered by
 // a thread for the socket, which needs CAP_SYS_ADMIN.
+//
+// The first Open of a process checks that the kernel can answer at all:
+// without sock_diag for TCP (CONFIG_INET_DIAG off, tcp_diag not loadable)
+// it answers every lookup as it answers one for a socket that is not
+// there, which would hold every instance back until its start timeout.
+// A listener of its own, on 127.0.0.1, must be found, and not once closed.
 func Open(netnsPath string) (*Probe, error) {
+	if err := kernelAnswers(); err != nil {
+		return nil, err
+	}
+	return open(netnsPath)
+}
+
+var selfTest struct {
+	once sync.Once
+	err  error
+}
+
+func kernelAnswers() error {
+	selfTest.once.Do(func() { selfTest.err = checkKernel() })
+	return selfTest.err
+}
+
+func checkKernel() (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("listen probe: the kernel's TCP socket lookup (sock_diag) cannot be used: %w", err)
+		}
+	}()
+	p, err := open("")
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			unix.Close(fd)
+		}
+	}()
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return err
+	}
+	if err := unix.Listen(fd, 1); err != nil {
+		return err
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return err
+	}
+	port := uint16(sa.(*unix.SockaddrInet4).Port)
+	lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	if ok, err := p.Listening(lo, port); err != nil || !ok {
+		return errors.Join(err, fmt.Errorf("a listener of its own on 127.0.0.1:%d was not found", port))
+	}
+	unix.Close(fd)
+	closed = true
+	if ok, err := p.Listening(lo, port); err != nil || ok {
+		return errors.Join(err, fmt.Errorf("a closed listener on 127.0.0.1:%d was found", port))
+	}
+	return nil
+}
+
+func open(netnsPath string) (*Probe, error) {
 	if netnsPath != "" {
 		own, err := sameFile(netnsPath, "/proc/thread-self/ns/net")
 		if err != nil {
@@ -57,7 +124,7 @@ func Open(netnsPath string) (*Probe, error) {
 			netnsPath = ""
 		}
 	}
-	var fd int
+	fd := -1
 	mk := func() (err error) {
 		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 		if err != nil {
@@ -70,7 +137,7 @@ func Open(netnsPath string) (*Probe, error) {
 		err = mk()
 	} else {
 		err = netnsthread.At(netnsPath, mk)
-		if err != nil && fd > 0 {
+		if err != nil && fd >= 0 {
 			unix.Close(fd) // made, but the thread could not come back
 		}
 	}
@@ -177,7 +244,7 @@ func answer(b []byte, seq uint32) (found, done bool, err error) {
 		}
 		typ, mseq := ne.Uint16(b[4:]), ne.Uint32(b[8:])
 		msg := b[nlmsgHdrLen:l]
-		b = b[(l+3)&^3:]
+		b = b[min((l+3)&^3, len(b)):]
 		if mseq != seq {
 			continue
 		}

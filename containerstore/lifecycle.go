@@ -498,11 +498,7 @@ func (s *Store) pollReady(ctx context.Context, inst *Instance) error {
 func (s *Store) pollReadyGated(ctx context.Context, inst *Instance, gate *listenGate) error {
 	start := s.deps.Clock.Now()
 	for {
-		err := gate.wait(s.deps.Clock.Now(), inst)
-		if err == nil {
-			err = s.readyOnce(ctx, inst)
-			gate.checked(s.deps.Clock.Now(), err)
-		}
+		err := gate.attempt(s.deps.Clock.Now(), inst, func() error { return s.readyOnce(ctx, inst) })
 		if err == nil {
 			return nil
 		}
@@ -534,8 +530,7 @@ type listenGate struct {
 	probe   *listenprobe.Probe
 	ip      netip.Addr
 	port    uint16
-	last    time.Time // the last attempt that ran the check
-	refused bool      // the probe saw no listener before the attempt that is running
+	checked time.Time // when an attempt last ran the check
 }
 
 // openListenGate answers the gate of inst's app check; an open gate (no
@@ -558,39 +553,34 @@ func (s *Store) openListenGate(inst *Instance) *listenGate {
 		s.logger.Info("listen-probe-unavailable", lager.Data{guidKey: inst.GUID, "error": err.Error()})
 		return g
 	}
-	g.probe, g.ip, g.last = p, ip, s.deps.Clock.Now()
+	g.probe, g.ip, g.checked = p, ip, s.deps.Clock.Now()
 	return g
 }
 
-// wait answers an error while the probe finds no listener, except once
-// per listenGateRecheck.
-func (g *listenGate) wait(now time.Time, inst *Instance) error {
-	g.refused = false
+// attempt runs check unless the probe finds no listener, which it answers
+// as an error, except once per listenGateRecheck. A check that passes
+// where the probe saw no listener ends the probe.
+func (g *listenGate) attempt(now time.Time, inst *Instance, check func() error) error {
 	if g.probe == nil {
-		return nil
+		return check()
 	}
-	ok, err := g.probe.Listening(g.ip, g.port)
+	listening, err := g.probe.Listening(g.ip, g.port)
 	if err != nil {
 		g.logger.Info("listen-probe-failed", lager.Data{guidKey: g.guid, "error": err.Error()})
 		g.close() // the check's connects decide from now on
-		return nil
+		return check()
 	}
-	if !ok && now.Sub(g.last) < listenGateRecheck {
+	if !listening && now.Sub(g.checked) < listenGateRecheck {
 		return fmt.Errorf("check on %s: nothing listens on port %d yet", inst.InternalIP, g.port)
 	}
-	g.refused = !ok
-	return nil
-}
-
-// checked notes an attempt that ran the check, and its outcome: one that
-// passed where the probe saw no listener closes the probe.
-func (g *listenGate) checked(now time.Time, err error) {
-	g.last = now
-	if err == nil && g.refused && g.probe != nil {
+	g.checked = now
+	err = check()
+	if err == nil && !listening {
 		g.logger.Info("listen-probe-disagrees", lager.Data{guidKey: g.guid, "port": g.port,
 			"message": "the check passed where the probe saw no listener; the check decides alone from now on"})
 		g.close()
 	}
+	return err
 }
 
 func (g *listenGate) close() {

@@ -62,11 +62,7 @@ func (c preparedCNI) Setup(ctx context.Context, id, path string, opts ...gocni.N
 
 // prepareNetNS brings the namespace's loopback up and writes netnsSysctls
 // in it, from an OS thread that enters it and comes back.
-func prepareNetNS(path string) error { return inNetNSAt(path, inNetNS) }
-
-// inNetNSAt runs do on an OS thread inside the namespace at path
-// (netnsthread.At).
-func inNetNSAt(path string, do func() error) error { return netnsthread.At(path, do) }
+func prepareNetNS(path string) error { return netnsthread.At(path, inNetNS) }
 
 // inNetNS runs on a thread inside the container's namespace: /proc/sys/net
 // and a new socket are that namespace's.

@@ -14,6 +14,8 @@ import (
 	gocni "github.com/containerd/go-cni"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/cellagent/cellagent/internal/netnsthread"
 )
 
 // Plumbing values (Config.Plumbing).
@@ -98,7 +100,7 @@ func (p *Plumber) Setup(ctx context.Context, id, path string, _ ...gocni.Namespa
 	}
 	ones, _ := p.subnet.Mask.Size()
 	gw := p.ipam.gateway
-	if err := inNetNSAt(path, func() error {
+	if err := netnsthread.At(path, func() error {
 		if err := inNetNS(); err != nil {
 			return err
 		}
@@ -119,7 +121,7 @@ func (p *Plumber) Setup(ctx context.Context, id, path string, _ ...gocni.Namespa
 func (p *Plumber) Remove(ctx context.Context, id, path string, _ ...gocni.NamespaceOpts) error {
 	var errs []error
 	if path != "" {
-		err := inNetNSAt(path, func() error { return deleteLinkByName(containerIfName) })
+		err := netnsthread.At(path, func() error { return deleteLinkByName(containerIfName) })
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("delete %s in %s: %w", containerIfName, path, err))
 		}

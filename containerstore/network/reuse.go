@@ -16,6 +16,8 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"golang.org/x/sys/unix"
+
+	"github.com/cellagent/cellagent/internal/netnsthread"
 )
 
 // A deleted container's namespace goes back to the pool when it came from
@@ -57,7 +59,7 @@ func (s NetNSScrubber) Reusable(path string, ip net.IP) error {
 	} else if pid != "" {
 		return fmt.Errorf("process %s is in it", pid)
 	}
-	return inNetNSAt(path, func() error { return scrubbed(ip) })
+	return netnsthread.At(path, func() error { return scrubbed(ip) })
 }
 
 // processIn answers a process whose network namespace is dev:ino ("" when

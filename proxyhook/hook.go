@@ -89,12 +89,6 @@ type Config struct {
 	// one runc run per start instead of two (see initmode.go). Empty: the
 	// proxy is a runc exec.
 	InitBinary string
-	// ExecHelperBinary, when set with InitBinary, is the C exec-as helper
-	// (cmd/cellinit-exec) on the host, mounted beside cellinit: cellinit
-	// starts the app through it, where it must start it through a helper,
-	// instead of re-executing itself (a second Go runtime per start).
-	// Empty: cellinit's own exec-as.
-	ExecHelperBinary string
 	// StatePoll is how often a cellinit-run proxy's state file is checked
 	// (0: one second).
 	StatePoll time.Duration
@@ -218,11 +212,6 @@ func New(logger lager.Logger, cfg Config, runner containerstore.ProcessRunner) (
 	if cfg.InitBinary != "" {
 		if st, err := os.Stat(cfg.InitBinary); err != nil || !st.Mode().IsRegular() {
 			return nil, fmt.Errorf("init binary %q: not a file (build cellinit next to cellagent): %v", cfg.InitBinary, err)
-		}
-		if cfg.ExecHelperBinary != "" {
-			if st, err := os.Stat(cfg.ExecHelperBinary); err != nil || !st.Mode().IsRegular() {
-				return nil, fmt.Errorf("exec helper %q: not a file (build cellinit-exec next to cellagent): %v", cfg.ExecHelperBinary, err)
-			}
 		}
 	}
 	v, err := newVerifier(cfg.CACertPEM)

@@ -41,8 +41,6 @@ const (
 	InitPath = "/etc/cf-assets/cellinit"
 	// InitRunDir is the instance's log directory in the container.
 	InitRunDir = "/etc/cf-assets/cellinit-run"
-	// ExecHelperPath is where cellinit-exec is mounted in the container.
-	ExecHelperPath = "/etc/cf-assets/cellinit-exec"
 )
 
 // underInit says whether inst runs under cellinit. An app that is root
@@ -76,18 +74,13 @@ func (f filesHook) setupInit(inst *containerstore.Instance) ([]containerstore.Mo
 	mounts := []containerstore.Mount{
 		{Source: h.cfg.InitBinary, Destination: InitPath, ReadOnly: true},
 		{Source: dir, Destination: InitRunDir}}
-	execHelper := ""
-	if h.cfg.ExecHelperBinary != "" {
-		mounts = append(mounts, containerstore.Mount{Source: h.cfg.ExecHelperBinary, Destination: ExecHelperPath, ReadOnly: true})
-		execHelper = ExecHelperPath
-	}
 	cfg := cellinit.Config{
 		Proxy: argv, ProxyUser: &cellinit.Cred{UID: h.cfg.User.UID, GID: h.cfg.User.GID}, ProxyNoFile: h.cfg.NoFile,
 		ProxyDropCaps: true, ProxyLog: InitRunDir + "/" + executor.LogSourceProxy + ".log", ProxyLogMaxBytes: h.cfg.LogMaxBytes,
 		// The app's log is in the same directory (containerstore.LogPath):
 		// the init writes it, and the runtime starts no logging process.
 		AppLog: InitRunDir + "/" + executor.LogSourceApp + ".log", AppLogMaxBytes: h.cfg.LogMaxBytes,
-		StateDir: InitRunDir, MaxRestarts: h.cfg.MaxRestarts, ExecHelper: execHelper,
+		StateDir: InitRunDir, MaxRestarts: h.cfg.MaxRestarts,
 	}
 	if err := f.initHealth(inst, dir, &cfg); err != nil {
 		return nil, nil, err

@@ -50,7 +50,7 @@ func TestWithAnInitTheProxyIsCellinitsChild(t *testing.T) {
 	c := in.Config
 	if c.Proxy[0] != proxyhook.BinaryPath || *c.ProxyUser != (cellinit.Cred{UID: f.cfg.User.UID, GID: f.cfg.User.GID}) || !c.ProxyDropCaps ||
 		c.ProxyNoFile == 0 || c.StateDir != proxyhook.InitRunDir || c.ProxyLog != proxyhook.InitRunDir+"/proxy.log" || c.MaxRestarts != f.cfg.MaxRestarts ||
-		c.HealthInterval != 0 || len(c.HealthChecks) != 0 || c.ExecHelper != "" {
+		c.HealthInterval != 0 || len(c.HealthChecks) != 0 {
 		t.Fatalf("init config %+v", c)
 	}
 	if st, err := cellinit.ReadState(runDir); err != nil || st.Seq != 0 {
@@ -62,42 +62,6 @@ func TestWithAnInitTheProxyIsCellinitsChild(t *testing.T) {
 	f.starter().Stopping(f.logger, "g1")
 	if f.runner.ExecCallCount() != 0 {
 		t.Fatal("the proxy was started with a runc exec as well")
-	}
-}
-
-// With the C exec-as helper installed, it is mounted read-only beside
-// cellinit and cellinit is told to start the app through it.
-func TestWithAnExecHelperCellinitIsToldWhereItIs(t *testing.T) {
-	dir := t.TempDir()
-	initBin, helper := filepath.Join(dir, "cellinit"), filepath.Join(dir, "cellinit-exec")
-	for _, p := range []string{initBin, helper} {
-		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f := newFixture(t, fakeclock.NewFakeClock(time.Unix(1000, 0)), func(c *proxyhook.Config) {
-		c.InitBinary = initBin
-		c.ExecHelperBinary = helper
-		c.StatePoll = time.Second
-	})
-	inst := f.instance(t, "g1", 10, 0)
-	want := containerstore.Mount{Source: helper, Destination: proxyhook.ExecHelperPath, ReadOnly: true}
-	if fmt.Sprint(inst.Mounts[len(inst.Mounts)-1]) != fmt.Sprint(want) {
-		t.Fatalf("mounts %v, want them to end with %v", inst.Mounts, want)
-	}
-	if inst.Init == nil || inst.Init.Config.ExecHelper != proxyhook.ExecHelperPath {
-		t.Fatalf("init %+v: want ExecHelper %s", inst.Init, proxyhook.ExecHelperPath)
-	}
-}
-
-// An exec helper that is not a file is refused when the hook is made.
-func TestAnExecHelperThatIsNotAFileIsRefused(t *testing.T) {
-	f := newInitFixture(t, fakeclock.NewFakeClock(time.Unix(1000, 0)))
-	cfg := f.cfg
-	cfg.ExecHelperBinary = t.TempDir()
-	_, err := proxyhook.New(f.logger, cfg, f.runner)
-	if err == nil || !strings.Contains(err.Error(), "exec helper") {
-		t.Fatalf("New answered %v, want the exec helper refused", err)
 	}
 }
 

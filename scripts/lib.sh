@@ -66,10 +66,13 @@ TOML
 build_binaries() {
   require_go
   mkdir -p "$BIN_DIR"
-  log "building cellagent, cellctl, cellproxy, cellinit, cellinit-exec, cellagent-logger and the demo app into $BIN_DIR"
+  log "building cellagent, cellctl, cellproxy, cellinit, cellagent-logger and the demo app into $BIN_DIR"
   (cd "$REPO_ROOT" && CGO_ENABLED=0 go build -o "$BIN_DIR/" ./cmd/... ./demo/...)
-  # cellinit's exec-as helper in C (static: it runs inside the containers).
-  cc -static -O2 -Wall -o "$BIN_DIR/cellinit-exec" "$REPO_ROOT/cmd/cellinit-exec/cellinit-exec.c"
+  # cellinit, the containers' first process, is C (static: it runs inside
+  # the containers; see cmd/cellinit/cellinit.c). An exec-as helper from
+  # an earlier build is no longer mounted.
+  cc -static -O2 -Wall -o "$BIN_DIR/cellinit" "$REPO_ROOT/cmd/cellinit/cellinit.c"
+  rm -f "$BIN_DIR/cellinit-exec"
 }
 
 # make_rootfs DIR assembles a tiny busybox rootfs with the demo app and a

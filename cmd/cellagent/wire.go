@@ -321,24 +321,9 @@ func newProxyHook(logger lager.Logger, cfg config.Config, issuer *credmanager.Is
 			initBinary = ""
 		}
 	}
-	execHelper := ""
-	if initBinary != "" {
-		execHelper = filepath.Join(filepath.Dir(initBinary), "cellinit-exec")
-		st, err := os.Stat(execHelper)
-		if err == nil && (!st.Mode().IsRegular() || st.Mode()&0o111 == 0) {
-			err = fmt.Errorf("not an executable file (mode %s)", st.Mode())
-		}
-		if err != nil {
-			// cellinit re-executes itself instead: the same result, ~3 ms
-			// more CPU per app start.
-			logger.Info("exec-helper-unavailable", lager.Data{"exec-helper": execHelper, "error": err.Error(),
-				"fallback": "cellinit starts the app through its own exec-as; build cellinit-exec next to cellagent (scripts/lib.sh build_binaries)"})
-			execHelper = ""
-		}
-	}
 	h, err := proxyhook.New(logger, proxyhook.Config{HostBinary: binary, Proxy: pc, DataDir: cfg.DataDir,
 		CACertPEM: issuer.CACertPEM(), IssueC2C: issuer.IssueC2C, MemoryOverheadMB: cfg.Proxy.MemoryOverheadMB, LogMaxBytes: cfg.LogMaxBytes, Clock: clk,
-		UpstreamBeforeHandshake: bundled, InitBinary: initBinary, ExecHelperBinary: execHelper, RoutesToInstanceAddress: cfg.Routing.InstanceAddress,
+		UpstreamBeforeHandshake: bundled, InitBinary: initBinary, RoutesToInstanceAddress: cfg.Routing.InstanceAddress,
 		AdminReload: bundled, Notices: notices, HealthInterval: time.Duration(cfg.HealthInterval),
 		User: containerstore.User{UID: cfg.Proxy.UID, GID: cfg.Proxy.GID}}, rt)
 	if err != nil {

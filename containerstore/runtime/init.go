@@ -56,15 +56,11 @@ func withInit(in containerstore.ProcessInit) oci.SpecOpts {
 }
 
 // withInitCapabilities leaves c what the init keeps once the app runs
-// (cellinit.KeptCapabilityNames) and what it uses to look up the app's
-// executable before (cellinit.LookupCapabilityNames), of those the
-// container granted, in its bounding, permitted and effective sets, and no
-// inheritable or ambient one. The init would drop the rest itself once the
-// app runs (restrictSelf), but each bounding capability it drops is a
-// system call on every one of its threads (a signal to each, the caller
-// waiting for all): ~10 such calls per start with runc's default set,
-// while the CPUs are busy with the other starts of a burst. runc drops
-// them before the init exists.
+// (cellinit.KeptCapabilityNames), of those the container granted, in its
+// bounding, permitted and effective sets, and no inheritable or ambient
+// one: runc drops the rest before the init exists. (The init, C since
+// issue 16, looks the app's executable up in the app's child after it
+// took the app's user, so it needs no DAC capability for that either.)
 func withInitCapabilities(c *specs.LinuxCapabilities) {
 	if c == nil {
 		return
@@ -72,7 +68,7 @@ func withInitCapabilities(c *specs.LinuxCapabilities) {
 	only := func(set []string) []string {
 		var out []string
 		for _, name := range set {
-			if slices.Contains(cellinit.KeptCapabilityNames, name) || slices.Contains(cellinit.LookupCapabilityNames, name) {
+			if slices.Contains(cellinit.KeptCapabilityNames, name) {
 				out = append(out, name)
 			}
 		}

@@ -53,15 +53,15 @@ func TestWithInitRunsTheInitAsRootAndHandsItTheApp(t *testing.T) {
 }
 
 // Issue 16: for a non-root app the init gets no more than it keeps once
-// the app runs and what it looks the app up with (cellinit's restrictSelf
-// then has one or two bounding capabilities to drop on all its threads,
-// not ~10); a root app keeps the container's set.
+// the app runs (the DAC capabilities the Go init looked the app up with
+// are gone: the C init looks it up as the app's user); a root app keeps
+// the container's set.
 func TestWithInitGivesTheInitOnlyWhatItKeepsUnlessTheAppIsRoot(t *testing.T) {
 	in := containerstore.ProcessInit{Path: "/etc/cf-assets/cellinit", Config: cellinit.Config{Proxy: []string{"/etc/cf-assets/envoy"}}}
 	for _, tc := range []struct {
 		uid  uint32
 		want []string
-	}{{2000, []string{"CAP_DAC_OVERRIDE", "CAP_SETUID"}}, {0, []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_SETUID"}}} {
+	}{{2000, []string{"CAP_SETUID"}}, {0, []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_SETUID"}}} {
 		s := specWithCaps()
 		s.Process.Args = []string{"/app/server"}
 		s.Process.User = specs.User{UID: tc.uid, GID: tc.uid}

@@ -60,6 +60,13 @@ func BinDir() (string, error) {
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		// cellinit is C, as scripts/lib.sh build_binaries builds it.
+		cc := exec.Command("cc", "-static", "-O2", "-Wall", "-o", filepath.Join(binDir, "cellinit"), "cmd/cellinit/cellinit.c")
+		cc.Dir = root
+		if out, err := cc.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("cc cellinit: %v\n%s", err, out)
 		}
 	})
 	return binDir, buildErr

@@ -23,31 +23,16 @@ import (
 // to the test binary.
 var initBin string
 
-// execHelperBin is the C exec-as helper (cmd/cellinit-exec) built with cc,
-// or empty with execHelperErr saying why.
-var (
-	execHelperBin string
-	execHelperErr error
-)
-
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "cellinit-test-")
 	if err != nil {
 		panic(err)
 	}
 	initBin = filepath.Join(dir, "cellinit")
-	build := exec.Command("go", "build", "-o", initBin, "github.com/cellagent/cellagent/cmd/cellinit")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// As scripts/lib.sh build_binaries builds it.
+	build := exec.Command("cc", "-static", "-O2", "-Wall", "-o", initBin, "../../cmd/cellinit/cellinit.c")
 	if out, err := build.CombinedOutput(); err != nil {
-		panic(string(out))
-	}
-	// The C exec-as helper, as scripts/lib.sh build_binaries builds it.
-	helper := filepath.Join(dir, "cellinit-exec")
-	cc := exec.Command("cc", "-static", "-O2", "-o", helper, "../../cmd/cellinit-exec/cellinit-exec.c")
-	if out, err := cc.CombinedOutput(); err != nil {
-		execHelperErr = fmt.Errorf("cc: %v: %s", err, out)
-	} else {
-		execHelperBin = helper
+		panic(fmt.Sprintf("cc: %v: %s", err, out))
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -393,7 +378,7 @@ func TestConfigArgsParseBack(t *testing.T) {
 		AppNoFile: cellinit.Limit{Soft: 1024, Hard: 4096}, AppHome: true,
 		Proxy: []string{"/etc/cf-assets/envoy", "-c", "/etc/cf-assets/envoy_config/bootstrap.json"}, ProxyUser: &cellinit.Cred{UID: 2001, GID: 2001},
 		ProxyNoFile: 65536, ProxyDropCaps: true, ProxyLog: "/run/x/proxy.log", ProxyLogMaxBytes: 1 << 20,
-		StateDir: "/run/x", MaxRestarts: 5, ExecHelper: "/etc/cf-assets/cellinit-exec",
+		StateDir: "/run/x", MaxRestarts: 5,
 	}
 	got, err := cellinit.Parse(want.Args())
 	if err != nil {

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cellagent/cellagent/logfile"
 )
 
 // Config is what the agent puts on the init's command line:
@@ -60,12 +58,6 @@ type Config struct {
 	HealthChecks   []HealthCheck
 	// HealthHello is the file holding the ClientHello a tls check sends.
 	HealthHello string
-
-	// ExecHelper is the exec-as helper's path in the container: the
-	// static C cellinit-exec (cmd/cellinit-exec), which does what
-	// `cellinit exec-as` does without a second Go runtime per start.
-	// Empty: the init re-executes itself (ExecAs).
-	ExecHelper string
 }
 
 // Cred is a uid and gid.
@@ -125,25 +117,8 @@ func (c Config) Args() []string {
 	if c.HealthHello != "" {
 		a = append(a, "-health-hello", c.HealthHello)
 	}
-	if c.ExecHelper != "" {
-		a = append(a, "-exec-helper", c.ExecHelper)
-	}
 	a = append(a, "-max-restarts", strconv.Itoa(c.MaxRestarts), "--")
 	return append(a, c.App...)
-}
-
-// ReportBadFlags says err, Parse's, on stderr and, where the flags named
-// an AppLog before the one that failed, in that log too: an init whose
-// app's output goes to its log has a stdout and stderr that go nowhere.
-func ReportBadFlags(partial Config, stderr io.Writer, err error) {
-	fmt.Fprintln(stderr, err)
-	if partial.AppLog == "" {
-		return
-	}
-	if log, lerr := logfile.OpenCapped(partial.AppLog, partial.AppLogMaxBytes); lerr == nil {
-		fmt.Fprintln(log, err)
-		log.Close()
-	}
 }
 
 // Parse reads the init's command line (without argv[0]).
@@ -178,7 +153,6 @@ func Parse(args []string) (Config, error) {
 		return err
 	})
 	fs.StringVar(&c.HealthHello, "health-hello", "", "file holding the ClientHello of the tls checks")
-	fs.StringVar(&c.ExecHelper, "exec-helper", "", "the exec-as helper (default: cellinit itself)")
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("cellinit: %w", err)
 	}

@@ -1,50 +1,47 @@
-// Package cellinit is the container's first process when the agent runs an
-// instance's proxy beside its app without a second runc run (issue 16).
+// Package cellinit is the agent's side of cellinit, the container's first
+// process when the agent runs an instance's proxy beside its app without a
+// second runc run (issue 16): its command line (Config, Args, Parse), its
+// state file (ProxyState, ReadState, WriteState), its health checks
+// (HealthCheck; HTTPStatus and HelloAnswered are also the agent's own
+// checks from the host) and the capabilities it keeps (KeptCapabilities).
+// The init itself is the static C program cmd/cellinit (cellinit.c, with
+// the exec-as steps of execas.c); this package's tests build it with cc
+// and run it.
 //
 // Before it, a start ran the app as the task's process and then the proxy
 // with `runc exec`: a second runc run and a second logging-driver process
-// per start, which on a busy cell queue behind every other start (the
-// exec alone was ~55-75 ms of a one-at-a-time start and ~400 ms p50 of 20
-// at once on 2 cores). cellinit, a static binary bind-mounted read-only
-// into the container, starts both itself:
+// per start, which on a busy cell queue behind every other start. cellinit,
+// bind-mounted read-only into the container, starts both itself, each in
+// a child it forks and narrows before it execs the target:
 //
 //   - the app with its exact argv, environment and working directory, as
-//     its own user (setgroups(0), setgid, setuid; a non-root app keeps no
-//     effective, permitted, inheritable or ambient capability, its
-//     bounding set is the container's, as runc gave it), with the app's
-//     file limit; its stdout and stderr are the task's, or, with AppLog,
-//     one pipe the init copies into that capped log (the app's log).
+//     its own user (setgroups(0), setresgid, setresuid; a non-root app
+//     keeps no effective, permitted, inheritable or ambient capability,
+//     its bounding set is the container's, as runc gave it), with the
+//     app's file limit; its stdout and stderr are the task's, or, with
+//     AppLog, one pipe the init copies into that capped log (the app's
+//     log).
 //   - the proxy as the proxy's user with every capability set empty,
 //     bounding included, its own file limit, working directory "/", and
 //     its output in a log file of its own (never the app's log).
 //
-// A child's no_new_privs, bounding, inheritable and ambient sets come
-// from the thread that forks it, its user from syscall.ForkExec's
-// Credential (setgroups(0), setgid, setuid in the child, which empties a
-// non-root user's permitted, effective and ambient sets), its file limit
-// from the init's own. So the init starts a child from an OS thread of
-// its own that it narrowed for that child and then lets end (startDirect,
-// spawn.go): no second exec. Where that cannot give the same result it
-// starts an exec-as helper instead, which changes its credentials and
-// execs the target: the static C cellinit-exec (cmd/cellinit-exec) where
-// the agent mounted one (Config.ExecHelper; given the app's environment
-// on a descriptor and none of its own), else the init itself ("cellinit
-// exec-as ...", see ExecAs, on one locked OS thread; a second Go runtime,
-// ~3 ms of CPU more per start under load than the C helper). That is the
-// case for a file limit the init cannot take for good, because a later
-// start needs a higher hard limit and the init cannot raise its own
-// without CAP_SYS_RESOURCE: the app's (the container's 1024) when the
-// proxy's is higher, as it is by default (see directLimit); and for a
-// non-root init given a user, or an init with securebits.
+// Both with no_new_privs, HOME from the container's /etc/passwd where
+// asked (runc's rule), and the executable looked up in the target's PATH
+// as the target's user. A child that fails before its exec reports why on
+// a close-on-exec pipe; an app that cannot be started (no executable, or
+// it could not take its user) ends the init with AppStartFailed, the
+// reason on stderr (in AppLog where there is one) and in the state file's
+// AppError: the agent reports that as a start failure, not as the app's
+// exit. Once the app runs, a root init keeps only KeptCapabilities: in its
+// effective, permitted and bounding sets, with empty inheritable and
+// ambient sets (it has one thread).
 //
-// An app that cannot be started (no executable, or it could not take its
-// user) ends the init with AppStartFailed, the reason on stderr (in
-// AppLog where there is one) and in the state file's AppError: the agent reports that as a start failure,
-// not as the app's exit. Once the app runs, a root init keeps only
-// KeptCapabilities (restrictSelf): in its effective, permitted and
-// bounding sets, with empty inheritable and ambient sets, on every
-// thread. The app was forked before that and keeps the container's
-// bounding set.
+// Why C: the Go init this replaced cost ~7 ms more CPU per start (perf
+// stat of the agent's command line on an idle machine: 9.8 ms against
+// 2.8, a bare fork and exec of the app 1.9), most of it the Go runtime's
+// start and threads: a main goroutine locked to its thread, a thread per
+// start narrowed for the child, and a signal to every thread per
+// capability dropped (AllThreadsSyscall).
 //
 // The init forwards the signals the agent sends the task (TERM, INT, HUP,
 // QUIT, USR1, USR2, WINCH, ALRM, CONT) to the app only, reaps every zombie
@@ -68,8 +65,9 @@
 // their answer changes (Unhealthy). The agent then hears of changes
 // instead of probing every instance from the host every interval.
 //
-// Concurrency: Run is one loop over signals, a restart timer and the
-// health checks' rounds; one goroutine copies the proxy's output into its
-// capped log file, one runs the health checks (their answers go to Run's
-// loop, which alone writes the state).
+// Concurrency: one thread and one poll loop over a signalfd (SIGCHLD and
+// the forwarded signals), the restart, retry and check timers, the app's
+// and the proxy's output pipes and the running check's socket; the checks
+// of a round run one after the other, non-blocking, so a slow check never
+// holds up signals or reaping.
 package cellinit

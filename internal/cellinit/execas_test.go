@@ -13,34 +13,23 @@ import (
 	"github.com/cellagent/cellagent/internal/cellinit"
 )
 
-// helpers are the two exec-as helpers: the init itself (ExecHelper empty)
-// and the C cellinit-exec. Every case below runs with both and wants the
-// same result.
-func helpers(t *testing.T) []string {
-	t.Helper()
-	if execHelperBin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the C exec-as helper did not build: %v", execHelperErr)
-		}
-		t.Skipf("the C exec-as helper did not build: %v", execHelperErr)
-	}
-	return []string{"", execHelperBin}
-}
+// execAsArg as argv[1] makes cellinit the exec-as helper (its own
+// children's steps, cmd/cellinit/execas.c, on a command line of their own).
+const execAsArg = "exec-as"
 
-func helperName(h string) string {
-	if h == "" {
-		return "cellinit exec-as"
-	}
-	return "cellinit-exec"
-}
+// helpers are the ways the app is started: by the init, which forks it
+// and runs the exec-as steps in the child. (There were two before the
+// init was C: the init's own and the C cellinit-exec; the cases keep
+// their shape for one.)
+func helpers(t *testing.T) []string { return []string{""} }
 
-// viaHelper is cfg with its app started through the exec-as helper h: a
-// file limit of its own with a proxy started after it that keeps the
-// init's (directLimit then refuses the direct start).
-func viaHelper(cfg cellinit.Config, h string) cellinit.Config {
+func helperName(string) string { return "cellinit" }
+
+// viaHelper is cfg with a file limit of its own for the app and a proxy
+// started after it that keeps the init's.
+func viaHelper(cfg cellinit.Config, _ string) cellinit.Config {
 	cfg.AppNoFile = cellinit.Limit{Soft: 100, Hard: 200}
 	cfg.Proxy = []string{"/bin/sleep", "100"}
-	cfg.ExecHelper = h
 	return cfg
 }
 
@@ -59,7 +48,7 @@ func TestBothExecAsHelpersStartTheSameApp(t *testing.T) {
 		cfg.AppUser = &cellinit.Cred{UID: 65534, GID: 65534}
 	}
 	cfg.App = app(script)
-	var outs []string
+
 	for _, h := range hs {
 		s := startIn(t, viaHelper(cfg, h), &syscall.SysProcAttr{}, env, wd)
 		var lines []string
@@ -72,7 +61,7 @@ func TestBothExecAsHelpersStartTheSameApp(t *testing.T) {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		s.wait(t)
 		out := strings.Join(lines, "\n")
-		outs = append(outs, out)
+
 		st := statusLines(out)
 		uid := strings.TrimSpace(strings.Split(ownStatus(t, "Uid:"), " ")[0])
 		want := map[string]string{"NoFile": "100:200", "PWD": wd, "HOME": passwdHome(uid)}
@@ -90,9 +79,6 @@ func TestBothExecAsHelpersStartTheSameApp(t *testing.T) {
 				t.Errorf("%s: no %q in the app's environment:\n%s", helperName(h), e, out)
 			}
 		}
-	}
-	if outs[0] != outs[1] {
-		t.Errorf("the helpers started different apps:\n%s:\n%s\n\n%s:\n%s", helperName(hs[0]), outs[0], helperName(hs[1]), outs[1])
 	}
 }
 
@@ -125,7 +111,6 @@ func TestBothExecAsHelpersReportTheSameStartErrors(t *testing.T) {
 		{"tool", "bin/..", `exec: "tool": cannot run executable found relative to current directory`},
 	}
 	for _, c := range cases {
-		var got []string
 		for _, h := range hs {
 			dir := t.TempDir()
 			cfg := viaHelper(cellinit.Config{App: []string{c.argv0}, StateDir: dir}, h)
@@ -140,50 +125,7 @@ func TestBothExecAsHelpersReportTheSameStartErrors(t *testing.T) {
 			if !strings.Contains(st.AppError, c.want) || st.Phase != "" {
 				t.Errorf("%s, %s with PATH %q: state %+v, want an AppError with %q and no proxy", helperName(h), c.argv0, c.path, st, c.want)
 			}
-			got = append(got, st.AppError)
 		}
-		if got[0] != got[1] {
-			t.Errorf("%s with PATH %q: %s says %q, %s %q", c.argv0, c.path, helperName(hs[0]), got[0], helperName(hs[1]), got[1])
-		}
-	}
-}
-
-// The init runs the helper it was given, with the app's environment on a
-// descriptor and none of its own (its C library reads some variables at
-// its start, as root).
-func TestTheExecHelperIsRunWithNoEnvironmentOfItsOwn(t *testing.T) {
-	helpers(t)
-	dir := t.TempDir()
-	script := filepath.Join(dir, "helper")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\n/usr/bin/env >"+dir+"/helper-env\nexec "+execHelperBin+` "$@"`+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("CELLINIT_TEST_SECRET", "app-only")
-	s := start(t, viaHelper(cellinit.Config{App: app(`echo "secret=$CELLINIT_TEST_SECRET"; echo "PATH=$PATH"`)}, script))
-	s.waitLine(t, "secret=app-only")
-	s.waitLine(t, "PATH="+os.Getenv("PATH"))
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	s.wait(t)
-	b, err := os.ReadFile(dir + "/helper-env")
-	if err != nil {
-		t.Fatalf("the helper did not run: %v", err)
-	}
-	if strings.Contains(string(b), "CELLINIT_TEST_SECRET") || strings.Contains(string(b), os.Getenv("PATH")) {
-		t.Fatalf("the helper's own environment holds the app's:\n%s", b)
-	}
-}
-
-// A helper that cannot be executed (here: none at that path) leaves the
-// start to the init's own exec-as, and says so.
-func TestAnExecHelperThatCannotRunFallsBackToTheInit(t *testing.T) {
-	dir := t.TempDir()
-	s := start(t, viaHelper(cellinit.Config{App: app(`echo "NoFile $(ulimit -n):$(ulimit -Hn)"`), StateDir: dir}, "/no/such/cellinit-exec"))
-	s.waitLine(t, "NoFile 100:200")
-	if status, _ := s.wait(t); status != 0 {
-		t.Fatalf("status %d, want the app's 0", status)
-	}
-	if !strings.Contains(s.out.String(), "exec helper /no/such/cellinit-exec: no such file or directory: starting the app through cellinit exec-as instead") {
-		t.Fatalf("stderr %q: want the fallback explained", s.out)
 	}
 }
 
@@ -202,11 +144,7 @@ func TestBothExecAsHelpersPassANamesFirstValueOnly(t *testing.T) {
 		if got := helperEnv(t, self, nil, env); got != want {
 			t.Errorf("%s: environment %q, want %q", helperName(h), got, want)
 		}
-		if h == "" {
-			continue
-		}
-		// cellinit-exec given it on a descriptor, as the init does, with
-		// none of its own.
+		// Given it on a descriptor (-env-fd), with none of its own.
 		if got := helperEnv(t, self, env, nil); got != want {
 			t.Errorf("%s -env-fd: environment %q, want %q", helperName(h), got, want)
 		}
@@ -223,7 +161,7 @@ func helperEnv(t *testing.T, helper string, fdEnv, env []string) string {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	args := []string{helper, cellinit.ExecAsArg, "-home"}
+	args := []string{helper, execAsArg, "-home"}
 	files := []uintptr{0, w.Fd(), 2}
 	if fdEnv != nil {
 		f, err := os.CreateTemp(t.TempDir(), "env")
@@ -253,12 +191,12 @@ func helperEnv(t *testing.T, helper string, fdEnv, env []string) string {
 	return strings.Join(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"), " | ")
 }
 
-// cellinit-exec refuses uid or gid 4294967295, (uid_t)-1, which setresuid
+// cellinit exec-as refuses uid or gid 4294967295, (uid_t)-1, which setresuid
 // and setresgid take as "unchanged": the target would keep root.
 func TestCellinitExecRefusesTheUnchangedID(t *testing.T) {
 	helpers(t)
 	for _, user := range []string{"4294967295:2000", "2000:4294967295"} {
-		out, err := exec.Command(execHelperBin, cellinit.ExecAsArg, "-user", user, "--", "/bin/true").CombinedOutput()
+		out, err := exec.Command(initBin, execAsArg, "-user", user, "--", "/bin/true").CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != cellinit.AppStartFailed || !strings.Contains(string(out), `invalid value "`+user+`" for flag -user`) {
 			t.Errorf("-user %s: %v, %q: want status %d and the value refused", user, err, out, cellinit.AppStartFailed)

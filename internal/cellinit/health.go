@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // The liveness checks (issue 16). The agent's health monitoring made a
@@ -67,48 +65,6 @@ func parseCheck(s string) (HealthCheck, error) {
 	return c, nil
 }
 
-// Timeouts of one check, the agent's: a connect or request within a
-// second, a ClientHello answered within two.
-const (
-	appCheckTimeout = time.Second
-	tlsCheckTimeout = 2 * time.Second
-)
-
-// run answers nil when the check passes, else why not, in the words of the
-// agent's own checks.
-func (c HealthCheck) run(hello []byte) error {
-	timeout := appCheckTimeout
-	if c.Kind == CheckTLS {
-		timeout = tlsCheckTimeout
-	}
-	conn, err := net.DialTimeout("tcp", c.Addr, timeout)
-	if err != nil {
-		return c.failed(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	switch c.Kind {
-	case CheckHTTP:
-		return c.failed(HTTPStatus(conn, c.Addr, c.Path, "cellinit"))
-	case CheckTLS:
-		return c.failed(HelloAnswered(conn, hello))
-	}
-	return nil
-}
-
-func (c HealthCheck) failed(err error) error {
-	if err == nil {
-		return nil
-	}
-	switch c.Kind {
-	case CheckHTTP:
-		return fmt.Errorf("http check on http://%s%s: %w", c.Addr, c.Path, err)
-	case CheckTLS:
-		return fmt.Errorf("proxy not ready on %s: %w", c.Addr, err)
-	}
-	return fmt.Errorf("tcp check on %s: %w", c.Addr, err)
-}
-
 // HTTPStatus sends a GET for path and accepts a 2xx status line (a 3xx is
 // not followed: the check reaches the instance and nothing else). It asks
 // no "Connection: close": the caller closes conn after the status line,
@@ -163,45 +119,4 @@ func HelloAnswered(conn net.Conn, hello []byte) error {
 		return errors.New("the proxy answered a ClientHello with a TLS alert")
 	}
 	return fmt.Errorf("the proxy answered a ClientHello with a record of type %d", hdr[0])
-}
-
-// checkAll runs the checks in order and answers the first failure's
-// reason, "" when all pass.
-func checkAll(checks []HealthCheck, hello []byte) string {
-	for _, c := range checks {
-		if err := c.run(hello); err != nil {
-			return err.Error()
-		}
-	}
-	return ""
-}
-
-// readHello reads the ClientHello file (at most 16 KB: one TLS record).
-func readHello(path string) ([]byte, error) {
-	if path == "" {
-		return nil, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, 16<<10))
-}
-
-// healthLoop runs the checks every interval, and at once when kicked (the
-// rounds after a proxy restart), and sends each round's answer ("" or the
-// failure) to results; Run's loop writes the state when it changed. It
-// runs for the life of the init, on its own goroutine, so a slow check
-// never holds up signals or reaping; rounds never overlap.
-func healthLoop(interval time.Duration, checks []HealthCheck, hello []byte, kick <-chan struct{}, results chan<- string) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-kick:
-		}
-		results <- checkAll(checks, hello)
-	}
 }

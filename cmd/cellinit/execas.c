@@ -1,12 +1,12 @@
 /*
- * cellinit-exec is cellinit's exec-as helper as a small static C program:
- * what `cellinit exec-as` (internal/cellinit/execas.go, ExecAs) does, with
- * the same command line, the same order of steps and the same error
- * messages, without starting a second Go runtime per app start (issue 16:
- * ~3 ms of CPU per start under load, against well under 1 ms for this).
+ * execas.c holds the exec-as steps cellinit (cellinit.c, which includes
+ * this file) runs in each child it forks before it execs the app or the
+ * proxy: exec_as. It was the separate cellinit-exec helper of the Go init
+ * (issue 16), whose command line it keeps as `cellinit exec-as`, so that
+ * the steps can be tested on their own:
  *
- *   cellinit-exec exec-as [-user UID:GID] [-nofile SOFT:HARD] [-drop-caps]
- *                         [-home] [-dir DIR] [-env-fd N] -- COMMAND [ARG...]
+ *   cellinit exec-as [-user UID:GID] [-nofile SOFT:HARD] [-drop-caps]
+ *                    [-home] [-dir DIR] [-env-fd N] -- COMMAND [ARG...]
  *
  * In this order: the file limit; HOME from the container's /etc/passwd
  * (runc's rule); no_new_privs; with -drop-caps an empty bounding set; the
@@ -14,16 +14,11 @@
  * for -drop-caps or a non-root user; the working directory; COMMAND looked
  * up in the environment's PATH as Go's exec.LookPath does (as the target's
  * user, after setuid); exec with the environment it was given (its own,
- * or with -env-fd the NUL-terminated entries read from descriptor N: the
- * init passes the app's so, and starts the helper with none), duplicate
- * names dropped after their first (as Go's os.Environ does). On an error it
- * writes the reason to descriptor 3 (the init reads it; close-on-exec, so
- * the init reads EOF on success) and to stderr, and exits 127.
- *
- * Built by scripts/lib.sh build_binaries (cc -static); the agent mounts it
- * into each container next to cellinit, and cellinit falls back on its own
- * exec-as where it is not installed. internal/cellinit's tests run every
- * exec-as case against both.
+ * or with -env-fd the NUL-terminated entries read from descriptor N),
+ * duplicate names dropped after their first (as Go's os.Environ does). On
+ * an error it writes the reason to descriptor 3 (the init reads it;
+ * close-on-exec, so the init reads EOF on success) and to stderr, and
+ * exits 127.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -363,14 +358,73 @@ static char *look_path(const char *file, char **env) {
 	return NULL;
 }
 
-int main(int argc, char **argv) {
+/* exec_as is the helper's work once its command line is read: in the
+ * order the header says, the file limit (soft and hard, unless both are
+ * 0), HOME (home), no_new_privs, the bounding set (drop_caps), the user
+ * (user), the capability sets, the working directory (dir, unless NULL or
+ * empty), then exec of target with env. It never returns: an error ends
+ * the process through fail. */
+static void exec_as(int user, uint64_t uid, uint64_t gid, int nofile, uint64_t soft, uint64_t hard, int drop_caps,
+		    int home, const char *dir, char **src_env, char **target) __attribute__((noreturn));
+static void exec_as(int user, uint64_t uid, uint64_t gid, int nofile, uint64_t soft, uint64_t hard, int drop_caps,
+		    int home, const char *dir, char **src_env, char **target) {
+	if (nofile && (soft != 0 || hard != 0)) {
+		struct rlimit rl = {.rlim_cur = soft, .rlim_max = hard};
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			fail("set file limit %llu:%llu: %s", (unsigned long long)soft, (unsigned long long)hard, errstr(errno));
+	}
+	const char *home_dir = NULL;
+	if (home)
+		home_dir = home_of("/etc/passwd", user ? uid : (uint64_t)getuid());
+	char **env = build_env(src_env, home_dir);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		fail("set no_new_privs: %s", errstr(errno));
+	if (drop_caps) {
+		for (int c = 0; c < 64; c++) {
+			if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) == 0)
+				continue;
+			if (errno == EINVAL)
+				break; /* past the kernel's last capability */
+			fail("drop capability %d from the bounding set: %s", c, errstr(errno));
+		}
+	}
+	if (user) {
+		/* The raw system calls: glibc's wrappers would signal every
+		 * thread, and there is only this one. */
+		if (syscall(SYS_setgroups, 0, NULL) != 0)
+			fail("setgroups: %s", errstr(errno));
+		if (syscall(SYS_setresgid, (gid_t)gid, (gid_t)gid, (gid_t)gid) != 0)
+			fail("setgid %llu: %s", (unsigned long long)gid, errstr(errno));
+		if (syscall(SYS_setresuid, (uid_t)uid, (uid_t)uid, (uid_t)uid) != 0)
+			fail("setuid %llu: %s", (unsigned long long)uid, errstr(errno));
+	}
+	if (drop_caps || getuid() != 0) {
+		/* setuid away from 0 empties the permitted and effective sets but
+		 * keeps the inheritable one; this empties them all (and the
+		 * ambient set with them). */
+		struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+		struct __user_cap_data_struct none[2];
+		memset(none, 0, sizeof none);
+		if (syscall(SYS_capset, &hdr, none) != 0)
+			fail("clear capabilities: %s", errstr(errno));
+	}
+	if (dir && dir[0] != '\0' && chdir(dir) != 0)
+		fail("chdir %s: %s", dir, errstr(errno));
+	char *path = look_path(target[0], env);
+	(void)fcntl(ERR_FD, F_SETFD, FD_CLOEXEC);
+	execve(path, target, env);
+	fail("exec %s: %s", path, errstr(errno));
+}
+
+/* exec_as_main is `cellinit exec-as ...` (cellinit.c's main calls it). */
+static int exec_as_main(int argc, char **argv) {
 	const char *user = NULL, *nofile = NULL, *dir = NULL;
 	int drop_caps = 0, home = 0, env_fd = -1;
 	uint64_t uid = 0, gid = 0, soft = 0, hard = 0;
 
 	if (argc < 2 || strcmp(argv[1], "exec-as") != 0)
 		fail("exec-as: usage: %s exec-as [-user UID:GID] [-nofile SOFT:HARD] [-drop-caps] [-home] [-dir DIR] [-env-fd N] -- COMMAND [ARG...]",
-		     argc > 0 ? argv[0] : "cellinit-exec");
+		     argc > 0 ? argv[0] : "cellinit");
 	int i = 2;
 	for (; i < argc; i++) {
 		const char *a = argv[i];
@@ -430,52 +484,6 @@ int main(int argc, char **argv) {
 	if (i >= argc)
 		fail("exec-as: no command");
 	char **target = argv + i;
-
-	if (nofile && (soft != 0 || hard != 0)) {
-		struct rlimit rl = {.rlim_cur = soft, .rlim_max = hard};
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			fail("set file limit %llu:%llu: %s", (unsigned long long)soft, (unsigned long long)hard, errstr(errno));
-	}
-	const char *home_dir = NULL;
-	if (home)
-		home_dir = home_of("/etc/passwd", user ? uid : (uint64_t)getuid());
-	char **env = build_env(env_fd >= 0 ? read_env(env_fd) : environ, home_dir);
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		fail("set no_new_privs: %s", errstr(errno));
-	if (drop_caps) {
-		for (int c = 0; c < 64; c++) {
-			if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) == 0)
-				continue;
-			if (errno == EINVAL)
-				break; /* past the kernel's last capability */
-			fail("drop capability %d from the bounding set: %s", c, errstr(errno));
-		}
-	}
-	if (user) {
-		/* The raw system calls: glibc's wrappers would signal every
-		 * thread, and there is only this one. */
-		if (syscall(SYS_setgroups, 0, NULL) != 0)
-			fail("setgroups: %s", errstr(errno));
-		if (syscall(SYS_setresgid, (gid_t)gid, (gid_t)gid, (gid_t)gid) != 0)
-			fail("setgid %llu: %s", (unsigned long long)gid, errstr(errno));
-		if (syscall(SYS_setresuid, (uid_t)uid, (uid_t)uid, (uid_t)uid) != 0)
-			fail("setuid %llu: %s", (unsigned long long)uid, errstr(errno));
-	}
-	if (drop_caps || getuid() != 0) {
-		/* setuid away from 0 empties the permitted and effective sets but
-		 * keeps the inheritable one; this empties them all (and the
-		 * ambient set with them). */
-		struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
-		struct __user_cap_data_struct none[2];
-		memset(none, 0, sizeof none);
-		if (syscall(SYS_capset, &hdr, none) != 0)
-			fail("clear capabilities: %s", errstr(errno));
-	}
-	if (dir && dir[0] != '\0' && chdir(dir) != 0)
-		fail("chdir %s: %s", dir, errstr(errno));
-	char *path = look_path(target[0], env);
-	(void)fcntl(ERR_FD, F_SETFD, FD_CLOEXEC);
-	execve(path, target, env);
-	fail("exec %s: %s", path, errstr(errno));
-	return START_FAILED;
+	exec_as(user != NULL, uid, gid, nofile != NULL, soft, hard, drop_caps, home, dir,
+		env_fd >= 0 ? read_env(env_fd) : environ, target);
 }

@@ -235,6 +235,14 @@ func TestProxyIsRestartedThenGivenUpAfterMaxRestarts(t *testing.T) {
 		StateDir: dir, MaxRestarts: 2,
 	})
 	s.waitLine(t, "ready")
+	// The delay before each restart doubles from 500 ms (the agent's
+	// supervisor's policy).
+	for failures, wantMS := range map[int]int64{1: 500, 2: 1000} {
+		st := readState(t, dir, func(st cellinit.ProxyState) bool { return st.Failures >= failures })
+		if st.Failures == failures && (st.Phase != cellinit.PhaseExited || st.RestartInMS != wantMS) {
+			t.Fatalf("state %+v: want exited with a restart in %d ms after %d exits", st, wantMS, failures)
+		}
+	}
 	st := readState(t, dir, func(st cellinit.ProxyState) bool { return st.Phase == cellinit.PhaseFailed })
 	if st.Failures != 3 || st.Status != 3 || st.PID != 0 {
 		t.Fatalf("state %+v: want failed after 3 exits with status 3", st)
@@ -253,6 +261,51 @@ func TestProxyIsRestartedThenGivenUpAfterMaxRestarts(t *testing.T) {
 	if got, _ := s.wait(t); got != 128+int(syscall.SIGTERM) {
 		t.Fatalf("status %d", got)
 	}
+}
+
+// A state write that fails (here: the directory is gone) is tried again
+// a second later, so that the agent learns of the change it missed.
+func TestAFailedStateWriteIsRetried(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	gate := filepath.Join(t.TempDir(), "exit-now")
+	s := start(t, cellinit.Config{
+		App:      app(`echo ready; exec sleep 100`),
+		Proxy:    app(`while [ ! -e ` + gate + ` ]; do sleep 0.05; done; exit 7`),
+		StateDir: dir, MaxRestarts: 0,
+	})
+	s.waitLine(t, "ready")
+	readState(t, dir, func(st cellinit.ProxyState) bool { return st.Phase == cellinit.PhaseRunning })
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(s.out.String(), "cellinit: write proxy state") })
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st := readState(t, dir, func(st cellinit.ProxyState) bool { return st.Phase != "" })
+	if st.Phase != cellinit.PhaseFailed || st.Status != 7 || st.Failures != 1 {
+		t.Fatalf("state %+v: want the proxy's failure written again", st)
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	s.wait(t)
+}
+
+// waitFor polls cond for up to 20 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 400 {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("condition never met")
 }
 
 func TestARestartedProxyIsReportedWithItsNewPid(t *testing.T) {

@@ -60,6 +60,10 @@ type ProcessInit struct {
 	// Path is the init's executable in the container (a hook mounts it).
 	Path   string
 	Config cellinit.Config
+	// AppEnvHostPath, with Config.AppEnv (the same file in the
+	// container), is where the runtime writes the app's environment on
+	// the host; the init then runs with a fixed environment of its own.
+	AppEnvHostPath string
 }
 
 // TaskStatus is what containerd reports of a container's task.

@@ -80,13 +80,17 @@ func (f filesHook) setupInit(inst *containerstore.Instance) ([]containerstore.Mo
 		// The app's log is in the same directory (containerstore.LogPath):
 		// the init writes it, and the runtime starts no logging process.
 		AppLog: InitRunDir + "/" + executor.LogSourceApp + ".log", AppLogMaxBytes: h.cfg.LogMaxBytes,
-		StateDir: InitRunDir, MaxRestarts: h.cfg.MaxRestarts,
+		StateDir: InitRunDir, MaxRestarts: h.cfg.MaxRestarts, AppEnv: InitRunDir + "/" + appEnvFile,
 	}
 	if err := f.initHealth(inst, dir, &cfg); err != nil {
 		return nil, nil, err
 	}
-	return mounts, &containerstore.ProcessInit{Path: InitPath, Config: cfg}, nil
+	return mounts, &containerstore.ProcessInit{Path: InitPath, Config: cfg, AppEnvHostPath: filepath.Join(dir, appEnvFile)}, nil
 }
+
+// appEnvFile holds, in an instance's run directory, the app's environment
+// from the container's creation until cellinit read it (it removes it).
+const appEnvFile = "app.env"
 
 // healthHelloFile holds, in an instance's run directory, the ClientHello
 // cellinit's tls checks send.

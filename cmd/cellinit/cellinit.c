@@ -69,6 +69,7 @@ static struct config {
 	int app_home;
 	const char *app_log;
 	int64_t app_log_max;
+	const char *app_env; /* file of the app's environment (NUL-separated), removed once read */
 	char **proxy;
 	int nproxy;
 	int proxy_user;
@@ -139,10 +140,12 @@ static void buf_printf(struct buf *b, const char *fmt, ...) {
 	free(big);
 }
 
-/* quote is Go's %q of s, near enough for messages. */
-static void buf_quote(struct buf *b, const char *s) {
+static int utf8_len(const unsigned char *p, size_t avail);
+
+/* buf_quote is Go's %q of the n bytes at s, near enough for messages. */
+static void buf_quote(struct buf *b, const char *s, size_t n) {
 	buf_add(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s, *end = p + n; p < end; p++) {
 		if (*p == '"' || *p == '\\') {
 			char e[2] = {'\\', (char)*p};
 			buf_add(b, e, 2);
@@ -154,6 +157,14 @@ static void buf_quote(struct buf *b, const char *s) {
 			buf_add(b, "\\t", 2);
 		} else if (*p < 0x20 || *p == 0x7f) {
 			buf_printf(b, "\\x%02x", *p);
+		} else if (*p >= 0x80) {
+			int k = utf8_len(p, (size_t)(end - p));
+			if (k == 0) {
+				buf_printf(b, "\\x%02x", *p);
+			} else {
+				buf_add(b, (const char *)p, (size_t)k);
+				p += k - 1;
+			}
 		} else {
 			buf_add(b, (const char *)p, 1);
 		}
@@ -469,7 +480,7 @@ static int parse_args(int argc, char **argv) {
 			*(IS("app-home") ? &cfg.app_home : &cfg.proxy_drop_caps) = on;
 			continue;
 		}
-		static const char *known[] = {"app-user", "app-nofile", "app-log", "app-log-max-bytes", "proxy", "proxy-user",
+		static const char *known[] = {"app-user", "app-nofile", "app-log", "app-log-max-bytes", "app-env", "proxy", "proxy-user",
 					      "proxy-nofile", "proxy-log", "proxy-log-max-bytes", "state-dir", "max-restarts",
 					      "health-interval", "health-check", "health-hello", NULL};
 		int found = 0;
@@ -499,6 +510,8 @@ static int parse_args(int argc, char **argv) {
 			ok = pair(value, &cfg.app_soft, &cfg.app_hard) == 0;
 		} else if (IS("app-log")) {
 			cfg.app_log = value;
+		} else if (IS("app-env")) {
+			cfg.app_env = value;
 		} else if (IS("app-log-max-bytes")) {
 			ok = parse_i64(value, &cfg.app_log_max) == 0;
 		} else if (IS("proxy")) {
@@ -516,7 +529,8 @@ static int parse_args(int argc, char **argv) {
 		} else if (IS("max-restarts")) {
 			ok = parse_i64(value, &cfg.max_restarts) == 0 && cfg.max_restarts >= INT32_MIN && cfg.max_restarts <= INT32_MAX;
 		} else if (IS("health-interval")) {
-			ok = parse_duration(value, &cfg.health_interval) == 0;
+			/* At most ~73 years: the timers add it to the monotonic clock. */
+			ok = parse_duration(value, &cfg.health_interval) == 0 && cfg.health_interval < (INT64_MAX >> 3);
 			cfg.health_interval_arg = value;
 		} else if (IS("health-check")) {
 			cfg.checks = realloc(cfg.checks, sizeof *cfg.checks * (size_t)(cfg.nchecks + 1));
@@ -571,9 +585,41 @@ static struct state {
 	char *unhealthy;
 } st = {.phase = ""};
 
+/* utf8_len answers the length of the valid UTF-8 sequence at p (1-4, in
+ * at most avail bytes), or 0 where p holds none (where Go's
+ * utf8.DecodeRune answers RuneError of width 1). */
+static int utf8_len(const unsigned char *p, size_t avail) {
+	if (p[0] < 0x80)
+		return 1;
+	int n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : 0;
+	if (n == 0 || (n == 3 && p[0] > 0xef) || (size_t)n > avail)
+		return 0;
+	for (int i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	unsigned cp = n == 2 ? (p[0] & 0x1fu) << 6 | (p[1] & 0x3fu)
+		      : n == 3 ? (p[0] & 0x0fu) << 12 | (p[1] & 0x3fu) << 6 | (p[2] & 0x3fu)
+			       : (p[0] & 0x07u) << 18 | (p[1] & 0x3fu) << 12 | (p[2] & 0x3fu) << 6 | (p[3] & 0x3fu);
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* json_string writes s as a JSON string, as encoding/json does: invalid
+ * UTF-8 as U+FFFD, <, > and & escaped. */
 static void json_string(struct buf *b, const char *s) {
 	buf_add(b, "\"", 1);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p >= 0x80) {
+			int n = utf8_len(p, strlen((const char *)p));
+			if (n == 0) {
+				buf_add(b, "\\ufffd", 6);
+			} else {
+				buf_add(b, (const char *)p, (size_t)n);
+				p += n - 1;
+			}
+			continue;
+		}
 		switch (*p) {
 		case '"':
 			buf_add(b, "\\\"", 2);
@@ -635,7 +681,7 @@ static int write_state_file(void) {
 	snprintf(path, sizeof path, "%s/%s", cfg.state_dir, STATE_FILE);
 	int fd = -1, e = 0;
 	for (int try = 0; try < 100 && fd < 0; try++) {
-		snprintf(tmp, sizeof tmp, "%s/.%s.tmp-%u", cfg.state_dir, STATE_FILE, (unsigned)(now_ns() ^ (getpid() << 16)) + (unsigned)try);
+		snprintf(tmp, sizeof tmp, "%s/.%s.tmp-%u", cfg.state_dir, STATE_FILE, (unsigned)now_ns() ^ ((unsigned)getpid() << 16) ^ (unsigned)try);
 		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0 && errno != EEXIST)
 			break;
@@ -748,8 +794,9 @@ static int spawn(const struct target *t, const int fds[3], char *err, size_t err
 		return -1;
 	}
 	if (pid == 0) {
-		/* The child: default signal handling, nothing blocked (an
-		 * ignored or blocked signal would stay so across exec). */
+		/* The child: default signal handling and the signal mask the
+		 * init was started with, as Go's ForkExec gave them (an ignored
+		 * or blocked signal would stay so across exec). */
 		struct sigaction dfl = {.sa_handler = SIG_DFL};
 		for (int s = 1; s < NSIG; s++)
 			(void)sigaction(s, &dfl, NULL);
@@ -769,6 +816,11 @@ static int spawn(const struct target *t, const int fds[3], char *err, size_t err
 				(void)!write(hi[3], msg, (size_t)n);
 			_exit(APP_START_FAILED);
 		}
+		/* Nothing else reaches the target: the init's own descriptors
+		 * are close-on-exec, but one it inherited open may not be. */
+		if (syscall(SYS_close_range, 4U, ~0U, 0) != 0)
+			for (int fd = 4; fd < 4096; fd++)
+				close(fd);
 		exec_as(t->user, t->uid, t->gid, t->nofile, t->soft, t->hard, t->drop_caps, t->home, t->dir, t->env, t->argv);
 	}
 	close(p[1]);
@@ -1012,33 +1064,39 @@ static void check_connected(const struct check *c) {
 
 /* check_status judges an http check's status line (HTTPStatus). */
 static void check_status(const struct check *c) {
-	char *line = round_.in;
-	line[round_.got] = '\0';
-	char *nl = strchr(line, '\n');
-	if (nl)
-		*nl = '\0';
-	size_t n = strlen(line);
-	while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n'))
-		line[--n] = '\0';
-	char *sp = strchr(line, ' ');
-	char code[32] = "";
-	if (sp) {
-		char *sp2 = strchr(sp + 1, ' ');
-		size_t cl = sp2 ? (size_t)(sp2 - sp - 1) : strlen(sp + 1);
-		if (cl < sizeof code)
-			memcpy(code, sp + 1, cl), code[cl] = '\0';
+	/* The line up to its '\n', with an explicit length: a NUL byte in it
+	 * is part of it, as for Go. */
+	const char *line = round_.in;
+	const char *nl = memchr(line, '\n', round_.got);
+	size_t n = nl ? (size_t)(nl - line) : round_.got;
+	while (n > 0 && line[n - 1] == '\r')
+		n--;
+	/* proto SP code [SP ...]; the code as strconv.Atoi takes it: an
+	 * optional sign and one or more digits, nothing else. */
+	const char *sp = memchr(line, ' ', n);
+	const char *code = sp ? sp + 1 : line + n;
+	const char *code_end = sp ? memchr(code, ' ', (size_t)(line + n - code)) : NULL;
+	if (!code_end)
+		code_end = line + n;
+	const char *d = code + (code < code_end && (*code == '+' || *code == '-'));
+	int ok = n >= 5 && memcmp(line, "HTTP/", 5) == 0 && sp && d < code_end && code_end - d <= 9;
+	long status = 0;
+	for (const char *q = d; ok && q < code_end; q++) {
+		if (*q < '0' || *q > '9')
+			ok = 0;
+		else
+			status = status * 10 + (*q - '0');
 	}
-	char *end;
-	errno = 0;
-	long status = strtol(code, &end, 10);
-	if (strncmp(line, "HTTP/", 5) != 0 || !sp || code[0] == '\0' || *end || errno || (code[0] == ' ')) {
+	if (!ok) {
 		struct buf b = {0};
 		buf_add(&b, "malformed status line ", 22);
-		buf_quote(&b, line);
+		buf_quote(&b, line, n);
 		check_failed(c, b.p);
 		free(b.p);
 		return;
 	}
+	if (*code == '-')
+		status = -status;
 	if (status / 100 != 2) {
 		char why[64];
 		snprintf(why, sizeof why, "status %ld", status);
@@ -1245,6 +1303,53 @@ static int app_failed(const char *why) {
 	return APP_START_FAILED;
 }
 
+/* load_app_env reads the app's environment from path (NUL-terminated
+ * entries, at most 16 MB) and removes the file: the agent starts the init
+ * with a fixed environment of its own, so that the C library's start-up
+ * code, run as root, never reads the app's variables (GLIBC_TUNABLES and
+ * the like), and hands the app's over in this file, 0600, root's. 0 or an
+ * errno. */
+static int load_app_env(const char *path, char ***out) {
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno;
+	struct buf b = {0};
+	char chunk[65536];
+	for (;;) {
+		ssize_t r = read(fd, chunk, sizeof chunk);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			close(fd);
+			free(b.p);
+			return e;
+		}
+		if (r == 0)
+			break;
+		if (b.len + (size_t)r > ENV_MAX) {
+			close(fd);
+			free(b.p);
+			return EFBIG;
+		}
+		buf_add(&b, chunk, (size_t)r);
+	}
+	close(fd);
+	(void)unlink(path);
+	size_t n = 0;
+	for (size_t i = 0; i < b.len; i++)
+		n += b.p[i] == '\0';
+	char **env = calloc(n + 2, sizeof *env);
+	if (!env)
+		return ENOMEM;
+	size_t m = 0;
+	for (size_t at = 0; at < b.len; at += strlen(b.p + at) + 1)
+		env[m++] = b.p + at; /* a last entry without its NUL ends at buf_add's */
+	env[m] = NULL;
+	*out = env;
+	return 0;
+}
+
 static int exit_status(int ws) { return WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : WEXITSTATUS(ws); }
 
 static void stop_proxy(void) {
@@ -1310,9 +1415,20 @@ static int run(void) {
 		app_out = p[0], app_w = p[1];
 		fds[1] = fds[2] = app_w;
 	}
+	char **app_env = environ;
+	if (cfg.app_env && *cfg.app_env) {
+		int e = load_app_env(cfg.app_env, &app_env);
+		if (e) {
+			if (app_w >= 0)
+				close(app_w);
+			char why[PATH_MAX + 128];
+			snprintf(why, sizeof why, "read the app's environment %s: %s", cfg.app_env, errstr(e));
+			return app_failed(why);
+		}
+	}
 	struct target app = {.user = cfg.app_user, .uid = cfg.app_uid, .gid = cfg.app_gid,
 			     .nofile = cfg.app_soft != 0 || cfg.app_hard != 0, .soft = cfg.app_soft, .hard = cfg.app_hard,
-			     .home = cfg.app_home, .env = environ, .argv = cfg.app};
+			     .home = cfg.app_home, .env = app_env, .argv = cfg.app};
 	char err[4096];
 	app_pid = spawn(&app, fds, err, sizeof err);
 	if (app_w >= 0)
@@ -1351,19 +1467,22 @@ static int run(void) {
 		int timeout = -1;
 		if (wake) {
 			int64_t left = wake - now_ns();
-			timeout = left <= 0 ? 0 : (int)((left + MS - 1) / MS);
+			timeout = left <= 0 ? 0 : left / MS >= INT_MAX ? INT_MAX : (int)((left + MS - 1) / MS);
 		}
 		int r = poll(pfd, (nfds_t)n, timeout);
-		if (r < 0 && errno != EINTR)
-			return 1;
+		if (r < 0) {
+			if (errno != EINTR)
+				usleep(10000); /* ENOMEM: try again, the app runs on */
+			continue;
+		}
 		int64_t now = now_ns();
 		if (r > 0 && (pfd[at_sig].revents & POLLIN)) {
 			struct signalfd_siginfo si;
 			int exited = 0, status = 0;
-			while (read(sfd, &si, sizeof si) == sizeof si) {
+			while (!exited && read(sfd, &si, sizeof si) == sizeof si) {
 				if ((int)si.ssi_signo == SIGCHLD)
-					exited |= reap(&status);
-				else if (app_pid > 0)
+					exited = reap(&status);
+				else
 					kill(app_pid, (int)si.ssi_signo);
 			}
 			if (exited) {
@@ -1412,6 +1531,11 @@ static int run(void) {
 }
 
 int main(int argc, char **argv) {
+	/* Descriptors 0-2 open, on /dev/null where closed: else the init's
+	 * own would take those numbers and reach the app. */
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+			return APP_START_FAILED;
 	if (argc > 1 && strcmp(argv[1], "exec-as") == 0)
 		return exec_as_main(argc, argv);
 	app_log.fd = -1;

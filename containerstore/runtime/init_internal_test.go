@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -77,5 +79,38 @@ func TestWithInitGivesTheInitOnlyWhatItKeepsUnlessTheAppIsRoot(t *testing.T) {
 		if tc.uid != 0 && len(c.Inheritable)+len(c.Ambient) != 0 {
 			t.Errorf("app uid %d: the init keeps inheritable %v, ambient %v", tc.uid, c.Inheritable, c.Ambient)
 		}
+	}
+}
+
+// Issue 16: with AppEnvHostPath the init runs with runc's default PATH
+// alone and the app's environment goes to it in that file (0600, each
+// entry NUL-terminated): the C library's start-up code of the root init
+// never reads the app's variables.
+func TestWithInitHandsTheAppsEnvironmentOverInAFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "app.env")
+	s := specWithCaps()
+	s.Process.Args = []string{"/app/server"}
+	s.Process.User = specs.User{UID: 2000, GID: 2000}
+	s.Process.Env = []string{"PATH=/bin", "GLIBC_TUNABLES=glibc.malloc.check=3", "SECRET=x y"}
+	in := containerstore.ProcessInit{Path: "/etc/cf-assets/cellinit", AppEnvHostPath: file,
+		Config: cellinit.Config{Proxy: []string{"/etc/cf-assets/envoy"}, AppEnv: "/etc/cf-assets/cellinit-run/app.env"}}
+	if err := withInit(in)(context.Background(), nil, nil, s); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.Process.Env, []string{initPath}) {
+		t.Fatalf("init environment %q: want runc's PATH alone", s.Process.Env)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != "PATH=/bin\x00GLIBC_TUNABLES=glibc.malloc.check=3\x00SECRET=x y\x00" {
+		t.Fatalf("env file %q", b)
+	}
+	if st, _ := os.Stat(file); st.Mode().Perm() != 0o600 {
+		t.Fatalf("env file mode %v, want 0600", st.Mode())
+	}
+	if got, _ := cellinit.Parse(s.Process.Args[1:]); got.AppEnv != in.Config.AppEnv || !got.AppHome {
+		t.Fatalf("init config %+v: want the file named and HOME by the app's environment", got)
 	}
 }

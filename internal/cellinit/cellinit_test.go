@@ -575,3 +575,65 @@ func TestAppOutputLeftInThePipeIsCopiedBeforeTheInitExits(t *testing.T) {
 		t.Errorf("the log got %d bytes, want %d: output left in the pipe was lost", n, size)
 	}
 }
+
+// With AppEnv the app's environment comes from that file, which the init
+// removes, and none of the init's own reaches the app.
+func TestTheAppsEnvironmentComesFromItsFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "app.env")
+	if err := os.WriteFile(file, []byte("PATH=/usr/bin:/bin\x00FROM_FILE=yes y\x00"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CELLINIT_TEST_INIT_ONLY", "leak")
+	s := start(t, cellinit.Config{App: app(`echo "file=$FROM_FILE init=$CELLINIT_TEST_INIT_ONLY"; echo done`), AppEnv: file})
+	s.waitLine(t, "file=yes y init=")
+	if status, _ := s.wait(t); status != 0 {
+		t.Fatalf("status %d", status)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("the environment file is still there (%v)", err)
+	}
+	// A file that cannot be read is a start failure.
+	state := t.TempDir()
+	s = start(t, cellinit.Config{App: app(`echo ran`), AppEnv: filepath.Join(dir, "gone"), StateDir: state})
+	if status, _ := s.wait(t); status != cellinit.AppStartFailed {
+		t.Fatalf("status %d, want %d", status, cellinit.AppStartFailed)
+	}
+	if st, _ := cellinit.ReadState(state); !strings.Contains(st.AppError, "read the app's environment") {
+		t.Fatalf("state %+v", st)
+	}
+}
+
+// Only the descriptors 0, 1 and 2 reach the app: one the init inherited
+// open stays with it, and a closed 0 is /dev/null for the app, not one of
+// the init's own.
+func TestOnlyDescriptors0To2ReachTheApp(t *testing.T) {
+	extra, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	cmd := exec.Command(initBin, cellinit.Config{App: app(`ls -l /proc/$$/fd | grep -c -- '->'; readlink /proc/$$/fd/0`)}.Args()...)
+	cmd.ExtraFiles = []*os.File{extra} // fd 3 of the init, not close-on-exec
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = w
+	// fd 0 closed: os/exec would give /dev/null, so start it by hand.
+	pid, err := syscall.ForkExec(initBin, append([]string{initBin}, cmd.Args[1:]...), &syscall.ProcAttr{
+		Env: []string{"PATH=/usr/bin:/bin"}, Files: []uintptr{^uintptr(0), w.Fd(), 2, extra.Fd()}})
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(r)
+	var ws syscall.WaitStatus
+	_, _ = syscall.Wait4(pid, &ws, 0, nil)
+	lines := strings.Fields(string(out))
+	// ls's own descriptor for /proc/PID/fd is the shell's child's, not
+	// the shell's: 0, 1, 2 are all the shell has.
+	if len(lines) != 2 || lines[0] != "3" || lines[1] != "/dev/null" {
+		t.Fatalf("the app's descriptors: %q, want 3 of them and /dev/null as 0", out)
+	}
+}

@@ -32,6 +32,13 @@ type Config struct {
 	// on the init's own stdout and stderr.
 	AppLog         string
 	AppLogMaxBytes int64
+	// AppEnv is a file holding the app's environment (each entry followed
+	// by a NUL), which the init reads and removes at its start; empty
+	// gives the app the init's own. The agent starts the init with a
+	// fixed environment and the app's in this file, so that the C
+	// library's start-up code, run as root, never reads the app's
+	// variables (GLIBC_TUNABLES and the like).
+	AppEnv string
 
 	// Proxy is the proxy's argv; empty runs no proxy.
 	Proxy     []string
@@ -90,6 +97,9 @@ func (c Config) Args() []string {
 	if c.AppLog != "" {
 		a = append(a, "-app-log", c.AppLog, "-app-log-max-bytes", strconv.FormatInt(c.AppLogMaxBytes, 10))
 	}
+	if c.AppEnv != "" {
+		a = append(a, "-app-env", c.AppEnv)
+	}
 	for _, p := range c.Proxy {
 		a = append(a, "-proxy", p)
 	}
@@ -135,6 +145,7 @@ func Parse(args []string) (Config, error) {
 	fs.BoolVar(&c.AppHome, "app-home", false, "set HOME to the app user's home")
 	fs.StringVar(&c.AppLog, "app-log", "", "the app's log file")
 	fs.Int64Var(&c.AppLogMaxBytes, "app-log-max-bytes", 0, "cap of the app's log file")
+	fs.StringVar(&c.AppEnv, "app-env", "", "file of the app's environment, read and removed at the start")
 	fs.Func("proxy", "one argument of the proxy's argv (repeated, in order)", func(s string) error {
 		c.Proxy = append(c.Proxy, s)
 		return nil

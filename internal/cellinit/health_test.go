@@ -2,6 +2,7 @@ package cellinit_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cellagent/cellagent/internal/cellinit"
 )
@@ -253,5 +255,53 @@ func TestHTTPStatusClosesFirst(t *testing.T) {
 	conn.Close()
 	if err := <-served; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The http check reads the status line as the agent's own check
+// (HTTPStatus) does, whatever bytes the app answers: a code with a
+// leading tab or a NUL after it is malformed, and the state file stays
+// valid UTF-8 JSON when the line is not UTF-8.
+func TestAnHTTPCheckJudgesOddStatusLinesAsTheAgentDoes(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{"HTTP/1.1 \t200 OK", `malformed status line "HTTP/1.1 \t200 OK"`},
+		{"HTTP/1.1 200\x00junk", `malformed status line "HTTP/1.1 200\x00junk"`},
+		{"\xff\xfe 200", `malformed status line "\xff\xfe 200"`},
+		{"HTTP/1.1 +204 No Content", ""},
+	} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = bufio.NewReader(c).ReadString('\n')
+				_, _ = io.WriteString(c, tc.line+"\r\n\r\n")
+				c.Close()
+			}
+		}()
+		dir := t.TempDir()
+		s := start(t, cellinit.Config{App: app(`echo ready; exec sleep 100`), StateDir: dir, HealthInterval: 20 * time.Millisecond,
+			HealthChecks: []cellinit.HealthCheck{{Kind: cellinit.CheckHTTP, Addr: l.Addr().String(), Path: "/"}}})
+		s.waitLine(t, "ready")
+		want := ""
+		if tc.want != "" {
+			want = "http check on http://" + l.Addr().String() + "/: " + tc.want
+		}
+		st := readState(t, dir, func(st cellinit.ProxyState) bool { return st.HealthChecks && st.Unhealthy == want && st.Seq >= 1 })
+		if want == "" && st.Unhealthy != "" {
+			t.Fatalf("%q: unhealthy %q", tc.line, st.Unhealthy)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, cellinit.StateFile))
+		if err != nil || !utf8.Valid(b) || !json.Valid(b) {
+			t.Fatalf("%q: state file %q (%v): want valid UTF-8 JSON", tc.line, b, err)
+		}
+		_ = s.cmd.Process.Signal(os.Interrupt)
+		s.wait(t)
+		l.Close()
 	}
 }

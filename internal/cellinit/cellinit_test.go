@@ -2,6 +2,7 @@ package cellinit_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cellagent/cellagent/internal/cellinit"
 )
@@ -635,5 +637,23 @@ func TestOnlyDescriptors0To2ReachTheApp(t *testing.T) {
 	// the shell's: 0, 1, 2 are all the shell has.
 	if len(lines) != 2 || lines[0] != "3" || lines[1] != "/dev/null" {
 		t.Fatalf("the app's descriptors: %q, want 3 of them and /dev/null as 0", out)
+	}
+}
+
+// The state file is valid UTF-8 JSON whatever bytes its messages hold:
+// an app path that is not UTF-8 comes back with U+FFFD, as encoding/json
+// writes it.
+func TestTheStateFileIsValidJSONForAnyBytes(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, cellinit.Config{App: []string{"/no/such/app-\xff\xfe"}, StateDir: dir})
+	if status, _ := s.wait(t); status != cellinit.AppStartFailed {
+		t.Fatalf("status %d", status)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, cellinit.StateFile))
+	if err != nil || !utf8.Valid(b) || !json.Valid(b) {
+		t.Fatalf("state file %q (%v): want valid UTF-8 JSON", b, err)
+	}
+	if st, _ := cellinit.ReadState(dir); !strings.Contains(st.AppError, "/no/such/app-\ufffd\ufffd") {
+		t.Fatalf("app error %q", st.AppError)
 	}
 }

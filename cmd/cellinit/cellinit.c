@@ -453,23 +453,13 @@ static int parse_i64(const char *v, int64_t *out) {
  * at once, the checks after the flags are all reported). */
 static int parse_args(int argc, char **argv) {
 	int i = 1;
-	for (; i < argc; i++) {
-		const char *a = argv[i];
-		if (a[0] != '-' || a[1] == '\0')
-			break;
-		if (strcmp(a, "--") == 0) {
-			i++;
-			break;
-		}
-		const char *name = a + (a[1] == '-' ? 2 : 1);
-		if (name[0] == '\0' || name[0] == '-' || name[0] == '=') {
-			bad("bad flag syntax: %s", a);
+	const char *name, *value;
+	size_t nlen;
+	for (int r; (r = next_flag(argc, argv, &i, &name, &nlen, &value)) != 1; i++) {
+		if (r < 0) {
+			bad("bad flag syntax: %s", argv[i]);
 			return -1;
 		}
-		const char *value = strchr(name, '=');
-		size_t nlen = value ? (size_t)(value - name) : strlen(name);
-		if (value)
-			value++;
 #define IS(s) (nlen == strlen(s) && strncmp(name, s, nlen) == 0)
 		if (IS("app-home") || IS("proxy-drop-caps")) {
 			int on = 1;

@@ -416,6 +416,30 @@ static void exec_as(int user, uint64_t uid, uint64_t gid, int nofile, uint64_t s
 	fail("exec %s: %s", path, errstr(errno));
 }
 
+/* next_flag reads argv[*i] as Go's flag package reads a flag: 0 with its
+ * name (nlen bytes, its dashes dropped) and the text after its '=' (NULL
+ * without one); 1 at the first argument that is no flag, *i then the
+ * first operand (past a "--"); -1 for a malformed one ("---x", "-=x"). */
+static int next_flag(int argc, char **argv, int *i, const char **name, size_t *nlen, const char **value) {
+	if (*i >= argc)
+		return 1;
+	const char *a = argv[*i];
+	if (a[0] != '-' || a[1] == '\0')
+		return 1;
+	if (strcmp(a, "--") == 0) {
+		(*i)++;
+		return 1;
+	}
+	*name = a + (a[1] == '-' ? 2 : 1);
+	if ((*name)[0] == '\0' || (*name)[0] == '-' || (*name)[0] == '=')
+		return -1;
+	*value = strchr(*name, '=');
+	*nlen = *value ? (size_t)(*value - *name) : strlen(*name);
+	if (*value)
+		(*value)++;
+	return 0;
+}
+
 /* exec_as_main is `cellinit exec-as ...` (cellinit.c's main calls it). */
 static int exec_as_main(int argc, char **argv) {
 	const char *user = NULL, *nofile = NULL, *dir = NULL;
@@ -426,19 +450,11 @@ static int exec_as_main(int argc, char **argv) {
 		fail("exec-as: usage: %s exec-as [-user UID:GID] [-nofile SOFT:HARD] [-drop-caps] [-home] [-dir DIR] [-env-fd N] -- COMMAND [ARG...]",
 		     argc > 0 ? argv[0] : "cellinit");
 	int i = 2;
-	for (; i < argc; i++) {
-		const char *a = argv[i];
-		if (a[0] != '-' || a[1] == '\0')
-			break;
-		if (strcmp(a, "--") == 0) {
-			i++;
-			break;
-		}
-		const char *name = a + (a[1] == '-' ? 2 : 1);
-		const char *value = strchr(name, '=');
-		size_t nlen = value ? (size_t)(value - name) : strlen(name);
-		if (value)
-			value++;
+	const char *name, *value;
+	size_t nlen;
+	for (int r; (r = next_flag(argc, argv, &i, &name, &nlen, &value)) != 1; i++) {
+		if (r < 0)
+			fail("exec-as: bad flag syntax: %s", argv[i]);
 #define IS(s) (nlen == strlen(s) && strncmp(name, s, nlen) == 0)
 		if (IS("drop-caps") || IS("home")) {
 			int on = 1;

@@ -218,8 +218,8 @@ func TestTheProxyHoldsNoCapabilityWhateverTheInitHeld(t *testing.T) {
 		}
 	}
 	// The init itself, on every thread, kept nothing inheritable or
-	// ambient (restrictSelf's capset empties the ambient set with the
-	// inheritable one, without a call of its own).
+	// ambient (its capset empties the ambient set with the inheritable
+	// one, without a call of its own).
 	for tid, st := range threadStatuses(t, s.cmd.Process.Pid, 1) {
 		for _, k := range []string{"CapInh:", "CapAmb:"} {
 			if st[k] != "0000000000000000" {
